@@ -1,0 +1,295 @@
+"""Load, override, validate and write configs, all driven by `engine.schema`.
+
+Every problem raises ConfigError with one line that names the file, the key,
+the value and what is allowed, before any heavy work (data, torch) starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from engine.errors import ConfigError
+from engine.schema import FIELDS, SECTIONS, Config, FieldSpec
+
+_OVERRIDE_RE = re.compile(r"^(?P<section>[A-Za-z_]\w*)\.(?P<key>[A-Za-z_]\w*)(?:\[(?P<index>\d+)\])?$")
+
+
+# ---------------------------------------------------------------------------
+# presets
+
+def presets_dir() -> Path:
+    """Folder of the shipped presets, in a checkout or an installed package."""
+    try:
+        found = Path(str(resources.files("llmtui.presets")))
+        if found.is_dir():
+            return found
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A TOML path, or the name of a shipped preset (`cpu`, `rtx4060`, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = presets_dir() / f"{name_or_path}.toml"
+    if not path.suffix and preset.is_file():
+        return preset
+    if path.exists():
+        raise ConfigError(f"{path}: is not a file; give a TOML config file or a preset name")
+    names = ", ".join(preset_names())
+    raise ConfigError(f"{name_or_path}: no such config file or preset (presets: {names})")
+
+
+# ---------------------------------------------------------------------------
+# loading
+
+def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str] = (),
+                **settings: Any) -> Config:
+    """Load a config file or preset, apply `section.key=value` overrides and
+    keyword settings given as `section__key=value`, and validate the result."""
+    if name_or_path is None:
+        data: dict[str, Any] = {}
+        origin = "config"
+    else:
+        path = resolve_config_path(name_or_path)
+        data = read_toml(path)
+        origin = str(path)
+    cfg = config_from_dict(data, origin)
+    for text in overrides:
+        apply_override(cfg, text)
+    for key, value in settings.items():
+        section, _, name = key.partition("__")
+        set_value(cfg, section, name, value, origin="argument")
+    validate(cfg, origin)
+    return cfg
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def config_from_dict(data: dict[str, Any], origin: str = "config") -> Config:
+    cfg = Config()
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table of settings")
+        for key, value in table.items():
+            set_value(cfg, section, key, value, origin)
+    return cfg
+
+
+def _did_you_mean(name: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _unknown_key(origin: str, section: str, key: str) -> ConfigError:
+    elsewhere = [f"{s}.{key}" for s, keys in FIELDS.items() if key in keys]
+    if elsewhere:  # right key, wrong section
+        hint = f" (did you mean '{elsewhere[0]}'?)"
+    else:
+        hint = _did_you_mean(key, FIELDS[section])
+        if hint:
+            hint = hint.replace("'", f"'{section}.", 1)
+        else:
+            hint = _did_you_mean(f"{section}.{key}",
+                                 [f"{s}.{k}" for s, keys in FIELDS.items() for k in keys])
+    return ConfigError(f"{origin}: unknown key {section}.{key}{hint}")
+
+
+def set_value(cfg: Config, section: str, key: str, value: Any, origin: str = "config") -> None:
+    if section not in FIELDS:
+        raise ConfigError(f"{origin}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}")
+    if key not in FIELDS[section]:
+        raise _unknown_key(origin, section, key)
+    spec = FIELDS[section][key]
+    setattr(getattr(cfg, section), key, coerce(spec, value, origin))
+
+
+def coerce(spec: FieldSpec, value: Any, origin: str = "config") -> Any:
+    """Check one value against its field; return it in the field's type."""
+
+    def bad(what: str = "") -> ConfigError:
+        shown = _show(value)
+        detail = f" ({what})" if what else ""
+        return ConfigError(f"{origin}: {spec.path} = {shown} is not allowed{detail}; "
+                           f"expected {spec.describe_allowed()}")
+
+    if spec.auto and value == "auto":
+        return value
+    if spec.type is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        return [_coerce_scalar(spec, spec.item_type, item, bad) for item in value]
+    return _coerce_scalar(spec, spec.type, value, bad)
+
+
+def _coerce_scalar(spec: FieldSpec, typ: type, value: Any, bad) -> Any:
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if typ is int:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise bad()
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad()
+    elif typ is str:
+        if not isinstance(value, str):
+            raise bad()
+        if spec.pattern and not re.fullmatch(spec.pattern, value):
+            raise bad()
+    if spec.choices is not None and value not in spec.choices:
+        raise bad()
+    if spec.min is not None:
+        if value < spec.min or (spec.min_exclusive and value == spec.min):
+            raise bad("out of range")
+    if spec.max is not None and value > spec.max:
+        raise bad("out of range")
+    return value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------
+# overrides: section.key=value, values in TOML syntax, bare words as strings
+
+def parse_override_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word or path: take it as a string
+
+
+def apply_override(cfg: Config, text: str) -> None:
+    origin = "--override"
+    key_part, sep, value_text = text.partition("=")
+    key_part = key_part.strip()
+    if not sep:
+        raise ConfigError(f"--override {text}: expected section.key=value")
+    match = _OVERRIDE_RE.match(key_part)
+    if not match:
+        raise ConfigError(f"--override {text}: expected section.key=value or section.key[N]=value")
+    section, key, index = match["section"], match["key"], match["index"]
+    if section not in FIELDS:
+        raise ConfigError(f"{origin}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}")
+    if key not in FIELDS[section]:
+        raise _unknown_key(origin, section, key)
+    value = parse_override_value(value_text.strip())
+    if index is None:
+        set_value(cfg, section, key, value, origin)
+        return
+    spec = FIELDS[section][key]
+    if spec.type is not list:
+        raise ConfigError(f"{origin}: {spec.path} is not a list; drop the [{index}]")
+    items = list(getattr(getattr(cfg, section), key))
+    i = int(index)
+    if i > len(items):
+        raise ConfigError(f"{origin}: {spec.path}[{i}] is past the end of the list "
+                          f"(it has {len(items)} items; use index {len(items)} to append)")
+    if i == len(items):
+        items.append(value)
+    else:
+        items[i] = value
+    set_value(cfg, section, key, items, origin)
+
+
+# ---------------------------------------------------------------------------
+# rules that span several keys
+
+def validate(cfg: Config, origin: str = "config") -> None:
+    m, t, o, s = cfg.model, cfg.training, cfg.optimizer, cfg.scheduler
+
+    def fail(msg: str) -> None:
+        raise ConfigError(f"{origin}: {msg}")
+
+    if m.n_embd % m.n_head:
+        fail(f"model.n_head = {m.n_head} must divide model.n_embd = {m.n_embd}")
+    if m.pos_encoding == "rope" and (m.n_embd // m.n_head) % 2:
+        fail(f"model.pos_encoding = \"rope\" needs an even head size; "
+             f"n_embd / n_head = {m.n_embd // m.n_head}")
+    if len(o.betas) != 2:
+        fail(f"optimizer.betas = {_show(o.betas)} must have exactly 2 numbers [beta1, beta2]")
+    if any(not 0.0 <= b < 1.0 for b in o.betas):
+        fail(f"optimizer.betas = {_show(o.betas)}: each beta must be >= 0 and < 1")
+    if s.min_learning_rate > o.learning_rate:
+        fail(f"scheduler.min_learning_rate = {s.min_learning_rate:g} must not exceed "
+             f"optimizer.learning_rate = {o.learning_rate:g}")
+    if s.decay_steps and s.decay_steps < s.warmup_steps:
+        fail(f"scheduler.decay_steps = {s.decay_steps} must be 0 or >= scheduler.warmup_steps "
+             f"= {s.warmup_steps}")
+    if not cfg.data.source and not cfg.data.sources:
+        fail("data.source is empty; give a text file, a folder, a .bin/.npy file or \"builtin\"")
+    if cfg.eval.sample_tokens and not cfg.eval.sample_prompt:
+        fail("eval.sample_prompt must not be empty when eval.sample_tokens > 0")
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+def config_to_toml(cfg: Config, *, comments: bool = True, header: str | None = None) -> str:
+    """A complete TOML document for `cfg`, each key commented with its help."""
+    import tomlkit
+
+    doc = tomlkit.document()
+    if header:
+        for line in header.splitlines():
+            doc.add(tomlkit.comment(line))
+        doc.add(tomlkit.nl())
+    values = cfg.to_dict()
+    for section, fields in FIELDS.items():
+        table = tomlkit.table()
+        for name, spec in fields.items():
+            item = tomlkit.item(values[section][name])
+            if comments:
+                item.comment(spec.help)
+            table.add(name, item)
+        doc.add(section, table)
+    return tomlkit.dumps(doc)
+
+
+def config_replace(cfg: Config, **settings: Any) -> Config:
+    """A copy of cfg with `section__key=value` settings applied and validated."""
+    new = copy.deepcopy(cfg)
+    for key, value in settings.items():
+        section, _, name = key.partition("__")
+        set_value(new, section, name, value, origin="argument")
+    validate(new)
+    return new

@@ -1,0 +1,267 @@
+"""The config schema: the single source of truth for every setting.
+
+Each section is a dataclass; each field carries its type (the annotation), its
+default, the allowed range or choices and a help string. Validation, the TUI
+forms, `llmtui config --reference` and the README reference table are all
+derived from these definitions, so a setting is described exactly once.
+
+Key names listed in PRODUCT.md ("Names users and scripts rely on") are part of
+the interface: add new keys beside them, never rename them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def spec(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+         choices: tuple | None = None, pattern: str | None = None,
+         allowed: str | None = None, min_exclusive: bool = False, auto: bool = False):
+    """A schema field: default, help text and the allowed values.
+
+    `allowed` is a human description used in error messages when the rule is
+    not a simple range or choice list (for example device strings).
+    `auto` lets the field also take the string "auto" (resolved at run time).
+    """
+    meta = {"help": help, "min": min, "max": max, "choices": choices,
+            "pattern": pattern, "allowed": allowed,
+            "min_exclusive": min_exclusive, "auto": auto}
+    if isinstance(default, (list, tuple)):
+        items = list(default)
+        return field(default_factory=lambda: list(items), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    name: str = spec("llmtui-run", "Run name; the run directory is <out_dir>/<name>.",
+                     pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                     allowed="letters, digits, '.', '_' or '-' (1-100 characters)")
+    out_dir: str = spec("checkpoints", "Folder that holds run directories (relative paths are "
+                        "relative to the current directory).")
+    seed: int = spec(1337, "Seed for model init, batch sampling and dropout.", min=0, max=2**32 - 1)
+    device: str = spec("auto", "Where to train: auto picks CUDA when torch can use it, else CPU.",
+                       pattern=r"^(auto|cpu|cuda|cuda:\d+)$", allowed="auto, cpu, cuda or cuda:N")
+    threads: int = spec(0, "CPU threads for PyTorch's math (0 = one per physical core).",
+                        min=0, max=1024)
+
+
+@dataclass
+class DataConfig:
+    source: str = spec("builtin", "Corpus: a text file, a folder of .txt files, a pre-tokenized "
+                       ".bin/.npy file, or \"builtin\" (Python's bundled documentation, offline).")
+    sources: list[str] = spec([], "More corpora, concatenated after `source` (same kinds as source).")
+    val_source: str = spec("", "Optional separate validation corpus; when empty the last "
+                           "`val_fraction` of the tokens is held out.")
+    val_fraction: float = spec(0.1, "Share of the tokens held out for validation.",
+                               min=0.0, max=0.5, min_exclusive=True)
+    prepared_dir: str = spec("data", "Folder for prepared token files (train.bin, val.bin, meta.json).")
+    bin_dtype: str = spec("auto", "Token dtype of a raw .bin source (auto reads meta.json beside it, "
+                          "else uint16).", choices=("auto", "uint16", "uint32"))
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = spec("char", "char: one token per character (vocabulary built from the corpus); "
+                     "bpe: a tiktoken encoding.", choices=("char", "bpe"))
+    encoding: str = spec("gpt2", "tiktoken encoding name used when kind = \"bpe\".",
+                         pattern=r"^[A-Za-z0-9_.-]+$", allowed="a tiktoken encoding name such as gpt2")
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = spec(4, "Transformer blocks.", min=1, max=96)
+    n_head: int = spec(4, "Attention heads per block; must divide n_embd.", min=1, max=128)
+    n_embd: int = spec(128, "Embedding (model) width.", min=8, max=16384)
+    block_size: int = spec(64, "Context length in tokens.", min=2, max=65536)
+    d_ff: int = spec(0, "MLP hidden width (0 = 4 * n_embd).", min=0, max=262144)
+    dropout: float = spec(0.0, "Dropout probability during training.", min=0.0, max=0.9)
+    bias: bool = spec(False, "Bias terms in Linear and LayerNorm layers.")
+    pos_encoding: str = spec("learned", "Position encoding: learned absolute embeddings or rotary (RoPE).",
+                             choices=("learned", "rope"))
+    rope_theta: float = spec(10000.0, "RoPE base frequency (pos_encoding = \"rope\").",
+                             min=1.0, max=1e9)
+    tie_embeddings: bool = spec(True, "Share the token embedding with the output head.")
+    vocab_size: int = spec(0, "Vocabulary size (0 = the tokenizer's; a larger value pads it).",
+                           min=0, max=1_000_000)
+    gradient_checkpointing: bool = spec(False, "Recompute activations in backward to save memory.")
+
+
+@dataclass
+class TrainingConfig:
+    batch_size: int = spec(12, "Sequences per micro-batch.", min=1, max=65536)
+    grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimizer step "
+                                 "(effective batch = batch_size * grad_accum_steps).", min=1, max=65536)
+    max_steps: int = spec(2000, "Optimizer steps to train (--max-iters sets this).", min=1, max=10**9)
+    epochs: float = spec(0.0, "If > 0, train this many passes over the training tokens instead of "
+                         "max_steps.", min=0.0, max=1e6)
+    precision: str = spec("fp32", "Number format: fp32, or mixed precision bf16/fp16 where the device "
+                          "runs it fast (else fp32 with a warning).", choices=("fp32", "bf16", "fp16"))
+    grad_clip: float = spec(1.0, "Clip the global gradient norm to this (0 = off).", min=0.0, max=1e6)
+    compile: bool = spec(False, "torch.compile the model (slow first step, can be faster after).")
+    early_stopping: bool = spec(False, "Stop when val loss has not improved for `patience` evaluations.")
+    early_stopping_patience: int = spec(3, "Evaluations without improvement before stopping.",
+                                        min=1, max=100000)
+    early_stopping_min_delta: float = spec(0.001, "Smallest val loss decrease that counts as improvement.",
+                                           min=0.0, max=100.0)
+    save_best: bool = spec(True, "Keep a `best` checkpoint of the lowest val loss.")
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = spec("adamw", "adamw (decoupled weight decay) or adam.", choices=("adamw", "adam"))
+    learning_rate: float = spec(1e-3, "Peak learning rate.", min=0.0, max=10.0, min_exclusive=True)
+    betas: list[float] = spec([0.9, 0.99], "Adam beta1 and beta2.", min=0.0, max=1.0)
+    eps: float = spec(1e-8, "Adam epsilon.", min=0.0, max=1.0, min_exclusive=True)
+    weight_decay: float = spec(0.1, "Weight decay on matrices (never on biases, norms, embeddings).",
+                               min=0.0, max=10.0)
+
+
+@dataclass
+class SchedulerConfig:
+    kind: str = spec("cosine", "Learning rate after warmup: cosine or linear decay, or constant.",
+                     choices=("cosine", "linear", "constant"))
+    warmup_steps: int = spec(100, "Linear warmup steps from 0 to learning_rate.", min=0, max=10**9)
+    min_learning_rate: float = spec(1e-4, "Learning rate at the end of the decay.", min=0.0, max=10.0)
+    decay_steps: int = spec(0, "Step at which decay reaches min_learning_rate (0 = max_steps).",
+                            min=0, max=10**9)
+
+
+@dataclass
+class EvalConfig:
+    every_n_steps: int = spec(250, "Evaluate on validation data every N steps (and at the end).",
+                              min=1, max=10**9)
+    max_batches: int = spec(20, "Validation batches per evaluation (a fixed, evenly spread slice).",
+                            min=1, max=100000)
+    sample_tokens: int = spec(0, "Generate a text sample of this many tokens at each evaluation (0 = off).",
+                              min=0, max=100000)
+    sample_prompt: str = spec("\n", "Prompt for the samples generated at evaluations.")
+    temperature: float = spec(0.8, "Sampling temperature.", min=0.0, max=10.0, min_exclusive=True)
+    top_k: int = spec(200, "Sample only from the k most likely tokens (0 = all).", min=0, max=1_000_000)
+
+
+@dataclass
+class CheckpointConfig:
+    every_n_steps: int = spec(500, "Save a step_N checkpoint every N steps (0 = only last/best).",
+                              min=0, max=10**9)
+    keep_last: int = spec(3, "How many step_N checkpoints to keep (older ones are deleted).",
+                          min=1, max=100000)
+    keep_best: int = spec(1, "How many best-by-val-loss checkpoints to keep.", min=1, max=1000)
+
+
+@dataclass
+class LoggingConfig:
+    every_n_steps: int = spec(10, "Print and record train metrics every N steps.", min=1, max=10**9)
+    progress: str = spec("auto", "Headless output: auto (bar on a terminal, plain lines otherwise), "
+                         "bar or plain.", choices=("auto", "bar", "plain"))
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One setting, as the forms, validation and docs see it."""
+
+    section: str
+    name: str
+    type: type            # int, float, bool, str or list
+    item_type: type | None  # element type of a list field
+    default: Any
+    help: str
+    min: float | None
+    max: float | None
+    choices: tuple | None
+    pattern: str | None
+    allowed: str | None
+    min_exclusive: bool
+    auto: bool
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def describe_allowed(self) -> str:
+        """Human text of the allowed values, used in error messages and docs."""
+        if self.allowed:
+            return self.allowed
+        if self.choices:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+        if self.type is list:
+            base = f"a list of {kind.get(self.item_type, 'values').split(' ', 1)[-1]}s"
+        else:
+            base = kind[self.type]
+        if self.min is not None and self.max is not None:
+            low = ">" if self.min_exclusive else ">="
+            base += f" {low} {_num(self.min)} and <= {_num(self.max)}"
+        elif self.min is not None:
+            base += f" {'>' if self.min_exclusive else '>='} {_num(self.min)}"
+        if self.auto:
+            base += ' or "auto"'
+        return base
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def _section_classes() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+SECTIONS = _section_classes()
+
+
+def _field_specs() -> dict[str, dict[str, FieldSpec]]:
+    out: dict[str, dict[str, FieldSpec]] = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        out[section] = {}
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            origin = typing.get_origin(hint)
+            if origin is list:
+                typ, item = list, typing.get_args(hint)[0]
+            else:
+                typ, item = hint, None
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            m = f.metadata
+            out[section][f.name] = FieldSpec(
+                section=section, name=f.name, type=typ, item_type=item, default=default,
+                help=m["help"], min=m["min"], max=m["max"], choices=m["choices"],
+                pattern=m["pattern"], allowed=m["allowed"], min_exclusive=m["min_exclusive"],
+                auto=m["auto"])
+    return out
+
+
+FIELDS: dict[str, dict[str, FieldSpec]] = _field_specs()
+
+
+def field_spec(path: str) -> FieldSpec:
+    section, _, name = path.partition(".")
+    return FIELDS[section][name]
+
+
+def all_fields():
+    """Every FieldSpec, in schema order."""
+    for section in FIELDS.values():
+        yield from section.values()
