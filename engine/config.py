@@ -293,3 +293,21 @@ def config_replace(cfg: Config, **settings: Any) -> Config:
         set_value(new, section, name, value, origin="argument")
     validate(new)
     return new
+
+
+def reference_markdown() -> str:
+    """The config reference table for the README, generated from the schema."""
+    lines = []
+    for section, fields in FIELDS.items():
+        lines += [f"**[{section}]**", "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
+        for name, spec in fields.items():
+            default = _show(spec.default).replace("\n", "\\n").replace("|", "\\|")
+            allowed, meaning = (_md(spec.describe_allowed()), _md(spec.help))
+            lines.append(f"| `{name}` | `{default}` | {allowed} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    # escape `<name>` so Markdown does not take it for an HTML tag
+    return re.sub(r"<(?=\w)", "&lt;", text.replace("|", "\\|"))

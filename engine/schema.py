@@ -116,7 +116,7 @@ class OptimizerConfig:
     learning_rate: float = spec(1e-3, "Peak learning rate.", min=0.0, max=10.0, min_exclusive=True)
     betas: list[float] = spec([0.9, 0.99], "Adam beta1 and beta2.", min=0.0, max=1.0)
     eps: float = spec(1e-8, "Adam epsilon.", min=0.0, max=1.0, min_exclusive=True)
-    weight_decay: float = spec(0.1, "Weight decay on matrices (never on biases, norms, embeddings).",
+    weight_decay: float = spec(0.1, "Weight decay on weight matrices and embeddings (never on biases or norm gains).",
                                min=0.0, max=10.0)
 
 

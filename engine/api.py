@@ -1,0 +1,41 @@
+"""The engine as a library: load a config, train it, get the results.
+
+    from engine import load_config, train
+    cfg = load_config("cpu", overrides=["training.max_steps=200"])
+    result = train(cfg)
+    print(result.final_train_loss, result.best_val_loss, result.last_checkpoint)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.config import load_config
+from engine.events import Listener
+from engine.schema import Config
+from engine.trainer import Trainer, TrainResult
+
+__all__ = ["load_config", "train", "Trainer", "TrainResult"]
+
+
+def train(config: Config | str | Path | None = None, *, overrides: list[str] = (),
+          resume: str | Path | bool | None = None, overwrite: bool = False,
+          listeners: list[Listener] | None = None, **settings: Any) -> TrainResult:
+    """Train `config` (a Config, a TOML path or a preset name).
+
+    `overrides` are `section.key=value` strings and `settings` are keyword
+    settings written `section__key=value` (e.g. `training__max_steps=100`).
+    `resume=True` continues from the newest intact checkpoint of the run;
+    a path resumes from that checkpoint.
+    """
+    if not isinstance(config, Config) or overrides or settings:
+        if isinstance(config, Config):
+            from engine.config import apply_override, config_replace, validate
+            config = config_replace(config, **settings)
+            for text in overrides:
+                apply_override(config, text)
+            validate(config)
+        else:
+            config = load_config(config, overrides, **settings)
+    return Trainer(config, resume=resume, overwrite=overwrite, listeners=listeners).run()

@@ -1,0 +1,298 @@
+"""Checkpoints: one directory each, written atomically, verified on load.
+
+Layout of a checkpoint directory (`last`, `best`, `step_N`, ...):
+
+  model.safetensors   model weights (clean names, tied head stored once)
+  state.safetensors   optimizer moments and RNG byte states
+  state.json          step, counters, optimizer hyperparameters, sampler
+                      position, Python/NumPy RNG, GradScaler, fingerprints
+  config.toml         the resolved config the run used
+  tokenizer.json      the tokenizer (char vocabulary or encoding name)
+  manifest.json       format version, sha256 and size of every file above
+
+Nothing here calls pickle: tensors go through safetensors, the rest is JSON.
+A save writes into a temporary directory on the same filesystem, fsyncs each
+file and the directory, then renames it into place; the previous directory of
+that name is moved aside first and only deleted once the new one is in place,
+so a crash at any instant leaves a complete checkpoint on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import CheckpointError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REQUIRED = ("model.safetensors", "state.safetensors", "state.json", "config.toml", "tokenizer.json")
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+_BEST_DIR = re.compile(r"^best_step_(\d+)$")
+_TRASH_PREFIX = ".trash-"
+_TMP_PREFIX = ".tmp-"
+
+
+# ---------------------------------------------------------------------------
+# low-level atomic writing
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory fds (Windows)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace a small text file so readers see the old or the new content, never half."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_file(tmp, text.encode("utf-8"))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checkpoint_dir(target: Path, files: dict[str, bytes]) -> Path:
+    """Atomically create or replace directory `target` holding `files`."""
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        manifest = {"format_version": FORMAT_VERSION, "files": {}}
+        for name, data in files.items():
+            _write_file(tmp / name, data)
+            manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+        _fsync_dir(tmp)
+        replace_dir(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"{target}: cannot write checkpoint ({exc.strerror or exc}); "
+                              "the previous checkpoint is kept") from None
+    return target
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move directory `new` to `target`, keeping the old `target` until the
+    new one is in place (it is recoverable from `.trash-*` after a crash)."""
+    trash = None
+    if target.exists():
+        trash = target.parent / f"{_TRASH_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(target, trash)
+    os.rename(new, target)
+    _fsync_dir(target.parent)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def copy_checkpoint(src: Path, target: Path) -> Path:
+    """Atomically make `target` a copy of checkpoint `src` (hard links where
+    the filesystem allows: the files are never modified in place)."""
+    tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        for f in src.iterdir():
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+        _fsync_dir(tmp)
+        replace_dir(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"{target}: cannot write checkpoint ({exc.strerror or exc}); "
+                              "the previous checkpoint is kept") from None
+    return target
+
+
+# ---------------------------------------------------------------------------
+# verification and discovery
+
+def verify(path: Path) -> dict[str, Any]:
+    """Check the manifest and every file's size and sha256; return the manifest."""
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        version = manifest["format_version"]
+    except FileNotFoundError:
+        raise CheckpointError(f"{manifest_path}: missing; the checkpoint is incomplete") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{manifest_path}: unreadable or not a llmtui manifest") from None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{manifest_path}: format version {version} is not supported "
+                              f"(this llmtui reads version {FORMAT_VERSION})")
+    for name in REQUIRED:
+        if name not in files:
+            raise CheckpointError(f"{path / name}: not listed in the manifest; the checkpoint is incomplete")
+    for name, info in files.items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise CheckpointError(f"{manifest_path}: bad file name {name!r}")
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing from the checkpoint")
+        if file.stat().st_size != info["size"]:
+            raise CheckpointError(f"{file}: size {file.stat().st_size} bytes, manifest says "
+                                  f"{info['size']}; the file is truncated or altered")
+        if sha256_file(file) != info["sha256"]:
+            raise CheckpointError(f"{file}: sha256 does not match the manifest; the file is corrupt or altered")
+    return manifest
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return int(json.loads((path / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+def candidates(run_dir: Path) -> list[Path]:
+    """Every checkpoint-like directory in a run, newest step first."""
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir()
+             if p.is_dir() and not p.name.startswith(_TMP_PREFIX) and (p / MANIFEST).exists()]
+    return sorted(found, key=lambda p: (checkpoint_step(p), p.name == "last"), reverse=True)
+
+
+def latest_intact(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that verifies, and a note for each one skipped."""
+    notes = []
+    for path in candidates(run_dir):
+        try:
+            verify(path)
+            return path, notes
+        except CheckpointError as exc:
+            notes.append(str(exc))
+    return None, notes
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    return bool(candidates(run_dir))
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    """Delete every checkpoint of a run (for an explicit --overwrite)."""
+    for p in run_dir.iterdir():
+        if p.is_dir() and ((p / MANIFEST).exists() or p.name.startswith((_TMP_PREFIX, _TRASH_PREFIX))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# retention
+
+def step_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    out = []
+    for p in run_dir.iterdir() if run_dir.is_dir() else []:
+        m = _STEP_DIR.match(p.name)
+        if m and p.is_dir():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def rotate_steps(run_dir: Path, keep_last: int, protect: Path | None = None) -> list[Path]:
+    """Delete the oldest step_N directories beyond `keep_last`."""
+    removed = []
+    dirs = step_dirs(run_dir)
+    for _, path in dirs[:max(0, len(dirs) - keep_last)]:
+        if protect is not None and path.resolve() == protect.resolve():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def best_dirs(run_dir: Path) -> list[tuple[float, Path]]:
+    """`best` and older `best_step_N` directories, lowest val loss first."""
+    out = []
+    for p in run_dir.iterdir() if run_dir.is_dir() else []:
+        if p.is_dir() and (p.name == "best" or _BEST_DIR.match(p.name)):
+            try:
+                loss = float(json.loads((p / "state.json").read_text())["val_loss"])
+            except (OSError, ValueError, KeyError, TypeError):
+                loss = float("inf")
+            out.append((loss, p))
+    return sorted(out, key=lambda t: t[0])
+
+
+def rotate_best(run_dir: Path, keep_best: int, protect: Path | None = None) -> None:
+    for _, path in best_dirs(run_dir)[keep_best:]:
+        if path.name == "best" or (protect is not None and path.resolve() == protect.resolve()):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def clear_leftovers(run_dir: Path) -> None:
+    """Remove temporary directories of a save that was interrupted. Trash
+    directories are only removed when a complete checkpoint of the same name
+    exists; otherwise they are the last copy and are kept for recovery."""
+    for p in run_dir.iterdir() if run_dir.is_dir() else []:
+        if p.name.startswith(_TMP_PREFIX):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(_TRASH_PREFIX):
+            original = run_dir / p.name[len(_TRASH_PREFIX):].rsplit("-", 1)[0]
+            if original.is_dir() and (original / MANIFEST).exists():
+                shutil.rmtree(p, ignore_errors=True)
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    model_state: dict          # name -> tensor
+    tensors: dict              # optimizer moments, RNG states
+    state: dict                # state.json
+    config_toml: str
+    tokenizer: dict
+
+
+def load(path: Path) -> LoadedCheckpoint:
+    """Verify and read a checkpoint. Never unpickles anything."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    verify(path)
+    try:
+        model_state = load_file(str(path / "model.safetensors"))
+        tensors = load_file(str(path / "state.safetensors"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: weights cannot be read as safetensors ({exc})") from None
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        tokenizer = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        config_toml = (path / "config.toml").read_text(encoding="utf-8")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: state files are not valid JSON/TOML text ({exc})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path / 'state.json'}: not a llmtui training state")
+    return LoadedCheckpoint(path, model_state, tensors, state, config_toml, tokenizer)

@@ -1,0 +1,134 @@
+"""Pick the torch device and a precision it really runs fast.
+
+The facts come from `torch.cuda` queries and /proc/cpuinfo flags; nothing is
+assumed from a device's name. Hardware detection for the hardware screen lives
+in engine/hardware.py; this module is only what the trainer needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.errors import ConfigError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Placement:
+    device: torch.device
+    precision: str                       # what will really run: fp32 | bf16 | fp16
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return None if self.precision == "fp32" else DTYPES[self.precision]
+
+    @property
+    def uses_grad_scaler(self) -> bool:
+        # fp16 has too few exponent bits for small gradients; bf16 does not need scaling
+        return self.precision == "fp16" and self.device.type == "cuda"
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native(precision: str) -> bool:
+    """Whether this CPU has matrix instructions for the format. Without them
+    PyTorch emulates bf16/fp16 matmuls, measured over 100x slower than fp32."""
+    flags = cpu_flags()
+    if precision == "bf16":
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    if precision == "fp16":
+        return bool({"amx_fp16", "avx512_fp16"} & flags)
+    return True
+
+
+def resolve_device(requested: str) -> tuple[torch.device, list[str]]:
+    warnings: list[str] = []
+    if requested == "cpu":
+        return torch.device("cpu"), warnings
+    available = torch.cuda.is_available()
+    if requested == "auto":
+        return torch.device("cuda" if available else "cpu"), warnings
+    if not available:
+        warnings.append(f"run.device = \"{requested}\" but this torch build cannot use CUDA "
+                        f"({'CPU-only build' if torch.version.cuda is None else 'no usable GPU or driver'}); "
+                        "training on CPU")
+        return torch.device("cpu"), warnings
+    device = torch.device(requested)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"run.device = \"{requested}\": only {torch.cuda.device_count()} CUDA "
+                          f"device(s) visible (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return device, warnings
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, list[str]]:
+    if precision == "fp32":
+        return precision, []
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+            return "fp32", [f"training.precision = \"bf16\" but {torch.cuda.get_device_name(device)} "
+                            "has no native bf16; training in fp32 (fp16 is an option on this GPU)"]
+        if precision == "fp16" and major < 6:
+            return "fp32", [f"training.precision = \"fp16\" but {torch.cuda.get_device_name(device)} "
+                            f"(compute capability {major}.x) has no fast fp16; training in fp32"]
+        return precision, []
+    if device.type == "cpu" and cpu_has_native(precision):
+        return precision, []
+    return "fp32", [f"training.precision = \"{precision}\" but this {device.type.upper()} has no native "
+                    f"{precision} math (it would run many times slower); training in fp32"]
+
+
+def place(requested_device: str, precision: str) -> Placement:
+    device, warnings = resolve_device(requested_device)
+    precision, more = resolve_precision(precision, device)
+    return Placement(device, precision, warnings + more)
+
+
+def configure_threads(threads: int) -> int:
+    """Intra-op threads: one per physical core by default. Hyperthreads and
+    oversubscription slow small matmuls down on CPU."""
+    if threads <= 0:
+        try:
+            import psutil
+            threads = psutil.cpu_count(logical=False) or torch.get_num_threads()
+        except Exception:
+            threads = torch.get_num_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+@functools.cache
+def matmul_peak_flops(device_type: str, precision: str, device_index: int = 0) -> float:
+    """FLOP/s of a large square matmul measured now: the MFU denominator."""
+    dtype = DTYPES[precision]
+    n = 1024 if device_type == "cpu" else 8192
+    device = torch.device(device_type, device_index) if device_type == "cuda" else torch.device("cpu")
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(4):
+        if device_type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device_type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best

@@ -1,0 +1,533 @@
+"""The training loop, as a plain class with an event stream and commands.
+
+Front ends (the TUI, the headless CLI, Python callers) construct a Trainer,
+subscribe to its events and call `run()` (the TUI from a worker thread).
+Commands (`pause`, `resume`, `stop`, `save_now`, `set_early_stopping`,
+`sample_now`) are thread-safe and take effect at the next step boundary.
+
+The loop reads values back from the device only at log, eval and checkpoint
+steps, never every micro-step, so a GPU is never stalled by the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import checkpoint as ckpt
+from engine.config import config_to_toml
+from engine.data import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches, prepare_data
+from engine.device import Placement, configure_threads, matmul_peak_flops, place
+from engine.errors import CheckpointError, ConfigError, UserError
+from engine.events import Event, EventBuffer, JsonlWriter, Listener, make_event
+from engine.model import GPT, GPTConfig, optimizer_groups
+from engine.schema import Config
+from engine.train_state import (checkpoint_files, load_model_state, optimizer_from_files,
+                                rng_from_files)
+
+
+@dataclass
+class TrainResult:
+    final_train_loss: float | None
+    final_val_loss: float | None
+    best_val_loss: float | None
+    training_time: float          # seconds spent training (evals included, pauses excluded)
+    steps: int
+    tokens_seen: int
+    stop_reason: str              # max_steps | early_stopping | stopped | nonfinite_loss
+    run_dir: Path
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    metrics_path: Path
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_reason == "early_stopping"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+class StopTraining(Exception):
+    """Raised inside the loop when a command asks training to end."""
+
+
+def lr_at(step: int, cfg: Config, total_steps: int) -> float:
+    """Warmup then cosine/linear decay to min_learning_rate (nanoGPT's get_lr)."""
+    s, peak = cfg.scheduler, cfg.optimizer.learning_rate
+    if step < s.warmup_steps:
+        return peak * (step + 1) / (s.warmup_steps + 1)
+    if s.kind == "constant":
+        return peak
+    decay_end = s.decay_steps or total_steps
+    if step >= decay_end:
+        return s.min_learning_rate
+    ratio = (step - s.warmup_steps) / max(1, decay_end - s.warmup_steps)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio)) if s.kind == "cosine" else 1.0 - ratio
+    return s.min_learning_rate + coeff * (peak - s.min_learning_rate)
+
+
+def model_config(cfg: Config, vocab_size: int) -> GPTConfig:
+    m = cfg.model
+    if m.vocab_size and m.vocab_size < vocab_size:
+        raise ConfigError(f"model.vocab_size = {m.vocab_size} is smaller than the tokenizer's "
+                          f"vocabulary ({vocab_size}); use 0 or at least {vocab_size}")
+    return GPTConfig(vocab_size=m.vocab_size or vocab_size, n_layer=m.n_layer, n_head=m.n_head,
+                     n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
+                     bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
+                     tie_embeddings=m.tie_embeddings,
+                     gradient_checkpointing=m.gradient_checkpointing)
+
+
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.run.out_dir) / cfg.run.name
+
+
+class Trainer:
+    def __init__(self, cfg: Config, *, resume: str | Path | bool | None = None,
+                 overwrite: bool = False, listeners: list[Listener] | None = None):
+        self.cfg = cfg
+        self.resume = resume
+        self.overwrite = overwrite
+        self.run_dir = run_dir_of(cfg)
+        self.events = EventBuffer()
+        self._listeners: list[Listener] = [self.events, *(listeners or [])]
+        self._lock = threading.Lock()
+        self._resume_flag = threading.Event()
+        self._resume_flag.set()
+        self._stop_requested: str | None = None
+        self._save_requested = False
+        self._sample_prompt: str | None = None
+        self.early_stopping = cfg.training.early_stopping
+        self.step = 0
+        self.max_steps = cfg.training.max_steps
+        self.result: TrainResult | None = None
+
+    # -- commands (any thread) ---------------------------------------------
+
+    def pause(self) -> None:
+        self._resume_flag.clear()
+
+    def resume_training(self) -> None:
+        self._resume_flag.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume_flag.is_set()
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Finish the current step, save `last`, and end the run."""
+        with self._lock:
+            self._stop_requested = reason
+        self._resume_flag.set()
+
+    def save_now(self) -> None:
+        with self._lock:
+            self._save_requested = True
+
+    def set_early_stopping(self, enabled: bool) -> None:
+        with self._lock:
+            self.early_stopping = enabled
+
+    def sample_now(self, prompt: str | None = None) -> None:
+        with self._lock:
+            self._sample_prompt = prompt if prompt is not None else self.cfg.eval.sample_prompt
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # -- events ------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> Event:
+        event = make_event(kind, self.step, **fields)
+        for listener in self._listeners:
+            listener(event)
+        return event
+
+    def warn(self, message: str) -> None:
+        self.emit("warning", message=message)
+
+    # -- setup ---------------------------------------------------------------
+
+    def _prepare_run_dir(self) -> None:
+        if self.resume:
+            return
+        if ckpt.has_checkpoints(self.run_dir):
+            if not self.overwrite:
+                raise UserError(f"{self.run_dir}: already holds a run with checkpoints; pass --resume "
+                                "to continue it, --overwrite to start over, or choose another run.name")
+            ckpt.remove_checkpoints(self.run_dir)
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self._prepare_run_dir()
+        self.placement: Placement = place(cfg.run.device, cfg.training.precision)
+        self.device = self.placement.device
+        self.threads = configure_threads(cfg.run.threads) if self.device.type == "cpu" else None
+        self.data = prepare_data(cfg, progress=lambda stage, done, total: self.emit(
+            "prepare", stage=stage, done=done, total=total))
+        self.tokenizer = self.data.tokenizer
+
+        torch.manual_seed(cfg.run.seed)
+        self.gpt_config = model_config(cfg, self.data.vocab_size)
+        model = GPT(self.gpt_config).to(self.device)
+        self.raw_model = model
+        self.n_params = model.num_params(non_embedding=False)
+        self.n_params_non_embedding = model.num_params(non_embedding=True)
+        self.flops_per_token = model.flops_per_token()
+        if cfg.training.compile:
+            model = torch.compile(model)
+        self.model = model
+
+        o = cfg.optimizer
+        groups = optimizer_groups(self.raw_model, o.weight_decay)
+        extra = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
+        opt_class = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+        self.optimizer = opt_class(groups, lr=o.learning_rate, betas=tuple(o.betas), eps=o.eps, **extra)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.placement.uses_grad_scaler)
+
+        t = cfg.training
+        self.tokens_per_step = t.batch_size * t.grad_accum_steps * cfg.model.block_size
+        if t.epochs > 0:
+            self.max_steps = max(1, math.ceil(t.epochs * epoch_steps(len(self.data.train), cfg)))
+        self.sampler = BatchSampler(self.data.train, cfg.model.block_size, t.batch_size, cfg.run.seed)
+        eval_batch = t.batch_size
+        self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, eval_batch,
+                                         cfg.eval.max_batches)
+        self.best_val_loss: float | None = None
+        self.bad_evals = 0
+        self.tokens_seen = 0
+        self.last_train_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.last_checkpoint: Path | None = None
+        self.best_checkpoint: Path | None = None
+        self.resumed_from: Path | None = None
+        if self.resume:
+            self._load_resume()
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.peak_flops = matmul_peak_flops(self.device.type, self.placement.precision,
+                                            self.device.index or 0)
+
+    def _compat_fingerprint(self) -> dict[str, Any]:
+        return {"model": asdict(self.gpt_config) | {"dropout": None, "gradient_checkpointing": None},
+                "tokenizer": self.tokenizer.fingerprint(),
+                "data": self.data.fingerprint}
+
+    def _load_resume(self) -> None:
+        if self.resume is True or self.resume == "latest":
+            path, notes = ckpt.latest_intact(self.run_dir)
+            for note in notes:
+                self.warn(f"skipped damaged checkpoint: {note}")
+            if path is None:
+                raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from")
+        else:
+            path = Path(self.resume)
+        loaded = ckpt.load(path)
+        state = loaded.state
+        mine = self._compat_fingerprint()
+        theirs = state.get("compat", {})
+        for key, label in (("model", "model shape"), ("tokenizer", "tokenizer"), ("data", "data")):
+            if theirs.get(key) != mine[key]:
+                raise CheckpointError(f"{path}: {label} of the checkpoint does not match the config; "
+                                      f"resume with the config it was trained with "
+                                      f"({path / 'config.toml'})")
+        load_model_state(self.raw_model, loaded.model_state, str(path))
+        try:
+            self.optimizer.load_state_dict(optimizer_from_files(loaded.tensors, state["optimizer"]))
+            if state.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["sampler"])
+            rng_from_files(loaded.tensors, state["rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{path / 'state.json'}: training state is incomplete ({exc})") from None
+        self.step = int(state["step"])
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.best_val_loss = state.get("best_val_loss")
+        self.bad_evals = int(state.get("bad_evals", 0))
+        self.last_val_loss = state.get("val_loss")
+        self.last_train_loss = state.get("train_loss")
+        self.resumed_from = path
+
+    # -- checkpoints -------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {"step": self.step, "max_steps": self.max_steps, "tokens_seen": self.tokens_seen,
+                "train_loss": self.last_train_loss, "val_loss": self.last_val_loss,
+                "best_val_loss": self.best_val_loss, "bad_evals": self.bad_evals,
+                "sampler": self.sampler.state_dict(), "compat": self._compat_fingerprint(),
+                "time": time.time()}
+
+    def _files(self) -> dict[str, bytes]:
+        return checkpoint_files(model=self.raw_model, optimizer=self.optimizer, scaler=self.scaler,
+                                state=self._state(), config_toml=config_to_toml(self.cfg),
+                                tokenizer_json=self.tokenizer.to_json())
+
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.raw_model.parameters())
+
+    def save(self, reason: str) -> Path | None:
+        """Write `last` (and `step_N` / `best` as the reason asks)."""
+        if not self._weights_finite():
+            self.warn(f"step {self.step}: weights are not finite; checkpoint not saved")
+            return None
+        files = self._files()
+        written = []
+        if reason == "step":
+            path = ckpt.write_checkpoint_dir(self.run_dir / f"step_{self.step}", files)
+            ckpt.copy_checkpoint(path, self.run_dir / "last")
+            ckpt.rotate_steps(self.run_dir, self.cfg.checkpoint.keep_last, protect=self.resumed_from)
+            written.append(path)
+        elif reason == "best":
+            best = self.run_dir / "best"
+            if self.cfg.checkpoint.keep_best > 1 and best.exists():
+                old_step = ckpt.checkpoint_step(best)
+                ckpt.copy_checkpoint(best, self.run_dir / f"best_step_{old_step}")
+            path = ckpt.write_checkpoint_dir(best, files)
+            ckpt.rotate_best(self.run_dir, self.cfg.checkpoint.keep_best, protect=self.resumed_from)
+            self.best_checkpoint = path
+            written.append(path)
+        else:  # last / manual / stop
+            path = ckpt.write_checkpoint_dir(self.run_dir / "last", files)
+            written.append(path)
+        if reason != "best":
+            self.last_checkpoint = self.run_dir / "last"
+        for p in written:
+            self.emit("checkpoint", path=str(p), reason=reason)
+        return written[0]
+
+    # -- evaluation and sampling ------------------------------------------
+
+    def _autocast(self):
+        dtype = self.placement.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        count = 0
+        for x, y in iter_eval_batches(self.data.val, self.eval_offsets):
+            x, y = self._to_device(x, y)
+            with self._autocast():
+                logits, loss = self.model(x, y)
+            total_loss += loss.double() * y.numel()
+            correct += (logits.argmax(-1) == y).sum()
+            count += y.numel()
+        self.model.train()
+        val_loss = (total_loss / count).item()
+        return {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 700.0)),
+                "val_accuracy": correct.item() / count}
+
+    @torch.no_grad()
+    def sample(self, prompt: str, max_tokens: int) -> str:
+        ids = self.tokenizer.encode(prompt, strict=False) or [0]
+        idx = torch.tensor([ids[-self.gpt_config.block_size:]], dtype=torch.long, device=self.device)
+        # a private generator: sampling must not shift the training RNG stream
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.run.seed + self.step)
+        self.raw_model.eval()
+        with self._autocast():
+            out = self.raw_model.generate(idx, max_tokens, temperature=self.cfg.eval.temperature,
+                                          top_k=self.cfg.eval.top_k or None, generator=gen)
+        self.raw_model.train()
+        return self.tokenizer.decode(out[0, len(ids):].tolist())
+
+    # -- the loop ------------------------------------------------------------
+
+    def _to_device(self, x, y):
+        if self.device.type == "cuda":
+            return (x.pin_memory().to(self.device, non_blocking=True),
+                    y.pin_memory().to(self.device, non_blocking=True))
+        return x, y
+
+    def _handle_commands(self) -> None:
+        if not self._resume_flag.is_set():
+            paused_at = time.perf_counter()
+            self.emit("paused")
+            self._resume_flag.wait()
+            self._pause_time += time.perf_counter() - paused_at
+            self._interval_start += time.perf_counter() - paused_at
+            self.emit("resumed")
+        with self._lock:
+            stop, save, prompt = self._stop_requested, self._save_requested, self._sample_prompt
+            self._save_requested, self._sample_prompt = False, None
+        if save:
+            self.save("manual")
+        if prompt is not None:
+            self.emit("sample", text=self.sample(prompt, max(self.cfg.eval.sample_tokens, 200)),
+                      prompt=prompt)
+        if stop:
+            raise StopTraining(stop)
+
+    def _memory(self) -> dict[str, float]:
+        if self.device.type == "cuda":
+            return {"memory_allocated_mb": torch.cuda.memory_allocated(self.device) / 2**20,
+                    "memory_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
+        import psutil
+        return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
+
+    def _on_eval(self) -> None:
+        metrics = self.evaluate()
+        self.last_val_loss = metrics["val_loss"]
+        improved = (self.best_val_loss is None
+                    or metrics["val_loss"] < self.best_val_loss - self.cfg.training.early_stopping_min_delta)
+        if improved:
+            self.best_val_loss = metrics["val_loss"]
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        self.emit("eval", **metrics, best_val_loss=self.best_val_loss, improved=improved,
+                  evals_without_improvement=self.bad_evals)
+        if improved and self.cfg.training.save_best:
+            self.save("best")
+        if self.cfg.eval.sample_tokens:
+            self.emit("sample", text=self.sample(self.cfg.eval.sample_prompt, self.cfg.eval.sample_tokens),
+                      prompt=self.cfg.eval.sample_prompt)
+        patience = self.cfg.training.early_stopping_patience
+        if self.early_stopping and self.bad_evals >= patience:
+            self.emit("early_stop", reason=f"val loss did not improve by "
+                      f"{self.cfg.training.early_stopping_min_delta:g} for {patience} evaluations",
+                      best_val_loss=self.best_val_loss)
+            raise StopTraining("early_stopping")
+
+    def _train_step(self) -> torch.Tensor:
+        """One optimizer step; returns the summed micro-batch loss (on device)."""
+        t = self.cfg.training
+        lr = lr_at(self.step, self.cfg, self.max_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=self.device)
+        for _ in range(t.grad_accum_steps):
+            x, y = self._to_device(*self.sampler.next_batch())
+            with self._autocast():
+                _, loss = self.model(x, y)
+            loss_sum += loss.detach()
+            self.scaler.scale(loss / t.grad_accum_steps).backward()
+        if t.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        else:
+            self._grad_norm = None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._lr = lr
+        return loss_sum
+
+    def _grad_norm_value(self) -> float | None:
+        if self._grad_norm is not None:
+            return float(self._grad_norm)
+        return None
+
+    def run(self) -> TrainResult:
+        """Set up and train. Raises UserError for bad input (before heavy work
+        where possible); every other failure is emitted as an `error` event."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.clear_leftovers(self.run_dir)
+        writer = JsonlWriter(self.run_dir / "metrics.jsonl", append=bool(self.resume))
+        self._listeners.append(writer)
+        try:
+            return self._run()
+        except UserError as exc:
+            self.emit("error", message=str(exc))
+            raise
+        except Exception as exc:
+            self.emit("error", message=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            writer.close()
+            self._listeners.remove(writer)
+
+    def _run(self) -> TrainResult:
+        cfg = self.cfg
+        self.setup()
+        ckpt.atomic_write_text(self.run_dir / "config.toml", config_to_toml(cfg, header=(
+            "Resolved config of this run, written by llmtui.")))
+        for message in self.placement.warnings:
+            self.warn(message)
+        self.emit("start", run_dir=str(self.run_dir), device=str(self.device),
+                  precision=self.placement.precision, threads=self.threads,
+                  n_params=self.n_params, n_params_non_embedding=self.n_params_non_embedding,
+                  vocab_size=self.gpt_config.vocab_size, max_steps=self.max_steps,
+                  tokens_per_step=self.tokens_per_step,
+                  effective_batch=cfg.training.batch_size * cfg.training.grad_accum_steps,
+                  train_tokens=len(self.data.train), val_tokens=len(self.data.val),
+                  data_dir=str(self.data.directory), data_reused=self.data.reused,
+                  resumed_from=str(self.resumed_from) if self.resumed_from else None,
+                  start_step=self.step)
+
+        log_every, eval_every = cfg.logging.every_n_steps, cfg.eval.every_n_steps
+        ckpt_every = cfg.checkpoint.every_n_steps
+        started = time.perf_counter()
+        self._pause_time = 0.0
+        self._interval_start = time.perf_counter()
+        interval_steps, interval_loss = 0, torch.zeros((), device=self.device)
+        excluded = 0.0  # eval/checkpoint time inside the current log interval
+        stop_reason = "max_steps"
+        self.model.train()
+        try:
+            while self.step < self.max_steps:
+                self._handle_commands()
+                loss_sum = self._train_step()
+                self.step += 1
+                self.tokens_seen += self.tokens_per_step
+                interval_loss += loss_sum
+                interval_steps += 1
+                last_step = self.step >= self.max_steps
+                if self.step % log_every == 0 or last_step:
+                    loss = interval_loss.item() / (interval_steps * cfg.training.grad_accum_steps)
+                    elapsed = time.perf_counter() - self._interval_start - excluded
+                    if not math.isfinite(loss):
+                        self.emit("error", message=f"loss is {loss} at step {self.step}; stopping "
+                                  "(lower optimizer.learning_rate or check the data)")
+                        stop_reason = "nonfinite_loss"
+                        break
+                    self.last_train_loss = loss
+                    tps = interval_steps * self.tokens_per_step / max(elapsed, 1e-9)
+                    self.emit("train", loss=loss, lr=self._lr, grad_norm=self._grad_norm_value(),
+                              tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
+                              mfu=self.flops_per_token * tps / self.peak_flops,
+                              tokens_seen=self.tokens_seen, max_steps=self.max_steps,
+                              **self._memory())
+                    interval_steps, excluded = 0, 0.0
+                    interval_loss = torch.zeros((), device=self.device)
+                    self._interval_start = time.perf_counter()
+                busy = time.perf_counter()
+                if self.step % eval_every == 0 or last_step:
+                    self._on_eval()
+                if ckpt_every and self.step % ckpt_every == 0 and not last_step:
+                    self.save("step")
+                excluded += time.perf_counter() - busy
+        except StopTraining as stop:
+            stop_reason = str(stop)
+        if stop_reason != "nonfinite_loss" and self.step > 0:
+            if stop_reason == "max_steps" and ckpt_every and self.step % ckpt_every == 0:
+                self.save("step")
+            else:
+                self.save("last")
+        elif stop_reason == "nonfinite_loss":
+            pass  # keep the last good checkpoint as it is
+        training_time = time.perf_counter() - started - self._pause_time
+        self.result = TrainResult(
+            final_train_loss=self.last_train_loss, final_val_loss=self.last_val_loss,
+            best_val_loss=self.best_val_loss, training_time=training_time, steps=self.step,
+            tokens_seen=self.tokens_seen, stop_reason=stop_reason, run_dir=self.run_dir,
+            last_checkpoint=self.last_checkpoint, best_checkpoint=self.best_checkpoint,
+            metrics_path=self.run_dir / "metrics.jsonl")
+        summary = self.result.to_json() | {"n_params": self.n_params, "device": str(self.device),
+                                           "precision": self.placement.precision}
+        ckpt.atomic_write_text(self.run_dir / "train_log.json", json.dumps(summary, indent=1))
+        self.emit("done", **summary)
+        return self.result

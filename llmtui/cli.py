@@ -1,0 +1,153 @@
+"""Command line: `llmtui` (the app), `llmtui --run CONFIG` (headless) and tools.
+
+Kept free of heavy imports at module level so that `llmtui --help` answers
+at once; torch is imported only when a command trains or inspects models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+
+DESCRIPTION = """\
+Train small GPT-style language models on this machine.
+
+  llmtui                              open the app (hardware, config wizard, live monitor)
+  llmtui --run CONFIG.toml            train headless from a config file or preset name
+  llmtui --run cpu --max-iters 200    ... with quick overrides
+  llmtui detect [--json]              show the hardware and the preset that fits it
+  llmtui sample CHECKPOINT            generate text from a checkpoint
+  llmtui config [PRESET]              print a fully commented config
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one line, exit 2, without the usage dump."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def run_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="llmtui", description=DESCRIPTION,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", metavar="CONFIG", help="train headless from a TOML file or preset name")
+    p.add_argument("--override", "-o", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="set a config value (TOML syntax; lists as data.sources[0]=...); repeatable")
+    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                   help="continue the run from its newest intact checkpoint, or from CHECKPOINT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run's existing checkpoints and start over")
+    p.add_argument("--max-iters", type=int, metavar="N", help="same as --override training.max_steps=N")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="same as --override run.device=...")
+    p.add_argument("--tokenizer", choices=["char", "bpe"], help="same as --override tokenizer.kind=...")
+    p.add_argument("--plain", action="store_true", help="plain log lines instead of a progress bar")
+    p.add_argument("--version", action="version", version=_version())
+    return p
+
+
+def _version() -> str:
+    from llmtui import __version__
+    return f"llmtui {__version__}"
+
+
+def quick_flag_overrides(args) -> list[str]:
+    out = []
+    if args.max_iters is not None:
+        out.append(f"training.max_steps={args.max_iters}")
+    if args.device is not None:
+        out.append(f'run.device="{args.device}"')
+    if args.tokenizer is not None:
+        out.append(f'tokenizer.kind="{args.tokenizer}"')
+    return out
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"llmtui: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        args = run_parser().parse_args(argv)
+        if args.run is None:
+            if args.override or args.resume or args.max_iters or args.device or args.tokenizer:
+                raise UsageError("--override/--resume/--max-iters/--device/--tokenizer need --run CONFIG")
+            return open_app()
+        from llmtui.headless import run_headless
+        return run_headless(args.run, args.override + quick_flag_overrides(args),
+                            resume=args.resume, overwrite=args.overwrite, plain=args.plain)
+    except UsageError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def open_app() -> int:
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        return fail("the app needs a terminal; use `llmtui --run CONFIG.toml` for headless training")
+    try:
+        from tui.app import run_app
+    except ImportError:
+        print("The interactive app is not built yet; train headless with `llmtui --run cpu`.")
+        return EXIT_OK
+    return run_app()
+
+
+def cmd_config(argv: list[str]) -> int:
+    p = _Parser(prog="llmtui config", description="Print a complete, commented config.")
+    p.add_argument("preset", nargs="?", help="preset name or TOML file to start from")
+    p.add_argument("--override", "-o", action="append", default=[])
+    p.add_argument("--reference", action="store_true", help="print the Markdown reference of every key")
+    args = p.parse_args(argv)
+    from engine.config import config_to_toml, load_config, reference_markdown
+    from engine.errors import UserError
+    if args.reference:
+        sys.stdout.write(reference_markdown())
+        return EXIT_OK
+    try:
+        cfg = load_config(args.preset, args.override)
+    except UserError as exc:
+        return fail(str(exc))
+    sys.stdout.write(config_to_toml(cfg))
+    return EXIT_OK
+
+
+def cmd_sample(argv: list[str]) -> int:
+    p = _Parser(prog="llmtui sample", description="Generate text from a checkpoint.")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--tokens", type=int, default=300)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    from engine.errors import UserError
+    from engine.sampling import sample_from_checkpoint
+    try:
+        text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
+                                      temperature=args.temperature, top_k=args.top_k,
+                                      seed=args.seed, device=args.device)
+    except UserError as exc:
+        return fail(str(exc))
+    sys.stdout.write(args.prompt + text + "\n")
+    return EXIT_OK
+
+
+COMMANDS = {"config": cmd_config, "sample": cmd_sample}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""`llmtui --run`: train in this process and report progress on the terminal.
+
+A rich progress bar with ETA on a terminal, plain lines otherwise (CI, pipes,
+log files). Ctrl-C or SIGTERM finishes the current step, saves `last` and
+exits 130; a second Ctrl-C exits at once (checkpoint writes are atomic, so
+nothing on disk is left half-written).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from llmtui.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, fail
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def train_line(e: dict[str, Any]) -> str:
+    parts = [f"step {e['step']}/{e['max_steps']}", f"loss {e['loss']:.4f}", f"lr {e['lr']:.2e}"]
+    if e.get("grad_norm") is not None:
+        parts.append(f"grad {e['grad_norm']:.2f}")
+    parts += [f"{e['tokens_per_sec']:,.0f} tok/s", f"{e['ms_per_step']:.1f} ms/step",
+              f"mfu {100 * e['mfu']:.1f}%"]
+    if "memory_peak_mb" in e:
+        parts.append(f"mem {e['memory_peak_mb']:,.0f} MB")
+    elif "memory_rss_mb" in e:
+        parts.append(f"rss {e['memory_rss_mb']:,.0f} MB")
+    return " | ".join(parts)
+
+
+def eval_line(e: dict[str, Any]) -> str:
+    return (f"eval step {e['step']} | val loss {e['val_loss']:.4f} | ppl {e['val_perplexity']:.2f} | "
+            f"acc {100 * e['val_accuracy']:.1f}% | best {e['best_val_loss']:.4f}")
+
+
+def describe(e: dict[str, Any]) -> str | None:
+    """The one line shown for an event, or None for events shown otherwise."""
+    kind = e["kind"]
+    if kind == "start":
+        resumed = f", resumed from {e['resumed_from']} at step {e['start_step']}" if e["resumed_from"] else ""
+        return (f"run {e['run_dir']} on {e['device']} ({e['precision']}"
+                f"{', %d threads' % e['threads'] if e['threads'] else ''}){resumed}\n"
+                f"model {e['n_params'] / 1e6:.2f}M parameters ({e['n_params_non_embedding'] / 1e6:.2f}M "
+                f"non-embedding), vocab {e['vocab_size']}; effective batch {e['effective_batch']} sequences "
+                f"= {e['tokens_per_step']:,} tokens/step; data {e['train_tokens']:,} train / "
+                f"{e['val_tokens']:,} val tokens ({'reused' if e['data_reused'] else 'prepared'} in "
+                f"{e['data_dir']})")
+    if kind == "train":
+        return train_line(e)
+    if kind == "eval":
+        return eval_line(e)
+    if kind == "checkpoint":
+        return f"saved {e['reason']} checkpoint {e['path']}"
+    if kind == "warning":
+        return f"warning: {e['message']}"
+    if kind == "early_stop":
+        return f"early stop at step {e['step']}: {e['reason']}"
+    if kind == "sample":
+        return f"sample at step {e['step']}:\n{e['prompt']}{e['text']}"
+    if kind == "error":
+        return f"error: {e['message']}"
+    if kind == "done":
+        best = e["best_val_loss"]
+        return (f"done: {e['steps']} steps in {fmt_duration(e['training_time'])} ({e['stop_reason']}); "
+                f"final train loss {e['final_train_loss'] if e['final_train_loss'] is None else round(e['final_train_loss'], 4)}, "
+                f"best val loss {best if best is None else round(best, 4)}; last checkpoint "
+                f"{e['last_checkpoint']}")
+    return None
+
+
+class PlainReporter:
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self._last_prepare = 0.0
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        if e["kind"] == "prepare":
+            now = time.monotonic()
+            if now - self._last_prepare > 2 or e["done"] >= e["total"]:
+                self._last_prepare = now
+                pct = 100 * e["done"] / max(1, e["total"])
+                print(f"preparing data: {e['stage']} {pct:.0f}%", file=self.stream, flush=True)
+            return
+        line = describe(e)
+        if line:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A progress bar with ETA, metric lines printed above it."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        self.console = Console()
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=self.console, refresh_per_second=2)
+        self.progress.start()
+        self.task = None
+        self.prepare_task = None
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        kind = e["kind"]
+        if kind == "prepare":
+            if self.prepare_task is None:
+                self.prepare_task = self.progress.add_task("preparing data", total=e["total"], info="")
+            self.progress.update(self.prepare_task, completed=e["done"], total=e["total"],
+                                 info=e["stage"])
+            return
+        line = describe(e)
+        if kind == "start":
+            if self.prepare_task is not None:
+                self.progress.remove_task(self.prepare_task)
+            self.task = self.progress.add_task("training", total=e["max_steps"],
+                                               completed=e["start_step"], info="")
+        if kind == "train" and self.task is not None:
+            self.progress.update(self.task, completed=e["step"], total=e["max_steps"],
+                                 info=f"loss {e['loss']:.4f}  {e['tokens_per_sec']:,.0f} tok/s")
+        if line:
+            self.progress.console.print(line, highlight=False, markup=False)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def run_headless(config: str, overrides: list[str], *, resume: str | None, overwrite: bool,
+                 plain: bool = False) -> int:
+    from engine.config import load_config
+    from engine.errors import UserError
+
+    try:
+        cfg = load_config(config, overrides)
+    except UserError as exc:
+        return fail(str(exc))
+
+    from engine.trainer import Trainer
+
+    mode = "plain" if plain else cfg.logging.progress
+    use_bar = mode == "bar" or (mode == "auto" and sys.stdout.isatty())
+    reporter = RichReporter() if use_bar else PlainReporter()
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, listeners=[reporter])
+    interrupted = install_interrupt_handlers(trainer)
+    try:
+        result = trainer.run()
+    except UserError as exc:
+        reporter.close()
+        return fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: report it in one line too
+        reporter.close()
+        return fail(f"training failed: {type(exc).__name__}: {exc}", code=1)
+    finally:
+        restore_signal_handlers()
+    reporter.close()
+    if interrupted["count"]:
+        return EXIT_INTERRUPTED
+    if result.stop_reason == "nonfinite_loss":
+        return 1
+    return EXIT_OK
+
+
+_previous_handlers: dict[int, Any] = {}
+
+
+def install_interrupt_handlers(trainer) -> dict[str, int]:
+    state = {"count": 0}
+
+    def handler(signum, frame):
+        state["count"] += 1
+        if state["count"] > 1:
+            print("\nllmtui: interrupted again; exiting now", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
+        name = signal.Signals(signum).name
+        print(f"\nllmtui: {name}: finishing this step and saving a checkpoint "
+              "(press Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+        trainer.stop("interrupted")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        _previous_handlers[sig] = signal.signal(sig, handler)
+    return state
+
+
+def restore_signal_handlers() -> None:
+    for sig, previous in _previous_handlers.items():
+        signal.signal(sig, previous)
+    _previous_handlers.clear()
