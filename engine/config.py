@@ -10,7 +10,6 @@ import copy
 import difflib
 import re
 import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -24,12 +23,14 @@ _OVERRIDE_RE = re.compile(r"^(?P<section>[A-Za-z_]\w*)\.(?P<key>[A-Za-z_]\w*)(?:
 # presets
 
 def presets_dir() -> Path:
-    """Folder of the shipped presets, in a checkout or an installed package."""
+    """Folder of the shipped presets: installed as the `llmtui.presets` package
+    (a non-editable install), else the checkout's `presets/`."""
     try:
-        found = Path(str(resources.files("llmtui.presets")))
-        if found.is_dir():
-            return found
-    except ModuleNotFoundError:
+        import llmtui.presets as package
+        for folder in package.__path__:
+            if Path(folder, "cpu.toml").is_file():
+                return Path(folder)
+    except ImportError:
         pass
     return Path(__file__).resolve().parent.parent / "presets"
 

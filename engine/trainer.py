@@ -176,6 +176,14 @@ class Trainer:
             "prepare", stage=stage, done=done, total=total))
         self.tokenizer = self.data.tokenizer
 
+        t = cfg.training
+        self.tokens_per_step = t.batch_size * t.grad_accum_steps * cfg.model.block_size
+        if t.epochs > 0:
+            self.max_steps = max(1, math.ceil(t.epochs * epoch_steps(len(self.data.train), cfg)))
+        self.sampler = BatchSampler(self.data.train, cfg.model.block_size, t.batch_size, cfg.run.seed)
+        eval_batch = t.batch_size
+        self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, eval_batch,
+                                         cfg.eval.max_batches)
         torch.manual_seed(cfg.run.seed)
         self.gpt_config = model_config(cfg, self.data.vocab_size)
         model = GPT(self.gpt_config).to(self.device)
@@ -194,14 +202,6 @@ class Trainer:
         self.optimizer = opt_class(groups, lr=o.learning_rate, betas=tuple(o.betas), eps=o.eps, **extra)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.placement.uses_grad_scaler)
 
-        t = cfg.training
-        self.tokens_per_step = t.batch_size * t.grad_accum_steps * cfg.model.block_size
-        if t.epochs > 0:
-            self.max_steps = max(1, math.ceil(t.epochs * epoch_steps(len(self.data.train), cfg)))
-        self.sampler = BatchSampler(self.data.train, cfg.model.block_size, t.batch_size, cfg.run.seed)
-        eval_batch = t.batch_size
-        self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, eval_batch,
-                                         cfg.eval.max_batches)
         self.best_val_loss: float | None = None
         self.bad_evals = 0
         self.tokens_seen = 0
@@ -319,7 +319,7 @@ class Trainer:
         total_loss = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         count = 0
-        for x, y in iter_eval_batches(self.data.val, self.eval_offsets):
+        for x, y in iter_eval_batches(self.data.val, self.eval_offsets, self.cfg.model.block_size):
             x, y = self._to_device(x, y)
             with self._autocast():
                 logits, loss = self.model(x, y)
@@ -441,10 +441,10 @@ class Trainer:
         try:
             return self._run()
         except UserError as exc:
-            self.emit("error", message=str(exc))
+            self.emit("error", message=str(exc), raised=True)
             raise
         except Exception as exc:
-            self.emit("error", message=f"{type(exc).__name__}: {exc}")
+            self.emit("error", message=f"{type(exc).__name__}: {exc}", raised=True)
             raise
         finally:
             writer.close()

@@ -66,20 +66,23 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"early stop at step {e['step']}: {e['reason']}"
     if kind == "sample":
         return f"sample at step {e['step']}:\n{e['prompt']}{e['text']}"
-    if kind == "error":
+    if kind == "error" and not e.get("raised"):
+        # errors that end run() by an exception are reported once, by the caller
         return f"error: {e['message']}"
     if kind == "done":
-        best = e["best_val_loss"]
         return (f"done: {e['steps']} steps in {fmt_duration(e['training_time'])} ({e['stop_reason']}); "
-                f"final train loss {e['final_train_loss'] if e['final_train_loss'] is None else round(e['final_train_loss'], 4)}, "
-                f"best val loss {best if best is None else round(best, 4)}; last checkpoint "
-                f"{e['last_checkpoint']}")
+                f"final train loss {_fmt_loss(e['final_train_loss'])}, best val loss "
+                f"{_fmt_loss(e['best_val_loss'])}; last checkpoint {e['last_checkpoint']}")
     return None
 
 
+def _fmt_loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 class PlainReporter:
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
         self._last_prepare = 0.0
 
     def __call__(self, e: dict[str, Any]) -> None:

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny configs that really train in a second or two."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TIKTOKEN_CACHE = SHARED / "tiktoken_cache"
+SHAKESPEARE = SHARED / "data" / "tinyshakespeare.txt"
+
+# tests must never reach for the network: tiktoken reads its cache from here
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
+
+TINY = [
+    "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
+    "training.batch_size=4", "training.max_steps=30", "scheduler.warmup_steps=5",
+    "eval.every_n_steps=10", "eval.max_batches=2", "logging.every_n_steps=5",
+    "checkpoint.every_n_steps=0", "optimizer.learning_rate=3e-3",
+    "scheduler.min_learning_rate=3e-4",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory) -> Path:
+    """One prepared-data folder for the whole session: the builtin corpus is
+    tokenized once and reused by every test that trains on it."""
+    return tmp_path_factory.mktemp("prepared")
+
+
+@pytest.fixture
+def tiny(tmp_path, shared_data_dir):
+    """Overrides for a tiny run whose files all land in tmp_path."""
+    return TINY + [f'run.out_dir="{tmp_path / "runs"}"', f'data.prepared_dir="{shared_data_dir}"',
+                   'run.name="tiny"', 'run.device="cpu"']
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

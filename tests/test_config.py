@@ -1,0 +1,164 @@
+"""Config: the schema, loading, overrides, validation and the generated docs."""
+
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from engine.config import (apply_override, config_to_toml, load_config, preset_names,
+                           reference_markdown)
+from engine.errors import ConfigError
+from engine.schema import FIELDS, Config, all_fields
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(*args, **kwargs) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_every_field_has_help_type_and_valid_default():
+    for spec in all_fields():
+        assert spec.help.strip(), spec.path
+        assert spec.type in (int, float, bool, str, list), spec.path
+    # the defaults themselves must pass validation
+    load_config(None)
+
+
+def test_product_names_exist():
+    """Names that users and scripts rely on (PRODUCT.md) must stay."""
+    expected = {
+        "run": ["name", "out_dir", "seed", "device"],
+        "data": ["source", "val_fraction"],
+        "tokenizer": ["kind", "encoding"],
+        "model": ["n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "pos_encoding"],
+        "training": ["batch_size", "grad_accum_steps", "max_steps", "precision", "grad_clip",
+                     "early_stopping", "early_stopping_patience", "early_stopping_min_delta",
+                     "save_best"],
+        "optimizer": ["name", "learning_rate", "betas", "weight_decay"],
+        "scheduler": ["kind", "warmup_steps", "min_learning_rate"],
+        "eval": ["every_n_steps", "max_batches"],
+        "checkpoint": ["every_n_steps", "keep_last"],
+        "logging": ["every_n_steps"],
+    }
+    for section, keys in expected.items():
+        for key in keys:
+            assert key in FIELDS[section], f"{section}.{key}"
+
+
+def test_presets_load_and_every_key_is_commented():
+    assert {"cpu", "gtx1660", "rtx4060"} <= set(preset_names())
+    for name in ("cpu", "gtx1660", "rtx4060"):
+        text = (REPO / "presets" / f"{name}.toml").read_text()
+        load_config(name)
+        for line in text.splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                assert "#" in line, f"{name}.toml: uncommented key: {line}"
+    cpu = load_config("cpu")
+    assert cpu.training.precision == "fp32"
+    assert cpu.data.source == "builtin"
+
+
+def test_load_file_and_preset_by_path(tmp_path):
+    path = write(tmp_path, '[model]\nn_layer = 2\n[training]\nmax_steps = 7\n')
+    cfg = load_config(path)
+    assert cfg.model.n_layer == 2 and cfg.training.max_steps == 7
+    assert cfg.model.n_embd == Config().model.n_embd  # untouched keys keep defaults
+
+
+def test_unknown_key_suggests_the_right_name(tmp_path):
+    msg = error_of(write(tmp_path, "[model]\nn_layr = 2\n"))
+    assert "model.n_layr" in msg and "model.n_layer" in msg and "c.toml" in msg
+    msg = error_of(write(tmp_path, "[model]\nbatch_size = 2\n"))
+    assert "training.batch_size" in msg
+    msg = error_of(write(tmp_path, "[trainig]\nmax_steps = 2\n"))
+    assert "[trainig]" in msg and "training" in msg
+
+
+@pytest.mark.parametrize("override, words", [
+    ("training.batch_size=0", ["training.batch_size", "0", ">= 1"]),
+    ("training.precision=fp8", ["training.precision", "fp8", "fp32, bf16, fp16"]),
+    ("run.device=gpu", ["run.device", "gpu", "cuda:N"]),
+    ("model.dropout=1.5", ["model.dropout", "1.5", "<= 0.9"]),
+    ("training.max_steps=1.5", ["training.max_steps", "1.5", "integer"]),
+    ("model.bias=1", ["model.bias", "true or false"]),
+    ("model.n_head=5", ["model.n_head", "n_embd"]),
+    ("optimizer.betas=[0.9]", ["optimizer.betas", "2"]),
+    ("scheduler.min_learning_rate=0.5", ["scheduler.min_learning_rate", "optimizer.learning_rate"]),
+    ("run.name=a/b", ["run.name", "letters"]),
+])
+def test_bad_values_name_key_value_and_allowed(override, words):
+    msg = error_of(None, [override])
+    for word in words:
+        assert word in msg, (word, msg)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = write(tmp_path, "[model\nn_layer = 2\n")
+    msg = error_of(path)
+    assert str(path) in msg and "TOML" in msg
+
+
+def test_missing_file_lists_presets(tmp_path):
+    msg = error_of(tmp_path / "nope.toml")
+    assert "nope.toml" in msg and "cpu" in msg
+
+
+def test_overrides_are_toml_typed_with_array_indices():
+    cfg = load_config(None, ["optimizer.learning_rate=3e-4", "model.bias=true",
+                             "optimizer.betas=[0.9, 0.95]", "data.sources[0]=a.txt",
+                             'data.sources[1]="b c.txt"', "data.source=./x.txt",
+                             "optimizer.betas[1]=0.999"])
+    assert cfg.optimizer.learning_rate == 3e-4
+    assert cfg.model.bias is True
+    assert cfg.optimizer.betas == [0.9, 0.999]
+    assert cfg.data.sources == ["a.txt", "b c.txt"]
+    assert cfg.data.source == "./x.txt"
+
+
+def test_override_errors():
+    assert "expected section.key=value" in error_of(None, ["training.max_steps"])
+    assert "past the end" in error_of(None, ["data.sources[3]=x"])
+    assert "not a list" in error_of(None, ["model.n_layer[0]=3"])
+
+
+def test_keyword_settings_in_api():
+    cfg = load_config("cpu", training__max_steps=5, model__n_layer=1)
+    assert cfg.training.max_steps == 5 and cfg.model.n_layer == 1
+
+
+def test_written_toml_round_trips_with_comments():
+    cfg = load_config(None, ["model.n_layer=3", "data.sources[0]=x.txt"])
+    text = config_to_toml(cfg, header="hello")
+    assert text.startswith("# hello")
+    assert "# Transformer blocks." in text
+    again = load_config(None)
+    for section, table in tomllib.loads(text).items():
+        for key, value in table.items():
+            apply_override(again, f"{section}.{key}={_toml(value)}")
+    assert again == cfg
+
+
+def _toml(value):
+    import json
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def test_readme_reference_matches_schema():
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("<!-- reference:start -->") + len("<!-- reference:start -->")
+    end = readme.index("<!-- reference:end -->")
+    assert readme[start:end].strip() == reference_markdown().strip(), \
+        "README config reference is stale: regenerate it with `llmtui config --reference`"

@@ -1,0 +1,205 @@
+"""End to end: real training on tiny configs through the CLI and the Python API."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, read_jsonl
+from engine import load_config, train
+from engine.checkpoint import verify
+from llmtui.cli import main
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_trains_and_writes_the_run_directory(tiny, tmp_path, capsys):
+    code, out, err = run_cli(["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])], capsys)
+    assert code == 0, err
+    run = tmp_path / "runs" / "tiny"
+    assert {"config.toml", "metrics.jsonl", "train_log.json", "last", "best"} <= {p.name for p in run.iterdir()}
+    verify(run / "last")
+    verify(run / "best")
+    events = read_jsonl(run / "metrics.jsonl")
+    for e in events:
+        assert {"kind", "step", "time"} <= e.keys()
+        assert abs(e["time"] - events[0]["time"]) < 600
+    train_lines = [e for e in events if e["kind"] == "train"]
+    assert [e["step"] for e in train_lines] == [5, 10, 15, 20, 25, 30]
+    for e in train_lines:
+        assert {"loss", "lr", "grad_norm", "tokens_per_sec"} <= e.keys()
+        assert e["tokens_per_sec"] > 0 and math.isfinite(e["loss"])
+    evals = [e for e in events if e["kind"] == "eval"]
+    assert [e["step"] for e in evals] == [10, 20, 30]
+    for e in evals:
+        assert e["val_perplexity"] == pytest.approx(math.exp(e["val_loss"]))
+        assert 0.0 <= e["val_accuracy"] <= 1.0
+    summary = json.loads((run / "train_log.json").read_text())
+    assert summary["steps"] == 30 and summary["stop_reason"] == "max_steps"
+    assert summary["best_val_loss"] == min(e["val_loss"] for e in evals)
+    # the plain output has the metric lines
+    assert "step 30/30" in out and "val loss" in out
+
+
+def test_learning_happens(tiny, tmp_path):
+    result = train(load_config("cpu", tiny + ["training.max_steps=80", "eval.every_n_steps=40"]))
+    events = read_jsonl(result.metrics_path)
+    losses = [e["loss"] for e in events if e["kind"] == "train"]
+    assert losses[-1] < losses[0] - 0.5, losses
+    vocab = next(e for e in events if e["kind"] == "start")["vocab_size"]
+    assert result.final_val_loss < math.log(vocab) - 0.5  # well below a uniform guess
+
+
+def test_python_api_results(tiny, tmp_path):
+    cfg = load_config("cpu", tiny)
+    result = train(cfg)
+    assert result.steps == 30
+    assert result.final_train_loss is not None and result.final_val_loss is not None
+    assert result.best_val_loss <= result.final_val_loss
+    assert result.training_time > 0
+    assert result.last_checkpoint == tmp_path / "runs" / "tiny" / "last"
+    assert result.best_checkpoint == tmp_path / "runs" / "tiny" / "best"
+    assert result.tokens_seen == 30 * 4 * 16
+    # keyword settings and override strings work on a loaded config too
+    again = train(cfg, overrides=['run.name="tiny2"'], training__max_steps=10)
+    assert again.steps == 10 and again.run_dir.name == "tiny2"
+
+
+def test_override_and_quick_flags_reach_the_run(tiny, tmp_path, capsys):
+    args = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []),
+            "--max-iters", "12", "--device", "cpu", "--tokenizer", "char",
+            "--override", "model.n_embd=48", "--override", "optimizer.betas=[0.8, 0.9]"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    run = tmp_path / "runs" / "tiny"
+    resolved = load_config(run / "config.toml")
+    assert resolved.training.max_steps == 12
+    assert resolved.model.n_embd == 48
+    assert resolved.optimizer.betas == [0.8, 0.9]
+    assert resolved.run.device == "cpu" and resolved.tokenizer.kind == "char"
+    start = next(e for e in read_jsonl(run / "metrics.jsonl") if e["kind"] == "start")
+    assert start["max_steps"] == 12
+    # n_embd really changed the model: 1 layer of width 48 plus embeddings
+    assert start["n_params"] == pytest.approx(12 * 48 * 48 + 103 * 48 + 16 * 48 + 5 * 48, rel=0.02)
+
+
+def test_early_stopping_stops_and_keeps_best(tiny, tmp_path):
+    cfg = load_config("cpu", tiny + [
+        "training.max_steps=400", "eval.every_n_steps=5", "training.early_stopping=true",
+        "training.early_stopping_patience=2", "training.early_stopping_min_delta=10.0"])
+    result = train(cfg)
+    # the first eval sets the best; two more without a 10.0 improvement stop the run
+    assert result.stop_reason == "early_stopping" and result.stopped_early
+    assert result.steps == 15
+    events = read_jsonl(result.metrics_path)
+    assert [e["kind"] for e in events if e["kind"] == "early_stop"] == ["early_stop"]
+    assert (result.run_dir / "best").is_dir() and (result.run_dir / "last").is_dir()
+    best_state = json.loads((result.run_dir / "best" / "state.json").read_text())
+    assert best_state["step"] == 5
+
+
+def test_early_stopping_off_runs_to_max_steps(tiny):
+    cfg = load_config("cpu", tiny + ["training.max_steps=15", "eval.every_n_steps=5",
+                                     "training.early_stopping_min_delta=10.0"])
+    assert train(cfg).stop_reason == "max_steps"
+
+
+def test_save_best_off_writes_no_best(tiny):
+    result = train(load_config("cpu", tiny + ["training.save_best=false"]))
+    assert not (result.run_dir / "best").exists()
+    assert result.best_checkpoint is None and (result.run_dir / "last").is_dir()
+
+
+def test_step_checkpoints_rotate(tiny):
+    result = train(load_config("cpu", tiny + ["checkpoint.every_n_steps=5", "checkpoint.keep_last=2"]))
+    steps = sorted(p.name for p in result.run_dir.glob("step_*"))
+    assert steps == ["step_25", "step_30"]
+
+
+def test_epochs_set_the_number_of_steps(tiny):
+    # one epoch of the builtin corpus at 4 x 16 tokens per step is thousands of
+    # steps; 0.002 epochs is a handful
+    cfg = load_config("cpu", tiny + ["training.epochs=0.002"])
+    result = train(cfg)
+    train_tokens = next(e for e in read_jsonl(result.metrics_path) if e["kind"] == "start")["train_tokens"]
+    assert result.steps == math.ceil(0.002 * math.ceil(train_tokens / 64))
+
+
+def test_rope_and_grad_accum_train(tiny):
+    cfg = load_config("cpu", tiny + ["model.pos_encoding=rope", "training.grad_accum_steps=2",
+                                     "training.max_steps=10", "model.gradient_checkpointing=true",
+                                     "model.bias=true", "model.d_ff=40"])
+    result = train(cfg)
+    start = next(e for e in read_jsonl(result.metrics_path) if e["kind"] == "start")
+    assert start["effective_batch"] == 8 and start["tokens_per_step"] == 8 * 16
+    assert math.isfinite(result.final_train_loss)
+
+
+def test_existing_run_is_not_overwritten_by_accident(tiny, capsys):
+    assert main(["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])]) == 0
+    capsys.readouterr()
+    code = main(["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])])
+    err = capsys.readouterr().err
+    assert code == 2 and "--resume" in err and "--overwrite" in err
+    assert main(["--run", "cpu", "--plain", "--overwrite", *sum((["-o", o] for o in tiny), [])]) == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-o", "model.n_layr=2"], ["model.n_layr", "model.n_layer"]),
+    (["-o", "training.batch_size=-1"], ["training.batch_size", "-1"]),
+    (["--max-iters", "0"], ["training.max_steps", "0"]),
+    (["-o", 'data.source="/no/such/corpus.txt"'], ["/no/such/corpus.txt"]),
+    (["-o", "model.block_size=60000"], ["model.block_size", "60000"]),
+])
+def test_bad_input_exits_2_with_one_line(tiny, tmp_path, capsys, args, words):
+    code, out, err = run_cli(["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []), *args], capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("llmtui: error:")
+    for word in words:
+        assert word in lines[0]
+    assert "Traceback" not in err + out
+    # nothing half-written: no checkpoint was created
+    assert not list((tmp_path / "runs").glob("*/last"))
+
+
+def test_bad_config_file_in_subprocess_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training]\nprecision = 'fp64'\n")
+    proc = subprocess.run([sys.executable, "-m", "llmtui", "--run", str(bad)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "training.precision" in proc.stderr and "fp64" in proc.stderr and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_headless_run_never_imports_textual(tiny, tmp_path):
+    code = ("import sys; from llmtui.cli import main; "
+            f"rc = main(['--run', 'cpu', '--plain', *{sum((['-o', o] for o in tiny), [])!r}, '--max-iters', '3']); "
+            "assert rc == 0, rc; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')]; "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_non_editable_install_layout_finds_presets(tmp_path):
+    """Presets ship inside the package, so `llmtui --run cpu` works from any folder."""
+    from engine.config import presets_dir
+    assert (presets_dir() / "cpu.toml").is_file()
+    proc = subprocess.run([sys.executable, "-m", "llmtui", "config", "cpu"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0 and 'name = "cpu"' in proc.stdout
