@@ -1,0 +1,230 @@
+"""Tokenizers: characters, or a tiktoken BPE encoding.
+
+Both kinds share one small interface (encode, decode, vocab_size, kind,
+fingerprint, to_json) so the data pipeline, the trainer and the sampler never
+care which one they hold. A tokenizer is saved as plain JSON (never a pickle),
+so checkpoints and prepared datasets can be loaded without running code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from engine.errors import DataError
+
+_MAX_CODEPOINT = 0x10FFFF
+REPLACEMENT = "\ufffd"  # what decode shows for an id the vocabulary does not have
+
+
+def _sha256_json(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+class CharTokenizer:
+    """One token per character; ids index the sorted unique characters."""
+
+    kind = "char"
+    eot_token = None  # no end-of-text token: documents are simply concatenated
+
+    def __init__(self, chars: Iterable[str], *, keep_order: bool = False):
+        # keep_order is for vocabularies read back from JSON: the ids in a token
+        # file depend on that exact order, so it must not be re-sorted.
+        chars = list(chars) if keep_order else sorted(set(chars))
+        for c in chars:
+            if not isinstance(c, str) or len(c) != 1:
+                raise DataError(f"char vocabulary: entry {c!r} is not a single character")
+        if len(set(chars)) != len(chars):
+            raise DataError("char vocabulary: characters must be unique")
+        if not chars:
+            raise DataError("char vocabulary is empty: the corpus has no characters")
+        self.chars: list[str] = chars
+        self._index = {c: i for i, c in enumerate(chars)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    @functools.cached_property
+    def _lookup(self) -> np.ndarray:
+        # Dense code point -> id table (at most 4.4 MB); the last slot stands
+        # for every code point above the largest known one and maps to -1.
+        table = np.full(max(map(ord, self.chars)) + 2, -1, dtype=np.int32)
+        for i, c in enumerate(self.chars):
+            table[ord(c)] = i
+        return table
+
+    def encode_array(self, text: str, strict: bool = True) -> np.ndarray:
+        """Ids as an int32 array; vectorised, for bulk data preparation."""
+        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        table = self._lookup
+        ids = table[np.minimum(points, len(table) - 1)]
+        unknown = ids < 0
+        if unknown.any():
+            if strict:
+                c = chr(points[np.argmax(unknown)])
+                raise DataError(f"character {c!r} (U+{ord(c):04X}) is not in the char "
+                                f"vocabulary of {self.vocab_size} characters")
+            ids = ids[~unknown]
+        return ids
+
+    def encode(self, text: str, strict: bool = True) -> list[int]:
+        """Ids of `text`. strict=False skips unknown characters (prompts at
+        sampling time may hold characters the corpus never had)."""
+        if strict:
+            try:
+                return [self._index[c] for c in text]
+            except KeyError as exc:
+                c = exc.args[0]
+                raise DataError(f"character {c!r} (U+{ord(c):04X}) is not in the char "
+                                f"vocabulary of {self.vocab_size} characters") from None
+        return [self._index[c] for c in text if c in self._index]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = len(self.chars)
+        return "".join(self.chars[i] if 0 <= i < n else REPLACEMENT for i in map(int, ids))
+
+    def to_json(self) -> dict:
+        return {"kind": "char", "chars": list(self.chars)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "CharTokenizer":
+        chars = d.get("chars")
+        if isinstance(chars, str):  # also accept the vocabulary as one string
+            chars = list(chars)
+        if not isinstance(chars, list):
+            raise DataError('char tokenizer JSON needs "chars": a list of single characters')
+        return cls(chars, keep_order=True)
+
+    def fingerprint(self) -> str:
+        return _sha256_json(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+
+class BpeTokenizer:
+    """A tiktoken encoding (gpt2, r50k_base, cl100k_base, ...)."""
+
+    kind = "bpe"
+
+    def __init__(self, encoding_name: str = "gpt2"):
+        self.encoding = encoding_name
+        self._enc = _load_encoding(encoding_name)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._enc.n_vocab
+
+    @property
+    def eot_token(self) -> int:
+        return self._enc.eot_token
+
+    def encode(self, text: str, strict: bool = True) -> list[int]:
+        # encode_ordinary treats "<|endoftext|>" in a corpus as plain text
+        # instead of raising; strict exists for interface parity with char.
+        return self._enc.encode_ordinary(text)
+
+    def encode_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
+        """Encode many texts in parallel (tiktoken releases the GIL)."""
+        return self._enc.encode_ordinary_batch(list(texts), num_threads=num_threads or os.cpu_count() or 1)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        # A model whose vocab is padded past n_vocab can sample ids tiktoken
+        # does not know; show those as U+FFFD instead of failing.
+        n = self._enc.n_vocab
+        out, run = [], []
+        for i in map(int, ids):
+            if 0 <= i < n:
+                run.append(i)
+            else:
+                out.append(self._enc.decode(run, errors="replace"))
+                out.append(REPLACEMENT)
+                run = []
+        out.append(self._enc.decode(run, errors="replace"))
+        return "".join(out)
+
+    def to_json(self) -> dict:
+        return {"kind": "bpe", "encoding": self.encoding, "n_vocab": self.vocab_size}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "BpeTokenizer":
+        name = d.get("encoding")
+        if not isinstance(name, str) or not name:
+            raise DataError('bpe tokenizer JSON needs "encoding": a tiktoken encoding name')
+        tok = cls(name)
+        if "n_vocab" in d and d["n_vocab"] != tok.vocab_size:
+            raise DataError(f'tiktoken encoding "{name}" has {tok.vocab_size} tokens here but '
+                            f'{d["n_vocab"]} where the data or checkpoint was made; use the same '
+                            "encoding files")
+        return tok
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.encoding, self._enc.n_vocab,
+                             getattr(self._enc, "_pat_str", ""),
+                             sorted(getattr(self._enc, "_special_tokens", {}).items())]).encode())
+        # The merge table is what decides the ids; hashing it (~50k entries,
+        # tens of ms) catches a different file behind the same name.
+        for token, rank in getattr(self._enc, "_mergeable_ranks", {}).items():
+            h.update(rank.to_bytes(4, "little"))
+            h.update(token)
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"BpeTokenizer({self.encoding!r}, vocab_size={self.vocab_size})"
+
+
+Tokenizer = CharTokenizer | BpeTokenizer
+
+
+def _load_encoding(name: str):
+    import tiktoken
+
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:  # ValueError, requests errors, OSError, hash mismatch...
+        cause = f"{type(exc).__name__}: {exc}"
+    try:
+        known = tiktoken.list_encoding_names()
+    except Exception:
+        known = []
+    if known and name not in known:
+        raise DataError(f'tokenizer.encoding = "{name}" is not a tiktoken encoding; '
+                        f"expected one of {', '.join(known)}")
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+    where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else "tiktoken's default cache in the temp folder"
+    raise DataError(f'tokenizer.encoding = "{name}": cannot load its tiktoken files from {where} '
+                    f"or the network ({cause[:160]}); run once with network access to download "
+                    "them, or set TIKTOKEN_CACHE_DIR to a folder holding the cached files")
+
+
+def tokenizer_from_json(d: dict) -> Tokenizer:
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind == "char":
+        return CharTokenizer.from_json(d)
+    if kind == "bpe":
+        return BpeTokenizer.from_json(d)
+    raise DataError(f'tokenizer JSON: "kind" = {kind!r} is not allowed; expected "char" or "bpe"')
+
+
+def make_tokenizer(cfg, corpus_chars: Iterable[str] | None = None) -> Tokenizer:
+    """The tokenizer `cfg.tokenizer` asks for. A char vocabulary comes from the
+    corpus, so corpus_chars (the characters it contains) is required then."""
+    if cfg.tokenizer.kind == "bpe":
+        return BpeTokenizer(cfg.tokenizer.encoding)
+    if cfg.tokenizer.kind == "char":
+        if corpus_chars is None:
+            raise ValueError("make_tokenizer: a char tokenizer needs corpus_chars")
+        return CharTokenizer(corpus_chars)
+    raise DataError(f'tokenizer.kind = "{cfg.tokenizer.kind}" is not allowed; expected char or bpe')
