@@ -3,8 +3,8 @@
     python bench/recipe.py                       # llmtui only
     python bench/recipe.py --nanogpt ~/nanoGPT   # also time a nanoGPT checkout, same run
 
-Reports, as a table and as JSON (bench/out/recipe.json): ms per step (median,
-eval steps excluded), tokens/s, MFU against a float32 matmul peak measured in
+Reports, as a table and as JSON (bench/out/recipe.json): ms per step (mean,
+eval steps and the first 10 steps excluded), tokens/s, MFU against a float32 matmul peak measured in
 this same run, val loss at steps 500/1000/1500/2000, wall time and peak RSS.
 Both trainers run one after the other as child processes, so neither slows
 the other; compare ratios, since the machine's speed drifts between sessions.
@@ -73,7 +73,11 @@ def run_llmtui(steps: int, data: Path) -> dict:
               (REPO / "bench/out/runs/nanogpt-recipe/metrics.jsonl").read_text().splitlines()]
     train = [e for e in events if e["kind"] == "train"]
     start = next(e for e in events if e["kind"] == "start")
-    ms = statistics.median(e["ms_per_step"] for e in train[1:])  # first interval includes warm-up
+    # mean over every step after the first log interval (warm-up); eval time is excluded
+    # by the trainer. Means, not medians: a user waits for the slow steps too.
+    later = train[1:]
+    ms = sum(e["ms_per_step"] * (e["step"] - prev["step"]) for prev, e in zip(train, later)) / (
+        later[-1]["step"] - train[0]["step"])
     tokens_per_step = start["tokens_per_step"]
     val = {e["step"]: e["val_loss"] for e in events if e["kind"] == "eval"}
     return {"ms_per_step": ms, "tokens_per_sec": tokens_per_step * 1000 / ms, "val_loss": val,
@@ -88,8 +92,8 @@ def run_nanogpt(directory: Path, steps: int) -> dict:
     wall, rss = run_child([sys.executable, "train.py", *args], directory, log)
     text = log.read_text()
     iters = [(int(i), float(t)) for i, t in re.findall(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", text)]
-    # eval iterations and iter 0 (start-up) are excluded, as in BASELINES.md
-    ms = statistics.median(t for i, t in iters if i % 250 and i > 0)
+    # eval iterations and the first 10 (start-up, warm-up) are excluded
+    ms = statistics.mean(t for i, t in iters if i % 250 and i > 10)
     val = {int(s): float(v) for s, v in re.findall(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", text)}
     return {"ms_per_step": ms, "tokens_per_sec": 12 * 64 * 1000 / ms, "val_loss": val,
             "wall_s": wall, "peak_rss_mb": rss}
