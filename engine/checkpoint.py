@@ -183,7 +183,9 @@ def candidates(run_dir: Path) -> list[Path]:
         return []
     found = [p for p in run_dir.iterdir()
              if p.is_dir() and not p.name.startswith(_TMP_PREFIX) and (p / MANIFEST).exists()]
-    return sorted(found, key=lambda p: (checkpoint_step(p), p.name == "last"), reverse=True)
+    def preference(p: Path) -> tuple[int, int]:  # at equal steps: last, then step_N, then best
+        return checkpoint_step(p), 2 if p.name == "last" else 1 if _STEP_DIR.match(p.name) else 0
+    return sorted(found, key=preference, reverse=True)
 
 
 def latest_intact(run_dir: Path) -> tuple[Path | None, list[str]]:
@@ -276,23 +278,35 @@ class LoadedCheckpoint:
     tokenizer: dict
 
 
-def load(path: Path) -> LoadedCheckpoint:
-    """Verify and read a checkpoint. Never unpickles anything."""
+def _read_safetensors(file: Path) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    verify(path)
     try:
-        model_state = load_file(str(path / "model.safetensors"))
-        tensors = load_file(str(path / "state.safetensors"))
+        return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: weights cannot be read as safetensors ({exc})") from None
+        raise CheckpointError(f"{file}: not a valid safetensors file ({exc}); llmtui never "
+                              "loads pickled weights") from None
+
+
+def _read_json(file: Path) -> Any:
     try:
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        tokenizer = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
-        config_toml = (path / "config.toml").read_text(encoding="utf-8")
+        return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: state files are not valid JSON/TOML text ({exc})") from None
+        raise CheckpointError(f"{file}: not valid JSON ({exc}); llmtui never unpickles "
+                              "checkpoint state") from None
+
+
+def load(path: Path) -> LoadedCheckpoint:
+    """Verify and read a checkpoint. Never unpickles anything."""
+    verify(path)
+    model_state = _read_safetensors(path / "model.safetensors")
+    tensors = _read_safetensors(path / "state.safetensors")
+    state = _read_json(path / "state.json")
+    tokenizer = _read_json(path / "tokenizer.json")
+    try:
+        config_toml = (path / "config.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path / 'config.toml'}: not readable as text ({exc})") from None
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"{path / 'state.json'}: not a llmtui training state")
     return LoadedCheckpoint(path, model_state, tensors, state, config_toml, tokenizer)

@@ -120,8 +120,10 @@ def matmul_peak_flops(device_type: str, precision: str, device_index: int = 0) -
     dtype = DTYPES[precision]
     n = 1024 if device_type == "cpu" else 8192
     device = torch.device(device_type, device_index) if device_type == "cuda" else torch.device("cpu")
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
+    # a private generator: measuring must not move the training RNG stream
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     best = float("inf")
     for _ in range(4):
         if device_type == "cuda":

@@ -74,6 +74,25 @@ class JsonlWriter:
         self._file.write(json.dumps(event, default=_jsonable) + "\n")
         self._file.flush()
 
+    def truncate_after(self, step: int) -> None:
+        """Drop records of steps after `step` (lost by a crash, redone by a resume)
+        and any half-written last line."""
+        self._file.close()
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break  # torn by a kill mid-write
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+
     def close(self) -> None:
         self._file.close()
 

@@ -238,7 +238,7 @@ class Trainer:
         state = loaded.state
         mine = self._compat_fingerprint()
         theirs = state.get("compat", {})
-        for key, label in (("model", "model shape"), ("tokenizer", "tokenizer"), ("data", "data")):
+        for key, label in (("tokenizer", "tokenizer"), ("data", "data"), ("model", "model shape")):
             if theirs.get(key) != mine[key]:
                 raise CheckpointError(f"{path}: {label} of the checkpoint does not match the config; "
                                       f"resume with the config it was trained with "
@@ -259,6 +259,9 @@ class Trainer:
         self.last_val_loss = state.get("val_loss")
         self.last_train_loss = state.get("train_loss")
         self.resumed_from = path
+        # steps after this checkpoint were lost; their metrics would contradict the
+        # trajectory that now continues, so the record is cut back to this step
+        self._writer.truncate_after(self.step)
 
     # -- checkpoints -------------------------------------------------------
 
@@ -382,6 +385,10 @@ class Trainer:
 
     def _on_eval(self) -> None:
         metrics = self.evaluate()
+        if not math.isfinite(metrics["val_loss"]):
+            self.emit("error", message=f"validation loss is {metrics['val_loss']} at step {self.step}; "
+                      "training stopped and the last good checkpoint kept", nonfinite_step=self.step)
+            raise StopTraining("nonfinite_loss")
         self.last_val_loss = metrics["val_loss"]
         improved = (self.best_val_loss is None
                     or metrics["val_loss"] < self.best_val_loss - self.cfg.training.early_stopping_min_delta)
@@ -426,7 +433,20 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self._lr = lr
+        # remember the first step whose loss was not finite, on the device: reading
+        # it every step would stall a GPU; it is read at log/eval/checkpoint steps
+        self._first_bad_step = torch.where(
+            (self._first_bad_step < 0) & ~torch.isfinite(loss_sum),
+            torch.tensor(self.step + 1, device=self.device), self._first_bad_step)
         return loss_sum
+
+    def _check_finite(self) -> None:
+        bad = int(self._first_bad_step)
+        if bad >= 0:
+            self.emit("error", message=f"loss became non-finite (nan or inf) at step {bad}; training "
+                      "stopped and the last good checkpoint kept (lower optimizer.learning_rate, "
+                      "set training.grad_clip, or check the data)", nonfinite_step=bad)
+            raise StopTraining("nonfinite_loss")
 
     def _grad_norm_value(self) -> float | None:
         if self._grad_norm is not None:
@@ -436,10 +456,14 @@ class Trainer:
     def run(self) -> TrainResult:
         """Set up and train. Raises UserError for bad input (before heavy work
         where possible); every other failure is emitted as an `error` event."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.clear_leftovers(self.run_dir)
-        writer = JsonlWriter(self.run_dir / "metrics.jsonl", append=bool(self.resume))
-        self._listeners.append(writer)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.clear_leftovers(self.run_dir)
+            self._writer = JsonlWriter(self.run_dir / "metrics.jsonl", append=bool(self.resume))
+        except OSError as exc:
+            raise UserError(f"{self.run_dir}: cannot create the run directory "
+                            f"({exc.strerror or exc}); check run.out_dir") from None
+        self._listeners.append(self._writer)
         try:
             return self._run()
         except UserError as exc:
@@ -449,8 +473,8 @@ class Trainer:
             self.emit("error", message=f"{type(exc).__name__}: {exc}", raised=True)
             raise
         finally:
-            writer.close()
-            self._listeners.remove(writer)
+            self._writer.close()
+            self._listeners.remove(self._writer)
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
@@ -469,12 +493,14 @@ class Trainer:
                   data_dir=str(self.data.directory), data_reused=self.data.reused,
                   resumed_from=str(self.resumed_from) if self.resumed_from else None,
                   start_step=self.step)
+        self._start_step = self.step
 
         log_every, eval_every = cfg.logging.every_n_steps, cfg.eval.every_n_steps
         ckpt_every = cfg.checkpoint.every_n_steps
         started = time.perf_counter()
         self._pause_time = 0.0
         self._interval_start = time.perf_counter()
+        self._first_bad_step = torch.tensor(-1, device=self.device)
         interval_steps, interval_loss = 0, torch.zeros((), device=self.device)
         excluded = 0.0  # eval/checkpoint time inside the current log interval
         stop_reason = "max_steps"
@@ -488,14 +514,14 @@ class Trainer:
                 interval_loss += loss_sum
                 interval_steps += 1
                 last_step = self.step >= self.max_steps
-                if self.step % log_every == 0 or last_step:
+                log_now = self.step % log_every == 0 or last_step
+                eval_now = self.step % eval_every == 0 or last_step
+                save_now = ckpt_every and self.step % ckpt_every == 0
+                if log_now or eval_now or save_now:
+                    self._check_finite()
+                if log_now:
                     loss = interval_loss.item() / (interval_steps * cfg.training.grad_accum_steps)
                     elapsed = time.perf_counter() - self._interval_start - excluded
-                    if not math.isfinite(loss):
-                        self.emit("error", message=f"loss is {loss} at step {self.step}; stopping "
-                                  "(lower optimizer.learning_rate or check the data)")
-                        stop_reason = "nonfinite_loss"
-                        break
                     self.last_train_loss = loss
                     tps = interval_steps * self.tokens_per_step / max(elapsed, 1e-9)
                     self.emit("train", loss=loss, lr=self._lr, grad_norm=self._grad_norm_value(),
@@ -507,20 +533,20 @@ class Trainer:
                     interval_loss = torch.zeros((), device=self.device)
                     self._interval_start = time.perf_counter()
                 busy = time.perf_counter()
-                if self.step % eval_every == 0 or last_step:
+                if eval_now:
                     self._on_eval()
-                if ckpt_every and self.step % ckpt_every == 0 and not last_step:
+                if save_now and not last_step:
                     self.save("step")
                 excluded += time.perf_counter() - busy
         except StopTraining as stop:
             stop_reason = str(stop)
-        if stop_reason != "nonfinite_loss" and self.step > 0:
+        if stop_reason == "nonfinite_loss":
+            pass  # the last good checkpoint stays as it is
+        elif self.step > 0 and (self.resumed_from is None or self.step > self._start_step):
             if stop_reason == "max_steps" and ckpt_every and self.step % ckpt_every == 0:
                 self.save("step")
             else:
                 self.save("last")
-        elif stop_reason == "nonfinite_loss":
-            pass  # keep the last good checkpoint as it is
         training_time = time.perf_counter() - started - self._pause_time
         self.result = TrainResult(
             final_train_loss=self.last_train_loss, final_val_loss=self.last_val_loss,
