@@ -236,7 +236,7 @@ def apply_override(cfg: Config, text: str) -> None:
 # rules that span several keys
 
 def validate(cfg: Config, origin: str = "config") -> None:
-    m, t, o, s = cfg.model, cfg.training, cfg.optimizer, cfg.scheduler
+    m, o, s = cfg.model, cfg.optimizer, cfg.scheduler
 
     def fail(msg: str) -> None:
         raise ConfigError(f"{origin}: {msg}")

@@ -17,19 +17,13 @@ import contextlib
 import hashlib
 import io
 import json
-import math
 import os
-import queue
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,11 +33,12 @@ import numpy as np
 
 from engine import corpus
 from engine.errors import DataError
+from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches  # noqa: F401
+from engine.bpe_workers import cut_point, encode_processes, encode_threads
 from engine.tokenizers import BpeTokenizer, CharTokenizer, Tokenizer, tokenizer_from_json
 
 FORMAT_VERSION = 1
 CHUNK_BYTES = 4 << 20        # text read and encoded per step (bounds memory); tests lower it
-BPE_PIECE_CHARS = 256 << 10  # text per tiktoken call when encoding in parallel
 BPE_PROCESS_MIN_BYTES = 16 << 20  # from this corpus size BPE uses worker processes
 TOKEN_SUFFIXES = (".bin", ".npy")
 _TOKEN_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "int64")
@@ -335,28 +330,6 @@ def _open_prepared(directory: Path, meta: dict, reused: bool) -> PreparedData:
 # ---------------------------------------------------------------------------
 # streaming text -> tokens
 
-# Places where text can be cut without changing how tiktoken's GPT-2/cl100k/
-# o200k patterns split it: after a newline that ends a word and is followed
-# by a letter, or before a space that ends a word and is followed by a letter.
-# With cuts only there, chunked encoding equals encoding the whole text.
-_CUT = re.compile(r"(?<=\S\n)(?=[^\W\d_])|(?<=\S)(?= [^\W\d_])")
-
-
-def _cut_point(text: str, lo: int, hi: int) -> int:
-    """The last safe cut in (lo, hi], searching backwards; hi if there is none."""
-    span = 4096
-    while True:
-        start = max(lo + 1, hi - span)
-        last = None
-        for last in _CUT.finditer(text, start, hi):
-            pass
-        if last:
-            return last.start()
-        if start <= lo + 1:
-            return hi
-        span *= 8
-
-
 def _text_chunks(doc: _Doc, report: _Reporter) -> Iterator[str]:
     """The document's text in pieces of about CHUNK_BYTES, cut at safe points."""
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -375,7 +348,7 @@ def _text_chunks(doc: _Doc, report: _Reporter) -> Iterator[str]:
                 if text:
                     yield text
                 return
-            cut = _cut_point(text, len(text) // 2, len(text))
+            cut = cut_point(text, len(text) // 2, len(text))
             carry = text[cut:]
             yield text[:cut]
 
@@ -389,138 +362,6 @@ def _scan_chars(docs: list[_Doc], report: _Reporter) -> list[str]:
             seen[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)] = True
     report.end()
     return [chr(c) for c in np.flatnonzero(seen)]
-
-
-def _pieces(text: str) -> Iterator[str]:
-    """Cut a chunk into texts of at most BPE_PIECE_CHARS for parallel encoding."""
-    start = 0
-    while len(text) - start > BPE_PIECE_CHARS:
-        cut = _cut_point(text, start + BPE_PIECE_CHARS // 2, start + BPE_PIECE_CHARS)
-        yield text[start:cut]
-        start = cut
-    yield text[start:]
-
-
-def _encode_threads(tokenizer: BpeTokenizer, texts: Iterator[str | None], dtype: np.dtype):
-    for text in texts:
-        if text is None:
-            yield np.array([tokenizer.eot_token], dtype=dtype)
-            continue
-        ids = tokenizer.encode_batch(list(_pieces(text)), num_threads=os.cpu_count() or 1)
-        yield np.concatenate([np.array(p, dtype=dtype) for p in ids])
-
-
-def _encode_processes(tokenizer: BpeTokenizer, texts: Iterator[str | None], dtype: np.dtype):
-    # With threads, tiktoken's Python-side work (building int lists) and ours
-    # (decoding, cutting, converting to numpy) share one GIL: on 2 cores
-    # threads reached 22 MB/s, worker processes 30 MB/s, and the gap grows with
-    # cores. At most 2 pieces per worker are in flight: bounded memory, ordered output.
-    workers = _BpeWorkers(tokenizer.encoding, min(os.cpu_count() or 1, 32), dtype)
-    try:
-        pending: deque = deque()
-        for text in texts:
-            if text is None:
-                pending.append(np.array([tokenizer.eot_token], dtype=dtype))
-                continue
-            for piece in _pieces(text):
-                pending.append(workers.submit(piece))
-                while len(pending) > 2 * workers.count:
-                    yield _ready(pending.popleft(), dtype)
-        while pending:
-            yield _ready(pending.popleft(), dtype)
-    finally:
-        workers.close()
-
-
-def _ready(item, dtype: np.dtype) -> np.ndarray:
-    return item if isinstance(item, np.ndarray) else np.frombuffer(item.result(), dtype=dtype)
-
-
-class _BpeWorkers:
-    """tiktoken encoders in child processes, fed through pipes.
-
-    Started with `python -c` rather than multiprocessing: "spawn" re-runs the
-    caller's __main__ script in every child (a library user's script without
-    an `if __name__ == "__main__"` guard would run again), and "fork" is unsafe
-    in a process that already runs torch or UI threads. One parent thread per
-    child does the blocking pipe I/O, so a slow child never stalls the others.
-    """
-
-    def __init__(self, encoding: str, count: int, dtype: np.dtype):
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # so the child imports this engine
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        cmd = [sys.executable, "-c", "from engine.data import _worker_main; _worker_main()",
-               encoding, dtype.str]
-        self.count, self.procs = count, []
-        self.idle: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(count):
-            # stderr goes to a file, not a pipe: a chatty child can never block on it.
-            err = tempfile.TemporaryFile()
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
-            proc.err_file = err
-            self.procs.append(proc)
-            self.idle.put(proc)
-        self.threads = ThreadPoolExecutor(count, thread_name_prefix="bpe-io")
-
-    def submit(self, text: str):
-        return self.threads.submit(self._encode, text.encode("utf-8"))
-
-    def _encode(self, data: bytes) -> bytes:
-        proc = self.idle.get()
-        try:
-            proc.stdin.write(len(data).to_bytes(8, "little") + data)
-            proc.stdin.flush()
-            size = int.from_bytes(_read_exact(proc, 8), "little")
-            return _read_exact(proc, size)
-        except BrokenPipeError:
-            raise _worker_error(proc) from None
-        finally:
-            self.idle.put(proc)
-
-    def close(self) -> None:
-        self.threads.shutdown(wait=True, cancel_futures=True)
-        for proc in self.procs:
-            try:
-                proc.stdin.close()  # end of input: the child exits
-                proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-            proc.stdout.close()
-            proc.err_file.close()
-
-
-def _read_exact(proc: subprocess.Popen, size: int) -> bytes:
-    data = proc.stdout.read(size)
-    if len(data) != size:
-        raise _worker_error(proc)
-    return data
-
-
-def _worker_error(proc: subprocess.Popen) -> RuntimeError:
-    proc.wait()
-    proc.err_file.seek(0)
-    err = proc.err_file.read().decode(errors="replace").strip().splitlines()
-    return RuntimeError(f"BPE worker process failed (exit code {proc.returncode}): "
-                        f"{err[-1] if err else 'no output'}")
-
-
-def _worker_main() -> None:
-    """Child side of _BpeWorkers: length-prefixed UTF-8 in, token bytes out."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        import tiktoken
-
-        encoding, dtype = tiktoken.get_encoding(sys.argv[1]), sys.argv[2]
-        inp, out = sys.stdin.buffer, sys.stdout.buffer
-        while header := inp.read(8):
-            text = inp.read(int.from_bytes(header, "little")).decode("utf-8")
-            ids = np.array(encoding.encode_ordinary(text), dtype=dtype).tobytes()
-            out.write(len(ids).to_bytes(8, "little") + ids)
-            out.flush()
-    except Exception as exc:  # one line for the parent's error message
-        sys.stderr.write(f"{type(exc).__name__}: {' '.join(str(exc).split())}\n")
-        sys.exit(1)
 
 
 def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path: Path,
@@ -539,9 +380,9 @@ def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path:
     if isinstance(tokenizer, CharTokenizer):
         arrays = (tokenizer.encode_array(text).astype(dtype) for text in texts())
     elif total >= BPE_PROCESS_MIN_BYTES and (os.cpu_count() or 1) > 1 and sys.executable:
-        arrays = _encode_processes(tokenizer, texts(), dtype)
+        arrays = encode_processes(tokenizer, texts(), dtype)
     else:
-        arrays = _encode_threads(tokenizer, texts(), dtype)
+        arrays = encode_threads(tokenizer, texts(), dtype)
     count = 0
     with open(path, "wb") as out, contextlib.closing(arrays):  # closing stops a worker pool
         for ids in arrays:
@@ -716,101 +557,3 @@ def _sampled_digest(arr: np.ndarray) -> str:
     for start in sorted(set(np.linspace(0, max(len(arr) - block, 0), 16).astype(np.int64).tolist())):
         h.update(np.ascontiguousarray(arr[start:start + block]).tobytes())
     return h.hexdigest()
-
-
-# ---------------------------------------------------------------------------
-# batches
-
-def _require_tokens(n: int, block_size: int, split: str) -> None:
-    if n >= block_size + 1:
-        return
-    if split == "val":
-        fix = "lower model.block_size or raise data.val_fraction (or give a larger data.val_source)"
-    else:
-        fix = "lower model.block_size or use a larger corpus (data.source)"
-    raise DataError(f"{split} split has {n} tokens; model.block_size = {block_size} needs at "
-                    f"least {block_size + 1}: {fix}")
-
-
-def _gather(tokens: np.ndarray, offsets: np.ndarray, block_size: int):
-    import torch
-
-    # Fancy indexing a memmap reads just these windows, never the whole file.
-    windows = np.asarray(tokens[offsets[:, None] + np.arange(block_size + 1)]).astype(np.int64)
-    x = torch.from_numpy(np.ascontiguousarray(windows[:, :-1]))
-    y = torch.from_numpy(np.ascontiguousarray(windows[:, 1:]))
-    return x, y
-
-
-class BatchSampler:
-    """Random contiguous windows (x, y = x shifted by one), like nanoGPT's
-    get_batch, drawn from a private PCG64 generator so that torch's RNG use
-    elsewhere never changes the data order, and resume can restore it."""
-
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
-                 split: str = "train"):
-        _require_tokens(len(tokens), block_size, split)
-        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
-        self.seed, self.split = seed, split
-        self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.batches_drawn = 0
-
-    def next_batch(self):
-        """(x, y): int64 CPU tensors of shape (batch_size, block_size)."""
-        offsets = self.rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
-        self.batches_drawn += 1
-        return _gather(self.tokens, offsets, self.block_size)
-
-    __next__ = next_batch
-
-    def __iter__(self):
-        return self
-
-    def state_dict(self) -> dict:
-        state = self.rng.bit_generator.state
-        # 128-bit integers as strings: safe in any JSON reader.
-        return {"bit_generator": state["bit_generator"],
-                "state": str(state["state"]["state"]), "inc": str(state["state"]["inc"]),
-                "has_uint32": state["has_uint32"], "uinteger": state["uinteger"],
-                "batches_drawn": self.batches_drawn, "seed": self.seed,
-                "n_tokens": len(self.tokens), "block_size": self.block_size,
-                "batch_size": self.batch_size}
-
-    def load_state_dict(self, d: dict) -> None:
-        if d.get("bit_generator") != "PCG64":
-            raise DataError("batch sampler state: not a PCG64 generator state")
-        if d.get("n_tokens", len(self.tokens)) != len(self.tokens):
-            raise DataError(f"batch sampler state is for a {self.split} split of {d['n_tokens']} "
-                            f"tokens but this one has {len(self.tokens)}: the data changed")
-        self.rng.bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": int(d["state"]), "inc": int(d["inc"])},
-            "has_uint32": int(d["has_uint32"]), "uinteger": int(d["uinteger"])}
-        self.batches_drawn = int(d.get("batches_drawn", 0))
-
-
-def eval_offsets(n_tokens: int, block_size: int, batch_size: int, max_batches: int) -> list[np.ndarray]:
-    """Window starts for validation, evenly spread and the same at every eval
-    (no RNG), so successive val losses are comparable. All batches are full
-    unless the split holds fewer than batch_size windows."""
-    _require_tokens(n_tokens, block_size, "val")
-    last = n_tokens - block_size - 1
-    count = min(batch_size * max_batches, last + 1)
-    if count >= batch_size:
-        count -= count % batch_size
-    # Spacing >= 1, so truncation keeps the starts distinct.
-    starts = np.linspace(0, last, count).astype(np.int64)
-    return [starts[i:i + batch_size] for i in range(0, count, batch_size)]
-
-
-def iter_eval_batches(tokens: np.ndarray, offsets: list[np.ndarray], block_size: int):
-    """(x, y) for each batch of eval_offsets."""
-    for batch in offsets:
-        yield _gather(tokens, batch, block_size)
-
-
-def epoch_steps(n_train_tokens: int, cfg, world_size: int = 1) -> int:
-    """Optimizer steps for one pass over the training tokens."""
-    t = cfg.training
-    per_step = t.batch_size * cfg.model.block_size * t.grad_accum_steps * world_size
-    return max(1, math.ceil(n_train_tokens / per_step))

@@ -24,7 +24,8 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine.config import config_to_toml
-from engine.data import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches, prepare_data
+from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
+from engine.data import prepare_data
 from engine.device import Placement, configure_threads, matmul_peak_flops, place
 from engine.errors import CheckpointError, ConfigError, UserError
 from engine.events import Event, EventBuffer, JsonlWriter, Listener, make_event

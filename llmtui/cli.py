@@ -7,7 +7,6 @@ at once; torch is imported only when a command trains or inspects models.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine import corpus, data
+from engine import bpe_workers, corpus, data
 from engine.config import load_config
-from engine.data import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches, prepare_data
+from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
+from engine.data import prepare_data
 from engine.errors import DataError
 from engine.tokenizers import BpeTokenizer, CharTokenizer
 
@@ -200,7 +201,7 @@ def test_streaming_bpe_matches_direct_encode(tmp_path, monkeypatch, gpt2_cache):
     text = base * 4  # ~1.9 MB
     src = write(tmp_path / "big.txt", text)
     monkeypatch.setattr(data, "CHUNK_BYTES", 100_000)
-    monkeypatch.setattr(data, "BPE_PIECE_CHARS", 7_000)
+    monkeypatch.setattr(bpe_workers, "BPE_PIECE_CHARS", 7_000)
     d = prepare_data(make_cfg(tmp_path, src, tokenizer__kind="bpe"))
     direct = d.tokenizer.encode(text)
     assert np.concatenate([d.train, d.val]).tolist() == direct
@@ -214,7 +215,7 @@ def test_bpe_worker_processes_keep_order(tmp_path, monkeypatch, gpt2_cache):
     write(tmp_path / "docs" / "b.txt", base[::-1])
     monkeypatch.setattr(data, "BPE_PROCESS_MIN_BYTES", 0)
     monkeypatch.setattr(data, "CHUNK_BYTES", 50_000)
-    monkeypatch.setattr(data, "BPE_PIECE_CHARS", 5_000)
+    monkeypatch.setattr(bpe_workers, "BPE_PIECE_CHARS", 5_000)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     d = prepare_data(make_cfg(tmp_path, tmp_path / "docs", tokenizer__kind="bpe"))
     tok = d.tokenizer
@@ -224,7 +225,7 @@ def test_bpe_worker_processes_keep_order(tmp_path, monkeypatch, gpt2_cache):
 
 def test_bpe_worker_failure_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    workers = data._BpeWorkers("no_such_encoding", 1, np.dtype(np.uint16))
+    workers = bpe_workers.BpeWorkers("no_such_encoding", 1, np.dtype(np.uint16))
     try:
         with pytest.raises(RuntimeError, match="BPE worker process failed.*no_such_encoding"):
             workers.submit("hello").result()
@@ -236,9 +237,9 @@ def test_cut_points_never_split_words():
     # After "word\n" before a letter, or before " letter" that follows a word;
     # never inside whitespace runs, whose BPE split depends on what follows.
     text = "alpha beta\ngamma  delta\n\n epsilon"
-    assert [m.start() for m in data._CUT.finditer(text)] == [5, 11]
-    assert data._cut_point(text, 0, len(text)) == 11
-    assert data._cut_point("x" * 100, 10, 100) == 100  # no safe point: cut at the end
+    assert [m.start() for m in bpe_workers._CUT.finditer(text)] == [5, 11]
+    assert bpe_workers.cut_point(text, 0, len(text)) == 11
+    assert bpe_workers.cut_point("x" * 100, 10, 100) == 100  # no safe point: cut at the end
 
 
 # --- pre-tokenized sources ------------------------------------------------

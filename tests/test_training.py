@@ -6,11 +6,10 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, read_jsonl
+from conftest import read_jsonl
 from engine import load_config, train
 from engine.checkpoint import verify
 from llmtui.cli import main

@@ -1,0 +1,103 @@
+"""Training and evaluation batches drawn from memory-mapped token arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.errors import DataError
+
+def _require_tokens(n: int, block_size: int, split: str) -> None:
+    if n >= block_size + 1:
+        return
+    if split == "val":
+        fix = "lower model.block_size or raise data.val_fraction (or give a larger data.val_source)"
+    else:
+        fix = "lower model.block_size or use a larger corpus (data.source)"
+    raise DataError(f"{split} split has {n} tokens; model.block_size = {block_size} needs at "
+                    f"least {block_size + 1}: {fix}")
+
+
+def _gather(tokens: np.ndarray, offsets: np.ndarray, block_size: int):
+    import torch
+
+    # Fancy indexing a memmap reads just these windows, never the whole file.
+    windows = np.asarray(tokens[offsets[:, None] + np.arange(block_size + 1)]).astype(np.int64)
+    x = torch.from_numpy(np.ascontiguousarray(windows[:, :-1]))
+    y = torch.from_numpy(np.ascontiguousarray(windows[:, 1:]))
+    return x, y
+
+
+class BatchSampler:
+    """Random contiguous windows (x, y = x shifted by one), like nanoGPT's
+    get_batch, drawn from a private PCG64 generator so that torch's RNG use
+    elsewhere never changes the data order, and resume can restore it."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
+                 split: str = "train"):
+        _require_tokens(len(tokens), block_size, split)
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.seed, self.split = seed, split
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.batches_drawn = 0
+
+    def next_batch(self):
+        """(x, y): int64 CPU tensors of shape (batch_size, block_size)."""
+        offsets = self.rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
+        self.batches_drawn += 1
+        return _gather(self.tokens, offsets, self.block_size)
+
+    __next__ = next_batch
+
+    def __iter__(self):
+        return self
+
+    def state_dict(self) -> dict:
+        state = self.rng.bit_generator.state
+        # 128-bit integers as strings: safe in any JSON reader.
+        return {"bit_generator": state["bit_generator"],
+                "state": str(state["state"]["state"]), "inc": str(state["state"]["inc"]),
+                "has_uint32": state["has_uint32"], "uinteger": state["uinteger"],
+                "batches_drawn": self.batches_drawn, "seed": self.seed,
+                "n_tokens": len(self.tokens), "block_size": self.block_size,
+                "batch_size": self.batch_size}
+
+    def load_state_dict(self, d: dict) -> None:
+        if d.get("bit_generator") != "PCG64":
+            raise DataError("batch sampler state: not a PCG64 generator state")
+        if d.get("n_tokens", len(self.tokens)) != len(self.tokens):
+            raise DataError(f"batch sampler state is for a {self.split} split of {d['n_tokens']} "
+                            f"tokens but this one has {len(self.tokens)}: the data changed")
+        self.rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(d["state"]), "inc": int(d["inc"])},
+            "has_uint32": int(d["has_uint32"]), "uinteger": int(d["uinteger"])}
+        self.batches_drawn = int(d.get("batches_drawn", 0))
+
+
+def eval_offsets(n_tokens: int, block_size: int, batch_size: int, max_batches: int) -> list[np.ndarray]:
+    """Window starts for validation, evenly spread and the same at every eval
+    (no RNG), so successive val losses are comparable. All batches are full
+    unless the split holds fewer than batch_size windows."""
+    _require_tokens(n_tokens, block_size, "val")
+    last = n_tokens - block_size - 1
+    count = min(batch_size * max_batches, last + 1)
+    if count >= batch_size:
+        count -= count % batch_size
+    # Spacing >= 1, so truncation keeps the starts distinct.
+    starts = np.linspace(0, last, count).astype(np.int64)
+    return [starts[i:i + batch_size] for i in range(0, count, batch_size)]
+
+
+def iter_eval_batches(tokens: np.ndarray, offsets: list[np.ndarray], block_size: int):
+    """(x, y) for each batch of eval_offsets."""
+    for batch in offsets:
+        yield _gather(tokens, batch, block_size)
+
+
+def epoch_steps(n_train_tokens: int, cfg, world_size: int = 1) -> int:
+    """Optimizer steps for one pass over the training tokens."""
+    t = cfg.training
+    per_step = t.batch_size * cfg.model.block_size * t.grad_accum_steps * world_size
+    return max(1, math.ceil(n_train_tokens / per_step))
