@@ -136,6 +136,8 @@ class EvalConfig:
                               min=1, max=10**9)
     max_batches: int = spec(20, "Validation batches per evaluation (a fixed, evenly spread slice).",
                             min=1, max=100000)
+    every_n_epochs: float = spec(0.0, "If > 0, evaluate every this many passes over the training "
+                                 "tokens instead of every_n_steps.", min=0.0, max=1e6)
     sample_tokens: int = spec(0, "Generate a text sample of this many tokens at each evaluation (0 = off).",
                               min=0, max=100000)
     sample_prompt: str = spec("\n", "Prompt for the samples generated at evaluations.")
@@ -157,6 +159,11 @@ class LoggingConfig:
     every_n_steps: int = spec(10, "Print and record train metrics every N steps.", min=1, max=10**9)
     progress: str = spec("auto", "Headless output: auto (bar on a terminal, plain lines otherwise), "
                          "bar or plain.", choices=("auto", "bar", "plain"))
+    tensorboard_dir: str = spec("", "Also write TensorBoard event files to this folder (needs the "
+                                "tensorboard package; empty = off).")
+    wandb_project: str = spec("", "Also log to this Weights & Biases project (needs the wandb "
+                              "package and a login; empty = off).")
+    wandb_run_name: str = spec("", "W&B run name (empty = run.name).")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from engine.data import prepare_data
 from engine.device import Placement, configure_threads, matmul_peak_flops, place
 from engine.errors import CheckpointError, ConfigError, UserError
 from engine.events import Event, EventBuffer, JsonlWriter, Listener, make_event
+from engine.integrations import trackers
 from engine.model import GPT, GPTConfig, optimizer_groups
 from engine.schema import Config
 from engine.train_state import (checkpoint_files, load_model_state, optimizer_from_files,
@@ -179,8 +180,12 @@ class Trainer:
 
         t = cfg.training
         self.tokens_per_step = t.batch_size * t.grad_accum_steps * cfg.model.block_size
+        steps_per_epoch = epoch_steps(len(self.data.train), cfg)
         if t.epochs > 0:
-            self.max_steps = max(1, math.ceil(t.epochs * epoch_steps(len(self.data.train), cfg)))
+            self.max_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
+        self.eval_every = cfg.eval.every_n_steps
+        if cfg.eval.every_n_epochs > 0:
+            self.eval_every = max(1, math.ceil(cfg.eval.every_n_epochs * steps_per_epoch))
         self.sampler = BatchSampler(self.data.train, cfg.model.block_size, t.batch_size, cfg.run.seed)
         eval_batch = t.batch_size
         self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, eval_batch,
@@ -466,6 +471,7 @@ class Trainer:
                             f"({exc.strerror or exc}); check run.out_dir") from None
         self._listeners.append(self._writer)
         try:
+            self._listeners.extend(trackers(self.cfg))  # before heavy work: a missing package is bad input
             return self._run()
         except UserError as exc:
             self.emit("error", message=str(exc), raised=True)
@@ -496,7 +502,7 @@ class Trainer:
                   start_step=self.step)
         self._start_step = self.step
 
-        log_every, eval_every = cfg.logging.every_n_steps, cfg.eval.every_n_steps
+        log_every, eval_every = cfg.logging.every_n_steps, self.eval_every
         ckpt_every = cfg.checkpoint.every_n_steps
         started = time.perf_counter()
         self._pause_time = 0.0

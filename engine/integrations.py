@@ -1,0 +1,71 @@
+"""Optional experiment trackers: TensorBoard and Weights & Biases.
+
+Each is an event listener, created only when its config key is set, and its
+package is imported only then: neither is a dependency of llmtui.
+"""
+
+from __future__ import annotations
+
+from engine.errors import ConfigError
+from engine.events import Event
+from engine.schema import Config
+
+# figures worth a chart, by event kind
+_SCALARS = {
+    "train": ("loss", "lr", "grad_norm", "tokens_per_sec", "ms_per_step", "mfu"),
+    "eval": ("val_loss", "val_perplexity", "val_accuracy"),
+}
+
+
+def _scalars(event: Event):
+    for key in _SCALARS.get(event["kind"], ()):
+        value = event.get(key)
+        if isinstance(value, (int, float)):
+            yield f"{event['kind']}/{key}", float(value)
+
+
+class TensorBoardLogger:
+    def __init__(self, log_dir: str):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("logging.tensorboard_dir is set but the tensorboard package is not "
+                              "installed: pip install tensorboard (or set it to \"\")") from None
+        self.writer = SummaryWriter(log_dir=log_dir)
+
+    def __call__(self, event: Event) -> None:
+        for tag, value in _scalars(event):
+            self.writer.add_scalar(tag, value, event["step"])
+        if event["kind"] == "sample":
+            self.writer.add_text("sample", event["text"], event["step"])
+        if event["kind"] == "done":
+            self.writer.close()
+
+
+class WandbLogger:
+    def __init__(self, cfg: Config):
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("logging.wandb_project is set but the wandb package is not installed: "
+                              "pip install wandb (or set it to \"\")") from None
+        self.wandb = wandb
+        self.run = wandb.init(project=cfg.logging.wandb_project,
+                              name=cfg.logging.wandb_run_name or cfg.run.name, config=cfg.to_dict())
+
+    def __call__(self, event: Event) -> None:
+        figures = dict(_scalars(event))
+        if figures:
+            self.run.log(figures, step=event["step"])
+        if event["kind"] == "done":
+            self.run.finish()
+
+
+def trackers(cfg: Config) -> list:
+    """The listeners the config asks for; a one-line error if a package is missing."""
+    out = []
+    if cfg.logging.tensorboard_dir:
+        out.append(TensorBoardLogger(cfg.logging.tensorboard_dir))
+    if cfg.logging.wandb_project:
+        out.append(WandbLogger(cfg))
+    return out
