@@ -94,14 +94,18 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, list[s
                     f"{precision} math (it would run many times slower); training in fp32"]
 
 
-def place(requested_device: str, precision: str) -> Placement:
+def place(requested_device: str, precision: str, local_rank: int | None = None) -> Placement:
+    """`local_rank` (under torchrun) pins each process to its own GPU."""
     device, warnings = resolve_device(requested_device)
+    if local_rank is not None and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
     precision, more = resolve_precision(precision, device)
     return Placement(device, precision, warnings + more)
 
 
-def configure_threads(threads: int) -> int:
-    """Intra-op threads: one per physical core by default. Hyperthreads and
+def configure_threads(threads: int, share: int = 1) -> int:
+    """Intra-op threads: one per physical core by default, split between the
+    `share` processes training on this machine. Hyperthreads and
     oversubscription slow small matmuls down on CPU."""
     if threads <= 0:
         try:
@@ -109,6 +113,7 @@ def configure_threads(threads: int) -> int:
             threads = psutil.cpu_count(logical=False) or torch.get_num_threads()
         except Exception:
             threads = torch.get_num_threads()
+        threads = max(1, threads // max(1, share))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

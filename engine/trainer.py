@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from engine import checkpoint as ckpt
+from engine import distributed
 from engine.config import config_to_toml
 from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
 from engine.data import prepare_data
@@ -112,6 +113,7 @@ class Trainer:
         self.step = 0
         self.max_steps = cfg.training.max_steps
         self.result: TrainResult | None = None
+        self.dist = distributed.from_env()
 
     # -- commands (any thread) ---------------------------------------------
 
@@ -150,8 +152,9 @@ class Trainer:
 
     def emit(self, kind: str, **fields: Any) -> Event:
         event = make_event(kind, self.step, **fields)
-        for listener in self._listeners:
-            listener(event)
+        if self.dist.is_main:  # under torchrun, rank 0 alone reports and logs
+            for listener in self._listeners:
+                listener(event)
         return event
 
     def warn(self, message: str) -> None:
@@ -170,23 +173,36 @@ class Trainer:
 
     def setup(self) -> None:
         cfg = self.cfg
-        self._prepare_run_dir()
-        self.placement: Placement = place(cfg.run.device, cfg.training.precision)
+        if self.dist.is_main:
+            self._prepare_run_dir()
+        self.placement: Placement = place(cfg.run.device, cfg.training.precision,
+                                          local_rank=self.dist.local_rank if self.dist.enabled else None)
         self.device = self.placement.device
-        self.threads = configure_threads(cfg.run.threads) if self.device.type == "cpu" else None
+        distributed.init(self.dist, self.device)
+        self.threads = None
+        if self.device.type == "cpu":  # processes on one machine share its cores
+            self.threads = configure_threads(cfg.run.threads, share=self.dist.local_world_size)
+        # rank 0 prepares the data; the others then find it ready and reuse it
+        if not self.dist.is_main:
+            distributed.barrier(self.dist)
         self.data = prepare_data(cfg, progress=lambda stage, done, total: self.emit(
             "prepare", stage=stage, done=done, total=total))
+        if self.dist.is_main:
+            distributed.barrier(self.dist)
         self.tokenizer = self.data.tokenizer
 
         t = cfg.training
-        self.tokens_per_step = t.batch_size * t.grad_accum_steps * cfg.model.block_size
-        steps_per_epoch = epoch_steps(len(self.data.train), cfg)
+        world = self.dist.world_size
+        self.tokens_per_step = t.batch_size * t.grad_accum_steps * cfg.model.block_size * world
+        steps_per_epoch = epoch_steps(len(self.data.train), cfg, world)
         if t.epochs > 0:
             self.max_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
         self.eval_every = cfg.eval.every_n_steps
         if cfg.eval.every_n_epochs > 0:
             self.eval_every = max(1, math.ceil(cfg.eval.every_n_epochs * steps_per_epoch))
-        self.sampler = BatchSampler(self.data.train, cfg.model.block_size, t.batch_size, cfg.run.seed)
+        # each rank draws its own batches: a different stream per rank
+        self.sampler = BatchSampler(self.data.train, cfg.model.block_size, t.batch_size,
+                                    cfg.run.seed + self.dist.rank)
         eval_batch = t.batch_size
         self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, eval_batch,
                                          cfg.eval.max_batches)
@@ -197,6 +213,10 @@ class Trainer:
         self.n_params = model.num_params(non_embedding=False)
         self.n_params_non_embedding = model.num_params(non_embedding=True)
         self.flops_per_token = model.flops_per_token()
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.training.compile:
             model = torch.compile(model)
         self.model = model
@@ -254,7 +274,15 @@ class Trainer:
             self.optimizer.load_state_dict(optimizer_from_files(loaded.tensors, state["optimizer"]))
             if state.get("scaler") and self.scaler.is_enabled():
                 self.scaler.load_state_dict(state["scaler"])
-            self.sampler.load_state_dict(state["sampler"])
+            samplers = state.get("samplers") or [state["sampler"]]
+            if len(samplers) == self.dist.world_size:
+                self.sampler.load_state_dict(samplers[self.dist.rank])
+            else:
+                self.warn(f"checkpoint was written by {len(samplers)} process(es), this run has "
+                          f"{self.dist.world_size}: batch order restarts from a new seed")
+                self.sampler = BatchSampler(self.data.train, self.cfg.model.block_size,
+                                            self.cfg.training.batch_size,
+                                            self.cfg.run.seed + 1000 * int(state["step"]) + self.dist.rank)
             rng_from_files(loaded.tensors, state["rng"])
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{path / 'state.json'}: training state is incomplete ({exc})") from None
@@ -267,7 +295,8 @@ class Trainer:
         self.resumed_from = path
         # steps after this checkpoint were lost; their metrics would contradict the
         # trajectory that now continues, so the record is cut back to this step
-        self._writer.truncate_after(self.step)
+        if self._writer is not None:
+            self._writer.truncate_after(self.step)
 
     # -- checkpoints -------------------------------------------------------
 
@@ -275,10 +304,12 @@ class Trainer:
         return {"step": self.step, "max_steps": self.max_steps, "tokens_seen": self.tokens_seen,
                 "train_loss": self.last_train_loss, "val_loss": self.last_val_loss,
                 "best_val_loss": self.best_val_loss, "bad_evals": self.bad_evals,
-                "sampler": self.sampler.state_dict(), "compat": self._compat_fingerprint(),
+                "sampler": self._sampler_states[0], "samplers": self._sampler_states,
+                "world_size": self.dist.world_size, "compat": self._compat_fingerprint(),
                 "time": time.time()}
 
     def _files(self) -> dict[str, bytes]:
+        # a collective: every rank takes part, rank 0 writes
         return checkpoint_files(model=self.raw_model, optimizer=self.optimizer, scaler=self.scaler,
                                 state=self._state(), config_toml=config_to_toml(self.cfg),
                                 tokenizer_json=self.tokenizer.to_json())
@@ -287,7 +318,11 @@ class Trainer:
         return all(bool(torch.isfinite(p).all()) for p in self.raw_model.parameters())
 
     def save(self, reason: str) -> Path | None:
-        """Write `last` (and `step_N` / `best` as the reason asks)."""
+        """Write `last` (and `step_N` / `best` as the reason asks). Every rank
+        calls this at the same step; rank 0 alone writes."""
+        self._sampler_states = distributed.gather(self.dist, self.sampler.state_dict())
+        if not self.dist.is_main:
+            return None
         if not self._weights_finite():
             self.warn(f"step {self.step}: weights are not finite; checkpoint not saved")
             return None
@@ -374,6 +409,12 @@ class Trainer:
         with self._lock:
             stop, save, prompt = self._stop_requested, self._save_requested, self._sample_prompt
             self._save_requested, self._sample_prompt = False, None
+        if self.dist.enabled:  # a signal may reach the ranks at different steps: agree first
+            stop_flag, save_flag = distributed.agree_max(self.dist, [int(bool(stop)), int(save)],
+                                                         self.device)
+            stop = (stop or "interrupted") if stop_flag else None
+            save = bool(save_flag)
+            prompt = prompt if self.dist.is_main else None
         if save:
             self.save("manual")
         if prompt is not None:
@@ -407,7 +448,7 @@ class Trainer:
                   evals_without_improvement=self.bad_evals)
         if improved and self.cfg.training.save_best:
             self.save("best")
-        if self.cfg.eval.sample_tokens:
+        if self.cfg.eval.sample_tokens and self.dist.is_main:
             self.emit("sample", text=self.sample(self.cfg.eval.sample_prompt, self.cfg.eval.sample_tokens),
                       prompt=self.cfg.eval.sample_prompt)
         patience = self.cfg.training.early_stopping_patience
@@ -424,12 +465,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss_sum = torch.zeros((), device=self.device)
-        for _ in range(t.grad_accum_steps):
+        for micro in range(t.grad_accum_steps):
             x, y = self._to_device(*self.sampler.next_batch())
-            with self._autocast():
+            # under DDP, gradients are averaged across ranks only on the last micro-step
+            sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
+            with self._autocast(), (contextlib.nullcontext() if sync else self.model.no_sync()):
                 _, loss = self.model(x, y)
+                self.scaler.scale(loss / t.grad_accum_steps).backward()
             loss_sum += loss.detach()
-            self.scaler.scale(loss / t.grad_accum_steps).backward()
         if t.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
@@ -447,7 +490,7 @@ class Trainer:
         return loss_sum
 
     def _check_finite(self) -> None:
-        bad = int(self._first_bad_step)
+        bad = distributed.agree_max(self.dist, [int(self._first_bad_step)], self.device)[0]
         if bad >= 0:
             self.emit("error", message=f"loss became non-finite (nan or inf) at step {bad}; training "
                       "stopped and the last good checkpoint kept (lower optimizer.learning_rate, "
@@ -462,17 +505,23 @@ class Trainer:
     def run(self) -> TrainResult:
         """Set up and train. Raises UserError for bad input (before heavy work
         where possible); every other failure is emitted as an `error` event."""
+        self._writer = None
+        if self.dist.is_main:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                ckpt.clear_leftovers(self.run_dir)
+                self._writer = JsonlWriter(self.run_dir / "metrics.jsonl", append=bool(self.resume))
+            except OSError as exc:
+                raise UserError(f"{self.run_dir}: cannot create the run directory "
+                                f"({exc.strerror or exc}); check run.out_dir") from None
+            self._listeners.append(self._writer)
+        clean = False
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.clear_leftovers(self.run_dir)
-            self._writer = JsonlWriter(self.run_dir / "metrics.jsonl", append=bool(self.resume))
-        except OSError as exc:
-            raise UserError(f"{self.run_dir}: cannot create the run directory "
-                            f"({exc.strerror or exc}); check run.out_dir") from None
-        self._listeners.append(self._writer)
-        try:
-            self._listeners.extend(trackers(self.cfg))  # before heavy work: a missing package is bad input
-            return self._run()
+            if self.dist.is_main:  # before heavy work: a missing package is bad input
+                self._listeners.extend(trackers(self.cfg))
+            result = self._run()
+            clean = True
+            return result
         except UserError as exc:
             self.emit("error", message=str(exc), raised=True)
             raise
@@ -480,14 +529,17 @@ class Trainer:
             self.emit("error", message=f"{type(exc).__name__}: {exc}", raised=True)
             raise
         finally:
-            self._writer.close()
-            self._listeners.remove(self._writer)
+            if self._writer is not None:
+                self._writer.close()
+                self._listeners.remove(self._writer)
+            distributed.shutdown(self.dist, clean)
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
         self.setup()
-        ckpt.atomic_write_text(self.run_dir / "config.toml", config_to_toml(cfg, header=(
-            "Resolved config of this run, written by llmtui.")))
+        if self.dist.is_main:
+            ckpt.atomic_write_text(self.run_dir / "config.toml", config_to_toml(cfg, header=(
+                "Resolved config of this run, written by llmtui.")))
         for message in self.placement.warnings:
             self.warn(message)
         self.emit("start", run_dir=str(self.run_dir), device=str(self.device),
@@ -495,7 +547,8 @@ class Trainer:
                   n_params=self.n_params, n_params_non_embedding=self.n_params_non_embedding,
                   vocab_size=self.gpt_config.vocab_size, max_steps=self.max_steps,
                   tokens_per_step=self.tokens_per_step,
-                  effective_batch=cfg.training.batch_size * cfg.training.grad_accum_steps,
+                  effective_batch=cfg.training.batch_size * cfg.training.grad_accum_steps
+                  * self.dist.world_size, world_size=self.dist.world_size,
                   train_tokens=len(self.data.train), val_tokens=len(self.data.val),
                   data_dir=str(self.data.directory), data_reused=self.data.reused,
                   resumed_from=str(self.resumed_from) if self.resumed_from else None,
@@ -527,7 +580,8 @@ class Trainer:
                 if log_now or eval_now or save_now:
                     self._check_finite()
                 if log_now:
-                    loss = interval_loss.item() / (interval_steps * cfg.training.grad_accum_steps)
+                    loss = distributed.mean(self.dist, interval_loss).item() / (
+                        interval_steps * cfg.training.grad_accum_steps)
                     elapsed = time.perf_counter() - self._interval_start - excluded
                     self.last_train_loss = loss
                     tps = interval_steps * self.tokens_per_step / max(elapsed, 1e-9)
@@ -563,6 +617,7 @@ class Trainer:
             metrics_path=self.run_dir / "metrics.jsonl")
         summary = self.result.to_json() | {"n_params": self.n_params, "device": str(self.device),
                                            "precision": self.placement.precision}
-        ckpt.atomic_write_text(self.run_dir / "train_log.json", json.dumps(summary, indent=1))
+        if self.dist.is_main:
+            ckpt.atomic_write_text(self.run_dir / "train_log.json", json.dumps(summary, indent=1))
         self.emit("done", **summary)
         return self.result

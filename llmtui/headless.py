@@ -47,8 +47,9 @@ def describe(e: dict[str, Any]) -> str | None:
     kind = e["kind"]
     if kind == "start":
         resumed = f", resumed from {e['resumed_from']} at step {e['start_step']}" if e["resumed_from"] else ""
+        procs = f", {e['world_size']} processes" if e.get("world_size", 1) > 1 else ""
         return (f"run {e['run_dir']} on {e['device']} ({e['precision']}"
-                f"{', %d threads' % e['threads'] if e['threads'] else ''}){resumed}\n"
+                f"{', %d threads' % e['threads'] if e['threads'] else ''}{procs}){resumed}\n"
                 f"model {e['n_params'] / 1e6:.2f}M parameters ({e['n_params_non_embedding'] / 1e6:.2f}M "
                 f"non-embedding), vocab {e['vocab_size']}; effective batch {e['effective_batch']} sequences "
                 f"= {e['tokens_per_step']:,} tokens/step; data {e['train_tokens']:,} train / "

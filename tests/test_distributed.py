@@ -1,0 +1,35 @@
+"""torchrun: data-parallel training on CPU with gloo; rank 0 alone writes."""
+
+import json
+import subprocess
+import sys
+
+from conftest import read_jsonl
+
+
+def torchrun(tiny, cwd, *extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "llmtui", "--", "--run", "cpu", "--plain",
+           *sum((["-o", o] for o in tiny), []), *extra]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=240)
+
+
+def test_two_processes_train_one_run_and_resume(tiny, tmp_path):
+    args = ["--max-iters", "10", "-o", "checkpoint.every_n_steps=5", "-o", "eval.every_n_steps=5"]
+    proc = torchrun(tiny, tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "runs" / "tiny"
+    events = read_jsonl(run / "metrics.jsonl")
+    start = next(e for e in events if e["kind"] == "start")
+    assert start["world_size"] == 2 and start["tokens_per_step"] == 2 * 4 * 16
+    # one record per step, not one per process
+    assert [e["step"] for e in events if e["kind"] == "train"] == [5, 10]
+    assert proc.stdout.count("step 10/10") == 1
+    state = json.loads((run / "last" / "state.json").read_text())
+    assert state["world_size"] == 2 and len(state["samplers"]) == 2
+    assert state["samplers"][0] != state["samplers"][1]  # each rank its own batches
+
+    again = torchrun(tiny, tmp_path, "--resume", "--max-iters", "15",
+                     "-o", "checkpoint.every_n_steps=5", "-o", "eval.every_n_steps=5")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run / "train_log.json").read_text())["steps"] == 15
