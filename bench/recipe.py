@@ -5,7 +5,8 @@
 
 Reports, as a table and as JSON (bench/out/recipe.json): ms per step (mean,
 eval steps and the first 10 steps excluded), tokens/s, MFU against a float32 matmul peak measured in
-this same run, val loss at steps 500/1000/1500/2000, wall time and peak RSS.
+this same run, val loss at steps 500/1000/1500/2000, wall time and peak RSS,
+and pass/fail checks against nanoGPT (bench/README.md describes them).
 Both trainers run one after the other as child processes, so neither slows
 the other; compare ratios, since the machine's speed drifts between sessions.
 nanoGPT needs its data prepared first (data/shakespeare_char/prepare.py).
@@ -28,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "bench" / "nanogpt_recipe.toml"
 OUT = REPO / "bench" / "out"
 CHECK_STEPS = (500, 1000, 1500, 2000)
+NANOGPT_MFU = 0.41       # nanoGPT on this recipe, ../shared/BASELINES.md
+VAL_LOSS_NOISE = 0.05    # |llmtui - nanoGPT| val loss counted as the same (our choice)
 NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
                 "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12",
                 "--n_layer=4", "--n_head=4", "--n_embd=128", "--max_iters=2000",
@@ -104,6 +107,23 @@ def mfu(result: dict, n_params_non_embedding: int, peak_gflops: float) -> float:
     return flops_per_token * result["tokens_per_sec"] / (peak_gflops * 1e9)
 
 
+def checks(results: dict) -> list[dict]:
+    """Pass/fail rows for bench/run_all.py's summary (see bench/README.md)."""
+    mine = results["llmtui"]
+    if "nanogpt" not in results:
+        return [{"name": "recipe MFU (whole run) vs nanoGPT's (BASELINES.md)", "value": round(mine["mfu"], 3),
+                 "unit": "", "target": f">= {NANOGPT_MFU}", "passed": mine["mfu"] >= NANOGPT_MFU}]
+    theirs = results["nanogpt"]
+    ratio = mine["tokens_per_sec"] / theirs["tokens_per_sec"]
+    rows = [{"name": "recipe tokens/s, llmtui / nanoGPT (same session)", "value": round(ratio, 3),
+             "unit": "x", "target": "> 1", "passed": ratio > 1}]
+    for step in sorted(set(mine["val_loss"]) & set(theirs["val_loss"]) - {0}):
+        diff = mine["val_loss"][step] - theirs["val_loss"][step]
+        rows.append({"name": f"recipe val loss at step {step}, llmtui - nanoGPT", "value": round(diff, 3),
+                     "unit": "", "target": f"within ±{VAL_LOSS_NOISE}", "passed": abs(diff) <= VAL_LOSS_NOISE})
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=2000)
@@ -137,7 +157,7 @@ def main() -> None:
               "val loss difference: " + ", ".join(
                   f"{s}: {a['val_loss'][s] - b['val_loss'][s]:+.3f}"
                   for s in CHECK_STEPS if s in a["val_loss"] and s in b["val_loss"]))
-    report = {"matmul_peak_gflops": [peak_before, peak_after], "results": results}
+    report = {"matmul_peak_gflops": [peak_before, peak_after], "results": results, "checks": checks(results)}
     (OUT / "recipe.json").write_text(json.dumps(report, indent=1))
     print(f"wrote {OUT / 'recipe.json'}")
 
