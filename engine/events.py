@@ -22,6 +22,7 @@ must be quick) or poll an EventBuffer from their own thread.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import threading
 import time
@@ -56,7 +57,9 @@ class EventBuffer:
 
     def since(self, seq: int) -> tuple[int, list[Event]]:
         with self._lock:
-            new = [e for s, e in self._events if s > seq]
+            # sequence numbers are consecutive: the new events are the last ones
+            count = min(len(self._events), max(0, self._seq - seq))
+            new = [e for _, e in itertools.islice(self._events, len(self._events) - count, None)]
             return self._seq, new
 
 

@@ -92,9 +92,17 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    batch_size: int = spec(12, "Sequences per micro-batch.", min=1, max=65536)
+    batch_size: int = spec(12, "Sequences per micro-batch (\"auto\": the largest that fits the "
+                           "device's free memory, see target_tokens_per_step).", min=1, max=65536,
+                           auto=True)
     grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimizer step "
-                                 "(effective batch = batch_size * grad_accum_steps).", min=1, max=65536)
+                                 "(effective batch = batch_size * grad_accum_steps; \"auto\": "
+                                 "as many as reach target_tokens_per_step).", min=1, max=65536,
+                                 auto=True)
+    target_tokens_per_step: int = spec(0, "Tokens per optimizer step that \"auto\" batch settings "
+                                       "aim for (0 = the numeric batch settings times block_size, "
+                                       "or 32 sequences when batch_size is \"auto\").",
+                                       min=0, max=10**9)
     max_steps: int = spec(2000, "Optimizer steps to train (--max-iters sets this).", min=1, max=10**9)
     epochs: float = spec(0.0, "If > 0, train this many passes over the training tokens instead of "
                          "max_steps.", min=0.0, max=1e6)

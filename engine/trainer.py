@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import threading
+import tomllib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine import distributed
-from engine.config import config_to_toml
+from engine.config import config_replace, config_to_toml
 from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
 from engine.data import prepare_data
 from engine.device import Placement, configure_threads, matmul_peak_flops, place
@@ -190,6 +191,7 @@ class Trainer:
         if self.dist.is_main:
             distributed.barrier(self.dist)
         self.tokenizer = self.data.tokenizer
+        self.cfg = cfg = self._resolve_batch_settings(cfg)
 
         t = cfg.training
         world = self.dist.world_size
@@ -251,7 +253,34 @@ class Trainer:
                 "tokenizer": self.tokenizer.fingerprint(),
                 "data": self.data.fingerprint}
 
-    def _load_resume(self) -> None:
+    def _resolve_batch_settings(self, cfg: Config) -> Config:
+        """Replace "auto" batch settings with numbers for this device (and warn
+        when the config will not fit). A resumed run keeps the numbers it was
+        trained with; under torchrun every rank takes rank 0's choice."""
+        from engine.autotune import resolve_auto
+
+        t = cfg.training
+        if self.resume and "auto" in (t.batch_size, t.grad_accum_steps):
+            saved = self._resume_path() / "config.toml"
+            try:
+                before = tomllib.loads(saved.read_text(encoding="utf-8"))["training"]
+                cfg = config_replace(cfg, training__batch_size=before["batch_size"],
+                                     training__grad_accum_steps=before["grad_accum_steps"])
+            except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError):
+                raise CheckpointError(f"{saved}: cannot read the batch settings the run used") from None
+        resolved, notes = resolve_auto(cfg, self.placement, vocab_size=self.data.vocab_size)
+        chosen = distributed.gather(self.dist, [resolved.training.batch_size,
+                                                resolved.training.grad_accum_steps])[0]
+        resolved = config_replace(resolved, training__batch_size=chosen[0],
+                                  training__grad_accum_steps=chosen[1])
+        for note in notes:
+            self.warn(note)
+        return resolved
+
+    def _resume_path(self) -> Path:
+        """The checkpoint to resume from (found once, damaged ones skipped with a warning)."""
+        if getattr(self, "_resume_from", None) is not None:
+            return self._resume_from
         if self.resume is True or self.resume == "latest":
             path, notes = ckpt.latest_intact(self.run_dir)
             for note in notes:
@@ -260,6 +289,11 @@ class Trainer:
                 raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from")
         else:
             path = Path(self.resume)
+        self._resume_from = path
+        return path
+
+    def _load_resume(self) -> None:
+        path = self._resume_path()
         loaded = ckpt.load(path)
         state = loaded.state
         mine = self._compat_fingerprint()
@@ -402,10 +436,15 @@ class Trainer:
         if not self._resume_flag.is_set():
             paused_at = time.perf_counter()
             self.emit("paused")
-            self._resume_flag.wait()
+            # while paused, "save now" and "sample now" are still served
+            while not self._resume_flag.wait(0.2):
+                self._serve_requests()
             self._pause_time += time.perf_counter() - paused_at
             self._interval_start += time.perf_counter() - paused_at
             self.emit("resumed")
+        self._serve_requests()
+
+    def _serve_requests(self) -> None:
         with self._lock:
             stop, save, prompt = self._stop_requested, self._save_requested, self._sample_prompt
             self._save_requested, self._sample_prompt = False, None
@@ -470,7 +509,9 @@ class Trainer:
             # under DDP, gradients are averaged across ranks only on the last micro-step
             sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
             with self._autocast(), (contextlib.nullcontext() if sync else self.model.no_sync()):
-                _, loss = self.model(x, y)
+                # keep no reference to the logits: backward does not need them, and
+                # B*T*vocab floats is the largest tensor of a BPE model
+                loss = self.model(x, y)[1]
                 self.scaler.scale(loss / t.grad_accum_steps).backward()
             loss_sum += loss.detach()
         if t.grad_clip > 0:
@@ -535,8 +576,8 @@ class Trainer:
             distributed.shutdown(self.dist, clean)
 
     def _run(self) -> TrainResult:
-        cfg = self.cfg
         self.setup()
+        cfg = self.cfg  # with "auto" settings resolved
         if self.dist.is_main:
             ckpt.atomic_write_text(self.run_dir / "config.toml", config_to_toml(cfg, header=(
                 "Resolved config of this run, written by llmtui.")))

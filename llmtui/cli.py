@@ -145,7 +145,41 @@ def cmd_sample(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"config": cmd_config, "sample": cmd_sample}
+def cmd_detect(argv: list[str]) -> int:
+    p = _Parser(prog="llmtui detect",
+                description="Show the hardware, the preset that fits it, why, the autotuned "
+                            "settings and the estimates.")
+    p.add_argument("--json", action="store_true", help="print the same as one JSON object")
+    p.add_argument("--gpu", metavar="NAME[:VRAM_GB[:CC]]",
+                   help='plan for a GPU this machine does not have, e.g. "RTX 4060" or "My GPU:12:8.6"')
+    p.add_argument("--calibrate", action="store_true",
+                   help="time a few real training steps here instead of estimating the time")
+    args = p.parse_args(argv)
+    if args.calibrate and args.gpu:
+        raise UsageError("--calibrate times this machine; it cannot be combined with --gpu")
+    import json
+
+    from engine.errors import UserError
+    from engine.hardware import detect
+    from engine.recommend import recommend, report_text
+    try:
+        hardware = detect()
+        rec = recommend(hardware, gpu=args.gpu)
+        if args.calibrate:
+            from engine.recommend import calibrate_recommendation
+            rec = calibrate_recommendation(rec, hardware)
+    except UserError as exc:
+        return fail(str(exc))
+    if args.json:
+        out = hardware.to_json() | rec.to_json()
+        out["warnings"] = list(dict.fromkeys(hardware.warnings + rec.warnings))
+        print(json.dumps(out, indent=1))
+    else:
+        sys.stdout.write(report_text(hardware, rec))
+    return EXIT_OK
+
+
+COMMANDS = {"config": cmd_config, "sample": cmd_sample, "detect": cmd_detect}
 
 
 if __name__ == "__main__":

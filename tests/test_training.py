@@ -202,3 +202,46 @@ def test_non_editable_install_layout_finds_presets(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "llmtui", "config", "cpu"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0 and 'name = "cpu"' in proc.stdout
+
+
+def test_commands_from_another_thread_pause_save_sample_resume(tiny):
+    import threading
+    from engine.trainer import Trainer
+
+    trainer = Trainer(load_config("cpu", tiny + ["training.max_steps=200"]))
+    seen = threading.Event()
+
+    def on_event(event):
+        if event["kind"] == "train" and event["step"] == 10:
+            trainer.pause()
+            seen.set()
+    trainer.subscribe(on_event)
+    worker = threading.Thread(target=trainer.run)
+    worker.start()
+    assert seen.wait(60)
+    seq, _ = trainer.events.since(0)
+    trainer.save_now()
+    trainer.sample_now("The ")
+
+    def wait_for(kind, **fields):
+        import time
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            _, new = trainer.events.since(seq)
+            found = [e for e in new if e["kind"] == kind and fields.items() <= e.items()]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no {kind} event")
+
+    saved = wait_for("checkpoint", reason="manual")  # served while still paused
+    assert saved["step"] == 10 and trainer.paused
+    sample = wait_for("sample", prompt="The ")
+    assert sample["step"] == 10 and len(sample["text"]) > 0
+    trainer.resume_training()
+    trainer.stop()
+    worker.join(60)
+    assert not worker.is_alive()
+    kinds = [e["kind"] for e in read_jsonl(trainer.run_dir / "metrics.jsonl")]
+    assert "paused" in kinds and "resumed" in kinds
+    assert trainer.result.stop_reason == "stopped" and trainer.result.steps < 200

@@ -1,0 +1,216 @@
+"""Fit a config to a device: micro-batch and accumulation, precision, threads.
+
+The training recipe is the tokens per optimizer step; autotune keeps it and
+trades micro-batch size against gradient accumulation until the estimated
+peak memory (engine.estimate) fits the device. Every choice is returned as a
+`section.key` setting with a reason, so the user sees it and can override it.
+
+`resolve_auto(cfg, placement)` is the run-time half: the trainer calls it after
+device placement to turn `training.batch_size = "auto"` (and
+`grad_accum_steps = "auto"`) into numbers for the device it really got.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from engine.estimate import (
+    DEFAULT_AUTO_BATCH,
+    Target,
+    memory_parts,
+    target_for,
+    vocab_for,
+)
+
+# plan for this share of the free memory: estimates are +-20%, and the desktop,
+# the TUI and the OS keep allocating while training runs
+HEADROOM = 0.85
+
+GiB = 2**30
+
+
+def gib(n: float) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+# ---------------------------------------------------------------------------
+# micro-batch and accumulation
+
+def target_sequences(cfg) -> int:
+    """Sequences per optimizer step that "auto" settings aim for."""
+    t = cfg.training
+    if t.target_tokens_per_step:
+        return max(1, round(t.target_tokens_per_step / cfg.model.block_size))
+    batch = t.batch_size if t.batch_size != "auto" else DEFAULT_AUTO_BATCH
+    accum = t.grad_accum_steps if t.grad_accum_steps != "auto" else 1
+    return batch * accum
+
+
+def fits(cfg, batch: int, vocab: int, target: Target) -> bool:
+    if target.memory is None:
+        return True
+    return sum(memory_parts(cfg, batch, vocab, target).values()) <= HEADROOM * target.memory
+
+
+def largest_fitting(cfg, vocab: int, target: Target, limit: int) -> int:
+    """The largest micro-batch <= limit that fits (1 when none does); memory
+    grows with the batch, so a binary search is exact."""
+    low, high = 1, max(1, limit)
+    if fits(cfg, high, vocab, target):
+        return high
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fits(cfg, mid, vocab, target):
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def split_batch(cfg, vocab: int, target: Target, sequences: int) -> tuple[int, int]:
+    """(micro-batch, accumulation) with micro-batch * accumulation == sequences
+    exactly when a divisor fits, the largest such micro-batch."""
+    most = largest_fitting(cfg, vocab, target, sequences)
+    for batch in range(most, 0, -1):
+        if sequences % batch == 0:
+            return batch, sequences // batch
+    return 1, sequences
+
+
+def choose_batch(cfg, vocab: int, target: Target) -> tuple[int, int, list[str]]:
+    """Concrete (batch_size, grad_accum_steps) for cfg on target: numbers are
+    kept, "auto" values chosen. Notes say what was chosen."""
+    t = cfg.training
+    batch, accum = t.batch_size, t.grad_accum_steps
+    if batch != "auto" and accum != "auto":
+        return batch, accum, []
+    want = target_sequences(cfg)
+    if batch == "auto" and accum == "auto":
+        batch, accum = split_batch(cfg, vocab, target, want)
+    elif batch == "auto":
+        batch = largest_fitting(cfg, vocab, target, math.ceil(want / accum))
+    else:
+        accum = max(1, round(want / batch))
+    tokens = batch * accum * cfg.model.block_size
+    note = (f"auto batch: micro-batch {batch} x {accum} accumulation = {tokens:,} tokens per "
+            f"step on {target.label}")
+    return batch, accum, [note]
+
+
+# ---------------------------------------------------------------------------
+# precision and threads
+
+def best_precision(target_kind: str, hardware, gpu=None) -> tuple[str, str]:
+    """(precision, reason): the fastest format the device runs natively."""
+    if target_kind == "cuda":
+        cc = gpu.compute_capability
+        if cc is None:
+            return "fp32", (f"{gpu.name}: compute capability unknown, so fp32 (give "
+                            "--gpu NAME:VRAM_GB:CC, e.g. \"My GPU:12:8.6\", to plan mixed precision)")
+        where = f"{gpu.name} (compute capability {cc[0]}.{cc[1]})"
+        if gpu.bf16:
+            return "bf16", f"{where} runs bf16 natively: mixed precision bf16, no loss scaling"
+        if cc >= (7, 0) or cc == (6, 0):
+            return "fp16", (f"{where} has no bf16 but fast fp16: mixed precision fp16 with a "
+                            "GradScaler (loss scaling keeps small gradients from underflowing)")
+        return "fp32", f"{where} runs fp16 at a fraction of its fp32 speed: fp32"
+    cpu = hardware.cpu
+    if cpu.bf16_native:
+        isa = "AMX" if "amx_bf16" in cpu.flags else "AVX512_BF16"
+        return "bf16", f"the CPU has {isa} bf16 matrix instructions: mixed precision bf16"
+    return "fp32", ("the CPU has no native bf16/fp16 matrix instructions (AVX512_BF16/AMX): "
+                    "fp32 (emulated 16-bit math runs over 100x slower)")
+
+
+def autotune(cfg, hardware, target: Target, vocab: int | None = None
+             ) -> tuple[dict[str, object], list[str], list[str]]:
+    """Settings ('section.key' -> value) fitting cfg to target, the reasons for
+    them, and warnings (a config that will not fit)."""
+    vocab = vocab or vocab_for(cfg)
+    settings: dict[str, object] = {}
+    reasons: list[str] = []
+    warnings: list[str] = []
+
+    precision, why = best_precision(target.kind, hardware, target.gpu)
+    settings["training.precision"] = precision
+    reasons.append(why)
+    target = target_for(target.device, precision, hardware)
+
+    if target.kind == "cpu":
+        cores = hardware.cpu.physical_cores
+        settings["run.threads"] = cores
+        reasons.append(f"{cores} physical CPU cores: run.threads = {cores} (one per core; "
+                       "hyperthreads and oversubscription slow small matrix products)")
+
+    t = cfg.training
+    tuned = copy.deepcopy(cfg)
+    tuned.training.precision = precision
+    if t.batch_size == "auto" or t.grad_accum_steps == "auto":
+        want, source = target_sequences(cfg), "the config's target"
+    else:
+        want, source = t.batch_size * t.grad_accum_steps, "as the preset intends"
+    batch, accum = split_batch(tuned, vocab, target, want)
+    if not fits(tuned, batch, vocab, target) and not cfg.model.gradient_checkpointing:
+        tuned.model.gradient_checkpointing = True
+        batch, accum = split_batch(tuned, vocab, target, want)
+        if fits(tuned, batch, vocab, target):
+            settings["model.gradient_checkpointing"] = True
+            reasons.append("even one sequence per micro-batch does not fit: gradient "
+                           "checkpointing recomputes activations in backward (~30% slower)")
+        else:
+            tuned.model.gradient_checkpointing = False
+    settings["training.batch_size"] = batch
+    settings["training.grad_accum_steps"] = accum
+    tokens = batch * accum * cfg.model.block_size
+    need = sum(memory_parts(tuned, batch, vocab, target).values())
+    room = f"estimated {gib(need)} of {gib(target.memory)} free" if target.memory else "memory unknown"
+    reasons.append(f"micro-batch {batch} x {accum} accumulation = {tokens:,} tokens per optimizer "
+                   f"step, {source}; {room} on {target.label}")
+    if target.memory is not None and need > target.memory:
+        warnings.append(will_not_fit(need, target))
+    return settings, reasons, warnings
+
+
+def will_not_fit(need: int, target: Target) -> str:
+    return (f"will not fit: estimated {gib(need)} > {gib(target.memory)} available on "
+            f"{target.label}; lower training.batch_size or model.block_size, or set "
+            "model.gradient_checkpointing = true")
+
+
+# ---------------------------------------------------------------------------
+# run time: the trainer's device
+
+def placement_target(placement) -> Target:
+    """A Target for the device the trainer placed the run on, with the memory
+    free on it now."""
+    device = placement.device
+    if device.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        name = torch.cuda.get_device_name(device)
+        return Target("cuda", placement.precision, int(free), None,
+                      f"cuda:{device.index or 0} ({name})")
+    import psutil
+
+    return Target("cpu", placement.precision, int(psutil.virtual_memory().available), None, "cpu")
+
+
+def resolve_auto(cfg, placement, vocab_size: int | None = None):
+    """cfg with "auto" batch settings replaced by numbers for the placed device,
+    and messages: what was chosen, and a warning when the estimated peak memory
+    exceeds what the device has free ("will not fit: estimated X GiB > Y GiB
+    available"). `vocab_size` is the tokenizer's (a guess from the tokenizer
+    kind when None). Call after engine.device.place(), before batches are drawn."""
+    target = placement_target(placement)
+    vocab = vocab_for(cfg, vocab_size)
+    batch, accum, notes = choose_batch(cfg, vocab, target)
+    resolved = copy.deepcopy(cfg)
+    resolved.training.batch_size, resolved.training.grad_accum_steps = batch, accum
+    need = sum(memory_parts(resolved, batch, vocab, target).values())
+    messages = list(notes)
+    if need > target.memory:
+        messages.append(will_not_fit(need, target))
+    return resolved, messages
+

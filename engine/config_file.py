@@ -1,0 +1,179 @@
+"""Edit a config TOML file in place, keeping its comments and key order.
+
+The app's wizard edits settings one at a time; each value is checked with
+`engine.config.coerce` before it enters the document, the whole config is
+validated on demand, and saving writes the document back atomically with
+every comment, blank line and key order the file had.
+
+    doc = ConfigDocument.load("my.toml")          # or ConfigDocument.from_preset("cpu")
+    doc.set("model.n_layer", 6)                   # ConfigError if not allowed
+    cfg = doc.to_config()                         # ConfigError if a cross-key rule fails
+    doc.save()                                    # or doc.save("other.toml")
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+
+from engine.config import (coerce, config_from_dict, config_to_toml, presets_dir,
+                           resolve_config_path, validate)
+from engine.errors import ConfigError
+from engine.schema import FIELDS, Config, field_spec
+
+
+class ConfigDocument:
+    """A TOML config document, edited key by key through the schema."""
+
+    def __init__(self, doc: tomlkit.TOMLDocument, path: Path | None = None, origin: str = "config"):
+        self.doc = doc
+        self.path = path
+        self.origin = origin
+        self.dirty = False
+
+    # -- construction ------------------------------------------------------
+
+    @classmethod
+    def from_text(cls, text: str, path: Path | None = None, origin: str | None = None) -> ConfigDocument:
+        origin = origin or (str(path) if path else "config")
+        try:
+            doc = tomlkit.parse(text)
+        except TOMLKitError as exc:
+            raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+        made = cls(doc, path, origin)
+        made.to_config()  # report unknown keys and bad values now, not at save time
+        return made
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConfigDocument:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        return cls.from_text(text, path)
+
+    @classmethod
+    def from_preset(cls, name: str) -> ConfigDocument:
+        """A shipped preset as an unsaved document (saving needs a path)."""
+        path = resolve_config_path(name)
+        doc = cls.load(path)
+        doc.path = None if path.parent == presets_dir() else path
+        doc.origin = f"preset {name}" if doc.path is None else str(path)
+        return doc
+
+    @classmethod
+    def from_config(cls, cfg: Config, header: str | None = None) -> ConfigDocument:
+        return cls.from_text(config_to_toml(cfg, header=header))
+
+    # -- values ------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """The value of `section.key` in the document, else the schema default."""
+        spec = field_spec(key)
+        table = self.doc.get(spec.section)
+        if table is not None and spec.name in table:
+            return _plain(table[spec.name])
+        return _plain(spec.default)
+
+    def set(self, key: str, value: Any) -> Any:
+        """Check `value` for `section.key` and put it in the document.
+
+        Returns the coerced value; raises ConfigError (nothing changes) when
+        it is not allowed."""
+        section, _, name = key.partition(".")
+        if section not in FIELDS or name not in FIELDS[section]:
+            raise ConfigError(f"{self.origin}: unknown key {key}")
+        spec = FIELDS[section][name]
+        value = coerce(spec, value, self.origin)
+        if section not in self.doc:
+            self.doc.add(section, tomlkit.table())
+        table = self.doc[section]
+        if name in table:
+            if _plain(table[name]) == value:
+                return value
+            table[name] = value  # tomlkit keeps the line's comment and position
+        else:
+            item = tomlkit.item(value)
+            item.comment(spec.help)
+            table.add(name, item)
+        self.dirty = True
+        return value
+
+    def values(self) -> dict[str, dict[str, Any]]:
+        return self.doc.unwrap()
+
+    def to_config(self) -> Config:
+        """The document as a validated Config (ConfigError names the key)."""
+        cfg = config_from_dict(self.values(), self.origin)
+        validate(cfg, self.origin)
+        return cfg
+
+    def dumps(self) -> str:
+        return tomlkit.dumps(self.doc)
+
+    # -- saving ------------------------------------------------------------
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Validate, then write atomically (temp file, fsync, rename)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ConfigError(f"{self.origin}: choose a file name to save to")
+        self.to_config()
+        text = self.dumps()
+        atomic_write(target, text)
+        self.path = target
+        self.origin = str(target)
+        self.dirty = False
+        return target
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a file name ending in .toml")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _plain(value: Any) -> Any:
+    """A tomlkit item as the plain Python value."""
+    if hasattr(value, "unwrap"):
+        return value.unwrap()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

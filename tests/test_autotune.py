@@ -1,0 +1,152 @@
+"""Autotune: "auto" batch settings in configs, resolve_auto at run time, and
+the settings each preset tier gets on its representative card."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import psutil
+import pytest
+import torch
+
+from engine.autotune import HEADROOM, autotune, choose_batch, resolve_auto
+from engine.config import config_from_dict, config_to_toml, load_config, read_toml
+from engine.device import place
+from engine.errors import ConfigError
+from engine.estimate import estimate, memory_parts, target_for
+from engine.hardware import CpuInfo, HardwareInfo
+from engine.recommend import TIERS, planned_hardware, recommend
+
+GiB = 2**30
+
+
+def cpu_machine(ram_gib: float = 16) -> HardwareInfo:
+    """A 4-core AVX2 CPU without native bf16 and no GPU."""
+    cpu = CpuInfo(model="Test CPU", physical_cores=4, logical_cores=8,
+                  total_ram_bytes=int(ram_gib * GiB), available_ram_bytes=int(ram_gib * GiB),
+                  bf16_native=False, fp16_native=False, flags=["avx", "avx2", "fma"])
+    return HardwareInfo(cpu=cpu, gpus=[], torch_version="2.x", torch_cuda_available=False,
+                        torch_cuda_version=None, torch_device_count=0, warnings=[])
+
+
+def test_auto_is_accepted_for_batch_settings_only(tmp_path):
+    cfg = load_config("cpu", ['training.batch_size="auto"', "training.grad_accum_steps=auto"])
+    assert cfg.training.batch_size == "auto" and cfg.training.grad_accum_steps == "auto"
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(cfg))
+    again = config_from_dict(read_toml(path))
+    assert again.training.batch_size == "auto"
+    with pytest.raises(ConfigError, match="training.max_steps"):
+        load_config("cpu", ['training.max_steps="auto"'])
+    with pytest.raises(ConfigError, match='or "auto"'):
+        load_config("cpu", ["training.batch_size=0"])
+
+
+def test_numbers_are_kept():
+    cfg = load_config("cpu")
+    target = target_for("cpu", "fp32", cpu_machine())
+    assert choose_batch(cfg, 65, target) == (12, 1, [])
+
+
+def test_auto_keeps_the_target_tokens_per_step():
+    cfg = load_config("cpu", ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
+                              "training.target_tokens_per_step=4096"])
+    roomy = target_for("cpu", "fp32", cpu_machine(ram_gib=64))
+    batch, accum, notes = choose_batch(cfg, 65, roomy)
+    assert (batch, accum) == (64, 1) and "64 x 1" in notes[0]     # 4096 / 64 tokens per row
+    # little memory: a smaller micro-batch, more accumulation, same tokens per step
+    tight = target_for("cpu", "fp32", cpu_machine(ram_gib=0.45))
+    batch, accum, _ = choose_batch(cfg, 65, tight)
+    assert batch < 64 and batch * accum == 64
+    assert sum(memory_parts(cfg, batch, 65, tight).values()) <= HEADROOM * tight.memory
+
+
+def test_auto_accumulation_for_a_fixed_batch():
+    cfg = load_config("cpu", ["training.batch_size=8", 'training.grad_accum_steps="auto"',
+                              "training.target_tokens_per_step=2048"])
+    batch, accum, _ = choose_batch(cfg, 65, target_for("cpu", "fp32", cpu_machine()))
+    assert (batch, accum) == (8, 4)
+
+
+def test_resolve_auto_on_the_placed_cpu():
+    cfg = load_config("cpu", ['training.batch_size="auto"', 'run.device="cpu"'])
+    resolved, messages = resolve_auto(cfg, place("cpu", "fp32"), vocab_size=65)
+    assert isinstance(resolved.training.batch_size, int) and resolved.training.grad_accum_steps == 1
+    assert resolved.training.batch_size == 32           # default aim: 32 sequences, plenty of RAM
+    assert cfg.training.batch_size == "auto"             # the caller's config is untouched
+    assert any("auto batch" in m for m in messages)
+    assert not any("will not fit" in m for m in messages)
+
+
+def test_resolve_auto_warns_when_it_will_not_fit(monkeypatch):
+    real = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: real._replace(available=200 * 2**20))
+    cfg = load_config("cpu", ["training.batch_size=64", "model.n_embd=512", "model.n_head=8"])
+    resolved, messages = resolve_auto(cfg, place("cpu", "fp32"), vocab_size=65)
+    assert resolved.training.batch_size == 64            # numbers are the user's: kept
+    warning, = messages
+    assert warning.startswith("will not fit: estimated ") and "GiB > 0.2 GiB available on cpu" in warning
+
+
+def test_resolve_auto_on_cuda_uses_free_device_memory(monkeypatch):
+    """The CUDA side of resolve_auto, faked at torch.cuda's memory query."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(7.5 * GiB), 8 * GiB))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA GeForce RTX 4060")
+    placement = SimpleNamespace(device=torch.device("cuda", 0), precision="bf16")
+    cfg = load_config("rtx4060", ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
+                                  "training.target_tokens_per_step=32768"])
+    resolved, messages = resolve_auto(cfg, placement, vocab_size=50257)
+    t = resolved.training
+    assert t.batch_size * t.grad_accum_steps == 64 and 1 <= t.batch_size <= 16
+    assert "cuda:0 (NVIDIA GeForce RTX 4060)" in messages[0]
+
+
+REPRESENTATIVE = {"gtx1660": "GTX 1660 SUPER", "rtx4060": "RTX 4060", "rtx3060": "RTX 3060",
+                  "rtx4090": "RTX 4090", "a100": "A100 40GB"}
+
+
+@pytest.mark.parametrize("preset, card", REPRESENTATIVE.items())
+def test_each_tier_fits_its_card_as_shipped_and_autotuned(preset, card):
+    assert preset in [t[0] for t in TIERS]
+    hw = planned_hardware(cpu_machine(), card)
+    rec = recommend(hw)
+    assert rec.preset == preset and rec.device == "cuda:0"
+    cfg = load_config(preset)
+    shipped = estimate(cfg, hardware=hw)
+    assert shipped.fits, f"{preset}.toml as shipped does not fit a {card}"
+    # autotune keeps the preset's tokens per optimizer step
+    s = rec.settings
+    assert s["training.batch_size"] * s["training.grad_accum_steps"] == (
+        cfg.training.batch_size * cfg.training.grad_accum_steps)
+    assert rec.estimate.fits and rec.estimate.memory_total <= HEADROOM * rec.estimate.device_memory
+    assert rec.estimate.tokens_per_step == shipped.tokens_per_step
+
+
+def test_pascal_card_is_capped_and_runs_fp32():
+    rec = recommend(planned_hardware(cpu_machine(), "GTX 1080 Ti"))
+    assert rec.preset == "rtx4060" and rec.settings["training.precision"] == "fp32"
+    assert any("no tensor cores" in r for r in rec.reasons)
+
+
+def test_tiny_gpu_turns_on_gradient_checkpointing_or_warns():
+    hw = planned_hardware(cpu_machine(), "Tiny:1.5:8.6")
+    rec = recommend(hw)
+    assert rec.preset == "gtx1660"
+    cfg = load_config("a100")
+    settings, reasons, warnings = autotune(cfg, hw, target_for("cuda:0", "bf16", hw))
+    assert settings["training.batch_size"] == 1 and "model.gradient_checkpointing" not in settings
+    assert warnings and warnings[0].startswith("will not fit")
+    # deep and long: one sequence does not fit, with recomputation it does
+    hw = planned_hardware(cpu_machine(), "Tiny:2:8.6")
+    cfg = load_config("gtx1660", ["model.n_layer=48", "model.block_size=2048", "model.n_embd=256",
+                                  "model.n_head=4"])
+    settings, reasons, warnings = autotune(cfg, hw, target_for("cuda:0", "bf16", hw))
+    assert settings["model.gradient_checkpointing"] is True and not warnings
+    assert any("gradient checkpointing" in r for r in reasons)
+
+
+def test_cpu_recommendation_settings_are_valid_overrides():
+    rec = recommend(cpu_machine())
+    overrides = [f"{k}={v!r}".replace("'", '"') for k, v in rec.settings.items()]
+    cfg = load_config(rec.preset, overrides)
+    assert cfg.run.threads == 4 and cfg.training.precision == "fp32"

@@ -1,0 +1,166 @@
+"""The estimator against the real model: parameter counts and FLOPs against
+engine.model.GPT, saved activations against what autograd really saves
+(saved_tensors_hooks), and the speed the wizard needs. Peak RSS of real runs
+is measured by bench/estimate_memory.py, not here."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from engine.config import load_config
+from engine.estimate import (
+    CHAR_VOCAB_GUESS,
+    activation_bytes,
+    count_params,
+    estimate,
+    flops_per_token,
+    logits_bytes,
+    vocab_for,
+)
+from engine.hardware import CpuInfo, HardwareInfo
+from engine.model import GPT, GPTConfig
+from engine.recommend import planned_hardware
+
+GiB = 2**30
+
+
+def cpu_machine(ram_gib: float = 16, bf16: bool = False) -> HardwareInfo:
+    flags = ["avx", "avx2", "fma"] + (["avx512f", "avx512_bf16"] if bf16 else [])
+    cpu = CpuInfo(model="Test CPU", physical_cores=4, logical_cores=8,
+                  total_ram_bytes=int(ram_gib * GiB), available_ram_bytes=int(ram_gib * GiB),
+                  bf16_native=bf16, fp16_native=False, flags=flags)
+    return HardwareInfo(cpu=cpu, gpus=[], torch_version="2.x", torch_cuda_available=False,
+                        torch_cuda_version=None, torch_device_count=0, warnings=[])
+
+
+MODELS = [dict(n_layer=2, n_head=4, n_embd=64, block_size=32, **extra) for extra in (
+    {}, {"bias": True}, {"tie_embeddings": False}, {"pos_encoding": "rope"}, {"d_ff": 96},
+    {"dropout": 0.1}, {"dropout": 0.1, "pos_encoding": "rope", "bias": True})]
+
+
+@pytest.mark.parametrize("shape", MODELS)
+def test_params_and_flops_match_the_model(shape):
+    gc = GPTConfig(vocab_size=77, **shape)
+    model = GPT(gc)
+    total, non_embedding = count_params(SimpleNamespace(**vars(gc)), 77)
+    assert total == model.num_params(non_embedding=False)
+    assert non_embedding == model.num_params(non_embedding=True)
+    assert flops_per_token(gc, non_embedding) == model.flops_per_token()
+
+
+def saved_bytes(gc: GPTConfig, batch: int, bf16: bool) -> int:
+    """Bytes autograd saves for backward in one forward pass, parameters and
+    autocast's weight copies apart, and minus the log-softmax output (counted
+    with the logits)."""
+    model = GPT(gc).train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        weight_copy = t.grad_fn is not None and type(t.grad_fn).__name__ == "TBackward0"
+        if t.untyped_storage().data_ptr() not in params and not weight_copy:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.randint(0, gc.vocab_size, (batch, gc.block_size))
+    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+          torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)):
+        model(x, x)
+    return sum(seen.values()) - 4 * batch * gc.block_size * gc.vocab_size
+
+
+@pytest.mark.parametrize("dropout, pos, d_ff, bf16", list(itertools.product(
+    (0.0, 0.1), ("learned", "rope"), (0, 96), (False, True))))
+def test_activation_formula_matches_autograd(dropout, pos, d_ff, bf16):
+    gc = GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=dropout,
+                   pos_encoding=pos, d_ff=d_ff)
+    measured = saved_bytes(gc, 3, bf16)
+    estimated = activation_bytes(gc, 3, "cpu", "bf16" if bf16 else "fp32")
+    assert estimated == pytest.approx(measured, rel=0.01)
+
+
+def test_gradient_checkpointing_saves_memory():
+    m = SimpleNamespace(**vars(GPTConfig(vocab_size=50, n_layer=8, n_head=4, n_embd=64,
+                                         block_size=32)))
+    full = activation_bytes(m, 4, "cpu", "fp32")
+    m.gradient_checkpointing = True
+    assert activation_bytes(m, 4, "cpu", "fp32") < full / 3
+
+
+def test_estimate_parts_add_up_and_scale_with_batch():
+    cfg = load_config("cpu")
+    hw = cpu_machine()
+    small = estimate(cfg, vocab_size=65, hardware=hw)
+    assert small.memory_total == sum(small.memory.values())
+    assert small.tokens_per_step == 12 * 64
+    assert small.n_params == 128 * 65 + 64 * 128 + 4 * 12 * 128 * 128 + 9 * 128
+    assert small.fits and small.device == "cpu" and small.precision == "fp32"
+    cfg.training.batch_size = 48
+    big = estimate(cfg, vocab_size=65, hardware=hw)
+    assert big.memory["activations"] == pytest.approx(4 * small.memory["activations"], rel=0.01)
+    assert big.memory["weights"] == small.memory["weights"]
+
+
+def test_logits_dominate_with_a_bpe_vocabulary():
+    cfg = load_config("rtx4060")
+    est = estimate(cfg, hardware=planned_hardware(cpu_machine(), "RTX 4060"))
+    assert est.vocab_size == 50257
+    assert max(est.memory, key=est.memory.get) == "logits"
+    m = cfg.model
+    # fp32 log-softmax and two fp32 gradients (the trainer holds no logits reference)
+    assert est.memory["logits"] == logits_bytes(m, 8, 50257, "bf16") == 12 * 8 * 512 * 50257
+
+
+def test_vocab_guess():
+    cfg = load_config("cpu")
+    assert vocab_for(cfg) == CHAR_VOCAB_GUESS
+    assert vocab_for(cfg, 65) == 65
+    cfg.model.vocab_size = 128
+    assert vocab_for(cfg, 65) == 128
+    assert vocab_for(load_config("rtx4060")) == 50257
+
+
+def test_does_not_fit_and_precision_falls_back():
+    cfg = load_config("cpu")
+    cfg.training.batch_size = 4096
+    cfg.training.precision = "bf16"
+    est = estimate(cfg, vocab_size=65, hardware=cpu_machine(ram_gib=1))
+    assert est.fits is False and est.memory_total > est.device_memory
+    assert est.precision == "fp32"        # no native bf16 on this CPU: the trainer runs fp32
+    assert estimate(cfg, vocab_size=65, hardware=cpu_machine(bf16=True)).precision == "bf16"
+
+
+def test_time_estimate_and_calibration_override():
+    cfg = load_config("cpu")
+    est = estimate(cfg, vocab_size=65, hardware=cpu_machine())
+    assert 0 < est.step_seconds < 10
+    assert est.total_seconds > cfg.training.max_steps * est.step_seconds   # evaluations too
+    fixed = estimate(cfg, vocab_size=65, hardware=cpu_machine(), calibrated_step_seconds=0.05)
+    assert fixed.calibrated and fixed.step_seconds == 0.05
+    cfg.training.epochs = 2.0
+    assert estimate(cfg, hardware=cpu_machine()).total_seconds is None  # needs the data size
+
+
+def test_cuda_device_without_gpu_is_estimated_for_cpu():
+    cfg = load_config("gtx1660")
+    cfg.run.device = "cuda:1"
+    est = estimate(cfg, hardware=cpu_machine())
+    assert est.device == "cpu" and est.precision == "fp32"
+    assert any("cuda:1" in n for n in est.notes)
+
+
+def test_estimate_is_fast_enough_for_every_keystroke():
+    hw = planned_hardware(cpu_machine(), "RTX 4060")
+    cfg = load_config("rtx4060")
+    cfg.training.batch_size = "auto"
+    estimate(cfg, hardware=hw)
+    start = time.perf_counter()
+    for _ in range(50):
+        est = estimate(cfg, hardware=hw)
+    assert (time.perf_counter() - start) / 50 < 0.005
+    assert isinstance(est.batch_size, int)

@@ -1,0 +1,295 @@
+"""Hardware detection and preset picking, with fakes only at the NVML and
+torch.cuda boundaries (the pynvml module's functions, torch.cuda's queries)
+and at /proc/cpuinfo's flags. Everything between them and the recommendation
+is the real engine code."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pynvml
+import pytest
+import torch
+
+import engine.device
+import engine.hardware as hw
+from engine.recommend import recommend
+from llmtui.cli import main
+
+MiB = 2**20
+GTX1660S = {"name": "NVIDIA GeForce GTX 1660 SUPER", "mib": 6144, "cc": (7, 5), "uuid": "GPU-aaaa-1660"}
+RTX4060 = {"name": "NVIDIA GeForce RTX 4060", "mib": 8188, "cc": (8, 9), "uuid": "GPU-bbbb-4060"}
+RTX3090 = {"name": "NVIDIA GeForce RTX 3090", "mib": 24576, "cc": (8, 6), "uuid": "GPU-cccc-3090"}
+AVX2_ONLY = frozenset({"avx", "avx2", "fma", "f16c"})
+
+
+@pytest.fixture(autouse=True)
+def fresh_detection(monkeypatch):
+    """Each test detects from scratch, on a CPU with AVX2 only (no native bf16)."""
+    monkeypatch.setattr(engine.device, "cpu_flags", lambda: AVX2_ONLY)
+    monkeypatch.setattr(hw, "cpu_flags", lambda: AVX2_ONLY)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    hw._cache.clear()
+    hw._reset_nvml()
+    yield
+    hw._cache.clear()
+    hw._reset_nvml()
+
+
+def fake_nvml(monkeypatch, gpus, *, init_error=None, unsupported=(), driver_cuda=12040):
+    """pynvml answering for `gpus`; metrics named in `unsupported` raise NotSupported."""
+    calls = {"init": 0}
+
+    def init():
+        calls["init"] += 1
+        if init_error is not None:
+            raise init_error
+
+    def handle(i):
+        if i >= len(gpus):
+            raise pynvml.NVMLError_InvalidArgument()
+        return gpus[i]
+
+    def metric(name, value):
+        def fn(h, *args):
+            if name in unsupported:
+                raise pynvml.NVMLError_NotSupported()
+            return value(h)
+        return fn
+
+    patches = {
+        "nvmlInit": init,
+        "nvmlDeviceGetCount": lambda: len(gpus),
+        "nvmlDeviceGetHandleByIndex": handle,
+        "nvmlSystemGetDriverVersion": lambda: "550.54.14",
+        "nvmlSystemGetCudaDriverVersion": lambda: driver_cuda,
+        "nvmlDeviceGetName": metric("name", lambda h: h["name"]),
+        "nvmlDeviceGetMemoryInfo": metric("memory", lambda h: SimpleNamespace(
+            total=h["mib"] * MiB, free=h["mib"] * MiB - 300 * MiB, used=300 * MiB)),
+        "nvmlDeviceGetCudaComputeCapability": metric("cc", lambda h: h["cc"]),
+        "nvmlDeviceGetUtilizationRates": metric("utilization", lambda h: SimpleNamespace(gpu=3, memory=1)),
+        "nvmlDeviceGetTemperature": metric("temperature", lambda h: 41),
+        "nvmlDeviceGetUUID": metric("uuid", lambda h: h["uuid"]),
+    }
+    for name, fn in patches.items():
+        monkeypatch.setattr(pynvml, name, fn)
+    return calls
+
+
+def fake_torch_cuda(monkeypatch, gpus, *, build="12.4"):
+    """torch.cuda seeing `gpus` (an empty list: a build or driver that cannot use CUDA)."""
+    monkeypatch.setattr(torch.version, "cuda", build)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: bool(gpus))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(gpus))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(
+        name=gpus[i]["name"], total_memory=gpus[i]["mib"] * MiB, major=gpus[i]["cc"][0],
+        minor=gpus[i]["cc"][1], uuid=gpus[i]["uuid"].removeprefix("GPU-")))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: bool(gpus) and gpus[0]["cc"] >= (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_arch_list",
+                        lambda: ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"])
+
+
+def machine(monkeypatch, gpus, torch_gpus=None, **nvml_kwargs):
+    fake_nvml(monkeypatch, gpus, **nvml_kwargs)
+    fake_torch_cuda(monkeypatch, gpus if torch_gpus is None else torch_gpus)
+    return hw.detect()
+
+
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error, words", [
+    (pynvml.NVMLError_LibraryNotFound(), "no NVIDIA driver library"),
+    (pynvml.NVMLError_DriverNotLoaded(), "driver is not loaded"),
+])
+def test_no_driver_means_cpu_preset(monkeypatch, error, words):
+    fake_nvml(monkeypatch, [], init_error=error)
+    fake_torch_cuda(monkeypatch, [], build=None)
+    info = hw.detect()
+    assert info.gpus == [] and not info.torch_cuda_available
+    assert info.cpu.physical_cores >= 1 and info.cpu.total_ram_bytes > 0
+    assert not info.cpu.bf16_native and info.cpu.flags == sorted(AVX2_ONLY)
+    rec = recommend(info)
+    assert rec.preset == "cpu" and rec.device == "cpu"
+    assert any(words in r for r in rec.reasons)
+    assert rec.settings["training.precision"] == "fp32"
+    assert rec.settings["run.threads"] == info.cpu.physical_cores
+    assert rec.settings["training.batch_size"] * rec.settings["training.grad_accum_steps"] == 12
+    assert rec.estimate.fits is True
+    assert hw.gpu_memory_used(0) is None
+
+
+def test_cpu_with_native_bf16_picks_bf16(monkeypatch):
+    flags = AVX2_ONLY | {"avx512f", "avx512_bf16"}
+    monkeypatch.setattr(engine.device, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
+    info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    rec = recommend(info)
+    assert info.cpu.bf16_native
+    assert rec.preset == "cpu" and rec.settings["training.precision"] == "bf16"
+    assert any("AVX512_BF16" in r for r in rec.reasons)
+
+
+def test_one_gtx1660_super(monkeypatch):
+    info = machine(monkeypatch, [GTX1660S])
+    gpu, = info.gpus
+    assert gpu.name == GTX1660S["name"] and gpu.compute_capability == (7, 5)
+    assert gpu.total_memory_bytes == 6144 * MiB and gpu.free_memory_bytes == 5844 * MiB
+    assert gpu.driver_version == "550.54.14" and gpu.cuda_version == "12.4"
+    assert gpu.utilization_percent == 3 and gpu.temperature_c == 41
+    assert gpu.usable_by_torch and gpu.torch_index == 0 and not gpu.bf16
+    rec = recommend(info)
+    assert rec.preset == "gtx1660" and rec.device == "cuda:0"
+    assert rec.settings["training.precision"] == "fp16"      # Turing: no bf16, fp16 + GradScaler
+    assert any("7.5" in r and "6 GB" in r for r in rec.reasons)
+    assert any("GradScaler" in r for r in rec.reasons)
+    s = rec.settings
+    assert s["training.batch_size"] * s["training.grad_accum_steps"] == 64  # the preset's 16 x 4
+    assert "run.threads" not in s and "run.device" not in s
+    assert rec.estimate.fits and rec.estimate.device == "cuda:0" and rec.estimate.precision == "fp16"
+    assert hw.gpu_memory_used(0) == (300 * MiB, 6144 * MiB)
+
+
+def test_one_rtx4060(monkeypatch):
+    info = machine(monkeypatch, [RTX4060])
+    assert info.gpus[0].bf16
+    rec = recommend(info)
+    assert rec.preset == "rtx4060"
+    assert rec.settings["training.precision"] == "bf16"
+    assert any("8.9" in r and "8 GB tier" in r for r in rec.reasons)
+    s = rec.settings
+    assert s["training.batch_size"] * s["training.grad_accum_steps"] == 64   # 32k tokens per step
+    assert rec.estimate.memory_total <= 0.85 * rec.estimate.device_memory
+    assert rec.estimate.step_seconds > 0 and rec.estimate.total_seconds > 0
+
+
+def test_two_different_gpus_plan_for_the_bigger_one(monkeypatch):
+    info = machine(monkeypatch, [RTX4060, RTX3090])
+    assert [g.torch_index for g in info.gpus] == [0, 1]
+    rec = recommend(info)
+    assert rec.preset == "rtx4090" and rec.device == "cuda:1"
+    assert rec.settings["run.device"] == "cuda:1"
+    assert any("2 usable GPUs" in r and "cuda:1" in r and "RTX 3090" in r for r in rec.reasons)
+    assert rec.settings["training.precision"] == "bf16"
+    assert rec.estimate.device == "cuda:1" and rec.estimate.fits
+
+
+def test_metric_not_supported_shows_as_unavailable(monkeypatch):
+    info = machine(monkeypatch, [RTX4060], unsupported={"temperature", "utilization"})
+    gpu = info.gpus[0]
+    assert gpu.temperature_c is None and gpu.utilization_percent is None
+    assert gpu.total_memory_bytes == 8188 * MiB and gpu.usable_by_torch
+    assert any("temperature: unavailable (not supported" in n for n in gpu.notes)
+    assert recommend(info).preset == "rtx4060"
+    assert json.dumps(info.to_json())       # still serialisable
+
+
+def test_memory_not_supported_falls_back_to_torch(monkeypatch):
+    info = machine(monkeypatch, [RTX4060], unsupported={"memory"})
+    gpu = info.gpus[0]
+    assert gpu.free_memory_bytes is None and gpu.total_memory_bytes == 8188 * MiB
+    assert recommend(info).preset == "rtx4060"
+
+
+def test_gpu_seen_by_nvml_but_cpu_only_torch(monkeypatch):
+    fake_nvml(monkeypatch, [RTX4060])
+    fake_torch_cuda(monkeypatch, [], build=None)
+    info = hw.detect()
+    assert len(info.gpus) == 1 and not info.gpus[0].usable_by_torch
+    warning, = info.warnings
+    assert "not usable by this torch build" in warning and "CPU-only" in warning
+    assert "download.pytorch.org/whl/cu124" in warning        # matches the driver's CUDA 12.4
+    rec = recommend(info)
+    assert rec.preset == "cpu" and rec.device == "cpu"
+    assert any("not usable by this torch build" in r for r in rec.reasons)
+
+
+def test_driver_older_than_torch_cuda(monkeypatch):
+    fake_nvml(monkeypatch, [RTX4060], driver_cuda=11040)
+    fake_torch_cuda(monkeypatch, [], build="12.8")
+    info = hw.detect()
+    assert "driver supports CUDA 11.4" in info.warnings[0] and "torch needs CUDA 12.8" in info.warnings[0]
+    assert recommend(info).preset == "cpu"
+
+
+def test_torch_build_without_kernels_for_the_gpu(monkeypatch):
+    fake_nvml(monkeypatch, [RTX4060])
+    fake_torch_cuda(monkeypatch, [RTX4060])
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_50", "sm_60", "sm_70"])
+    info = hw.detect()
+    assert not info.gpus[0].usable_by_torch
+    assert any("no kernels for compute capability 8.9" in n for n in info.gpus[0].notes)
+    assert recommend(info).preset == "cpu"
+
+
+def test_torch_sees_a_subset_matched_by_uuid(monkeypatch):
+    """CUDA_VISIBLE_DEVICES=1: torch's cuda:0 is NVML's GPU 1."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    info = machine(monkeypatch, [RTX4060, GTX1660S], torch_gpus=[GTX1660S])
+    first, second = info.gpus
+    assert not first.usable_by_torch and first.torch_index is None
+    assert second.usable_by_torch and second.torch_index == 0
+    rec = recommend(info)
+    assert rec.preset == "gtx1660" and rec.device == "cuda:0"
+
+
+def test_nvml_initialised_once_and_refresh(monkeypatch):
+    calls = fake_nvml(monkeypatch, [RTX4060])
+    fake_torch_cuda(monkeypatch, [RTX4060])
+    first = hw.detect()
+    assert hw.detect() is first
+    hw.gpu_memory_used(0)
+    assert calls["init"] == 1
+    assert hw.detect(refresh=True) is not first
+    assert calls["init"] == 2
+
+
+def test_detect_json_cli(monkeypatch, capsys):
+    machine(monkeypatch, [GTX1660S])
+    assert main(["detect", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "gtx1660"
+    assert isinstance(out["reasons"], list) and all(isinstance(r, str) for r in out["reasons"])
+    assert out["cpu"]["physical_cores"] >= 1
+    assert out["gpus"][0]["compute_capability"] == "7.5"
+    assert out["settings"]["training.precision"] == "fp16"
+    assert out["estimate"]["memory_total"] > 0
+
+
+def test_detect_text_cli(monkeypatch, capsys):
+    machine(monkeypatch, [RTX4060], unsupported={"temperature"})
+    assert main(["detect"]) == 0
+    out = capsys.readouterr().out
+    for words in ("NVIDIA GeForce RTX 4060", "compute capability 8.9", "Preset   rtx4060",
+                  'training.precision = "bf16"', "peak memory", "parameters", "n/a"):
+        assert words in out, words
+
+
+def test_detect_planned_gpu_cli(monkeypatch, capsys):
+    machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    assert main(["detect", "--json", "--gpu", "RTX 4060"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "rtx4060" and out["settings"]["training.precision"] == "bf16"
+    assert main(["detect", "--json", "--gpu", "Mystery:24:8.6"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "rtx4090" and out["estimate"]["step_seconds"] is None
+
+
+@pytest.mark.parametrize("spec", ["Mystery", "RTX 4060:lots", "Mystery:12:8", "A:1:2:3"])
+def test_detect_bad_gpu_is_one_line_exit_2(monkeypatch, capsys, spec):
+    machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    assert main(["detect", "--gpu", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NAME:VRAM_GB" in err and "Traceback" not in err
+
+
+def test_detect_calibrate_times_real_steps(monkeypatch, capsys):
+    machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    assert main(["detect", "--json", "--calibrate"]) == 0
+    est = json.loads(capsys.readouterr().out)["estimate"]
+    assert est["calibrated"] and est["step_seconds"] > 0
+    assert main(["detect", "--calibrate", "--gpu", "RTX 4060"]) == 2
+    assert "--calibrate" in capsys.readouterr().err

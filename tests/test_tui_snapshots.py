@@ -1,0 +1,128 @@
+"""Each screen's layout, fixed as an SVG snapshot (pytest-textual-snapshot).
+
+Fake hardware (no GPU; one RTX 4060) and a fixed recommendation, a scripted
+trainer with fixed event times and a fixed memory probe: nothing live, no
+clock, no temporary paths. Regenerate after a deliberate layout change with
+`pytest tests/test_tui_snapshots.py --snapshot-update` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import Input
+
+from tui.app import LlmtuiApp
+from tui.testing import (fake_hardware_cpu_only, fake_hardware_rtx4060, fixed_memory_probe,
+                         fixed_recommendation, runs_dir_with_demo, scripted_factory)
+
+BIG, SMALL = (100, 32), (80, 24)
+
+
+def make_app(tmp_path, gpu: bool, **kwargs) -> LlmtuiApp:
+    hw = fake_hardware_rtx4060() if gpu else fake_hardware_cpu_only()
+    kwargs.setdefault("runs_dir", tmp_path / "empty-runs")
+    return LlmtuiApp(hardware=hw, recommendation=fixed_recommendation(hw),
+                     memory_probe=fixed_memory_probe, **kwargs)
+
+
+def steady(app) -> None:
+    """No blinking cursors in a snapshot."""
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+
+
+async def open_wizard(pilot, preset: str = "cpu"):
+    app = pilot.app
+    app.screen.open_preset(preset, app.recommendation.settings if preset == app.recommendation.preset
+                           else None)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("gpu,size", [(False, BIG), (True, BIG), (True, SMALL)],
+                         ids=["no-gpu-100x32", "rtx4060-100x32", "rtx4060-80x24"])
+def test_hardware_screen(snap_compare, tmp_path, gpu, size):
+    app = make_app(tmp_path, gpu, runs_dir=runs_dir_with_demo(tmp_path))
+
+    async def before(pilot):
+        await pilot.pause()
+        steady(app)
+
+    assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+def test_wizard(snap_compare, tmp_path):
+    app = make_app(tmp_path, gpu=False)
+
+    async def before(pilot):
+        await open_wizard(pilot)
+        steady(app)
+
+    assert snap_compare(app, terminal_size=BIG, run_before=before)
+
+
+def test_wizard_invalid_fields_80x24(snap_compare, tmp_path):
+    app = make_app(tmp_path, gpu=True)
+
+    async def before(pilot):
+        await open_wizard(pilot, "rtx4060")
+        wizard = app.screen
+        wizard.query_one("#field-model-n_layer-control", Input).value = "0"
+        await pilot.pause()
+        steady(app)
+
+    assert snap_compare(app, terminal_size=SMALL, run_before=before)
+
+
+def test_data_step(snap_compare, tmp_path):
+    app = make_app(tmp_path, gpu=False)
+
+    async def before(pilot):
+        await open_wizard(pilot)
+        app.open_data_step()
+        await pilot.pause()
+        steady(app)
+
+    assert snap_compare(app, terminal_size=BIG, run_before=before)
+
+
+async def start_scripted(pilot, tmp_path):
+    from engine.config import load_config
+
+    app = pilot.app
+    factory = app.trainer_factory
+    app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"', 'run.name="demo"']))
+    start = time.monotonic()
+    while not (factory.made and factory.made[0].emitted.is_set()):
+        assert time.monotonic() - start < 20
+        await pilot.pause(0.02)
+    app.screen.poll()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [BIG, SMALL], ids=["100x32", "80x24"])
+def test_monitor(snap_compare, tmp_path, size):
+    app = make_app(tmp_path, gpu=False, trainer_factory=scripted_factory(), refresh_rate=60)
+
+    async def before(pilot):
+        await start_scripted(pilot, tmp_path)
+        steady(app)
+
+    assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+def test_summary(snap_compare, tmp_path):
+    app = make_app(tmp_path, gpu=False, trainer_factory=scripted_factory(), refresh_rate=60)
+
+    async def before(pilot):
+        await start_scripted(pilot, tmp_path)
+        monitor = app.screen
+        app.training.stop()
+        app.training.wait(10)
+        monitor.poll()
+        await pilot.pause()
+        assert type(app.screen).__name__ == "SummaryScreen"
+        steady(app)
+
+    assert snap_compare(app, terminal_size=BIG, run_before=before)

@@ -1,0 +1,244 @@
+"""llmtui's Textual app: hardware screen, config wizard, data step, live monitor.
+
+Import cost matters (first paint target 1.5 s): this module and the screens
+import Textual and the light engine modules (schema, config) only. Anything
+that pulls torch (hardware detection, the trainer, sampling) is imported
+inside thread workers or handlers.
+
+Screens (tui/screens/): HardwareScreen (default) -> WizardScreen -> DataScreen
+-> MonitorScreen -> SummaryScreen; dialogs are modal screens. Shared state
+lives on the app: `hardware`, `recommendation`, `session` (the config
+document being edited) and `training` (the TrainingRun, if any).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.session import Session
+from tui.training import TrainingRun
+
+CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss"]
+
+
+class LlmtuiApp(App[int]):
+    TITLE = "llmtui"
+    CSS_PATH = CSS_FILES
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(self, *, hardware: Any = None, recommendation: Any = None,
+                 runs_dir: str | Path = "checkpoints", refresh_rate: float = 1.0,
+                 memory_probe: Callable[[str], list[tuple]] | None = None,
+                 trainer_factory: Callable[..., Any] | None = None):
+        """`hardware` (engine.hardware.HardwareInfo) and `recommendation` may be
+        given (tests, snapshots); otherwise detection runs in a worker.
+        `refresh_rate` is the monitor's polling period in seconds."""
+        super().__init__()
+        self.hardware = hardware
+        self.recommendation = recommendation
+        self.runs_dir = Path(runs_dir)
+        self.refresh_rate = float(refresh_rate)
+        self.memory_probe = memory_probe or self.probe_memory
+        self.trainer_factory = trainer_factory
+        self.session = Session()
+        self.training: TrainingRun | None = None
+        self.detection_error: str | None = None
+        self._quitting = False
+
+    def probe_memory(self, device: str) -> list[tuple]:
+        """Memory rows measured now: GPU used/total from NVML on CUDA, system RAM on CPU.
+
+        Only called once the trainer has started (torch is loaded by then), and
+        cheap: one NVML query or one read of /proc/meminfo."""
+        from tui.format import fmt_used_total
+
+        rows: list[tuple] = []
+        if str(device).startswith("cuda"):
+            torch_index = int(device.split(":", 1)[1]) if ":" in str(device) else 0
+            nvml_index = torch_index
+            for gpu in getattr(self.hardware, "gpus", None) or []:
+                if getattr(gpu, "torch_index", None) == torch_index:
+                    nvml_index = gpu.index
+            try:
+                from engine.hardware import gpu_memory_used
+                used = gpu_memory_used(nvml_index)
+            except Exception:  # no NVML: the torch figures of the train events remain
+                used = None
+            if used is not None:
+                used_b, total_b = used
+                rows.append(("GPU used", fmt_used_total(used_b, total_b),
+                             "warn" if used_b > 0.95 * total_b else ""))
+            return rows
+        try:
+            import psutil
+            vm = psutil.virtual_memory()
+        except Exception:
+            return rows
+        used_b = vm.total - vm.available
+        rows.append(("system RAM", fmt_used_total(used_b, vm.total),
+                     "warn" if vm.available < 0.1 * vm.total else ""))
+        return rows
+
+    def get_default_screen(self) -> Screen:
+        from tui.screens.hardware import HardwareScreen
+        return HardwareScreen()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = getattr(screen, "palette_commands", None)
+        if commands is not None:
+            yield from commands()
+
+    def hardware_ready(self) -> None:
+        """Detection finished: screens showing estimates compute them again."""
+        for screen in self.screen_stack:
+            refresh = getattr(screen, "refresh_derived", None)
+            if refresh is not None:
+                refresh()
+
+    # -- navigation ------------------------------------------------------------------
+
+    def open_wizard(self, doc) -> None:
+        from tui.screens.wizard import WizardScreen
+
+        if self.session.doc is not doc:
+            self.session = Session(doc=doc)
+        self.push_screen(WizardScreen(doc))
+
+    def open_data_step(self) -> None:
+        from tui.screens.data import DataScreen
+        self.push_screen(DataScreen(self.session.doc))
+
+    def new_run(self) -> None:
+        from tui.screens.hardware import HardwareScreen
+
+        if self.training is not None and self.training.running:
+            self.notify("Training is still running.", severity="warning")
+            return
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HardwareScreen):
+            self.pop_screen()
+        self.screen.action_rescan()
+
+    # -- training ---------------------------------------------------------------------
+
+    def start_training(self, cfg, resume: str | None = None, overwrite: bool = False) -> None:
+        from engine import checkpoint as ckpt
+
+        if self.training is not None and self.training.running:
+            self.notify("A run is already training.", severity="warning")
+            return
+        run_dir = Path(cfg.run.out_dir) / cfg.run.name
+        if resume is None and not overwrite and ckpt.has_checkpoints(run_dir):
+            from tui.screens.dialogs import ChoiceScreen
+
+            step = max(ckpt.checkpoint_step(p) for p in ckpt.candidates(run_dir))
+            question = (f"{run_dir} already holds checkpoints (up to step {step:,}).\n"
+                        "Resume that run, or delete its checkpoints and start over?")
+
+            def chosen(choice: str | None) -> None:
+                if choice == "resume":
+                    self.start_training(cfg, resume="latest")
+                elif choice == "overwrite":
+                    self.start_training(cfg, overwrite=True)
+
+            self.push_screen(ChoiceScreen(question, [("resume", "Resume", "primary"),
+                                                     ("overwrite", "Start over", "error"),
+                                                     ("cancel", "Cancel", "default")],
+                                          title="This run exists"), chosen)
+            return
+        from tui.screens.monitor import MonitorScreen
+
+        run = TrainingRun(cfg, resume=resume, overwrite=overwrite, factory=self.trainer_factory)
+        self.training = run
+        self.push_screen(MonitorScreen(run))
+        self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
+
+    def resume_run(self, run_dir: Path) -> None:
+        from engine.config_file import ConfigDocument
+        from engine.errors import UserError
+
+        try:
+            doc = ConfigDocument.load(run_dir / "config.toml")
+            doc.set("run.out_dir", str(run_dir.parent))
+            doc.set("run.name", run_dir.name)
+            cfg = doc.to_config()
+        except UserError as exc:
+            self.notify(str(exc), title="Cannot resume", severity="error", timeout=10)
+            return
+        self.session = Session(doc=doc)
+        self.start_training(cfg, resume="latest")
+
+    def training_finished(self, monitor) -> None:
+        """Called by the monitor once the worker has ended and every event is shown."""
+        if self._quitting:
+            self.exit(0)
+            return
+        run = monitor.run
+        if run.result is None:
+            return  # failed or cancelled: the monitor shows why and stays usable
+        from tui.screens.summary import SummaryScreen
+
+        summary = dict(monitor.done_event or run.result.to_json())
+        cfg = run.cfg
+        device = summary.get("device") or cfg.run.device
+        defaults = {"prompt": cfg.eval.sample_prompt, "temperature": cfg.eval.temperature,
+                    "top_k": cfg.eval.top_k, "seed": cfg.run.seed,
+                    "device": "cpu" if str(device).startswith("cpu") else cfg.run.device,
+                    "tokens": max(cfg.eval.sample_tokens, 200)}
+        if monitor not in self.screen_stack:
+            return
+        from textual.screen import ModalScreen
+
+        while self.screen is not monitor and isinstance(self.screen, ModalScreen):
+            self.pop_screen()  # e.g. a stop confirmation that is moot now
+        if self.screen is monitor:
+            self.push_screen(SummaryScreen(summary, defaults))
+
+    # -- quitting ---------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        self.action_quit_app()
+
+    def action_quit_app(self) -> None:
+        run = self.training
+        if run is None or not run.running:
+            self.exit(0)
+            return
+        if self._quitting:
+            self.notify("Still saving the checkpoint; quitting as soon as it is written.")
+            return
+        self._quitting = True
+        run.stop()
+        from tui.screens.monitor import MonitorScreen
+        for screen in self.screen_stack:
+            if isinstance(screen, MonitorScreen) and screen.run is run:
+                screen.status = "stopping"
+        self.notify("Stopping: finishing the step and saving a checkpoint, then quitting…",
+                    timeout=60)
+        self.set_interval(0.2, self._exit_when_stopped)
+
+    def _exit_when_stopped(self) -> None:
+        if self.training is None or not self.training.running:
+            self.exit(0)
+
+    def on_unmount(self) -> None:
+        # however the app ends, the training thread is stopped (saving a checkpoint)
+        # and joined, so no work is lost and the process can exit
+        run = self.training
+        if run is not None and run.running:
+            run.stop()
+            run.wait(timeout=120)
+
+
+def run_app() -> int:
+    """Run the app on this terminal; the exit code for `llmtui`."""
+    refresh = float(os.environ.get("LLMTUI_REFRESH_SECONDS", "1.0") or 1.0)
+    app = LlmtuiApp(refresh_rate=max(0.1, refresh))
+    result = app.run()
+    return app.return_code or (result if isinstance(result, int) else 0) or 0

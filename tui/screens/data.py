@@ -1,0 +1,257 @@
+"""The data step: choose the corpus and tokenizer, prepare the token files.
+
+Preparation runs `engine.data.prepare_data` in a thread worker; its progress
+callback only appends to an EventBuffer, which this screen polls on a timer
+(the same thread-safe path the monitor uses for training events).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import (Button, Footer, Header, Input, Label, ProgressBar, RadioButton,
+                             RadioSet, Select, Static)
+from textual.worker import Worker, WorkerState
+
+from engine.errors import ConfigError, UserError
+from engine.events import EventBuffer
+from tui.widgets.error_text import ErrorText
+
+SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
+                ("path", "A text file, a folder of .txt files, or a .bin/.npy token file")]
+
+
+class DataScreen(Screen):
+    SUB_TITLE = "data"
+    BINDINGS = [
+        Binding("ctrl+r", "prepare", "Prepare data"),
+        Binding("ctrl+t", "train", "Start training"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, doc):
+        super().__init__()
+        self.doc = doc
+        self.progress_events = EventBuffer(maxlen=1000)
+        self._seq = 0
+        self._timer = None
+
+    def compose(self) -> ComposeResult:
+        doc = self.doc
+        source = doc.get("data.source")
+        builtin = source == "builtin"
+        yield Header()
+        with VerticalScroll(id="data-body"):
+            with Vertical(classes="panel", id="data-corpus") as corpus:
+                corpus.border_title = "Corpus"
+                with RadioSet(id="source-kind"):
+                    yield RadioButton(SOURCE_KINDS[0][1], value=builtin, id="kind-builtin")
+                    yield RadioButton(SOURCE_KINDS[1][1], value=not builtin, id="kind-path")
+                with Horizontal(classes="data-row"):
+                    yield Input("" if builtin else source, placeholder="path to a file or folder",
+                                compact=True, id="source-path", disabled=builtin)
+                    yield Button("Browse…", id="browse", compact=True, disabled=builtin)
+                yield ErrorText(id="source-error")
+            with Vertical(classes="panel", id="data-tokenizer") as tok:
+                tok.border_title = "Tokenizer"
+                with Horizontal(classes="data-row"):
+                    yield Label("kind", classes="data-label")
+                    yield Select([("char: one token per character", "char"),
+                                  ("bpe: a tiktoken encoding", "bpe")],
+                                 value=doc.get("tokenizer.kind"), allow_blank=False, compact=True,
+                                 id="tokenizer-kind")
+                with Horizontal(classes="data-row"):
+                    yield Label("encoding", classes="data-label")
+                    yield Input(doc.get("tokenizer.encoding"), compact=True, id="tokenizer-encoding",
+                                disabled=doc.get("tokenizer.kind") != "bpe")
+                with Horizontal(classes="data-row"):
+                    yield Label("prepared in", classes="data-label")
+                    yield Input(doc.get("data.prepared_dir"), compact=True, id="prepared-dir")
+                yield ErrorText(id="tokenizer-error")
+            with Vertical(classes="panel", id="data-prepare") as prep:
+                prep.border_title = "Prepare"
+                yield Static("Token files are made once and reused while the corpus and tokenizer "
+                             "stay the same.", id="prepare-status")
+                yield ProgressBar(total=100, show_eta=False, id="prepare-progress")
+                yield Static("", id="prepare-result")
+        with Horizontal(id="data-buttons"):
+            yield Button("◂ Back", id="back", compact=True)
+            yield Button("Prepare data", id="prepare", compact=True)
+            yield Button("Start training ▸", id="train", variant="success", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#prepare-progress").display = False
+        if self.app.session.data_is_current():
+            self._show_summary(self.app.session.data_summary)
+
+    # -- edits go straight into the shared document ---------------------------
+
+    def _set(self, key: str, value, error_id: str) -> bool:
+        error = self.query_one(error_id, ErrorText)
+        try:
+            self.doc.set(key, value)
+        except ConfigError as exc:
+            error.show(str(exc).split(": ", 1)[-1])
+            return False
+        error.show(None)
+        return True
+
+    @on(RadioSet.Changed, "#source-kind")
+    def _kind_changed(self, event: RadioSet.Changed) -> None:
+        builtin = event.pressed.id == "kind-builtin"
+        self.query_one("#source-path", Input).disabled = builtin
+        self.query_one("#browse", Button).disabled = builtin
+        if builtin:
+            self._set("data.source", "builtin", "#source-error")
+        else:
+            path_input = self.query_one("#source-path", Input)
+            path_input.focus()
+            self._source_changed(path_input.value)
+
+    @on(Input.Changed, "#source-path")
+    def _path_changed(self, event: Input.Changed) -> None:
+        if not event.input.disabled:
+            self._source_changed(event.value)
+
+    def _source_changed(self, text: str) -> None:
+        text = text.strip()
+        error = self.query_one("#source-error", ErrorText)
+        if not text:
+            error.show("Type or browse to a corpus file or folder.")
+            return
+        if text != "builtin" and not Path(text).expanduser().exists():
+            error.show(f"{text}: no such file or folder")
+            return
+        self._set("data.source", text if text == "builtin" else str(Path(text).expanduser()),
+                  "#source-error")
+
+    @on(Select.Changed, "#tokenizer-kind")
+    def _tokenizer_kind(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL:
+            return
+        self.query_one("#tokenizer-encoding", Input).disabled = event.value != "bpe"
+        self._set("tokenizer.kind", event.value, "#tokenizer-error")
+
+    @on(Input.Changed, "#tokenizer-encoding")
+    def _encoding(self, event: Input.Changed) -> None:
+        self._set("tokenizer.encoding", event.value.strip(), "#tokenizer-error")
+
+    @on(Input.Changed, "#prepared-dir")
+    def _prepared_dir(self, event: Input.Changed) -> None:
+        self._set("data.prepared_dir", event.value.strip(), "#tokenizer-error")
+
+    def _has_errors(self) -> bool:
+        return any(self.query_one(i, ErrorText).text for i in ("#source-error", "#tokenizer-error"))
+
+    # -- buttons ------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        bid = event.button.id
+        if bid == "back":
+            self.action_back()
+        elif bid == "prepare":
+            self.action_prepare()
+        elif bid == "train":
+            self.action_train()
+        elif bid == "browse":
+            from tui.screens.dialogs import BrowseScreen
+            self.app.push_screen(BrowseScreen(Path.cwd()), self._browsed)
+
+    def _browsed(self, path: Path | None) -> None:
+        if path is not None:
+            self.query_one("#source-path", Input).value = str(path)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_train(self) -> None:
+        if self._has_errors():
+            self.notify("Fix the data settings first.", severity="warning")
+            return
+        try:
+            cfg = self.doc.to_config()
+        except UserError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.app.start_training(cfg)
+
+    # -- preparation ----------------------------------------------------------------
+
+    def action_prepare(self) -> None:
+        if self._has_errors():
+            self.notify("Fix the data settings first.", severity="warning")
+            return
+        try:
+            cfg = self.doc.to_config()
+        except UserError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.query_one("#prepare", Button).disabled = True
+        self.query_one("#train", Button).disabled = True
+        bar = self.query_one("#prepare-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=100, progress=0)
+        self.query_one("#prepare-status", Static).update("Preparing…")
+        self.query_one("#prepare-result", Static).update("")
+        self._key = self.app.session.data_settings()
+        self._timer = self.set_interval(max(0.1, min(self.app.refresh_rate, 0.5)), self._poll)
+        self.prepare(cfg)
+
+    @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
+    def prepare(self, cfg):
+        from engine.data import prepare_data  # numpy and friends: off the UI thread
+
+        buffer = self.progress_events
+        data = prepare_data(cfg, progress=lambda stage, done, total: buffer(
+            {"stage": stage, "done": done, "total": total}))
+        return {"train_tokens": int(len(data.train)), "val_tokens": int(len(data.val)),
+                "vocab_size": int(data.vocab_size), "reused": bool(getattr(data, "reused", False)),
+                "directory": str(getattr(data, "directory", ""))}
+
+    def _poll(self) -> None:
+        self._seq, events = self.progress_events.since(self._seq)
+        if events:
+            last = events[-1]
+            bar = self.query_one("#prepare-progress", ProgressBar)
+            bar.update(total=max(1, last["total"]), progress=last["done"])
+            self.query_one("#prepare-status", Static).update(f"Preparing: {last['stage']}…")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "prepare" or event.state not in (
+                WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._poll()
+        self.query_one("#prepare", Button).disabled = False
+        self.query_one("#train", Button).disabled = False
+        self.query_one("#prepare-progress").display = False
+        status = self.query_one("#prepare-status", Static)
+        if event.state == WorkerState.SUCCESS:
+            summary = event.worker.result
+            session = self.app.session
+            session.vocab_size = summary["vocab_size"]
+            session.data_summary = summary
+            session.data_key = self._key
+            status.update("Data ready.")
+            self._show_summary(summary)
+        else:
+            error = event.worker.error
+            text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            status.update("Preparation failed.")
+            self.query_one("#prepare-result", Static).update(text)
+            self.notify(text, severity="error", timeout=8)
+
+    def _show_summary(self, summary: dict) -> None:
+        how = "reused" if summary.get("reused") else "prepared"
+        self.query_one("#prepare-result", Static).update(
+            f"{summary['train_tokens']:,} train / {summary['val_tokens']:,} val tokens, "
+            f"vocabulary {summary['vocab_size']:,} ({how})")

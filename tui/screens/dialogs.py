@@ -1,0 +1,156 @@
+"""Small modal dialogs: confirm, choose one of several, ask for a path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DirectoryTree, Input, Label, Static
+
+from tui.widgets.error_text import ErrorText
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """A question with buttons; dismisses with the chosen button's key (None on Escape)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = ""):
+        """`choices`: (key, label, variant) per button, first one focused."""
+        super().__init__(classes="dialog-screen")
+        self.question = question
+        self.choices = choices
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            if self.title_text:
+                yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.question, classes="dialog-question", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                for key, label, variant in self.choices:
+                    yield Button(label, variant=variant, id=f"choice-{key}")
+
+    def on_mount(self) -> None:
+        self.query_one(Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id.removeprefix("choice-"))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ChoiceScreen):
+    """Yes/no; dismisses with True or False."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("y", "yes", "Yes"),
+                Binding("n", "cancel", "No")]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = ""):
+        super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "choice-yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class PathScreen(ModalScreen[Path | None]):
+    """Ask for a file path (Save As, open a file)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", action: str = "Save", placeholder: str = ""):
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.value = value
+        self.action_label = action
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(self.value, placeholder=self.placeholder, id="path-input")
+            yield ErrorText(id="path-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.action_label, variant="primary", id="path-ok")
+                yield Button("Cancel", id="path-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._ok()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "path-ok":
+            self._ok()
+        else:
+            self.dismiss(None)
+
+    def _ok(self) -> None:
+        text = self.query_one(Input).value.strip()
+        if not text:
+            self.query_one("#path-error", ErrorText).show("Type a file name.")
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            self.query_one("#path-error", ErrorText).show(f"{path} is a folder; type a file name.")
+            return
+        self.dismiss(path)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class BrowseScreen(ModalScreen[Path | None]):
+    """Pick a file or a folder from a directory tree."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, start: Path, title: str = "Choose a file or folder"):
+        super().__init__(classes="dialog-screen")
+        self.start = start if start.is_dir() else Path.cwd()
+        self.title_text = title
+        self.selected: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-tall"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield DirectoryTree(self.start, id="browse-tree")
+            yield Static("", id="browse-selected", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Use", variant="primary", id="browse-ok", disabled=True)
+                yield Button("Cancel", id="browse-cancel")
+
+    def _select(self, path: Path) -> None:
+        self.selected = path
+        self.query_one("#browse-selected", Static).update(str(path))
+        self.query_one("#browse-ok", Button).disabled = False
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        event.stop()
+        self._select(event.path)
+
+    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+        event.stop()
+        self._select(event.path)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(self.selected if event.button.id == "browse-ok" else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,209 @@
+"""The first screen: what this machine has, the preset that fits it, where to start.
+
+Detection runs in a thread worker (it imports torch and asks NVML), so the
+screen paints at once with "detecting…" and fills in when the answer comes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import (Button, Footer, Header, Input, Label, LoadingIndicator, OptionList,
+                             Select, Static)
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from engine.errors import UserError
+from tui.widgets.error_text import ErrorText
+from tui.widgets.hardware_view import HardwareView, recommendation_renderable
+
+
+class HardwareScreen(Screen):
+    SUB_TITLE = "hardware"
+    BINDINGS = [
+        Binding("u", "use_recommended", "Use recommended"),
+        Binding("r", "rescan", "Rescan runs"),
+        Binding("o", "focus_file", "Open TOML"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        from engine.config import preset_names
+
+        presets = preset_names()
+        yield Header()
+        with Horizontal(id="hw-body"):
+            with VerticalScroll(id="hw-machine", classes="panel") as machine:
+                machine.border_title = "This machine"
+                yield LoadingIndicator(id="hw-loading")
+                yield Static("Detecting hardware…", id="hw-detecting")
+                yield HardwareView(id="hw-info")
+            with VerticalScroll(id="hw-start", classes="panel") as start:
+                start.border_title = "Start"
+                yield Button("Detecting…", id="use-recommended", variant="primary", disabled=True)
+                yield Static("", id="hw-recommendation")
+                yield Label("Another preset", classes="hw-label")
+                with Horizontal(classes="hw-row"):
+                    yield Select([(p, p) for p in presets], value=presets[0] if presets else Select.NULL,
+                                 allow_blank=False, compact=True, id="preset-select")
+                    yield Button("Open", id="open-preset", compact=True)
+                yield Label("A TOML config file", classes="hw-label")
+                with Horizontal(classes="hw-row"):
+                    yield Input(placeholder="path/to/config.toml", compact=True, id="toml-path")
+                    yield Button("Open", id="open-toml", compact=True)
+                yield ErrorText(id="toml-error")
+                yield Label("Resume a run", classes="hw-label")
+                yield OptionList(id="run-list")
+                yield Button("Resume", id="resume-run", disabled=True, compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.app
+        if app.hardware is not None and app.recommendation is not None:
+            self._show(app.hardware, app.recommendation)
+        else:
+            self.detect()
+        self.call_after_refresh(self.action_rescan)
+
+    # -- detection -------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
+    def detect(self):
+        hw = self.app.hardware
+        if hw is None:
+            from engine.hardware import detect
+            hw = detect()
+        rec = self.app.recommendation
+        if rec is None:
+            from engine.recommend import recommend
+            rec = recommend(hw)
+        return hw, rec
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "detect":
+            return
+        if event.state == WorkerState.SUCCESS:
+            hw, rec = event.worker.result
+            self.app.hardware, self.app.recommendation = hw, rec
+            self._show(hw, rec)
+            self.app.hardware_ready()
+        elif event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.app.detection_error = f"{type(error).__name__}: {error}"
+            self.app.hardware_ready()
+            self.query_one("#hw-loading").display = False
+            self.query_one("#hw-detecting", Static).update(
+                f"Hardware detection failed: {type(error).__name__}: {error}\n"
+                "You can still start from any preset.")
+            self.query_one("#use-recommended", Button).label = "Detection failed"
+
+    def _show(self, hw, rec) -> None:
+        self.query_one("#hw-loading").display = False
+        self.query_one("#hw-detecting").display = False
+        self.query_one(HardwareView).show(hw)
+        self.query_one("#hw-recommendation", Static).update(recommendation_renderable(rec))
+        button = self.query_one("#use-recommended", Button)
+        button.label = f"Start from {rec.preset} ▸"
+        button.disabled = False
+        if rec.preset in self._preset_options():
+            self.query_one("#preset-select", Select).value = rec.preset
+        if self.focused is None or isinstance(self.focused, Select):
+            button.focus()
+
+    def _preset_options(self) -> list[str]:
+        from engine.config import preset_names
+        return preset_names()
+
+    # -- runs to resume -------------------------------------------------------
+
+    def action_rescan(self) -> None:
+        from tui.session import list_runs
+
+        runs = list_runs(self.app.runs_dir)
+        self._runs = {r["name"]: r for r in runs}
+        options = self.query_one("#run-list", OptionList)
+        options.clear_options()
+        if not runs:
+            options.add_option(Option(f"no runs in {self.app.runs_dir.name}/", id="-", disabled=True))
+        for r in runs:
+            options.add_option(Option(f"{r['name']}  (step {r['step']:,})", id=r["name"]))
+        self.query_one("#resume-run", Button).disabled = True
+
+    @on(OptionList.OptionHighlighted, "#run-list")
+    def _run_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.query_one("#resume-run", Button).disabled = event.option.id not in self._runs
+
+    @on(OptionList.OptionSelected, "#run-list")
+    def _run_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id in self._runs:
+            self.resume(self._runs[event.option.id]["path"])
+
+    # -- choices ------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        bid = event.button.id
+        if bid == "use-recommended":
+            self.action_use_recommended()
+        elif bid == "open-preset":
+            value = self.query_one("#preset-select", Select).value
+            if value is not Select.NULL:
+                self.open_preset(str(value))
+        elif bid == "open-toml":
+            self.open_file(self.query_one("#toml-path", Input).value)
+        elif bid == "resume-run":
+            option_list = self.query_one("#run-list", OptionList)
+            if option_list.highlighted is not None:
+                option = option_list.get_option_at_index(option_list.highlighted)
+                if option.id in self._runs:
+                    self.resume(self._runs[option.id]["path"])
+
+    @on(Input.Submitted, "#toml-path")
+    def _toml_submitted(self, event: Input.Submitted) -> None:
+        self.open_file(event.value)
+
+    def action_focus_file(self) -> None:
+        self.query_one("#toml-path", Input).focus()
+
+    def action_use_recommended(self) -> None:
+        rec = self.app.recommendation
+        if rec is None:
+            self.notify("Hardware detection has not finished yet.", severity="warning")
+            return
+        self.open_preset(rec.preset, rec.settings)
+
+    def open_preset(self, name: str, settings: dict | None = None) -> None:
+        from engine.config_file import ConfigDocument
+
+        try:
+            doc = ConfigDocument.from_preset(name)
+            for key, value in (settings or {}).items():
+                doc.set(key, value)
+            doc.dirty = bool(settings)
+        except UserError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.app.open_wizard(doc)
+
+    def open_file(self, text: str) -> None:
+        from engine.config_file import ConfigDocument
+
+        error = self.query_one("#toml-error", ErrorText)
+        text = text.strip()
+        if not text:
+            error.show("Type the path of a TOML config file.")
+            return
+        try:
+            doc = ConfigDocument.load(Path(text).expanduser())
+        except UserError as exc:
+            error.show(str(exc))
+            return
+        error.show(None)
+        self.app.open_wizard(doc)
+
+    def resume(self, run_dir: Path) -> None:
+        self.app.resume_run(run_dir)

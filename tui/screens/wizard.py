@@ -1,0 +1,239 @@
+"""The config wizard: a form per config section, generated from the schema.
+
+Every field is checked as it is typed (inline error under it); rules that
+span keys are checked on the whole config after each change. Save and Save
+As are disabled while anything is invalid. The side panel shows derived
+figures for the current values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, ContentSwitcher, Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine.errors import UserError
+from engine.schema import FIELDS
+from tui.widgets.error_text import ErrorText
+from tui.widgets.config_field import ConfigField
+from tui.widgets.derived_panel import DerivedPanel
+
+SECTION_TITLES = {
+    "run": "Run", "data": "Data", "tokenizer": "Tokenizer", "model": "Model",
+    "training": "Training", "optimizer": "Optimizer", "scheduler": "Scheduler",
+    "eval": "Evaluation", "checkpoint": "Checkpoints", "logging": "Logging",
+}
+
+
+class WizardScreen(Screen):
+    SUB_TITLE = "config"
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+a", "save_as", "Save as"),
+        Binding("ctrl+n", "next", "Next: data"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, doc, section: str = "model"):
+        super().__init__()
+        self.doc = doc
+        self.first_section = section
+        self.invalid: dict[str, str] = {}     # field path -> error
+        self.cross_error: str | None = None
+        self._built: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="wizard-file")
+        with Horizontal(id="wizard-body"):
+            yield OptionList(*[Option(SECTION_TITLES.get(s, s), id=s) for s in FIELDS],
+                             id="wizard-sections")
+            with ContentSwitcher(id="wizard-forms", initial=f"form-{self.first_section}"):
+                for section in FIELDS:
+                    yield VerticalScroll(id=f"form-{section}", classes="wizard-form")
+            yield DerivedPanel(id="wizard-derived")
+        yield ErrorText(id="wizard-error")
+        with Horizontal(id="wizard-buttons"):
+            yield Button("Save", id="save", variant="primary", compact=True)
+            yield Button("Save as…", id="save-as", compact=True)
+            yield Button("Next: data ▸", id="next", variant="success", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        sections = self.query_one("#wizard-sections", OptionList)
+        sections.highlighted = list(FIELDS).index(self.first_section)
+        self._build_section(self.first_section)
+        self._revalidate()
+        self._show_file()
+
+    def on_screen_resume(self) -> None:
+        # another screen (the data step) may have changed the same document
+        for field in self.query(ConfigField):
+            if field.spec.path not in self.invalid:
+                field.show_value(self.doc.get(field.spec.path))
+        self._revalidate()
+        self._show_file()
+
+    # -- sections -------------------------------------------------------------
+
+    def _build_section(self, section: str) -> None:
+        if section in self._built:
+            return
+        self._built.add(section)
+        form = self.query_one(f"#form-{section}", VerticalScroll)
+        form.border_title = f"[{section}]"
+        form.mount_all([ConfigField(spec, self.doc.get(spec.path)) for spec in FIELDS[section].values()])
+
+    @on(OptionList.OptionHighlighted, "#wizard-sections")
+    def _section_chosen(self, event: OptionList.OptionHighlighted) -> None:
+        self.show_section(event.option.id)
+
+    def show_section(self, section: str) -> None:
+        self._build_section(section)
+        self.query_one(ContentSwitcher).current = f"form-{section}"
+
+    # -- edits ------------------------------------------------------------------
+
+    def on_config_field_changed(self, event: ConfigField.Changed) -> None:
+        event.stop()
+        if event.error is not None:
+            self.invalid[event.path] = event.error
+        else:
+            self.invalid.pop(event.path, None)
+            try:
+                self.doc.set(event.path, event.value)
+            except UserError as exc:  # cannot happen: the field checked it with the same rules
+                self.invalid[event.path] = str(exc)
+        self._revalidate()
+        self._show_file()
+
+    def _revalidate(self) -> None:
+        cfg, error = None, None
+        try:
+            cfg = self.doc.to_config()
+        except UserError as exc:
+            error = str(exc).split(": ", 1)[-1]
+        self.cross_error = error
+        message = ""
+        if self.invalid:
+            names = ", ".join(sorted(self.invalid))
+            message = f"Not valid: {names}"
+        elif error:
+            message = error
+        self.query_one("#wizard-error", ErrorText).show(message)
+        blocked = bool(self.invalid or error)
+        self.query_one("#save", Button).disabled = blocked
+        self.query_one("#save-as", Button).disabled = blocked
+        self.query_one("#next", Button).disabled = blocked
+        self._update_derived(cfg, error)
+
+    def _update_derived(self, cfg, error: str | None) -> None:
+        panel = self.query_one(DerivedPanel)
+        if cfg is None:
+            panel.show(None, None, error)
+            return
+        est = None
+        session = self.app.session
+        hardware = self.app.hardware
+        if hardware is None and self.app.detection_error:
+            panel.show(cfg, None, "no estimates: hardware detection failed")
+            return
+        if hardware is not None:  # without it estimate() would detect (torch) on this thread
+            from engine.estimate import estimate
+            try:
+                est = estimate(cfg, vocab_size=session.vocab_size if session.data_is_current() else None,
+                               hardware=hardware)
+            except UserError as exc:
+                panel.show(None, None, str(exc).split(": ", 1)[-1])
+                return
+        panel.show(cfg, est, vocab_known=session.data_is_current())
+
+    def refresh_derived(self) -> None:
+        """Hardware detection finished (or the data changed): estimate again."""
+        self._revalidate()
+
+    def _show_file(self) -> None:
+        doc = self.doc
+        where = str(doc.path) if doc.path else f"{doc.origin} (not saved yet)"
+        mark = "  [modified]" if doc.dirty else ""
+        self.query_one("#wizard-file", Static).update(f"Config: {where}{mark}")
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.invalid and self.cross_error is None
+
+    # -- actions -------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        {"save": self.action_save, "save-as": self.action_save_as, "next": self.action_next}[
+            event.button.id]()
+
+    def action_save(self) -> None:
+        if not self.is_valid:
+            self.notify("Fix the settings marked in red first.", severity="warning")
+            return
+        if self.doc.path is None:
+            self.action_save_as()
+            return
+        self._save_to(self.doc.path)
+
+    def action_save_as(self) -> None:
+        if not self.is_valid:
+            self.notify("Fix the settings marked in red first.", severity="warning")
+            return
+        from tui.screens.dialogs import PathScreen
+
+        default = str(self.doc.path) if self.doc.path else f"{self.doc.get('run.name')}.toml"
+        self.app.push_screen(PathScreen("Save config as", default, "Save", "my-config.toml"),
+                             self._saved_as)
+
+    def _saved_as(self, path: Path | None) -> None:
+        if path is None:
+            return
+        if path.exists() and path != self.doc.path:
+            from tui.screens.dialogs import ConfirmScreen
+
+            def answered(replace: bool | None) -> None:
+                if replace:
+                    self._save_to(path)
+
+            self.app.push_screen(ConfirmScreen(f"{path} exists. Replace it with this config?",
+                                               yes="Replace", title="Save as"), answered)
+            return
+        self._save_to(path)
+
+    def _save_to(self, path: Path) -> None:
+        try:
+            saved = self.doc.save(path)
+        except UserError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.notify(f"Saved {saved}")
+        self._show_file()
+
+    def action_next(self) -> None:
+        if not self.is_valid:
+            self.notify("Fix the settings marked in red first.", severity="warning")
+            return
+        self.app.open_data_step()
+
+    def action_back(self) -> None:
+        if not self.doc.dirty:
+            self.app.pop_screen()
+            return
+        from tui.screens.dialogs import ConfirmScreen
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen("This config has changes that are not saved. "
+                                           "Go back and discard them?", yes="Discard",
+                                           title="Unsaved changes"), answered)

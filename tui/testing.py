@@ -1,0 +1,216 @@
+"""Fakes for the app's tests, snapshots and benchmarks: fixed hardware, a
+scripted trainer, a fixed memory probe. Nothing here runs in the real app."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+from engine.events import EventBuffer
+
+T0 = 1_700_000_000.0  # fixed event times: snapshots must not show the clock
+
+
+def fake_cpu():
+    from engine.hardware import CpuInfo
+    return CpuInfo(model="AMD Ryzen 5 7600 6-Core Processor", physical_cores=6, logical_cores=12,
+                   total_ram_bytes=32 * 2**30, available_ram_bytes=27 * 2**30,
+                   bf16_native=False, fp16_native=False, flags=["avx", "avx2", "f16c", "fma"])
+
+
+def fake_hardware_cpu_only():
+    """A desktop without an NVIDIA GPU."""
+    from engine.hardware import HardwareInfo
+    return HardwareInfo(cpu=fake_cpu(), gpus=[], torch_version="2.13.0", torch_cuda_available=False,
+                        torch_cuda_version=None, torch_device_count=0, warnings=[])
+
+
+def fake_hardware_rtx4060():
+    """The same desktop with one RTX 4060 (8 GB) that torch can use."""
+    from engine.hardware import GpuInfo, HardwareInfo
+    gpu = GpuInfo(index=0, name="NVIDIA GeForce RTX 4060", total_memory_bytes=8188 * 2**20,
+                  free_memory_bytes=7800 * 2**20, compute_capability=(8, 9), driver_version="550.54.14",
+                  cuda_version="12.4", utilization_percent=None, temperature_c=None,
+                  usable_by_torch=True, bf16=True, notes=[], torch_index=0)
+    return HardwareInfo(cpu=fake_cpu(), gpus=[gpu], torch_version="2.13.0", torch_cuda_available=True,
+                        torch_cuda_version="12.4", torch_device_count=1, warnings=[])
+
+
+def fixed_memory_probe(device: str) -> list[tuple]:
+    if str(device).startswith("cuda"):
+        return [("GPU used", "1.2/8.0 GB")]
+    return [("system RAM", "5.1/32.0 GB")]
+
+
+def loss_at(step: int) -> float:
+    """A plausible, deterministic training curve."""
+    return 1.6 + 2.6 * math.exp(-step / 120) + 0.04 * math.sin(step / 7)
+
+
+def scripted_events(max_steps: int = 600, upto: int = 300, run_dir: str = "checkpoints/demo",
+                    device: str = "cpu", precision: str = "fp32") -> list[dict]:
+    """The events of a run that reached step `upto` (fixed times, nothing live)."""
+    events: list[dict] = []
+
+    def ev(kind: str, step: int, **fields: Any) -> None:
+        events.append({"kind": kind, "step": step, "time": T0 + step * 0.07, **fields})
+
+    ev("start", 0, run_dir=run_dir, device=device, precision=precision, threads=2, n_params=800_640,
+       n_params_non_embedding=783_872, vocab_size=65, max_steps=max_steps, tokens_per_step=768,
+       effective_batch=12, train_tokens=1_003_854, val_tokens=111_540, data_dir="data/x",
+       data_reused=True, resumed_from=None, start_step=0)
+    for step in range(10, upto + 1, 10):
+        ev("train", step, loss=loss_at(step), lr=1e-3 * min(1.0, step / 100), grad_norm=0.5 + 0.1 * math.cos(step),
+           tokens_per_sec=12_000.0, ms_per_step=64.0, mfu=0.41, tokens_seen=step * 768,
+           max_steps=max_steps, memory_rss_mb=370.0)
+        if step % 100 == 0:
+            val = loss_at(step) + 0.05
+            ev("eval", step, val_loss=val, val_perplexity=math.exp(val), val_accuracy=0.3,
+               best_val_loss=val, improved=True, evals_without_improvement=0)
+            ev("checkpoint", step, path=f"{run_dir}/best", reason="best")
+            ev("sample", step, prompt="\n", text="ROMEO:\nWhat say you, my lord? the king is come\n"
+               "and we shall have it so.")
+    ev("warning", upto, message="this is a scripted run for tests")
+    return events
+
+
+class ScriptedTrainer:
+    """Stands in for engine.trainer.Trainer: emits a script of events, then waits
+    for stop() and finishes like a real run (a `done` event and a result)."""
+
+    def __init__(self, cfg, *, resume=None, overwrite=False, events: list[dict] | None = None,
+                 finish_at_once: bool = False):
+        self.cfg = cfg
+        self.events = EventBuffer()
+        self.script = events if events is not None else scripted_events()
+        self.finish_at_once = finish_at_once
+        self.commands: list[tuple] = []
+        self.emitted = threading.Event()
+        self._stop = threading.Event()
+        self.result = None
+
+    def run(self):
+        for e in self.script:
+            self.events(e)
+        self.emitted.set()
+        if not self.finish_at_once:
+            self._stop.wait()
+        last = self.script[-1]["step"] if self.script else 0
+        summary = {"final_train_loss": loss_at(last), "final_val_loss": loss_at(300) + 0.05,
+                   "best_val_loss": loss_at(300) + 0.05, "training_time": 21.0, "steps": last,
+                   "tokens_seen": last * 768, "stop_reason": "stopped" if self._stop.is_set() else "max_steps",
+                   "run_dir": "checkpoints/demo", "last_checkpoint": "checkpoints/demo/last",
+                   "best_checkpoint": "checkpoints/demo/best", "metrics_path": "checkpoints/demo/metrics.jsonl",
+                   "n_params": 800_640, "device": "cpu", "precision": "fp32"}
+        self.events({"kind": "done", "step": last, "time": T0 + last * 0.07 + 1, **summary})
+        self.result = _Result(summary)
+        return self.result
+
+    # commands, recorded
+    def pause(self):
+        self.commands.append(("pause",))
+
+    def resume_training(self):
+        self.commands.append(("resume_training",))
+
+    def save_now(self):
+        self.commands.append(("save_now",))
+
+    def set_early_stopping(self, enabled):
+        self.commands.append(("set_early_stopping", enabled))
+
+    def sample_now(self, prompt=None):
+        self.commands.append(("sample_now",))
+
+    def stop(self, reason="stopped"):
+        self.commands.append(("stop",))
+        self._stop.set()
+
+
+class _Result:
+    def __init__(self, summary: dict):
+        self._summary = summary
+        for k, v in summary.items():
+            setattr(self, k, v)
+
+    def to_json(self) -> dict:
+        return dict(self._summary)
+
+
+def scripted_factory(**kwargs):
+    """A trainer_factory for LlmtuiApp that builds ScriptedTrainers and keeps them."""
+    made: list[ScriptedTrainer] = []
+
+    def factory(cfg, *, resume=None, overwrite=False):
+        trainer = ScriptedTrainer(cfg, resume=resume, overwrite=overwrite, **kwargs)
+        made.append(trainer)
+        return trainer
+
+    factory.made = made
+    return factory
+
+
+def screen_text(app) -> str:
+    """The current screen as plain text (for assertions and debugging)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
+
+
+def runs_dir_with_demo(root: Path) -> Path:
+    """A runs folder holding one run with a (not verified) checkpoint, for the resume list."""
+    import json
+
+    run = root / "checkpoints" / "shakespeare-char"
+    (run / "last").mkdir(parents=True, exist_ok=True)
+    (run / "config.toml").write_text("[run]\nname = \"shakespeare-char\"\n")
+    (run / "last" / "manifest.json").write_text("{}")
+    (run / "last" / "state.json").write_text(json.dumps({"step": 1500}))
+    return root / "checkpoints"
+
+
+def fixed_recommendation(hardware):
+    """engine.recommend's answer for the fake machines, with fixed reasons (the
+    real ones mention this machine's NVML state), for machine-independent snapshots."""
+    import copy
+
+    from engine.config import load_config
+    from engine.estimate import estimate
+    from engine.recommend import Recommendation
+
+    if hardware.gpus:
+        preset, device = "rtx4060", "cuda:0"
+        reasons = ["NVIDIA GeForce RTX 4060: 8.0 GiB, compute capability 8.9 -> the 8 GB tier",
+                   "runs bf16 natively: mixed precision bf16, no loss scaling",
+                   "micro-batch 8 x 8 accumulation = 32,768 tokens per optimizer step"]
+        settings = {"training.precision": "bf16", "training.batch_size": 8,
+                    "training.grad_accum_steps": 8}
+    else:
+        preset, device = "cpu", "cpu"
+        reasons = ["no NVIDIA GPU found: training on the CPU",
+                   "no native bf16/fp16 matrix instructions: fp32",
+                   "6 physical CPU cores: run.threads = 6"]
+        settings = {"training.precision": "fp32", "run.threads": 6}
+    cfg = load_config(preset)
+    tuned = copy.deepcopy(cfg)
+    for key, value in settings.items():
+        section, name = key.split(".")
+        setattr(getattr(tuned, section), name, value)
+    return Recommendation(preset=preset, reasons=reasons, device=device, settings=settings,
+                          estimate=estimate(tuned, hardware=hardware))
+
+
+def static_text(widget) -> str:
+    """The plain text a Static shows (str, rich Text or any rich renderable)."""
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    plain = getattr(content, "plain", None)
+    if isinstance(plain, str):
+        return plain
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))
+    console.print(content)
+    return console.export_text()

@@ -1,0 +1,85 @@
+"""A training run owned by the app: the Trainer in a worker thread, polled by the UI.
+
+The worker thread only runs `TrainingRun.run` (constructing the Trainer,
+which imports torch, and calling `Trainer.run`); it never touches widgets.
+The UI polls `events_since` on a timer and calls the trainer's thread-safe
+commands. `stop()` works at any moment, also before the trainer exists.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+TrainerFactory = Callable[..., Any]
+
+
+def default_factory(cfg, *, resume=None, overwrite=False):
+    from engine.trainer import Trainer  # imports torch: only ever in the worker thread
+    return Trainer(cfg, resume=resume, overwrite=overwrite)
+
+
+class TrainingRun:
+    def __init__(self, cfg, *, resume: str | Path | None = None, overwrite: bool = False,
+                 factory: TrainerFactory | None = None):
+        self.cfg = cfg
+        self.resume = resume
+        self.overwrite = overwrite
+        self.factory = factory or default_factory
+        self.trainer = None
+        self.result = None
+        self.error: str | None = None
+        self.cancelled = False
+        self.started = threading.Event()    # the trainer exists
+        self.finished = threading.Event()   # run() returned or failed
+        self._lock = threading.Lock()
+
+    # -- worker thread ---------------------------------------------------------
+
+    def run(self):
+        try:
+            trainer = self.factory(self.cfg, resume=self.resume, overwrite=self.overwrite)
+            with self._lock:
+                if self.cancelled:
+                    return None
+                self.trainer = trainer
+            self.started.set()
+            self.result = trainer.run()
+            return self.result
+        except BaseException as exc:  # shown in the app; the app stays usable
+            from engine.errors import UserError
+            self.error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            return None
+        finally:
+            self.finished.set()
+
+    # -- UI thread ---------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return not self.finished.is_set()
+
+    def events_since(self, seq: int) -> tuple[int, list[dict]]:
+        trainer = self.trainer
+        if trainer is None:
+            return seq, []
+        return trainer.events.since(seq)
+
+    def command(self, name: str, *args) -> bool:
+        """Call a trainer command; False when there is no trainer (yet)."""
+        trainer = self.trainer
+        if trainer is None or not self.running:
+            return False
+        getattr(trainer, name)(*args)
+        return True
+
+    def stop(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            trainer = self.trainer
+        if trainer is not None:
+            trainer.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.finished.wait(timeout)

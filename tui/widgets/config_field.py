@@ -1,0 +1,154 @@
+"""One config setting as a form row: name, control, help, inline error.
+
+The control follows the schema: a Switch for booleans, a Select for choice
+lists, an Input (validated as the user types by the engine's own `coerce`)
+for everything else. The field posts `ConfigField.Changed` with the parsed
+value, or with the error text when the input is not allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from engine.errors import ConfigError
+from engine.schema import FieldSpec
+from tui.fields import field_text, parse_field_text, short_error
+
+
+class SchemaValidator(Validator):
+    """Checks an Input's text against one schema field."""
+
+    def __init__(self, spec: FieldSpec):
+        super().__init__()
+        self.spec = spec
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            parse_field_text(self.spec, value)
+        except ConfigError as exc:
+            return self.failure(short_error(exc))
+        return self.success()
+
+
+def field_id(path: str) -> str:
+    return "field-" + path.replace(".", "-")
+
+
+class ConfigField(Vertical):
+    """A labelled control for one schema field."""
+
+    DEFAULT_CSS = """
+    ConfigField { height: auto; margin: 0 0 1 0; }
+    ConfigField > Horizontal { height: auto; }
+    ConfigField .field-name { width: 40%; max-width: 26; padding: 0 1 0 0; }
+    ConfigField .field-control { width: 1fr; }
+    ConfigField Switch.field-control { width: auto; height: 1; border: none; padding: 0; }
+    ConfigField Switch.field-control:focus { border: none; background-tint: $foreground 10%; }
+    ConfigField .field-help { color: $foreground-muted; padding: 0 0 0 1; }
+    ConfigField .field-error { color: $error; padding: 0 0 0 1; display: none; }
+    ConfigField.-invalid .field-error { display: block; }
+    ConfigField.-invalid .field-name { color: $error; }
+    """
+
+    class Changed(Message):
+        def __init__(self, field: ConfigField, value: Any, error: str | None):
+            super().__init__()
+            self.field = field
+            self.path = field.spec.path
+            self.value = value
+            self.error = error
+
+        @property
+        def control(self) -> ConfigField:
+            return self.field
+
+    def __init__(self, spec: FieldSpec, value: Any, **kwargs):
+        super().__init__(id=kwargs.pop("id", field_id(spec.path)), **kwargs)
+        self.spec = spec
+        self.value = value
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        spec = self.spec
+        with Horizontal():
+            yield Label(spec.name, classes="field-name")
+            yield self._control()
+        yield Static(spec.help, classes="field-help", markup=False)
+        yield Static("", classes="field-error", markup=False)
+
+    def _control(self):
+        spec, cid = self.spec, f"{self.id}-control"
+        if spec.type is bool:
+            return Switch(value=bool(self.value), id=cid, classes="field-control")
+        if spec.choices:
+            options = [(str(c), c) for c in spec.choices]
+            return Select(options, value=self.value, allow_blank=False, compact=True,
+                          id=cid, classes="field-control")
+        placeholder = spec.describe_allowed()
+        return Input(field_text(spec, self.value), placeholder=placeholder, compact=True,
+                     validators=[SchemaValidator(spec)], validate_on=["changed", "submitted"],
+                     id=cid, classes="field-control")
+
+    @property
+    def control_widget(self):
+        return self.query_one(".field-control")
+
+    # -- updates from the control -------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        try:
+            value = parse_field_text(self.spec, event.value)
+        except ConfigError as exc:
+            self._set_error(short_error(exc))
+            self.post_message(self.Changed(self, None, self.error))
+            return
+        self._accept(value)
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        event.stop()
+        self._accept(event.value)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value is not Select.NULL:
+            self._accept(event.value)
+
+    def _accept(self, value: Any) -> None:
+        """A valid value: post it unless it is what the field already holds
+        (which is also how values set by `show_value` come back, unposted)."""
+        was_invalid = self.error is not None
+        self._set_error(None)
+        if value == self.value and not was_invalid:
+            return
+        self.value = value
+        self.post_message(self.Changed(self, value, None))
+
+    def _set_error(self, error: str | None) -> None:
+        if error == self.error:
+            return
+        self.error = error
+        self.set_class(error is not None, "-invalid")
+        self.query_one(".field-error", Static).update(error or "")
+
+    # -- updates from outside (another screen edited the same document) ------
+
+    def show_value(self, value: Any) -> None:
+        """Display `value` without posting Changed."""
+        if value == self.value and self.error is None:
+            return
+        self.value = value
+        self._set_error(None)
+        control = self.control_widget
+        if isinstance(control, Switch):
+            control.value = bool(value)
+        elif isinstance(control, Select):
+            control.value = value
+        else:
+            control.value = field_text(self.spec, value)

@@ -1,0 +1,83 @@
+"""The wizard's side panel: figures derived from the config as it is edited.
+
+Everything here is computed (parameter count, batch arithmetic) or estimated
+(memory, time) by `engine.estimate`; estimates are labelled as such.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui.format import fmt_bytes, fmt_count, fmt_duration
+from tui.widgets.stat_panel import Row, StatPanel
+
+
+def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
+                 vocab_known: bool = False) -> list[Row]:
+    rows: list[Row] = []
+    if cfg is None:
+        return [("Fix the settings", "", "heading"), ("", error or "", "bad")]
+    t, m = cfg.training, cfg.model
+    auto = t.batch_size == "auto" or t.grad_accum_steps == "auto"
+    if est is not None:
+        batch, accum = est.batch_size, est.grad_accum_steps
+    elif not auto:
+        batch, accum = t.batch_size, t.grad_accum_steps
+    else:
+        batch = accum = None
+    rows.append(("Model", "", "heading"))
+    if est is not None:
+        rows.append(("parameters", fmt_count(est.n_params) + ("" if vocab_known else " (est.)")))
+        rows.append(("non-embed.", fmt_count(est.n_params_non_embedding)))
+        rows.append(("flops/token", fmt_count(est.flops_per_token)))
+    rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
+    rows.append(("Batch" + (" (auto, est.)" if auto else ""), "", "heading"))
+    if batch is not None:
+        tokens_step = batch * accum * m.block_size
+        rows.append(("micro-batch", f"{batch:,} x {accum:,} accum."))
+        rows.append(("effective", f"{batch * accum:,} sequences"))
+        rows.append(("tokens/step", f"{tokens_step:,}"))
+    else:
+        tokens_step = None
+        rows.append(("effective", "auto (needs hardware)"))
+    if t.epochs > 0:
+        rows.append(("length", f"{t.epochs:g} epochs"))
+    else:
+        rows.append(("steps", f"{t.max_steps:,}"))
+        if tokens_step:
+            rows.append(("tokens", fmt_count(tokens_step * t.max_steps)))
+    if est is None:
+        rows.append(("Estimates", "", "heading"))
+        rows.append(("", error or "waiting for hardware detection", "dim"))
+        return rows
+    rows.append(("Memory (estimate)", "", "heading"))
+    cls = "good" if est.fits else ("bad" if est.fits is False else "")
+    rows.append(("needs", "~" + fmt_bytes(est.memory_total), cls))
+    if est.device_memory:
+        rows.append((f"{est.device} free"[:11], fmt_bytes(est.device_memory)))
+    if est.fits is False:
+        rows.append(("", "will not fit: lower batch_size", "bad"))
+        rows.append(("", "or block_size, or use", "bad"))
+        rows.append(("", "grad_accum_steps", "bad"))
+    for name, size in sorted(est.memory.items(), key=lambda kv: -kv[1])[:4]:
+        rows.append((f" {name}", fmt_bytes(size), "dim"))
+    rows.append(("Time (" + ("measured" if getattr(est, "calibrated", False) else "estimate") + ")",
+                 "", "heading"))
+    if est.step_seconds:
+        rows.append(("per step", f"~{est.step_seconds * 1000:,.0f} ms"
+                     if est.step_seconds < 1 else f"~{est.step_seconds:,.1f} s"))
+    if est.total_seconds:
+        rows.append(("whole run", "~" + fmt_duration(est.total_seconds)))
+    if not est.step_seconds and not est.total_seconds:
+        rows.append(("", "no estimate for this device", "dim"))
+    for note in getattr(est, "notes", None) or []:
+        rows.append(("note", note, "warn"))
+    return rows
+
+
+class DerivedPanel(StatPanel):
+    def __init__(self, **kwargs):
+        super().__init__("Derived", label_width=12, **kwargs)
+
+    def show(self, cfg: Any, est: Any | None, error: str | None = None, vocab_known: bool = False) -> None:
+        self.set_rows(derived_rows(cfg, est, error, vocab_known))
