@@ -294,3 +294,17 @@ def test_kill_9_at_random_instants_always_leaves_a_resumable_run(tiny, tmp_path)
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((run_dir / "train_log.json").read_text())["steps"] == steps_before + 3
+
+
+def test_rotation_never_deletes_the_checkpoint_being_resumed_from(tiny):
+    cfg = load_config("cpu", tiny + ["training.max_steps=10", "checkpoint.every_n_steps=5",
+                                     "checkpoint.keep_last=1"])
+    first = Trainer(cfg).run()
+    assert sorted(p.name for p in first.run_dir.glob("step_*")) == ["step_10"]
+    step_10 = first.run_dir / "step_10"
+    longer = load_config("cpu", tiny + ["training.max_steps=20", "checkpoint.every_n_steps=5",
+                                        "checkpoint.keep_last=1"])
+    Trainer(longer, resume=step_10).run()
+    assert step_10.is_dir()  # resumed from: kept although keep_last = 1
+    ckpt.verify(step_10)
+    assert (first.run_dir / "step_20").is_dir() and not (first.run_dir / "step_15").exists()

@@ -14,13 +14,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (Button, Footer, Header, Input, Label, ProgressBar, RadioButton,
-                             RadioSet, Select, Static)
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    Label,
+    ProgressBar,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+)
 from textual.worker import Worker, WorkerState
 
 from engine.errors import ConfigError, UserError
 from engine.events import EventBuffer
 from tui.widgets.error_text import ErrorText
+from tui.widgets.title_bar import TitleBar
 
 SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
                 ("path", "A text file, a folder of .txt files, or a .bin/.npy token file")]
@@ -45,7 +55,7 @@ class DataScreen(Screen):
         doc = self.doc
         source = doc.get("data.source")
         builtin = source == "builtin"
-        yield Header()
+        yield TitleBar()
         with VerticalScroll(id="data-body"):
             with Vertical(classes="panel", id="data-corpus") as corpus:
                 corpus.border_title = "Corpus"

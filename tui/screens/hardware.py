@@ -13,14 +13,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (Button, Footer, Header, Input, Label, LoadingIndicator, OptionList,
-                             Select, Static)
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    Label,
+    LoadingIndicator,
+    OptionList,
+    Select,
+    Static,
+)
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from engine.errors import UserError
 from tui.widgets.error_text import ErrorText
 from tui.widgets.hardware_view import HardwareView, recommendation_renderable
+from tui.widgets.title_bar import TitleBar
 
 
 class HardwareScreen(Screen):
@@ -35,7 +44,7 @@ class HardwareScreen(Screen):
         from engine.config import preset_names
 
         presets = preset_names()
-        yield Header()
+        yield TitleBar()
         with Horizontal(id="hw-body"):
             with VerticalScroll(id="hw-machine", classes="panel") as machine:
                 machine.border_title = "This machine"
@@ -95,14 +104,20 @@ class HardwareScreen(Screen):
             error = event.worker.error
             self.app.detection_error = f"{type(error).__name__}: {error}"
             self.app.hardware_ready()
-            self.query_one("#hw-loading").display = False
+            self._remove_spinner()
             self.query_one("#hw-detecting", Static).update(
                 f"Hardware detection failed: {type(error).__name__}: {error}\n"
                 "You can still start from any preset.")
             self.query_one("#use-recommended", Button).label = "Detection failed"
 
+    def _remove_spinner(self) -> None:
+        # removed, not hidden: a hidden LoadingIndicator keeps redrawing 16 times a
+        # second, waking the UI thread that training shares the CPU with
+        for spinner in self.query("#hw-loading"):
+            spinner.remove()
+
     def _show(self, hw, rec) -> None:
-        self.query_one("#hw-loading").display = False
+        self._remove_spinner()
         self.query_one("#hw-detecting").display = False
         self.query_one(HardwareView).show(hw)
         self.query_one("#hw-recommendation", Static).update(recommendation_renderable(rec))

@@ -17,12 +17,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+from textual.widgets import Footer, ProgressBar, RichLog, Static
 
 from tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from tui.training import TrainingRun
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.stat_panel import StatPanel
+from tui.widgets.title_bar import TitleBar
 
 STATUS_TEXT = {
     "starting": ("◌", "starting (loading torch, preparing data)", "dim"),
@@ -73,7 +74,7 @@ class MonitorScreen(Screen):
     # -- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Static("", id="mon-status")
         yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="mon-progress")
         with Horizontal(id="mon-main"):

@@ -13,12 +13,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
 from engine.errors import UserError
 from tui.fields import escape_text, unescape_text
 from tui.format import fmt_count, fmt_duration, fmt_loss
+from tui.widgets.title_bar import TitleBar
 
 STOP_REASONS = {"max_steps": "reached max_steps", "early_stopping": "early stopping",
                 "stopped": "stopped by you", "nonfinite_loss": "loss became non-finite"}
@@ -66,7 +67,7 @@ class SummaryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         d = self.sample_defaults
-        yield Header()
+        yield TitleBar()
         with VerticalScroll(id="sum-body"):
             with Vertical(id="sum-box", classes="panel") as box:
                 box.border_title = "Training finished"

@@ -15,14 +15,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, ContentSwitcher, Footer, Header, OptionList, Static
+from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.errors import UserError
 from engine.schema import FIELDS
-from tui.widgets.error_text import ErrorText
 from tui.widgets.config_field import ConfigField
 from tui.widgets.derived_panel import DerivedPanel
+from tui.widgets.error_text import ErrorText
+from tui.widgets.title_bar import TitleBar
 
 SECTION_TITLES = {
     "run": "Run", "data": "Data", "tokenizer": "Tokenizer", "model": "Model",
@@ -49,7 +50,7 @@ class WizardScreen(Screen):
         self._built: set[str] = set()
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Static("", id="wizard-file")
         with Horizontal(id="wizard-body"):
             yield OptionList(*[Option(SECTION_TITLES.get(s, s), id=s) for s in FIELDS],
