@@ -225,7 +225,8 @@ class MonitorScreen(Screen):
         if self.info:
             text.append(f"   {self.info['device']} · {self.info['precision']} · "
                         f"{fmt_count(self.info['n_params'])} params", "dim")
-        self.query_one("#mon-status", Static).update(text)
+        # one fixed-height line: no layout pass needed
+        self.query_one("#mon-status", Static).update(text, layout=False)
 
     def _render_stats(self) -> None:
         rows: list[tuple] = []

@@ -29,9 +29,11 @@ class StatPanel(Static):
         """Show these rows; returns False (and does nothing) if nothing changed."""
         if rows == self._rows:
             return False
+        # same number of rows: same size, so skip the (costly) layout pass
+        same_size = self._rows is not None and len(rows) == len(self._rows)
         self._rows = list(rows)
         self.updates += 1
-        self.update(self._build())
+        self.update(self._build(), layout=not same_size)
         return True
 
     def _build(self) -> Text:
