@@ -80,18 +80,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_checkpoint_dir(target: Path, files: dict[str, bytes]) -> Path:
-    """Atomically create or replace directory `target` holding `files`."""
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+def _build_atomically(target: Path, fill) -> Path:
+    """Create directory `target` atomically: `fill(tmp)` writes the files into a
+    temporary directory beside it, which is fsynced and renamed into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        manifest = {"format_version": FORMAT_VERSION, "files": {}}
-        for name, data in files.items():
-            _write_file(tmp / name, data)
-            manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+        fill(tmp)
         _fsync_dir(tmp)
         replace_dir(tmp, target)
     except OSError as exc:
@@ -99,6 +95,17 @@ def write_checkpoint_dir(target: Path, files: dict[str, bytes]) -> Path:
         raise CheckpointError(f"{target}: cannot write checkpoint ({exc.strerror or exc}); "
                               "the previous checkpoint is kept") from None
     return target
+
+
+def write_checkpoint_dir(target: Path, files: dict[str, bytes]) -> Path:
+    """Atomically create or replace directory `target` holding `files` and their manifest."""
+    def fill(tmp: Path) -> None:
+        manifest = {"format_version": FORMAT_VERSION, "files": {}}
+        for name, data in files.items():
+            _write_file(tmp / name, data)
+            manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+    return _build_atomically(target, fill)
 
 
 def replace_dir(new: Path, target: Path) -> None:
@@ -117,21 +124,13 @@ def replace_dir(new: Path, target: Path) -> None:
 def copy_checkpoint(src: Path, target: Path) -> Path:
     """Atomically make `target` a copy of checkpoint `src` (hard links where
     the filesystem allows: the files are never modified in place)."""
-    tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+    def fill(tmp: Path) -> None:
         for f in src.iterdir():
             try:
                 os.link(f, tmp / f.name)
             except OSError:
                 shutil.copy2(f, tmp / f.name)
-        _fsync_dir(tmp)
-        replace_dir(tmp, target)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"{target}: cannot write checkpoint ({exc.strerror or exc}); "
-                              "the previous checkpoint is kept") from None
-    return target
+    return _build_atomically(target, fill)
 
 
 # ---------------------------------------------------------------------------

@@ -181,27 +181,27 @@ class DataScreen(Screen):
     def action_back(self) -> None:
         self.app.pop_screen()
 
-    def action_train(self) -> None:
+    def _checked_config(self):
+        """The config to use, or None (with a notification saying why)."""
         if self._has_errors():
             self.notify("Fix the data settings first.", severity="warning")
-            return
+            return None
         try:
-            cfg = self.doc.to_config()
+            return self.doc.to_config()
         except UserError as exc:
             self.notify(str(exc), severity="error", timeout=8)
-            return
-        self.app.start_training(cfg)
+            return None
+
+    def action_train(self) -> None:
+        cfg = self._checked_config()
+        if cfg is not None:
+            self.app.start_training(cfg)
 
     # -- preparation ----------------------------------------------------------------
 
     def action_prepare(self) -> None:
-        if self._has_errors():
-            self.notify("Fix the data settings first.", severity="warning")
-            return
-        try:
-            cfg = self.doc.to_config()
-        except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
+        cfg = self._checked_config()
+        if cfg is None:
             return
         self.query_one("#prepare", Button).disabled = True
         self.query_one("#train", Button).disabled = True
