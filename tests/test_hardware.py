@@ -122,15 +122,25 @@ def test_no_driver_means_cpu_preset(monkeypatch, error, words):
     assert hw.gpu_memory_used(0) is None
 
 
-def test_cpu_with_native_bf16_picks_bf16(monkeypatch):
+def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16"}
     monkeypatch.setattr(engine.device, "cpu_flags", lambda: flags)
     monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
     info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     rec = recommend(info)
     assert info.cpu.bf16_native
-    assert rec.preset == "cpu" and rec.settings["training.precision"] == "bf16"
-    assert any("AVX512_BF16" in r for r in rec.reasons)
+    assert rec.preset == "cpu" and rec.settings["training.precision"] == "fp32"
+    assert any("AVX512_BF16" in r and "no faster" in r for r in rec.reasons)
+
+
+def test_cpu_with_amx_picks_bf16(monkeypatch):
+    flags = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    monkeypatch.setattr(engine.device, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
+    info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    rec = recommend(info)
+    assert rec.settings["training.precision"] == "bf16"
+    assert any("AMX" in r for r in rec.reasons)
 
 
 def test_one_gtx1660_super(monkeypatch):
