@@ -150,3 +150,43 @@ def test_cpu_recommendation_settings_are_valid_overrides():
     overrides = [f"{k}={v!r}".replace("'", '"') for k, v in rec.settings.items()]
     cfg = load_config(rec.preset, overrides)
     assert cfg.run.threads == 4 and cfg.training.precision == "fp32"
+
+
+def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
+    from conftest import read_jsonl
+    from engine import load_config
+    from engine.trainer import Trainer
+
+    cfg = load_config("cpu", tiny + ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
+                                     "training.target_tokens_per_step=128", "training.max_steps=4"])
+    result = Trainer(cfg).run()
+    resolved = load_config(result.run_dir / "config.toml")
+    assert isinstance(resolved.training.batch_size, int)
+    assert isinstance(resolved.training.grad_accum_steps, int)
+    events = read_jsonl(result.metrics_path)
+    start = next(e for e in events if e["kind"] == "start")
+    assert start["tokens_per_step"] == resolved.training.batch_size * \
+        resolved.training.grad_accum_steps * 16
+    assert any("auto" in e["message"] for e in events if e["kind"] == "warning")
+    # a resumed run keeps the numbers it was trained with
+    longer = load_config("cpu", tiny + ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
+                                        "training.target_tokens_per_step=128", "training.max_steps=6"])
+    again = Trainer(longer, resume=True).run()
+    assert load_config(again.run_dir / "config.toml").training.batch_size == resolved.training.batch_size
+
+
+def test_config_that_will_not_fit_warns(tiny, monkeypatch):
+    import psutil
+
+    from conftest import read_jsonl
+    from engine import load_config
+    from engine.trainer import Trainer
+
+    real = psutil.virtual_memory()
+
+    class Tight:  # the OS boundary: a machine with 64 MiB free
+        total, available = real.total, 64 * 2**20
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight)
+    result = Trainer(load_config("cpu", tiny + ["training.max_steps=2"])).run()
+    warnings = [e["message"] for e in read_jsonl(result.metrics_path) if e["kind"] == "warning"]
+    assert any("will not fit" in w for w in warnings), warnings
