@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.config import load_config
+from engine.config import apply_override, config_replace, load_config, validate
 from engine.events import Listener
 from engine.schema import Config
 from engine.trainer import Trainer, TrainResult
@@ -29,13 +29,11 @@ def train(config: Config | str | Path | None = None, *, overrides: list[str] = (
     `resume=True` continues from the newest intact checkpoint of the run;
     a path resumes from that checkpoint.
     """
-    if not isinstance(config, Config) or overrides or settings:
-        if isinstance(config, Config):
-            from engine.config import apply_override, config_replace, validate
-            config = config_replace(config, **settings)
-            for text in overrides:
-                apply_override(config, text)
-            validate(config)
-        else:
-            config = load_config(config, overrides, **settings)
+    if isinstance(config, Config):
+        config = config_replace(config, **settings)  # a copy: the caller's config is not changed
+        for text in overrides:
+            apply_override(config, text)
+        validate(config)
+    else:
+        config = load_config(config, overrides, **settings)
     return Trainer(config, resume=resume, overwrite=overwrite, listeners=listeners).run()

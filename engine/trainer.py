@@ -205,8 +205,7 @@ class Trainer:
         # each rank draws its own batches: a different stream per rank
         self.sampler = BatchSampler(self.data.train, cfg.model.block_size, t.batch_size,
                                     cfg.run.seed + self.dist.rank)
-        eval_batch = t.batch_size
-        self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, eval_batch,
+        self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, t.batch_size,
                                          cfg.eval.max_batches)
         torch.manual_seed(cfg.run.seed)
         self.gpt_config = model_config(cfg, self.data.vocab_size)
@@ -227,9 +226,9 @@ class Trainer:
         groups = optimizer_groups(self.raw_model, o.weight_decay)
         # fused AdamW runs one kernel for all parameters, on CUDA and (torch >= 2.4) on
         # CPU; measured here 1.9 ms vs 3.1 ms per step for the 0.8M-parameter recipe
-        extra = {"fused": True}
         opt_class = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-        self.optimizer = opt_class(groups, lr=o.learning_rate, betas=tuple(o.betas), eps=o.eps, **extra)
+        self.optimizer = opt_class(groups, lr=o.learning_rate, betas=tuple(o.betas), eps=o.eps,
+                                   fused=True)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.placement.uses_grad_scaler)
 
         self.best_val_loss: float | None = None
@@ -343,7 +342,6 @@ class Trainer:
                 "time": time.time()}
 
     def _files(self) -> dict[str, bytes]:
-        # a collective: every rank takes part, rank 0 writes
         return checkpoint_files(model=self.raw_model, optimizer=self.optimizer, scaler=self.scaler,
                                 state=self._state(), config_toml=config_to_toml(self.cfg),
                                 tokenizer_json=self.tokenizer.to_json())
@@ -538,11 +536,6 @@ class Trainer:
                       "set training.grad_clip, or check the data)", nonfinite_step=bad)
             raise StopTraining("nonfinite_loss")
 
-    def _grad_norm_value(self) -> float | None:
-        if self._grad_norm is not None:
-            return float(self._grad_norm)
-        return None
-
     def run(self) -> TrainResult:
         """Set up and train. Raises UserError for bad input (before heavy work
         where possible); every other failure is emitted as an `error` event."""
@@ -626,7 +619,7 @@ class Trainer:
                     elapsed = time.perf_counter() - self._interval_start - excluded
                     self.last_train_loss = loss
                     tps = interval_steps * self.tokens_per_step / max(elapsed, 1e-9)
-                    self.emit("train", loss=loss, lr=self._lr, grad_norm=self._grad_norm_value(),
+                    self.emit("train", loss=loss, lr=self._lr, grad_norm=None if self._grad_norm is None else float(self._grad_norm),
                               tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
                               mfu=self.flops_per_token * tps / self.peak_flops,
                               tokens_seen=self.tokens_seen, max_steps=self.max_steps,
@@ -642,9 +635,9 @@ class Trainer:
                 excluded += time.perf_counter() - busy
         except StopTraining as stop:
             stop_reason = str(stop)
-        if stop_reason == "nonfinite_loss":
-            pass  # the last good checkpoint stays as it is
-        elif self.step > 0 and (self.resumed_from is None or self.step > self._start_step):
+        # a non-finite loss keeps the last good checkpoint as it is; a run that made no
+        # step (or a resume that made none) has nothing new to save
+        if stop_reason != "nonfinite_loss" and self.step > self._start_step:
             if stop_reason == "max_steps" and ckpt_every and self.step % ckpt_every == 0:
                 self.save("step")
             else:
