@@ -54,8 +54,8 @@ _MEASURE = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[2:])
 
 def child(source: str, kind: str, prepared_dir: str, result_path: str) -> None:
     sys.path.insert(0, str(REPO))
-    from engine.config import load_config
-    from engine.data import prepare_data
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.data.prepare import prepare_data
 
     cfg = load_config(None, data__source=source, tokenizer__kind=kind, data__prepared_dir=prepared_dir)
     stage_end: dict[str, float] = {}  # stage -> seconds at its last progress report (its end)
@@ -131,7 +131,7 @@ def generate_corpus(size_mb: int) -> Path:
     """A text file of about size_mb * 10^6 bytes: the builtin corpus repeated,
     cut at a line end."""
     sys.path.insert(0, str(REPO))
-    from engine.corpus import builtin_text
+    from llmtui.engine.data.corpus import builtin_text
 
     path = Path(tempfile.gettempdir()) / f"llmtui-bench-corpus-{size_mb}MB.txt"
     target = size_mb * 10**6

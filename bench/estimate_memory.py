@@ -88,9 +88,9 @@ def measure(name: str) -> dict:
 
 
 def main() -> None:
-    from engine.config import load_config
-    from engine.estimate import estimate
-    from engine.hardware import detect
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.planning.estimate import estimate
+    from llmtui.engine.planning.hardware import detect
 
     names = sys.argv[1:] or list(CONFIGS)
     OUT.mkdir(parents=True, exist_ok=True)

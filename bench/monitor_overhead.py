@@ -37,7 +37,7 @@ TARGET = 0.97
 
 
 def make_config(steps: int, out_dir: Path, data_dir: Path, name: str):
-    from engine.config import load_config
+    from llmtui.engine.config.loading import load_config
     return load_config("cpu", [f"training.max_steps={steps}", f'run.out_dir="{out_dir}"',
                                f'data.prepared_dir="{data_dir}"', f'run.name="{name}"',
                                'run.device="cpu"'])
@@ -50,7 +50,7 @@ def tokens_per_sec(metrics_path: Path) -> tuple[float, int]:
 
 
 def run_headless(cfg) -> dict:
-    from engine.trainer import Trainer
+    from llmtui.engine.training.trainer import Trainer
 
     start = time.perf_counter()
     result = Trainer(cfg, overwrite=True).run()
@@ -61,7 +61,7 @@ def run_headless(cfg) -> dict:
 
 
 def run_monitor(cfg, refresh: float | None) -> dict:
-    from tui.app import LlmtuiApp
+    from llmtui.tui.app import LlmtuiApp
 
     kwargs = {} if refresh is None else {"refresh_rate": refresh}
     app = LlmtuiApp(runs_dir=cfg.run.out_dir, **kwargs)
@@ -122,7 +122,7 @@ def main() -> int:
     data_dir = OUT / "data"
     load_before = other_cpu_percent()
 
-    from engine.data import prepare_data
+    from llmtui.engine.data.prepare import prepare_data
     prepare_data(make_config(args.steps, work, data_dir, "prep"))  # tokenized once, not timed
 
     runs = []

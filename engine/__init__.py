@@ -1,17 +1,19 @@
 """llmtui's engine: everything that trains, with no UI imports.
 
-The public entry points are re-exported lazily so that `import engine` stays
-cheap (torch is only imported when training actually needs it).
+Read it top-down; each layer may import only the layers above it in this list
+(the import test in tests/test_architecture.py enforces it, with no cycles):
+
+    errors, fsutil   one-line user errors with fields; atomic file writes
+    config/          the schema (every setting once), loading, overrides, TOML editing, presets
+    data/            corpora, tokenizers, preparation into token files, batches
+    model/           the GPT itself (one readable file) and its config mapping
+    planning/        hardware detection, device and precision, estimates, autotune, presets per machine
+    training/        the trainer, its events and commands, checkpoints, run directories,
+                     distributed training, trackers, sampling
+    api              load_config / train for Python callers
+
+Nothing here imports llmtui.tui, llmtui.cli, llmtui.headless or Textual: the
+app and the headless CLI are front ends over training/'s events and commands.
+Package __init__ files hold only their docstring, so importing one module
+never pulls in its siblings (or torch).
 """
-
-from engine.errors import CheckpointError, ConfigError, DataError, UserError
-
-__all__ = ["UserError", "ConfigError", "DataError", "CheckpointError",
-           "load_config", "train", "TrainResult"]
-
-
-def __getattr__(name):
-    if name in ("load_config", "train", "TrainResult"):
-        from engine import api
-        return getattr(api, name)
-    raise AttributeError(name)

@@ -1,6 +1,6 @@
 """The engine as a library: load a config, train it, get the results.
 
-    from engine import load_config, train
+    from llmtui import load_config, train
     cfg = load_config("cpu", overrides=["training.max_steps=200"])
     result = train(cfg)
     print(result.final_train_loss, result.best_val_loss, result.last_checkpoint)
@@ -11,10 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.config import apply_override, config_replace, load_config, validate
-from engine.events import Listener
-from engine.schema import Config
-from engine.trainer import Trainer, TrainResult
+from llmtui.engine.config.loading import (
+    apply_override,
+    config_replace,
+    load_config,
+    validate,
+)
+from llmtui.engine.config.schema import Config
+from llmtui.engine.training.events import Listener
+from llmtui.engine.training.trainer import Trainer, TrainResult
 
 __all__ = ["load_config", "train", "Trainer", "TrainResult"]
 

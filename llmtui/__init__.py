@@ -1,23 +1,38 @@
 """llmtui: train small GPT-style language models on your own machine.
 
-The Python API is the engine's:
+The Python API:
 
-    import llmtui
-    cfg = llmtui.load_config("cpu", overrides=["training.max_steps=100"])
-    result = llmtui.train(cfg)
+    from llmtui import load_config, train, Trainer
+
+    cfg = load_config("cpu", overrides=["training.max_steps=100"])   # preset name or TOML path
+    result = train(cfg)                                               # a TrainResult
+    print(result.best_val_loss, result.last_checkpoint)
+
+The installed package holds the engine (`llmtui.engine`, no UI), the Textual
+app (`llmtui.tui`), the shipped presets (`llmtui.presets`) and the command
+line (`llmtui.cli`, `llmtui.headless`). Names are imported lazily, so
+`import llmtui` (and `llmtui --help`) stays cheap: torch loads only when
+something trains.
 """
 
 __version__ = "0.1.0"
 
-from engine import CheckpointError, ConfigError, DataError, UserError  # noqa: E402
+_API = {
+    "load_config": "llmtui.engine.config.loading",
+    "train": "llmtui.engine.api",
+    "Trainer": "llmtui.engine.training.trainer",
+    "TrainResult": "llmtui.engine.training.trainer",
+    "UserError": "llmtui.engine.errors",
+    "ConfigError": "llmtui.engine.errors",
+    "DataError": "llmtui.engine.errors",
+    "CheckpointError": "llmtui.engine.errors",
+}
+
+__all__ = list(_API)
 
 
 def __getattr__(name):
-    if name in ("load_config", "train", "Trainer", "TrainResult"):
-        from engine import api
-        return getattr(api, name)
-    raise AttributeError(name)
-
-
-__all__ = ["load_config", "train", "Trainer", "TrainResult",
-           "UserError", "ConfigError", "DataError", "CheckpointError"]
+    if name in _API:
+        import importlib
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'llmtui' has no attribute {name!r}")

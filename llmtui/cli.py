@@ -97,7 +97,7 @@ def open_app() -> int:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         return fail("the app needs a terminal; use `llmtui --run CONFIG.toml` for headless training")
     try:
-        from tui.app import run_app
+        from llmtui.tui.app import run_app
     except ImportError:
         print("The interactive app is not built yet; train headless with `llmtui --run cpu`.")
         return EXIT_OK
@@ -110,8 +110,12 @@ def cmd_config(argv: list[str]) -> int:
     p.add_argument("--override", "-o", action="append", default=[])
     p.add_argument("--reference", action="store_true", help="print the Markdown reference of every key")
     args = p.parse_args(argv)
-    from engine.config import config_to_toml, load_config, reference_markdown
-    from engine.errors import UserError
+    from llmtui.engine.config.loading import (
+        config_to_toml,
+        load_config,
+        reference_markdown,
+    )
+    from llmtui.engine.errors import UserError
     if args.reference:
         sys.stdout.write(reference_markdown())
         return EXIT_OK
@@ -133,8 +137,8 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    from engine.errors import UserError
-    from engine.sampling import sample_from_checkpoint
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.training.sampling import sample_from_checkpoint
     try:
         text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
                                       temperature=args.temperature, top_k=args.top_k,
@@ -159,14 +163,14 @@ def cmd_detect(argv: list[str]) -> int:
         raise UsageError("--calibrate times this machine; it cannot be combined with --gpu")
     import json
 
-    from engine.errors import UserError
-    from engine.hardware import detect
-    from engine.recommend import recommend, report_text
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.planning.hardware import detect
+    from llmtui.engine.planning.recommend import recommend, report_text
     try:
         hardware = detect()
         rec = recommend(hardware, gpu=args.gpu)
         if args.calibrate:
-            from engine.recommend import calibrate_recommendation
+            from llmtui.engine.planning.recommend import calibrate_recommendation
             rec = calibrate_recommendation(rec, hardware)
     except UserError as exc:
         return fail(str(exc))

@@ -107,8 +107,14 @@ class RichReporter:
 
     def __init__(self):
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         self.console = Console()
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -144,15 +150,15 @@ class RichReporter:
 
 def run_headless(config: str, overrides: list[str], *, resume: str | None, overwrite: bool,
                  plain: bool = False) -> int:
-    from engine.config import load_config
-    from engine.errors import UserError
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.errors import UserError
 
     try:
         cfg = load_config(config, overrides)
     except UserError as exc:
         return fail(str(exc))
 
-    from engine.trainer import Trainer
+    from llmtui.engine.training.trainer import Trainer
 
     mode = "plain" if plain else cfg.logging.progress
     use_bar = mode == "bar" or (mode == "auto" and sys.stdout.isatty())

@@ -8,14 +8,18 @@ from types import SimpleNamespace
 import psutil
 import pytest
 import torch
-
-from engine.autotune import HEADROOM, autotune, choose_batch, resolve_auto
-from engine.config import config_from_dict, config_to_toml, load_config, read_toml
-from engine.device import place
-from engine.errors import ConfigError
-from engine.estimate import estimate, memory_parts, target_for
-from engine.hardware import CpuInfo, HardwareInfo
-from engine.recommend import TIERS, planned_hardware, recommend
+from llmtui.engine.config.loading import config_to_toml, load_config
+from llmtui.engine.errors import ConfigError
+from llmtui.engine.planning.autotune import (
+    HEADROOM,
+    autotune,
+    choose_batch,
+    resolve_auto,
+)
+from llmtui.engine.planning.device import place
+from llmtui.engine.planning.estimate import estimate, memory_parts, target_for
+from llmtui.engine.planning.hardware import CpuInfo, HardwareInfo
+from llmtui.engine.planning.recommend import TIERS, planned_hardware, recommend
 
 GiB = 2**30
 
@@ -34,7 +38,7 @@ def test_auto_is_accepted_for_batch_settings_only(tmp_path):
     assert cfg.training.batch_size == "auto" and cfg.training.grad_accum_steps == "auto"
     path = tmp_path / "c.toml"
     path.write_text(config_to_toml(cfg))
-    again = config_from_dict(read_toml(path))
+    again = load_config(path)
     assert again.training.batch_size == "auto"
     with pytest.raises(ConfigError, match="training.max_steps"):
         load_config("cpu", ['training.max_steps="auto"'])
@@ -154,8 +158,9 @@ def test_cpu_recommendation_settings_are_valid_overrides():
 
 def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
     from conftest import read_jsonl
-    from engine import load_config
-    from engine.trainer import Trainer
+    from llmtui.engine.training.trainer import Trainer
+
+    from llmtui import load_config
 
     cfg = load_config("cpu", tiny + ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
                                      "training.target_tokens_per_step=128", "training.max_steps=4"])
@@ -177,10 +182,10 @@ def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
 
 def test_config_that_will_not_fit_warns(tiny, monkeypatch):
     import psutil
-
     from conftest import read_jsonl
-    from engine import load_config
-    from engine.trainer import Trainer
+    from llmtui.engine.training.trainer import Trainer
+
+    from llmtui import load_config
 
     real = psutil.virtual_memory()
 

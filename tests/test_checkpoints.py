@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import engine.checkpoint as ckpt
 from conftest import read_jsonl
-from engine import load_config
-from engine.errors import CheckpointError
-from engine.trainer import Trainer
+from llmtui.engine import fsutil
+from llmtui.engine.errors import CheckpointError
+from llmtui.engine.training import checkpoint as ckpt
+from llmtui.engine.training.trainer import Trainer
+
+from llmtui import load_config
 from llmtui.cli import main
 
 RESUMABLE = ["training.max_steps=40", "logging.every_n_steps=1", "eval.every_n_steps=10",
@@ -130,7 +131,7 @@ def _rewrite_manifest(path: Path) -> None:
     """An attacker controls the whole directory, so the hashes match the payload."""
     manifest = json.loads((path / "manifest.json").read_text())
     for name in manifest["files"]:
-        manifest["files"][name] = {"sha256": ckpt.sha256_file(path / name),
+        manifest["files"][name] = {"sha256": fsutil.sha256_file(path / name),
                                    "size": (path / name).stat().st_size}
     (path / "manifest.json").write_text(json.dumps(manifest))
 
@@ -152,8 +153,8 @@ def test_pickle_payload_is_refused_and_never_runs(tiny, tmp_path, capsys, target
 
 
 def test_compiled_model_saves_clean_names(tiny):
-    from engine.model import GPT, GPTConfig
-    from engine.train_state import clean_model_state
+    from llmtui.engine.model.gpt import GPT, GPTConfig
+    from llmtui.engine.training.state import clean_model_state
     model = GPT(GPTConfig(vocab_size=10, n_layer=1, n_head=2, n_embd=16, block_size=8))
     compiled = torch.compile(model)  # wrapping only; nothing is compiled until called
     names = set(clean_model_state(compiled))
@@ -205,7 +206,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tiny, monkeypatch, capsys):
 
     def full(path, data):  # the filesystem boundary: every write fails like a full disk
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(ckpt, "_write_file", full)
+    monkeypatch.setattr(fsutil, "write_synced", full)
     code = main(["--run", "cpu", "--plain", "--resume", "--max-iters", "20",
                  *sum((["-o", o] for o in tiny if not o.startswith("training.max_steps")), [])])
     err = capsys.readouterr().err.strip()

@@ -1,14 +1,18 @@
 """Config: the schema, loading, overrides, validation and the generated docs."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
-
-from engine.config import (apply_override, config_to_toml, load_config, preset_names,
-                           reference_markdown)
-from engine.errors import ConfigError
-from engine.schema import FIELDS, Config, all_fields
+from llmtui.engine.config.loading import (
+    apply_override,
+    config_to_toml,
+    load_config,
+    preset_names,
+    reference_markdown,
+)
+from llmtui.engine.config.schema import FIELDS, Config, all_fields
+from llmtui.engine.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

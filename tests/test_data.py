@@ -5,13 +5,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from engine import bpe_workers, corpus, data
-from engine.config import load_config
-from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
-from engine.data import prepare_data
-from engine.errors import DataError
-from engine.tokenizers import BpeTokenizer, CharTokenizer
+from llmtui.engine.config.loading import load_config
+from llmtui.engine.data import bpe_workers, corpus
+from llmtui.engine.data import prepare as data
+from llmtui.engine.data.batches import (
+    BatchSampler,
+    epoch_steps,
+    eval_offsets,
+    iter_eval_batches,
+)
+from llmtui.engine.data.prepare import prepare_data
+from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer
+from llmtui.engine.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TIKTOKEN_CACHE = SHARED / "tiktoken_cache"

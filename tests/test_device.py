@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
-import engine.device as device
 from conftest import read_jsonl
-from engine import load_config
-from engine.trainer import Trainer
+from llmtui.engine.planning import device
+from llmtui.engine.training.trainer import Trainer
+
+from llmtui import load_config
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-from engine.config import load_config
-from engine.estimate import (
+from llmtui.engine.config.loading import load_config
+from llmtui.engine.model.gpt import GPT, GPTConfig
+from llmtui.engine.planning.estimate import (
     CHAR_VOCAB_GUESS,
     activation_bytes,
     count_params,
@@ -22,9 +22,8 @@ from engine.estimate import (
     logits_bytes,
     vocab_for,
 )
-from engine.hardware import CpuInfo, HardwareInfo
-from engine.model import GPT, GPTConfig
-from engine.recommend import planned_hardware
+from llmtui.engine.planning.hardware import CpuInfo, HardwareInfo
+from llmtui.engine.planning.recommend import planned_hardware
 
 GiB = 2**30
 

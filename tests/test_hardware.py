@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 import torch
+from llmtui.engine.planning import device as planning_device
+from llmtui.engine.planning import hardware as hw
+from llmtui.engine.planning.recommend import recommend
 
-import engine.device
-import engine.hardware as hw
-from engine.recommend import recommend
 from llmtui.cli import main
 
 MiB = 2**20
@@ -27,7 +27,7 @@ AVX2_ONLY = frozenset({"avx", "avx2", "fma", "f16c"})
 @pytest.fixture(autouse=True)
 def fresh_detection(monkeypatch):
     """Each test detects from scratch, on a CPU with AVX2 only (no native bf16)."""
-    monkeypatch.setattr(engine.device, "cpu_flags", lambda: AVX2_ONLY)
+    monkeypatch.setattr(planning_device, "cpu_flags", lambda: AVX2_ONLY)
     monkeypatch.setattr(hw, "cpu_flags", lambda: AVX2_ONLY)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     hw._cache.clear()
@@ -124,7 +124,7 @@ def test_no_driver_means_cpu_preset(monkeypatch, error, words):
 
 def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16"}
-    monkeypatch.setattr(engine.device, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(planning_device, "cpu_flags", lambda: flags)
     monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
     info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     rec = recommend(info)
@@ -135,7 +135,7 @@ def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
 
 def test_cpu_with_amx_picks_bf16(monkeypatch):
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
-    monkeypatch.setattr(engine.device, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(planning_device, "cpu_flags", lambda: flags)
     monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
     info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     rec = recommend(info)

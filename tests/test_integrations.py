@@ -5,8 +5,9 @@ import sys
 import types
 
 from conftest import read_jsonl
-from engine import load_config
-from engine.trainer import Trainer
+from llmtui.engine.training.trainer import Trainer
+
+from llmtui import load_config
 from llmtui.cli import main
 
 

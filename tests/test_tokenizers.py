@@ -3,11 +3,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from engine import corpus
-from engine.config import load_config
-from engine.errors import DataError
-from engine.tokenizers import BpeTokenizer, CharTokenizer, make_tokenizer, tokenizer_from_json
+from llmtui.engine.config.loading import load_config
+from llmtui.engine.data import corpus
+from llmtui.engine.data.tokenizers import (
+    BpeTokenizer,
+    CharTokenizer,
+    make_tokenizer,
+    tokenizer_from_json,
+)
+from llmtui.engine.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TIKTOKEN_CACHE = SHARED / "tiktoken_cache"

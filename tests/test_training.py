@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import read_jsonl
-from engine import load_config, train
-from engine.checkpoint import verify
+from llmtui.engine.training.checkpoint import verify
+
+from llmtui import load_config, train
 from llmtui.cli import main
 
 
@@ -197,8 +197,8 @@ def test_headless_run_never_imports_textual(tiny, tmp_path):
 
 def test_non_editable_install_layout_finds_presets(tmp_path):
     """Presets ship inside the package, so `llmtui --run cpu` works from any folder."""
-    from engine.config import presets_dir
-    assert (presets_dir() / "cpu.toml").is_file()
+    from llmtui.engine.config.presets import preset_names
+    assert "cpu" in preset_names()
     proc = subprocess.run([sys.executable, "-m", "llmtui", "config", "cpu"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0 and 'name = "cpu"' in proc.stdout
@@ -206,7 +206,8 @@ def test_non_editable_install_layout_finds_presets(tmp_path):
 
 def test_commands_from_another_thread_pause_save_sample_resume(tiny):
     import threading
-    from engine.trainer import Trainer
+
+    from llmtui.engine.training.trainer import Trainer
 
     trainer = Trainer(load_config("cpu", tiny + ["training.max_steps=200"]))
     seen = threading.Event()

@@ -13,13 +13,12 @@ import time
 import tomllib
 
 import pytest
-
 from conftest import REPO
-from engine.config_file import ConfigDocument
-from engine.errors import ConfigError
-from engine.schema import field_spec
-from tui.fields import field_text, parse_field_text, short_error
-from tui.testing import static_text
+from fakes import static_text
+from llmtui.engine.config.document import ConfigDocument
+from llmtui.engine.config.schema import field_spec
+from llmtui.engine.errors import ConfigError
+from llmtui.tui.fields import field_text, parse_field_text, short_error
 
 TINY_FIELDS = {
     "model.n_layer": "1", "model.n_head": "2", "model.n_embd": "32", "model.block_size": "16",
@@ -70,9 +69,8 @@ async def wait_screen(pilot, name: str, timeout: float = 60.0):
 
 async def set_field(pilot, screen, path: str, text: str):
     """Type into a wizard field the way a user would (clear, then the characters)."""
+    from llmtui.tui.widgets.config_field import ConfigField, field_id
     from textual.widgets import Input, Select, Switch
-
-    from tui.widgets.config_field import ConfigField, field_id
 
     screen.show_section(path.split(".")[0])
     await pilot.pause()
@@ -94,8 +92,8 @@ async def set_field(pilot, screen, path: str, text: str):
 
 
 def make_app(tmp_path, **kwargs):
-    from tui.app import LlmtuiApp
-    from tui.testing import fake_hardware_cpu_only, fixed_memory_probe
+    from fakes import fake_hardware_cpu_only, fixed_memory_probe
+    from llmtui.tui.app import LlmtuiApp
 
     kwargs.setdefault("hardware", fake_hardware_cpu_only())
     kwargs.setdefault("runs_dir", tmp_path / "runs")
@@ -161,7 +159,7 @@ def test_config_document_edits_keep_comments_and_order(tmp_path):
 
 
 def test_loss_chart_downsampling_is_bounded():
-    from tui.widgets.loss_chart import Series, smooth
+    from llmtui.tui.widgets.loss_chart import Series, smooth
 
     series = Series(capacity=64)
     for step in range(1, 100_001):
@@ -292,8 +290,8 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
 def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data_dir):
     """Pause, save, toggle early stopping and stop (confirmed) on a real run;
     then quit during a second run (it saves a checkpoint) and resume it."""
-    from engine.config import load_config
-    from tui.widgets.loss_chart import LossChart
+    from llmtui.engine.config.loading import load_config
+    from llmtui.tui.widgets.loss_chart import LossChart
 
     cfg = load_config("cpu", [f"{k}={v}" for k, v in TINY_FIELDS.items()] + [
         "training.max_steps=100000", f'run.out_dir="{tmp_path / "runs"}"', 'run.name="keys"',
@@ -357,7 +355,7 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
             await pilot.pause(0.5)
 
     run(quit_midway())
-    from engine.checkpoint import checkpoint_step
+    from llmtui.engine.training.checkpoint import checkpoint_step
     stopped_at = checkpoint_step(last)
     assert stopped_at > 0
 
@@ -386,10 +384,10 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
 
 
 def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
-    from engine.config import load_config
+    from llmtui.engine.config.loading import load_config
 
     def broken(cfg, *, resume=None, overwrite=False):
-        from engine.events import EventBuffer
+        from llmtui.engine.training.events import EventBuffer
 
         class Broken:
             events = EventBuffer()
@@ -417,8 +415,8 @@ def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
 
 
 def test_scripted_monitor_commands_and_summary(tmp_path):
-    from engine.config import load_config
-    from tui.testing import scripted_factory
+    from fakes import scripted_factory
+    from llmtui.engine.config.loading import load_config
 
     factory = scripted_factory()
     app = make_app(tmp_path, trainer_factory=factory)

@@ -11,11 +11,16 @@ from __future__ import annotations
 import time
 
 import pytest
+from fakes import (
+    fake_hardware_cpu_only,
+    fake_hardware_rtx4060,
+    fixed_memory_probe,
+    fixed_recommendation,
+    runs_dir_with_demo,
+    scripted_factory,
+)
+from llmtui.tui.app import LlmtuiApp
 from textual.widgets import Input
-
-from tui.app import LlmtuiApp
-from tui.testing import (fake_hardware_cpu_only, fake_hardware_rtx4060, fixed_memory_probe,
-                         fixed_recommendation, runs_dir_with_demo, scripted_factory)
 
 BIG, SMALL = (100, 32), (80, 24)
 
@@ -88,7 +93,7 @@ def test_data_step(snap_compare, tmp_path):
 
 
 async def start_scripted(pilot, tmp_path):
-    from engine.config import load_config
+    from llmtui.engine.config.loading import load_config
 
     app = pilot.app
     factory = app.trainer_factory

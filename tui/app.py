@@ -17,12 +17,11 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from llmtui.tui.session import Session
+from llmtui.tui.training import TrainingRun
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-
-from tui.session import Session
-from tui.training import TrainingRun
 
 CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss"]
 
@@ -56,7 +55,7 @@ class LlmtuiApp(App[int]):
 
         Only called once the trainer has started (torch is loaded by then), and
         cheap: one NVML query or one read of /proc/meminfo."""
-        from tui.format import fmt_used_total
+        from llmtui.tui.format import fmt_used_total
 
         rows: list[tuple] = []
         if str(device).startswith("cuda"):
@@ -66,7 +65,7 @@ class LlmtuiApp(App[int]):
                 if getattr(gpu, "torch_index", None) == torch_index:
                     nvml_index = gpu.index
             try:
-                from engine.hardware import gpu_memory_used
+                from llmtui.engine.planning.hardware import gpu_memory_used
                 used = gpu_memory_used(nvml_index)
             except Exception:  # no NVML: the torch figures of the train events remain
                 used = None
@@ -86,7 +85,7 @@ class LlmtuiApp(App[int]):
         return rows
 
     def get_default_screen(self) -> Screen:
-        from tui.screens.hardware import HardwareScreen
+        from llmtui.tui.screens.hardware import HardwareScreen
         return HardwareScreen()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -105,18 +104,18 @@ class LlmtuiApp(App[int]):
     # -- navigation ------------------------------------------------------------------
 
     def open_wizard(self, doc) -> None:
-        from tui.screens.wizard import WizardScreen
+        from llmtui.tui.screens.wizard import WizardScreen
 
         if self.session.doc is not doc:
             self.session = Session(doc=doc)
         self.push_screen(WizardScreen(doc))
 
     def open_data_step(self) -> None:
-        from tui.screens.data import DataScreen
+        from llmtui.tui.screens.data import DataScreen
         self.push_screen(DataScreen(self.session.doc))
 
     def new_run(self) -> None:
-        from tui.screens.hardware import HardwareScreen
+        from llmtui.tui.screens.hardware import HardwareScreen
 
         if self.training is not None and self.training.running:
             self.notify("Training is still running.", severity="warning")
@@ -128,14 +127,14 @@ class LlmtuiApp(App[int]):
     # -- training ---------------------------------------------------------------------
 
     def start_training(self, cfg, resume: str | None = None, overwrite: bool = False) -> None:
-        from engine import checkpoint as ckpt
+        from llmtui.engine.training import checkpoint as ckpt
 
         if self.training is not None and self.training.running:
             self.notify("A run is already training.", severity="warning")
             return
         run_dir = Path(cfg.run.out_dir) / cfg.run.name
         if resume is None and not overwrite and ckpt.has_checkpoints(run_dir):
-            from tui.screens.dialogs import ChoiceScreen
+            from llmtui.tui.screens.dialogs import ChoiceScreen
 
             step = max(ckpt.checkpoint_step(p) for p in ckpt.candidates(run_dir))
             question = (f"{run_dir} already holds checkpoints (up to step {step:,}).\n"
@@ -152,7 +151,7 @@ class LlmtuiApp(App[int]):
                                                      ("cancel", "Cancel", "default")],
                                           title="This run exists"), chosen)
             return
-        from tui.screens.monitor import MonitorScreen
+        from llmtui.tui.screens.monitor import MonitorScreen
 
         run = TrainingRun(cfg, resume=resume, overwrite=overwrite, factory=self.trainer_factory)
         self.training = run
@@ -160,8 +159,8 @@ class LlmtuiApp(App[int]):
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
 
     def resume_run(self, run_dir: Path) -> None:
-        from engine.config_file import ConfigDocument
-        from engine.errors import UserError
+        from llmtui.engine.config.document import ConfigDocument
+        from llmtui.engine.errors import UserError
 
         try:
             doc = ConfigDocument.load(run_dir / "config.toml")
@@ -182,7 +181,7 @@ class LlmtuiApp(App[int]):
         run = monitor.run
         if run.result is None:
             return  # failed or cancelled: the monitor shows why and stays usable
-        from tui.screens.summary import SummaryScreen
+        from llmtui.tui.screens.summary import SummaryScreen
 
         summary = dict(monitor.done_event or run.result.to_json())
         cfg = run.cfg
@@ -215,7 +214,7 @@ class LlmtuiApp(App[int]):
             return
         self._quitting = True
         run.stop()
-        from tui.screens.monitor import MonitorScreen
+        from llmtui.tui.screens.monitor import MonitorScreen
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
                 screen.status = "stopping"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config import coerce, parse_override_value
-from engine.errors import ConfigError
-from engine.schema import FieldSpec
+from llmtui.engine.config.loading import coerce, parse_override_value
+from llmtui.engine.config.schema import FieldSpec
+from llmtui.engine.errors import ConfigError
 
 # string fields whose values usually hold control characters (newlines): shown escaped
 ESCAPED_FIELDS = {"eval.sample_prompt"}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config_file import ConfigDocument
+from llmtui.engine.config.document import ConfigDocument
 
 
 @dataclass
@@ -31,7 +31,7 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
 
     Cheap: reads directory listings and each checkpoint's small state.json;
     hashes are verified only when a run is resumed."""
-    from engine import checkpoint as ckpt
+    from llmtui.engine.training import checkpoint as ckpt
 
     runs = []
     if not runs_dir.is_dir():

@@ -16,7 +16,9 @@ TrainerFactory = Callable[..., Any]
 
 
 def default_factory(cfg, *, resume=None, overwrite=False):
-    from engine.trainer import Trainer  # imports torch: only ever in the worker thread
+    from llmtui.engine.training.trainer import (
+        Trainer,  # imports torch: only ever in the worker thread
+    )
     return Trainer(cfg, resume=resume, overwrite=overwrite)
 
 
@@ -48,7 +50,7 @@ class TrainingRun:
             self.result = trainer.run()
             return self.result
         except BaseException as exc:  # shown in the app; the app stays usable
-            from engine.errors import UserError
+            from llmtui.engine.errors import UserError
             self.error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             return None
         finally:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmtui.engine.errors import ConfigError, UserError
+from llmtui.engine.training.events import EventBuffer
+from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.title_bar import TitleBar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,11 +30,6 @@ from textual.widgets import (
     Static,
 )
 from textual.worker import Worker, WorkerState
-
-from engine.errors import ConfigError, UserError
-from engine.events import EventBuffer
-from tui.widgets.error_text import ErrorText
-from tui.widgets.title_bar import TitleBar
 
 SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
                 ("path", "A text file, a folder of .txt files, or a .bin/.npy token file")]
@@ -171,7 +170,7 @@ class DataScreen(Screen):
         elif bid == "train":
             self.action_train()
         elif bid == "browse":
-            from tui.screens.dialogs import BrowseScreen
+            from llmtui.tui.screens.dialogs import BrowseScreen
             self.app.push_screen(BrowseScreen(Path.cwd()), self._browsed)
 
     def _browsed(self, path: Path | None) -> None:
@@ -216,7 +215,9 @@ class DataScreen(Screen):
 
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
     def prepare(self, cfg):
-        from engine.data import prepare_data  # numpy and friends: off the UI thread
+        from llmtui.engine.data.prepare import (
+            prepare_data,  # numpy and friends: off the UI thread
+        )
 
         buffer = self.progress_events
         data = prepare_data(cfg, progress=lambda stage, done, total: buffer(

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmtui.engine.errors import UserError
+from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
+from llmtui.tui.widgets.title_bar import TitleBar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,11 +30,6 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from engine.errors import UserError
-from tui.widgets.error_text import ErrorText
-from tui.widgets.hardware_view import HardwareView, recommendation_renderable
-from tui.widgets.title_bar import TitleBar
-
 
 class HardwareScreen(Screen):
     SUB_TITLE = "hardware"
@@ -41,7 +40,7 @@ class HardwareScreen(Screen):
     ]
 
     def compose(self) -> ComposeResult:
-        from engine.config import preset_names
+        from llmtui.engine.config.loading import preset_names
 
         presets = preset_names()
         yield TitleBar()
@@ -84,11 +83,11 @@ class HardwareScreen(Screen):
     def detect(self):
         hw = self.app.hardware
         if hw is None:
-            from engine.hardware import detect
+            from llmtui.engine.planning.hardware import detect
             hw = detect()
         rec = self.app.recommendation
         if rec is None:
-            from engine.recommend import recommend
+            from llmtui.engine.planning.recommend import recommend
             rec = recommend(hw)
         return hw, rec
 
@@ -130,13 +129,13 @@ class HardwareScreen(Screen):
             button.focus()
 
     def _preset_options(self) -> list[str]:
-        from engine.config import preset_names
+        from llmtui.engine.config.loading import preset_names
         return preset_names()
 
     # -- runs to resume -------------------------------------------------------
 
     def action_rescan(self) -> None:
-        from tui.session import list_runs
+        from llmtui.tui.session import list_runs
 
         runs = list_runs(self.app.runs_dir)
         self._runs = {r["name"]: r for r in runs}
@@ -192,7 +191,7 @@ class HardwareScreen(Screen):
         self.open_preset(rec.preset, rec.settings)
 
     def open_preset(self, name: str, settings: dict | None = None) -> None:
-        from engine.config_file import ConfigDocument
+        from llmtui.engine.config.document import ConfigDocument
 
         try:
             doc = ConfigDocument.from_preset(name)
@@ -205,7 +204,7 @@ class HardwareScreen(Screen):
         self.app.open_wizard(doc)
 
     def open_file(self, text: str) -> None:
-        from engine.config_file import ConfigDocument
+        from llmtui.engine.config.document import ConfigDocument
 
         error = self.query_one("#toml-error", ErrorText)
         text = text.strip()

@@ -11,6 +11,11 @@ from __future__ import annotations
 import collections
 from typing import Any, Iterable
 
+from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
+from llmtui.tui.training import TrainingRun
+from llmtui.tui.widgets.loss_chart import LossChart
+from llmtui.tui.widgets.stat_panel import StatPanel
+from llmtui.tui.widgets.title_bar import TitleBar
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -18,12 +23,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, RichLog, Static
-
-from tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
-from tui.training import TrainingRun
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.stat_panel import StatPanel
-from tui.widgets.title_bar import TitleBar
 
 STATUS_TEXT = {
     "starting": ("◌", "starting (loading torch, preparing data)", "dim"),
@@ -315,7 +314,7 @@ class MonitorScreen(Screen):
         if not self.run.running:
             self.notify("Training is not running.", severity="warning")
             return
-        from tui.screens.dialogs import ConfirmScreen
+        from llmtui.tui.screens.dialogs import ConfirmScreen
 
         self.app.push_screen(ConfirmScreen("Stop training? The current step finishes and a "
                                            "checkpoint is saved; you can resume later.",

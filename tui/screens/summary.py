@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llmtui.engine.errors import UserError
+from llmtui.tui.fields import escape_text, unescape_text
+from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
+from llmtui.tui.widgets.title_bar import TitleBar
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -15,11 +19,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState
-
-from engine.errors import UserError
-from tui.fields import escape_text, unescape_text
-from tui.format import fmt_count, fmt_duration, fmt_loss
-from tui.widgets.title_bar import TitleBar
 
 STOP_REASONS = {"max_steps": "reached max_steps", "early_stopping": "early stopping",
                 "stopped": "stopped by you", "nonfinite_loss": "loss became non-finite"}
@@ -142,7 +141,9 @@ class SummaryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="sample", exit_on_error=False)
     def sample(self, path: Path, prompt: str, tokens: int, temperature: float) -> str:
-        from engine.sampling import sample_from_checkpoint  # torch: off the UI thread
+        from llmtui.engine.training.sampling import (
+            sample_from_checkpoint,  # torch: off the UI thread
+        )
 
         d = self.sample_defaults
         text = sample_from_checkpoint(path, prompt, tokens, temperature=temperature,

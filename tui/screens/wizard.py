@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmtui.engine.config.schema import FIELDS
+from llmtui.engine.errors import UserError
+from llmtui.tui.widgets.config_field import ConfigField
+from llmtui.tui.widgets.derived_panel import DerivedPanel
+from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.title_bar import TitleBar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,13 +23,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 from textual.widgets.option_list import Option
-
-from engine.errors import UserError
-from engine.schema import FIELDS
-from tui.widgets.config_field import ConfigField
-from tui.widgets.derived_panel import DerivedPanel
-from tui.widgets.error_text import ErrorText
-from tui.widgets.title_bar import TitleBar
 
 SECTION_TITLES = {
     "run": "Run", "data": "Data", "tokenizer": "Tokenizer", "model": "Model",
@@ -146,7 +145,7 @@ class WizardScreen(Screen):
             panel.show(cfg, None, "no estimates: hardware detection failed")
             return
         if hardware is not None:  # without it estimate() would detect (torch) on this thread
-            from engine.estimate import estimate
+            from llmtui.engine.planning.estimate import estimate
             try:
                 est = estimate(cfg, vocab_size=session.vocab_size if session.data_is_current() else None,
                                hardware=hardware)
@@ -189,7 +188,7 @@ class WizardScreen(Screen):
         if not self.is_valid:
             self.notify("Fix the settings marked in red first.", severity="warning")
             return
-        from tui.screens.dialogs import PathScreen
+        from llmtui.tui.screens.dialogs import PathScreen
 
         default = str(self.doc.path) if self.doc.path else f"{self.doc.get('run.name')}.toml"
         self.app.push_screen(PathScreen("Save config as", default, "Save", "my-config.toml"),
@@ -199,7 +198,7 @@ class WizardScreen(Screen):
         if path is None:
             return
         if path.exists() and path != self.doc.path:
-            from tui.screens.dialogs import ConfirmScreen
+            from llmtui.tui.screens.dialogs import ConfirmScreen
 
             def answered(replace: bool | None) -> None:
                 if replace:
@@ -229,7 +228,7 @@ class WizardScreen(Screen):
         if not self.doc.dirty:
             self.app.pop_screen()
             return
-        from tui.screens.dialogs import ConfirmScreen
+        from llmtui.tui.screens.dialogs import ConfirmScreen
 
         def answered(discard: bool | None) -> None:
             if discard:

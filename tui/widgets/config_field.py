@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmtui.engine.config.schema import FieldSpec
+from llmtui.engine.errors import ConfigError
+from llmtui.tui.fields import field_text, parse_field_text, short_error
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select, Static, Switch
-
-from engine.errors import ConfigError
-from engine.schema import FieldSpec
-from tui.fields import field_text, parse_field_text, short_error
 
 
 class SchemaValidator(Validator):

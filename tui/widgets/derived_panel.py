@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tui.format import fmt_bytes, fmt_count, fmt_duration
-from tui.widgets.stat_panel import Row, StatPanel
+from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
+from llmtui.tui.widgets.stat_panel import Row, StatPanel
 
 
 def derived_rows(cfg: Any, est: Any | None, error: str | None = None,

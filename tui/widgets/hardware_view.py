@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
-
-from tui.format import fmt_bytes, fmt_count, fmt_duration
 
 
 def _yes(flag: bool | None) -> str:

@@ -16,12 +16,10 @@ import sys
 import tempfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-
-from engine.tokenizers import BpeTokenizer
+from llmtui.engine.data.tokenizers import BpeTokenizer
 
 BPE_PIECE_CHARS = 256 << 10  # text per tiktoken call when encoding in parallel
 
@@ -105,9 +103,9 @@ class BpeWorkers:
 
     def __init__(self, encoding: str, count: int, dtype: np.dtype):
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # so the child imports this engine
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        cmd = [sys.executable, "-c", "from engine.bpe_workers import worker_main; worker_main()",
+        # the child imports this very module, wherever the parent found it
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        cmd = [sys.executable, "-c", f"from {__name__} import worker_main; worker_main()",
                encoding, dtype.str]
         self.count, self.procs = count, []
         self.idle: queue.SimpleQueue = queue.SimpleQueue()

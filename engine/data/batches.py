@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llmtui.engine.errors import DataError
 
-from engine.errors import DataError
 
 def _require_tokens(n: int, block_size: int, split: str) -> None:
     if n >= block_size + 1:

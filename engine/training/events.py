@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from llmtui.engine import fsutil
+from llmtui.engine.errors import CheckpointError
+
 Event = dict[str, Any]
 Listener = Callable[[Event], None]
 
@@ -91,10 +94,12 @@ class JsonlWriter:
                 continue
             if record.get("step", 0) <= step:
                 kept.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        tmp.replace(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            fsutil.atomic_write(self.path, "".join(kept).encode("utf-8"))
+        except OSError as exc:
+            raise CheckpointError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            self._file = open(self.path, "a", encoding="utf-8")
 
     def close(self) -> None:
         self._file.close()

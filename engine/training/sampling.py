@@ -6,14 +6,13 @@ import tomllib
 from pathlib import Path
 
 import torch
-
-from engine import checkpoint as ckpt
-from engine.config import config_from_dict
-from engine.device import resolve_device
-from engine.errors import CheckpointError
-from engine.model import GPT
-from engine.tokenizers import tokenizer_from_json
-from engine.train_state import load_model_state
+from llmtui.engine.config.loading import config_from_dict
+from llmtui.engine.data.tokenizers import tokenizer_from_json
+from llmtui.engine.errors import CheckpointError
+from llmtui.engine.model.gpt import GPT, gpt_config
+from llmtui.engine.planning.device import resolve_device
+from llmtui.engine.training import checkpoint as ckpt
+from llmtui.engine.training.state import load_model_state
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -29,7 +28,6 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def load_for_inference(path: Path, device: str = "auto"):
     """Model (eval mode) and tokenizer from a checkpoint."""
-    from engine.trainer import model_config
 
     path = resolve_checkpoint(path)
     loaded = ckpt.load(path)
@@ -39,7 +37,7 @@ def load_for_inference(path: Path, device: str = "auto"):
         raise CheckpointError(f"{path / 'config.toml'}: not valid TOML ({exc})") from None
     tokenizer = tokenizer_from_json(loaded.tokenizer)
     torch_device, _ = resolve_device(device)
-    model = GPT(model_config(cfg, tokenizer.vocab_size))
+    model = GPT(gpt_config(cfg, tokenizer.vocab_size))
     load_model_state(model, loaded.model_state, str(path))
     return model.to(torch_device).eval(), tokenizer
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from engine.gpu_table import find_gpu, peak_flops
+from llmtui.engine.planning.gpu_table import find_gpu, peak_flops
 
 # measured with bench/estimate_memory.py on this repo's CPU machine (see README "Estimates")
 CPU_RUNTIME_BYTES = 330 * 2**20     # trainer process RSS before the first step
@@ -267,9 +267,9 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
     """Parameters, FLOPs, memory and time of `cfg` on `hardware` (detected when
     None). "auto" batch settings are resolved as engine.autotune would."""
     if hardware is None:
-        from engine.hardware import detect
+        from llmtui.engine.planning.hardware import detect
         hardware = detect()
-    from engine.autotune import choose_batch
+    from llmtui.engine.planning.autotune import choose_batch
 
     m, t = cfg.model, cfg.training
     vocab = vocab_for(cfg, vocab_size)
@@ -302,53 +302,3 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
         device=target.device, precision=target.precision, batch_size=batch,
         grad_accum_steps=accum, vocab_size=vocab, calibrated=calibrated_step_seconds is not None,
         notes=target.notes + notes)
-
-
-def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
-    """Seconds per optimizer step, measured: the real model, optimizer and
-    precision on the config's device, `steps` steps of random tokens after one
-    warm-up step. Takes as long as a few steps of training."""
-    import time
-
-    import torch
-
-    from engine.device import configure_threads, place
-    from engine.model import GPT, optimizer_groups
-    from engine.trainer import model_config
-
-    placement = place(cfg.run.device, cfg.training.precision)
-    device = placement.device
-    if device.type == "cpu":
-        configure_threads(cfg.run.threads)
-    vocab = vocab_for(cfg, vocab_size)
-    batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps
-    if "auto" in (batch, accum):
-        from engine.autotune import resolve_auto
-        cfg, _ = resolve_auto(cfg, placement, vocab_size=vocab)
-        batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps
-    model = GPT(model_config(cfg, vocab)).to(device)
-    opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=1e-4, fused=True)
-    scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
-    dtype = placement.autocast_dtype
-    x = torch.randint(0, vocab, (batch, cfg.model.block_size), device=device)
-
-    def step():
-        for _ in range(accum):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                _, loss = model(x, x)
-            scaler.scale(loss / accum).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    step()
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    return (time.perf_counter() - start) / max(1, steps)

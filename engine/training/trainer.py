@@ -15,27 +15,46 @@ import contextlib
 import json
 import math
 import threading
-import tomllib
 import time
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from engine import checkpoint as ckpt
-from engine import distributed
-from engine.config import config_replace, config_to_toml
-from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
-from engine.data import prepare_data
-from engine.device import Placement, configure_threads, matmul_peak_flops, place
-from engine.errors import CheckpointError, ConfigError, UserError
-from engine.events import Event, EventBuffer, JsonlWriter, Listener, make_event
-from engine.integrations import trackers
-from engine.model import GPT, GPTConfig, optimizer_groups
-from engine.schema import Config
-from engine.train_state import (checkpoint_files, load_model_state, optimizer_from_files,
-                                rng_from_files)
+from llmtui.engine.config.loading import config_replace, config_to_toml
+from llmtui.engine.config.schema import Config
+from llmtui.engine.data.batches import (
+    BatchSampler,
+    epoch_steps,
+    eval_offsets,
+    iter_eval_batches,
+)
+from llmtui.engine.data.prepare import prepare_data
+from llmtui.engine.errors import CheckpointError, UserError
+from llmtui.engine.model.gpt import GPT, gpt_config, optimizer_groups
+from llmtui.engine.planning.device import (
+    Placement,
+    configure_threads,
+    matmul_peak_flops,
+    place,
+)
+from llmtui.engine.training import checkpoint as ckpt
+from llmtui.engine.training import distributed
+from llmtui.engine.training.events import (
+    Event,
+    EventBuffer,
+    JsonlWriter,
+    Listener,
+    make_event,
+)
+from llmtui.engine.training.state import (
+    checkpoint_files,
+    load_model_state,
+    optimizer_from_files,
+    rng_from_files,
+)
+from llmtui.engine.training.trackers import trackers
 
 
 @dataclass
@@ -77,18 +96,6 @@ def lr_at(step: int, cfg: Config, total_steps: int) -> float:
     ratio = (step - s.warmup_steps) / max(1, decay_end - s.warmup_steps)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio)) if s.kind == "cosine" else 1.0 - ratio
     return s.min_learning_rate + coeff * (peak - s.min_learning_rate)
-
-
-def model_config(cfg: Config, vocab_size: int) -> GPTConfig:
-    m = cfg.model
-    if m.vocab_size and m.vocab_size < vocab_size:
-        raise ConfigError(f"model.vocab_size = {m.vocab_size} is smaller than the tokenizer's "
-                          f"vocabulary ({vocab_size}); use 0 or at least {vocab_size}")
-    return GPTConfig(vocab_size=m.vocab_size or vocab_size, n_layer=m.n_layer, n_head=m.n_head,
-                     n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
-                     bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
-                     tie_embeddings=m.tie_embeddings,
-                     gradient_checkpointing=m.gradient_checkpointing)
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -208,7 +215,7 @@ class Trainer:
         self.eval_offsets = eval_offsets(len(self.data.val), cfg.model.block_size, t.batch_size,
                                          cfg.eval.max_batches)
         torch.manual_seed(cfg.run.seed)
-        self.gpt_config = model_config(cfg, self.data.vocab_size)
+        self.gpt_config = gpt_config(cfg, self.data.vocab_size)
         model = GPT(self.gpt_config).to(self.device)
         self.raw_model = model
         self.n_params = model.num_params(non_embedding=False)
@@ -256,7 +263,7 @@ class Trainer:
         """Replace "auto" batch settings with numbers for this device (and warn
         when the config will not fit). A resumed run keeps the numbers it was
         trained with; under torchrun every rank takes rank 0's choice."""
-        from engine.autotune import resolve_auto
+        from llmtui.engine.planning.autotune import resolve_auto
 
         t = cfg.training
         if self.resume and "auto" in (t.batch_size, t.grad_accum_steps):

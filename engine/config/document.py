@@ -13,18 +13,20 @@ every comment, blank line and key order the file had.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from llmtui.engine import fsutil
+from llmtui.engine.config.loading import (
+    coerce,
+    config_from_dict,
+    config_source,
+    validate,
+)
+from llmtui.engine.config.schema import FIELDS, Config, field_spec
+from llmtui.engine.errors import ConfigError
 from tomlkit.exceptions import TOMLKitError
-
-from engine.config import (coerce, config_from_dict, config_to_toml, presets_dir,
-                           resolve_config_path, validate)
-from engine.errors import ConfigError
-from engine.schema import FIELDS, Config, field_spec
 
 
 class ConfigDocument:
@@ -61,15 +63,8 @@ class ConfigDocument:
     @classmethod
     def from_preset(cls, name: str) -> ConfigDocument:
         """A shipped preset as an unsaved document (saving needs a path)."""
-        path = resolve_config_path(name)
-        doc = cls.load(path)
-        doc.path = None if path.parent == presets_dir() else path
-        doc.origin = f"preset {name}" if doc.path is None else str(path)
-        return doc
-
-    @classmethod
-    def from_config(cls, cfg: Config, header: str | None = None) -> ConfigDocument:
-        return cls.from_text(config_to_toml(cfg, header=header))
+        text, origin, path = config_source(name)
+        return cls.from_text(text, path, origin)
 
     # -- values ------------------------------------------------------------
 
@@ -139,35 +134,9 @@ def atomic_write(path: Path, text: str) -> None:
         raise ConfigError(f"{path}: is a folder; give a file name ending in .toml")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fsutil.atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def _plain(value: Any) -> Any:

@@ -30,12 +30,21 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import numpy as np
-
-from engine import corpus
-from engine.errors import DataError
-from engine.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches  # noqa: F401
-from engine.bpe_workers import cut_point, encode_processes, encode_threads
-from engine.tokenizers import BpeTokenizer, CharTokenizer, Tokenizer, tokenizer_from_json
+from llmtui.engine.data import corpus
+from llmtui.engine.data.batches import (  # noqa: F401
+    BatchSampler,
+    epoch_steps,
+    eval_offsets,
+    iter_eval_batches,
+)
+from llmtui.engine.data.bpe_workers import cut_point, encode_processes, encode_threads
+from llmtui.engine.data.tokenizers import (
+    BpeTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    tokenizer_from_json,
+)
+from llmtui.engine.errors import DataError
 
 FORMAT_VERSION = 1
 CHUNK_BYTES = 4 << 20        # text read and encoded per step (bounds memory); tests lower it

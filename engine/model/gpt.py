@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from llmtui.engine.errors import ConfigError
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
@@ -223,3 +224,16 @@ def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def gpt_config(cfg, vocab_size: int) -> GPTConfig:
+    """The model part of a llmtui Config, for a tokenizer of `vocab_size` tokens."""
+    m = cfg.model
+    if m.vocab_size and m.vocab_size < vocab_size:
+        raise ConfigError(f"model.vocab_size = {m.vocab_size} is smaller than the tokenizer's "
+                          f"vocabulary ({vocab_size}); use 0 or at least {vocab_size}")
+    return GPTConfig(vocab_size=m.vocab_size or vocab_size, n_layer=m.n_layer, n_head=m.n_head,
+                     n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
+                     bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
+                     tie_embeddings=m.tie_embeddings,
+                     gradient_checkpointing=m.gradient_checkpointing)

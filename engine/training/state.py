@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from llmtui.engine.errors import CheckpointError
 from safetensors.torch import save as save_tensors
-
-from engine.errors import CheckpointError
 
 
 def clean_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -6,9 +6,9 @@ package is imported only then: neither is a dependency of llmtui.
 
 from __future__ import annotations
 
-from engine.errors import ConfigError
-from engine.events import Event
-from engine.schema import Config
+from llmtui.engine.config.schema import Config
+from llmtui.engine.errors import ConfigError
+from llmtui.engine.training.events import Event
 
 # figures worth a chart, by event kind
 _SCALARS = {

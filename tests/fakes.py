@@ -8,13 +8,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from engine.events import EventBuffer
+from llmtui.engine.training.events import EventBuffer
 
 T0 = 1_700_000_000.0  # fixed event times: snapshots must not show the clock
 
 
 def fake_cpu():
-    from engine.hardware import CpuInfo
+    from llmtui.engine.planning.hardware import CpuInfo
     return CpuInfo(model="AMD Ryzen 5 7600 6-Core Processor", physical_cores=6, logical_cores=12,
                    total_ram_bytes=32 * 2**30, available_ram_bytes=27 * 2**30,
                    bf16_native=False, fp16_native=False, flags=["avx", "avx2", "f16c", "fma"])
@@ -22,14 +22,14 @@ def fake_cpu():
 
 def fake_hardware_cpu_only():
     """A desktop without an NVIDIA GPU."""
-    from engine.hardware import HardwareInfo
+    from llmtui.engine.planning.hardware import HardwareInfo
     return HardwareInfo(cpu=fake_cpu(), gpus=[], torch_version="2.13.0", torch_cuda_available=False,
                         torch_cuda_version=None, torch_device_count=0, warnings=[])
 
 
 def fake_hardware_rtx4060():
     """The same desktop with one RTX 4060 (8 GB) that torch can use."""
-    from engine.hardware import GpuInfo, HardwareInfo
+    from llmtui.engine.planning.hardware import GpuInfo, HardwareInfo
     gpu = GpuInfo(index=0, name="NVIDIA GeForce RTX 4060", total_memory_bytes=8188 * 2**20,
                   free_memory_bytes=7800 * 2**20, compute_capability=(8, 9), driver_version="550.54.14",
                   cuda_version="12.4", utilization_percent=None, temperature_c=None,
@@ -175,9 +175,9 @@ def fixed_recommendation(hardware):
     real ones mention this machine's NVML state), for machine-independent snapshots."""
     import copy
 
-    from engine.config import load_config
-    from engine.estimate import estimate
-    from engine.recommend import Recommendation
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.planning.estimate import estimate
+    from llmtui.engine.planning.recommend import Recommendation
 
     if hardware.gpus:
         preset, device = "rtx4060", "cuda:0"

@@ -15,8 +15,7 @@ import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-
-from engine.errors import DataError
+from llmtui.engine.errors import DataError
 
 _MAX_CODEPOINT = 0x10FFFF
 REPLACEMENT = "\ufffd"  # what decode shows for an id the vocabulary does not have

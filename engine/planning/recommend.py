@@ -30,8 +30,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from engine.errors import UserError
-from engine.estimate import Estimate, estimate, target_for
+from llmtui.engine.errors import UserError
+from llmtui.engine.planning.estimate import Estimate, estimate, target_for
 
 # (preset, lowest GiB of GPU memory, label)
 TIERS = [
@@ -81,8 +81,8 @@ def pick_tier(gpu) -> tuple[str, str]:
 def recommend(hardware=None, gpu: str | None = None) -> Recommendation:
     """The preset for this machine (or for the GPU named by `gpu`, planned
     from engine.gpu_table), autotuned, with the reasons and the estimate."""
-    from engine.config import load_config
-    from engine.hardware import detect
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.planning.hardware import detect
 
     hardware = hardware or detect()
     reasons: list[str] = []
@@ -110,7 +110,7 @@ def recommend(hardware=None, gpu: str | None = None) -> Recommendation:
             reasons.append(seen[0] if seen else
                            f"{unusable[0].name} is not usable by torch: training on the CPU")
         else:
-            from engine.hardware import nvml_error
+            from llmtui.engine.planning.hardware import nvml_error
             why = nvml_error() if gpu is None else None
             reasons.append("no NVIDIA GPU found" + (f" ({why})" if why else "")
                            + ": training on the CPU")
@@ -119,7 +119,7 @@ def recommend(hardware=None, gpu: str | None = None) -> Recommendation:
                        f"logical cores, {cpu.total_ram_bytes / 2**30:.1f} GiB RAM "
                        f"({cpu.available_ram_bytes / 2**30:.1f} GiB free) -> cpu.toml")
 
-    from engine.autotune import autotune
+    from llmtui.engine.planning.autotune import autotune
 
     cfg = load_config(preset)
     if device != "cpu" and device != "cuda:0":
@@ -151,8 +151,8 @@ GPU_SPEC_HELP = ('give a known card ("RTX 4060"), or its memory as "NAME:VRAM_GB
 
 def parse_gpu_spec(text: str):
     """A GpuInfo for `--gpu NAME[:VRAM_GB[:CC]]`, from the table of known cards."""
-    from engine.gpu_table import find_gpu
-    from engine.hardware import GpuInfo
+    from llmtui.engine.planning.gpu_table import find_gpu
+    from llmtui.engine.planning.hardware import GpuInfo
 
     parts = [p.strip() for p in text.split(":")]
     name = parts[0]
@@ -225,7 +225,7 @@ def report_text(hardware, rec: Recommendation) -> str:
              (f"         native bf16: {yes[cpu.bf16_native]}, native fp16: {yes[cpu.fp16_native]} "
               f"(flags: {' '.join(cpu.flags) or 'none'})")]
     if not hardware.gpus:
-        from engine.hardware import nvml_error
+        from llmtui.engine.planning.hardware import nvml_error
         why = nvml_error()
         lines.append("GPU      none found" + (f" ({why})" if why else ""))
     for g in hardware.gpus:
@@ -278,8 +278,8 @@ def _toml(value) -> str:
 
 def calibrate_recommendation(rec: Recommendation, hardware, steps: int = 3) -> Recommendation:
     """rec with its time estimate replaced by a few real steps timed here."""
-    from engine.config import load_config
-    from engine.estimate import calibrate
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.planning.calibrate import calibrate
 
     cfg = load_config(rec.preset, [f"{k}={_toml(v)}" for k, v in rec.settings.items()])
     seconds = calibrate(cfg, rec.estimate.vocab_size, steps=steps)

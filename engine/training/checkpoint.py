@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CheckpointError
+from llmtui.engine import fsutil
+from llmtui.engine.errors import CheckpointError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -37,58 +38,28 @@ REQUIRED = ("model.safetensors", "state.safetensors", "state.json", "config.toml
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _BEST_DIR = re.compile(r"^best_step_(\d+)$")
 _TRASH_PREFIX = ".trash-"
-_TMP_PREFIX = ".tmp-"
 
 
 # ---------------------------------------------------------------------------
-# low-level atomic writing
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # platforms without directory fds (Windows)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
+# atomic writing
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Replace a small text file so readers see the old or the new content, never half."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+    """Replace a small text file of the run so readers see the old or the new content."""
     try:
-        _write_file(tmp, text.encode("utf-8"))
-        os.replace(tmp, path)
+        fsutil.atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _build_atomically(target: Path, fill) -> Path:
     """Create directory `target` atomically: `fill(tmp)` writes the files into a
     temporary directory beside it, which is fsynced and renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f"{_TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+    tmp = fsutil.temp_sibling(target)
     try:
         tmp.mkdir()
         fill(tmp)
-        _fsync_dir(tmp)
+        fsutil.fsync_dir(tmp)
         replace_dir(tmp, target)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -102,9 +73,9 @@ def write_checkpoint_dir(target: Path, files: dict[str, bytes]) -> Path:
     def fill(tmp: Path) -> None:
         manifest = {"format_version": FORMAT_VERSION, "files": {}}
         for name, data in files.items():
-            _write_file(tmp / name, data)
+            fsutil.write_synced(tmp / name, data)
             manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+        fsutil.write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
     return _build_atomically(target, fill)
 
 
@@ -116,7 +87,7 @@ def replace_dir(new: Path, target: Path) -> None:
         trash = target.parent / f"{_TRASH_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
         os.rename(target, trash)
     os.rename(new, target)
-    _fsync_dir(target.parent)
+    fsutil.fsync_dir(target.parent)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -164,7 +135,7 @@ def verify(path: Path) -> dict[str, Any]:
         if file.stat().st_size != info["size"]:
             raise CheckpointError(f"{file}: size {file.stat().st_size} bytes, manifest says "
                                   f"{info['size']}; the file is truncated or altered")
-        if sha256_file(file) != info["sha256"]:
+        if fsutil.sha256_file(file) != info["sha256"]:
             raise CheckpointError(f"{file}: sha256 does not match the manifest; the file is corrupt or altered")
     return manifest
 
@@ -181,7 +152,7 @@ def candidates(run_dir: Path) -> list[Path]:
     if not run_dir.is_dir():
         return []
     found = [p for p in run_dir.iterdir()
-             if p.is_dir() and not p.name.startswith(_TMP_PREFIX) and (p / MANIFEST).exists()]
+             if p.is_dir() and not p.name.startswith(fsutil.TMP_PREFIX) and (p / MANIFEST).exists()]
     def preference(p: Path) -> tuple[int, int]:  # at equal steps: last, then step_N, then best
         return checkpoint_step(p), 2 if p.name == "last" else 1 if _STEP_DIR.match(p.name) else 0
     return sorted(found, key=preference, reverse=True)
@@ -206,7 +177,7 @@ def has_checkpoints(run_dir: Path) -> bool:
 def remove_checkpoints(run_dir: Path) -> None:
     """Delete every checkpoint of a run (for an explicit --overwrite)."""
     for p in run_dir.iterdir():
-        if p.is_dir() and ((p / MANIFEST).exists() or p.name.startswith((_TMP_PREFIX, _TRASH_PREFIX))):
+        if p.is_dir() and ((p / MANIFEST).exists() or p.name.startswith((fsutil.TMP_PREFIX, _TRASH_PREFIX))):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -259,7 +230,7 @@ def clear_leftovers(run_dir: Path) -> None:
     directories are only removed when a complete checkpoint of the same name
     exists; otherwise they are the last copy and are kept for recovery."""
     for p in run_dir.iterdir() if run_dir.is_dir() else []:
-        if p.name.startswith(_TMP_PREFIX):
+        if p.name.startswith(fsutil.TMP_PREFIX):
             shutil.rmtree(p, ignore_errors=True)
         elif p.name.startswith(_TRASH_PREFIX):
             original = run_dir / p.name[len(_TRASH_PREFIX):].rsplit("-", 1)[0]

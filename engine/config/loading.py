@@ -13,44 +13,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.errors import ConfigError
-from engine.schema import FIELDS, SECTIONS, Config, FieldSpec
+from llmtui.engine.config.presets import is_preset, preset_names, preset_text
+from llmtui.engine.config.schema import FIELDS, SECTIONS, Config, FieldSpec
+from llmtui.engine.errors import ConfigError
 
 _OVERRIDE_RE = re.compile(r"^(?P<section>[A-Za-z_]\w*)\.(?P<key>[A-Za-z_]\w*)(?:\[(?P<index>\d+)\])?$")
-
-
-# ---------------------------------------------------------------------------
-# presets
-
-def presets_dir() -> Path:
-    """Folder of the shipped presets: installed as the `llmtui.presets` package
-    (a non-editable install), else the checkout's `presets/`."""
-    try:
-        import llmtui.presets as package
-        for folder in package.__path__:
-            if Path(folder, "cpu.toml").is_file():
-                return Path(folder)
-    except ImportError:
-        pass
-    return Path(__file__).resolve().parent.parent / "presets"
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.toml"))
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A TOML path, or the name of a shipped preset (`cpu`, `rtx4060`, ...)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    preset = presets_dir() / f"{name_or_path}.toml"
-    if not path.suffix and preset.is_file():
-        return preset
-    if path.exists():
-        raise ConfigError(f"{path}: is not a file; give a TOML config file or a preset name")
-    names = ", ".join(preset_names())
-    raise ConfigError(f"{name_or_path}: no such config file or preset (presets: {names})")
 
 
 # ---------------------------------------------------------------------------
@@ -64,9 +31,8 @@ def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str]
         data: dict[str, Any] = {}
         origin = "config"
     else:
-        path = resolve_config_path(name_or_path)
-        data = read_toml(path)
-        origin = str(path)
+        text, origin, _ = config_source(name_or_path)
+        data = parse_toml(text, origin)
     cfg = config_from_dict(data, origin)
     for text in overrides:
         apply_override(cfg, text)
@@ -77,15 +43,33 @@ def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str]
     return cfg
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def config_source(name_or_path: str | Path) -> tuple[str, str, Path | None]:
+    """(TOML text, origin, file path) of a config file, or of a shipped preset
+    (then the path is None) named without a path separator or suffix."""
+    text_name = str(name_or_path)
+    path = Path(name_or_path)
+    if path.is_file():
+        return read_text(path), str(path), path
+    if is_preset(text_name):
+        return preset_text(text_name), f"preset {text_name}", None
+    if path.exists():
+        raise ConfigError(f"{path}: is not a file; give a TOML config file or a preset name")
+    names = ", ".join(preset_names())
+    raise ConfigError(f"{name_or_path}: no such config file or preset (presets: {names})")
+
+
+def read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
+
+
+def parse_toml(text: str, origin: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
 
 
 def config_from_dict(data: dict[str, Any], origin: str = "config") -> Config:

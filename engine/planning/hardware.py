@@ -16,7 +16,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from engine.device import cpu_flags, cpu_has_native
+from llmtui.engine.planning.device import cpu_flags, cpu_has_native
 
 # CPU flags that decide which precisions run fast (see engine.device.cpu_has_native)
 PRECISION_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16",

@@ -13,7 +13,7 @@ import functools
 import importlib
 import inspect
 
-from engine.errors import DataError
+from llmtui.engine.errors import DataError
 
 # Modules whose docstrings make up the fallback corpus. A fixed list (not
 # "everything importable") keeps the text the same from run to run.

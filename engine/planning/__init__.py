@@ -1,0 +1,12 @@
+"""Planning: what this machine has and what fits on it, before and while training.
+
+    hardware    CPU, RAM and NVIDIA GPUs (NVML, torch.cuda queries)
+    gpu_table   published figures of known GPUs
+    device      the torch device and the precision it really runs; CPU threads; matmul peak
+    estimate    parameters, FLOPs, memory and time from the config alone (no torch)
+    autotune    micro-batch, accumulation and precision fitted to a device
+    calibrate   seconds per step measured with the real model
+    recommend   the preset for this machine, with the reasons
+
+May import: llmtui.engine.config, data, model, errors. Never training.
+"""

@@ -1,0 +1,55 @@
+"""Seconds per training step, measured: the real model, optimizer and precision
+on the config's device, timed for a few steps of random tokens. The estimate
+(engine.planning.estimate) is arithmetic; this is the measurement behind
+`llmtui detect --calibrate`."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from llmtui.engine.model.gpt import GPT, gpt_config, optimizer_groups
+from llmtui.engine.planning.autotune import resolve_auto
+from llmtui.engine.planning.device import configure_threads, place
+from llmtui.engine.planning.estimate import vocab_for
+
+
+def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
+    """Seconds per optimizer step, measured: the real model, optimizer and
+    precision on the config's device, `steps` steps of random tokens after one
+    warm-up step. Takes as long as a few steps of training."""
+    placement = place(cfg.run.device, cfg.training.precision)
+    device = placement.device
+    if device.type == "cpu":
+        configure_threads(cfg.run.threads)
+    vocab = vocab_for(cfg, vocab_size)
+    batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps
+    if "auto" in (batch, accum):
+        cfg, _ = resolve_auto(cfg, placement, vocab_size=vocab)
+        batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps
+    model = GPT(gpt_config(cfg, vocab)).to(device)
+    opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=1e-4, fused=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
+    dtype = placement.autocast_dtype
+    x = torch.randint(0, vocab, (batch, cfg.model.block_size), device=device)
+
+    def step():
+        for _ in range(accum):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                _, loss = model(x, x)
+            scaler.scale(loss / accum).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return (time.perf_counter() - start) / max(1, steps)
