@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail
 
 DESCRIPTION = """\
 Train small GPT-style language models on this machine.
@@ -67,11 +67,6 @@ def quick_flag_overrides(args) -> list[str]:
     if args.tokenizer is not None:
         out.append(f'tokenizer.kind="{args.tokenizer}"')
     return out
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"llmtui: error: {message}", file=sys.stderr)
-    return code
 
 
 def main(argv: list[str] | None = None) -> int:

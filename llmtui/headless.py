@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from llmtui.cli import EXIT_INTERRUPTED, EXIT_OK, fail
+from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail
 
 
 def fmt_duration(seconds: float) -> str:

@@ -17,7 +17,8 @@ from llmtui.engine.planning.autotune import (
     resolve_auto,
 )
 from llmtui.engine.planning.device import place
-from llmtui.engine.planning.estimate import estimate, memory_parts, target_for
+from llmtui.engine.planning.estimate import estimate
+from llmtui.engine.planning.sizing import memory_parts, target_for
 from llmtui.engine.planning.hardware import CpuInfo, HardwareInfo
 from llmtui.engine.planning.recommend import TIERS, planned_hardware, recommend
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.model.gpt import GPT, GPTConfig
-from llmtui.engine.planning.estimate import (
+from llmtui.engine.planning.estimate import estimate
+from llmtui.engine.planning.sizing import (
     CHAR_VOCAB_GUESS,
     activation_bytes,
     count_params,
-    estimate,
     flops_per_token,
     logits_bytes,
     vocab_for,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 
-from llmtui.engine.planning.estimate import (
+from llmtui.engine.planning.sizing import (
     DEFAULT_AUTO_BATCH,
     Target,
     memory_parts,

@@ -11,7 +11,7 @@ import torch
 from llmtui.engine.model.gpt import GPT, gpt_config, optimizer_groups
 from llmtui.engine.planning.autotune import resolve_auto
 from llmtui.engine.planning.device import configure_threads, place
-from llmtui.engine.planning.estimate import vocab_for
+from llmtui.engine.planning.sizing import vocab_for
 
 
 def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:

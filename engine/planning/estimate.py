@@ -1,75 +1,16 @@
-"""Estimates before a run: parameters, FLOPs per token, memory and time.
-
-Plain arithmetic on the config, no torch and no model construction: the
-wizard calls `estimate()` on every keystroke. Every figure is an estimate and
-is labelled so wherever it is shown; `calibrate()` times a few real steps.
-
-Memory is the peak of one training step, by component (bytes):
-
-- weights 4N, gradients 4N (fp32 master copies, also under autocast),
-  optimizer 8N (Adam's two moments), autocast_weights 2N (the 16-bit copies
-  autocast caches during a mixed-precision step). N counts tied weights once.
-- activations: what autograd saves for backward, counted tensor by tensor for
-  engine/model.py (checked against saved_tensors_hooks in tests/test_estimate.py).
-  This is Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
-  Transformer Models"), sbh(34 + 5as/h) bytes per layer for 16-bit
-  activations, adapted: the residual stream and LayerNorm inputs stay fp32
-  under autocast, RoPE keeps rotated copies of q and k, dropout masks are one
-  byte on CUDA but as wide as the data on CPU, and the 5as/h attention term
-  (softmax output, dropout mask, dropped scores) exists only where PyTorch
-  falls back to the math attention kernel: on CPU with dropout > 0. Flash and
-  memory-efficient kernels (CUDA, CPU without dropout) keep only a log-sum-exp.
-- logits: cross-entropy saves an fp32 log-softmax (the trainer keeps no
-  reference to the logits themselves), and backward adds two fp32 gradients
-  of the same size: 12 * B * T * V bytes at the start of backward.
-- runtime: on CPU the resident size of the trainer process before training
-  (Python, torch, NumPy, the data pipeline; measured here with bench/estimate_memory.py);
-  on CUDA the context and cuBLAS workspaces. The token memmap is not counted:
-  pages of a file mapping are reclaimable, and the sampler touches few of them.
-- allocator: memory the allocator holds beyond what is live, as a share of
-  the activations: glibc keeps freed mid-sized blocks in its heap (tensors
-  over 32 MB, like big logits, are mmapped and returned at once); CUDA's
-  caching allocator rounds and caches. The CPU share is fitted to
-  bench/estimate_memory.py's measurements.
+"""The estimate of a run before it starts: parameters, FLOPs, tokens per step,
+peak memory against what the device has, and time. Every figure is an
+estimate and is labelled so wherever it is shown; engine.planning.calibrate
+measures the step time instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from llmtui.engine.planning.gpu_table import find_gpu, peak_flops
-
-# measured with bench/estimate_memory.py on this repo's CPU machine (see README "Estimates")
-CPU_RUNTIME_BYTES = 330 * 2**20     # trainer process RSS before the first step
-CPU_ALLOCATOR_SHARE = 0.20           # glibc heap kept beyond live tensors, share of activations
-# not measured here (no GPU): typical CUDA 12 context with lazy module loading + cuBLAS workspace
-CUDA_RUNTIME_BYTES = 500 * 2**20
-CUDA_ALLOCATOR_SHARE = 0.10
-# share of peak FLOP/s a small GPT reaches in practice (nanoGPT reports ~40% MFU on A100 for
-# GPT-2 124M; small models do worse); CPU: 60-85% of the matmul peak measured here
-GPU_EFFICIENCY = 0.30
-CPU_EFFICIENCY = 0.60
-
-CHAR_VOCAB_GUESS = 100               # distinct characters of a typical English corpus
-BPE_VOCAB = {"gpt2": 50257, "r50k_base": 50257, "p50k_base": 50281, "p50k_edit": 50284,
-             "cl100k_base": 100277, "o200k_base": 200019}
-DEFAULT_AUTO_BATCH = 32              # sequences per step when batch size is "auto" (see autotune)
-
-
-@dataclass
-class Target:
-    """Where a config will run, as far as the estimate is concerned."""
-    kind: str                        # cpu | cuda
-    precision: str                   # what will really run
-    memory: int | None               # bytes the run may use (free RAM / free VRAM)
-    peak_flops: float | None         # FLOP/s of the format, published (GPU) or typical (CPU)
-    label: str                       # "cpu", "cuda:0 (RTX 4060)"
-    gpu: object | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def device(self) -> str:
-        return self.label.split(" ", 1)[0]
+from llmtui.engine.planning.autotune import choose_batch
+from llmtui.engine.planning.sizing import (CPU_EFFICIENCY, GPU_EFFICIENCY, count_params,
+                                           flops_per_token, memory_parts, target_for, vocab_for)
 
 
 @dataclass
@@ -97,169 +38,6 @@ class Estimate:
 
 
 # ---------------------------------------------------------------------------
-# model arithmetic
-
-def vocab_for(cfg, vocab_size: int | None = None) -> int:
-    """The model's vocabulary: the config's padded size, the tokenizer's, or a guess."""
-    if cfg.model.vocab_size:
-        return max(cfg.model.vocab_size, vocab_size or 0)
-    if vocab_size:
-        return vocab_size
-    if cfg.tokenizer.kind == "bpe":
-        return BPE_VOCAB.get(cfg.tokenizer.encoding, 50257)
-    return CHAR_VOCAB_GUESS
-
-
-def count_params(m, vocab: int) -> tuple[int, int]:
-    """(all, non-embedding) parameters of engine.model.GPT, tied weights once;
-    non-embedding follows GPT.num_params (nanoGPT's convention)."""
-    C, F, b = m.n_embd, m.d_ff or 4 * m.n_embd, int(m.bias)
-    norm = C * (1 + b)
-    layer = (2 * norm + C * 3 * C + 3 * C * b + C * C + C * b + C * F + F * b + F * C + C * b)
-    wte, wpe = vocab * C, (m.block_size * C if m.pos_encoding == "learned" else 0)
-    head = 0 if m.tie_embeddings else vocab * C
-    total = m.n_layer * layer + norm + wte + wpe + head
-    non_embedding = total - wpe - (0 if m.tie_embeddings else wte)
-    return total, non_embedding
-
-
-def flops_per_token(m, n_non_embedding: int) -> float:
-    """Training FLOPs per token: 6N + 12*L*T*d (PaLM appendix B, as GPT.flops_per_token)."""
-    return 6 * n_non_embedding + 12 * m.n_layer * m.block_size * m.n_embd
-
-
-def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
-    """Bytes autograd saves for backward in one micro-batch (logits apart),
-    tensor by tensor as engine/model.py runs on `kind` in `precision`."""
-    B, T, C, H = batch, m.block_size, m.n_embd, m.n_head
-    F = m.d_ff or 4 * C
-    BTC, BT = B * T * C, B * T
-    a = 4 if precision == "fp32" else 2       # matmul inputs/outputs (16-bit under autocast)
-    p = m.dropout > 0
-    cpu = kind == "cpu"
-    # dropout masks: CUDA keeps one byte per element; CPU a float mask as wide as the data
-    # (the embedding output is fp32, the block outputs are matmul outputs)
-    emb_mask = (4 if cpu else 1) if p else 0
-    mask = (a if cpu else 1) if p else 0
-    if cpu and p:
-        # no fused CPU kernel takes dropout: the math path, in fp32 even under autocast, saves
-        # scaled copies of q, k, v and three T x T tensors (softmax, dropout mask, dropped scores)
-        attn = 3 * 4 * BTC + 3 * 4 * B * H * T * T
-    else:
-        # flash / memory-efficient kernels: q, k, v (views of one qkv tensor), RoPE's rotated
-        # copies of q and k, the output, and a log-sum-exp per row; on CPU with learned
-        # positions (q, k, v strided views of qkv) the output is the c_proj input itself
-        shared_out = cpu and m.pos_encoding == "learned"
-        attn = (3 * a * BTC + (2 * a * BTC if m.pos_encoding == "rope" else 0)
-                + (0 if shared_out else a * BTC) + 4 * B * H * T)
-    layer = (4 * BTC + a * BTC          # ln_1 input (the fp32 residual stream), c_attn input
-             + attn + a * BTC           # attention, c_proj input
-             + mask * BTC + 4 * BTC     # residual dropout mask, ln_2 input
-             + a * BTC + 2 * a * B * T * F  # c_fc input, GELU input, c_proj input
-             + mask * BTC + 16 * BT)    # MLP dropout mask, LayerNorm mean and rstd
-    if m.gradient_checkpointing:        # block inputs only, plus one block recomputed in backward
-        layers = m.n_layer * 4 * BTC + layer
-    else:
-        layers = m.n_layer * layer
-    # tokens, targets and positions; embedding dropout mask; ln_f input and stats; lm_head input
-    outside = 16 * BT + emb_mask * BTC + 4 * BTC + 8 * BT + a * BTC
-    return layers + outside
-
-
-def logits_bytes(m, batch: int, vocab: int, precision: str) -> int:
-    return 12 * batch * m.block_size * vocab
-
-
-def memory_parts(cfg, batch: int, vocab: int, target: Target) -> dict[str, int]:
-    """Peak memory of one training step by component, bytes (see module doc)."""
-    m = cfg.model
-    n, _ = count_params(m, vocab)
-    acts = activation_bytes(m, batch, target.kind, target.precision)
-    logits = logits_bytes(m, batch, vocab, target.precision)
-    cpu = target.kind == "cpu"
-    parts = {
-        "runtime": CPU_RUNTIME_BYTES if cpu else CUDA_RUNTIME_BYTES,
-        "weights": 4 * n,
-        "gradients": 4 * n,
-        "optimizer": 8 * n,
-        "autocast_weights": 0 if target.precision == "fp32" else 2 * n,
-        "activations": acts,
-        "logits": logits,
-    }
-    share = CPU_ALLOCATOR_SHARE if cpu else CUDA_ALLOCATOR_SHARE
-    parts["allocator"] = int(share * (acts + parts["autocast_weights"]))
-    return {k: int(v) for k, v in parts.items() if v}
-
-
-# ---------------------------------------------------------------------------
-# the device a config will run on, from detected (or planned) hardware
-
-def cpu_peak_flops(cpu, precision: str) -> float:
-    """Typical FLOP/s of a CPU for the format (vector width x FMA units x clock).
-    Measured here (Zen 4, 2 cores): matmul peaks of ~110 GFLOP/s fp32 and ~480 bf16 per
-    core; training steps reach ~80 fp32 and ~170 bf16 (autocast casts and fp32 softmax)."""
-    flags = set(cpu.flags)
-    if precision == "bf16" and cpu.bf16_native:
-        per_core = 1000e9 if "amx_bf16" in flags else 300e9
-    elif precision == "fp16" and cpu.fp16_native:
-        per_core = 1000e9 if "amx_fp16" in flags else 200e9
-    elif "avx512f" in flags:
-        per_core = 100e9
-    elif "fma" in flags or "asimd" in flags:
-        per_core = 60e9
-    else:
-        per_core = 15e9
-    return per_core * max(1, cpu.physical_cores)
-
-
-def gpu_precision(precision: str, gpu) -> str:
-    """engine.device.resolve_precision's rule, from detected facts."""
-    cc = gpu.compute_capability or (0, 0)
-    if precision == "bf16" and not gpu.bf16:
-        return "fp32"
-    if precision == "fp16" and cc[0] < 6:
-        return "fp32"
-    return precision
-
-
-def cpu_precision(precision: str, cpu) -> str:
-    if precision == "bf16" and not cpu.bf16_native:
-        return "fp32"
-    if precision == "fp16" and not cpu.fp16_native:
-        return "fp32"
-    return precision
-
-
-def target_for(device: str, precision: str, hardware) -> Target:
-    """The device `run.device` resolves to on `hardware`, as the trainer would
-    pick it ("auto" is cuda:0 when torch can use a GPU)."""
-    usable = {g.torch_index: g for g in hardware.gpus if g.usable_by_torch}
-    notes = []
-    gpu = None
-    if device != "cpu" and usable:
-        index = 0 if device in ("auto", "cuda") else int(device.split(":")[1])
-        gpu = usable.get(index)
-        if gpu is None:
-            notes.append(f"run.device = \"{device}\": no such GPU here; estimated for the CPU")
-    elif device.startswith("cuda"):
-        notes.append(f"run.device = \"{device}\" but torch cannot use a GPU here; estimated for the CPU")
-    if gpu is None:
-        cpu = hardware.cpu
-        real = cpu_precision(precision, cpu)
-        return Target("cpu", real, cpu.available_ram_bytes, cpu_peak_flops(cpu, real), "cpu",
-                      notes=notes)
-    real = gpu_precision(precision, gpu)
-    known = find_gpu(gpu.name)
-    flops = peak_flops(known, real) if known else None
-    if known is None:
-        notes.append(f"{gpu.name} is not in the table of known cards: no time estimate "
-                     "(run `llmtui detect --calibrate` to measure)")
-    free = gpu.free_memory_bytes if gpu.free_memory_bytes is not None else gpu.total_memory_bytes
-    return Target("cuda", real, free, flops, f"cuda:{gpu.torch_index} ({gpu.name})", gpu=gpu,
-                  notes=notes)
-
-
-# ---------------------------------------------------------------------------
 # the estimate
 
 def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
@@ -269,8 +47,6 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
     if hardware is None:
         from llmtui.engine.planning.hardware import detect
         hardware = detect()
-    from llmtui.engine.planning.autotune import choose_batch
-
     m, t = cfg.model, cfg.training
     vocab = vocab_for(cfg, vocab_size)
     n, n_non_embedding = count_params(m, vocab)

@@ -31,7 +31,8 @@ import copy
 from dataclasses import dataclass, field
 
 from llmtui.engine.errors import UserError
-from llmtui.engine.planning.estimate import Estimate, estimate, target_for
+from llmtui.engine.planning.estimate import Estimate, estimate
+from llmtui.engine.planning.sizing import target_for
 
 # (preset, lowest GiB of GPU memory, label)
 TIERS = [

@@ -1,0 +1,158 @@
+"""The package's shape: one installed name, layered engine, no import cycles.
+
+The import graph is read from the source with `ast` (function-level imports
+included: hiding an import inside a function does not hide a cycle).
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# installed package name -> repository folder (pyproject's package-dir)
+FOLDERS = {"llmtui": REPO / "llmtui", "llmtui.engine": REPO / "engine",
+           "llmtui.tui": REPO / "tui", "llmtui.presets": REPO / "presets"}
+ENGINE_LAYERS = ["errors", "fsutil", "config", "data", "model", "planning", "training", "api"]
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the installed package, by its dotted name."""
+    modules = {}
+    for prefix, folder in FOLDERS.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join([prefix, *parts])] = path
+    return modules
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Modules of the package (or outside names) that `name` imports anywhere in its file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")
+                parent = parent[:len(parent) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.add(full if full in known else base)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = package_modules()
+    known = set(modules)
+    return {name: imports_of(name, path, known) for name, path in modules.items()}
+
+
+def test_no_import_cycles(graph):
+    internal = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    # Tarjan's strongly connected components: any component of two or more modules is a cycle
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(internal[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(internal):
+        if v not in index:
+            visit(v)
+    assert cycles == [], f"import cycles: {cycles}"
+
+
+def test_engine_never_imports_a_front_end(graph):
+    front = ("llmtui.tui", "llmtui.cli", "llmtui.headless", "textual")
+    bad = {m: sorted(d for d in deps if d == "llmtui" or d.startswith(front))
+           for m, deps in graph.items() if m.startswith("llmtui.engine")}
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_engine_layers_import_only_downwards(graph):
+    """config -> data -> model -> planning -> training -> api: a layer imports only
+    the layers before it (and itself)."""
+    def layer(module: str) -> int | None:
+        parts = module.split(".")
+        if parts[:2] != ["llmtui", "engine"] or len(parts) < 3:
+            return None
+        return ENGINE_LAYERS.index(parts[2])
+
+    wrong = []
+    for module, deps in graph.items():
+        mine = layer(module)
+        if mine is None:
+            continue
+        for dep in deps:
+            theirs = layer(dep)
+            if theirs is not None and theirs > mine:
+                wrong.append(f"{module} -> {dep}")
+    assert wrong == []
+
+
+def test_every_engine_subpackage_says_what_it_owns_and_may_import():
+    for sub in ("config", "data", "model", "planning", "training"):
+        doc = ast.get_docstring(ast.parse((REPO / "engine" / sub / "__init__.py").read_text()))
+        assert doc and "May import" in doc, sub
+        body = ast.parse((REPO / "engine" / sub / "__init__.py").read_text()).body
+        assert len(body) == 1, f"engine/{sub}/__init__.py should hold only its docstring"
+
+
+def test_the_installed_distribution_holds_only_llmtui(tmp_path):
+    """Build the wheel and read its RECORD: nothing outside `llmtui/` is installed
+    (no top-level `engine` or `tui` to clash with a user's modules)."""
+    src = tmp_path / "src"
+    skip_top = {".git", ".venv", "build", "data", "checkpoints", "tests", "bench"}
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = Path(folder) == REPO
+        return {n for n in names if n == "__pycache__" or n.endswith(".egg-info")
+                or (top and n in skip_top)}
+
+    shutil.copytree(REPO, src, ignore=ignore)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                           "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(src)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    wheel = next((tmp_path / "wheel").glob("llmtui-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        record = next(n for n in zf.namelist() if n.endswith(".dist-info/RECORD"))
+        paths = [line.split(",")[0] for line in zf.read(record).decode().splitlines() if line]
+    top = {p.split("/")[0] for p in paths}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"llmtui"}
+    for expected in ("llmtui/engine/training/trainer.py", "llmtui/tui/app.py",
+                     "llmtui/tui/monitor.tcss", "llmtui/presets/cpu.toml", "llmtui/cli.py"):
+        assert expected in paths
