@@ -25,14 +25,15 @@ __all__ = ["load_config", "train", "Trainer", "TrainResult"]
 
 
 def train(config: Config | str | Path | None = None, *, overrides: list[str] = (),
-          resume: str | Path | bool | None = None, overwrite: bool = False,
+          resume_from: str | Path | bool | None = None, overwrite: bool = False,
           listeners: list[Listener] | None = None, **settings: Any) -> TrainResult:
     """Train `config` (a Config, a TOML path or a preset name).
 
     `overrides` are `section.key=value` strings and `settings` are keyword
     settings written `section__key=value` (e.g. `training__max_steps=100`).
-    `resume=True` continues from the newest intact checkpoint of the run;
-    a path resumes from that checkpoint.
+    `resume_from=True` continues from the newest intact checkpoint of the run;
+    a path resumes from that checkpoint. `listeners` receive every event
+    (engine.training.events) on the training thread.
     """
     if isinstance(config, Config):
         config = config_replace(config, **settings)  # a copy: the caller's config is not changed
@@ -41,4 +42,4 @@ def train(config: Config | str | Path | None = None, *, overrides: list[str] = (
         validate(config)
     else:
         config = load_config(config, overrides, **settings)
-    return Trainer(config, resume=resume, overwrite=overwrite, listeners=listeners).run()
+    return Trainer(config, resume_from=resume_from, overwrite=overwrite, listeners=listeners).run()

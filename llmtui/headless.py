@@ -14,6 +14,9 @@ import sys
 import time
 from typing import Any
 
+from llmtui.engine.training.events import (CheckpointEvent, DoneEvent, EarlyStopEvent,
+                                           ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
+                                           StartEvent, TrainEvent, WarningEvent)
 from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail
 
 
@@ -24,56 +27,56 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def train_line(e: dict[str, Any]) -> str:
-    parts = [f"step {e['step']}/{e['max_steps']}", f"loss {e['loss']:.4f}", f"lr {e['lr']:.2e}"]
-    if e.get("grad_norm") is not None:
-        parts.append(f"grad {e['grad_norm']:.2f}")
-    parts += [f"{e['tokens_per_sec']:,.0f} tok/s", f"{e['ms_per_step']:.1f} ms/step",
-              f"mfu {100 * e['mfu']:.1f}%"]
-    if "memory_peak_mb" in e:
-        parts.append(f"mem {e['memory_peak_mb']:,.0f} MB")
-    elif "memory_rss_mb" in e:
-        parts.append(f"rss {e['memory_rss_mb']:,.0f} MB")
+def train_line(e: TrainEvent) -> str:
+    parts = [f"step {e.step}/{e.max_steps}", f"loss {e.loss:.4f}", f"lr {e.lr:.2e}"]
+    if e.grad_norm is not None:
+        parts.append(f"grad {e.grad_norm:.2f}")
+    parts += [f"{e.tokens_per_sec:,.0f} tok/s", f"{e.ms_per_step:.1f} ms/step",
+              f"mfu {100 * e.mfu:.1f}%"]
+    if e.memory_peak_mb is not None:
+        parts.append(f"mem {e.memory_peak_mb:,.0f} MB")
+    elif e.memory_rss_mb is not None:
+        parts.append(f"rss {e.memory_rss_mb:,.0f} MB")
     return " | ".join(parts)
 
 
-def eval_line(e: dict[str, Any]) -> str:
-    return (f"eval step {e['step']} | val loss {e['val_loss']:.4f} | ppl {e['val_perplexity']:.2f} | "
-            f"acc {100 * e['val_accuracy']:.1f}% | best {e['best_val_loss']:.4f}")
+def eval_line(e: EvalEvent) -> str:
+    return (f"eval step {e.step} | val loss {e.val_loss:.4f} | ppl {e.val_perplexity:.2f} | "
+            f"acc {100 * e.val_accuracy:.1f}% | best {e.best_val_loss:.4f}")
 
 
-def describe(e: dict[str, Any]) -> str | None:
+def describe(e: Event) -> str | None:
     """The one line shown for an event, or None for events shown otherwise."""
-    kind = e["kind"]
-    if kind == "start":
-        resumed = f", resumed from {e['resumed_from']} at step {e['start_step']}" if e["resumed_from"] else ""
-        procs = f", {e['world_size']} processes" if e.get("world_size", 1) > 1 else ""
-        return (f"run {e['run_dir']} on {e['device']} ({e['precision']}"
-                f"{', %d threads' % e['threads'] if e['threads'] else ''}{procs}){resumed}\n"
-                f"model {e['n_params'] / 1e6:.2f}M parameters ({e['n_params_non_embedding'] / 1e6:.2f}M "
-                f"non-embedding), vocab {e['vocab_size']}; effective batch {e['effective_batch']} sequences "
-                f"= {e['tokens_per_step']:,} tokens/step; data {e['train_tokens']:,} train / "
-                f"{e['val_tokens']:,} val tokens ({'reused' if e['data_reused'] else 'prepared'} in "
-                f"{e['data_dir']})")
-    if kind == "train":
-        return train_line(e)
-    if kind == "eval":
-        return eval_line(e)
-    if kind == "checkpoint":
-        return f"saved {e['reason']} checkpoint {e['path']}"
-    if kind == "warning":
-        return f"warning: {e['message']}"
-    if kind == "early_stop":
-        return f"early stop at step {e['step']}: {e['reason']}"
-    if kind == "sample":
-        return f"sample at step {e['step']}:\n{e['prompt']}{e['text']}"
-    if kind == "error" and not e.get("raised"):
-        # errors that end run() by an exception are reported once, by the caller
-        return f"error: {e['message']}"
-    if kind == "done":
-        return (f"done: {e['steps']} steps in {fmt_duration(e['training_time'])} ({e['stop_reason']}); "
-                f"final train loss {_fmt_loss(e['final_train_loss'])}, best val loss "
-                f"{_fmt_loss(e['best_val_loss'])}; last checkpoint {e['last_checkpoint']}")
+    match e:
+        case StartEvent():
+            resumed = f", resumed from {e.resumed_from} at step {e.start_step}" if e.resumed_from else ""
+            procs = f", {e.world_size} processes" if e.world_size > 1 else ""
+            threads = f", {e.threads} threads" if e.threads else ""
+            return (f"run {e.run_dir} on {e.device} ({e.precision}{threads}{procs}){resumed}\n"
+                    f"model {e.n_params / 1e6:.2f}M parameters ({e.n_params_non_embedding / 1e6:.2f}M "
+                    f"non-embedding), vocab {e.vocab_size}; effective batch {e.effective_batch} "
+                    f"sequences = {e.tokens_per_step:,} tokens/step; data {e.train_tokens:,} train / "
+                    f"{e.val_tokens:,} val tokens ({'reused' if e.data_reused else 'prepared'} in "
+                    f"{e.data_dir})")
+        case TrainEvent():
+            return train_line(e)
+        case EvalEvent():
+            return eval_line(e)
+        case CheckpointEvent():
+            return f"saved {e.reason} checkpoint {e.path}"
+        case WarningEvent():
+            return f"warning: {e.message}"
+        case EarlyStopEvent():
+            return f"early stop at step {e.step}: {e.reason}"
+        case SampleEvent():
+            return f"sample at step {e.step}:\n{e.prompt}{e.text}"
+        case ErrorEvent(raised=False):
+            # errors that end run() by an exception are reported once, by the caller
+            return f"error: {e.message}"
+        case DoneEvent():
+            return (f"done: {e.steps} steps in {fmt_duration(e.training_time)} ({e.stop_reason}); "
+                    f"final train loss {_fmt_loss(e.final_train_loss)}, best val loss "
+                    f"{_fmt_loss(e.best_val_loss)}; last checkpoint {e.last_checkpoint}")
     return None
 
 
@@ -86,13 +89,13 @@ class PlainReporter:
         self.stream = stream or sys.stdout
         self._last_prepare = 0.0
 
-    def __call__(self, e: dict[str, Any]) -> None:
-        if e["kind"] == "prepare":
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, PrepareEvent):
             now = time.monotonic()
-            if now - self._last_prepare > 2 or e["done"] >= e["total"]:
+            if now - self._last_prepare > 2 or e.done >= e.total:
                 self._last_prepare = now
-                pct = 100 * e["done"] / max(1, e["total"])
-                print(f"preparing data: {e['stage']} {pct:.0f}%", file=self.stream, flush=True)
+                pct = 100 * e.done / max(1, e.total)
+                print(f"preparing data: {e.stage} {pct:.0f}%", file=self.stream, flush=True)
             return
         line = describe(e)
         if line:
@@ -107,14 +110,8 @@ class RichReporter:
 
     def __init__(self):
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
         self.console = Console()
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -124,23 +121,21 @@ class RichReporter:
         self.task = None
         self.prepare_task = None
 
-    def __call__(self, e: dict[str, Any]) -> None:
-        kind = e["kind"]
-        if kind == "prepare":
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, PrepareEvent):
             if self.prepare_task is None:
-                self.prepare_task = self.progress.add_task("preparing data", total=e["total"], info="")
-            self.progress.update(self.prepare_task, completed=e["done"], total=e["total"],
-                                 info=e["stage"])
+                self.prepare_task = self.progress.add_task("preparing data", total=e.total, info="")
+            self.progress.update(self.prepare_task, completed=e.done, total=e.total, info=e.stage)
             return
-        line = describe(e)
-        if kind == "start":
+        if isinstance(e, StartEvent):
             if self.prepare_task is not None:
                 self.progress.remove_task(self.prepare_task)
-            self.task = self.progress.add_task("training", total=e["max_steps"],
-                                               completed=e["start_step"], info="")
-        if kind == "train" and self.task is not None:
-            self.progress.update(self.task, completed=e["step"], total=e["max_steps"],
-                                 info=f"loss {e['loss']:.4f}  {e['tokens_per_sec']:,.0f} tok/s")
+            self.task = self.progress.add_task("training", total=e.max_steps,
+                                               completed=e.start_step, info="")
+        if isinstance(e, TrainEvent) and self.task is not None:
+            self.progress.update(self.task, completed=e.step, total=e.max_steps,
+                                 info=f"loss {e.loss:.4f}  {e.tokens_per_sec:,.0f} tok/s")
+        line = describe(e)
         if line:
             self.progress.console.print(line, highlight=False, markup=False)
 
@@ -163,7 +158,7 @@ def run_headless(config: str, overrides: list[str], *, resume: str | None, overw
     mode = "plain" if plain else cfg.logging.progress
     use_bar = mode == "bar" or (mode == "auto" and sys.stdout.isatty())
     reporter = RichReporter() if use_bar else PlainReporter()
-    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, listeners=[reporter])
+    trainer = Trainer(cfg, resume_from=resume, overwrite=overwrite, listeners=[reporter])
     interrupted = install_interrupt_handlers(trainer)
     try:
         result = trainer.run()

@@ -8,7 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from llmtui.engine.training.events import EventBuffer
+from llmtui.engine.training.commands import Command, Stop
+from llmtui.engine.training.events import (CheckpointEvent, DoneEvent, EvalEvent, Event, EventBuffer,
+                                           SampleEvent, StartEvent, TrainEvent, WarningEvent)
 
 T0 = 1_700_000_000.0  # fixed event times: snapshots must not show the clock
 
@@ -50,46 +52,53 @@ def loss_at(step: int) -> float:
 
 
 def scripted_events(max_steps: int = 600, upto: int = 300, run_dir: str = "checkpoints/demo",
-                    device: str = "cpu", precision: str = "fp32") -> list[dict]:
+                    device: str = "cpu", precision: str = "fp32") -> list[Event]:
     """The events of a run that reached step `upto` (fixed times, nothing live)."""
-    events: list[dict] = []
+    events: list[Event] = []
 
-    def ev(kind: str, step: int, **fields: Any) -> None:
-        events.append({"kind": kind, "step": step, "time": T0 + step * 0.07, **fields})
+    def ev(cls, step: int, **fields: Any) -> None:
+        events.append(cls(step=step, time=T0 + step * 0.07, **fields))
 
-    ev("start", 0, run_dir=run_dir, device=device, precision=precision, threads=2, n_params=800_640,
-       n_params_non_embedding=783_872, vocab_size=65, max_steps=max_steps, tokens_per_step=768,
-       effective_batch=12, train_tokens=1_003_854, val_tokens=111_540, data_dir="data/x",
-       data_reused=True, resumed_from=None, start_step=0)
+    ev(StartEvent, 0, run_dir=run_dir, device=device, precision=precision, threads=2,
+       n_params=800_640, n_params_non_embedding=783_872, vocab_size=65, max_steps=max_steps,
+       tokens_per_step=768, effective_batch=12, world_size=1, train_tokens=1_003_854,
+       val_tokens=111_540, data_dir="data/x", data_reused=True, resumed_from=None, start_step=0)
     for step in range(10, upto + 1, 10):
-        ev("train", step, loss=loss_at(step), lr=1e-3 * min(1.0, step / 100), grad_norm=0.5 + 0.1 * math.cos(step),
-           tokens_per_sec=12_000.0, ms_per_step=64.0, mfu=0.41, tokens_seen=step * 768,
-           max_steps=max_steps, memory_rss_mb=370.0)
+        ev(TrainEvent, step, loss=loss_at(step), lr=1e-3 * min(1.0, step / 100),
+           grad_norm=0.5 + 0.1 * math.cos(step), tokens_per_sec=12_000.0, ms_per_step=64.0,
+           mfu=0.41, tokens_seen=step * 768, max_steps=max_steps, memory_rss_mb=370.0)
         if step % 100 == 0:
             val = loss_at(step) + 0.05
-            ev("eval", step, val_loss=val, val_perplexity=math.exp(val), val_accuracy=0.3,
+            ev(EvalEvent, step, val_loss=val, val_perplexity=math.exp(val), val_accuracy=0.3,
                best_val_loss=val, improved=True, evals_without_improvement=0)
-            ev("checkpoint", step, path=f"{run_dir}/best", reason="best")
-            ev("sample", step, prompt="\n", text="ROMEO:\nWhat say you, my lord? the king is come\n"
+            ev(CheckpointEvent, step, path=f"{run_dir}/best", reason="best")
+            ev(SampleEvent, step, prompt="\n", text="ROMEO:\nWhat say you, my lord? the king is come\n"
                "and we shall have it so.")
-    ev("warning", upto, message="this is a scripted run for tests")
+    ev(WarningEvent, upto, message="this is a scripted run for tests")
     return events
 
 
 class ScriptedTrainer:
-    """Stands in for engine.trainer.Trainer: emits a script of events, then waits
-    for stop() and finishes like a real run (a `done` event and a result)."""
+    """Stands in for engine.training.trainer.Trainer behind the same protocol
+    (TrainerControl): emits a script of events, records the commands it is
+    sent, then waits for Stop and finishes like a real run (a done event and a
+    result)."""
 
-    def __init__(self, cfg, *, resume=None, overwrite=False, events: list[dict] | None = None,
+    def __init__(self, cfg, *, resume_from=None, overwrite=False, events: list[Event] | None = None,
                  finish_at_once: bool = False):
         self.cfg = cfg
         self.events = EventBuffer()
         self.script = events if events is not None else scripted_events()
         self.finish_at_once = finish_at_once
-        self.commands: list[tuple] = []
+        self.commands: list[Command] = []
         self.emitted = threading.Event()
         self._stop = threading.Event()
         self.result = None
+
+    def send(self, command: Command) -> None:
+        self.commands.append(command)
+        if isinstance(command, Stop):
+            self._stop.set()
 
     def run(self):
         for e in self.script:
@@ -97,36 +106,16 @@ class ScriptedTrainer:
         self.emitted.set()
         if not self.finish_at_once:
             self._stop.wait()
-        last = self.script[-1]["step"] if self.script else 0
+        last = self.script[-1].step if self.script else 0
         summary = {"final_train_loss": loss_at(last), "final_val_loss": loss_at(300) + 0.05,
                    "best_val_loss": loss_at(300) + 0.05, "training_time": 21.0, "steps": last,
                    "tokens_seen": last * 768, "stop_reason": "stopped" if self._stop.is_set() else "max_steps",
                    "run_dir": "checkpoints/demo", "last_checkpoint": "checkpoints/demo/last",
                    "best_checkpoint": "checkpoints/demo/best", "metrics_path": "checkpoints/demo/metrics.jsonl",
                    "n_params": 800_640, "device": "cpu", "precision": "fp32"}
-        self.events({"kind": "done", "step": last, "time": T0 + last * 0.07 + 1, **summary})
+        self.events(DoneEvent(step=last, time=T0 + last * 0.07 + 1, **summary))
         self.result = _Result(summary)
         return self.result
-
-    # commands, recorded
-    def pause(self):
-        self.commands.append(("pause",))
-
-    def resume_training(self):
-        self.commands.append(("resume_training",))
-
-    def save_now(self):
-        self.commands.append(("save_now",))
-
-    def set_early_stopping(self, enabled):
-        self.commands.append(("set_early_stopping", enabled))
-
-    def sample_now(self, prompt=None):
-        self.commands.append(("sample_now",))
-
-    def stop(self, reason="stopped"):
-        self.commands.append(("stop",))
-        self._stop.set()
 
 
 class _Result:
@@ -143,19 +132,13 @@ def scripted_factory(**kwargs):
     """A trainer_factory for LlmtuiApp that builds ScriptedTrainers and keeps them."""
     made: list[ScriptedTrainer] = []
 
-    def factory(cfg, *, resume=None, overwrite=False):
-        trainer = ScriptedTrainer(cfg, resume=resume, overwrite=overwrite, **kwargs)
+    def factory(cfg, *, resume_from=None, overwrite=False):
+        trainer = ScriptedTrainer(cfg, resume_from=resume_from, overwrite=overwrite, **kwargs)
         made.append(trainer)
         return trainer
 
     factory.made = made
     return factory
-
-
-def screen_text(app) -> str:
-    """The current screen as plain text (for assertions and debugging)."""
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
 
 
 def runs_dir_with_demo(root: Path) -> Path:

@@ -156,3 +156,24 @@ def test_the_installed_distribution_holds_only_llmtui(tmp_path):
     for expected in ("llmtui/engine/training/trainer.py", "llmtui/tui/app.py",
                      "llmtui/tui/monitor.tcss", "llmtui/presets/cpu.toml", "llmtui/cli.py"):
         assert expected in paths
+
+
+def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
+    """The real Trainer and the scripted one the app's tests use both satisfy
+    TrainerControl, with the same command signature."""
+    import inspect
+
+    from fakes import ScriptedTrainer
+    from llmtui.engine.training.commands import TrainerControl
+    from llmtui.engine.training.trainer import Trainer
+
+    from llmtui import load_config
+
+    cfg = load_config("cpu")
+    real, fake = Trainer(cfg), ScriptedTrainer(cfg)
+    assert isinstance(real, TrainerControl) and isinstance(fake, TrainerControl)
+    for name in ("send", "run"):
+        assert (list(inspect.signature(getattr(Trainer, name)).parameters)
+                == list(inspect.signature(getattr(ScriptedTrainer, name)).parameters)), name
+    factory_params = inspect.signature(ScriptedTrainer).parameters
+    assert {"resume_from", "overwrite"} <= set(factory_params)

@@ -177,7 +177,7 @@ def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
     # a resumed run keeps the numbers it was trained with
     longer = load_config("cpu", tiny + ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
                                         "training.target_tokens_per_step=128", "training.max_steps=6"])
-    again = Trainer(longer, resume=True).run()
+    again = Trainer(longer, resume_from=True).run()
     assert load_config(again.run_dir / "config.toml").training.batch_size == resolved.training.batch_size
 
 

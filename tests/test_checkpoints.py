@@ -36,7 +36,7 @@ def stop_at(step: int):
     holder = {}
 
     def listener(event):
-        if event["kind"] == "train" and event["step"] == step:
+        if event.kind == "train" and event.step == step:
             holder["trainer"].stop("interrupted")
     return holder, listener
 
@@ -47,7 +47,7 @@ def interrupted_then_resumed(cfg, at_step: int) -> Trainer:
     holder["trainer"] = first
     assert first.run().stop_reason == "interrupted"
     assert json.loads((first.run_dir / "last" / "state.json").read_text())["step"] == at_step
-    second = Trainer(cfg, resume=True)
+    second = Trainer(cfg, resume_from=True)
     second.run()
     return second
 
@@ -57,7 +57,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny):
     Trainer(straight).run()
     broken = load_config("cpu", tiny + RESUMABLE + ['run.name="broken"'])
     resumed = interrupted_then_resumed(broken, at_step=17)
-    assert resumed.resumed_from.name == "last"
+    assert resumed.restored_from.name == "last"
 
     a, b = losses(resumed.run_dir.parent / "straight"), losses(resumed.run_dir)
     assert sorted(a) == sorted(b) == list(range(1, 41))
@@ -73,7 +73,7 @@ def test_raising_max_steps_on_resume_extends_training(tiny):
     cfg = load_config("cpu", tiny + ["training.max_steps=20"])
     Trainer(cfg).run()
     longer = load_config("cpu", tiny + ["training.max_steps=30"])
-    result = Trainer(longer, resume=True).run()
+    result = Trainer(longer, resume_from=True).run()
     assert result.steps == 30
     assert sorted(losses(result.run_dir))[-1] == 30
 
@@ -154,7 +154,7 @@ def test_pickle_payload_is_refused_and_never_runs(tiny, tmp_path, capsys, target
 
 def test_compiled_model_saves_clean_names(tiny):
     from llmtui.engine.model.gpt import GPT, GPTConfig
-    from llmtui.engine.training.state import clean_model_state
+    from llmtui.engine.training.snapshot import clean_model_state
     model = GPT(GPTConfig(vocab_size=10, n_layer=1, n_head=2, n_embd=16, block_size=8))
     compiled = torch.compile(model)  # wrapping only; nothing is compiled until called
     names = set(clean_model_state(compiled))
@@ -185,8 +185,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(tiny):
     holder = {}
 
     def poison(event):  # a numerical blow-up in step 13, as a too-high LR would cause
-        if event["kind"] == "train" and event["step"] == 12:
-            holder["trainer"].raw_model.transformer.wte.weight.data.fill_(float("nan"))
+        if event.kind == "train" and event.step == 12:
+            holder["trainer"].setup_done.raw_model.transformer.wte.weight.data.fill_(float("nan"))
 
     trainer = Trainer(cfg, listeners=[poison])
     holder["trainer"] = trainer
@@ -289,7 +289,7 @@ def test_kill_9_at_random_instants_always_leaves_a_resumable_run(tiny, tmp_path)
         path, _ = ckpt.latest_intact(run_dir)
         assert path is not None, f"trial {trial}: no intact checkpoint left"
         loaded = ckpt.load(path)
-        assert loaded.state["step"] >= 1
+        assert loaded.state.run.step >= 1
     steps_before = ckpt.checkpoint_step(ckpt.latest_intact(run_dir)[0])
     done = subprocess.run(_cli(tiny, "--resume", "--max-iters", str(steps_before + 3)), cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
@@ -305,7 +305,7 @@ def test_rotation_never_deletes_the_checkpoint_being_resumed_from(tiny):
     step_10 = first.run_dir / "step_10"
     longer = load_config("cpu", tiny + ["training.max_steps=20", "checkpoint.every_n_steps=5",
                                         "checkpoint.keep_last=1"])
-    Trainer(longer, resume=step_10).run()
+    Trainer(longer, resume_from=step_10).run()
     assert step_10.is_dir()  # resumed from: kept although keep_last = 1
     ckpt.verify(step_10)
     assert (first.run_dir / "step_20").is_dir() and not (first.run_dir / "step_15").exists()

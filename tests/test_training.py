@@ -213,7 +213,7 @@ def test_commands_from_another_thread_pause_save_sample_resume(tiny):
     seen = threading.Event()
 
     def on_event(event):
-        if event["kind"] == "train" and event["step"] == 10:
+        if event.kind == "train" and event.step == 10:
             trainer.pause()
             seen.set()
     trainer.subscribe(on_event)
@@ -229,17 +229,17 @@ def test_commands_from_another_thread_pause_save_sample_resume(tiny):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             _, new = trainer.events.since(seq)
-            found = [e for e in new if e["kind"] == kind and fields.items() <= e.items()]
+            found = [e for e in new if e.kind == kind and fields.items() <= e.to_json().items()]
             if found:
                 return found[0]
             time.sleep(0.05)
         raise AssertionError(f"no {kind} event")
 
     saved = wait_for("checkpoint", reason="manual")  # served while still paused
-    assert saved["step"] == 10 and trainer.paused
+    assert saved.step == 10 and trainer.paused
     sample = wait_for("sample", prompt="The ")
-    assert sample["step"] == 10 and len(sample["text"]) > 0
-    trainer.resume_training()
+    assert sample.step == 10 and len(sample.text) > 0
+    trainer.unpause()
     trainer.stop()
     worker.join(60)
     assert not worker.is_alive()

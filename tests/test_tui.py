@@ -347,7 +347,7 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
     async def quit_midway():
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
-            app.start_training(cfg, resume="latest")
+            app.start_training(cfg, resume_from="latest")
             monitor = app.screen
             await wait_for(pilot, lambda: monitor.last_train is not None, what="train event")
             await pilot.press("ctrl+q")
@@ -366,7 +366,8 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
             options = app.screen.query_one("#run-list")
-            assert options.option_count == 1 and options.get_option_at_index(0).id == "keys"
+            await wait_for(pilot, lambda: options.option_count == 1, what="the run listed")
+            assert options.get_option_at_index(0).id == "keys"
             options.focus()
             options.highlighted = 0
             await pilot.pause()
@@ -375,8 +376,8 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
             await pilot.pause()
             monitor = app.screen
             await wait_screen(pilot, "MonitorScreen")
-            await wait_for(pilot, lambda: monitor.info, what="start event")
-            assert monitor.info["resumed_from"] and monitor.info["start_step"] == stopped_at
+            await wait_for(pilot, lambda: monitor.info is not None, what="start event")
+            assert monitor.info.resumed_from and monitor.info.start_step == stopped_at
             app.training.stop()
             await wait_screen(pilot, "SummaryScreen")
 
@@ -386,11 +387,14 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
 def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
     from llmtui.engine.config.loading import load_config
 
-    def broken(cfg, *, resume=None, overwrite=False):
+    def broken(cfg, *, resume_from=None, overwrite=False):
         from llmtui.engine.training.events import EventBuffer
 
         class Broken:
             events = EventBuffer()
+
+            def send(self, command):
+                pass
 
             def run(self):
                 raise RuntimeError("the GPU caught fire")
@@ -417,6 +421,7 @@ def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
 def test_scripted_monitor_commands_and_summary(tmp_path):
     from fakes import scripted_factory
     from llmtui.engine.config.loading import load_config
+    from llmtui.engine.training.commands import Pause, SampleNow, SaveNow, SetEarlyStopping, Stop
 
     factory = scripted_factory()
     app = make_app(tmp_path, trainer_factory=factory)
@@ -438,11 +443,10 @@ def test_scripted_monitor_commands_and_summary(tmp_path):
             assert chart.renders == renders and stats.updates == updates
             await pilot.press("space", "s", "g", "e")
             trainer = factory.made[0]
-            assert trainer.commands == [("pause",), ("save_now",), ("sample_now",),
-                                        ("set_early_stopping", True)]
+            assert trainer.commands == [Pause(), SaveNow(), SampleNow(), SetEarlyStopping(True)]
             await pilot.press("x", "y")
             await wait_screen(pilot, "SummaryScreen")
-            assert ("stop",) in trainer.commands
+            assert Stop() in trainer.commands
 
     run(drive())
 

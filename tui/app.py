@@ -126,23 +126,23 @@ class LlmtuiApp(App[int]):
 
     # -- training ---------------------------------------------------------------------
 
-    def start_training(self, cfg, resume: str | None = None, overwrite: bool = False) -> None:
-        from llmtui.engine.training import checkpoint as ckpt
+    def start_training(self, cfg, resume_from: str | None = None, overwrite: bool = False) -> None:
+        from llmtui.engine.training.runs import newest_checkpoint_step, run_dir_of
 
         if self.training is not None and self.training.running:
             self.notify("A run is already training.", severity="warning")
             return
-        run_dir = Path(cfg.run.out_dir) / cfg.run.name
-        if resume is None and not overwrite and ckpt.has_checkpoints(run_dir):
+        run_dir = run_dir_of(cfg)
+        step = None if resume_from or overwrite else newest_checkpoint_step(run_dir)
+        if step is not None:
             from llmtui.tui.screens.dialogs import ChoiceScreen
 
-            step = max(ckpt.checkpoint_step(p) for p in ckpt.candidates(run_dir))
             question = (f"{run_dir} already holds checkpoints (up to step {step:,}).\n"
                         "Resume that run, or delete its checkpoints and start over?")
 
             def chosen(choice: str | None) -> None:
                 if choice == "resume":
-                    self.start_training(cfg, resume="latest")
+                    self.start_training(cfg, resume_from="latest")
                 elif choice == "overwrite":
                     self.start_training(cfg, overwrite=True)
 
@@ -153,7 +153,7 @@ class LlmtuiApp(App[int]):
             return
         from llmtui.tui.screens.monitor import MonitorScreen
 
-        run = TrainingRun(cfg, resume=resume, overwrite=overwrite, factory=self.trainer_factory)
+        run = TrainingRun(cfg, resume_from=resume_from, overwrite=overwrite, factory=self.trainer_factory)
         self.training = run
         self.push_screen(MonitorScreen(run))
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
@@ -171,7 +171,7 @@ class LlmtuiApp(App[int]):
             self.notify(str(exc), title="Cannot resume", severity="error", timeout=10)
             return
         self.session = Session(doc=doc)
-        self.start_training(cfg, resume="latest")
+        self.start_training(cfg, resume_from="latest")
 
     def training_finished(self, monitor) -> None:
         """Called by the monitor once the worker has ended and every event is shown."""
@@ -183,7 +183,7 @@ class LlmtuiApp(App[int]):
             return  # failed or cancelled: the monitor shows why and stays usable
         from llmtui.tui.screens.summary import SummaryScreen
 
-        summary = dict(monitor.done_event or run.result.to_json())
+        summary = monitor.done_event.to_json() if monitor.done_event else run.result.to_json()
         cfg = run.cfg
         device = summary.get("device") or cfg.run.device
         defaults = {"prompt": cfg.eval.sample_prompt, "temperature": cfg.eval.temperature,

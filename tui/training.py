@@ -2,34 +2,35 @@
 
 The worker thread only runs `TrainingRun.run` (constructing the Trainer,
 which imports torch, and calling `Trainer.run`); it never touches widgets.
-The UI polls `events_since` on a timer and calls the trainer's thread-safe
-commands. `stop()` works at any moment, also before the trainer exists.
+The UI polls `events_since` on a timer and sends the trainer typed commands
+(engine.training.commands). `stop()` works at any moment, also before the
+trainer exists.
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-TrainerFactory = Callable[..., Any]
+from llmtui.engine.training.commands import Command, Stop, TrainerControl
+
+TrainerFactory = Callable[..., TrainerControl]
 
 
-def default_factory(cfg, *, resume=None, overwrite=False):
-    from llmtui.engine.training.trainer import (
-        Trainer,  # imports torch: only ever in the worker thread
-    )
-    return Trainer(cfg, resume=resume, overwrite=overwrite)
+def default_factory(cfg, *, resume_from=None, overwrite=False) -> TrainerControl:
+    from llmtui.engine.training.trainer import Trainer  # imports torch: only ever in the worker thread
+    return Trainer(cfg, resume_from=resume_from, overwrite=overwrite)
 
 
 class TrainingRun:
-    def __init__(self, cfg, *, resume: str | Path | None = None, overwrite: bool = False,
+    def __init__(self, cfg, *, resume_from: str | Path | None = None, overwrite: bool = False,
                  factory: TrainerFactory | None = None):
         self.cfg = cfg
-        self.resume = resume
+        self.resume_from = resume_from
         self.overwrite = overwrite
         self.factory = factory or default_factory
-        self.trainer = None
+        self.trainer: TrainerControl | None = None
         self.result = None
         self.error: str | None = None
         self.cancelled = False
@@ -41,7 +42,7 @@ class TrainingRun:
 
     def run(self):
         try:
-            trainer = self.factory(self.cfg, resume=self.resume, overwrite=self.overwrite)
+            trainer = self.factory(self.cfg, resume_from=self.resume_from, overwrite=self.overwrite)
             with self._lock:
                 if self.cancelled:
                     return None
@@ -62,18 +63,18 @@ class TrainingRun:
     def running(self) -> bool:
         return not self.finished.is_set()
 
-    def events_since(self, seq: int) -> tuple[int, list[dict]]:
+    def events_since(self, seq: int) -> tuple[int, list]:
         trainer = self.trainer
         if trainer is None:
             return seq, []
         return trainer.events.since(seq)
 
-    def command(self, name: str, *args) -> bool:
-        """Call a trainer command; False when there is no trainer (yet)."""
+    def send(self, command: Command) -> bool:
+        """Send a command to the trainer; False when there is no trainer (yet) or it ended."""
         trainer = self.trainer
         if trainer is None or not self.running:
             return False
-        getattr(trainer, name)(*args)
+        trainer.send(command)
         return True
 
     def stop(self) -> None:
@@ -81,7 +82,7 @@ class TrainingRun:
             self.cancelled = True
             trainer = self.trainer
         if trainer is not None:
-            trainer.stop()
+            trainer.send(Stop())
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)

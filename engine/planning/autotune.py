@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 
+from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
 from llmtui.engine.planning.sizing import (
     DEFAULT_AUTO_BATCH,
     Target,
@@ -42,8 +43,8 @@ def target_sequences(cfg) -> int:
     t = cfg.training
     if t.target_tokens_per_step:
         return max(1, round(t.target_tokens_per_step / cfg.model.block_size))
-    batch = t.batch_size if t.batch_size != "auto" else DEFAULT_AUTO_BATCH
-    accum = t.grad_accum_steps if t.grad_accum_steps != "auto" else 1
+    batch = DEFAULT_AUTO_BATCH if is_auto(t.batch_size) else t.batch_size
+    accum = 1 if is_auto(t.grad_accum_steps) else t.grad_accum_steps
     return batch * accum
 
 
@@ -83,12 +84,12 @@ def choose_batch(cfg, vocab: int, target: Target) -> tuple[int, int, list[str]]:
     kept, "auto" values chosen. Notes say what was chosen."""
     t = cfg.training
     batch, accum = t.batch_size, t.grad_accum_steps
-    if batch != "auto" and accum != "auto":
+    if not is_auto(batch) and not is_auto(accum):
         return batch, accum, []
     want = target_sequences(cfg)
-    if batch == "auto" and accum == "auto":
+    if is_auto(batch) and is_auto(accum):
         batch, accum = split_batch(cfg, vocab, target, want)
-    elif batch == "auto":
+    elif is_auto(batch):
         batch = largest_fitting(cfg, vocab, target, math.ceil(want / accum))
     else:
         accum = max(1, round(want / batch))
@@ -150,7 +151,7 @@ def autotune(cfg, hardware, target: Target, vocab: int | None = None
     t = cfg.training
     tuned = copy.deepcopy(cfg)
     tuned.training.precision = precision
-    if t.batch_size == "auto" or t.grad_accum_steps == "auto":
+    if is_auto(t.batch_size) or is_auto(t.grad_accum_steps):
         want, source = target_sequences(cfg), "the config's target"
     else:
         want, source = t.batch_size * t.grad_accum_steps, "as the preset intends"
@@ -201,7 +202,7 @@ def placement_target(placement) -> Target:
     return Target("cpu", placement.precision, int(psutil.virtual_memory().available), None, "cpu")
 
 
-def resolve_auto(cfg, placement, vocab_size: int | None = None):
+def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[ResolvedConfig, list[str]]:
     """cfg with "auto" batch settings replaced by numbers for the placed device,
     and messages: what was chosen, and a warning when the estimated peak memory
     exceeds what the device has free ("will not fit: estimated X GiB > Y GiB
@@ -210,8 +211,7 @@ def resolve_auto(cfg, placement, vocab_size: int | None = None):
     target = placement_target(placement)
     vocab = vocab_for(cfg, vocab_size)
     batch, accum, notes = choose_batch(cfg, vocab, target)
-    resolved = copy.deepcopy(cfg)
-    resolved.training.batch_size, resolved.training.grad_accum_steps = batch, accum
+    resolved = resolve(cfg, batch, accum)
     need = sum(memory_parts(resolved, batch, vocab, target).values())
     messages = list(notes)
     if need > target.memory:

@@ -23,10 +23,8 @@ def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
     if device.type == "cpu":
         configure_threads(cfg.run.threads)
     vocab = vocab_for(cfg, vocab_size)
+    cfg, _ = resolve_auto(cfg, placement, vocab_size=vocab)
     batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps
-    if "auto" in (batch, accum):
-        cfg, _ = resolve_auto(cfg, placement, vocab_size=vocab)
-        batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps
     model = GPT(gpt_config(cfg, vocab)).to(device)
     opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=1e-4, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)

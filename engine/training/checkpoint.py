@@ -31,6 +31,7 @@ from typing import Any
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
+from llmtui.engine.training.state import SavedState
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -243,7 +244,7 @@ class LoadedCheckpoint:
     path: Path
     model_state: dict          # name -> tensor
     tensors: dict              # optimizer moments, RNG states
-    state: dict                # state.json
+    state: SavedState          # state.json
     config_toml: str
     tokenizer: dict
 
@@ -271,12 +272,10 @@ def load(path: Path) -> LoadedCheckpoint:
     verify(path)
     model_state = _read_safetensors(path / "model.safetensors")
     tensors = _read_safetensors(path / "state.safetensors")
-    state = _read_json(path / "state.json")
+    state = SavedState.from_json(_read_json(path / "state.json"), str(path / "state.json"))
     tokenizer = _read_json(path / "tokenizer.json")
     try:
         config_toml = (path / "config.toml").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path / 'config.toml'}: not readable as text ({exc})") from None
-    if not isinstance(state, dict) or "step" not in state:
-        raise CheckpointError(f"{path / 'state.json'}: not a llmtui training state")
     return LoadedCheckpoint(path, model_state, tensors, state, config_toml, tokenizer)

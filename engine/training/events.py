@@ -1,43 +1,201 @@
-"""What the trainer tells its front ends, and how they listen.
+"""What the trainer tells its front ends: one frozen dataclass per event kind.
 
-An event is a plain dict with at least `kind`, `step` and `time` (Unix
-seconds), exactly the object written as one line of metrics.jsonl. Kinds:
+An event's JSON form is exactly one line of a run's metrics.jsonl:
+`{"kind": ..., "step": ..., "time": ..., <the fields in declaration order>}`.
+That byte layout is a contract (scripts and `llmtui runs` read it); a field
+marked `optional` is left out while it holds its default, as the memory
+figures of the other device kind are.
 
-  start       run directory, device, precision, parameter counts, totals
-  prepare     data preparation progress (stage, done, total)
-  train       loss, lr, grad_norm, tokens_per_sec, ms_per_step, mfu, memory
-  eval        val_loss, val_perplexity, val_accuracy, best_val_loss
-  sample      generated text
-  checkpoint  path, reason (last, best, step, manual)
-  early_stop  why training stopped early
-  warning     message
-  paused / resumed
-  done        the summary (same content as train_log.json)
-  error       message
-
-Front ends either subscribe (callbacks run on the training thread, so they
-must be quick) or poll an EventBuffer from their own thread.
+Front ends either subscribe (a listener runs on the training thread, so it
+must be quick) or poll an EventBuffer from their own thread, and match on the
+classes, never on strings.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
 
-Event = dict[str, Any]
+
+def optional(default: Any = None) -> Any:
+    """A field written to JSON only when it differs from its default."""
+    return field(default=default, metadata={"optional": True})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    kind: ClassVar[str] = ""
+    step: int
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("optional") and value == f.default:
+                continue
+            out[f.name] = value
+        return out
+
+    def to_line(self) -> str:
+        return json.dumps(self.to_json(), default=_jsonable)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartEvent(Event):
+    """Setup is done; the first step comes next."""
+    kind: ClassVar[str] = "start"
+    run_dir: str
+    device: str
+    precision: str
+    threads: int | None
+    n_params: int
+    n_params_non_embedding: int
+    vocab_size: int
+    max_steps: int
+    tokens_per_step: int
+    effective_batch: int
+    world_size: int
+    train_tokens: int
+    val_tokens: int
+    data_dir: str
+    data_reused: bool
+    resumed_from: str | None
+    start_step: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrepareEvent(Event):
+    """Data preparation progress (for screens; never written to metrics.jsonl)."""
+    kind: ClassVar[str] = "prepare"
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainEvent(Event):
+    """Training figures, averaged over the steps since the previous one."""
+    kind: ClassVar[str] = "train"
+    loss: float
+    lr: float
+    grad_norm: float | None
+    tokens_per_sec: float
+    ms_per_step: float
+    mfu: float
+    tokens_seen: int
+    max_steps: int
+    memory_allocated_mb: float | None = optional()   # CUDA
+    memory_peak_mb: float | None = optional()        # CUDA
+    memory_rss_mb: float | None = optional()         # CPU
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalEvent(Event):
+    kind: ClassVar[str] = "eval"
+    val_loss: float
+    val_perplexity: float
+    val_accuracy: float
+    best_val_loss: float | None
+    improved: bool
+    evals_without_improvement: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleEvent(Event):
+    kind: ClassVar[str] = "sample"
+    text: str
+    prompt: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointEvent(Event):
+    kind: ClassVar[str] = "checkpoint"
+    path: str
+    reason: str            # last | best | step | manual | interrupted
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyStopEvent(Event):
+    kind: ClassVar[str] = "early_stop"
+    reason: str
+    best_val_loss: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarningEvent(Event):
+    kind: ClassVar[str] = "warning"
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PausedEvent(Event):
+    kind: ClassVar[str] = "paused"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnpausedEvent(Event):
+    kind: ClassVar[str] = "resumed"     # the metrics.jsonl name: training continues after a pause
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorEvent(Event):
+    kind: ClassVar[str] = "error"
+    message: str
+    nonfinite_step: int | None = optional()   # the first step whose loss was not finite
+    raised: bool = optional(False)            # run() also raises it (front ends report it once)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DoneEvent(Event):
+    """The run's summary: the same content as train_log.json."""
+    kind: ClassVar[str] = "done"
+    final_train_loss: float | None
+    final_val_loss: float | None
+    best_val_loss: float | None
+    training_time: float
+    steps: int
+    tokens_seen: int
+    stop_reason: str
+    run_dir: str
+    last_checkpoint: str | None
+    best_checkpoint: str | None
+    metrics_path: str
+    n_params: int
+    device: str
+    precision: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
+    StartEvent, PrepareEvent, TrainEvent, EvalEvent, SampleEvent, CheckpointEvent,
+    EarlyStopEvent, WarningEvent, PausedEvent, UnpausedEvent, ErrorEvent, DoneEvent)}
+
+
+def event_from_json(record: dict[str, Any]) -> Event | None:
+    """The event a metrics.jsonl object records; None for a kind or shape this
+    version does not know (lines from a newer llmtui are skipped, not fatal).
+    Keys this version does not know are ignored."""
+    cls = EVENT_TYPES.get(record.get("kind")) if isinstance(record, dict) else None
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in record.items() if k in names})
+    except TypeError:  # a required field is missing
+        return None
+
+
 Listener = Callable[[Event], None]
-
-
-def make_event(kind: str, step: int, **fields: Any) -> Event:
-    return {"kind": kind, "step": step, "time": time.time(), **fields}
 
 
 class EventBuffer:
@@ -49,16 +207,16 @@ class EventBuffer:
     """
 
     def __init__(self, maxlen: int = 10000):
-        self._events: collections.deque[tuple[int, Event]] = collections.deque(maxlen=maxlen)
+        self._events: collections.deque[tuple[int, Any]] = collections.deque(maxlen=maxlen)
         self._lock = threading.Lock()
         self._seq = 0
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Any) -> None:
         with self._lock:
             self._seq += 1
             self._events.append((self._seq, event))
 
-    def since(self, seq: int) -> tuple[int, list[Event]]:
+    def since(self, seq: int) -> tuple[int, list[Any]]:
         with self._lock:
             # sequence numbers are consecutive: the new events are the last ones
             count = min(len(self._events), max(0, self._seq - seq))
@@ -75,9 +233,9 @@ class JsonlWriter:
         self._file = open(path, "a" if append else "w", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        if event["kind"] == "prepare":
+        if isinstance(event, PrepareEvent):
             return  # progress ticks are for screens, not the metrics record
-        self._file.write(json.dumps(event, default=_jsonable) + "\n")
+        self._file.write(event.to_line() + "\n")
         self._file.flush()
 
     def truncate_after(self, step: int) -> None:

@@ -12,7 +12,7 @@ from llmtui.engine.errors import CheckpointError
 from llmtui.engine.model.gpt import GPT, gpt_config
 from llmtui.engine.planning.device import resolve_device
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training.state import load_model_state
+from llmtui.engine.training.snapshot import load_model_state
 
 
 def resolve_checkpoint(path: Path) -> Path:

@@ -1,116 +1,125 @@
-"""Turn the live training state into checkpoint files and back.
+"""The run's state, as a checkpoint's state.json records it.
 
-Tensors (weights, optimizer moments, torch RNG bytes) go to safetensors;
-everything else (counters, hyperparameters, sampler position, Python and
-NumPy RNG, GradScaler) to JSON. Both formats load without unpickling.
+`RunState` is the run's mutable progress (step, counters, losses); `SavedState`
+is everything a checkpoint's state.json holds: the RunState plus the batch
+samplers' positions, the optimizer's hyperparameters, RNG streams, the
+GradScaler and the fingerprints that decide whether a config may resume it.
+Saving and loading are one symmetric pair (`to_json` / `from_json`): every
+key is required on load and checked for its type, so a damaged or edited
+state.json is a one-line refusal, never a crash later.
+
+No torch here: run listings read state.json without loading it.
+engine.training.snapshot turns live objects into checkpoint files and back.
 """
 
 from __future__ import annotations
 
-import json
-import random
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import numpy as np
-import torch
 from llmtui.engine.errors import CheckpointError
-from safetensors.torch import save as save_tensors
 
 
-def clean_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Weights by their plain names: no `_orig_mod.` from torch.compile or
-    `module.` from DDP, and a tied head stored once (safetensors refuses
-    shared storage)."""
-    state = {}
-    seen: dict[int, str] = {}
-    for name, tensor in model.state_dict().items():
-        name = name.replace("_orig_mod.", "").removeprefix("module.")
-        key = tensor.untyped_storage().data_ptr() if tensor.numel() else id(tensor)
-        if key in seen:
-            continue  # tied weight: already stored under its first name
-        seen[key] = name
-        state[name] = tensor.detach().to("cpu").contiguous()
-    return state
+@dataclass
+class RunState:
+    """How far the run got: the part of the trainer a checkpoint saves and restores."""
 
+    step: int = 0                         # optimizer steps done
+    max_steps: int = 0                    # the run's length when this was saved
+    tokens_seen: int = 0
+    train_loss: float | None = None       # the last logged train loss
+    val_loss: float | None = None         # the last val loss
+    best_val_loss: float | None = None
+    bad_evals: int = 0                    # evaluations without improvement (early stopping)
 
-def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
-    target = model
-    while hasattr(target, "_orig_mod") or hasattr(target, "module"):
-        target = getattr(target, "_orig_mod", None) or target.module
-    missing, unexpected = target.load_state_dict(weights, strict=False)
-    tied_ok = {"lm_head.weight"} if target.config.tie_embeddings else set()
-    if unexpected or set(missing) - tied_ok:
-        names = ", ".join(sorted(set(missing) - tied_ok) + sorted(unexpected))[:200]
-        raise CheckpointError(f"{source}: weights do not fit this model ({names})")
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
-
-def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, values in sd["state"].items():
-        for key, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").contiguous()
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str) -> "RunState":
+        values = {}
+        for f in fields(cls):
+            value = _required(d, f.name, source)
+            if f.name in ("train_loss", "val_loss", "best_val_loss"):
+                values[f.name] = _loss(value, f.name, source)
             else:
-                scalars.setdefault(str(index), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+                values[f.name] = _count(value, f.name, source)
+        state = cls(**values)
+        if state.step > state.max_steps:
+            raise CheckpointError(f"{source}: \"step\" = {state.step} is past \"max_steps\" = "
+                                  f"{state.max_steps}; the training state is damaged")
+        return state
 
 
-def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if not name.startswith("optimizer."):
-            continue
-        _, index, key = name.split(".", 2)
-        state.setdefault(int(index), {})[key] = value
-    for index, values in meta.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(values)
-    return {"state": state, "param_groups": meta["param_groups"]}
+@dataclass
+class SavedState:
+    """Everything in a checkpoint's state.json, in its key order."""
+
+    run: RunState
+    samplers: list[dict[str, Any]]        # one batch-sampler position per process
+    world_size: int
+    compat: dict[str, Any]                # model shape, tokenizer and data fingerprints
+    time: float
+    optimizer: dict[str, Any]             # param_groups and non-tensor per-parameter values
+    rng: dict[str, Any]                   # Python and NumPy generator states
+    scaler: dict[str, Any] | None = field(default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        # "sampler" repeats rank 0's position: the key 0.1.0 read
+        return {**self.run.to_json(), "sampler": self.samplers[0], "samplers": self.samplers,
+                "world_size": self.world_size, "compat": self.compat, "time": self.time,
+                "optimizer": self.optimizer, "rng": self.rng, "scaler": self.scaler}
+
+    @classmethod
+    def from_json(cls, d: Any, source: str) -> "SavedState":
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{source}: not a llmtui training state (expected a JSON object)")
+        known = {f.name for f in fields(RunState)} | {f.name for f in fields(cls)} | {"sampler"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"{source}: unknown key \"{unknown[0]}\"; the training state "
+                                  "was written by another program or edited")
+        run = RunState.from_json(d, source)
+        samplers = _required(d, "samplers", source)
+        if not isinstance(samplers, list) or not samplers or not all(isinstance(s, dict) for s in samplers):
+            raise CheckpointError(f"{source}: \"samplers\" must be a non-empty list of sampler states")
+        world_size = _count(_required(d, "world_size", source), "world_size", source)
+        compat, optimizer, rng = (_object(_required(d, k, source), k, source)
+                                  for k in ("compat", "optimizer", "rng"))
+        scaler = _required(d, "scaler", source)
+        if scaler is not None:
+            scaler = _object(scaler, "scaler", source)
+        stamp = _required(d, "time", source)
+        if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+            raise CheckpointError(f"{source}: \"time\" must be a number")
+        return cls(run=run, samplers=samplers, world_size=world_size, compat=compat,
+                   time=float(stamp), optimizer=optimizer, rng=rng, scaler=scaler)
 
 
-def rng_to_files() -> tuple[dict[str, torch.Tensor], dict]:
-    tensors = {"rng.torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
-    meta = {"python": [version, list(internal), gauss],
-            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
-                      float(np_state[4])]}
-    return tensors, meta
+def _required(d: dict, key: str, source: str) -> Any:
+    if key not in d:
+        raise CheckpointError(f"{source}: \"{key}\" is missing; the training state is incomplete")
+    return d[key]
 
 
-def rng_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    torch.set_rng_state(tensors["rng.torch_cpu"])
-    cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
-    if cuda_states and torch.cuda.is_available():
-        for i, s in enumerate(cuda_states[:torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(s, i)
-    version, internal, gauss = meta["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = meta["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+def _count(value: Any, key: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CheckpointError(f"{source}: \"{key}\" = {value!r} is not allowed; expected an "
+                              "integer >= 0")
+    return value
 
 
-def checkpoint_files(*, model, optimizer, scaler, state: dict, config_toml: str,
-                     tokenizer_json: dict) -> dict[str, bytes]:
-    """All files of one checkpoint as bytes, ready for an atomic write."""
-    opt_tensors, opt_meta = optimizer_to_files(optimizer)
-    rng_tensors, rng_meta = rng_to_files()
-    full_state = dict(state, optimizer=opt_meta, rng=rng_meta,
-                      scaler=_scaler_state(scaler))
-    return {
-        "model.safetensors": save_tensors(clean_model_state(model)),
-        "state.safetensors": save_tensors({**opt_tensors, **rng_tensors}),
-        "state.json": json.dumps(full_state, indent=1).encode(),
-        "config.toml": config_toml.encode(),
-        "tokenizer.json": json.dumps(tokenizer_json).encode(),
-    }
-
-
-def _scaler_state(scaler) -> dict | None:
-    if scaler is None or not scaler.is_enabled():
+def _loss(value: Any, key: str, source: str) -> float | None:
+    if value is None:
         return None
-    return {k: (v.item() if torch.is_tensor(v) else v) for k, v in scaler.state_dict().items()}
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CheckpointError(f"{source}: \"{key}\" = {value!r} is not allowed; expected a "
+                              "finite number or null")
+    return float(value)
+
+
+def _object(value: Any, key: str, source: str) -> dict:
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{source}: \"{key}\" must be a JSON object")
+    return value

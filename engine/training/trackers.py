@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from llmtui.engine.config.schema import Config
 from llmtui.engine.errors import ConfigError
-from llmtui.engine.training.events import Event
+from llmtui.engine.training.events import DoneEvent, EvalEvent, Event, SampleEvent, TrainEvent
 
-# figures worth a chart, by event kind
+# figures worth a chart, by event type
 _SCALARS = {
-    "train": ("loss", "lr", "grad_norm", "tokens_per_sec", "ms_per_step", "mfu"),
-    "eval": ("val_loss", "val_perplexity", "val_accuracy"),
+    TrainEvent: ("loss", "lr", "grad_norm", "tokens_per_sec", "ms_per_step", "mfu"),
+    EvalEvent: ("val_loss", "val_perplexity", "val_accuracy"),
 }
 
 
 def _scalars(event: Event):
-    for key in _SCALARS.get(event["kind"], ()):
-        value = event.get(key)
+    for key in _SCALARS.get(type(event), ()):
+        value = getattr(event, key)
         if isinstance(value, (int, float)):
-            yield f"{event['kind']}/{key}", float(value)
+            yield f"{event.kind}/{key}", float(value)
 
 
 class TensorBoardLogger:
@@ -35,10 +35,10 @@ class TensorBoardLogger:
 
     def __call__(self, event: Event) -> None:
         for tag, value in _scalars(event):
-            self.writer.add_scalar(tag, value, event["step"])
-        if event["kind"] == "sample":
-            self.writer.add_text("sample", event["text"], event["step"])
-        if event["kind"] == "done":
+            self.writer.add_scalar(tag, value, event.step)
+        if isinstance(event, SampleEvent):
+            self.writer.add_text("sample", event.text, event.step)
+        if isinstance(event, DoneEvent):
             self.writer.close()
 
 
@@ -56,8 +56,8 @@ class WandbLogger:
     def __call__(self, event: Event) -> None:
         figures = dict(_scalars(event))
         if figures:
-            self.run.log(figures, step=event["step"])
-        if event["kind"] == "done":
+            self.run.log(figures, step=event.step)
+        if isinstance(event, DoneEvent):
             self.run.finish()
 
 

@@ -223,8 +223,8 @@ class DataScreen(Screen):
         data = prepare_data(cfg, progress=lambda stage, done, total: buffer(
             {"stage": stage, "done": done, "total": total}))
         return {"train_tokens": int(len(data.train)), "val_tokens": int(len(data.val)),
-                "vocab_size": int(data.vocab_size), "reused": bool(getattr(data, "reused", False)),
-                "directory": str(getattr(data, "directory", ""))}
+                "vocab_size": int(data.vocab_size), "reused": data.reused,
+                "directory": str(data.directory)}
 
     def _poll(self) -> None:
         self._seq, events = self.progress_events.since(self._seq)

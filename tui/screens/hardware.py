@@ -135,16 +135,16 @@ class HardwareScreen(Screen):
     # -- runs to resume -------------------------------------------------------
 
     def action_rescan(self) -> None:
-        from llmtui.tui.session import list_runs
+        from llmtui.engine.training.runs import list_runs
 
         runs = list_runs(self.app.runs_dir)
-        self._runs = {r["name"]: r for r in runs}
+        self._runs = {r.name: r for r in runs}
         options = self.query_one("#run-list", OptionList)
         options.clear_options()
         if not runs:
             options.add_option(Option(f"no runs in {self.app.runs_dir.name}/", id="-", disabled=True))
         for r in runs:
-            options.add_option(Option(f"{r['name']}  (step {r['step']:,})", id=r["name"]))
+            options.add_option(Option(f"{r.name}  (step {r.step:,})", id=r.name))
         self.query_one("#resume-run", Button).disabled = True
 
     @on(OptionList.OptionHighlighted, "#run-list")
@@ -154,7 +154,7 @@ class HardwareScreen(Screen):
     @on(OptionList.OptionSelected, "#run-list")
     def _run_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id in self._runs:
-            self.resume(self._runs[event.option.id]["path"])
+            self.resume(self._runs[event.option.id].path)
 
     # -- choices ------------------------------------------------------------------
 
@@ -174,7 +174,7 @@ class HardwareScreen(Screen):
             if option_list.highlighted is not None:
                 option = option_list.get_option_at_index(option_list.highlighted)
                 if option.id in self._runs:
-                    self.resume(self._runs[option.id]["path"])
+                    self.resume(self._runs[option.id].path)
 
     @on(Input.Submitted, "#toml-path")
     def _toml_submitted(self, event: Input.Submitted) -> None:

@@ -9,8 +9,13 @@ when new points arrived. Commands go to the trainer's thread-safe methods.
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterable
+from typing import Iterable
 
+from llmtui.engine.training.commands import (Command, Pause, SampleNow, SaveNow, SetEarlyStopping,
+                                             Unpause)
+from llmtui.engine.training.events import (CheckpointEvent, DoneEvent, EarlyStopEvent, ErrorEvent,
+                                           EvalEvent, Event, PausedEvent, PrepareEvent, SampleEvent,
+                                           StartEvent, TrainEvent, UnpausedEvent, WarningEvent)
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.training import TrainingRun
 from llmtui.tui.widgets.loss_chart import LossChart
@@ -57,10 +62,10 @@ class MonitorScreen(Screen):
         super().__init__()
         self.run = run
         self.sub_title = f"training {run.cfg.run.name}"
-        self.info: dict[str, Any] = {}
-        self.last_train: dict[str, Any] | None = None
-        self.last_eval: dict[str, Any] | None = None
-        self.done_event: dict[str, Any] | None = None
+        self.info: StartEvent | None = None
+        self.last_train: TrainEvent | None = None
+        self.last_eval: EvalEvent | None = None
+        self.done_event: DoneEvent | None = None
         self.errors: list[str] = []
         self.polls = 0
         self._seq = 0
@@ -117,70 +122,69 @@ class MonitorScreen(Screen):
         if finished and not self._finalized:
             self._finalize()
 
-    def _process(self, events: list[dict]) -> None:
+    def _process(self, events: list[Event]) -> None:
         train_pts, val_pts = [], []
         log = self.query_one(RichLog)
         prepare = None
         for e in events:
-            kind = e["kind"]
-            if kind == "train":
-                train_pts.append((e["step"], e["loss"]))
-                self.last_train = e
-                self._rate.append((e["time"], e["step"]))
-                if self.status in ("starting", "preparing"):
-                    self.status = "running"
-            elif kind == "eval":
-                val_pts.append((e["step"], e["val_loss"]))
-                self.last_eval = e
-                best = "  (best)" if e.get("improved") else ""
-                log.write(Text(f"step {e['step']:>6}  eval  val loss {e['val_loss']:.4f}  "
-                               f"ppl {e['val_perplexity']:.2f}  acc {100 * e['val_accuracy']:.1f}%{best}",
-                               "bold" if best else ""))
-            elif kind == "prepare":
-                prepare = e
-                if self.status == "starting":
-                    self.status = "preparing"
-            elif kind == "start":
-                self.info = e
-                self.max_steps = e["max_steps"]
-                self.query_one(LossChart).set_total_steps(e["max_steps"])
-                if self.status in ("starting", "preparing"):
-                    self.status = "running"
-                resumed = f", resumed at step {e['start_step']}" if e.get("resumed_from") else ""
-                log.write(f"start  {e['device']} {e['precision']}, {fmt_count(e['n_params'])} "
-                          f"parameters, vocab {e['vocab_size']:,}{resumed}")
-                log.write(f"data   {e['train_tokens']:,} train / {e['val_tokens']:,} val tokens "
-                          f"({'reused' if e.get('data_reused') else 'prepared'})")
-            elif kind == "checkpoint":
-                log.write(f"step {e['step']:>6}  saved {e['reason']} checkpoint → {_short_path(e['path'])}")
-            elif kind == "warning":
-                log.write(Text(f"warning: {e['message']}", "yellow"))
-            elif kind == "sample":
-                self.query_one("#mon-sample", Static).update(
-                    f"step {e['step']}:\n{e.get('prompt', '')}{e['text']}")
-                log.write(f"step {e['step']:>6}  sample")
-            elif kind == "paused":
-                self.status = "paused"
-                self._rate.clear()
-                log.write(f"step {e['step']:>6}  paused")
-            elif kind == "resumed":
-                if self.status in ("paused", "pausing"):
-                    self.status = "running"
-                log.write(f"step {e['step']:>6}  resumed")
-            elif kind == "early_stop":
-                log.write(Text(f"step {e['step']:>6}  early stop: {e['reason']}", "yellow"))
-            elif kind == "error":
-                self.errors.append(e["message"])
-                log.write(Text(f"error: {e['message']}", "bold red"))
-            elif kind == "done":
-                self.done_event = e
-                log.write(f"step {e['step']:>6}  done ({e['stop_reason']})")
-            if e["step"] > self.step:
-                self.step = e["step"]
+            match e:
+                case TrainEvent():
+                    train_pts.append((e.step, e.loss))
+                    self.last_train = e
+                    self._rate.append((e.time, e.step))
+                    if self.status in ("starting", "preparing"):
+                        self.status = "running"
+                case EvalEvent():
+                    val_pts.append((e.step, e.val_loss))
+                    self.last_eval = e
+                    best = "  (best)" if e.improved else ""
+                    log.write(Text(f"step {e.step:>6}  eval  val loss {e.val_loss:.4f}  "
+                                   f"ppl {e.val_perplexity:.2f}  acc {100 * e.val_accuracy:.1f}%{best}",
+                                   "bold" if best else ""))
+                case PrepareEvent():
+                    prepare = e
+                    if self.status == "starting":
+                        self.status = "preparing"
+                case StartEvent():
+                    self.info = e
+                    self.max_steps = e.max_steps
+                    self.query_one(LossChart).set_total_steps(e.max_steps)
+                    if self.status in ("starting", "preparing"):
+                        self.status = "running"
+                    resumed = f", resumed at step {e.start_step}" if e.resumed_from else ""
+                    log.write(f"start  {e.device} {e.precision}, {fmt_count(e.n_params)} "
+                              f"parameters, vocab {e.vocab_size:,}{resumed}")
+                    log.write(f"data   {e.train_tokens:,} train / {e.val_tokens:,} val tokens "
+                              f"({'reused' if e.data_reused else 'prepared'})")
+                case CheckpointEvent():
+                    log.write(f"step {e.step:>6}  saved {e.reason} checkpoint → {_short_path(e.path)}")
+                case WarningEvent():
+                    log.write(Text(f"warning: {e.message}", "yellow"))
+                case SampleEvent():
+                    self.query_one("#mon-sample", Static).update(f"step {e.step}:\n{e.prompt}{e.text}")
+                    log.write(f"step {e.step:>6}  sample")
+                case PausedEvent():
+                    self.status = "paused"
+                    self._rate.clear()
+                    log.write(f"step {e.step:>6}  paused")
+                case UnpausedEvent():
+                    if self.status in ("paused", "pausing"):
+                        self.status = "running"
+                    log.write(f"step {e.step:>6}  resumed")
+                case EarlyStopEvent():
+                    log.write(Text(f"step {e.step:>6}  early stop: {e.reason}", "yellow"))
+                case ErrorEvent():
+                    self.errors.append(e.message)
+                    log.write(Text(f"error: {e.message}", "bold red"))
+                case DoneEvent():
+                    self.done_event = e
+                    log.write(f"step {e.step:>6}  done ({e.stop_reason})")
+            if e.step > self.step:
+                self.step = e.step
         if prepare is not None and self.status == "preparing":
             bar = self.query_one("#mon-progress", ProgressBar)
-            bar.update(total=max(1, prepare["total"]), progress=prepare["done"])
-            self._render_status(f"preparing data: {prepare['stage']}")
+            bar.update(total=max(1, prepare.total), progress=prepare.done)
+            self._render_status(f"preparing data: {prepare.stage}")
         if train_pts or val_pts:
             self.query_one(LossChart).add_points(train_pts, val_pts)
         self._update_eta()
@@ -221,9 +225,9 @@ class MonitorScreen(Screen):
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
         if self._eta and self.status in ("running", "pausing"):
             text.append(f"   {self._eta}")
-        if self.info:
-            text.append(f"   {self.info['device']} · {self.info['precision']} · "
-                        f"{fmt_count(self.info['n_params'])} params", "dim")
+        if self.info is not None:
+            text.append(f"   {self.info.device} · {self.info.precision} · "
+                        f"{fmt_count(self.info.n_params)} params", "dim")
         # one fixed-height line: no layout pass needed
         self.query_one("#mon-status", Static).update(text, layout=False)
 
@@ -231,26 +235,26 @@ class MonitorScreen(Screen):
         rows: list[tuple] = []
         t = self.last_train
         rows.append(("Loss", "", "heading"))
-        rows.append(("train", fmt_loss(t["loss"]) if t else "–"))
+        rows.append(("train", fmt_loss(t.loss) if t else "–"))
         ev = self.last_eval
-        rows.append(("val", fmt_loss(ev["val_loss"]) if ev else "–"))
-        rows.append(("best val", fmt_loss(ev.get("best_val_loss")) if ev else "–"))
+        rows.append(("val", fmt_loss(ev.val_loss) if ev else "–"))
+        rows.append(("best val", fmt_loss(ev.best_val_loss) if ev else "–"))
         rows.append(("Optimizer", "", "heading"))
-        rows.append(("lr", fmt_num(t["lr"]) if t else "–"))
-        if t and t.get("grad_norm") is not None:
-            rows.append(("grad norm", f"{t['grad_norm']:.3f}"))
+        rows.append(("lr", fmt_num(t.lr) if t else "–"))
+        if t and t.grad_norm is not None:
+            rows.append(("grad norm", f"{t.grad_norm:.3f}"))
         rows.append(("Throughput", "", "heading"))
-        rows.append(("tokens/s", f"{t['tokens_per_sec']:,.0f}" if t else "–"))
-        rows.append(("ms/step", f"{t['ms_per_step']:,.1f}" if t else "–"))
-        rows.append(("MFU", f"{100 * t['mfu']:.1f}%" if t and t.get("mfu") is not None else "–"))
+        rows.append(("tokens/s", f"{t.tokens_per_sec:,.0f}" if t else "–"))
+        rows.append(("ms/step", f"{t.ms_per_step:,.1f}" if t else "–"))
+        rows.append(("MFU", f"{100 * t.mfu:.1f}%" if t else "–"))
         rows.append(("Memory", "", "heading"))
-        if t and "memory_allocated_mb" in t:
-            rows.append(("torch", fmt_mb(t["memory_allocated_mb"])))
-            rows.append(("torch peak", fmt_mb(t["memory_peak_mb"])))
-        elif t and "memory_rss_mb" in t:
-            rows.append(("process", fmt_mb(t["memory_rss_mb"])))
-        if self.info and self.run.running:  # measured only while training (torch is loaded)
-            self._memory_rows = self.app.memory_probe(self.info["device"])
+        if t and t.memory_allocated_mb is not None:
+            rows.append(("torch", fmt_mb(t.memory_allocated_mb)))
+            rows.append(("torch peak", fmt_mb(t.memory_peak_mb)))
+        elif t and t.memory_rss_mb is not None:
+            rows.append(("process", fmt_mb(t.memory_rss_mb)))
+        if self.info is not None and self.run.running:  # measured only while training (torch is loaded)
+            self._memory_rows = self.app.memory_probe(self.info.device)
         rows.extend(self._memory_rows)
         rows.append(("Controls", "", "heading"))
         rows.append(("early stop", "on" if self.early_stopping else "off"))
@@ -279,35 +283,35 @@ class MonitorScreen(Screen):
 
     # -- commands --------------------------------------------------------------------
 
-    def _command(self, name: str, *args) -> bool:
+    def _command(self, command: Command) -> bool:
         if not self.run.running:
             self.notify("Training is not running.", severity="warning")
             return False
-        if not self.run.command(name, *args):
+        if not self.run.send(command):
             self.notify("Training is still starting; try again in a moment.", severity="warning")
             return False
         return True
 
     def action_toggle_pause(self) -> None:
         if self.status in ("paused", "pausing"):
-            if self._command("resume_training"):
+            if self._command(Unpause()):
                 self.status = "running"
         elif self.status in ("running", "starting", "preparing"):
-            if self._command("pause"):
+            if self._command(Pause()):
                 self.status = "pausing"
 
     def action_save_now(self) -> None:
-        if self._command("save_now"):
+        if self._command(SaveNow()):
             when = " when training resumes" if self.status in ("paused", "pausing") else ""
             self.notify(f"A checkpoint will be saved{when} at the next step.")
 
     def action_toggle_early_stopping(self) -> None:
-        if self._command("set_early_stopping", not self.early_stopping):
+        if self._command(SetEarlyStopping(not self.early_stopping)):
             self.early_stopping = not self.early_stopping
             self.query_one(RichLog).write(f"early stopping {'on' if self.early_stopping else 'off'}")
 
     def action_sample_now(self) -> None:
-        if self._command("sample_now"):
+        if self._command(SampleNow()):
             self.notify("A sample will be generated at the next step.")
 
     def action_stop(self) -> None:

@@ -1,0 +1,36 @@
+"""The config as a run uses it: every choice left to run time ("auto") made.
+
+`training.batch_size` and `training.grad_accum_steps` may say "auto" in a
+config; the trainer asks engine.planning.autotune for numbers once, after it
+knows the device and the vocabulary, and trains with a ResolvedConfig from
+then on. Only this module and the planning code that chooses the numbers
+ever look for the string "auto".
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from llmtui.engine.config.schema import SECTIONS, Config
+
+AUTO = "auto"
+
+
+def is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value == AUTO
+
+
+class ResolvedConfig(Config):
+    """A Config whose batch settings are numbers. Made by `resolve` only."""
+
+
+def resolve(cfg: Config, batch_size: int, grad_accum_steps: int) -> ResolvedConfig:
+    """A copy of cfg with the batch settings the run will use."""
+    if is_auto(batch_size) or is_auto(grad_accum_steps) or min(batch_size, grad_accum_steps) < 1:
+        raise ValueError(f"resolve: batch settings must be numbers >= 1, not "
+                         f"{batch_size!r} x {grad_accum_steps!r}")
+    resolved = ResolvedConfig(**{name: copy.deepcopy(getattr(cfg, name)) for name in SECTIONS})
+    resolved.training.batch_size = int(batch_size)
+    resolved.training.grad_accum_steps = int(grad_accum_steps)
+    return resolved

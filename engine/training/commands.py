@@ -1,0 +1,59 @@
+"""What front ends may ask of a running trainer, and the protocol they hold it by.
+
+Commands are small frozen dataclasses sent with `trainer.send(command)` from
+any thread; they take effect at the next step boundary (a pause at once).
+The app's tests drive a scripted trainer through the same protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from llmtui.engine.training.events import EventBuffer
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Stop between steps until Unpause; "save now" and "sample now" are still served."""
+
+
+@dataclass(frozen=True)
+class Unpause:
+    """Continue after a Pause."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Finish the current step, save `last`, end the run with this stop reason."""
+    reason: str = "stopped"
+
+
+@dataclass(frozen=True)
+class SaveNow:
+    """Write the `last` checkpoint at the next step boundary (at once while paused)."""
+
+
+@dataclass(frozen=True)
+class SetEarlyStopping:
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class SampleNow:
+    """Generate text from the current weights (the config's eval prompt when None)."""
+    prompt: str | None = None
+
+
+Command = Pause | Unpause | Stop | SaveNow | SetEarlyStopping | SampleNow
+
+
+@runtime_checkable
+class TrainerControl(Protocol):
+    """A trainer as a front end sees it: its events, its commands, its run."""
+
+    events: EventBuffer
+
+    def send(self, command: Command) -> None: ...
+
+    def run(self) -> Any: ...

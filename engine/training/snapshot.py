@@ -1,0 +1,156 @@
+"""Live training objects <-> checkpoint files.
+
+Tensors (weights, optimizer moments, torch RNG bytes) go to safetensors;
+everything else (engine.training.state.SavedState) to JSON. Neither format
+unpickles anything on load, and everything loaded is checked against the
+model and optimizer it is loaded into before any kernel sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save as save_tensors
+
+from llmtui.engine.errors import CheckpointError
+from llmtui.engine.training.state import RunState, SavedState
+
+
+def clean_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Weights by their plain names: no `_orig_mod.` from torch.compile or
+    `module.` from DDP, and a tied head stored once (safetensors refuses
+    shared storage)."""
+    state = {}
+    seen: dict[int, str] = {}
+    for name, tensor in model.state_dict().items():
+        name = name.replace("_orig_mod.", "").removeprefix("module.")
+        key = tensor.untyped_storage().data_ptr() if tensor.numel() else id(tensor)
+        if key in seen:
+            continue  # tied weight: already stored under its first name
+        seen[key] = name
+        state[name] = tensor.detach().to("cpu").contiguous()
+    return state
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The GPT inside torch.compile and DDP wrappers."""
+    while hasattr(model, "_orig_mod") or hasattr(model, "module"):
+        model = getattr(model, "_orig_mod", None) or model.module
+    return model
+
+
+def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    target = unwrap(model)
+    expected = target.state_dict()
+    tied = {"lm_head.weight"} if target.config.tie_embeddings else set()
+    missing = sorted(set(expected) - set(weights) - tied)
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        names = ", ".join(missing + unexpected)[:200]
+        raise CheckpointError(f"{source}: weights do not fit this model ({names})")
+    for name, tensor in weights.items():
+        want = expected[name]
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            raise CheckpointError(f"{source}: weight {name} is {tuple(tensor.shape)} {tensor.dtype}, "
+                                  f"the model needs {tuple(want.shape)} {want.dtype}")
+    target.load_state_dict(weights, strict=False)
+
+
+def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in sd["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                         meta: dict, source: str) -> dict:
+    """The optimizer state_dict saved in `tensors` and `meta`, checked against
+    `optimizer`'s parameters: every saved tensor must have the parameter's shape
+    (a moment of another shape reaches fused kernels unchecked and can crash them)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    groups = meta.get("param_groups")
+    if (not isinstance(groups, list) or len(groups) != len(optimizer.param_groups)
+            or any(not isinstance(g, dict) or len(g.get("params", ())) != len(o["params"])
+                   for g, o in zip(groups, optimizer.param_groups))):
+        raise CheckpointError(f"{source}: optimizer parameter groups do not fit this model")
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if not name.startswith("optimizer."):
+            continue
+        _, index, key = name.split(".", 2)
+        if not index.isdigit() or int(index) >= len(params):
+            raise CheckpointError(f"{source}: optimizer state {name} names no parameter of this model")
+        param = params[int(index)]
+        if key != "step" and (value.shape != param.shape or value.dtype != param.dtype):
+            raise CheckpointError(f"{source}: optimizer state {name} is {tuple(value.shape)} "
+                                  f"{value.dtype}, its parameter is {tuple(param.shape)} {param.dtype}")
+        if key == "step" and value.numel() != 1:
+            raise CheckpointError(f"{source}: optimizer state {name} must hold one number")
+        state.setdefault(int(index), {})[key] = value
+    scalars = meta.get("scalars", {})
+    if not isinstance(scalars, dict):
+        raise CheckpointError(f"{source}: optimizer \"scalars\" must be a JSON object")
+    for index, values in scalars.items():
+        if not str(index).isdigit() or int(index) >= len(params) or not isinstance(values, dict):
+            raise CheckpointError(f"{source}: optimizer scalars for {index!r} name no parameter")
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": groups}
+
+
+def rng_to_files() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"rng.torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    meta = {"python": [version, list(internal), gauss],
+            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
+                      float(np_state[4])]}
+    return tensors, meta
+
+
+def rng_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch_cpu"])
+    cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+    if cuda_states and torch.cuda.is_available():
+        for i, s in enumerate(cuda_states[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def checkpoint_files(*, model, optimizer, scaler, run: RunState, samplers: list[dict],
+                     world_size: int, compat: dict, time: float, config_toml: str,
+                     tokenizer_json: dict) -> dict[str, bytes]:
+    """All files of one checkpoint as bytes, ready for an atomic write."""
+    opt_tensors, opt_meta = optimizer_to_files(optimizer)
+    rng_tensors, rng_meta = rng_to_files()
+    saved = SavedState(run=run, samplers=samplers, world_size=world_size, compat=compat, time=time,
+                       optimizer=opt_meta, rng=rng_meta, scaler=_scaler_state(scaler))
+    return {
+        "model.safetensors": save_tensors(clean_model_state(model)),
+        "state.safetensors": save_tensors({**opt_tensors, **rng_tensors}),
+        "state.json": json.dumps(saved.to_json(), indent=1).encode(),
+        "config.toml": config_toml.encode(),
+        "tokenizer.json": json.dumps(tokenizer_json).encode(),
+    }
+
+
+def _scaler_state(scaler) -> dict | None:
+    if scaler is None or not scaler.is_enabled():
+        return None
+    return {k: (v.item() if torch.is_tensor(v) else v) for k, v in scaler.state_dict().items()}

@@ -1,0 +1,80 @@
+"""What llmtui 0.1.0 wrote stays readable: metrics lines and checkpoints.
+
+tests/fixtures/v0_1_0/ was written by the 0.1.0 code (make_fixtures.py there
+records how): a corpus, a run whose step_10 checkpoint and metrics.jsonl come
+from an uninterrupted 20-step run, and metrics lines of every event kind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import read_jsonl
+from llmtui.engine.training.events import EVENT_TYPES, event_from_json
+from llmtui.engine.training.trainer import Trainer
+
+from llmtui import load_config
+
+FIXTURE = Path(__file__).parent / "fixtures" / "v0_1_0"
+# the overrides make_fixtures.py trained the "run" fixture with
+FIXTURE_RUN = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
+               "training.batch_size=4", "scheduler.warmup_steps=5", "eval.every_n_steps=10",
+               "eval.max_batches=2", "logging.every_n_steps=5", "optimizer.learning_rate=3e-3",
+               "scheduler.min_learning_rate=3e-4", 'run.device="cpu"', "training.max_steps=20",
+               "checkpoint.every_n_steps=10", "eval.sample_tokens=8", 'training.precision="fp16"']
+
+
+def golden_lines() -> list[str]:
+    return (FIXTURE / "events.jsonl").read_text().splitlines()
+
+
+def test_every_event_kind_of_0_1_0_is_in_the_fixture():
+    kinds = {json.loads(line)["kind"] for line in golden_lines()}
+    assert kinds == set(EVENT_TYPES) - {"prepare"}  # prepare ticks are never written
+
+
+def test_metrics_lines_round_trip_byte_for_byte():
+    """Each 0.1.0 line parses into its typed event, which writes the same bytes back."""
+    for line in golden_lines():
+        event = event_from_json(json.loads(line))
+        assert event is not None, line
+        assert event.to_line() == line
+
+
+def test_new_runs_write_the_same_keys_in_the_same_order(tiny):
+    """A run of this version writes, kind for kind, the keys 0.1.0 wrote, in its order."""
+    golden = {}
+    for line in golden_lines():
+        record = json.loads(line)
+        golden.setdefault(record["kind"], list(record))
+    result = Trainer(load_config("cpu", tiny + ["eval.sample_tokens=4", "training.max_steps=20",
+                                                "checkpoint.every_n_steps=10"])).run()
+    seen = set()
+    for record in read_jsonl(result.metrics_path):
+        if record["kind"] in golden:
+            assert list(record) == golden[record["kind"]], record["kind"]
+            seen.add(record["kind"])
+    assert {"start", "train", "eval", "sample", "checkpoint", "done"} <= seen
+
+
+def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):
+    """Resuming the fixture's step_10 continues exactly the run 0.1.0 trained to step 20:
+    the same train and val losses, bit for bit."""
+    runs = tmp_path / "runs"
+    shutil.copytree(FIXTURE / "run", runs / "run")
+    shutil.copy(FIXTURE / "corpus.txt", tmp_path / "corpus.txt")
+    cfg = load_config(None, FIXTURE_RUN + [f'run.out_dir="{runs}"', 'run.name="run"',
+                                           f'data.source="{tmp_path / "corpus.txt"}"',
+                                           f'data.prepared_dir="{tmp_path / "prepared"}"'])
+    result = Trainer(cfg, resume_from=True).run()
+    assert result.steps == 20
+
+    def figures(records):
+        return {(r["kind"], r["step"]): r.get("loss", r.get("val_loss")) for r in records
+                if r["kind"] in ("train", "eval") and r["step"] > 10}
+
+    old = figures(json.loads(line) for line in (FIXTURE / "run" / "metrics.jsonl").read_text().splitlines())
+    new = figures(read_jsonl(result.metrics_path))
+    assert old and new == old
