@@ -50,6 +50,7 @@ OUT = REPO / "bench" / "out"
 NANOGPT_MFU = 0.41  # nanoGPT on this recipe, ../shared/BASELINES.md
 
 import torch  # noqa: E402
+
 from llmtui.engine.config.loading import load_config, preset_names, resolve_config_path  # noqa: E402
 from llmtui.engine.planning.device import DTYPES, place  # noqa: E402
 from llmtui.engine.training.trainer import Trainer, lr_at  # noqa: E402

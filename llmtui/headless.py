@@ -14,9 +14,19 @@ import sys
 import time
 from typing import Any
 
-from llmtui.engine.training.events import (CheckpointEvent, DoneEvent, EarlyStopEvent,
-                                           ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
-                                           StartEvent, TrainEvent, WarningEvent)
+from llmtui.engine.training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EarlyStopEvent,
+    ErrorEvent,
+    EvalEvent,
+    Event,
+    PrepareEvent,
+    SampleEvent,
+    StartEvent,
+    TrainEvent,
+    WarningEvent,
+)
 from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail
 
 
@@ -110,8 +120,14 @@ class RichReporter:
 
     def __init__(self):
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         self.console = Console()
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"),

@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from llmtui.engine.training.commands import Command, Stop
-from llmtui.engine.training.events import (CheckpointEvent, DoneEvent, EvalEvent, Event, EventBuffer,
-                                           SampleEvent, StartEvent, TrainEvent, WarningEvent)
+from llmtui.engine.training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EvalEvent,
+    Event,
+    EventBuffer,
+    SampleEvent,
+    StartEvent,
+    TrainEvent,
+    WarningEvent,
+)
 
 T0 = 1_700_000_000.0  # fixed event times: snapshots must not show the clock
 

@@ -164,10 +164,9 @@ def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
     import inspect
 
     from fakes import ScriptedTrainer
+    from llmtui import load_config
     from llmtui.engine.training.commands import TrainerControl
     from llmtui.engine.training.trainer import Trainer
-
-    from llmtui import load_config
 
     cfg = load_config("cpu")
     real, fake = Trainer(cfg), ScriptedTrainer(cfg)

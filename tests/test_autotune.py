@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 import torch
+
 from llmtui.engine.config.loading import config_to_toml, load_config
 from llmtui.engine.errors import ConfigError
 from llmtui.engine.planning.autotune import (
@@ -18,9 +19,9 @@ from llmtui.engine.planning.autotune import (
 )
 from llmtui.engine.planning.device import place
 from llmtui.engine.planning.estimate import estimate
-from llmtui.engine.planning.sizing import memory_parts, target_for
 from llmtui.engine.planning.hardware import CpuInfo, HardwareInfo
 from llmtui.engine.planning.recommend import TIERS, planned_hardware, recommend
+from llmtui.engine.planning.sizing import memory_parts, target_for
 
 GiB = 2**30
 
@@ -159,9 +160,8 @@ def test_cpu_recommendation_settings_are_valid_overrides():
 
 def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
     from conftest import read_jsonl
-    from llmtui.engine.training.trainer import Trainer
-
     from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
 
     cfg = load_config("cpu", tiny + ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
                                      "training.target_tokens_per_step=128", "training.max_steps=4"])
@@ -183,10 +183,10 @@ def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
 
 def test_config_that_will_not_fit_warns(tiny, monkeypatch):
     import psutil
-    from conftest import read_jsonl
-    from llmtui.engine.training.trainer import Trainer
 
+    from conftest import read_jsonl
     from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
 
     real = psutil.virtual_memory()
 

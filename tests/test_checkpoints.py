@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import read_jsonl
+from llmtui import load_config
+from llmtui.cli import main
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training.trainer import Trainer
-
-from llmtui import load_config
-from llmtui.cli import main
 
 RESUMABLE = ["training.max_steps=40", "logging.every_n_steps=1", "eval.every_n_steps=10",
              "model.dropout=0.1", "checkpoint.every_n_steps=0"]

@@ -12,10 +12,9 @@ import shutil
 from pathlib import Path
 
 from conftest import read_jsonl
+from llmtui import load_config
 from llmtui.engine.training.events import EVENT_TYPES, event_from_json
 from llmtui.engine.training.trainer import Trainer
-
-from llmtui import load_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0_1_0"
 # the overrides make_fixtures.py trained the "run" fixture with

@@ -4,6 +4,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from llmtui.engine.config.loading import (
     apply_override,
     config_to_toml,
@@ -166,3 +167,57 @@ def test_readme_reference_matches_schema():
     end = readme.index("<!-- reference:end -->")
     assert readme[start:end].strip() == reference_markdown().strip(), \
         "README config reference is stale: regenerate it with `llmtui config --reference`"
+
+
+def errors_of(*args, **kwargs) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(*args, **kwargs)
+    return info.value
+
+
+def test_errors_carry_key_value_allowed_and_the_file_line(tmp_path):
+    path = write(tmp_path, "# my config\n[run]\nname = \"x\"\n\n[model]\nn_layer = 0\nn_head = 4\n")
+    error = errors_of(path)
+    assert (error.origin, error.line, error.key, error.value) == (str(path), 6, "model.n_layer", "0")
+    assert error.reason == "out of range" and error.allowed == "an integer >= 1 and <= 96"
+    # the one line names the file and line, the key, the value and what is allowed
+    assert str(error) == (f"{path}:6: model.n_layer = 0 is not allowed (out of range); "
+                          "expected an integer >= 1 and <= 96")
+    assert error.detail == str(error).split(f"{path}:6: ", 1)[1]
+    unknown = errors_of(write(tmp_path, "[model]\nn_layers = 4\n"))
+    assert (unknown.key, unknown.line, unknown.reason) == ("model.n_layers", 2, "unknown key")
+    assert "did you mean 'model.n_layer'" in str(unknown)
+
+
+def test_override_errors_say_they_came_from_an_override():
+    error = errors_of("cpu", ["model.dropout=2.0"])
+    assert (error.origin, error.line, error.key, error.value) == ("--override", None, "model.dropout", "2.0")
+    assert str(error).startswith("--override: model.dropout = 2.0 is not allowed")
+
+
+def test_cross_key_rules_name_every_key_involved():
+    error = errors_of("cpu", ["model.n_head=5"])
+    assert error.keys == ("model.n_head", "model.n_embd")
+    assert error.detail == "model.n_head = 5 must divide model.n_embd = 128"
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff[model]\nn_layer = 2\n".encode("utf-8"))
+    assert load_config(path).model.n_layer == 2
+
+
+def test_absurdly_nested_values_are_one_line_errors(tmp_path):
+    deep = "[" * 5000 + "]" * 5000
+    assert "nested too deeply" in error_of(write(tmp_path, f"[data]\nsources = {deep}\n"))
+    assert "nested too deeply" in error_of("cpu", [f"data.sources={deep}"])
+    inline = "{a = " * 5000 + "1" + "}" * 5000
+    assert "nested too deeply" in error_of(write(tmp_path, f"[data]\nsources = {inline}\n"))
+
+
+def test_a_preset_name_never_reaches_outside_the_presets(tmp_path, monkeypatch):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "dup.toml").write_text("[model]\nn_layer = 2\n")
+    monkeypatch.chdir(tmp_path / "x")
+    assert "no such config file or preset" in error_of("../x/dup")
+    assert load_config("dup.toml").model.n_layer == 2   # as a file path it loads

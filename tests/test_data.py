@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.data import bpe_workers, corpus
 from llmtui.engine.data import prepare as data

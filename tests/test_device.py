@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+
 from conftest import read_jsonl
+from llmtui import load_config
 from llmtui.engine.planning import device
 from llmtui.engine.training.trainer import Trainer
-
-from llmtui import load_config
 
 
 @pytest.fixture

@@ -11,9 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.model.gpt import GPT, GPTConfig
 from llmtui.engine.planning.estimate import estimate
+from llmtui.engine.planning.hardware import CpuInfo, HardwareInfo
+from llmtui.engine.planning.recommend import planned_hardware
 from llmtui.engine.planning.sizing import (
     CHAR_VOCAB_GUESS,
     activation_bytes,
@@ -22,8 +25,6 @@ from llmtui.engine.planning.sizing import (
     logits_bytes,
     vocab_for,
 )
-from llmtui.engine.planning.hardware import CpuInfo, HardwareInfo
-from llmtui.engine.planning.recommend import planned_hardware
 
 GiB = 2**30
 

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 import torch
+
+from llmtui.cli import main
 from llmtui.engine.planning import device as planning_device
 from llmtui.engine.planning import hardware as hw
 from llmtui.engine.planning.recommend import recommend
-
-from llmtui.cli import main
 
 MiB = 2**20
 GTX1660S = {"name": "NVIDIA GeForce GTX 1660 SUPER", "mib": 6144, "cc": (7, 5), "uuid": "GPU-aaaa-1660"}

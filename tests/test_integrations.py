@@ -5,10 +5,9 @@ import sys
 import types
 
 from conftest import read_jsonl
-from llmtui.engine.training.trainer import Trainer
-
 from llmtui import load_config
 from llmtui.cli import main
+from llmtui.engine.training.trainer import Trainer
 
 
 def test_missing_tracker_package_is_bad_input_before_training(tiny, tmp_path, capsys, monkeypatch):

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.data import corpus
 from llmtui.engine.data.tokenizers import (

@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import read_jsonl
-from llmtui.engine.training.checkpoint import verify
 
+from conftest import read_jsonl
 from llmtui import load_config, train
 from llmtui.cli import main
+from llmtui.engine.training.checkpoint import verify
 
 
 def run_cli(args, capsys):

@@ -13,12 +13,13 @@ import time
 import tomllib
 
 import pytest
+
 from conftest import REPO
 from fakes import static_text
 from llmtui.engine.config.document import ConfigDocument
 from llmtui.engine.config.schema import field_spec
 from llmtui.engine.errors import ConfigError
-from llmtui.tui.fields import field_text, parse_field_text, short_error
+from llmtui.tui.fields import field_text, parse_field_text
 
 TINY_FIELDS = {
     "model.n_layer": "1", "model.n_head": "2", "model.n_embd": "32", "model.block_size": "16",
@@ -69,8 +70,9 @@ async def wait_screen(pilot, name: str, timeout: float = 60.0):
 
 async def set_field(pilot, screen, path: str, text: str):
     """Type into a wizard field the way a user would (clear, then the characters)."""
-    from llmtui.tui.widgets.config_field import ConfigField, field_id
     from textual.widgets import Input, Select, Switch
+
+    from llmtui.tui.widgets.config_field import ConfigField, field_id
 
     screen.show_section(path.split(".")[0])
     await pilot.pause()
@@ -111,7 +113,8 @@ def test_field_text_round_trips_and_errors_are_short():
     assert parse_field_text(spec, " 6 ") == 6
     with pytest.raises(ConfigError) as exc:
         parse_field_text(spec, "0")
-    assert short_error(exc.value) == "out of range: expected an integer >= 1 and <= 96"
+    assert exc.value.short() == "out of range: expected an integer >= 1 and <= 96"
+    assert (exc.value.key, exc.value.value, exc.value.origin) == ("model.n_layer", "0", "form")
     with pytest.raises(ConfigError):
         parse_field_text(spec, "six")
     betas = field_spec("optimizer.betas")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from textual.widgets import Input
+
 from fakes import (
     fake_hardware_cpu_only,
     fake_hardware_rtx4060,
@@ -20,7 +22,6 @@ from fakes import (
     scripted_factory,
 )
 from llmtui.tui.app import LlmtuiApp
-from textual.widgets import Input
 
 BIG, SMALL = (100, 32), (80, 24)
 

@@ -17,11 +17,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from llmtui.tui.session import Session
-from llmtui.tui.training import TrainingRun
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+
+from llmtui.tui.session import Session
+from llmtui.tui.training import TrainingRun
 
 CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss"]
 

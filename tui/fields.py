@@ -86,16 +86,3 @@ def _number(text: str) -> Any:
         return float(stripped)
     except ValueError:
         return text
-
-
-def short_error(exc: ConfigError | str) -> str:
-    """The part of a ConfigError a form shows under the field (no origin/key)."""
-    msg = str(exc)
-    if " is not allowed" in msg:
-        rest = msg.split(" is not allowed", 1)[1].strip()
-        if rest.startswith("("):
-            what, _, tail = rest[1:].partition(")")
-            return f"{what}{tail}".strip(" ;").replace(";", ":", 1) if tail else what
-        return rest.lstrip("; ").strip()
-    prefix, sep, rest = msg.partition(": ")
-    return rest if sep and " " not in prefix else msg

@@ -17,16 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
+from tomlkit.exceptions import TOMLKitError
+
 from llmtui.engine import fsutil
-from llmtui.engine.config.loading import (
-    coerce,
-    config_from_dict,
-    config_source,
-    validate,
-)
+from llmtui.engine.config.loading import Origin, coerce, config_from_dict, config_source, read_text, validate
 from llmtui.engine.config.schema import FIELDS, Config, field_spec
 from llmtui.engine.errors import ConfigError
-from tomlkit.exceptions import TOMLKitError
 
 
 class ConfigDocument:
@@ -46,7 +42,7 @@ class ConfigDocument:
         try:
             doc = tomlkit.parse(text)
         except TOMLKitError as exc:
-            raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+            raise ConfigError(f"not valid TOML: {exc}", origin=origin) from None
         made = cls(doc, path, origin)
         made.to_config()  # report unknown keys and bad values now, not at save time
         return made
@@ -54,11 +50,7 @@ class ConfigDocument:
     @classmethod
     def load(cls, path: str | Path) -> ConfigDocument:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc}") from None
-        return cls.from_text(text, path)
+        return cls.from_text(read_text(path), path)
 
     @classmethod
     def from_preset(cls, name: str) -> ConfigDocument:
@@ -83,7 +75,7 @@ class ConfigDocument:
         it is not allowed."""
         section, _, name = key.partition(".")
         if section not in FIELDS or name not in FIELDS[section]:
-            raise ConfigError(f"{self.origin}: unknown key {key}")
+            raise ConfigError(f"unknown key {key}", origin=self.origin, key=key, reason="unknown key")
         spec = FIELDS[section][name]
         value = coerce(spec, value, self.origin)
         if section not in self.doc:
@@ -105,7 +97,7 @@ class ConfigDocument:
 
     def to_config(self) -> Config:
         """The document as a validated Config (ConfigError names the key)."""
-        cfg = config_from_dict(self.values(), self.origin)
+        cfg = config_from_dict(self.values(), Origin(self.origin, self.dumps()))
         validate(cfg, self.origin)
         return cfg
 

@@ -10,14 +10,55 @@ import copy
 import difflib
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from llmtui.engine.config.presets import is_preset, preset_names, preset_text
+from llmtui.engine.config.resolved import is_auto
 from llmtui.engine.config.schema import FIELDS, SECTIONS, Config, FieldSpec
-from llmtui.engine.errors import ConfigError
+from llmtui.engine.errors import ConfigError, config_error
 
 _OVERRIDE_RE = re.compile(r"^(?P<section>[A-Za-z_]\w*)\.(?P<key>[A-Za-z_]\w*)(?:\[(?P<index>\d+)\])?$")
+
+
+# ---------------------------------------------------------------------------
+# where values come from
+
+@dataclass(frozen=True)
+class Origin:
+    """Where config values came from: a file or preset (with its text, so an
+    error can name the line), an override, a form, a keyword argument."""
+
+    name: str
+    text: str | None = None
+
+    def line_of(self, section: str, key: str | None = None) -> int | None:
+        """The line that sets `section.key` (or opens [section]) in the text."""
+        if not self.text:
+            return None
+        current = None
+        for number, raw in enumerate(self.text.splitlines(), start=1):
+            line = raw.strip()
+            header = _TABLE_RE.match(line)
+            if header:
+                current = header["name"].strip().strip('"')
+                if key is None and current == section:
+                    return number
+                continue
+            if key is not None and current == section:
+                match = _KEY_RE.match(line)
+                if match and match["key"].strip('"\'') == key:
+                    return number
+        return None
+
+
+def _as_origin(origin: Origin | str) -> Origin:
+    return origin if isinstance(origin, Origin) else Origin(origin)
+
+
+_TABLE_RE = re.compile(r"^\[(?!\[)(?P<name>[^\]]+)\]")
+_KEY_RE = re.compile(r"^(?P<key>[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')\s*=")
 
 
 # ---------------------------------------------------------------------------
@@ -29,17 +70,18 @@ def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str]
     keyword settings given as `section__key=value`, and validate the result."""
     if name_or_path is None:
         data: dict[str, Any] = {}
-        origin = "config"
+        origin = Origin("config")
     else:
-        text, origin, _ = config_source(name_or_path)
-        data = parse_toml(text, origin)
+        text, name, _ = config_source(name_or_path)
+        origin = Origin(name, text)
+        data = parse_toml(text, name)
     cfg = config_from_dict(data, origin)
     for text in overrides:
         apply_override(cfg, text)
     for key, value in settings.items():
         section, _, name = key.partition("__")
         set_value(cfg, section, name, value, origin="argument")
-    validate(cfg, origin)
+    validate(cfg, origin.name)
     return cfg
 
 
@@ -47,6 +89,8 @@ def config_source(name_or_path: str | Path) -> tuple[str, str, Path | None]:
     """(TOML text, origin, file path) of a config file, or of a shipped preset
     (then the path is None) named without a path separator or suffix."""
     text_name = str(name_or_path)
+    if "\0" in text_name:
+        raise ConfigError(f"{text_name!r}: a config path cannot hold a NUL character")
     path = Path(name_or_path)
     if path.is_file():
         return read_text(path), str(path), path
@@ -59,26 +103,36 @@ def config_source(name_or_path: str | Path) -> tuple[str, str, Path | None]:
 
 
 def read_text(path: Path) -> str:
+    """A config file's text; a UTF-8 byte order mark (as some editors write) is dropped."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        return path.read_text(encoding="utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); save it as "
+                          "UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
 
 
 def parse_toml(text: str, origin: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+        raise ConfigError(f"not valid TOML: {exc}", origin=origin) from None
+    except RecursionError:
+        raise ConfigError("not valid here: arrays or tables are nested too deeply",
+                          origin=origin) from None
 
 
-def config_from_dict(data: dict[str, Any], origin: str = "config") -> Config:
+def config_from_dict(data: dict[str, Any], origin: Origin | str = "config") -> Config:
+    origin = _as_origin(origin)
     cfg = Config()
     for section, table in data.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{origin}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}")
+            raise ConfigError(f"unknown section [{section}]{_did_you_mean(section, SECTIONS)}",
+                              origin=origin.name, line=origin.line_of(section), reason="unknown section")
         if not isinstance(table, dict):
-            raise ConfigError(f"{origin}: [{section}] must be a table of settings")
+            raise ConfigError(f"[{section}] must be a table of settings", origin=origin.name,
+                              line=origin.line_of(section), key=None)
         for key, value in table.items():
             set_value(cfg, section, key, value, origin)
     return cfg
@@ -89,7 +143,7 @@ def _did_you_mean(name: str, options: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _unknown_key(origin: str, section: str, key: str) -> ConfigError:
+def _unknown_key(origin: Origin, section: str, key: str) -> ConfigError:
     elsewhere = [f"{s}.{key}" for s, keys in FIELDS.items() if key in keys]
     if elsewhere:  # right key, wrong section
         hint = f" (did you mean '{elsewhere[0]}'?)"
@@ -100,28 +154,30 @@ def _unknown_key(origin: str, section: str, key: str) -> ConfigError:
         else:
             hint = _did_you_mean(f"{section}.{key}",
                                  [f"{s}.{k}" for s, keys in FIELDS.items() for k in keys])
-    return ConfigError(f"{origin}: unknown key {section}.{key}{hint}")
+    return ConfigError(f"unknown key {section}.{key}{hint}", origin=origin.name,
+                       line=origin.line_of(section, key), key=f"{section}.{key}", reason="unknown key")
 
 
-def set_value(cfg: Config, section: str, key: str, value: Any, origin: str = "config") -> None:
+def set_value(cfg: Config, section: str, key: str, value: Any, origin: Origin | str = "config") -> None:
+    origin = _as_origin(origin)
     if section not in FIELDS:
-        raise ConfigError(f"{origin}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}")
+        raise ConfigError(f"unknown section [{section}]{_did_you_mean(section, SECTIONS)}",
+                          origin=origin.name, line=origin.line_of(section), reason="unknown section")
     if key not in FIELDS[section]:
         raise _unknown_key(origin, section, key)
     spec = FIELDS[section][key]
     setattr(getattr(cfg, section), key, coerce(spec, value, origin))
 
 
-def coerce(spec: FieldSpec, value: Any, origin: str = "config") -> Any:
+def coerce(spec: FieldSpec, value: Any, origin: Origin | str = "config") -> Any:
     """Check one value against its field; return it in the field's type."""
+    origin = _as_origin(origin)
 
-    def bad(what: str = "") -> ConfigError:
-        shown = _show(value)
-        detail = f" ({what})" if what else ""
-        return ConfigError(f"{origin}: {spec.path} = {shown} is not allowed{detail}; "
-                           f"expected {spec.describe_allowed()}")
+    def bad(reason: str | None = None) -> ConfigError:
+        return config_error(origin.name, spec.path, show_value(value), spec.describe_allowed(),
+                            reason, line=origin.line_of(spec.section, spec.name))
 
-    if spec.auto and value == "auto":
+    if spec.auto and is_auto(value):
         return value
     if spec.type is list:
         if not isinstance(value, (list, tuple)):
@@ -151,6 +207,8 @@ def _coerce_scalar(spec: FieldSpec, typ: type, value: Any, bad) -> Any:
     elif typ is str:
         if not isinstance(value, str):
             raise bad()
+        if "\0" in value:
+            raise bad("holds a NUL character")
         if spec.pattern and not re.fullmatch(spec.pattern, value):
             raise bad()
     if spec.choices is not None and value not in spec.choices:
@@ -163,13 +221,14 @@ def _coerce_scalar(spec: FieldSpec, typ: type, value: Any, bad) -> Any:
     return value
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as TOML writes it (for messages)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -181,10 +240,12 @@ def parse_override_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text  # a bare word or path: take it as a string
+    except RecursionError:
+        raise ConfigError("the value is nested too deeply", origin="--override") from None
 
 
 def apply_override(cfg: Config, text: str) -> None:
-    origin = "--override"
+    origin = Origin("--override")
     key_part, sep, value_text = text.partition("=")
     key_part = key_part.strip()
     if not sep:
@@ -194,7 +255,8 @@ def apply_override(cfg: Config, text: str) -> None:
         raise ConfigError(f"--override {text}: expected section.key=value or section.key[N]=value")
     section, key, index = match["section"], match["key"], match["index"]
     if section not in FIELDS:
-        raise ConfigError(f"{origin}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}")
+        raise ConfigError(f"unknown section [{section}]{_did_you_mean(section, SECTIONS)}",
+                          origin=origin.name, reason="unknown section")
     if key not in FIELDS[section]:
         raise _unknown_key(origin, section, key)
     value = parse_override_value(value_text.strip())
@@ -203,12 +265,13 @@ def apply_override(cfg: Config, text: str) -> None:
         return
     spec = FIELDS[section][key]
     if spec.type is not list:
-        raise ConfigError(f"{origin}: {spec.path} is not a list; drop the [{index}]")
+        raise ConfigError(f"{spec.path} is not a list; drop the [{index}]", origin=origin.name,
+                          key=spec.path)
     items = list(getattr(getattr(cfg, section), key))
     i = int(index)
     if i > len(items):
-        raise ConfigError(f"{origin}: {spec.path}[{i}] is past the end of the list "
-                          f"(it has {len(items)} items; use index {len(items)} to append)")
+        raise ConfigError(f"{spec.path}[{i}] is past the end of the list (it has {len(items)} "
+                          f"items; use index {len(items)} to append)", origin=origin.name, key=spec.path)
     if i == len(items):
         items.append(value)
     else:
@@ -222,28 +285,35 @@ def apply_override(cfg: Config, text: str) -> None:
 def validate(cfg: Config, origin: str = "config") -> None:
     m, o, s = cfg.model, cfg.optimizer, cfg.scheduler
 
-    def fail(msg: str) -> None:
-        raise ConfigError(f"{origin}: {msg}")
+    def fail(msg: str, *keys: str) -> None:
+        raise ConfigError(msg, origin=origin, key=keys[0], related=keys[1:])
 
     if m.n_embd % m.n_head:
-        fail(f"model.n_head = {m.n_head} must divide model.n_embd = {m.n_embd}")
+        fail(f"model.n_head = {m.n_head} must divide model.n_embd = {m.n_embd}",
+             "model.n_head", "model.n_embd")
     if m.pos_encoding == "rope" and (m.n_embd // m.n_head) % 2:
         fail(f"model.pos_encoding = \"rope\" needs an even head size; "
-             f"n_embd / n_head = {m.n_embd // m.n_head}")
+             f"n_embd / n_head = {m.n_embd // m.n_head}", "model.pos_encoding", "model.n_embd",
+             "model.n_head")
     if len(o.betas) != 2:
-        fail(f"optimizer.betas = {_show(o.betas)} must have exactly 2 numbers [beta1, beta2]")
+        fail(f"optimizer.betas = {show_value(o.betas)} must have exactly 2 numbers [beta1, beta2]",
+             "optimizer.betas")
     if any(not 0.0 <= b < 1.0 for b in o.betas):
-        fail(f"optimizer.betas = {_show(o.betas)}: each beta must be >= 0 and < 1")
+        fail(f"optimizer.betas = {show_value(o.betas)}: each beta must be >= 0 and < 1",
+             "optimizer.betas")
     if s.min_learning_rate > o.learning_rate:
         fail(f"scheduler.min_learning_rate = {s.min_learning_rate:g} must not exceed "
-             f"optimizer.learning_rate = {o.learning_rate:g}")
+             f"optimizer.learning_rate = {o.learning_rate:g}", "scheduler.min_learning_rate",
+             "optimizer.learning_rate")
     if s.decay_steps and s.decay_steps < s.warmup_steps:
         fail(f"scheduler.decay_steps = {s.decay_steps} must be 0 or >= scheduler.warmup_steps "
-             f"= {s.warmup_steps}")
+             f"= {s.warmup_steps}", "scheduler.decay_steps", "scheduler.warmup_steps")
     if not cfg.data.source and not cfg.data.sources:
-        fail("data.source is empty; give a text file, a folder, a .bin/.npy file or \"builtin\"")
+        fail("data.source is empty; give a text file, a folder, a .bin/.npy file or \"builtin\"",
+             "data.source")
     if cfg.eval.sample_tokens and not cfg.eval.sample_prompt:
-        fail("eval.sample_prompt must not be empty when eval.sample_tokens > 0")
+        fail("eval.sample_prompt must not be empty when eval.sample_tokens > 0",
+             "eval.sample_prompt", "eval.sample_tokens")
 
 
 # ---------------------------------------------------------------------------
@@ -286,7 +356,7 @@ def reference_markdown() -> str:
     for section, fields in FIELDS.items():
         lines += [f"**[{section}]**", "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
         for name, spec in fields.items():
-            default = _show(spec.default).replace("\n", "\\n").replace("|", "\\|")
+            default = show_value(spec.default).replace("\n", "\\n").replace("|", "\\|")
             allowed, meaning = (_md(spec.describe_allowed()), _md(spec.help))
             lines.append(f"| `{name}` | `{default}` | {allowed} | {meaning} |")
         lines.append("")

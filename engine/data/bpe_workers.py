@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
+
 from llmtui.engine.data.tokenizers import BpeTokenizer
 
 BPE_PIECE_CHARS = 256 << 10  # text per tiktoken call when encoding in parallel

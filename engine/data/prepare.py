@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import numpy as np
+
 from llmtui.engine.data import corpus
 from llmtui.engine.data.batches import (  # noqa: F401
     BatchSampler,

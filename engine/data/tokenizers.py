@@ -15,6 +15,7 @@ import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
 from llmtui.engine.errors import DataError
 
 _MAX_CODEPOINT = 0x10FFFF

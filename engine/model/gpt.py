@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from llmtui.engine.errors import ConfigError
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
+
+from llmtui.engine.errors import ConfigError
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import torch
+
 from llmtui.engine.model.gpt import GPT, gpt_config, optimizer_groups
 from llmtui.engine.planning.autotune import resolve_auto
 from llmtui.engine.planning.device import configure_threads, place

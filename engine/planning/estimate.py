@@ -9,8 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from llmtui.engine.planning.autotune import choose_batch
-from llmtui.engine.planning.sizing import (CPU_EFFICIENCY, GPU_EFFICIENCY, count_params,
-                                           flops_per_token, memory_parts, target_for, vocab_for)
+from llmtui.engine.planning.sizing import (
+    CPU_EFFICIENCY,
+    GPU_EFFICIENCY,
+    count_params,
+    flops_per_token,
+    memory_parts,
+    target_for,
+    vocab_for,
+)
 
 
 @dataclass

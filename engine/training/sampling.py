@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import torch
+
 from llmtui.engine.config.loading import config_from_dict
 from llmtui.engine.data.tokenizers import tokenizer_from_json
 from llmtui.engine.errors import CheckpointError

@@ -40,16 +40,41 @@ from llmtui.engine.planning.autotune import resolve_auto
 from llmtui.engine.planning.device import Placement, configure_threads, matmul_peak_flops, place
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed
-from llmtui.engine.training.commands import (Command, Pause, SampleNow, SaveNow, SetEarlyStopping,
-                                             Stop, Unpause)
-from llmtui.engine.training.events import (CheckpointEvent, DoneEvent, EarlyStopEvent, ErrorEvent,
-                                           EvalEvent, Event, EventBuffer, JsonlWriter, Listener,
-                                           PausedEvent, PrepareEvent, SampleEvent, StartEvent,
-                                           TrainEvent, UnpausedEvent, WarningEvent)
+from llmtui.engine.training.commands import (
+    Command,
+    Pause,
+    SampleNow,
+    SaveNow,
+    SetEarlyStopping,
+    Stop,
+    Unpause,
+)
+from llmtui.engine.training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EarlyStopEvent,
+    ErrorEvent,
+    EvalEvent,
+    Event,
+    EventBuffer,
+    JsonlWriter,
+    Listener,
+    PausedEvent,
+    PrepareEvent,
+    SampleEvent,
+    StartEvent,
+    TrainEvent,
+    UnpausedEvent,
+    WarningEvent,
+)
 from llmtui.engine.training.runs import run_dir_of
 from llmtui.engine.training.schedule import lr_at
-from llmtui.engine.training.snapshot import (checkpoint_files, load_model_state,
-                                             optimizer_from_files, rng_from_files)
+from llmtui.engine.training.snapshot import (
+    checkpoint_files,
+    load_model_state,
+    optimizer_from_files,
+    rng_from_files,
+)
 from llmtui.engine.training.state import RunState
 from llmtui.engine.training.trackers import trackers
 

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmtui.engine.errors import ConfigError, UserError
-from llmtui.engine.training.events import EventBuffer
-from llmtui.tui.widgets.error_text import ErrorText
-from llmtui.tui.widgets.title_bar import TitleBar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,6 +26,11 @@ from textual.widgets import (
     Static,
 )
 from textual.worker import Worker, WorkerState
+
+from llmtui.engine.errors import ConfigError, UserError
+from llmtui.engine.training.events import EventBuffer
+from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.title_bar import TitleBar
 
 SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
                 ("path", "A text file, a folder of .txt files, or a .bin/.npy token file")]
@@ -106,7 +107,7 @@ class DataScreen(Screen):
         try:
             self.doc.set(key, value)
         except ConfigError as exc:
-            error.show(str(exc).split(": ", 1)[-1])
+            error.show(exc.detail)
             return False
         error.show(None)
         return True

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmtui.tui.widgets.error_text import ErrorText
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Static
+
+from llmtui.tui.widgets.error_text import ErrorText
 
 
 class ChoiceScreen(ModalScreen[str | None]):

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmtui.engine.errors import UserError
-from llmtui.tui.widgets.error_text import ErrorText
-from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
-from llmtui.tui.widgets.title_bar import TitleBar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,6 +25,11 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
+
+from llmtui.engine.errors import UserError
+from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
+from llmtui.tui.widgets.title_bar import TitleBar
 
 
 class HardwareScreen(Screen):

@@ -11,16 +11,6 @@ from __future__ import annotations
 import collections
 from typing import Iterable
 
-from llmtui.engine.training.commands import (Command, Pause, SampleNow, SaveNow, SetEarlyStopping,
-                                             Unpause)
-from llmtui.engine.training.events import (CheckpointEvent, DoneEvent, EarlyStopEvent, ErrorEvent,
-                                           EvalEvent, Event, PausedEvent, PrepareEvent, SampleEvent,
-                                           StartEvent, TrainEvent, UnpausedEvent, WarningEvent)
-from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
-from llmtui.tui.training import TrainingRun
-from llmtui.tui.widgets.loss_chart import LossChart
-from llmtui.tui.widgets.stat_panel import StatPanel
-from llmtui.tui.widgets.title_bar import TitleBar
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -28,6 +18,28 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, RichLog, Static
+
+from llmtui.engine.training.commands import Command, Pause, SampleNow, SaveNow, SetEarlyStopping, Unpause
+from llmtui.engine.training.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EarlyStopEvent,
+    ErrorEvent,
+    EvalEvent,
+    Event,
+    PausedEvent,
+    PrepareEvent,
+    SampleEvent,
+    StartEvent,
+    TrainEvent,
+    UnpausedEvent,
+    WarningEvent,
+)
+from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
+from llmtui.tui.training import TrainingRun
+from llmtui.tui.widgets.loss_chart import LossChart
+from llmtui.tui.widgets.stat_panel import StatPanel
+from llmtui.tui.widgets.title_bar import TitleBar
 
 STATUS_TEXT = {
     "starting": ("◌", "starting (loading torch, preparing data)", "dim"),

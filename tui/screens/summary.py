@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmtui.engine.errors import UserError
-from llmtui.tui.fields import escape_text, unescape_text
-from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
-from llmtui.tui.widgets.title_bar import TitleBar
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +15,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState
+
+from llmtui.engine.errors import UserError
+from llmtui.tui.fields import escape_text, unescape_text
+from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
+from llmtui.tui.widgets.title_bar import TitleBar
 
 STOP_REASONS = {"max_steps": "reached max_steps", "early_stopping": "early stopping",
                 "stopped": "stopped by you", "nonfinite_loss": "loss became non-finite"}

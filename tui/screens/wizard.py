@@ -10,12 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmtui.engine.config.schema import FIELDS
-from llmtui.engine.errors import UserError
-from llmtui.tui.widgets.config_field import ConfigField
-from llmtui.tui.widgets.derived_panel import DerivedPanel
-from llmtui.tui.widgets.error_text import ErrorText
-from llmtui.tui.widgets.title_bar import TitleBar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,6 +17,13 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 from textual.widgets.option_list import Option
+
+from llmtui.engine.config.schema import FIELDS
+from llmtui.engine.errors import ConfigError, UserError
+from llmtui.tui.widgets.config_field import ConfigField
+from llmtui.tui.widgets.derived_panel import DerivedPanel
+from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.title_bar import TitleBar
 
 SECTION_TITLES = {
     "run": "Run", "data": "Data", "tokenizer": "Tokenizer", "model": "Model",
@@ -45,7 +46,7 @@ class WizardScreen(Screen):
         self.doc = doc
         self.first_section = section
         self.invalid: dict[str, str] = {}     # field path -> error
-        self.cross_error: str | None = None
+        self.cross_error: ConfigError | None = None   # a rule across fields that fails
         self._built: set[str] = set()
 
     def compose(self) -> ComposeResult:
@@ -88,7 +89,9 @@ class WizardScreen(Screen):
         self._built.add(section)
         form = self.query_one(f"#form-{section}", VerticalScroll)
         form.border_title = f"[{section}]"
-        form.mount_all([ConfigField(spec, self.doc.get(spec.path)) for spec in FIELDS[section].values()])
+        fields = [ConfigField(spec, self.doc.get(spec.path)) for spec in FIELDS[section].values()]
+        form.mount_all(fields)
+        self._mark_rule_error(fields)
 
     @on(OptionList.OptionHighlighted, "#wizard-sections")
     def _section_chosen(self, event: OptionList.OptionHighlighted) -> None:
@@ -117,15 +120,16 @@ class WizardScreen(Screen):
         cfg, error = None, None
         try:
             cfg = self.doc.to_config()
-        except UserError as exc:
-            error = str(exc).split(": ", 1)[-1]
+        except ConfigError as exc:
+            error = exc
         self.cross_error = error
+        self._mark_rule_error(self.query(ConfigField))
         message = ""
         if self.invalid:
             names = ", ".join(sorted(self.invalid))
             message = f"Not valid: {names}"
         elif error:
-            message = error
+            message = error.detail
         self.query_one("#wizard-error", ErrorText).show(message)
         blocked = bool(self.invalid or error)
         self.query_one("#save", Button).disabled = blocked
@@ -133,10 +137,15 @@ class WizardScreen(Screen):
         self.query_one("#next", Button).disabled = blocked
         self._update_derived(cfg, error)
 
-    def _update_derived(self, cfg, error: str | None) -> None:
+    def _mark_rule_error(self, fields) -> None:
+        error = self.cross_error
+        for field in fields:
+            field.set_rule_error(error.detail if error and field.spec.path in error.keys else None)
+
+    def _update_derived(self, cfg, error: ConfigError | None) -> None:
         panel = self.query_one(DerivedPanel)
         if cfg is None:
-            panel.show(None, None, error)
+            panel.show(None, None, error.detail if error else None)
             return
         est = None
         session = self.app.session
@@ -150,7 +159,7 @@ class WizardScreen(Screen):
                 est = estimate(cfg, vocab_size=session.vocab_size if session.data_is_current() else None,
                                hardware=hardware)
             except UserError as exc:
-                panel.show(None, None, str(exc).split(": ", 1)[-1])
+                panel.show(None, None, exc.detail)
                 return
         panel.show(cfg, est, vocab_known=session.data_is_current())
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmtui.engine.config.schema import FieldSpec
-from llmtui.engine.errors import ConfigError
-from llmtui.tui.fields import field_text, parse_field_text, short_error
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select, Static, Switch
+
+from llmtui.engine.config.schema import FieldSpec
+from llmtui.engine.errors import ConfigError
+from llmtui.tui.fields import field_text, parse_field_text
 
 
 class SchemaValidator(Validator):
@@ -31,7 +32,7 @@ class SchemaValidator(Validator):
         try:
             parse_field_text(self.spec, value)
         except ConfigError as exc:
-            return self.failure(short_error(exc))
+            return self.failure(exc.short())
         return self.success()
 
 
@@ -71,7 +72,8 @@ class ConfigField(Vertical):
         super().__init__(id=kwargs.pop("id", field_id(spec.path)), **kwargs)
         self.spec = spec
         self.value = value
-        self.error: str | None = None
+        self.error: str | None = None        # this field's own value is not allowed
+        self.rule_error: str | None = None   # a rule across fields fails, and names this one
 
     def compose(self) -> ComposeResult:
         spec = self.spec
@@ -105,7 +107,7 @@ class ConfigField(Vertical):
         try:
             value = parse_field_text(self.spec, event.value)
         except ConfigError as exc:
-            self._set_error(short_error(exc))
+            self._set_error(exc.short())
             self.post_message(self.Changed(self, None, self.error))
             return
         self._accept(value)
@@ -133,8 +135,19 @@ class ConfigField(Vertical):
         if error == self.error:
             return
         self.error = error
-        self.set_class(error is not None, "-invalid")
-        self.query_one(".field-error", Static).update(error or "")
+        self._show_error()
+
+    def set_rule_error(self, error: str | None) -> None:
+        """Mark the field as part of a failing cross-field rule (None clears it)."""
+        if error == self.rule_error:
+            return
+        self.rule_error = error
+        self._show_error()
+
+    def _show_error(self) -> None:
+        shown = self.error or self.rule_error
+        self.set_class(shown is not None, "-invalid")
+        self.query_one(".field-error", Static).update(shown or "")
 
     # -- updates from outside (another screen edited the same document) ------
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
+
+from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
 
 
 def _yes(flag: bool | None) -> str:
