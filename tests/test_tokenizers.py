@@ -4,12 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from llmtui.engine.config.loading import load_config
 from llmtui.engine.data import corpus
 from llmtui.engine.data.tokenizers import (
     BpeTokenizer,
     CharTokenizer,
-    make_tokenizer,
     tokenizer_from_json,
 )
 from llmtui.engine.errors import DataError
@@ -94,12 +92,6 @@ def test_char_from_json_keeps_order_and_validates():
         tokenizer_from_json({"kind": "wordpiece"})
 
 
-def test_make_tokenizer_char():
-    cfg = load_config(None)
-    tok = make_tokenizer(cfg, corpus_chars="xyz")
-    assert isinstance(tok, CharTokenizer) and tok.vocab_size == 3
-
-
 # --- bpe ------------------------------------------------------------------
 
 @needs_cache
@@ -126,8 +118,6 @@ def test_bpe_json_round_trip_and_fingerprint(gpt2_cache):
     assert BpeTokenizer("r50k_base").fingerprint() != tok.fingerprint()
     with pytest.raises(DataError, match="50304"):
         tokenizer_from_json({"kind": "bpe", "encoding": "gpt2", "n_vocab": 50304})
-    cfg = load_config(None, tokenizer__kind="bpe")
-    assert isinstance(make_tokenizer(cfg), BpeTokenizer)
 
 
 def test_bpe_unknown_encoding_lists_names():

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from llmtui.tui.session import Session
 from llmtui.tui.training import TrainingRun
@@ -226,6 +227,19 @@ class LlmtuiApp(App[int]):
     def _exit_when_stopped(self) -> None:
         if self.training is None or not self.training.running:
             self.exit(0)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a worker's unexpected exception is reported: a notification,
+        then WorkerFailed to the worker's screen so it can put its controls back."""
+        if event.state != WorkerState.ERROR:
+            return
+        from llmtui.tui.messages import WorkerFailed, error_text
+
+        text = error_text(event.worker.error)
+        self.notify(text, title="Error", severity="error", timeout=10)
+        node = event.worker.node
+        if node is not self:
+            node.post_message(WorkerFailed(event.worker, text))
 
     def on_unmount(self) -> None:
         # however the app ends, the training thread is stopped (saving a checkpoint)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from llmtui.engine.config.loading import coerce, parse_override_value
+from llmtui.engine.config.resolved import AUTO, is_auto
 from llmtui.engine.config.schema import FieldSpec
-from llmtui.engine.errors import ConfigError
 
 # string fields whose values usually hold control characters (newlines): shown escaped
 ESCAPED_FIELDS = {"eval.sample_prompt"}
@@ -55,8 +55,8 @@ def parse_field_text(spec: FieldSpec, text: str) -> Any:
     origin = "form"
     if spec.type is str:
         value: Any = unescape_text(text) if spec.path in ESCAPED_FIELDS else text
-    elif spec.auto and text.strip() == "auto":
-        value = "auto"
+    elif spec.auto and is_auto(text.strip()):
+        value = AUTO
     elif spec.type is list:
         stripped = text.strip()
         if not stripped:

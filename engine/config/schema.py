@@ -5,8 +5,8 @@ default, the allowed range or choices and a help string. Validation, the TUI
 forms, `llmtui config --reference` and the README reference table are all
 derived from these definitions, so a setting is described exactly once.
 
-Key names listed in PRODUCT.md ("Names users and scripts rely on") are part of
-the interface: add new keys beside them, never rename them.
+Key names are part of the interface (user configs, scripts and docs use
+them): add new keys beside the existing ones, never rename them.
 """
 
 from __future__ import annotations

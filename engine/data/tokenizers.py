@@ -216,15 +216,3 @@ def tokenizer_from_json(d: dict) -> Tokenizer:
     if kind == "bpe":
         return BpeTokenizer.from_json(d)
     raise DataError(f'tokenizer JSON: "kind" = {kind!r} is not allowed; expected "char" or "bpe"')
-
-
-def make_tokenizer(cfg, corpus_chars: Iterable[str] | None = None) -> Tokenizer:
-    """The tokenizer `cfg.tokenizer` asks for. A char vocabulary comes from the
-    corpus, so corpus_chars (the characters it contains) is required then."""
-    if cfg.tokenizer.kind == "bpe":
-        return BpeTokenizer(cfg.tokenizer.encoding)
-    if cfg.tokenizer.kind == "char":
-        if corpus_chars is None:
-            raise ValueError("make_tokenizer: a char tokenizer needs corpus_chars")
-        return CharTokenizer(corpus_chars)
-    raise DataError(f'tokenizer.kind = "{cfg.tokenizer.kind}" is not allowed; expected char or bpe')

@@ -30,11 +30,6 @@ class KnownGpu:
         # bf16 arithmetic arrived with Ampere (compute capability 8.0)
         return self.compute_capability >= (8, 0)
 
-    @property
-    def memory_bytes(self) -> int:
-        # cards expose GB-as-marketed as GiB-ish MiB counts (an "8 GB" card reports 8188 MiB)
-        return int(self.memory_gb * 2**30)
-
 
 def _g(name, gb, cc, fp32, tensor):
     return KnownGpu(name, gb, cc, fp32, tensor)

@@ -51,10 +51,6 @@ class GpuInfo:
     notes: list[str] = field(default_factory=list)
     torch_index: int | None = None  # N in "cuda:N" when torch can use it
 
-    @property
-    def memory_gib(self) -> float:
-        return self.total_memory_bytes / 2**30
-
 
 @dataclass
 class HardwareInfo:

@@ -25,10 +25,10 @@ from textual.widgets import (
     Select,
     Static,
 )
-from textual.worker import Worker, WorkerState
 
 from llmtui.engine.errors import ConfigError, UserError
-from llmtui.engine.training.events import EventBuffer
+from llmtui.engine.training.events import EventBuffer, PrepareEvent
+from llmtui.tui.messages import DataPrepared, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.title_bar import TitleBar
 
@@ -161,18 +161,22 @@ class DataScreen(Screen):
 
     # -- buttons ------------------------------------------------------------------
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        bid = event.button.id
-        if bid == "back":
-            self.action_back()
-        elif bid == "prepare":
-            self.action_prepare()
-        elif bid == "train":
-            self.action_train()
-        elif bid == "browse":
-            from llmtui.tui.screens.dialogs import BrowseScreen
-            self.app.push_screen(BrowseScreen(Path.cwd()), self._browsed)
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self) -> None:
+        self.action_back()
+
+    @on(Button.Pressed, "#prepare")
+    def _prepare_pressed(self) -> None:
+        self.action_prepare()
+
+    @on(Button.Pressed, "#train")
+    def _train_pressed(self) -> None:
+        self.action_train()
+
+    @on(Button.Pressed, "#browse")
+    def _browse_pressed(self) -> None:
+        from llmtui.tui.screens.dialogs import BrowseScreen
+        self.app.push_screen(BrowseScreen(Path.cwd()), self._browsed)
 
     def _browsed(self, path: Path | None) -> None:
         if path is not None:
@@ -215,30 +219,26 @@ class DataScreen(Screen):
         self.prepare(cfg)
 
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
-    def prepare(self, cfg):
-        from llmtui.engine.data.prepare import (
-            prepare_data,  # numpy and friends: off the UI thread
-        )
+    def prepare(self, cfg) -> None:
+        from llmtui.engine.data.prepare import prepare_data  # numpy and friends: off the UI thread
 
         buffer = self.progress_events
         data = prepare_data(cfg, progress=lambda stage, done, total: buffer(
-            {"stage": stage, "done": done, "total": total}))
-        return {"train_tokens": int(len(data.train)), "val_tokens": int(len(data.val)),
-                "vocab_size": int(data.vocab_size), "reused": data.reused,
-                "directory": str(data.directory)}
+            PrepareEvent(step=0, stage=stage, done=done, total=total)))
+        self.post_message(DataPrepared({
+            "train_tokens": int(len(data.train)), "val_tokens": int(len(data.val)),
+            "vocab_size": int(data.vocab_size), "reused": data.reused,
+            "directory": str(data.directory)}))
 
     def _poll(self) -> None:
         self._seq, events = self.progress_events.since(self._seq)
         if events:
             last = events[-1]
             bar = self.query_one("#prepare-progress", ProgressBar)
-            bar.update(total=max(1, last["total"]), progress=last["done"])
-            self.query_one("#prepare-status", Static).update(f"Preparing: {last['stage']}…")
+            bar.update(total=max(1, last.total), progress=last.done)
+            self.query_one("#prepare-status", Static).update(f"Preparing: {last.stage}…")
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "prepare" or event.state not in (
-                WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            return
+    def _preparation_ended(self) -> None:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
@@ -246,21 +246,22 @@ class DataScreen(Screen):
         self.query_one("#prepare", Button).disabled = False
         self.query_one("#train", Button).disabled = False
         self.query_one("#prepare-progress").display = False
-        status = self.query_one("#prepare-status", Static)
-        if event.state == WorkerState.SUCCESS:
-            summary = event.worker.result
-            session = self.app.session
-            session.vocab_size = summary["vocab_size"]
-            session.data_summary = summary
-            session.data_key = self._key
-            status.update("Data ready.")
-            self._show_summary(summary)
-        else:
-            error = event.worker.error
-            text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
-            status.update("Preparation failed.")
-            self.query_one("#prepare-result", Static).update(text)
-            self.notify(text, severity="error", timeout=8)
+
+    @on(DataPrepared)
+    def _prepared(self, event: DataPrepared) -> None:
+        self._preparation_ended()
+        session = self.app.session
+        session.vocab_size = event.summary["vocab_size"]
+        session.data_summary = event.summary
+        session.data_key = self._key
+        self.query_one("#prepare-status", Static).update("Data ready.")
+        self._show_summary(event.summary)
+
+    @on(WorkerFailed)
+    def _preparation_failed(self, event: WorkerFailed) -> None:
+        self._preparation_ended()
+        self.query_one("#prepare-status", Static).update("Preparation failed.")
+        self.query_one("#prepare-result", Static).update(event.text)
 
     def _show_summary(self, summary: dict) -> None:
         how = "reused" if summary.get("reused") else "prepared"

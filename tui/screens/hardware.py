@@ -24,9 +24,9 @@ from textual.widgets import (
     Static,
 )
 from textual.widgets.option_list import Option
-from textual.worker import Worker, WorkerState
 
 from llmtui.engine.errors import UserError
+from llmtui.tui.messages import HardwareDetected, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -41,7 +41,7 @@ class HardwareScreen(Screen):
     ]
 
     def compose(self) -> ComposeResult:
-        from llmtui.engine.config.loading import preset_names
+        from llmtui.engine.config.presets import preset_names
 
         presets = preset_names()
         yield TitleBar()
@@ -81,7 +81,7 @@ class HardwareScreen(Screen):
     # -- detection -------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
-    def detect(self):
+    def detect(self) -> None:
         hw = self.app.hardware
         if hw is None:
             from llmtui.engine.planning.hardware import detect
@@ -90,25 +90,22 @@ class HardwareScreen(Screen):
         if rec is None:
             from llmtui.engine.planning.recommend import recommend
             rec = recommend(hw)
-        return hw, rec
+        self.post_message(HardwareDetected(hw, rec))
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "detect":
-            return
-        if event.state == WorkerState.SUCCESS:
-            hw, rec = event.worker.result
-            self.app.hardware, self.app.recommendation = hw, rec
-            self._show(hw, rec)
-            self.app.hardware_ready()
-        elif event.state == WorkerState.ERROR:
-            error = event.worker.error
-            self.app.detection_error = f"{type(error).__name__}: {error}"
-            self.app.hardware_ready()
-            self._remove_spinner()
-            self.query_one("#hw-detecting", Static).update(
-                f"Hardware detection failed: {type(error).__name__}: {error}\n"
-                "You can still start from any preset.")
-            self.query_one("#use-recommended", Button).label = "Detection failed"
+    @on(HardwareDetected)
+    def _detected(self, event: HardwareDetected) -> None:
+        self.app.hardware, self.app.recommendation = event.hardware, event.recommendation
+        self._show(event.hardware, event.recommendation)
+        self.app.hardware_ready()
+
+    @on(WorkerFailed)
+    def _detection_failed(self, event: WorkerFailed) -> None:
+        self.app.detection_error = event.text
+        self.app.hardware_ready()
+        self._remove_spinner()
+        self.query_one("#hw-detecting", Static).update(
+            f"Hardware detection failed: {event.text}\nYou can still start from any preset.")
+        self.query_one("#use-recommended", Button).label = "Detection failed"
 
     def _remove_spinner(self) -> None:
         # removed, not hidden: a hidden LoadingIndicator keeps redrawing 16 times a
@@ -130,7 +127,7 @@ class HardwareScreen(Screen):
             button.focus()
 
     def _preset_options(self) -> list[str]:
-        from llmtui.engine.config.loading import preset_names
+        from llmtui.engine.config.presets import preset_names
         return preset_names()
 
     # -- runs to resume -------------------------------------------------------
@@ -159,23 +156,27 @@ class HardwareScreen(Screen):
 
     # -- choices ------------------------------------------------------------------
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        bid = event.button.id
-        if bid == "use-recommended":
-            self.action_use_recommended()
-        elif bid == "open-preset":
-            value = self.query_one("#preset-select", Select).value
-            if value is not Select.NULL:
-                self.open_preset(str(value))
-        elif bid == "open-toml":
-            self.open_file(self.query_one("#toml-path", Input).value)
-        elif bid == "resume-run":
-            option_list = self.query_one("#run-list", OptionList)
-            if option_list.highlighted is not None:
-                option = option_list.get_option_at_index(option_list.highlighted)
-                if option.id in self._runs:
-                    self.resume(self._runs[option.id].path)
+    @on(Button.Pressed, "#use-recommended")
+    def _use_recommended_pressed(self) -> None:
+        self.action_use_recommended()
+
+    @on(Button.Pressed, "#open-preset")
+    def _open_preset_pressed(self) -> None:
+        value = self.query_one("#preset-select", Select).value
+        if value is not Select.NULL:
+            self.open_preset(str(value))
+
+    @on(Button.Pressed, "#open-toml")
+    def _open_toml_pressed(self) -> None:
+        self.open_file(self.query_one("#toml-path", Input).value)
+
+    @on(Button.Pressed, "#resume-run")
+    def _resume_pressed(self) -> None:
+        option_list = self.query_one("#run-list", OptionList)
+        if option_list.highlighted is not None:
+            option = option_list.get_option_at_index(option_list.highlighted)
+            if option.id in self._runs:
+                self.resume(self._runs[option.id].path)
 
     @on(Input.Submitted, "#toml-path")
     def _toml_submitted(self, event: Input.Submitted) -> None:

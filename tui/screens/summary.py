@@ -8,17 +8,16 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
-from textual.worker import Worker, WorkerState
 
-from llmtui.engine.errors import UserError
 from llmtui.tui.fields import escape_text, unescape_text
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
+from llmtui.tui.messages import SampleReady, WorkerFailed
 from llmtui.tui.widgets.title_bar import TitleBar
 
 STOP_REASONS = {"max_steps": "reached max_steps", "early_stopping": "early stopping",
@@ -99,17 +98,21 @@ class SummaryScreen(Screen):
     def has_checkpoint(self) -> bool:
         return bool(self.summary.get("best_checkpoint") or self.summary.get("last_checkpoint"))
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        bid = event.button.id
-        if bid == "sample":
-            self.action_sample()
-        elif bid == "back":
-            self.action_back()
-        elif bid == "new-run":
-            self.action_new_run()
-        elif bid == "quit":
-            self.app.action_quit_app()
+    @on(Button.Pressed, "#sample")
+    def _sample_pressed(self) -> None:
+        self.action_sample()
+
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self) -> None:
+        self.action_back()
+
+    @on(Button.Pressed, "#new-run")
+    def _new_run_pressed(self) -> None:
+        self.action_new_run()
+
+    @on(Button.Pressed, "#quit")
+    def _quit_pressed(self) -> None:
+        self.app.action_quit_app()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -141,26 +144,21 @@ class SummaryScreen(Screen):
         self.sample(path, prompt, tokens, temperature)
 
     @work(thread=True, exclusive=True, group="sample", exit_on_error=False)
-    def sample(self, path: Path, prompt: str, tokens: int, temperature: float) -> str:
-        from llmtui.engine.training.sampling import (
-            sample_from_checkpoint,  # torch: off the UI thread
-        )
+    def sample(self, path: Path, prompt: str, tokens: int, temperature: float) -> None:
+        from llmtui.engine.training.sampling import sample_from_checkpoint  # torch: off the UI thread
 
         d = self.sample_defaults
         text = sample_from_checkpoint(path, prompt, tokens, temperature=temperature,
                                       top_k=d.get("top_k", 200), seed=d.get("seed", 1337),
                                       device=d.get("device", "auto"))
-        return prompt + text
+        self.post_message(SampleReady(prompt + text))
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "sample":
-            return
-        out = self.query_one("#sample-output", Static)
-        if event.state == WorkerState.SUCCESS:
-            out.update(event.worker.result)
-        elif event.state == WorkerState.ERROR:
-            error = event.worker.error
-            out.update(str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}")
-        else:
-            return
+    @on(SampleReady)
+    def _sampled(self, event: SampleReady) -> None:
+        self.query_one("#sample-output", Static).update(event.text)
+        self.query_one("#sample", Button).disabled = False
+
+    @on(WorkerFailed)
+    def _sample_failed(self, event: WorkerFailed) -> None:
+        self.query_one("#sample-output", Static).update(event.text)
         self.query_one("#sample", Button).disabled = False

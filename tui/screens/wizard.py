@@ -179,10 +179,17 @@ class WizardScreen(Screen):
 
     # -- actions -------------------------------------------------------------------
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        {"save": self.action_save, "save-as": self.action_save_as, "next": self.action_next}[
-            event.button.id]()
+    @on(Button.Pressed, "#save")
+    def _save_pressed(self) -> None:
+        self.action_save()
+
+    @on(Button.Pressed, "#save-as")
+    def _save_as_pressed(self) -> None:
+        self.action_save_as()
+
+    @on(Button.Pressed, "#next")
+    def _next_pressed(self) -> None:
+        self.action_next()
 
     def action_save(self) -> None:
         if not self.is_valid:

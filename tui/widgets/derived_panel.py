@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmtui.engine.config.resolved import is_auto
 from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
 from llmtui.tui.widgets.stat_panel import Row, StatPanel
 
@@ -18,7 +19,7 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
     if cfg is None:
         return [("Fix the settings", "", "heading"), ("", error or "", "bad")]
     t, m = cfg.training, cfg.model
-    auto = t.batch_size == "auto" or t.grad_accum_steps == "auto"
+    auto = is_auto(t.batch_size) or is_auto(t.grad_accum_steps)
     if est is not None:
         batch, accum = est.batch_size, est.grad_accum_steps
     elif not auto:
