@@ -6,7 +6,7 @@
 Each config trains a few steps in a child process (`llmtui --run`, the real
 trainer: data, model, AdamW, an evaluation and a checkpoint at the end); a
 fresh intermediate process reads the child's peak RSS (ru_maxrss). The
-estimate is engine.estimate.estimate() for the same config, with the vocabulary
+estimate is engine.planning.estimate.estimate() for the same config, with the vocabulary
 the run really used. Prints a table and writes bench/out/estimate_memory.json.
 Peak memory does not depend on the step count, so a few steps suffice (the
 big shakespeare_char config takes ~15 s per step on 2 cores).

@@ -16,7 +16,7 @@ model, optimizer, placement, compile), then driven here in alternating blocks:
   split steps: the work of Trainer._train_step with a clock between the parts:
                data (sampler.next_batch + copy to the device), forward+backward,
                optimizer (unscale + grad clip + step + zero_grad);
-  real steps:  Trainer._train_step() itself, timed as a whole.
+  real steps:  Trainer.train_step() itself, timed as a whole.
 
 tokens/s and MFU come from the real steps; "other" is the real step's mean
 minus the sum of the split parts (the loss bookkeeping, lr setting; noise
@@ -51,9 +51,11 @@ NANOGPT_MFU = 0.41  # nanoGPT on this recipe, ../shared/BASELINES.md
 
 import torch  # noqa: E402
 
-from llmtui.engine.config.loading import load_config, preset_names, resolve_config_path  # noqa: E402
+from llmtui.engine.config.loading import load_config  # noqa: E402
+from llmtui.engine.config.presets import preset_names  # noqa: E402
 from llmtui.engine.planning.device import DTYPES, place  # noqa: E402
-from llmtui.engine.training.trainer import Trainer, lr_at  # noqa: E402
+from llmtui.engine.training.schedule import lr_at  # noqa: E402
+from llmtui.engine.training.trainer import Trainer  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1024, repeats: int = 15) -> float:
@@ -81,56 +83,56 @@ def make_trainer(config: str | Path, run_dir: Path, **settings) -> Trainer:
                       data__prepared_dir=str(OUT / "data"))
     trainer = Trainer(cfg, overwrite=True)
     trainer.setup()
-    # Trainer.run sets this before its loop; _train_step reads it
-    trainer._first_bad_step = torch.tensor(-1, device=trainer.device)
     return trainer
 
 
 def split_step(trainer: Trainer) -> tuple[float, float, float]:
-    """One optimizer step doing what Trainer._train_step does, returning
+    """One optimizer step doing what Trainer.train_step does, returning
     (data, forward+backward, optimizer) seconds."""
-    t, device = trainer.cfg.training, trainer.device
-    lr = lr_at(trainer.step, trainer.cfg, trainer.max_steps)
-    for group in trainer.optimizer.param_groups:
+    s = trainer.setup()
+    c, device = s.config, s.device
+    t = c.training
+    lr = lr_at(trainer.state.step, c.scheduler, c.optimizer.learning_rate, trainer.state.max_steps)
+    for group in s.optimizer.param_groups:
         group["lr"] = lr
     data = fwd_bwd = 0.0
     for _ in range(t.grad_accum_steps):
         start = time.perf_counter()
-        x, y = trainer._to_device(*trainer.sampler.next_batch())
+        x, y = trainer._to_device(*s.sampler.next_batch())
         sync(device)
         loaded = time.perf_counter()
         with trainer._autocast():
-            _, loss = trainer.model(x, y)
-        trainer.scaler.scale(loss / t.grad_accum_steps).backward()
+            _, loss = s.model(x, y)
+        s.scaler.scale(loss / t.grad_accum_steps).backward()
         sync(device)
         data += loaded - start
         fwd_bwd += time.perf_counter() - loaded
     start = time.perf_counter()
     if t.grad_clip > 0:
-        trainer.scaler.unscale_(trainer.optimizer)
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), t.grad_clip)
-    trainer.scaler.step(trainer.optimizer)
-    trainer.scaler.update()
-    trainer.optimizer.zero_grad(set_to_none=True)
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_(s.model.parameters(), t.grad_clip)
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    s.optimizer.zero_grad(set_to_none=True)
     sync(device)
     optimizer = time.perf_counter() - start
-    trainer.step += 1
+    trainer.state.step += 1
     return data, fwd_bwd, optimizer
 
 
 def real_step(trainer: Trainer) -> float:
-    """One Trainer._train_step(), in seconds."""
+    """One Trainer.train_step(), in seconds."""
     start = time.perf_counter()
-    trainer._train_step()
-    sync(trainer.device)
-    trainer.step += 1
+    trainer.train_step()
+    sync(trainer.setup().device)
+    trainer.state.step += 1
     return time.perf_counter() - start
 
 
 def measure(trainer: Trainer, steps: int, warmup: int, block: int = 10) -> dict:
     """Warm up, then alternate blocks of split and real steps (`steps` of each),
     so that drift in the machine's speed affects both alike."""
-    trainer.model.train()
+    trainer.setup().model.train()
     for _ in range(warmup):
         real_step(trainer)
     splits, reals = [], []
@@ -143,17 +145,18 @@ def measure(trainer: Trainer, steps: int, warmup: int, block: int = 10) -> dict:
     return {"steps": steps, "warmup": warmup, "ms_per_step": ms,
             "ms_per_step_median": 1000 * statistics.median(reals),
             "ms_per_step_stdev": 1000 * statistics.stdev(reals) if len(reals) > 1 else 0.0,
-            "tokens_per_sec": trainer.tokens_per_step * 1000 / ms,
+            "tokens_per_sec": trainer.setup().tokens_per_step * 1000 / ms,
             "split_ms": {"data": data, "forward_backward": fwd_bwd, "optimizer": opt,
                          "other": ms - (data + fwd_bwd + opt)}}
 
 
 def describe(trainer: Trainer) -> dict:
-    return {"device": str(trainer.device), "precision": trainer.placement.precision,
-            "threads": torch.get_num_threads(), "n_params": trainer.n_params,
-            "n_params_non_embedding": trainer.n_params_non_embedding,
-            "flops_per_token": trainer.flops_per_token, "tokens_per_step": trainer.tokens_per_step,
-            "compile": trainer.cfg.training.compile, "engine_peak_flops": trainer.peak_flops}
+    s = trainer.setup()
+    return {"device": str(s.device), "precision": s.placement.precision,
+            "threads": torch.get_num_threads(), "n_params": s.n_params,
+            "n_params_non_embedding": s.n_params_non_embedding,
+            "flops_per_token": s.flops_per_token, "tokens_per_step": s.tokens_per_step,
+            "compile": s.config.training.compile, "engine_peak_flops": s.peak_flops}
 
 
 def run_config(name: str, config, run_dir: Path, steps: int, warmup: int, **settings) -> dict:
@@ -162,7 +165,7 @@ def run_config(name: str, config, run_dir: Path, steps: int, warmup: int, **sett
     trainer = make_trainer(config, run_dir, **settings)
     setup_s = time.perf_counter() - start
     result = {"name": name, "config": str(config), "setup_s": setup_s, **describe(trainer)}
-    if trainer.cfg.training.compile:
+    if trainer.setup().config.training.compile:
         # the first step compiles (forward and backward graphs); timed on its own
         start = time.perf_counter()
         real_step(trainer)
@@ -232,7 +235,7 @@ def main() -> None:
                 print(f"preset {name}: skipped ({reason})", flush=True)
                 skipped.append({"name": f"preset {name}", "reason": reason})
                 continue
-            results.append(run_config(f"preset {name}", resolve_config_path(name), run_dir,
+            results.append(run_config(f"preset {name}", name, run_dir,
                                       args.preset_steps, args.preset_warmup))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

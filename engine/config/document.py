@@ -1,7 +1,7 @@
 """Edit a config TOML file in place, keeping its comments and key order.
 
 The app's wizard edits settings one at a time; each value is checked with
-`engine.config.coerce` before it enters the document, the whole config is
+`engine.config.loading.coerce` before it enters the document, the whole config is
 validated on demand, and saving writes the document back atomically with
 every comment, blank line and key order the file had.
 

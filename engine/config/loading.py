@@ -1,4 +1,4 @@
-"""Load, override, validate and write configs, all driven by `engine.schema`.
+"""Load, override, validate and write configs, all driven by `engine.config.schema`.
 
 Every problem raises ConfigError with one line that names the file, the key,
 the value and what is allowed, before any heavy work (data, torch) starts.

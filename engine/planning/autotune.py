@@ -2,7 +2,7 @@
 
 The training recipe is the tokens per optimizer step; autotune keeps it and
 trades micro-batch size against gradient accumulation until the estimated
-peak memory (engine.estimate) fits the device. Every choice is returned as a
+peak memory (engine.planning.sizing) fits the device. Every choice is returned as a
 `section.key` setting with a reason, so the user sees it and can override it.
 
 `resolve_auto(cfg, placement)` is the run-time half: the trainer calls it after
@@ -207,7 +207,7 @@ def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[Resolve
     and messages: what was chosen, and a warning when the estimated peak memory
     exceeds what the device has free ("will not fit: estimated X GiB > Y GiB
     available"). `vocab_size` is the tokenizer's (a guess from the tokenizer
-    kind when None). Call after engine.device.place(), before batches are drawn."""
+    kind when None). Call after engine.planning.device.place(), before batches are drawn."""
     target = placement_target(placement)
     vocab = vocab_for(cfg, vocab_size)
     batch, accum, notes = choose_batch(cfg, vocab, target)

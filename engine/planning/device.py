@@ -2,7 +2,7 @@
 
 The facts come from `torch.cuda` queries and /proc/cpuinfo flags; nothing is
 assumed from a device's name. Hardware detection for the hardware screen lives
-in engine/hardware.py; this module is only what the trainer needs.
+in engine/planning/hardware.py; this module is only what the trainer needs.
 """
 
 from __future__ import annotations

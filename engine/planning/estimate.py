@@ -50,7 +50,7 @@ class Estimate:
 def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
              calibrated_step_seconds: float | None = None) -> Estimate:
     """Parameters, FLOPs, memory and time of `cfg` on `hardware` (detected when
-    None). "auto" batch settings are resolved as engine.autotune would."""
+    None). "auto" batch settings are resolved as engine.planning.autotune would."""
     if hardware is None:
         from llmtui.engine.planning.hardware import detect
         hardware = detect()

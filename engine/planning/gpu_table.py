@@ -8,7 +8,7 @@ Peak TFLOP/s are the vendors' published dense figures: `fp32` for plain CUDA
 cores, `tensor` for fp16/bf16 matrix math with fp32 accumulation (what
 PyTorch's autocast uses; GeForce cards run it at half their fp16-accumulate
 rate). TF32 is half the tensor figure on Ampere and later. They are upper
-bounds: real training reaches a fraction of them (see engine.estimate).
+bounds: real training reaches a fraction of them (see engine.planning.estimate).
 """
 
 from __future__ import annotations

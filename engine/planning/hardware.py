@@ -18,7 +18,7 @@ from pathlib import Path
 
 from llmtui.engine.planning.device import cpu_flags, cpu_has_native
 
-# CPU flags that decide which precisions run fast (see engine.device.cpu_has_native)
+# CPU flags that decide which precisions run fast (see engine.planning.device.cpu_has_native)
 PRECISION_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16",
                    "amx_bf16", "amx_fp16", "amx_tile", "asimd", "sve")
 

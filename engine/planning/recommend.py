@@ -21,7 +21,7 @@ The rules (README "Estimates" has the table for users):
    | 20 - 36 GiB   | rtx4090  | RTX 3090/4090, A10, L4, RTX 5090  |
    | >= 36 GiB     | a100     | A100 40/80GB, A40, L40S, H100     |
 
-4. engine.autotune then fits micro-batch, accumulation, precision and threads
+4. engine.planning.autotune then fits micro-batch, accumulation, precision and threads
    to the device, keeping the preset's tokens per optimizer step.
 """
 

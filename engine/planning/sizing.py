@@ -10,7 +10,7 @@ Memory is the peak of one training step, by component (bytes):
   optimizer 8N (Adam's two moments), autocast_weights 2N (the 16-bit copies
   autocast caches during a mixed-precision step). N counts tied weights once.
 - activations: what autograd saves for backward, counted tensor by tensor for
-  engine/model.py (checked against saved_tensors_hooks in tests/test_estimate.py).
+  engine/model/gpt.py (checked against saved_tensors_hooks in tests/test_estimate.py).
   This is Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
   Transformer Models"), sbh(34 + 5as/h) bytes per layer for 16-bit
   activations, adapted: the residual stream and LayerNorm inputs stay fp32
@@ -87,7 +87,7 @@ def vocab_for(cfg, vocab_size: int | None = None) -> int:
 
 
 def count_params(m, vocab: int) -> tuple[int, int]:
-    """(all, non-embedding) parameters of engine.model.GPT, tied weights once;
+    """(all, non-embedding) parameters of engine.model.gpt.GPT, tied weights once;
     non-embedding follows GPT.num_params (nanoGPT's convention)."""
     C, F, b = m.n_embd, m.d_ff or 4 * m.n_embd, int(m.bias)
     norm = C * (1 + b)
@@ -106,7 +106,7 @@ def flops_per_token(m, n_non_embedding: int) -> float:
 
 def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     """Bytes autograd saves for backward in one micro-batch (logits apart),
-    tensor by tensor as engine/model.py runs on `kind` in `precision`."""
+    tensor by tensor as engine/model/gpt.py runs on `kind` in `precision`."""
     B, T, C, H = batch, m.block_size, m.n_embd, m.n_head
     F = m.d_ff or 4 * C
     BTC, BT = B * T * C, B * T
@@ -189,7 +189,7 @@ def cpu_peak_flops(cpu, precision: str) -> float:
 
 
 def gpu_precision(precision: str, gpu) -> str:
-    """engine.device.resolve_precision's rule, from detected facts."""
+    """engine.planning.device.resolve_precision's rule, from detected facts."""
     cc = gpu.compute_capability or (0, 0)
     if precision == "bf16" and not gpu.bf16:
         return "fp32"

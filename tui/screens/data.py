@@ -1,6 +1,6 @@
 """The data step: choose the corpus and tokenizer, prepare the token files.
 
-Preparation runs `engine.data.prepare_data` in a thread worker; its progress
+Preparation runs `engine.data.prepare.prepare_data` in a thread worker; its progress
 callback only appends to an EventBuffer, which this screen polls on a timer
 (the same thread-safe path the monitor uses for training events).
 """

@@ -1,7 +1,7 @@
 """The wizard's side panel: figures derived from the config as it is edited.
 
 Everything here is computed (parameter count, batch arithmetic) or estimated
-(memory, time) by `engine.estimate`; estimates are labelled as such.
+(memory, time) by `engine.planning.estimate`; estimates are labelled as such.
 """
 
 from __future__ import annotations
