@@ -4,10 +4,14 @@
     .venv/bin/python bench/monitor_overhead.py --quick    # 60 steps, 1 round (checks it works)
 
 Each round trains the CPU preset (presets/cpu.toml, the nanoGPT recipe shape)
-twice in this process with the same seed: once headless (engine Trainer, no
-UI) and once inside the app (LlmtuiApp running headless Textual, the monitor
-screen polling at its default rate, every panel drawn). Rounds alternate
-headless/monitor so drift of the machine's speed hits both alike.
+twice with the same seed, each time in a fresh Python process: once headless
+(the engine Trainer on the main thread, as `llmtui --run` does) and once
+inside the app (LlmtuiApp running headless Textual, training in its worker
+thread, the monitor screen polling at its default rate, every panel drawn).
+Rounds alternate headless/monitor so drift of the machine's speed hits both
+alike. Fresh processes matter: once a process has trained on one thread,
+training on another thread of the same process runs 25-30% slower here (a
+second OpenMP thread team), which is no cost of the monitor.
 
 tokens/s is the median of the train records' tokens_per_sec (eval and
 checkpoint time excluded, first interval skipped). The ratio monitor/headless
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,8 +110,32 @@ def other_cpu_percent(seconds: float = 1.0) -> float:
     return max(0.0, total - mine)
 
 
+def run_arm_in_new_process(mode: str, steps: int, work: Path, data_dir: Path, name: str,
+                           refresh: float | None) -> dict:
+    cmd = [sys.executable, __file__, "--arm", mode, "--steps", str(steps), "--work", str(work),
+           "--data-dir", str(data_dir), "--name", name]
+    if refresh is not None:
+        cmd += ["--refresh", str(refresh)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{mode} arm failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def arm_main(args) -> int:
+    """One arm in this (fresh) process; prints its result as the last line of JSON."""
+    cfg = make_config(args.steps, args.work, args.data_dir, args.name)
+    result = run_headless(cfg) if args.arm == "headless" else run_monitor(cfg, args.refresh)
+    print(json.dumps(result))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arm", choices=["headless", "monitor"], help=argparse.SUPPRESS)
+    p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--name", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--rounds", type=int, default=2, help="headless+monitor pairs (A/B/A/B...)")
     p.add_argument("--refresh", type=float, default=None,
@@ -114,6 +143,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="60 steps, 1 round: checks that it works")
     p.add_argument("--out", type=Path, default=OUT / "monitor_overhead.json")
     args = p.parse_args()
+    if args.arm:
+        return arm_main(args)
     if args.quick:
         args.steps, args.rounds = 60, 1
 
@@ -128,9 +159,8 @@ def main() -> int:
     runs = []
     for i in range(args.rounds):
         for mode in ("headless", "monitor"):
-            cfg = make_config(args.steps, work, data_dir, f"{mode}-{i}")
             print(f"round {i + 1}/{args.rounds}: {mode} ...", flush=True)
-            result = run_headless(cfg) if mode == "headless" else run_monitor(cfg, args.refresh)
+            result = run_arm_in_new_process(mode, args.steps, work, data_dir, f"{mode}-{i}", args.refresh)
             result["round"] = i + 1
             runs.append(result)
             print(f"  {result['tokens_per_sec']:,.0f} tokens/s", flush=True)
