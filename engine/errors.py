@@ -82,3 +82,20 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, unsafe or does not match the config."""
+
+
+class ResumeMismatch(CheckpointError):
+    """The checkpoint is intact but was trained with another tokenizer, data or model shape."""
+
+
+class RunFinished(UserError):
+    """A resume of a run that already reached its max_steps: nothing to do, nothing
+    written. Not a failure: front ends say so and exit 0."""
+
+    exit_code = 0
+
+
+class Interrupted(UserError):
+    """Stopped (Ctrl-C, SIGTERM, the app's Stop) before training began: nothing to save."""
+
+    exit_code = 130

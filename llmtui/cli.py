@@ -7,6 +7,7 @@ at once; torch is imported only when a command trains or inspects models.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def run_parser() -> argparse.ArgumentParser:
                    help="continue the run from its newest intact checkpoint, or from CHECKPOINT")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run's existing checkpoints and start over")
+    p.add_argument("--force", action="store_true",
+                   help="train even when the estimated memory is far beyond what the device has")
     p.add_argument("--max-iters", type=int, metavar="N", help="same as --override training.max_steps=N")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="same as --override run.device=...")
     p.add_argument("--tokenizer", choices=["char", "bpe"], help="same as --override tokenizer.kind=...")
@@ -56,6 +59,35 @@ def run_parser() -> argparse.ArgumentParser:
 def _version() -> str:
     from llmtui import __version__
     return f"llmtui {__version__}"
+
+
+def bounded(kind: type, low: float, high: float, *, low_open: bool = False):
+    """An argparse type: a number of `kind` in [low, high] ((low, high] with low_open)."""
+    name = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+            low_text = f"> {low:g}" if low_open else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected {name} {low_text} "
+                                             f"and <= {high:g}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def device_name(text: str) -> str:
+    """An argparse type: a device as run.device takes it (auto, cpu, cuda, cuda:N)."""
+    from llmtui.engine.config.loading import coerce
+    from llmtui.engine.config.schema import field_spec
+    from llmtui.engine.errors import ConfigError
+    try:
+        return coerce(field_spec("run.device"), text, "--device")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {exc.allowed}") from None
 
 
 def quick_flag_overrides(args) -> list[str]:
@@ -76,12 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             return COMMANDS[argv[0]](argv[1:])
         args = run_parser().parse_args(argv)
         if args.run is None:
-            if args.override or args.resume or args.max_iters or args.device or args.tokenizer:
-                raise UsageError("--override/--resume/--max-iters/--device/--tokenizer need --run CONFIG")
+            if (args.override or args.resume or args.max_iters or args.device or args.tokenizer
+                    or args.force or args.overwrite):
+                raise UsageError("--override/--resume/--overwrite/--force/--max-iters/--device/"
+                                 "--tokenizer need --run CONFIG")
             return open_app()
         from llmtui.headless import run_headless
         return run_headless(args.run, args.override + quick_flag_overrides(args),
-                            resume=args.resume, overwrite=args.overwrite, plain=args.plain)
+                            resume=args.resume, overwrite=args.overwrite, force=args.force,
+                            plain=args.plain)
     except UsageError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
@@ -126,11 +161,11 @@ def cmd_sample(argv: list[str]) -> int:
     p = _Parser(prog="llmtui sample", description="Generate text from a checkpoint.")
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
     p.add_argument("--prompt", default="\n")
-    p.add_argument("--tokens", type=int, default=300)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--tokens", type=bounded(int, 1, 100_000), default=300)
+    p.add_argument("--temperature", type=bounded(float, 0.0, 10.0, low_open=True), default=0.8)
+    p.add_argument("--top-k", type=bounded(int, 0, 10**9), default=200, help="0 = all tokens")
+    p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=1337)
+    p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
     args = p.parse_args(argv)
     from llmtui.engine.errors import UserError
     from llmtui.engine.training.sampling import sample_from_checkpoint

@@ -27,7 +27,7 @@ from llmtui.engine.training.events import (
     TrainEvent,
     WarningEvent,
 )
-from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail
+from llmtui.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
 
 
 def fmt_duration(seconds: float) -> str:
@@ -109,7 +109,9 @@ class PlainReporter:
             return
         line = describe(e)
         if line:
-            print(line, file=self.stream, flush=True)
+            # errors go to stderr, where scripts and CI look for them
+            stream = sys.stderr if isinstance(e, ErrorEvent) else self.stream
+            print(line, file=stream, flush=True)
 
     def close(self) -> None:
         pass
@@ -129,6 +131,7 @@ class RichReporter:
             TimeRemainingColumn,
         )
         self.console = Console()
+        self.errors = Console(stderr=True)
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -152,7 +155,9 @@ class RichReporter:
             self.progress.update(self.task, completed=e.step, total=e.max_steps,
                                  info=f"loss {e.loss:.4f}  {e.tokens_per_sec:,.0f} tok/s")
         line = describe(e)
-        if line:
+        if line and isinstance(e, ErrorEvent):
+            self.errors.print(line, highlight=False, markup=False)
+        elif line:
             self.progress.console.print(line, highlight=False, markup=False)
 
     def close(self) -> None:
@@ -160,9 +165,25 @@ class RichReporter:
 
 
 def run_headless(config: str, overrides: list[str], *, resume: str | None, overwrite: bool,
-                 plain: bool = False) -> int:
+                 force: bool = False, plain: bool = False) -> int:
+    # installed first, before torch loads: a signal during start-up exits 130 too
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        return _train(config, overrides, resume=resume, overwrite=overwrite, force=force,
+                      plain=plain, interrupts=interrupts)
+    except StartupInterrupted as exc:
+        print(f"\nllmtui: {exc.signal_name} before training started; nothing was written",
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        interrupts.restore()
+
+
+def _train(config: str, overrides: list[str], *, resume: str | None, overwrite: bool, force: bool,
+           plain: bool, interrupts: "Interrupts") -> int:
     from llmtui.engine.config.loading import load_config
-    from llmtui.engine.errors import UserError
+    from llmtui.engine.errors import Interrupted, RunFinished, UserError
 
     try:
         cfg = load_config(config, overrides)
@@ -174,48 +195,65 @@ def run_headless(config: str, overrides: list[str], *, resume: str | None, overw
     mode = "plain" if plain else cfg.logging.progress
     use_bar = mode == "bar" or (mode == "auto" and sys.stdout.isatty())
     reporter = RichReporter() if use_bar else PlainReporter()
-    trainer = Trainer(cfg, resume_from=resume, overwrite=overwrite, listeners=[reporter])
-    interrupted = install_interrupt_handlers(trainer)
+    trainer = Trainer(cfg, resume_from=resume, overwrite=overwrite, force=force, listeners=[reporter])
+    interrupts.trainer = trainer
     try:
         result = trainer.run()
+    except RunFinished as exc:
+        reporter.close()
+        print(f"llmtui: {exc}", flush=True)
+        return EXIT_OK
+    except Interrupted as exc:
+        reporter.close()
+        print(f"llmtui: {exc}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except UserError as exc:
         reporter.close()
-        return fail(str(exc))
+        return fail(str(exc), code=exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - a bug, not bad input: report it in one line too
         reporter.close()
-        return fail(f"training failed: {type(exc).__name__}: {exc}", code=1)
-    finally:
-        restore_signal_handlers()
+        return fail(f"training failed: {type(exc).__name__}: {exc}", code=EXIT_FAILED)
     reporter.close()
-    if interrupted["count"]:
+    if interrupts.count:
         return EXIT_INTERRUPTED
     if result.stop_reason == "nonfinite_loss":
-        return 1
+        return EXIT_FAILED
     return EXIT_OK
 
 
-_previous_handlers: dict[int, Any] = {}
+class StartupInterrupted(Exception):
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
-def install_interrupt_handlers(trainer) -> dict[str, int]:
-    state = {"count": 0}
+class Interrupts:
+    """Ctrl-C and SIGTERM: the first finishes the step, saves `last` and exits 130;
+    the second exits at once (checkpoint writes are atomic). Before the trainer
+    exists there is nothing to save: start-up ends at once with 130."""
 
-    def handler(signum, frame):
-        state["count"] += 1
-        if state["count"] > 1:
+    def __init__(self):
+        self.trainer = None
+        self.count = 0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.trainer is None:
+            raise StartupInterrupted(name)
+        self.count += 1
+        if self.count > 1:
             print("\nllmtui: interrupted again; exiting now", file=sys.stderr, flush=True)
             os._exit(EXIT_INTERRUPTED)
-        name = signal.Signals(signum).name
         print(f"\nllmtui: {name}: finishing this step and saving a checkpoint "
               "(press Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
-        trainer.stop("interrupted")
+        self.trainer.stop("interrupted")
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        _previous_handlers[sig] = signal.signal(sig, handler)
-    return state
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
 
-
-def restore_signal_handlers() -> None:
-    for sig, previous in _previous_handlers.items():
-        signal.signal(sig, previous)
-    _previous_handlers.clear()
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()

@@ -6,11 +6,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import psutil
+from pathlib import Path
+
 import pytest
 import torch
 
 from llmtui.engine.config.loading import config_to_toml, load_config
-from llmtui.engine.errors import ConfigError
+from llmtui.engine.errors import ConfigError, UserError
 from llmtui.engine.planning.autotune import (
     HEADROOM,
     autotune,
@@ -193,6 +195,12 @@ def test_config_that_will_not_fit_warns(tiny, monkeypatch):
     class Tight:  # the OS boundary: a machine with 64 MiB free
         total, available = real.total, 64 * 2**20
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight)
-    result = Trainer(load_config("cpu", tiny + ["training.max_steps=2"])).run()
+    cfg = load_config("cpu", tiny + ["training.max_steps=2"])
+    # far beyond what is free: refused before anything is allocated or written
+    with pytest.raises(UserError, match="will not fit.*pass --force"):
+        Trainer(cfg).run()
+    assert not (Path(cfg.run.out_dir) / "tiny" / "metrics.jsonl").exists()
+    # --force trains anyway, and says it will not fit
+    result = Trainer(cfg, force=True).run()
     warnings = [e["message"] for e in read_jsonl(result.metrics_path) if e["kind"] == "warning"]
     assert any("will not fit" in w for w in warnings), warnings

@@ -157,7 +157,7 @@ def test_progress_is_reported_and_rate_limited(tmp_path):
     assert len(calls) < 20
     calls.clear()
     prepare_data(make_cfg(tmp_path, src), progress=lambda *a: calls.append(a))
-    assert {c[0] for c in calls} == {"hash"}  # reused: only the check
+    assert {c[0] for c in calls} == {"hash", "verify"}  # reused: only the checks
 
 
 def test_crash_leaves_nothing_reusable(tmp_path, monkeypatch):

@@ -20,17 +20,19 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import numpy as np
 
+from llmtui.engine import fsutil
 from llmtui.engine.data import corpus
 from llmtui.engine.data.batches import (  # noqa: F401
     BatchSampler,
@@ -48,6 +50,7 @@ from llmtui.engine.data.tokenizers import (
 from llmtui.engine.errors import DataError
 
 FORMAT_VERSION = 1
+LEFTOVER_MARK = ".llmtui-preparing"   # in a temporary preparation folder: who is writing it
 CHUNK_BYTES = 4 << 20        # text read and encoded per step (bounds memory); tests lower it
 BPE_PROCESS_MIN_BYTES = 16 << 20  # from this corpus size BPE uses worker processes
 TOKEN_SUFFIXES = (".bin", ".npy")
@@ -67,6 +70,7 @@ class PreparedData:
     directory: Path            # where train/val live
     reused: bool               # True when nothing had to be tokenized this time
     fingerprint: str           # identifies the token content; checkpoints store it
+    notes: list[str] = field(default_factory=list)   # what a front end should be told
 
 
 # ---------------------------------------------------------------------------
@@ -110,6 +114,14 @@ def _resolve(spec: str, key: str) -> _Source:
 
 def _file_doc(path: Path) -> _Doc:
     return _Doc(str(path), path.stat().st_size, lambda: open(path, "rb"))
+
+
+def check_sources(cfg) -> None:
+    """Fail now, with one line, when a configured corpus does not exist (cheap:
+    nothing is read or hashed), so a run refuses before it writes anything."""
+    _configured_sources(cfg)
+    if cfg.data.val_source:
+        _resolve(cfg.data.val_source, "data.val_source")
 
 
 def _configured_sources(cfg) -> list[_Source]:
@@ -188,24 +200,39 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
 
     root = Path(cfg.data.prepared_dir)
     directory = root / _dataset_key(sources, wanted)
+    _remove_own_leftovers(root)
     meta = _valid_meta(directory, wanted)
-    if meta:
+    notes = []
+    if meta and _files_intact(directory, meta, report):
         return _open_prepared(directory, meta, reused=True)
+    if meta:
+        notes.append(f"{directory}: the prepared token files do not match the hashes in meta.json "
+                     "(changed on disk, or written by llmtui 0.1.0, which recorded none); "
+                     "preparing them again")
     try:
         root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=root))
+        # who made it: a later run removes it once that process is gone (a double Ctrl-C
+        # or kill -9 mid-preparation leaves it behind)
+        (tmp / LEFTOVER_MARK).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     except OSError as exc:
-        raise DataError(f'data.prepared_dir = "{root}": cannot create it ({exc.strerror})') from None
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=root))
+        raise DataError(f'data.prepared_dir = "{root}": cannot write there ({exc.strerror})') from None
     try:
         meta = _tokenize_into(tmp, sources, val, entries, val_entry, wanted, bpe, cfg, report)
+        (tmp / LEFTOVER_MARK).unlink()
         _install(tmp, directory)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f'data.prepared_dir = "{root}": cannot write the token files '
+                        f"({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     # Another process (e.g. a second DDP rank) may have installed it first.
     meta = _valid_meta(directory, wanted) or meta
-    return _open_prepared(directory, meta, reused=False)
+    prepared = _open_prepared(directory, meta, reused=False)
+    prepared.notes.extend(notes)
+    return prepared
 
 
 def _source_entry(src: _Source, report: _Reporter) -> dict:
@@ -270,6 +297,53 @@ def _valid_meta(directory: Path, wanted: dict) -> dict | None:
         return None
 
 
+def _files_intact(directory: Path, meta: dict, report: _Reporter) -> bool:
+    """Whether the prepared token files still hold what was written: their sha256
+    against meta.json (a file corrupted in place keeps its size). Cheap next to
+    training: hashing runs at several hundred MB/s (bench/data_prep.py)."""
+    recorded = meta.get("files")
+    if not isinstance(recorded, dict):
+        return False     # prepared by llmtui 0.1.0, which recorded no hashes: prepare again
+    names = ("train.bin", "val.bin")
+    report.begin("verify", sum((directory / n).stat().st_size for n in names))
+    for name in names:
+        digest = hashlib.sha256()
+        with open(directory / name, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+                report.advance(len(block))
+        if digest.hexdigest() != recorded.get(name):
+            return False
+    report.end()
+    return True
+
+
+def _remove_own_leftovers(root: Path) -> None:
+    """Temporary folders of preparations whose process is gone (marked by us, same
+    host): removed. Anything else in prepared_dir is left alone."""
+    if not root.is_dir():
+        return
+    host = socket.gethostname()
+    for tmp in root.glob(".tmp-*"):
+        try:
+            mark = json.loads((tmp / LEFTOVER_MARK).read_text())
+            pid, made_on = int(mark["pid"]), mark["host"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue     # not ours, or being written right now
+        if made_on == host and not _process_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _tokenize_into(tmp: Path, sources, val, entries, val_entry, wanted, bpe, cfg, report) -> dict:
     docs = [d for s in sources for d in s.docs]
     val_docs = val.docs if val else []
@@ -306,6 +380,7 @@ def _tokenize_into(tmp: Path, sources, val, entries, val_entry, wanted, bpe, cfg
         "sources": [e["sha256"] for e in entries], "val": val_entry and val_entry["sha256"],
         "tokenizer": meta["tokenizer_fingerprint"], "dtype": meta["dtype"],
         "train_tokens": n_train, "val_tokens": n_val})
+    meta["files"] = {name: fsutil.sha256_file(tmp / name) for name in ("train.bin", "val.bin")}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     for name in ("train.bin", "val.bin", "meta.json"):
         _fsync(tmp / name)

@@ -179,8 +179,8 @@ def autotune(cfg, hardware, target: Target, vocab: int | None = None
 
 def will_not_fit(need: int, target: Target) -> str:
     return (f"will not fit: estimated {gib(need)} > {gib(target.memory)} available on "
-            f"{target.label}; lower training.batch_size or model.block_size, or set "
-            "model.gradient_checkpointing = true")
+            f"{target.label}; lower training.batch_size, model.block_size, model.n_embd or "
+            "model.n_layer, or set model.gradient_checkpointing = true")
 
 
 # ---------------------------------------------------------------------------
@@ -218,3 +218,12 @@ def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[Resolve
         messages.append(will_not_fit(need, target))
     return resolved, messages
 
+
+
+def estimated_peak(cfg, placement, vocab_size: int | None = None) -> tuple[int, Target]:
+    """(estimated peak bytes of one training step, the placed device with its free
+    memory now) for cfg on the device the trainer placed it on."""
+    target = placement_target(placement)
+    vocab = vocab_for(cfg, vocab_size)
+    batch, _, _ = choose_batch(cfg, vocab, target)
+    return sum(memory_parts(cfg, batch, vocab, target).values()), target

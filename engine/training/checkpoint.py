@@ -31,6 +31,7 @@ from typing import Any
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
+from llmtui.engine.training.rundir import is_checkpoint_name, own_temp_name
 from llmtui.engine.training.state import SavedState
 
 FORMAT_VERSION = 1
@@ -119,8 +120,15 @@ def verify(path: Path) -> dict[str, Any]:
         version = manifest["format_version"]
     except FileNotFoundError:
         raise CheckpointError(f"{manifest_path}: missing; the checkpoint is incomplete") from None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise CheckpointError(f"{manifest_path}: unreadable or not a llmtui manifest") from None
+    if not isinstance(files, dict) or not all(
+            isinstance(info, dict) and isinstance(info.get("size"), int)
+            and not isinstance(info.get("size"), bool)
+            and isinstance(info.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", info["sha256"])
+            for info in files.values()):
+        raise CheckpointError(f"{manifest_path}: damaged: every file needs a \"size\" and a "
+                              "\"sha256\"; the checkpoint cannot be verified")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{manifest_path}: format version {version} is not supported "
                               f"(this llmtui reads version {FORMAT_VERSION})")
@@ -143,17 +151,18 @@ def verify(path: Path) -> dict[str, Any]:
 
 def checkpoint_step(path: Path) -> int:
     try:
-        return int(json.loads((path / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
+        step = json.loads((path / "state.json").read_text())["step"]
+        return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else -1
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return -1
 
 
 def candidates(run_dir: Path) -> list[Path]:
-    """Every checkpoint-like directory in a run, newest step first."""
+    """Every checkpoint directory of a run (llmtui's names only), newest step first."""
     if not run_dir.is_dir():
         return []
     found = [p for p in run_dir.iterdir()
-             if p.is_dir() and not p.name.startswith(fsutil.TMP_PREFIX) and (p / MANIFEST).exists()]
+             if is_checkpoint_name(p.name) and p.is_dir() and (p / MANIFEST).exists()]
     def preference(p: Path) -> tuple[int, int]:  # at equal steps: last, then step_N, then best
         return checkpoint_step(p), 2 if p.name == "last" else 1 if _STEP_DIR.match(p.name) else 0
     return sorted(found, key=preference, reverse=True)
@@ -171,14 +180,27 @@ def latest_intact(run_dir: Path) -> tuple[Path | None, list[str]]:
     return None, notes
 
 
+def intact_newest_first(run_dir: Path):
+    """(path, None) for each checkpoint that verifies, newest first, and (None, note)
+    for each damaged one skipped on the way."""
+    for path in candidates(run_dir):
+        try:
+            verify(path)
+        except CheckpointError as exc:
+            yield None, str(exc)
+            continue
+        yield path, None
+
+
 def has_checkpoints(run_dir: Path) -> bool:
     return bool(candidates(run_dir))
 
 
 def remove_checkpoints(run_dir: Path) -> None:
-    """Delete every checkpoint of a run (for an explicit --overwrite)."""
+    """Delete every checkpoint of a run and their temporary siblings (for an explicit
+    --overwrite): llmtui's own names only, never a folder of the user's."""
     for p in run_dir.iterdir():
-        if p.is_dir() and ((p / MANIFEST).exists() or p.name.startswith((fsutil.TMP_PREFIX, _TRASH_PREFIX))):
+        if p.is_dir() and (is_checkpoint_name(p.name) or own_temp_name(p.name)):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -227,12 +249,18 @@ def rotate_best(run_dir: Path, keep_best: int, protect: Path | None = None) -> N
 
 
 def clear_leftovers(run_dir: Path) -> None:
-    """Remove temporary directories of a save that was interrupted. Trash
-    directories are only removed when a complete checkpoint of the same name
-    exists; otherwise they are the last copy and are kept for recovery."""
+    """Remove temporary directories and files of a save that was interrupted (only
+    llmtui's own `.tmp-<name>-xxxxxxxx`). Trash directories are only removed when
+    a complete checkpoint of the same name exists; otherwise they are the last
+    copy and are kept for recovery."""
     for p in run_dir.iterdir() if run_dir.is_dir() else []:
+        if not own_temp_name(p.name):
+            continue
         if p.name.startswith(fsutil.TMP_PREFIX):
-            shutil.rmtree(p, ignore_errors=True)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
         elif p.name.startswith(_TRASH_PREFIX):
             original = run_dir / p.name[len(_TRASH_PREFIX):].rsplit("-", 1)[0]
             if original.is_dir() and (original / MANIFEST).exists():

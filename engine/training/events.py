@@ -174,6 +174,7 @@ class DoneEvent(Event):
     n_params: int
     device: str
     precision: str
+    total_training_time: float | None = optional()   # all segments, when this one resumed a run
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
@@ -235,8 +236,11 @@ class JsonlWriter:
     def __call__(self, event: Event) -> None:
         if isinstance(event, PrepareEvent):
             return  # progress ticks are for screens, not the metrics record
-        self._file.write(event.to_line() + "\n")
-        self._file.flush()
+        try:
+            self._file.write(event.to_line() + "\n")
+            self._file.flush()
+        except OSError as exc:   # a full disk mid-run: one line, not a traceback
+            raise CheckpointError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
 
     def truncate_after(self, step: int) -> None:
         """Drop records of steps after `step` (lost by a crash, redone by a resume)

@@ -1,16 +1,28 @@
 """Run directories, as front ends see them: where a config's run lives, which
-runs a folder holds, and their newest checkpoints.
+runs a folder holds, what state each is in, and their checkpoints.
 
-The app and the CLI use these instead of reading checkpoint files themselves.
+The app and the CLI use these instead of reading a run's files themselves.
+Listing is cheap (small JSON files and the head of config.toml; metrics.jsonl
+is never read here), so a folder of hundreds of runs lists at once.
 """
 
 from __future__ import annotations
 
+import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llmtui.engine.config.schema import Config
 from llmtui.engine.training import checkpoint as ckpt
+from llmtui.engine.training import rundir
+from llmtui.engine.training.rundir import Holder
+
+# what a run's summary says about how it ended -> the status users see
+_STATUS_OF_STOP = {"max_steps": "finished", "early_stopping": "finished", "stopped": "stopped",
+                   "interrupted": "interrupted", "nonfinite_loss": "diverged"}
+STATUSES = ("running", "finished", "stopped", "interrupted", "diverged")
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -22,9 +34,27 @@ def run_dir_of(cfg: Config) -> Path:
 class RunInfo:
     name: str
     path: Path
-    step: int                      # step of the newest checkpoint (not verified)
-    modified: float                # Unix time of the newest checkpoint
+    status: str                         # one of STATUSES
+    holder: Holder | None               # who trains it now (or left it, when interrupted)
+    steps: int                          # steps done (newest checkpoint, or the summary)
+    max_steps: int | None
+    best_val_loss: float | None
+    last_val_loss: float | None
+    tokens_seen: int | None
+    training_time: float | None         # seconds over all segments (pauses excluded)
+    modified: float                     # Unix time of the newest file llmtui wrote
+    n_params: int | None
+    tokenizer: str                      # "char", "bpe gpt2", ...
+    model: str                          # "4x128, block 64"
     checkpoints: list[str] = field(default_factory=list)   # names, newest first
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["path"] = str(self.path)
+        out["holder"] = None if self.holder is None else {
+            "pid": self.holder.pid, "host": self.holder.host, "started": self.holder.started,
+            "alive": self.holder.alive}
+        return out
 
 
 def newest_checkpoint_step(run_dir: Path) -> int | None:
@@ -39,23 +69,65 @@ def newest_intact_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
     return ckpt.latest_intact(run_dir)
 
 
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _config(path: Path) -> dict:
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return value
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def run_info(run_dir: Path) -> RunInfo | None:
+    """What a run directory holds, or None when it is not a run of llmtui's."""
+    if rundir.state_of(run_dir) not in ("ours", "legacy"):
+        return None
+    summary = _json(run_dir / "train_log.json")
+    config = _config(run_dir / "config.toml")
+    found = ckpt.candidates(run_dir)
+    newest = _json(found[0] / "state.json") if found else {}
+    held = rundir.holder(run_dir)
+    if held is not None and held.alive:
+        status = "running"
+    elif held is not None:
+        status = "interrupted"       # its trainer died without releasing the lock
+    elif summary.get("stop_reason") in _STATUS_OF_STOP:
+        status = _STATUS_OF_STOP[summary["stop_reason"]]
+    else:
+        status = "interrupted"
+    model, tokenizer = config.get("model", {}), config.get("tokenizer", {})
+    kind = tokenizer.get("kind", "char")
+    steps = _number(newest.get("step")) or _number(summary.get("steps")) or 0
+    modified = max([p.stat().st_mtime for p in [run_dir, *found] if p.exists()] or [0.0])
+    return RunInfo(
+        name=run_dir.name, path=run_dir, status=status, holder=held, steps=int(steps),
+        max_steps=_number(config.get("training", {}).get("max_steps")),
+        best_val_loss=_number(newest.get("best_val_loss", summary.get("best_val_loss"))),
+        last_val_loss=_number(newest.get("val_loss", summary.get("final_val_loss"))),
+        tokens_seen=_number(newest.get("tokens_seen", summary.get("tokens_seen"))),
+        training_time=_number(summary.get("total_training_time", summary.get("training_time"))),
+        modified=modified, n_params=_number(summary.get("n_params")),
+        tokenizer=kind if kind != "bpe" else f"bpe {tokenizer.get('encoding', '')}".strip(),
+        model=(f"{model.get('n_layer', '?')}x{model.get('n_embd', '?')}, "
+               f"block {model.get('block_size', '?')}"),
+        checkpoints=[p.name for p in found])
+
+
 def list_runs(folder: Path) -> list[RunInfo]:
-    """Runs under `folder` that hold a config and checkpoints, newest first."""
-    runs = []
+    """The runs under `folder` (its direct subfolders made by llmtui), newest first."""
     if not folder.is_dir():
-        return runs
-    for run_dir in folder.iterdir():
-        if not run_dir.is_dir() or not (run_dir / "config.toml").is_file():
-            continue
-        found = ckpt.candidates(run_dir)
-        if not found:
-            continue
-        try:
-            modified = max(p.stat().st_mtime for p in found)
-        except OSError:
-            modified = 0.0
-        runs.append(RunInfo(name=run_dir.name, path=run_dir,
-                            step=max(ckpt.checkpoint_step(p) for p in found),
-                            modified=modified, checkpoints=[p.name for p in found]))
+        return []
+    runs = [info for p in folder.iterdir() if p.is_dir() and (info := run_info(p)) is not None]
     runs.sort(key=lambda r: (-r.modified, r.name))
     return runs

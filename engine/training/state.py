@@ -32,6 +32,7 @@ class RunState:
     val_loss: float | None = None         # the last val loss
     best_val_loss: float | None = None
     bad_evals: int = 0                    # evaluations without improvement (early stopping)
+    training_time: float = 0.0            # seconds trained over all segments (pauses excluded)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +44,8 @@ class RunState:
             value = _required(d, f.name, source)
             if f.name in ("train_loss", "val_loss", "best_val_loss"):
                 values[f.name] = _loss(value, f.name, source)
+            elif f.name == "training_time":
+                values[f.name] = _seconds(value, f.name, source)
             else:
                 values[f.name] = _count(value, f.name, source)
         state = cls(**values)
@@ -67,15 +70,17 @@ class SavedState:
 
     def to_json(self) -> dict[str, Any]:
         # "sampler" repeats rank 0's position: the key 0.1.0 read
-        return {**self.run.to_json(), "sampler": self.samplers[0], "samplers": self.samplers,
-                "world_size": self.world_size, "compat": self.compat, "time": self.time,
-                "optimizer": self.optimizer, "rng": self.rng, "scaler": self.scaler}
+        return {"state_version": STATE_VERSION, **self.run.to_json(), "sampler": self.samplers[0],
+                "samplers": self.samplers, "world_size": self.world_size, "compat": self.compat,
+                "time": self.time, "optimizer": self.optimizer, "rng": self.rng, "scaler": self.scaler}
 
     @classmethod
     def from_json(cls, d: Any, source: str) -> "SavedState":
         if not isinstance(d, dict):
             raise CheckpointError(f"{source}: not a llmtui training state (expected a JSON object)")
-        known = {f.name for f in fields(RunState)} | {f.name for f in fields(cls)} | {"sampler"}
+        d = _migrate(d, source)
+        known = ({f.name for f in fields(RunState)} | {f.name for f in fields(cls)}
+                 | {"sampler", "state_version"})
         unknown = sorted(set(d) - known)
         if unknown:
             raise CheckpointError(f"{source}: unknown key \"{unknown[0]}\"; the training state "
@@ -95,6 +100,28 @@ class SavedState:
             raise CheckpointError(f"{source}: \"time\" must be a number")
         return cls(run=run, samplers=samplers, world_size=world_size, compat=compat,
                    time=float(stamp), optimizer=optimizer, rng=rng, scaler=scaler)
+
+
+STATE_VERSION = 2
+
+
+def _migrate(d: dict, source: str) -> dict:
+    """A state.json of an older llmtui, in this version's shape. Version 1 (0.1.0, no
+    "state_version") did not count training time across segments: it starts at 0."""
+    version = d.get("state_version", 1)
+    if version == 1:
+        return {**d, "state_version": STATE_VERSION, "training_time": 0.0}
+    if version != STATE_VERSION:
+        raise CheckpointError(f"{source}: \"state_version\" = {version!r} is not supported (this "
+                              f"llmtui reads versions 1 and {STATE_VERSION})")
+    return d
+
+
+def _seconds(value: Any, key: str, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e12:
+        raise CheckpointError(f"{source}: \"{key}\" = {value!r} is not allowed; expected a "
+                              "number of seconds >= 0")
+    return float(value)
 
 
 def _required(d: dict, key: str, source: str) -> Any:

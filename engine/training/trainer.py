@@ -32,14 +32,14 @@ from llmtui.engine.config.loading import config_to_toml
 from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
 from llmtui.engine.config.schema import Config
 from llmtui.engine.data.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
-from llmtui.engine.data.prepare import PreparedData, prepare_data
+from llmtui.engine.data.prepare import PreparedData, check_sources, prepare_data
 from llmtui.engine.data.tokenizers import Tokenizer
-from llmtui.engine.errors import CheckpointError, UserError
+from llmtui.engine.errors import CheckpointError, Interrupted, ResumeMismatch, RunFinished, UserError
 from llmtui.engine.model.gpt import GPT, GPTConfig, gpt_config, optimizer_groups
-from llmtui.engine.planning.autotune import resolve_auto
+from llmtui.engine.planning.autotune import estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, matmul_peak_flops, place
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import distributed
+from llmtui.engine.training import distributed, rundir
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -67,6 +67,7 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
+from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
 from llmtui.engine.training.schedule import lr_at
 from llmtui.engine.training.snapshot import (
@@ -92,6 +93,7 @@ class TrainResult:
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     metrics_path: Path
+    total_training_time: float | None = None   # over all segments, when this one resumed a run
 
     @property
     def stopped_early(self) -> bool:
@@ -133,24 +135,40 @@ class TrainingSetup:
         return self.data.tokenizer
 
 
+# refuse a config whose estimated peak memory is over this many times what the device has
+# free (estimates are within about 20%, so this is beyond doubt); --force trains anyway
+REFUSE_MEMORY_FACTOR = 1.5
+# warn before starting when a step is estimated to take this long (at this share of the
+# measured matmul peak, what training steps reach on CPUs here)
+SLOW_STEP_SECONDS = 10.0
+SLOW_STEP_EFFICIENCY = 0.6
+
+
 class StopTraining(Exception):
     """Raised inside the loop when a command or a check ends training."""
 
 
 class Trainer:
     def __init__(self, cfg: Config, *, resume_from: str | Path | bool | None = None,
-                 overwrite: bool = False, listeners: list[Listener] | None = None):
+                 overwrite: bool = False, force: bool = False,
+                 listeners: list[Listener] | None = None):
         """`resume_from`: True (or "latest") continues from the run's newest intact
         checkpoint, a path from that checkpoint; `overwrite` deletes the run's
-        checkpoints and starts over."""
+        checkpoints and starts over; `force` trains a config whose estimated memory
+        is far beyond what the device has (refused otherwise)."""
         self.cfg = cfg                                   # as given: may hold "auto"
         self.resume_from = "latest" if resume_from is True else resume_from
         self.overwrite = overwrite
+        self.force = force
         self.run_dir = run_dir_of(cfg)
         self.dist = distributed.from_env()
         self.events = EventBuffer()
-        self._listeners: list[Listener] = [self.events, *(listeners or [])]
+        # events before the metrics file may be opened (nothing is written to the run
+        # directory until every check that can refuse has passed) wait here
+        self._pending: list[Event] = []
+        self._listeners: list[Listener] = [self.events, self._pending.append, *(listeners or [])]
         self._writer: JsonlWriter | None = None
+        self._lock_file = RunLock(self.run_dir)
         # commands, set from any thread
         self._lock = threading.Lock()
         self._unpaused = threading.Event()
@@ -174,6 +192,8 @@ class Trainer:
         self._lr = 0.0
         self._grad_norm: torch.Tensor | None = None
         self._first_bad_step: torch.Tensor | None = None
+        self._diverged_at: int | None = None         # the first step whose loss was not finite
+        self._segment_clock: tuple[float, float] | None = None   # (start, training time before)
         self._sampler_states: list[dict] = []
 
     # -- commands (any thread) ---------------------------------------------
@@ -245,14 +265,40 @@ class Trainer:
 
     # -- setup ---------------------------------------------------------------
 
-    def _prepare_run_dir(self) -> None:
+    def _preflight(self) -> None:
+        """Every refusal that needs no lock, before anything is written: a folder that
+        is not llmtui's, a run that exists without --resume/--overwrite, a missing
+        corpus, a checkpoint to resume from that is missing or damaged, a finished run."""
+        state = rundir.check_writable(self.run_dir)
+        exists = state in ("ours", "legacy") and ckpt.has_checkpoints(self.run_dir)
+        if exists and not self.resume_from and not self.overwrite:
+            raise UserError(f"{self.run_dir}: already holds a run with checkpoints; pass --resume "
+                            "to continue it, --overwrite to start over, or choose another run.name")
+        check_sources(self.cfg)
         if self.resume_from:
-            return
-        if ckpt.has_checkpoints(self.run_dir):
-            if not self.overwrite:
-                raise UserError(f"{self.run_dir}: already holds a run with checkpoints; pass --resume "
-                                "to continue it, --overwrite to start over, or choose another run.name")
+            path = self._resume_checkpoint()
+            step = ckpt.checkpoint_step(path)
+            if self.cfg.training.epochs == 0 and step >= self.cfg.training.max_steps:
+                raise RunFinished(f"{self.run_dir}: finished at step {step:,} of "
+                                  f"{self.cfg.training.max_steps:,}; nothing to resume (raise "
+                                  "training.max_steps, e.g. --max-iters N, to train it further)")
+
+    def _take_run_dir(self) -> None:
+        """Lock the run directory for this process (refusing a second writer), mark it
+        as llmtui's, and clear what an interrupted save of ours left behind."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise rundir.RunDirError(f"{self.run_dir}: cannot create the run directory "
+                                     f"({exc.strerror or exc}); check run.out_dir") from None
+        taken_over = self._lock_file.acquire()
+        self._preflight()  # again, under the lock: another process may have changed the run
+        rundir.claim(self.run_dir)
+        if taken_over:
+            self.warn(taken_over)
+        if self.overwrite and not self.resume_from:
             ckpt.remove_checkpoints(self.run_dir)
+        ckpt.clear_leftovers(self.run_dir)
 
     def setup(self) -> TrainingSetup:
         """Place the run, prepare the data, build model and optimizer, restore a
@@ -260,8 +306,6 @@ class Trainer:
         if self.setup_done is not None:
             return self.setup_done
         cfg = self.cfg
-        if self.dist.is_main:
-            self._prepare_run_dir()
         placement = place(cfg.run.device, cfg.training.precision,
                           local_rank=self.dist.local_rank if self.dist.enabled else None)
         device = placement.device
@@ -272,11 +316,14 @@ class Trainer:
         # rank 0 prepares the data; the others then find it ready and reuse it
         if not self.dist.is_main:
             distributed.barrier(self.dist)
-        data = prepare_data(cfg, progress=lambda stage, done, total: self.emit(
-            PrepareEvent, stage=stage, done=done, total=total))
+        self._check_memory(cfg, placement, None)   # before minutes of data preparation
+        data = prepare_data(cfg, progress=self._preparing)
         if self.dist.is_main:
             distributed.barrier(self.dist)
+        for note in data.notes:
+            self.warn(note)
         config = self._resolve(placement, data.vocab_size)
+        self._check_memory(config, placement, data.vocab_size)
 
         t = config.training
         world = self.dist.world_size
@@ -324,7 +371,42 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         setup.peak_flops = matmul_peak_flops(device.type, placement.precision, device.index or 0)
+        self._warn_if_slow(setup)
         return setup
+
+    def _preparing(self, stage: str, done: int, total: int) -> None:
+        """Data preparation's progress (a few times a second): tell the front ends, and
+        end preparation at once when a Stop came (Ctrl-C must not wait for a large corpus)."""
+        self.emit(PrepareEvent, stage=stage, done=done, total=total)
+        with self._lock:
+            reason = self._stop_reason
+        if reason is not None:
+            raise Interrupted(f"{'interrupted' if reason == 'interrupted' else 'stopped'} during data "
+                              f"preparation ({stage}); nothing was trained or saved, and the "
+                              "half-prepared files were removed")
+
+    def _check_memory(self, cfg: Config, placement: Placement, vocab_size: int | None) -> None:
+        """Refuse before allocating when the estimated peak memory is far beyond what the
+        device has (`force` trains anyway). With vocab_size None the vocabulary is a guess
+        (the data is not prepared yet), so only an unmistakable case is refused then."""
+        need, target = estimated_peak(cfg, placement, vocab_size)
+        if target.memory is None or need <= REFUSE_MEMORY_FACTOR * target.memory or self.force:
+            return
+        raise UserError(f"{will_not_fit(need, target)} (estimated {need / 2**30:,.1f} GiB is over "
+                        f"{REFUSE_MEMORY_FACTOR:g}x what is free; pass --force to try anyway)")
+
+    def _warn_if_slow(self, setup: TrainingSetup) -> None:
+        """Say so before starting when a step is estimated to take long."""
+        if not setup.peak_flops:
+            return
+        seconds = (setup.flops_per_token * setup.tokens_per_step
+                   / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
+        if seconds >= SLOW_STEP_SECONDS:
+            total = seconds * (self.state.max_steps - self.state.step)
+            self.warn(f"estimated {seconds:,.0f} s per step, about {total / 3600:,.1f} h for the "
+                      f"{self.state.max_steps - self.state.step:,} steps to go (an estimate from "
+                      "the FLOPs and this device's matmul speed); lower model.block_size, "
+                      "model.n_layer or model.n_embd, or the batch size, to go faster")
 
     def _resolve(self, placement: Placement, vocab_size: int) -> ResolvedConfig:
         """The config with "auto" batch settings made numbers for this device (and a
@@ -356,6 +438,7 @@ class Trainer:
                     raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from")
             else:
                 path = Path(self.resume_from)
+                ckpt.verify(path)   # a damaged checkpoint named by the user: say so first
             self._checkpoint_to_resume = path
         return self._checkpoint_to_resume
 
@@ -366,17 +449,38 @@ class Trainer:
 
     def _restore(self, setup: TrainingSetup) -> None:
         """Load the checkpoint to resume from into the model, optimizer, scaler,
-        sampler and RNGs, and the run's state."""
+        sampler and RNGs, and the run's state. Resuming the newest checkpoint falls
+        back to the next intact one when a checkpoint's contents are damaged (files
+        that verify but hold values this model or optimizer cannot take)."""
         path = self._resume_checkpoint()
+        tried = {path}
+        while True:
+            try:
+                self._restore_from(setup, path)
+                return
+            except ResumeMismatch:
+                raise                      # the config's fault, not the checkpoint's
+            except CheckpointError as exc:
+                if self.resume_from != "latest":
+                    raise
+                self.warn(f"skipped damaged checkpoint: {exc}")
+                path = next((p for p, _ in ckpt.intact_newest_first(self.run_dir)
+                             if p is not None and p not in tried), None)
+                if path is None:
+                    raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from "
+                                          f"(the last one tried: {exc})") from None
+                tried.add(path)
+
+    def _restore_from(self, setup: TrainingSetup, path: Path) -> None:
         loaded = ckpt.load(path)
         saved = loaded.state
         source = str(path / "state.json")
         mine = self._compat_fingerprint(setup)
         for key, label in (("tokenizer", "tokenizer"), ("data", "data"), ("model", "model shape")):
             if saved.compat.get(key) != mine[key]:
-                raise CheckpointError(f"{path}: {label} of the checkpoint does not match the config; "
-                                      f"resume with the config it was trained with "
-                                      f"({path / 'config.toml'})")
+                raise ResumeMismatch(f"{path}: {label} of the checkpoint does not match the config; "
+                                     f"resume with the config it was trained with "
+                                     f"({path / 'config.toml'})")
         load_model_state(setup.raw_model, loaded.model_state, str(path))
         try:
             setup.optimizer.load_state_dict(optimizer_from_files(
@@ -392,16 +496,12 @@ class Trainer:
                 setup.sampler = BatchSampler(setup.data.train, c.model.block_size, c.training.batch_size,
                                              c.run.seed + 1000 * saved.run.step + self.dist.rank)
             rng_from_files(loaded.tensors, saved.rng)
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise CheckpointError(f"{source}: training state is incomplete ({exc})") from None
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"{source}: training state is damaged ({exc})") from None
         max_steps = self.state.max_steps
         self.state = saved.run
         self.state.max_steps = max_steps  # the config's length wins: a resume may extend the run
         self.restored_from = path
-        # steps after this checkpoint were lost; their metrics would contradict the
-        # trajectory that now continues, so the record is cut back to this step
-        if self._writer is not None:
-            self._writer.truncate_after(self.state.step)
 
     # -- checkpoints -------------------------------------------------------
 
@@ -413,10 +513,17 @@ class Trainer:
                                 config_toml=config_to_toml(setup.config),
                                 tokenizer_json=setup.tokenizer.to_json())
 
+    def _count_training_time(self) -> None:
+        """Bring the run's total training time (all segments, pauses excluded) up to now."""
+        if self._segment_clock is not None:
+            started, before = self._segment_clock
+            self.state.training_time = before + time.perf_counter() - started - self._pause_time
+
     def save(self, reason: str) -> Path | None:
         """Write `last` (and `step_N` / `best` as the reason asks). Every rank
         calls this at the same step; rank 0 alone writes."""
         setup = self.setup()
+        self._count_training_time()
         self._sampler_states = distributed.gather(self.dist, setup.sampler.state_dict())
         if not self.dist.is_main:
             return None
@@ -540,6 +647,7 @@ class Trainer:
         t, state = setup.config.training, self.state
         metrics = self.evaluate()
         if not math.isfinite(metrics["val_loss"]):
+            self._diverged_at = state.step
             self.emit(ErrorEvent, message=f"validation loss is {metrics['val_loss']} at step "
                       f"{state.step}; training stopped and the last good checkpoint kept",
                       nonfinite_step=state.step)
@@ -608,6 +716,7 @@ class Trainer:
         device = self.setup().device
         bad = distributed.agree_max(self.dist, [int(self._first_bad_step)], device)[0]
         if bad >= 0:
+            self._diverged_at = bad
             self.emit(ErrorEvent, message=f"loss became non-finite (nan or inf) at step {bad}; "
                       "training stopped and the last good checkpoint kept (lower "
                       "optimizer.learning_rate, set training.grad_clip, or check the data)",
@@ -615,21 +724,15 @@ class Trainer:
             raise StopTraining("nonfinite_loss")
 
     def run(self) -> TrainResult:
-        """Set up and train. Raises UserError for bad input (before heavy work
-        where possible); every other failure is emitted as an `error` event."""
-        if self.dist.is_main:
-            try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                ckpt.clear_leftovers(self.run_dir)
-                self._writer = JsonlWriter(self.run_dir / "metrics.jsonl", append=bool(self.resume_from))
-            except OSError as exc:
-                raise UserError(f"{self.run_dir}: cannot create the run directory "
-                                f"({exc.strerror or exc}); check run.out_dir") from None
-            self._listeners.append(self._writer)
+        """Check, set up and train. Raises UserError for bad input before anything in
+        the run directory is written; every other failure is emitted as an `error`
+        event and raised."""
         clean = False
         try:
-            if self.dist.is_main:  # before heavy work: a missing package is bad input
-                self._listeners.extend(trackers(self.cfg))
+            if self.dist.is_main:  # under torchrun, rank 0 alone owns the run directory
+                self._preflight()
+                self._take_run_dir()
+                self._listeners.extend(trackers(self.cfg))  # a missing package is bad input
             result = self._run()
             clean = True
             return result
@@ -642,8 +745,31 @@ class Trainer:
         finally:
             if self._writer is not None:
                 self._writer.close()
-                self._listeners.remove(self._writer)
+                if self._writer in self._listeners:
+                    self._listeners.remove(self._writer)
+            self._lock_file.release()
             distributed.shutdown(self.dist, clean)
+
+    def _open_record(self, setup: TrainingSetup) -> None:
+        """Start writing the run's record, now that nothing can refuse any more:
+        metrics.jsonl (cut back to the resumed step: later lines belong to steps that
+        were lost), the events held back so far, and the resolved config."""
+        if not self.dist.is_main:
+            return
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            self._writer = JsonlWriter(path, append=self.restored_from is not None)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        if self.restored_from is not None:
+            self._writer.truncate_after(self.state.step)
+        self._listeners.remove(self._pending.append)
+        for event in self._pending:
+            self._writer(event)
+        self._pending.clear()
+        self._listeners.append(self._writer)
+        ckpt.atomic_write_text(self.run_dir / "config.toml", config_to_toml(setup.config, header=(
+            "Resolved config of this run, written by llmtui.")))
 
     def _emit_start(self, setup: TrainingSetup) -> None:
         c, data = setup.config, setup.data
@@ -662,9 +788,11 @@ class Trainer:
     def _run(self) -> TrainResult:
         setup = self.setup()
         c, state = setup.config, self.state
-        if self.dist.is_main:
-            ckpt.atomic_write_text(self.run_dir / "config.toml", config_to_toml(c, header=(
-                "Resolved config of this run, written by llmtui.")))
+        if self.restored_from is not None and state.step >= state.max_steps:
+            raise RunFinished(f"{self.run_dir}: finished at step {state.step:,} of "
+                              f"{state.max_steps:,}; nothing to resume (raise training.max_steps, "
+                              "e.g. --max-iters N, or training.epochs, to train it further)")
+        self._open_record(setup)
         for message in setup.placement.warnings:
             self.warn(message)
         self._emit_start(setup)
@@ -673,6 +801,7 @@ class Trainer:
         log_every, eval_every = c.logging.every_n_steps, setup.eval_every
         ckpt_every = c.checkpoint.every_n_steps
         started = time.perf_counter()
+        self._segment_clock = (started, state.training_time)
         self._pause_time = 0.0
         self._interval_start = time.perf_counter()
         self._first_bad_step = torch.tensor(-1, device=setup.device)
@@ -724,16 +853,29 @@ class Trainer:
                 self.save("step")
             else:
                 self.save("last")
-        training_time = time.perf_counter() - started - self._pause_time
+        segment_time = time.perf_counter() - started - self._pause_time
+        self._count_training_time()
+        steps = state.step
+        if stop_reason == "nonfinite_loss" and self._diverged_at is not None:
+            steps = self._diverged_at - 1      # the steps whose loss was still finite
         self.result = TrainResult(
             final_train_loss=state.train_loss, final_val_loss=state.val_loss,
-            best_val_loss=state.best_val_loss, training_time=training_time, steps=state.step,
+            best_val_loss=state.best_val_loss, training_time=segment_time, steps=steps,
             tokens_seen=state.tokens_seen, stop_reason=stop_reason, run_dir=self.run_dir,
-            last_checkpoint=self.last_checkpoint, best_checkpoint=self.best_checkpoint,
-            metrics_path=self.run_dir / "metrics.jsonl")
+            last_checkpoint=self._on_disk("last"), best_checkpoint=self._on_disk("best"),
+            metrics_path=self.run_dir / "metrics.jsonl",
+            total_training_time=state.training_time if self.restored_from is not None else None)
         summary = self.result.to_json() | {"n_params": setup.n_params, "device": str(setup.device),
                                            "precision": setup.placement.precision}
-        if self.dist.is_main:
+        # a segment that made no step changes nothing: the record it would write holds
+        # less than the one on disk (zero time, maybe no checkpoint paths)
+        if self.dist.is_main and (state.step > self._start_step or self.restored_from is None):
             ckpt.atomic_write_text(self.run_dir / "train_log.json", json.dumps(summary, indent=1))
         self.emit(DoneEvent, **summary)
         return self.result
+
+    def _on_disk(self, name: str) -> Path | None:
+        """The run's checkpoint of this name when one is on disk (from this segment or
+        an earlier one)."""
+        path = self.run_dir / name
+        return path if (path / ckpt.MANIFEST).is_file() else None

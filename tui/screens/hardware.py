@@ -135,14 +135,14 @@ class HardwareScreen(Screen):
     def action_rescan(self) -> None:
         from llmtui.engine.training.runs import list_runs
 
-        runs = list_runs(self.app.runs_dir)
+        runs = [r for r in list_runs(self.app.runs_dir) if r.checkpoints]
         self._runs = {r.name: r for r in runs}
         options = self.query_one("#run-list", OptionList)
         options.clear_options()
         if not runs:
             options.add_option(Option(f"no runs in {self.app.runs_dir.name}/", id="-", disabled=True))
         for r in runs:
-            options.add_option(Option(f"{r.name}  (step {r.step:,})", id=r.name))
+            options.add_option(Option(f"{r.name}  (step {r.steps:,}, {r.status})", id=r.name))
         self.query_one("#resume-run", Button).disabled = True
 
     @on(OptionList.OptionHighlighted, "#run-list")
