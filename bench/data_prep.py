@@ -70,8 +70,15 @@ def child(source: str, kind: str, prepared_dir: str, result_path: str) -> None:
     for stage, end in sorted(stage_end.items(), key=lambda item: item[1]):
         stages[stage], previous = end - previous, end
     stages["other"] = seconds - previous
+    # the second start of the same run: sources hashed, prepared token files verified
+    reuse_start = time.perf_counter()
+    again = prepare_data(cfg)
+    reuse_s = time.perf_counter() - reuse_start
+    assert again.reused
+    token_bytes = sum((data.directory / n).stat().st_size for n in ("train.bin", "val.bin"))
     Path(result_path).write_text(json.dumps({
         "seconds": seconds, "stages_s": stages, "reused": data.reused,
+        "reuse_s": reuse_s, "token_file_bytes": token_bytes,
         "train_tokens": len(data.train), "val_tokens": len(data.val), "vocab_size": data.vocab_size}))
 
 
@@ -197,12 +204,13 @@ def main() -> None:
                            "unit": "MB", "target": f"<= {RSS_TARGET_MB:g}", "passed": peak <= RSS_TARGET_MB})
 
     print(f"\n{'corpus':22s}{'tokenizer':>10s}{'MB':>9s}{'MB/s':>8s}{'prep s':>8s}{'wall s':>8s}"
-          f"{'RSS MB':>8s}{'tree MB':>8s}{'tokens':>14s}  stages (s)")
+          f"{'RSS MB':>8s}{'tree MB':>8s}{'tokens':>14s}{'reuse s':>9s}  stages (s)")
     for r in results:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items())
         print(f"{r['corpus']:22s}{r['tokenizer']:>10s}{r['bytes'] / 1e6:>9.1f}{r['mb_per_s']:>8.1f}"
               f"{r['seconds']:>8.2f}{r['wall_s']:>8.2f}{r['peak_rss_mb']:>8.0f}{r['peak_tree_rss_mb']:>8.0f}"
-              f"{r['train_tokens'] + r['val_tokens']:>14,}  {stages}")
+              f"{r['train_tokens'] + r['val_tokens']:>14,}{r['reuse_s']:>9.2f}  {stages}")
+    print("(reuse s: the next start on the same data: sources hashed, token files' sha256 verified)")
     print("(RSS MB: largest single process, exact; tree MB: summed over the processes, sampled)")
     for c in checks:
         print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['value']} {c['unit']} (target {c['target']})")

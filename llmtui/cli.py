@@ -17,11 +17,14 @@ DESCRIPTION = """\
 Train small GPT-style language models on this machine.
 
   llmtui                              open the app (hardware, config wizard, live monitor)
+  llmtui CONFIG.toml                  open the app on that config, in the wizard
   llmtui --run CONFIG.toml            train headless from a config file or preset name
   llmtui --run cpu --max-iters 200    ... with quick overrides
   llmtui detect [--json]              show the hardware and the preset that fits it
   llmtui sample CHECKPOINT            generate text from a checkpoint
   llmtui config [PRESET]              print a fully commented config
+  llmtui runs [DIR] [--json]          list the runs in DIR (default checkpoints/)
+  llmtui watch RUN_DIR                open the app on a run, live while it trains
 """
 
 
@@ -106,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
+        if len(argv) == 1 and argv[0].endswith(".toml"):
+            if not Path(argv[0]).is_file():
+                raise UsageError(f"{argv[0]}: no such config file")
+            return open_app(open_config=argv[0])
         args = run_parser().parse_args(argv)
         if args.run is None:
             if (args.override or args.resume or args.max_iters or args.device or args.tokenizer
@@ -123,15 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def open_app() -> int:
+def open_app(open_run: str | None = None, open_config: str | None = None) -> int:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
-        return fail("the app needs a terminal; use `llmtui --run CONFIG.toml` for headless training")
-    try:
-        from llmtui.tui.app import run_app
-    except ImportError:
-        print("The interactive app is not built yet; train headless with `llmtui --run cpu`.")
-        return EXIT_OK
-    return run_app()
+        return fail("the app needs a terminal; use `llmtui --run CONFIG.toml` for headless training "
+                    "and `llmtui runs` to list runs")
+    from llmtui.tui.app import run_app
+    return run_app(open_run=open_run, open_config=open_config)
 
 
 def cmd_config(argv: list[str]) -> int:
@@ -213,7 +217,68 @@ def cmd_detect(argv: list[str]) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"config": cmd_config, "sample": cmd_sample, "detect": cmd_detect}
+def cmd_runs(argv: list[str]) -> int:
+    p = _Parser(prog="llmtui runs", description="List the runs in a folder: status, steps, losses, "
+                "time, size; the process training a run now, if any.")
+    p.add_argument("folder", nargs="?", default="checkpoints", help="a folder of runs (default checkpoints)")
+    p.add_argument("--json", action="store_true", help="print them as a JSON list")
+    args = p.parse_args(argv)
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        return fail(f"{folder}: no such folder")
+    import json
+
+    from llmtui.engine.training.runs import list_runs
+    runs = list_runs(folder)
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=1))
+        return EXIT_OK
+    if not runs:
+        print(f"no runs in {folder}")
+        return EXIT_OK
+    print(runs_table(runs))
+    return EXIT_OK
+
+
+def runs_table(runs) -> str:
+    import time
+
+    def loss(x):
+        return "-" if x is None else f"{x:.4f}"
+
+    def duration(seconds):
+        if seconds is None:
+            return "-"
+        m, s = divmod(int(seconds), 60)
+        h, m = divmod(m, 60)
+        return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+    rows = [("name", "status", "steps", "best val", "last val", "tokens", "time", "date", "model",
+             "tokenizer", "held by")]
+    for r in runs:
+        holder = f"PID {r.holder.pid} on {r.holder.host}" if r.holder is not None and r.holder.alive else ""
+        rows.append((r.name, r.status, f"{r.steps:,}" + (f"/{r.max_steps:,}" if r.max_steps else ""),
+                     loss(r.best_val_loss), loss(r.last_val_loss),
+                     f"{r.tokens_seen:,}" if r.tokens_seen else "-", duration(r.training_time),
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(r.modified)), r.model, r.tokenizer,
+                     holder))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def cmd_watch(argv: list[str]) -> int:
+    p = _Parser(prog="llmtui watch", description="Open the app on a run: its curves, config and "
+                "checkpoints, followed live while a process (headless, torchrun) trains it.")
+    p.add_argument("run_dir", help="a run directory, e.g. checkpoints/cpu")
+    args = p.parse_args(argv)
+    from llmtui.engine.training.runs import run_info
+    if not Path(args.run_dir).is_dir() or run_info(Path(args.run_dir)) is None:
+        return fail(f"{args.run_dir}: not a run directory made by llmtui")
+    return open_app(open_run=args.run_dir)
+
+
+COMMANDS = {"config": cmd_config, "sample": cmd_sample, "detect": cmd_detect, "runs": cmd_runs,
+            "watch": cmd_watch}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,10 @@ SHAKESPEARE = SHARED / "data" / "tinyshakespeare.txt"
 
 # tests must never reach for the network: tiktoken reads its cache from here
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
+# nor write into the user's home: llmtui's settings and caches go to a folder of the session
+_HOME = tempfile.mkdtemp(prefix="llmtui-tests-home-")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, "cache")
 
 TINY = [
     "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16",

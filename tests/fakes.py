@@ -51,8 +51,8 @@ def fake_hardware_rtx4060():
 
 def fixed_memory_probe(device: str) -> list[tuple]:
     if str(device).startswith("cuda"):
-        return [("GPU used", "1.2/8.0 GB")]
-    return [("system RAM", "5.1/32.0 GB")]
+        return [("GPU used", "1.2/8.0 GiB")]
+    return [("system RAM", "5.1/32.0 GiB")]
 
 
 def loss_at(step: int) -> float:

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from conftest import read_jsonl
 from llmtui import load_config
 from llmtui.cli import main
 from llmtui.engine import fsutil

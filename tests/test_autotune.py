@@ -3,11 +3,10 @@ the settings each preset tier gets on its representative card."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
-from pathlib import Path
-
 import pytest
 import torch
 

@@ -6,13 +6,12 @@ real detection; training is the real engine unless a test says otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import time
 import tomllib
 
 import pytest
+from pilot import make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 
 from conftest import REPO
 from fakes import static_text
@@ -27,81 +26,6 @@ TINY_FIELDS = {
     "eval.every_n_steps": "10", "eval.max_batches": "2", "logging.every_n_steps": "5",
     "checkpoint.every_n_steps": "0", "eval.sample_tokens": "20",
 }
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-@pytest.fixture(autouse=True)
-def quick_idle(monkeypatch):
-    """Pilot waits after each key until the process looks idle (up to 1 s); with a
-    training thread busy in the same process it never is, so cap that wait."""
-    import textual._wait
-
-    real = textual._wait.wait_for_idle
-
-    async def quick(min_sleep: float = 0.0, max_sleep: float = 1.0) -> None:
-        await real(min_sleep, min(max_sleep, 0.05))
-
-    monkeypatch.setattr("textual.pilot.wait_for_idle", quick)
-    monkeypatch.setattr("textual.app.wait_for_idle", quick)
-
-
-async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition"):
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def screen_name(app) -> str:
-    return type(app.screen).__name__
-
-
-async def wait_screen(pilot, name: str, timeout: float = 60.0):
-    """Wait until `name` is the current screen and has been composed."""
-    app = pilot.app
-    await wait_for(pilot, lambda: screen_name(app) == name and app.screen.is_mounted
-                   and len(app.screen.children) > 0, timeout, f"screen {name}")
-    await pilot.pause()
-
-
-async def set_field(pilot, screen, path: str, text: str):
-    """Type into a wizard field the way a user would (clear, then the characters)."""
-    from textual.widgets import Input, Select, Switch
-
-    from llmtui.tui.widgets.config_field import ConfigField, field_id
-
-    screen.show_section(path.split(".")[0])
-    await pilot.pause()
-    field = screen.query_one(f"#{field_id(path)}", ConfigField)
-    control = field.control_widget
-    if isinstance(control, Input):
-        control.focus()
-        if len(text) <= 12:  # typed key by key, as a user would
-            control.value = ""
-            await pilot.press(*list(text))
-        else:
-            control.value = text
-    elif isinstance(control, Switch):
-        control.value = text == "true"
-    elif isinstance(control, Select):
-        control.value = text
-    await pilot.pause()
-    return field
-
-
-def make_app(tmp_path, **kwargs):
-    from fakes import fake_hardware_cpu_only, fixed_memory_probe
-    from llmtui.tui.app import LlmtuiApp
-
-    kwargs.setdefault("hardware", fake_hardware_cpu_only())
-    kwargs.setdefault("runs_dir", tmp_path / "runs")
-    kwargs.setdefault("refresh_rate", 0.1)
-    kwargs.setdefault("memory_probe", fixed_memory_probe)
-    return LlmtuiApp(**kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -241,7 +165,9 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
             await pilot.pause()
             await wait_screen(pilot, "WizardScreen")
             text = saved.read_text()
-            assert text.startswith("# llmtui preset: CPU only")
+            # the preset's header described the preset; the file now says what it holds
+            assert text.startswith("# llmtui config, made from preset cpu and then changed.")
+            assert "Model: 1 layers x 32 wide, context 16" in text and "0.8M parameters" not in text
             assert "n_layer = 1 # Transformer blocks." in text
             assert tomllib.loads(text)["training"]["max_steps"] == 30
 
@@ -362,7 +288,8 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
     stopped_at = checkpoint_step(last)
     assert stopped_at > 0
 
-    # the hardware screen lists the run; Resume continues it from its checkpoint
+    # the hardware screen lists the run; choosing it opens it (never starts it);
+    # Resume asks how far to train, then continues from the checkpoint
     app = make_app(tmp_path)
 
     async def resume():
@@ -371,12 +298,15 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
             options = app.screen.query_one("#run-list")
             await wait_for(pilot, lambda: options.option_count == 1, what="the run listed")
             assert options.get_option_at_index(0).id == "keys"
+            assert options.highlighted == 0          # highlighted without pressing Down
             options.focus()
-            options.highlighted = 0
-            await pilot.pause()
-            assert not app.screen.query_one("#resume-run").disabled
             await pilot.press("enter")
-            await pilot.pause()
+            await wait_screen(pilot, "RunScreen")
+            await wait_for(pilot, lambda: app.screen.info is not None, what="the run read")
+            assert app.training is None               # opening a run never starts it
+            await pilot.press("r")
+            await wait_screen(pilot, "NumberScreen")
+            await pilot.press("enter")                # the proposed max_steps
             monitor = app.screen
             await wait_screen(pilot, "MonitorScreen")
             await wait_for(pilot, lambda: monitor.info is not None, what="start event")

@@ -23,7 +23,7 @@ from fakes import (
 )
 from llmtui.tui.app import LlmtuiApp
 
-BIG, SMALL = (100, 32), (80, 24)
+BIG, SMALL, MEDIUM, LARGE = (100, 32), (80, 24), (100, 30), (160, 48)
 
 
 def make_app(tmp_path, gpu: bool, **kwargs) -> LlmtuiApp:
@@ -107,8 +107,10 @@ async def start_scripted(pilot, tmp_path):
     await pilot.pause()
 
 
-@pytest.mark.parametrize("size", [BIG, SMALL], ids=["100x32", "80x24"])
+@pytest.mark.parametrize("size", [SMALL, MEDIUM, LARGE], ids=["80x24", "100x30", "160x48"])
 def test_monitor(snap_compare, tmp_path, size):
+    """Everything the monitor shows fits without scrolling, down to 80x24: every
+    figure of the side panel, every key in the footer."""
     app = make_app(tmp_path, gpu=False, trainer_factory=scripted_factory(), refresh_rate=60)
 
     async def before(pilot):

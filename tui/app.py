@@ -1,4 +1,5 @@
-"""llmtui's Textual app: hardware screen, config wizard, data step, live monitor.
+"""llmtui's Textual app: hardware screen, config wizard, data step, live monitor,
+runs view.
 
 Import cost matters (first paint target 1.5 s): this module and the screens
 import Textual and the light engine modules (schema, config) only. Anything
@@ -6,9 +7,10 @@ that pulls torch (hardware detection, the trainer, sampling) is imported
 inside thread workers or handlers.
 
 Screens (tui/screens/): HardwareScreen (default) -> WizardScreen -> DataScreen
--> MonitorScreen -> SummaryScreen; dialogs are modal screens. Shared state
-lives on the app: `hardware`, `recommendation`, `session` (the config
-document being edited) and `training` (the TrainingRun, if any).
+-> MonitorScreen -> SummaryScreen; RunsScreen -> RunScreen (one run, live
+when another process trains it); dialogs are modal screens. Shared state lives
+on the app: `hardware`, `recommendation`, `session` (the config document being
+edited) and `training` (the TrainingRun, if any).
 """
 
 from __future__ import annotations
@@ -22,24 +24,34 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from llmtui.exits import EXIT_INTERRUPTED
 from llmtui.tui.session import Session
 from llmtui.tui.training import TrainingRun
 
-CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss"]
+CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
+             "runs.tcss"]
 
 
 class LlmtuiApp(App[int]):
     TITLE = "llmtui"
     CSS_PATH = CSS_FILES
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        # Ctrl+C does what it does headless: finish the step, save `last`, quit, exit 130
+        Binding("ctrl+c", "interrupt", "Quit", show=False),
+        Binding("question_mark,f1", "toggle_keys", "Keys", key_display="?"),
+        Binding("escape", "hide_keys", "Close keys", show=False, priority=True),
+    ]
 
     def __init__(self, *, hardware: Any = None, recommendation: Any = None,
                  runs_dir: str | Path = "checkpoints", refresh_rate: float = 1.0,
                  memory_probe: Callable[[str], list[tuple]] | None = None,
-                 trainer_factory: Callable[..., Any] | None = None):
-        """`hardware` (engine.hardware.HardwareInfo) and `recommendation` may be
-        given (tests, snapshots); otherwise detection runs in a worker.
-        `refresh_rate` is the monitor's polling period in seconds."""
+                 trainer_factory: Callable[..., Any] | None = None,
+                 open_run: str | Path | None = None, open_config: str | Path | None = None):
+        """`hardware` (engine HardwareInfo) and `recommendation` may be given (tests,
+        snapshots); otherwise detection runs in a worker. `refresh_rate` is the
+        monitor's polling period in seconds. `open_run` opens the app on that run
+        directory (`llmtui watch`), `open_config` on that config in the wizard."""
         super().__init__()
         self.hardware = hardware
         self.recommendation = recommendation
@@ -47,10 +59,42 @@ class LlmtuiApp(App[int]):
         self.refresh_rate = float(refresh_rate)
         self.memory_probe = memory_probe or self.probe_memory
         self.trainer_factory = trainer_factory
+        self.open_run_at_start = Path(open_run) if open_run is not None else None
+        self.open_config_at_start = Path(open_config) if open_config is not None else None
         self.session = Session()
         self.training: TrainingRun | None = None
         self.detection_error: str | None = None
         self._quitting = False
+        self._exit_code = 0
+
+    # -- start-up ------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from llmtui.tui.settings import load_settings
+
+        theme = load_settings().get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self.open_run_at_start is not None:
+            self.call_after_refresh(self.open_run, self.open_run_at_start)
+        elif self.open_config_at_start is not None:
+            self.call_after_refresh(self._open_config_at_start)
+
+    def _remember_theme(self, theme) -> None:
+        from llmtui.tui.settings import save_setting
+        save_setting("theme", theme.name)
+
+    def _open_config_at_start(self) -> None:
+        from llmtui.engine.config.document import ConfigDocument
+        from llmtui.engine.errors import UserError
+
+        try:
+            doc = ConfigDocument.load(self.open_config_at_start)
+        except UserError as exc:
+            self.notify(str(exc), title="Cannot open the config", severity="error", timeout=10)
+            return
+        self.open_wizard(doc)
 
     def probe_memory(self, device: str) -> list[tuple]:
         """Memory rows measured now: GPU used/total from NVML on CUDA, system RAM on CPU.
@@ -82,7 +126,7 @@ class LlmtuiApp(App[int]):
         except Exception:
             return rows
         used_b = vm.total - vm.available
-        rows.append(("system RAM", fmt_used_total(used_b, vm.total),
+        rows.append(("RAM", fmt_used_total(used_b, vm.total),
                      "warn" if vm.available < 0.1 * vm.total else ""))
         return rows
 
@@ -92,6 +136,12 @@ class LlmtuiApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand("Runs", f"Every run in {self.runs_dir}/: open, compare, resume, sample",
+                            self.open_runs)
+        from llmtui.engine.config.presets import preset_names
+        for name in preset_names():
+            yield SystemCommand(f"New run from preset {name}", f"Open presets/{name}.toml in the wizard",
+                                lambda name=name: self.new_run_from_preset(name))
         commands = getattr(screen, "palette_commands", None)
         if commands is not None:
             yield from commands()
@@ -102,6 +152,11 @@ class LlmtuiApp(App[int]):
             refresh = getattr(screen, "refresh_derived", None)
             if refresh is not None:
                 refresh()
+
+    def reference_curve(self, cfg):
+        """The shipped reference curve of this recipe, or None."""
+        from llmtui.engine.config.reference import reference_for
+        return reference_for(cfg)
 
     # -- navigation ------------------------------------------------------------------
 
@@ -116,15 +171,39 @@ class LlmtuiApp(App[int]):
         from llmtui.tui.screens.data import DataScreen
         self.push_screen(DataScreen(self.session.doc))
 
-    def new_run(self) -> None:
+    def open_runs(self, folder: Path | None = None) -> None:
+        from llmtui.tui.screens.runs import RunsScreen
+        self.push_screen(RunsScreen(folder or self.runs_dir))
+
+    def open_run(self, run_dir: Path) -> None:
+        from llmtui.tui.screens.run_view import RunScreen
+        self.push_screen(RunScreen(Path(run_dir)))
+
+    def open_sample(self, checkpoint: Path, defaults: dict | None = None) -> None:
+        from llmtui.tui.screens.sample import SampleScreen
+        self.push_screen(SampleScreen(checkpoint, defaults or {}))
+
+    def new_run_from_preset(self, name: str) -> None:
+        from llmtui.tui.screens.hardware import HardwareScreen
+
+        self.go_home()
+        if isinstance(self.screen, HardwareScreen):
+            self.screen.open_preset(name)
+
+    def go_home(self) -> bool:
+        """Back to the hardware screen; False (and a notice) while training runs."""
         from llmtui.tui.screens.hardware import HardwareScreen
 
         if self.training is not None and self.training.running:
             self.notify("Training is still running.", severity="warning")
-            return
+            return False
         while len(self.screen_stack) > 1 and not isinstance(self.screen, HardwareScreen):
             self.pop_screen()
-        self.screen.action_rescan()
+        return True
+
+    def new_run(self) -> None:
+        if self.go_home():
+            self.screen.action_rescan()
 
     # -- training ---------------------------------------------------------------------
 
@@ -160,7 +239,8 @@ class LlmtuiApp(App[int]):
         self.push_screen(MonitorScreen(run))
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
 
-    def resume_run(self, run_dir: Path) -> None:
+    def resume_run(self, run_dir: Path, max_steps: int) -> None:
+        """Continue a run from its newest intact checkpoint, to `max_steps`."""
         from llmtui.engine.config.document import ConfigDocument
         from llmtui.engine.errors import UserError
 
@@ -168,6 +248,8 @@ class LlmtuiApp(App[int]):
             doc = ConfigDocument.load(run_dir / "config.toml")
             doc.set("run.out_dir", str(run_dir.parent))
             doc.set("run.name", run_dir.name)
+            doc.set("training.max_steps", max_steps)
+            doc.set("training.epochs", 0.0)
             cfg = doc.to_config()
         except UserError as exc:
             self.notify(str(exc), title="Cannot resume", severity="error", timeout=10)
@@ -178,10 +260,12 @@ class LlmtuiApp(App[int]):
     def training_finished(self, monitor) -> None:
         """Called by the monitor once the worker has ended and every event is shown."""
         if self._quitting:
-            self.exit(0)
+            self.exit(self._exit_code, return_code=self._exit_code)
             return
         run = monitor.run
         if run.result is None:
+            if run.error_is_notice:
+                self.notify(run.error, title="Nothing to train", timeout=10)
             return  # failed or cancelled: the monitor shows why and stays usable
         from llmtui.tui.screens.summary import SummaryScreen
 
@@ -206,16 +290,27 @@ class LlmtuiApp(App[int]):
     async def action_quit(self) -> None:
         self.action_quit_app()
 
-    def action_quit_app(self) -> None:
+    def action_quit_app(self, code: int = 0) -> None:
+        """Quit; while training, stop it first (the step finishes, `last` is saved).
+        A config with unsaved changes asks first."""
         run = self.training
         if run is None or not run.running:
-            self.exit(0)
+            doc = self.session.doc
+            if code == 0 and doc is not None and doc.dirty:
+                from llmtui.tui.screens.dialogs import ConfirmScreen
+
+                self.push_screen(ConfirmScreen(f"{doc.path or doc.origin} has changes that are not saved. "
+                                               "Quit and lose them?", yes="Quit", title="Unsaved changes"),
+                                 lambda yes: self.exit(0) if yes else None)
+                return
+            self.exit(code, return_code=code)
             return
         if self._quitting:
             self.notify("Still saving the checkpoint; quitting as soon as it is written.")
             return
         self._quitting = True
-        run.stop()
+        self._exit_code = code
+        run.stop("interrupted" if code == EXIT_INTERRUPTED else "stopped")
         from llmtui.tui.screens.monitor import MonitorScreen
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
@@ -224,9 +319,33 @@ class LlmtuiApp(App[int]):
                     timeout=60)
         self.set_interval(0.2, self._exit_when_stopped)
 
+    def action_interrupt(self) -> None:
+        """Ctrl+C: like headless, finish the step, save, quit with exit code 130."""
+        running = self.training is not None and self.training.running
+        self.action_quit_app(EXIT_INTERRUPTED if running else 0)
+
     def _exit_when_stopped(self) -> None:
         if self.training is None or not self.training.running:
-            self.exit(0)
+            self.exit(self._exit_code, return_code=self._exit_code)
+
+    # -- the keys panel -------------------------------------------------------------
+
+    def action_toggle_keys(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_hide_keys(self) -> None:
+        self.action_hide_help_panel()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "hide_keys":
+            # Esc closes the keys panel when it is open; otherwise it is the screen's
+            return bool(self.screen.query("HelpPanel"))
+        return True
+
+    # -- workers ------------------------------------------------------------------------
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a worker's unexpected exception is reported: a notification,
@@ -250,9 +369,9 @@ class LlmtuiApp(App[int]):
             run.wait(timeout=120)
 
 
-def run_app() -> int:
+def run_app(open_run: str | Path | None = None, open_config: str | Path | None = None) -> int:
     """Run the app on this terminal; the exit code for `llmtui`."""
     refresh = float(os.environ.get("LLMTUI_REFRESH_SECONDS", "1.0") or 1.0)
-    app = LlmtuiApp(refresh_rate=max(0.1, refresh))
+    app = LlmtuiApp(refresh_rate=max(0.1, refresh), open_run=open_run, open_config=open_config)
     result = app.run()
     return app.return_code or (result if isinstance(result, int) else 0) or 0

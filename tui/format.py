@@ -6,16 +6,17 @@ import math
 
 
 def fmt_bytes(n: float | None) -> str:
+    """Bytes in binary units (KiB, MiB, GiB: powers of 1024, everywhere in the app)."""
     if n is None:
         return "n/a"
     n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             if unit == "B":
                 return f"{int(n)} B"
             return f"{n:.1f} {unit}" if abs(n) < 100 else f"{n:.0f} {unit}"
         n /= 1024
-    return f"{n:.1f} TB"
+    return f"{n:.1f} TiB"
 
 
 def fmt_mb(mb: float | None) -> str:
@@ -67,8 +68,8 @@ def fmt_num(x: float | None, digits: int = 3) -> str:
 
 
 def fmt_used_total(used: float, total: float) -> str:
-    """'2.7/23.5 GB': both in the unit of the total."""
-    for unit, div in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20)):
+    """'2.7/23.5 GiB': both in the unit of the total."""
+    for unit, div in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
         if total >= div:
             return f"{used / div:.1f}/{total / div:.1f} {unit}"
     return f"{fmt_bytes(used)}/{fmt_bytes(total)}"

@@ -34,6 +34,54 @@ class SampleReady(Message):
         self.text = text
 
 
+class HistoryLoaded(Message):
+    """A run's earlier curves, read from its metrics.jsonl."""
+
+    def __init__(self, train: list[tuple[int, float]], val: list[tuple[int, float]]):
+        super().__init__()
+        self.train = train
+        self.val = val
+
+
+class RunsListed(Message):
+    def __init__(self, runs: list, seconds: float):
+        super().__init__()
+        self.runs = runs
+        self.seconds = seconds
+
+
+class RunLoaded(Message):
+    """A run's details read in a worker: its info, history and config text."""
+
+    def __init__(self, info: Any, history: Any, config_text: str):
+        super().__init__()
+        self.info = info
+        self.history = history
+        self.config_text = config_text
+
+
+class RunFollowed(Message):
+    """New lines of a followed run's metrics.jsonl (reset: the file was cut back)."""
+
+    def __init__(self, events: list, reset: bool, info: Any):
+        super().__init__()
+        self.events = events
+        self.reset = reset
+        self.info = info
+
+
+class RunsCompared(Message):
+    def __init__(self, curves: list[tuple[str, list[tuple[int, float]]]]):
+        super().__init__()
+        self.curves = curves   # (run name, val points)
+
+
+class CheckpointsVerified(Message):
+    def __init__(self, results: list[tuple[str, int, str | None]]):
+        super().__init__()
+        self.results = results   # (name, step, problem or None)
+
+
 class WorkerFailed(Message):
     """A worker of this screen raised; `text` is what the user was told."""
 

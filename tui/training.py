@@ -33,6 +33,7 @@ class TrainingRun:
         self.trainer: TrainerControl | None = None
         self.result = None
         self.error: str | None = None
+        self.error_is_notice = False   # a finished run or a stop before training: not a failure
         self.cancelled = False
         self.started = threading.Event()    # the trainer exists
         self.finished = threading.Event()   # run() returned or failed
@@ -51,8 +52,9 @@ class TrainingRun:
             self.result = trainer.run()
             return self.result
         except BaseException as exc:  # shown in the app; the app stays usable
-            from llmtui.engine.errors import UserError
+            from llmtui.engine.errors import Interrupted, RunFinished, UserError
             self.error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            self.error_is_notice = isinstance(exc, (RunFinished, Interrupted))
             return None
         finally:
             self.finished.set()
@@ -77,12 +79,12 @@ class TrainingRun:
         trainer.send(command)
         return True
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped") -> None:
         with self._lock:
             self.cancelled = True
             trainer = self.trainer
         if trainer is not None:
-            trainer.send(Stop())
+            trainer.send(Stop(reason))
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)

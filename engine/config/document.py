@@ -33,6 +33,7 @@ class ConfigDocument:
         self.path = path
         self.origin = origin
         self.dirty = False
+        self.preset: str | None = None     # the shipped preset it was opened from
 
     # -- construction ------------------------------------------------------
 
@@ -56,7 +57,9 @@ class ConfigDocument:
     def from_preset(cls, name: str) -> ConfigDocument:
         """A shipped preset as an unsaved document (saving needs a path)."""
         text, origin, path = config_source(name)
-        return cls.from_text(text, path, origin)
+        doc = cls.from_text(text, path, origin)
+        doc.preset = name if path is None else None
+        return doc
 
     # -- values ------------------------------------------------------------
 
@@ -91,6 +94,28 @@ class ConfigDocument:
             table.add(name, item)
         self.dirty = True
         return value
+
+    # -- the comment block at the top -------------------------------------------
+
+    def header(self) -> list[str]:
+        """The comment lines before the first setting (without the leading '# ')."""
+        lines = []
+        for key, item in self.doc.body:
+            if key is not None:
+                break
+            if isinstance(item, tomlkit.items.Comment):
+                lines.append(item.as_string().strip().removeprefix("#").strip())
+        return lines
+
+    def set_header(self, lines: list[str]) -> None:
+        """Replace the comment block before the first setting (the rest is kept as it is)."""
+        text = self.dumps().splitlines(keepends=True)
+        start = 0
+        while start < len(text) and (not text[start].strip() or text[start].lstrip().startswith("#")):
+            start += 1
+        header = "".join(f"# {line}\n" if line else "#\n" for line in lines)
+        self.doc = tomlkit.parse(header + "\n" + "".join(text[start:]))
+        self.dirty = True
 
     def values(self) -> dict[str, dict[str, Any]]:
         return self.doc.unwrap()

@@ -9,7 +9,8 @@ import numpy as np
 from llmtui.engine.errors import DataError
 
 
-def _require_tokens(n: int, block_size: int, split: str) -> None:
+def require_tokens(n: int, block_size: int, split: str) -> None:
+    """DataError unless a split of n tokens holds at least one window of block_size + 1."""
     if n >= block_size + 1:
         return
     if split == "val":
@@ -37,7 +38,7 @@ class BatchSampler:
 
     def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
                  split: str = "train"):
-        _require_tokens(len(tokens), block_size, split)
+        require_tokens(len(tokens), block_size, split)
         self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
         self.seed, self.split = seed, split
         self.rng = np.random.Generator(np.random.PCG64(seed))
@@ -81,7 +82,7 @@ def eval_offsets(n_tokens: int, block_size: int, batch_size: int, max_batches: i
     """Window starts for validation, evenly spread and the same at every eval
     (no RNG), so successive val losses are comparable. All batches are full
     unless the split holds fewer than batch_size windows."""
-    _require_tokens(n_tokens, block_size, "val")
+    require_tokens(n_tokens, block_size, "val")
     last = n_tokens - block_size - 1
     count = min(batch_size * max_batches, last + 1)
     if count >= batch_size:

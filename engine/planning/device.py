@@ -8,12 +8,16 @@ in engine/planning/hardware.py; this module is only what the trainer needs.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from llmtui.engine import fsutil
 from llmtui.engine.errors import ConfigError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -139,3 +143,48 @@ def matmul_peak_flops(device_type: str, precision: str, device_index: int = 0) -
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best
+
+
+# ---------------------------------------------------------------------------
+# the MFU denominator: this machine's best measured peak, remembered
+
+def _peak_cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "llmtui" / "matmul_peak.json"
+
+
+def _peak_key(device_type: str, precision: str, device_index: int) -> str:
+    if device_type == "cuda":
+        name = torch.cuda.get_device_name(device_index)
+    else:
+        name = f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    return f"{device_type}|{name}|{precision}|torch {torch.__version__}"
+
+
+def remembered_peak(device_type: str, precision: str, device_index: int = 0,
+                    at_least: float = 0.0) -> float:
+    """The MFU denominator: the best matmul FLOP/s ever seen on this device, in this
+    format and torch version, kept in the user's cache (XDG_CACHE_HOME).
+
+    A peak measured once at start-up is too low whenever the machine happens to be
+    busy then, which put MFU above 100%. The best of all measurements (and of any
+    training throughput that beat them: `at_least`) only grows towards the true
+    peak, so MFU stays at or under 100% and comparable between runs."""
+    key = _peak_key(device_type, precision, device_index)
+    path = _peak_cache_path()
+    try:
+        known = json.loads(path.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    before = known.get(key) if isinstance(known.get(key), (int, float)) else 0.0
+    best = max(before, at_least, matmul_peak_flops(device_type, precision, device_index))
+    if best > before:
+        known[key] = best
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fsutil.atomic_write(path, json.dumps(known, indent=1).encode())
+        except OSError:
+            pass  # a read-only home: the figure is still right for this run
+    return best

@@ -101,6 +101,14 @@ class TrainEvent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EvalProgressEvent(Event):
+    """How far an evaluation got (for screens; never written to metrics.jsonl)."""
+    kind: ClassVar[str] = "eval_progress"
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvalEvent(Event):
     kind: ClassVar[str] = "eval"
     val_loss: float
@@ -178,7 +186,7 @@ class DoneEvent(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    StartEvent, PrepareEvent, TrainEvent, EvalEvent, SampleEvent, CheckpointEvent,
+    StartEvent, PrepareEvent, TrainEvent, EvalProgressEvent, EvalEvent, SampleEvent, CheckpointEvent,
     EarlyStopEvent, WarningEvent, PausedEvent, UnpausedEvent, ErrorEvent, DoneEvent)}
 
 
@@ -234,7 +242,7 @@ class JsonlWriter:
         self._file = open(path, "a" if append else "w", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, PrepareEvent):
+        if isinstance(event, (PrepareEvent, EvalProgressEvent)):
             return  # progress ticks are for screens, not the metrics record
         try:
             self._file.write(event.to_line() + "\n")

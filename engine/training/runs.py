@@ -131,3 +131,27 @@ def list_runs(folder: Path) -> list[RunInfo]:
     runs = [info for p in folder.iterdir() if p.is_dir() and (info := run_info(p)) is not None]
     runs.sort(key=lambda r: (-r.modified, r.name))
     return runs
+
+
+def delete_run(run_dir: Path) -> list[str]:
+    """Delete a run: llmtui's own files and checkpoints in it, nothing else (a folder
+    left with other files stays). Refused while a process trains it. Returns the
+    names of what was kept."""
+    import shutil
+
+    held = rundir.holder(run_dir)
+    if held is not None and held.alive:
+        raise rundir.RunDirError(f"{run_dir}: is being trained by {held.describe()}; stop it first")
+    if rundir.state_of(run_dir) not in ("ours", "legacy", "empty"):
+        raise rundir.RunDirError(f"{run_dir}: is not a run directory made by llmtui; nothing deleted")
+    kept = []
+    for p in run_dir.iterdir():
+        if not rundir.is_own_name(p.name):
+            kept.append(p.name)
+        elif p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    if not kept:
+        run_dir.rmdir()
+    return sorted(kept)

@@ -37,7 +37,7 @@ from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.errors import CheckpointError, Interrupted, ResumeMismatch, RunFinished, UserError
 from llmtui.engine.model.gpt import GPT, GPTConfig, gpt_config, optimizer_groups
 from llmtui.engine.planning.autotune import estimated_peak, resolve_auto, will_not_fit
-from llmtui.engine.planning.device import Placement, configure_threads, matmul_peak_flops, place
+from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed, rundir
 from llmtui.engine.training.commands import (
@@ -55,6 +55,7 @@ from llmtui.engine.training.events import (
     EarlyStopEvent,
     ErrorEvent,
     EvalEvent,
+    EvalProgressEvent,
     Event,
     EventBuffer,
     JsonlWriter,
@@ -142,6 +143,8 @@ REFUSE_MEMORY_FACTOR = 1.5
 # measured matmul peak, what training steps reach on CPUs here)
 SLOW_STEP_SECONDS = 10.0
 SLOW_STEP_EFFICIENCY = 0.6
+# while evaluating, tell front ends how far it got at most this often
+EVAL_PROGRESS_SECONDS = 0.5
 
 
 class StopTraining(Exception):
@@ -370,7 +373,7 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        setup.peak_flops = matmul_peak_flops(device.type, placement.precision, device.index or 0)
+        setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
         self._warn_if_slow(setup)
         return setup
 
@@ -513,6 +516,16 @@ class Trainer:
                                 config_toml=config_to_toml(setup.config),
                                 tokenizer_json=setup.tokenizer.to_json())
 
+    def _mfu(self, setup: TrainingSetup, tokens_per_sec: float) -> float:
+        """Model FLOPs utilisation against the best peak this device has shown. Training
+        that beats the remembered matmul peak proves the peak higher: it becomes the
+        new peak, so the figure never passes 100%."""
+        achieved = setup.flops_per_token * tokens_per_sec
+        if achieved > setup.peak_flops:
+            setup.peak_flops = remembered_peak(setup.device.type, setup.placement.precision,
+                                               setup.device.index or 0, at_least=achieved)
+        return min(1.0, achieved / setup.peak_flops)
+
     def _count_training_time(self) -> None:
         """Bring the run's total training time (all segments, pauses excluded) up to now."""
         if self._segment_clock is not None:
@@ -566,8 +579,12 @@ class Trainer:
         model.eval()
         total_loss = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
-        count = 0
-        for x, y in iter_eval_batches(setup.data.val, setup.eval_offsets, setup.config.model.block_size):
+        count, total, told = 0, len(setup.eval_offsets), time.monotonic()
+        batches = iter_eval_batches(setup.data.val, setup.eval_offsets, setup.config.model.block_size)
+        for done, (x, y) in enumerate(batches):
+            if time.monotonic() - told >= EVAL_PROGRESS_SECONDS:   # a few times a second at most
+                told = time.monotonic()
+                self.emit(EvalProgressEvent, done=done, total=total)
             x, y = self._to_device(x, y)
             with self._autocast():
                 logits, loss = model(x, y)
@@ -832,7 +849,7 @@ class Trainer:
                     self.emit(TrainEvent, loss=loss, lr=self._lr,
                               grad_norm=None if self._grad_norm is None else float(self._grad_norm),
                               tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
-                              mfu=setup.flops_per_token * tps / setup.peak_flops,
+                              mfu=self._mfu(setup, tps),
                               tokens_seen=state.tokens_seen, max_steps=state.max_steps,
                               **self._memory())
                     interval_steps, excluded = 0, 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -97,6 +98,7 @@ class DataScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#prepare-progress").display = False
+        self.query_one("#source-kind", RadioSet).focus()
         if self.app.session.data_is_current():
             self._show_summary(self.app.session.data_summary)
 
@@ -198,8 +200,27 @@ class DataScreen(Screen):
 
     def action_train(self) -> None:
         cfg = self._checked_config()
-        if cfg is not None:
-            self.app.start_training(cfg)
+        if cfg is None:
+            return
+        session = self.app.session
+        if session.data_is_current():
+            problem = self._too_small(session.data_summary, cfg)
+            if problem:
+                self.notify(problem, title="Not enough data", severity="error", timeout=10)
+                return
+        self.app.start_training(cfg)
+
+    def _too_small(self, summary: dict, cfg) -> str | None:
+        """Why the prepared data cannot train this config (block_size too long), or None."""
+        from llmtui.engine.data.batches import require_tokens
+        from llmtui.engine.errors import DataError
+
+        try:
+            require_tokens(summary["train_tokens"], cfg.model.block_size, "train")
+            require_tokens(summary["val_tokens"], cfg.model.block_size, "val")
+        except DataError as exc:
+            return str(exc)
+        return None
 
     # -- preparation ----------------------------------------------------------------
 
@@ -254,8 +275,15 @@ class DataScreen(Screen):
         session.vocab_size = event.summary["vocab_size"]
         session.data_summary = event.summary
         session.data_key = self._key
-        self.query_one("#prepare-status", Static).update("Data ready.")
         self._show_summary(event.summary)
+        cfg = self._checked_config()
+        problem = self._too_small(event.summary, cfg) if cfg is not None else None
+        if problem:
+            self.query_one("#prepare-status", Static).update(Text(f"Not enough data: {problem}",
+                                                                  style="bold red"))
+            self.query_one("#train", Button).disabled = True
+        else:
+            self.query_one("#prepare-status", Static).update("Data ready.")
 
     @on(WorkerFailed)
     def _preparation_failed(self, event: WorkerFailed) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -37,9 +38,16 @@ class ChoiceScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one(Button).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def result_of(self, key: str):
+        """What the dialog dismisses with when the button `key` is pressed."""
+        return key
+
+    @on(Button.Pressed)
+    def _chosen(self, event: Button.Pressed) -> None:
+        # one handler, in the base class only: Textual also runs handlers of base
+        # classes, so a subclass overriding on_button_pressed would dismiss twice
         event.stop()
-        self.dismiss(event.button.id.removeprefix("choice-"))
+        self.dismiss(self.result_of(event.button.id.removeprefix("choice-")))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -54,9 +62,8 @@ class ConfirmScreen(ChoiceScreen):
     def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = ""):
         super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "choice-yes")
+    def result_of(self, key: str) -> bool:
+        return key == "yes"
 
     def action_yes(self) -> None:
         self.dismiss(True)
@@ -66,16 +73,18 @@ class ConfirmScreen(ChoiceScreen):
 
 
 class PathScreen(ModalScreen[Path | None]):
-    """Ask for a file path (Save As, open a file)."""
+    """Ask for a file path (Save As, open a file), or an existing folder (want_folder)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", action: str = "Save", placeholder: str = ""):
+    def __init__(self, title: str, value: str = "", action: str = "Save", placeholder: str = "",
+                 want_folder: bool = False):
         super().__init__(classes="dialog-screen")
         self.title_text = title
         self.value = value
         self.action_label = action
         self.placeholder = placeholder
+        self.want_folder = want_folder
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -89,27 +98,30 @@ class PathScreen(ModalScreen[Path | None]):
     def on_mount(self) -> None:
         self.query_one(Input).focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._ok()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "path-ok":
-            self._ok()
-        else:
-            self.dismiss(None)
-
+    @on(Button.Pressed, "#path-ok")
     def _ok(self) -> None:
         text = self.query_one(Input).value.strip()
+        error = self.query_one("#path-error", ErrorText)
         if not text:
-            self.query_one("#path-error", ErrorText).show("Type a file name.")
+            error.show("Type a folder." if self.want_folder else "Type a file name.")
             return
         path = Path(text).expanduser()
-        if path.is_dir():
-            self.query_one("#path-error", ErrorText).show(f"{path} is a folder; type a file name.")
+        if self.want_folder and not path.is_dir():
+            error.show(f"{path}: no such folder.")
+            return
+        if not self.want_folder and path.is_dir():
+            error.show(f"{path} is a folder; type a file name.")
             return
         self.dismiss(path)
+
+    @on(Button.Pressed, "#path-cancel")
+    def _cancel_pressed(self) -> None:
+        self.dismiss(None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -151,6 +163,54 @@ class BrowseScreen(ModalScreen[Path | None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         self.dismiss(self.selected if event.button.id == "browse-ok" else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NumberScreen(ModalScreen[int | None]):
+    """Ask for a whole number in [low, high] (e.g. a new max_steps)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, question: str, value: int, low: int, high: int, action: str = "OK"):
+        super().__init__(classes="dialog-screen")
+        self.title_text, self.question, self.value = title, question, value
+        self.low, self.high, self.action_label = low, high, action
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.question, classes="dialog-question", markup=False)
+            yield Input(str(self.value), type="integer", id="number-input")
+            yield ErrorText(id="number-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.action_label, variant="primary", id="number-ok")
+                yield Button("Cancel", id="number-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._ok()
+
+    @on(Button.Pressed, "#number-ok")
+    def _ok(self) -> None:
+        try:
+            value = int(self.query_one(Input).value)
+        except ValueError:
+            value = None
+        if value is None or not self.low <= value <= self.high:
+            self.query_one("#number-error", ErrorText).show(
+                f"Type a whole number from {self.low:,} to {self.high:,}.")
+            return
+        self.dismiss(value)
+
+    @on(Button.Pressed, "#number-cancel")
+    def _cancel_pressed(self) -> None:
+        self.dismiss(None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

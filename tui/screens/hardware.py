@@ -31,12 +31,14 @@ from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
 from llmtui.tui.widgets.title_bar import TitleBar
 
+RECENT_RUNS = 5   # runs listed here; the runs view (r) has them all
+
 
 class HardwareScreen(Screen):
     SUB_TITLE = "hardware"
     BINDINGS = [
         Binding("u", "use_recommended", "Use recommended"),
-        Binding("r", "rescan", "Rescan runs"),
+        Binding("r", "runs", "Runs"),
         Binding("o", "focus_file", "Open TOML"),
     ]
 
@@ -65,9 +67,9 @@ class HardwareScreen(Screen):
                     yield Input(placeholder="path/to/config.toml", compact=True, id="toml-path")
                     yield Button("Open", id="open-toml", compact=True)
                 yield ErrorText(id="toml-error")
-                yield Label("Resume a run", classes="hw-label")
+                yield Label("Recent runs", classes="hw-label")
                 yield OptionList(id="run-list")
-                yield Button("Resume", id="resume-run", disabled=True, compact=True)
+                yield Button("All runs… (r)", id="all-runs", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -130,29 +132,40 @@ class HardwareScreen(Screen):
         from llmtui.engine.config.presets import preset_names
         return preset_names()
 
-    # -- runs to resume -------------------------------------------------------
+    # -- recent runs: opening one shows it, never starts it ------------------------
 
     def action_rescan(self) -> None:
         from llmtui.engine.training.runs import list_runs
 
-        runs = [r for r in list_runs(self.app.runs_dir) if r.checkpoints]
+        runs = list_runs(self.app.runs_dir)[:RECENT_RUNS]
         self._runs = {r.name: r for r in runs}
         options = self.query_one("#run-list", OptionList)
         options.clear_options()
         if not runs:
-            options.add_option(Option(f"no runs in {self.app.runs_dir.name}/", id="-", disabled=True))
+            options.add_option(Option(f"no runs in {self.app.runs_dir}/", id="-", disabled=True))
         for r in runs:
-            options.add_option(Option(f"{r.name}  (step {r.steps:,}, {r.status})", id=r.name))
-        self.query_one("#resume-run", Button).disabled = True
+            options.add_option(Option(f"{r.name}  {r.status}, step {r.steps:,}", id=r.name))
+        if runs:
+            options.highlighted = 0
 
-    @on(OptionList.OptionHighlighted, "#run-list")
-    def _run_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self.query_one("#resume-run", Button).disabled = event.option.id not in self._runs
+    def on_screen_resume(self) -> None:
+        # back from another screen: the list may have changed, and the keys of this
+        # screen must work (a focused text box would swallow `u`)
+        self.action_rescan()
+        if isinstance(self.focused, Input) or self.focused is None:
+            self.query_one("#use-recommended", Button).focus()
 
     @on(OptionList.OptionSelected, "#run-list")
     def _run_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id in self._runs:
-            self.resume(self._runs[event.option.id].path)
+            self.app.open_run(self._runs[event.option.id].path)
+
+    @on(Button.Pressed, "#all-runs")
+    def _all_runs_pressed(self) -> None:
+        self.action_runs()
+
+    def action_runs(self) -> None:
+        self.app.open_runs()
 
     # -- choices ------------------------------------------------------------------
 
@@ -169,14 +182,6 @@ class HardwareScreen(Screen):
     @on(Button.Pressed, "#open-toml")
     def _open_toml_pressed(self) -> None:
         self.open_file(self.query_one("#toml-path", Input).value)
-
-    @on(Button.Pressed, "#resume-run")
-    def _resume_pressed(self) -> None:
-        option_list = self.query_one("#run-list", OptionList)
-        if option_list.highlighted is not None:
-            option = option_list.get_option_at_index(option_list.highlighted)
-            if option.id in self._runs:
-                self.resume(self._runs[option.id].path)
 
     @on(Input.Submitted, "#toml-path")
     def _toml_submitted(self, event: Input.Submitted) -> None:
@@ -199,7 +204,7 @@ class HardwareScreen(Screen):
             doc = ConfigDocument.from_preset(name)
             for key, value in (settings or {}).items():
                 doc.set(key, value)
-            doc.dirty = bool(settings)
+            doc.dirty = False   # the machine's tuning of a preset: nothing of the user's to lose
         except UserError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -221,5 +226,3 @@ class HardwareScreen(Screen):
         error.show(None)
         self.app.open_wizard(doc)
 
-    def resume(self, run_dir: Path) -> None:
-        self.app.resume_run(run_dir)

@@ -3,21 +3,26 @@
 Training runs in a thread worker (`TrainingRun.run`). This screen polls the
 trainer's bounded EventBuffer on a timer (`app.refresh_rate`, 1 s by default)
 and updates only the widgets whose figures changed; the chart redraws only
-when new points arrived. Commands go to the trainer's thread-safe methods.
+when new points arrived. Commands go to the trainer as typed commands.
+
+Everything fits an 80x24 terminal: the side figures are compact, and the
+events/sample row shrinks on short terminals (VERTICAL_BREAKPOINTS).
 """
 
 from __future__ import annotations
 
 import collections
+import statistics
 from typing import Iterable
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, RichLog, Static
+from textual.widgets import Footer, Label, ProgressBar, RichLog, Sparkline, Static
 
 from llmtui.engine.training.commands import Command, Pause, SampleNow, SaveNow, SetEarlyStopping, Unpause
 from llmtui.engine.training.events import (
@@ -26,6 +31,7 @@ from llmtui.engine.training.events import (
     EarlyStopEvent,
     ErrorEvent,
     EvalEvent,
+    EvalProgressEvent,
     Event,
     PausedEvent,
     PrepareEvent,
@@ -36,28 +42,33 @@ from llmtui.engine.training.events import (
     WarningEvent,
 )
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
+from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
 from llmtui.tui.widgets.loss_chart import LossChart
 from llmtui.tui.widgets.stat_panel import StatPanel
 from llmtui.tui.widgets.title_bar import TitleBar
 
 STATUS_TEXT = {
-    "starting": ("◌", "starting (loading torch, preparing data)", "dim"),
+    "starting": ("◌", "starting (loading torch, checking the run)", "dim"),
     "preparing": ("◌", "preparing data", "dim"),
     "running": ("●", "training", "green"),
+    "evaluating": ("◔", "evaluating", "cyan"),
     "pausing": ("◐", "pausing at the next step", "yellow"),
     "paused": ("❚❚", "paused", "yellow"),
     "stopping": ("◐", "stopping: saving a checkpoint", "yellow"),
     "done": ("✔", "finished", "green"),
     "failed": ("✖", "failed", "red"),
 }
+SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
 
 
 class MonitorScreen(Screen):
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
-        Binding("space", "toggle_pause", "Pause/resume"),
-        Binding("s", "save_now", "Save ckpt"),
-        Binding("e", "toggle_early_stopping", "Early stop"),
+        Binding("space", "toggle_pause", "Pause"),
+        Binding("s", "save_now", "Save"),
+        Binding("e", "toggle_early_stopping", "Early"),
         Binding("g", "sample_now", "Sample"),
         Binding("x", "stop", "Stop"),
         Binding("l", "toggle_log", "Log y"),
@@ -81,8 +92,12 @@ class MonitorScreen(Screen):
         self.errors: list[str] = []
         self.polls = 0
         self._seq = 0
-        self._rate: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
+        self._phase: str | None = None          # "evaluating 12/20 batches", "preparing data: ..."
+        self._ms_per_step: collections.deque[float] = collections.deque(maxlen=5)
+        self._lr: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
+        self._tps: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
         self._eta: str = ""
+        self._started = False                   # the first training step has been seen
         self._finalized = False
         self._timer = None
         self._memory_rows: list[tuple] = []
@@ -97,25 +112,35 @@ class MonitorScreen(Screen):
             chart = LossChart(id="mon-chart", classes="panel")
             chart.border_title = "Loss"
             yield chart
-            with VerticalScroll(id="mon-side", classes="panel") as side:
+            with Vertical(id="mon-side", classes="panel") as side:
                 side.border_title = "Now"
-                yield StatPanel(id="mon-stats", label_width=11)
+                yield StatPanel(id="mon-stats", label_width=8)
+                with Horizontal(classes="mon-spark-row"):
+                    yield Label("lr", classes="mon-spark-label")
+                    yield Sparkline([], id="mon-lr-spark", summary_function=max)
+                with Horizontal(classes="mon-spark-row"):
+                    yield Label("tok/s", classes="mon-spark-label")
+                    yield Sparkline([], id="mon-tps-spark", summary_function=max)
         with Horizontal(id="mon-bottom"):
-            log = RichLog(id="mon-log", max_lines=500, wrap=True, min_width=20, markup=False,
-                          classes="panel")
+            log = RichLog(id="mon-log", max_lines=500, wrap=True, markup=False, classes="panel")
             log.border_title = "Events"
             yield log
             with VerticalScroll(id="mon-sample-box", classes="panel") as box:
                 box.border_title = "Latest sample"
-                yield Static("Samples appear here at each evaluation (eval.sample_tokens).",
-                             id="mon-sample", markup=False)
-        yield Footer()
+                yield Static("Samples appear here at each evaluation (eval.sample_tokens) "
+                             "or when you press g.", id="mon-sample", markup=False)
+        # every key must show at 80 columns: the palette (ctrl+p) is listed under ? instead
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         cfg = self.run.cfg
         self.max_steps = cfg.training.max_steps
         self.early_stopping = cfg.training.early_stopping
-        self.query_one(LossChart).set_total_steps(self.max_steps)
+        chart = self.query_one(LossChart)
+        chart.set_total_steps(self.max_steps)
+        reference = self.app.reference_curve(cfg)
+        if reference is not None:
+            chart.set_reference(reference.points, f"{reference.preset} reference")
         self._render_status()
         self._render_stats()
         self._timer = self.set_interval(self.app.refresh_rate, self.poll)
@@ -137,16 +162,27 @@ class MonitorScreen(Screen):
     def _process(self, events: list[Event]) -> None:
         train_pts, val_pts = [], []
         log = self.query_one(RichLog)
-        prepare = None
+        phase = self._phase
         for e in events:
             match e:
                 case TrainEvent():
                     train_pts.append((e.step, e.loss))
                     self.last_train = e
-                    self._rate.append((e.time, e.step))
-                    if self.status in ("starting", "preparing"):
+                    self._ms_per_step.append(e.ms_per_step)
+                    self._lr.append(e.lr)
+                    self._tps.append(e.tokens_per_sec)
+                    self._started = True
+                    phase = None
+                    if self.status in ("starting", "preparing", "evaluating"):
                         self.status = "running"
+                case EvalProgressEvent():
+                    phase = f"evaluating {e.done}/{e.total} batches"
+                    if self.status == "running":
+                        self.status = "evaluating"
                 case EvalEvent():
+                    phase = None
+                    if self.status == "evaluating":
+                        self.status = "running"
                     val_pts.append((e.step, e.val_loss))
                     self.last_eval = e
                     best = "  (best)" if e.improved else ""
@@ -154,20 +190,13 @@ class MonitorScreen(Screen):
                                    f"ppl {e.val_perplexity:.2f}  acc {100 * e.val_accuracy:.1f}%{best}",
                                    "bold" if best else ""))
                 case PrepareEvent():
-                    prepare = e
+                    pct = 100 * e.done / max(1, e.total)
+                    phase = f"preparing data: {e.stage} {pct:.0f}%"
                     if self.status == "starting":
                         self.status = "preparing"
                 case StartEvent():
-                    self.info = e
-                    self.max_steps = e.max_steps
-                    self.query_one(LossChart).set_total_steps(e.max_steps)
-                    if self.status in ("starting", "preparing"):
-                        self.status = "running"
-                    resumed = f", resumed at step {e.start_step}" if e.resumed_from else ""
-                    log.write(f"start  {e.device} {e.precision}, {fmt_count(e.n_params)} "
-                              f"parameters, vocab {e.vocab_size:,}{resumed}")
-                    log.write(f"data   {e.train_tokens:,} train / {e.val_tokens:,} val tokens "
-                              f"({'reused' if e.data_reused else 'prepared'})")
+                    self._on_start(e, log)
+                    phase = None
                 case CheckpointEvent():
                     log.write(f"step {e.step:>6}  saved {e.reason} checkpoint → {_short_path(e.path)}")
                 case WarningEvent():
@@ -177,7 +206,6 @@ class MonitorScreen(Screen):
                     log.write(f"step {e.step:>6}  sample")
                 case PausedEvent():
                     self.status = "paused"
-                    self._rate.clear()
                     log.write(f"step {e.step:>6}  paused")
                 case UnpausedEvent():
                     if self.status in ("paused", "pausing"):
@@ -193,49 +221,98 @@ class MonitorScreen(Screen):
                     log.write(f"step {e.step:>6}  done ({e.stop_reason})")
             if e.step > self.step:
                 self.step = e.step
-        if prepare is not None and self.status == "preparing":
-            bar = self.query_one("#mon-progress", ProgressBar)
-            bar.update(total=max(1, prepare.total), progress=prepare.done)
-            self._render_status(f"preparing data: {prepare.stage}")
+        chart = self.query_one(LossChart)
         if train_pts or val_pts:
-            self.query_one(LossChart).add_points(train_pts, val_pts)
+            chart.add_points(train_pts, val_pts)
+        chart.set_current_step(self.step)
+        if self._lr:
+            self.query_one("#mon-lr-spark", Sparkline).data = list(self._lr)
+            self.query_one("#mon-tps-spark", Sparkline).data = list(self._tps)
+        if phase != self._phase:
+            self._phase = phase
+            self._render_status()
+        self._update_progress()
         self._update_eta()
 
+    def _on_start(self, e: StartEvent, log: RichLog) -> None:
+        self.info = e
+        self.max_steps = e.max_steps
+        self.query_one(LossChart).set_total_steps(e.max_steps)
+        if self.status in ("starting", "preparing"):
+            self.status = "running"
+        resumed = f", resumed at step {e.start_step:,}" if e.resumed_from else ""
+        log.write(f"start  {e.device} {e.precision}, {fmt_count(e.n_params)} "
+                  f"parameters, vocab {e.vocab_size:,}{resumed}")
+        log.write(f"data   {e.train_tokens:,} train / {e.val_tokens:,} val tokens "
+                  f"({'reused' if e.data_reused else 'prepared'})")
+        if e.resumed_from:
+            self.load_history(e.run_dir, e.start_step)
+
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def load_history(self, run_dir: str, upto: int) -> None:
+        """The curves of the run's earlier segments, from its metrics.jsonl."""
+        from pathlib import Path
+
+        from llmtui.engine.training.history import read_history
+
+        history = read_history(Path(run_dir))
+        self.post_message(HistoryLoaded([p for p in history.train if p[0] <= upto],
+                                        [p for p in history.val if p[0] <= upto]))
+
+    @on(HistoryLoaded)
+    def _history_loaded(self, message: HistoryLoaded) -> None:
+        chart = self.query_one(LossChart)
+        train, val = chart.train.points(), chart.val.points()
+        chart.clear()
+        chart.add_points(message.train + [(int(s), v) for s, v in train],
+                         message.val + [(int(s), v) for s, v in val])
+
     def _update_eta(self) -> None:
+        """Steps to go times the recent milliseconds per step (measured between
+        logs, pauses and evaluations excluded, so a pause never inflates it)."""
         eta = ""
-        if len(self._rate) >= 2 and self.status in ("running", "pausing"):
-            (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
-            if s1 > s0 and t1 > t0:
-                eta = "ETA ~" + fmt_duration((self.max_steps - self.step) * (t1 - t0) / (s1 - s0))
+        if self._ms_per_step and self.status in ("running", "pausing", "evaluating"):
+            ms = statistics.median(self._ms_per_step)
+            eta = "ETA ~" + fmt_duration(max(0, self.max_steps - self.step) * ms / 1000)
         if eta != self._eta:
             self._eta = eta
             self._render_status()
 
+    def _update_progress(self) -> None:
+        bar = self.query_one("#mon-progress", ProgressBar)
+        if self._started:
+            bar.update(total=max(1, self.max_steps), progress=self.step)
+        elif self.status == "preparing" or not self.run.running:
+            bar.update(total=None)   # indeterminate until the first step
+
     # -- rendering (only on change) --------------------------------------------------
 
     def watch_status(self) -> None:
+        if not self.is_mounted:   # reactives also fire when first read, maybe before compose
+            return
         self._render_status()
+        self.query_one("#mon-progress", ProgressBar).set_class(self.status == "failed", "-failed")
 
     def watch_step(self) -> None:
-        if self.status != "preparing":
-            self.query_one("#mon-progress", ProgressBar).update(total=max(1, self.max_steps),
-                                                                 progress=self.step)
         self._render_status()
 
     def watch_max_steps(self) -> None:
-        self.watch_step()
+        self._render_status()
 
     def watch_early_stopping(self) -> None:
-        self._render_stats()
+        if self.is_mounted:
+            self._render_stats()
 
-    def _render_status(self, detail: str | None = None) -> None:
+    def _render_status(self) -> None:
         if not self.is_mounted:
             return
         symbol, label, style = STATUS_TEXT.get(self.status, ("?", self.status, ""))
-        text = Text()
-        text.append(f" {symbol} {detail or label}", style)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        detail = self._phase if self.status in ("preparing", "evaluating", "starting") and self._phase \
+            else label
+        text.append(f" {symbol} {detail}", style)
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
-        if self._eta and self.status in ("running", "pausing"):
+        if self._eta and self.status in ("running", "pausing", "evaluating"):
             text.append(f"   {self._eta}")
         if self.info is not None:
             text.append(f"   {self.info.device} · {self.info.precision} · "
@@ -244,32 +321,28 @@ class MonitorScreen(Screen):
         self.query_one("#mon-status", Static).update(text, layout=False)
 
     def _render_stats(self) -> None:
-        rows: list[tuple] = []
-        t = self.last_train
-        rows.append(("Loss", "", "heading"))
-        rows.append(("train", fmt_loss(t.loss) if t else "–"))
-        ev = self.last_eval
-        rows.append(("val", fmt_loss(ev.val_loss) if ev else "–"))
-        rows.append(("best val", fmt_loss(ev.best_val_loss) if ev else "–"))
-        rows.append(("Optimizer", "", "heading"))
-        rows.append(("lr", fmt_num(t.lr) if t else "–"))
+        t, ev = self.last_train, self.last_eval
+        rows: list[tuple] = [("train", fmt_loss(t.loss) if t else "–")]
+        if ev:
+            rows.append(("val", f"{fmt_loss(ev.val_loss)}  best {fmt_loss(ev.best_val_loss)}"))
+        else:
+            rows.append(("val", "–"))
+        lr = fmt_num(t.lr) if t else "–"
         if t and t.grad_norm is not None:
-            rows.append(("grad norm", f"{t.grad_norm:.3f}"))
-        rows.append(("Throughput", "", "heading"))
-        rows.append(("tokens/s", f"{t.tokens_per_sec:,.0f}" if t else "–"))
-        rows.append(("ms/step", f"{t.ms_per_step:,.1f}" if t else "–"))
-        rows.append(("MFU", f"{100 * t.mfu:.1f}%" if t else "–"))
-        rows.append(("Memory", "", "heading"))
+            lr += f"  grad {t.grad_norm:.2f}"
+        rows.append(("lr", lr))
+        rows.append(("tok/s", f"{t.tokens_per_sec:,.0f}" if t else "–"))
+        rows.append(("ms/step", f"{t.ms_per_step:,.1f}  MFU {100 * t.mfu:.0f}%" if t else "–"))
         if t and t.memory_allocated_mb is not None:
-            rows.append(("torch", fmt_mb(t.memory_allocated_mb)))
-            rows.append(("torch peak", fmt_mb(t.memory_peak_mb)))
+            rows.append(("torch", f"{fmt_mb(t.memory_allocated_mb)} (peak {fmt_mb(t.memory_peak_mb)})"))
         elif t and t.memory_rss_mb is not None:
             rows.append(("process", fmt_mb(t.memory_rss_mb)))
+        else:
+            rows.append(("memory", "–"))
         if self.info is not None and self.run.running:  # measured only while training (torch is loaded)
             self._memory_rows = self.app.memory_probe(self.info.device)
-        rows.extend(self._memory_rows)
-        rows.append(("Controls", "", "heading"))
-        rows.append(("early stop", "on" if self.early_stopping else "off"))
+        rows.extend(self._memory_rows[:1])
+        rows.append(("early", "stop on" if self.early_stopping else "stop off"))
         self.query_one("#mon-stats", StatPanel).set_rows(rows)
 
     # -- the end ---------------------------------------------------------------------
@@ -282,16 +355,16 @@ class MonitorScreen(Screen):
         log = self.query_one(RichLog)
         if run.result is not None:
             self.status = "done"
-            self.app.training_finished(self)
         elif run.error is not None:
             self.status = "failed"
             if run.error not in self.errors:
                 log.write(Text(f"error: {run.error}", "bold red"))
-            self.notify(run.error, title="Training failed", severity="error", timeout=10)
-            self.app.training_finished(self)
+            if not run.error_is_notice:
+                self.notify(run.error, title="Training failed", severity="error", timeout=10)
         else:  # cancelled before it started
             self.status = "done" if self.done_event else "failed"
-            self.app.training_finished(self)
+        self._update_progress()
+        self.app.training_finished(self)
 
     # -- commands --------------------------------------------------------------------
 
@@ -308,14 +381,15 @@ class MonitorScreen(Screen):
         if self.status in ("paused", "pausing"):
             if self._command(Unpause()):
                 self.status = "running"
-        elif self.status in ("running", "starting", "preparing"):
+        elif self.status in ("running", "evaluating", "starting", "preparing"):
             if self._command(Pause()):
                 self.status = "pausing"
 
     def action_save_now(self) -> None:
+        paused = self.status == "paused"
         if self._command(SaveNow()):
-            when = " when training resumes" if self.status in ("paused", "pausing") else ""
-            self.notify(f"A checkpoint will be saved{when} at the next step.")
+            self.notify("Saving a checkpoint now (training is paused)." if paused
+                        else "A checkpoint will be saved after the current step.")
 
     def action_toggle_early_stopping(self) -> None:
         if self._command(SetEarlyStopping(not self.early_stopping)):
@@ -323,8 +397,10 @@ class MonitorScreen(Screen):
             self.query_one(RichLog).write(f"early stopping {'on' if self.early_stopping else 'off'}")
 
     def action_sample_now(self) -> None:
+        paused = self.status == "paused"
         if self._command(SampleNow()):
-            self.notify("A sample will be generated at the next step.")
+            self.notify("Sampling now (training is paused)." if paused
+                        else "A sample will be generated after the current step.")
 
     def action_stop(self) -> None:
         if not self.run.running:
@@ -358,7 +434,7 @@ class MonitorScreen(Screen):
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Pause / resume training", "Pause at the next step, or continue",
                             self.action_toggle_pause)
-        yield SystemCommand("Save checkpoint now", "Write the `last` checkpoint at the next step",
+        yield SystemCommand("Save checkpoint now", "Write the `last` checkpoint after this step",
                             self.action_save_now)
         yield SystemCommand("Toggle early stopping", "Stop when val loss stops improving",
                             self.action_toggle_early_stopping)

@@ -226,6 +226,7 @@ class WizardScreen(Screen):
         self._save_to(path)
 
     def _save_to(self, path: Path) -> None:
+        self._refresh_header()
         try:
             saved = self.doc.save(path)
         except UserError as exc:
@@ -233,6 +234,30 @@ class WizardScreen(Screen):
             return
         self.notify(f"Saved {saved}")
         self._show_file()
+
+    def _refresh_header(self) -> None:
+        """A preset's header describes the preset (its size, its corpus): once the
+        model or the data differ from it, the saved file gets a header that
+        describes what it holds now."""
+        preset = self.doc.preset
+        if preset is None:
+            return
+        from llmtui.engine.config.loading import load_config
+        from llmtui.engine.planning.sizing import count_params, vocab_for
+
+        cfg, original = self.doc.to_config(), load_config(preset)
+        if all(getattr(cfg, s) == getattr(original, s) for s in ("model", "data", "tokenizer", "training")):
+            return
+        m = cfg.model
+        n, _ = count_params(m, vocab_for(cfg))
+        sources = ", ".join([cfg.data.source, *cfg.data.sources])
+        tokenizer = cfg.tokenizer.kind if cfg.tokenizer.kind != "bpe" else f"bpe ({cfg.tokenizer.encoding})"
+        self.doc.set_header([
+            f"llmtui config, made from preset {preset} and then changed.",
+            f"Model: {m.n_layer} layers x {m.n_embd} wide, context {m.block_size}, about "
+            f"{n / 1e6:.2f}M parameters (an estimate); tokenizer: {tokenizer}.",
+            f"Data: {sources}; {cfg.training.max_steps:,} steps.",
+            "Every key is documented below; edit it here or in the app's wizard."])
 
     def action_next(self) -> None:
         if not self.is_valid:

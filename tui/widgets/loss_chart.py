@@ -1,14 +1,20 @@
-"""A loss chart drawn with braille dots: train and val curves, smoothing, log scale.
+"""A loss chart drawn with braille dots: train and val curves, a faint reference
+curve, other runs' val curves to compare, smoothing and log scale.
 
 Points go into `Series`, a fixed-capacity downsampler: when it is full,
 neighbouring buckets merge and the bucket width doubles, so memory and drawing
 cost stay bounded however long the run is. The widget redraws only when new
 points arrive, a toggle changes or it is resized.
+
+Curves differ in colour (theme colours, see DEFAULT_CSS) and in shape: train is
+a line, val points carry a marker glyph, the reference is a faint line, and each
+compared run has its own marker, so they stay apart in 16-colour terminals too.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from rich.style import Style
 from rich.text import Text
@@ -18,6 +24,10 @@ from textual.widget import Widget
 # braille dot bits for (x in 0..1, y in 0..3) inside one character cell
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 _Y_LABEL = 8  # columns reserved for the y axis labels
+VAL_MARKER = "●"
+# compared runs: a colour class and a marker each (cycled)
+RUN_MARKERS = "●■▲◆✚✱"
+RUN_STYLES = 6
 
 
 class Series:
@@ -88,18 +98,36 @@ def nice_label(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
 
 
-class LossChart(Widget):
-    """Train and val loss against steps."""
+@dataclass
+class _Curve:
+    label: str
+    series: Series
+    style_class: str          # component class giving its colour
+    marker: str | None        # glyph at each measured point, or None
+    smoothed: bool            # follows the smoothing toggle
+    rank: int                 # drawing order: higher draws over lower
 
-    COMPONENT_CLASSES = {"loss-chart--train", "loss-chart--val", "loss-chart--axis",
-                         "loss-chart--label"}
+
+class LossChart(Widget):
+    """Loss against steps: this run's train and val, a reference, compared runs."""
+
+    COMPONENT_CLASSES = {"loss-chart--train", "loss-chart--val", "loss-chart--reference",
+                         "loss-chart--axis", "loss-chart--label",
+                         *(f"loss-chart--run-{i}" for i in range(RUN_STYLES))}
 
     DEFAULT_CSS = """
     LossChart { height: 1fr; min-height: 6; }
-    LossChart > .loss-chart--train { color: $accent; }
-    LossChart > .loss-chart--val { color: $warning; }
+    LossChart > .loss-chart--train { color: $primary; }
+    LossChart > .loss-chart--val { color: $success; text-style: bold; }
+    LossChart > .loss-chart--reference { color: $foreground 35%; }
     LossChart > .loss-chart--axis { color: $foreground-muted; }
     LossChart > .loss-chart--label { color: $foreground-muted; }
+    LossChart > .loss-chart--run-0 { color: $primary; }
+    LossChart > .loss-chart--run-1 { color: $success; }
+    LossChart > .loss-chart--run-2 { color: $warning; }
+    LossChart > .loss-chart--run-3 { color: $error; }
+    LossChart > .loss-chart--run-4 { color: $secondary; }
+    LossChart > .loss-chart--run-5 { color: $foreground; }
     """
 
     smoothing: reactive[bool] = reactive(True)
@@ -107,9 +135,14 @@ class LossChart(Widget):
 
     def __init__(self, *, capacity: int = 512, smoothing_weight: float = 0.6, **kwargs):
         super().__init__(**kwargs)
+        self.capacity = capacity
         self.train = Series(capacity)
         self.val = Series(capacity)
+        self.reference = Series(capacity)
+        self.reference_label = "reference"
+        self.runs: list[tuple[str, Series]] = []     # compared runs' val curves
         self.total_steps: int | None = None
+        self.current_step: int | None = None         # the step the run is at (the x label)
         self.smoothing_weight = smoothing_weight
         self.renders = 0  # for tests and the overhead benchmark
 
@@ -124,9 +157,32 @@ class LossChart(Widget):
         if train or val:
             self.refresh()
 
+    def set_reference(self, points: list[tuple[int, float]], label: str = "reference") -> None:
+        """A faint curve to compare with (a preset's measured val loss)."""
+        self.reference.clear()
+        self.reference_label = label
+        for step, value in points:
+            self.reference.add(step, value)
+        self.refresh()
+
+    def set_runs(self, runs: list[tuple[str, list[tuple[int, float]]]]) -> None:
+        """Other runs' val curves to draw side by side (replaces the previous set)."""
+        self.runs = []
+        for name, points in runs:
+            series = Series(self.capacity)
+            for step, value in points:
+                series.add(step, value)
+            self.runs.append((name, series))
+        self.refresh()
+
     def set_total_steps(self, total: int | None) -> None:
         if total != self.total_steps:
             self.total_steps = total
+            self.refresh()
+
+    def set_current_step(self, step: int) -> None:
+        if step != self.current_step:
+            self.current_step = step
             self.refresh()
 
     def clear(self) -> None:
@@ -136,9 +192,20 @@ class LossChart(Widget):
 
     # -- drawing -------------------------------------------------------------
 
-    def _curve(self, series: Series, smoothed: bool) -> list[tuple[float, float]]:
-        pts = series.points()
-        if smoothed and len(pts) > 2:
+    def _curves(self) -> list[_Curve]:
+        # ranks: the reference under everything; val lines (sparse points, long segments)
+        # under the train line; every measured val point (a marker) on top
+        curves = [_Curve(self.reference_label, self.reference, "loss-chart--reference", None, False, 0)]
+        for i, (name, series) in enumerate(self.runs):
+            curves.append(_Curve(name, series, f"loss-chart--run-{i % RUN_STYLES}",
+                                 RUN_MARKERS[i % len(RUN_MARKERS)], False, 1))
+        curves.append(_Curve("train", self.train, "loss-chart--train", None, True, 2))
+        curves.append(_Curve("val", self.val, "loss-chart--val", VAL_MARKER, False, 1))
+        return [c for c in curves if len(c.series)]
+
+    def _points(self, curve: _Curve) -> list[tuple[float, float]]:
+        pts = curve.series.points()
+        if curve.smoothed and self.smoothing and len(pts) > 2:
             ys = smooth([y for _, y in pts], self.smoothing_weight)
             pts = [(x, y) for (x, _), y in zip(pts, ys)]
         if self.log_scale:
@@ -150,25 +217,25 @@ class LossChart(Widget):
         width, height = self.content_size.width, self.content_size.height
         axis_style = self.get_component_rich_style("loss-chart--axis")
         label_style = self.get_component_rich_style("loss-chart--label")
-        train_style = self.get_component_rich_style("loss-chart--train")
-        val_style = self.get_component_rich_style("loss-chart--val")
         plot_w, plot_h = width - _Y_LABEL, height - 1
         if plot_w < 4 or plot_h < 2:
             return Text("")
-        train_pts = self._curve(self.train, self.smoothing)
-        val_pts = self._curve(self.val, False)
-        legend = self._legend(train_style, val_style, label_style)
-        if not train_pts and not val_pts:
+        curves = self._curves()
+        drawn = [(c, self._points(c)) for c in curves]
+        legend = self._legend(curves, label_style)
+        if not any(pts for c, pts in drawn if c.rank > 0):
             lines = [Text(" " * width) for _ in range(plot_h)]
             lines[plot_h // 2] = Text("waiting for the first loss values…".center(width), label_style)
             lines.append(legend)
             return Text("\n").join(lines)
 
-        xs = [x for x, _ in train_pts + val_pts]
-        ys = [y for _, y in train_pts + val_pts]
-        # the x axis spans the steps seen so far, so the whole curve uses the width
-        x_min = min(xs)
-        x_max = max(max(xs), x_min + 1.0)
+        xs = [x for _, pts in drawn for x, _ in pts]
+        ys = [y for _, pts in drawn for _, y in pts]
+        # the x axis spans the steps this run (and what it is compared with) has so far,
+        # the reference included only as far as those go
+        shown = [x for c, pts in drawn if c.rank > 0 for x, _ in pts]
+        x_min, x_max = min(xs), max(max(shown), min(xs) + 1.0)
+        ys = [y for c, pts in drawn for x, y in pts if c.rank > 0 or x <= x_max]
         y_lo, y_hi = min(ys), max(ys)
         if y_hi - y_lo < 1e-9:
             y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
@@ -181,14 +248,32 @@ class LossChart(Widget):
             py = min(px_h - 1, max(0, int(round((y_hi - y) / (y_hi - y_lo) * (px_h - 1)))))
             return px, py
 
-        cells_train = [[0] * plot_w for _ in range(plot_h)]
-        cells_val = [[0] * plot_w for _ in range(plot_h)]
-        self._plot(cells_train, [to_px(x, y) for x, y in _per_column(train_pts, x_min, x_max, px_w)])
-        self._plot(cells_val, [to_px(x, y) for x, y in val_pts])
+        # each cell shows the highest-ranked curve that touches it
+        cell_style: list[list[Style | None]] = [[None] * plot_w for _ in range(plot_h)]
+        cell_rank = [[-1] * plot_w for _ in range(plot_h)]
+        cell_dots = [[0] * plot_w for _ in range(plot_h)]
+        cell_glyph: list[list[str | None]] = [[None] * plot_w for _ in range(plot_h)]
+        for curve, pts in sorted(drawn, key=lambda item: item[0].rank):
+            style = self.get_component_rich_style(curve.style_class)
+            pts = [(x, y) for x, y in pts if x <= x_max]
+            line = _per_column(pts, x_min, x_max, px_w) if curve.marker is None else pts
+            dots: dict[tuple[int, int], int] = {}
+            self._plot(dots, [to_px(x, y) for x, y in line])
+            for (row, col), bits in dots.items():   # only the cells the curve touches
+                if curve.rank >= cell_rank[row][col]:
+                    cell_rank[row][col], cell_style[row][col] = curve.rank, style
+                    cell_glyph[row][col] = None
+                cell_dots[row][col] |= bits
+            if curve.marker:
+                for x, y in pts:
+                    px, py = to_px(x, y)
+                    row, col = py // 4, px // 2
+                    cell_rank[row][col], cell_style[row][col] = curve.rank + 10, style
+                    cell_glyph[row][col] = curve.marker
 
         def ylabel(value: float) -> str:
-            shown = 10 ** value if self.log_scale else value
-            return nice_label(shown).rjust(_Y_LABEL - 2)[: _Y_LABEL - 2]
+            shown_value = 10 ** value if self.log_scale else value
+            return nice_label(shown_value).rjust(_Y_LABEL - 2)[: _Y_LABEL - 2]
 
         label_rows = {0: ylabel(y_hi), plot_h - 1: ylabel(y_lo)}
         if plot_h >= 5:
@@ -198,17 +283,17 @@ class LossChart(Widget):
             line = Text()
             line.append(label_rows.get(row, " " * (_Y_LABEL - 2)), label_style)
             line.append(" ┤" if row in label_rows else " │", axis_style)
-            t_row, v_row = cells_train[row], cells_val[row]
             run_style: Style | None = None
-            run = []
+            run: list[str] = []
             for col in range(plot_w):
-                t, v = t_row[col], v_row[col]
-                if v:
-                    ch, style = chr(0x2800 + (v | t)), val_style
-                elif t:
-                    ch, style = chr(0x2800 + t), train_style
+                glyph = cell_glyph[row][col]
+                if glyph is not None:
+                    ch = glyph
+                elif cell_dots[row][col]:
+                    ch = chr(0x2800 + cell_dots[row][col])
                 else:
-                    ch, style = " ", None
+                    ch = " "
+                style = cell_style[row][col] if ch != " " else None
                 if style is not run_style and run:
                     line.append("".join(run), run_style)
                     run = []
@@ -221,9 +306,11 @@ class LossChart(Widget):
         return Text("\n").join(lines)
 
     @staticmethod
-    def _plot(cells: list[list[int]], pts: list[tuple[int, int]]) -> None:
+    def _plot(cells: dict[tuple[int, int], int], pts: list[tuple[int, int]]) -> None:
+        """Draw straight segments between the points into braille cells {(row, col): bits}."""
         def dot(px: int, py: int) -> None:
-            cells[py // 4][px // 2] |= _DOTS[px % 2][py % 4]
+            key = (py // 4, px // 2)
+            cells[key] = cells.get(key, 0) | _DOTS[px % 2][py % 4]
 
         if len(pts) == 1:
             dot(*pts[0])
@@ -243,21 +330,31 @@ class LossChart(Widget):
                     err += dx
                     y0 += sy
 
-    def _legend(self, train_style: Style, val_style: Style, label_style: Style) -> Text:
+    def _legend(self, curves: list[_Curve], label_style: Style, compact: bool = False) -> Text:
         legend = Text()
-        legend.append("━ train", train_style)
-        legend.append("  ", label_style)
-        legend.append("━ val", val_style)
+        order = {"train": 0, "val": 1}
+        for curve in sorted(curves, key=lambda c: (order.get(c.label, 2), -c.rank)):
+            if legend:
+                legend.append(" " if compact else "  ", label_style)
+            glyph = curve.marker or ("┄" if curve.rank == 0 else "━")
+            if not compact:
+                glyph = f"━{curve.marker}" if curve.marker else glyph * 2
+            label = curve.label.split(" ")[0] if compact else curve.label
+            legend.append(f"{glyph}{'' if compact else ' '}{label}",
+                          self.get_component_rich_style(curve.style_class))
         flags = [name for name, on in (("smoothed", self.smoothing), ("log", self.log_scale)) if on]
-        if flags:
+        if flags and not compact:
             legend.append(f"  ({', '.join(flags)})", label_style)
         return legend
 
     def _x_axis(self, x_min: float, x_max: float, width: int, legend: Text, style: Style) -> Text:
         left = " " * (_Y_LABEL - 1) + f"{int(x_min):,}"
-        right = f"step {int(x_max):,}"
+        at = max(int(x_max), self.current_step or 0)
+        right = f"step {at:,}"
         space = width - len(left) - len(right)
         line = Text(left, style)
+        if space < legend.cell_len + 2:   # a narrow chart: the short legend
+            legend = self._legend(self._curves(), style, compact=True)
         if space >= legend.cell_len + 2:
             gap = space - legend.cell_len
             line.append(" " * (gap // 2))

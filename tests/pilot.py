@@ -1,0 +1,83 @@
+"""Helpers for driving the real app with Textual's Pilot (shared by the TUI tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture(autouse=True)
+def quick_idle(monkeypatch):
+    """Pilot waits after each key until the process looks idle (up to 1 s); with a
+    training thread busy in the same process it never is, so cap that wait."""
+    import textual._wait
+
+    real = textual._wait.wait_for_idle
+
+    async def quick(min_sleep: float = 0.0, max_sleep: float = 1.0) -> None:
+        await real(min_sleep, min(max_sleep, 0.05))
+
+    monkeypatch.setattr("textual.pilot.wait_for_idle", quick)
+    monkeypatch.setattr("textual.app.wait_for_idle", quick)
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "condition"):
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def screen_name(app) -> str:
+    return type(app.screen).__name__
+
+
+async def wait_screen(pilot, name: str, timeout: float = 60.0):
+    """Wait until `name` is the current screen and has been composed."""
+    app = pilot.app
+    await wait_for(pilot, lambda: screen_name(app) == name and app.screen.is_mounted
+                   and len(app.screen.children) > 0, timeout, f"screen {name}")
+    await pilot.pause()
+
+
+async def set_field(pilot, screen, path: str, text: str):
+    """Type into a wizard field the way a user would (clear, then the characters)."""
+    from textual.widgets import Input, Select, Switch
+
+    from llmtui.tui.widgets.config_field import ConfigField, field_id
+
+    screen.show_section(path.split(".")[0])
+    await pilot.pause()
+    field = screen.query_one(f"#{field_id(path)}", ConfigField)
+    control = field.control_widget
+    if isinstance(control, Input):
+        control.focus()
+        if len(text) <= 12:  # typed key by key, as a user would
+            control.value = ""
+            await pilot.press(*list(text))
+        else:
+            control.value = text
+    elif isinstance(control, Switch):
+        control.value = text == "true"
+    elif isinstance(control, Select):
+        control.value = text
+    await pilot.pause()
+    return field
+
+
+def make_app(tmp_path, **kwargs):
+    from fakes import fake_hardware_cpu_only, fixed_memory_probe
+    from llmtui.tui.app import LlmtuiApp
+
+    kwargs.setdefault("hardware", fake_hardware_cpu_only())
+    kwargs.setdefault("runs_dir", tmp_path / "runs")
+    kwargs.setdefault("refresh_rate", 0.1)
+    kwargs.setdefault("memory_probe", fixed_memory_probe)
+    return LlmtuiApp(**kwargs)

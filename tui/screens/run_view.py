@@ -1,0 +1,317 @@
+"""One run: its full curves, config and checkpoints, and what to do with it.
+
+The curves come from the run's metrics.jsonl, across every resumed segment.
+A run that another process trains now (headless, nohup, torchrun: it holds the
+run's lock) is followed live: every refresh reads only the lines appended since
+the last one, which costs that training nothing. Opening a run never starts
+it: resuming asks for the number of steps to reach.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Sparkline, Static, TabbedContent, TabPane
+
+from llmtui.engine.training.history import RunHistory
+from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_num
+from llmtui.tui.messages import CheckpointsVerified, RunFollowed, RunLoaded
+from llmtui.tui.widgets.loss_chart import LossChart
+from llmtui.tui.widgets.title_bar import TitleBar
+
+STATUS_STYLE = {"running": "bold green", "finished": "green", "stopped": "yellow",
+                "interrupted": "yellow", "diverged": "red"}
+
+
+class RunScreen(Screen):
+    SUB_TITLE = "run"
+    BINDINGS = [
+        Binding("r", "resume", "Resume"),
+        Binding("g", "sample", "Sample"),
+        Binding("w", "to_wizard", "Config → wizard"),
+        Binding("d", "delete", "Delete"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.info = None
+        self.history = RunHistory()
+        self.config_text = ""
+        self.follower = None
+        self.follows = 0            # polls of a live run (tests, the bench)
+        self.verified: list[tuple[str, int, str | None]] | None = None   # checkpoints checked
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar()
+        yield Static("", id="run-head")
+        with TabbedContent(id="run-tabs"):
+            with TabPane("Curves", id="tab-curves"):
+                with Horizontal(id="run-curves"):
+                    chart = LossChart(id="run-chart", classes="panel")
+                    chart.border_title = "Loss"
+                    yield chart
+                    with Vertical(id="run-side", classes="panel") as side:
+                        side.border_title = "Last"
+                        yield Static("", id="run-figures")
+                        yield Label("learning rate", classes="run-spark-label")
+                        yield Sparkline([], id="run-lr", summary_function=max)
+                        yield Label("tokens/s", classes="run-spark-label")
+                        yield Sparkline([], id="run-tps", summary_function=max)
+            with TabPane("Config", id="tab-config"):
+                with VerticalScroll():
+                    yield Static("", id="run-config")
+            with TabPane("Checkpoints", id="tab-checkpoints"):
+                table = DataTable(id="run-checkpoints", cursor_type="row")
+                for label in ("checkpoint", "step", "val loss", "files", "verified"):
+                    table.add_column(label, key=label)
+                yield table
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = f"run {self.run_dir.name}"
+        self.load()
+
+    # -- reading ----------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="run-load", exit_on_error=False)
+    def load(self) -> None:
+        from llmtui.engine.training.history import MetricsFollower, RunHistory
+        from llmtui.engine.training.runs import run_info
+
+        info = run_info(self.run_dir)
+        history = RunHistory()
+        follower = MetricsFollower(self.run_dir / "metrics.jsonl")
+        events, _ = follower.poll()
+        history.add(events)
+        self.follower = follower
+        try:
+            config_text = (self.run_dir / "config.toml").read_text(encoding="utf-8")
+        except OSError:
+            config_text = ""
+        self.post_message(RunLoaded(info, history, config_text))
+        self.verify_checkpoints()
+
+    @on(RunLoaded)
+    def _loaded(self, message: RunLoaded) -> None:
+        if message.info is None:
+            self.notify(f"{self.run_dir}: not a run made by llmtui", severity="error")
+            self.app.pop_screen()
+            return
+        self.info, self.history, self.config_text = message.info, message.history, message.config_text
+        self._draw_curves(self.history.train, self.history.val, reset=True)
+        self._show_head()
+        self.query_one("#run-config", Static).update(
+            Syntax(self.config_text, "toml", word_wrap=True, theme="ansi_dark")
+            if self.config_text else "no config.toml in this run")
+        reference = self._reference()
+        if reference is not None:
+            self.query_one(LossChart).set_reference(reference.points, f"{reference.preset} reference")
+        self.set_interval(self.app.refresh_rate, self.follow)
+
+    def _reference(self):
+        from llmtui.engine.config.loading import config_from_dict, parse_toml
+        from llmtui.engine.errors import UserError
+
+        try:
+            cfg = config_from_dict(parse_toml(self.config_text, "config.toml"))
+        except UserError:
+            return None
+        return self.app.reference_curve(cfg)
+
+    @work(thread=True, exclusive=True, group="run-follow", exit_on_error=False)
+    def follow(self) -> None:
+        """New lines of a run being trained (by this app or another process)."""
+        from llmtui.engine.training.runs import run_info
+
+        if self.follower is None or self.info is None:
+            return
+        if self.info.status != "running" and not self._trained_here():
+            return
+        events, reset = self.follower.poll()
+        self.post_message(RunFollowed(events, reset, run_info(self.run_dir)))
+
+    def _trained_here(self) -> bool:
+        training = self.app.training
+        return training is not None and training.running and \
+            Path(training.cfg.run.out_dir) / training.cfg.run.name == self.run_dir
+
+    @on(RunFollowed)
+    def _followed(self, message: RunFollowed) -> None:
+        self.follows += 1
+        if message.reset:
+            self.history = RunHistory()
+        before = (len(self.history.train), len(self.history.val), len(self.history.starts))
+        self.history.add(message.events)
+        if message.info is not None:
+            self.info = message.info
+        h = self.history
+        # a new segment may have cut the curves back: then they are drawn again whole
+        cut = message.reset or len(h.starts) != before[2] or len(h.train) < before[0]
+        if message.events:
+            new_train = h.train if cut else h.train[before[0]:]
+            new_val = h.val if cut else h.val[before[1]:]
+            self._draw_curves(new_train, new_val, reset=cut)
+        self._show_head()
+
+    def _draw_curves(self, train: list, val: list, reset: bool) -> None:
+        chart = self.query_one(LossChart)
+        h = self.history
+        if reset:
+            chart.clear()
+        chart.add_points(train, val)
+        if self.info is not None and self.info.max_steps:
+            chart.set_total_steps(self.info.max_steps)
+        chart.set_current_step(h.last_step)
+        self.query_one("#run-lr", Sparkline).data = [v for _, v in h.lr[-200:]]
+        self.query_one("#run-tps", Sparkline).data = [v for _, v in h.tokens_per_sec[-200:]]
+        last_lr = fmt_num(h.lr[-1][1]) if h.lr else "–"
+        last_tps = f"{h.tokens_per_sec[-1][1]:,.0f}" if h.tokens_per_sec else "–"
+        self.query_one("#run-figures", Static).update(
+            f"train   {fmt_loss(h.train[-1][1]) if h.train else '–'}\n"
+            f"val     {fmt_loss(h.val[-1][1]) if h.val else '–'}\n"
+            f"lr      {last_lr}\n"
+            f"tok/s   {last_tps}\n"
+            f"segments {len(h.starts)}")
+
+    def _show_head(self) -> None:
+        r = self.info
+        if r is None:
+            return
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f" {r.name}  ", "bold")
+        text.append(r.status, STATUS_STYLE.get(r.status, ""))
+        if r.holder is not None:
+            who = "trained by" if r.holder.alive else "left by"
+            text.append(f" ({who} {r.holder.describe()})", "dim")
+        steps = f"{r.steps:,}" + (f"/{r.max_steps:,}" if r.max_steps else "")
+        text.append(f"   step {steps}   best val {fmt_loss(r.best_val_loss)}   "
+                    f"time {fmt_duration(r.training_time)}   tokens {fmt_count(r.tokens_seen)}   "
+                    f"{r.model} · {r.tokenizer}")
+        self.query_one("#run-head", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="run-verify", exit_on_error=False)
+    def verify_checkpoints(self) -> None:
+        """Every checkpoint's sha256 against its manifest (reads every file once)."""
+        from llmtui.engine.errors import CheckpointError
+        from llmtui.engine.training import checkpoint as ckpt
+
+        results = []
+        for path in ckpt.candidates(self.run_dir):
+            try:
+                ckpt.verify(path)
+                problem = None
+            except CheckpointError as exc:
+                problem = exc.detail
+            results.append((path.name, ckpt.checkpoint_step(path), problem))
+        self.post_message(CheckpointsVerified(results))
+
+    @on(CheckpointsVerified)
+    def _verified(self, message: CheckpointsVerified) -> None:
+        import json
+
+        table = self.query_one("#run-checkpoints", DataTable)
+        table.clear()
+        for name, step, problem in message.results:
+            try:
+                state = json.loads((self.run_dir / name / "state.json").read_text())
+                val = state.get("val_loss") if isinstance(state, dict) else None
+            except (OSError, ValueError):
+                val = None
+            files = len(list((self.run_dir / name).iterdir())) if (self.run_dir / name).is_dir() else 0
+            verdict = Text("✓ intact", "green") if problem is None else Text(f"✗ {problem}", "red")
+            table.add_row(name, f"{step:,}", fmt_loss(val if isinstance(val, (int, float)) else None),
+                          str(files), verdict, key=name)
+        self.verified = message.results
+
+    # -- actions ------------------------------------------------------------------------
+
+    def _newest_checkpoint(self) -> Path | None:
+        results = self.verified
+        if results is None:
+            from llmtui.engine.training.runs import newest_intact_checkpoint
+            return newest_intact_checkpoint(self.run_dir)[0]
+        intact = [(step, name) for name, step, problem in results if problem is None]
+        return self.run_dir / max(intact)[1] if intact else None
+
+    def action_resume(self) -> None:
+        r = self.info
+        if r is None:
+            return
+        if r.status == "running":
+            self.notify(f"{r.name} is being trained now ({r.holder.describe()}).", severity="warning")
+            return
+        if not r.checkpoints:
+            self.notify(f"{r.name} has no checkpoint to resume from.", severity="warning")
+            return
+        from llmtui.tui.screens.dialogs import NumberScreen
+
+        finished = r.max_steps is not None and r.steps >= r.max_steps
+        default = (r.max_steps or r.steps) * 2 if finished else (r.max_steps or r.steps + 1000)
+        question = (f"{r.name} is {r.status} at step {r.steps:,}"
+                    + (f" of {r.max_steps:,}" if r.max_steps else "")
+                    + ". Train it on to step:")
+
+        def chosen(steps: int | None) -> None:
+            if steps is not None:
+                self.app.resume_run(self.run_dir, steps)
+
+        self.app.push_screen(NumberScreen("Resume run", question, default, r.steps + 1, 10**9,
+                                          action="Resume"), chosen)
+
+    def action_sample(self) -> None:
+        checkpoint = self._newest_checkpoint()
+        if checkpoint is None:
+            self.notify("No intact checkpoint to sample from.", severity="warning")
+            return
+        self.app.open_sample(checkpoint)
+
+    def action_to_wizard(self) -> None:
+        from llmtui.engine.config.document import ConfigDocument
+        from llmtui.engine.errors import UserError
+
+        try:
+            doc = ConfigDocument.from_text(self.config_text, None, origin=f"config of run {self.run_dir.name}")
+        except UserError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        doc.set("run.name", f"{self.run_dir.name}-copy")
+        doc.dirty = False
+        self.app.open_wizard(doc)
+
+    def action_delete(self) -> None:
+        r = self.info
+        if r is None:
+            return
+        if r.status == "running":
+            self.notify(f"{r.name} is being trained; stop it first.", severity="warning")
+            return
+        from llmtui.tui.screens.dialogs import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            from llmtui.engine.errors import UserError
+            from llmtui.engine.training.runs import delete_run
+            try:
+                kept = delete_run(self.run_dir)
+            except UserError as exc:
+                self.notify(str(exc), severity="error", timeout=10)
+                return
+            self.notify(f"Deleted run {r.name}" + (f"; kept {', '.join(kept)}." if kept else "."))
+            self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen(
+            f"Delete run {r.name}? Its checkpoints, metrics, summary and config go; other files in "
+            f"{self.run_dir} are kept.", yes="Delete", title="Delete run"), answered)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
