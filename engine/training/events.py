@@ -190,6 +190,9 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
     EarlyStopEvent, WarningEvent, PausedEvent, UnpausedEvent, ErrorEvent, DoneEvent)}
 
 
+_FIELD_NAMES = {cls: frozenset(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()}
+
+
 def event_from_json(record: dict[str, Any]) -> Event | None:
     """The event a metrics.jsonl object records; None for a kind or shape this
     version does not know (lines from a newer llmtui are skipped, not fatal).
@@ -197,9 +200,13 @@ def event_from_json(record: dict[str, Any]) -> Event | None:
     cls = EVENT_TYPES.get(record.get("kind")) if isinstance(record, dict) else None
     if cls is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = dict(record)
+    del fields["kind"]
+    names = _FIELD_NAMES[cls]
+    if not fields.keys() <= names:   # written by a newer llmtui: keep what this one knows
+        fields = {k: v for k, v in fields.items() if k in names}
     try:
-        return cls(**{k: v for k, v in record.items() if k in names})
+        return cls(**fields)
     except TypeError:  # a required field is missing
         return None
 

@@ -77,12 +77,25 @@ def _json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+_LISTED_KEYS = ("n_layer", "n_embd", "block_size", "kind", "encoding", "max_steps")
+
+
 def _config(path: Path) -> dict:
+    """The few settings a run listing shows, from a run's config.toml. Only the section
+    headers and those keys' lines are parsed (with tomllib): a whole config, with a
+    comment on every key, costs ten times as much, and listings read hundreds."""
     try:
-        value = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
         return {}
-    return value
+    wanted = [line for line in lines if line.startswith("[") or line.startswith(_LISTED_KEYS)]
+    try:
+        return tomllib.loads("\n".join(wanted))
+    except (ValueError, RecursionError):
+        try:
+            return tomllib.loads("\n".join(lines))
+        except (ValueError, RecursionError):
+            return {}
 
 
 def _number(value: Any) -> float | None:
@@ -116,7 +129,7 @@ def run_info(run_dir: Path) -> RunInfo | None:
         best_val_loss=_number(newest.get("best_val_loss", summary.get("best_val_loss"))),
         last_val_loss=_number(newest.get("val_loss", summary.get("final_val_loss"))),
         tokens_seen=_number(newest.get("tokens_seen", summary.get("tokens_seen"))),
-        training_time=_number(summary.get("total_training_time", summary.get("training_time"))),
+        training_time=_number(summary.get("total_training_time")) or _number(summary.get("training_time")),
         modified=modified, n_params=_number(summary.get("n_params")),
         tokenizer=kind if kind != "bpe" else f"bpe {tokenizer.get('encoding', '')}".strip(),
         model=(f"{model.get('n_layer', '?')}x{model.get('n_embd', '?')}, "

@@ -30,7 +30,7 @@ class CompareScreen(Screen):
         chart = LossChart(id="compare-chart", classes="panel")
         chart.border_title = "Val loss"
         yield chart
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p works; ? lists it
 
     def on_mount(self) -> None:
         self.load()

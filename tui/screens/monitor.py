@@ -122,7 +122,8 @@ class MonitorScreen(Screen):
                     yield Label("tok/s", classes="mon-spark-label")
                     yield Sparkline([], id="mon-tps-spark", summary_function=max)
         with Horizontal(id="mon-bottom"):
-            log = RichLog(id="mon-log", max_lines=500, wrap=True, markup=False, classes="panel")
+            # min_width 1: lines wrap at the panel width, whatever the terminal size
+            log = RichLog(id="mon-log", max_lines=500, wrap=True, min_width=1, markup=False, classes="panel")
             log.border_title = "Events"
             yield log
             with VerticalScroll(id="mon-sample-box", classes="panel") as box:

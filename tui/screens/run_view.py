@@ -35,7 +35,7 @@ class RunScreen(Screen):
     BINDINGS = [
         Binding("r", "resume", "Resume"),
         Binding("g", "sample", "Sample"),
-        Binding("w", "to_wizard", "Config → wizard"),
+        Binding("w", "to_wizard", "To wizard"),
         Binding("d", "delete", "Delete"),
         Binding("escape", "back", "Back"),
     ]
@@ -74,7 +74,7 @@ class RunScreen(Screen):
                 for label in ("checkpoint", "step", "val loss", "files", "verified"):
                     table.add_column(label, key=label)
                 yield table
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p works; ? lists it
 
     def on_mount(self) -> None:
         self.sub_title = f"run {self.run_dir.name}"

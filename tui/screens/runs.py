@@ -75,7 +75,7 @@ class RunsScreen(Screen):
             table.add_column(label, key=key)
         yield table
         yield Static("", id="runs-hint")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p works; ? lists it
 
     def on_mount(self) -> None:
         self.query_one(DataTable).focus()

@@ -34,7 +34,7 @@ class SampleScreen(Screen):
                 yield SampleBox(self.checkpoint, self.defaults)
         with Horizontal(id="sum-buttons"):
             yield Button("◂ Back", id="back", compact=True)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p works; ? lists it
 
     def on_mount(self) -> None:
         self.query_one("#sample-prompt").focus()
