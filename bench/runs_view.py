@@ -75,7 +75,6 @@ def time_list(folder: Path, repeats: int) -> list[float]:
 def time_view(folder: Path, runs: int, repeats: int) -> list[float]:
     sys.path.insert(0, str(REPO / "tests"))
     from fakes import fake_hardware_cpu_only, fixed_memory_probe, fixed_recommendation
-
     from llmtui.tui.app import LlmtuiApp
     from llmtui.tui.screens.runs import RunsScreen
 
