@@ -161,6 +161,20 @@ def holder(run_dir: Path) -> Holder | None:
         os.close(fd)
 
 
+def busy(run_dir: Path, held: Holder | None) -> RunDirError:
+    """The refusal of a second writer, naming the one training the run."""
+    who = held.describe() if held is not None else "another process"
+    return RunDirError(f"{run_dir}: is being trained by {who}; llmtui refuses a second writer "
+                       "(wait for it, or stop it first)")
+
+
+def refuse_if_held(run_dir: Path) -> None:
+    """Refuse now (writing nothing) when a live process holds the run's lock."""
+    held = holder(run_dir)
+    if held is not None and held.alive:
+        raise busy(run_dir, held)
+
+
 class RunLock:
     """The exclusive lock of one run directory, held by the process training it."""
 
@@ -188,9 +202,7 @@ class RunLock:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK) or attempt == 19:
                     parsed = _read_holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
                     os.close(fd)
-                    who = Holder(*parsed, alive=True).describe() if parsed else "another process"
-                    raise RunDirError(f"{self.run_dir}: is being trained by {who}; llmtui refuses a "
-                                      "second writer (wait for it, or stop it first)") from None
+                    raise busy(self.run_dir, Holder(*parsed, alive=True) if parsed else None) from None
                 time.sleep(0.05)
         previous = _read_holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
         warning = None

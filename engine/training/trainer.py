@@ -273,6 +273,8 @@ class Trainer:
         is not llmtui's, a run that exists without --resume/--overwrite, a missing
         corpus, a checkpoint to resume from that is missing or damaged, a finished run."""
         state = rundir.check_writable(self.run_dir)
+        if not self._lock_file.held:
+            rundir.refuse_if_held(self.run_dir)   # first: whatever else, the run is someone's now
         exists = state in ("ours", "legacy") and ckpt.has_checkpoints(self.run_dir)
         if exists and not self.resume_from and not self.overwrite:
             raise UserError(f"{self.run_dir}: already holds a run with checkpoints; pass --resume "
