@@ -653,3 +653,33 @@ def test_the_theme_is_remembered_between_launches(tmp_path, monkeypatch):
             assert second.theme == "nord"
 
     run(check())
+
+
+def test_llmtui_opens_on_a_config_or_a_run_given_on_the_command_line(tmp_path, shared_data_dir, capsys):
+    from llmtui.cli import main
+
+    config = tmp_path / "my.toml"
+    config.write_text("[model]\nn_layer = 3\n")
+    app = make_app(tmp_path, open_config=config)
+
+    async def wizard():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "WizardScreen")
+            assert app.screen.doc.get("model.n_layer") == 3 and app.screen.doc.path == config
+
+    run(wizard())
+    run_dir = Trainer(tiny_cfg(tmp_path, shared_data_dir, "training.max_steps=5")).run().run_dir
+    watch = make_app(tmp_path, open_run=run_dir)
+
+    async def watching():
+        async with watch.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "RunScreen")
+            await wait_for(pilot, lambda: watch.screen.info is not None, what="run read")
+            titles = [c.title for c in watch.get_system_commands(watch.screen)]
+            assert f"Resume {run_dir.name}" in titles and f"Sample from {run_dir.name}" in titles
+
+    run(watching())
+    # without a terminal the app says what to use instead, in one line
+    assert main([str(config)]) == 2 and "needs a terminal" in capsys.readouterr().err
+    assert main(["watch", str(run_dir)]) == 2 and "needs a terminal" in capsys.readouterr().err
+    assert main(["watch", str(tmp_path)]) == 2 and "not a run directory" in capsys.readouterr().err

@@ -138,6 +138,7 @@ class LlmtuiApp(App[int]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Runs", f"Every run in {self.runs_dir}/: open, compare, resume, sample",
                             self.open_runs)
+        yield SystemCommand("Open a run…", "Pick a run to see, resume, sample or delete", self.open_runs)
         from llmtui.engine.config.presets import preset_names
         for name in preset_names():
             yield SystemCommand(f"New run from preset {name}", f"Open presets/{name}.toml in the wizard",

@@ -315,3 +315,14 @@ class RunScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def palette_commands(self):
+        from textual.app import SystemCommand
+
+        name = self.run_dir.name
+        yield SystemCommand(f"Resume {name}", "Train this run on (asks how many steps)", self.action_resume)
+        yield SystemCommand(f"Sample from {name}", "Generate text from its newest checkpoint",
+                            self.action_sample)
+        yield SystemCommand(f"Copy {name}'s config into the wizard", "Start a new run from this one",
+                            self.action_to_wizard)
+        yield SystemCommand(f"Delete {name}", "Delete the run's own files (asks first)", self.action_delete)
