@@ -159,7 +159,7 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
             await pilot.press("ctrl+s")
             await pilot.pause()
             await wait_screen(pilot, "PathScreen")
-            path_input = app.screen.query_one("#path-input")
+            path_input = app.screen.query_one("#ask-input")
             path_input.value = str(saved)
             await pilot.press("enter")
             await pilot.pause()

@@ -88,7 +88,7 @@ def test_a_finished_run_opens_and_resumes_to_a_new_max_steps(tmp_path, shared_da
             assert (run_dir / "train_log.json").read_bytes() == before   # opening changes nothing
             await pilot.press("r")
             await wait_screen(pilot, "NumberScreen")
-            assert app.screen.query_one("#number-input").value == "40"  # twice as far, proposed
+            assert app.screen.query_one("#ask-input").value == "40"  # twice as far, proposed
             await pilot.press("enter")
             await wait_screen(pilot, "SummaryScreen", timeout=120)
             text = static_text(app.screen.query_one("#sum-text"))

@@ -72,59 +72,89 @@ class ConfirmScreen(ChoiceScreen):
         self.dismiss(False)
 
 
-class PathScreen(ModalScreen[Path | None]):
-    """Ask for a file path (Save As, open a file), or an existing folder (want_folder)."""
+class AskScreen(ModalScreen):
+    """A question answered in one text box. Subclasses say how to read the answer:
+    `read(text)` returns the value to dismiss with, or raises ValueError with what
+    to show under the box."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", action: str = "Save", placeholder: str = "",
-                 want_folder: bool = False):
+    def __init__(self, title: str, value: str = "", action: str = "OK", placeholder: str = "",
+                 question: str = "", input_type: str = "text"):
         super().__init__(classes="dialog-screen")
-        self.title_text = title
-        self.value = value
-        self.action_label = action
-        self.placeholder = placeholder
-        self.want_folder = want_folder
+        self.title_text, self.value, self.action_label = title, value, action
+        self.placeholder, self.question, self.input_type = placeholder, question, input_type
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Input(self.value, placeholder=self.placeholder, id="path-input")
-            yield ErrorText(id="path-error")
+            if self.question:
+                yield Static(self.question, classes="dialog-question", markup=False)
+            yield Input(self.value, placeholder=self.placeholder, type=self.input_type, id="ask-input")
+            yield ErrorText(id="ask-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self.action_label, variant="primary", id="path-ok")
-                yield Button("Cancel", id="path-cancel")
+                yield Button(self.action_label, variant="primary", id="ask-ok")
+                yield Button("Cancel", id="ask-cancel")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+
+    def read(self, text: str):
+        return text
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._ok()
 
-    @on(Button.Pressed, "#path-ok")
+    @on(Button.Pressed, "#ask-ok")
     def _ok(self) -> None:
-        text = self.query_one(Input).value.strip()
-        error = self.query_one("#path-error", ErrorText)
-        if not text:
-            error.show("Type a folder." if self.want_folder else "Type a file name.")
+        try:
+            value = self.read(self.query_one(Input).value.strip())
+        except ValueError as exc:
+            self.query_one("#ask-error", ErrorText).show(str(exc))
             return
-        path = Path(text).expanduser()
-        if self.want_folder and not path.is_dir():
-            error.show(f"{path}: no such folder.")
-            return
-        if not self.want_folder and path.is_dir():
-            error.show(f"{path} is a folder; type a file name.")
-            return
-        self.dismiss(path)
+        self.dismiss(value)
 
-    @on(Button.Pressed, "#path-cancel")
-    def _cancel_pressed(self) -> None:
-        self.dismiss(None)
-
+    @on(Button.Pressed, "#ask-cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class PathScreen(AskScreen):
+    """Ask for a file path (Save As, open a file), or an existing folder (want_folder)."""
+
+    def __init__(self, title: str, value: str = "", action: str = "Save", placeholder: str = "",
+                 want_folder: bool = False):
+        super().__init__(title, value, action, placeholder)
+        self.want_folder = want_folder
+
+    def read(self, text: str) -> Path:
+        if not text:
+            raise ValueError("Type a folder." if self.want_folder else "Type a file name.")
+        path = Path(text).expanduser()
+        if self.want_folder and not path.is_dir():
+            raise ValueError(f"{path}: no such folder.")
+        if not self.want_folder and path.is_dir():
+            raise ValueError(f"{path} is a folder; type a file name.")
+        return path
+
+
+class NumberScreen(AskScreen):
+    """Ask for a whole number in [low, high] (e.g. a new max_steps)."""
+
+    def __init__(self, title: str, question: str, value: int, low: int, high: int, action: str = "OK"):
+        super().__init__(title, str(value), action, question=question, input_type="integer")
+        self.low, self.high = low, high
+
+    def read(self, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not self.low <= value <= self.high:
+            raise ValueError(f"Type a whole number from {self.low:,} to {self.high:,}.")
+        return value
 
 
 class BrowseScreen(ModalScreen[Path | None]):
@@ -167,50 +197,3 @@ class BrowseScreen(ModalScreen[Path | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-
-class NumberScreen(ModalScreen[int | None]):
-    """Ask for a whole number in [low, high] (e.g. a new max_steps)."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, title: str, question: str, value: int, low: int, high: int, action: str = "OK"):
-        super().__init__(classes="dialog-screen")
-        self.title_text, self.question, self.value = title, question, value
-        self.low, self.high, self.action_label = low, high, action
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.question, classes="dialog-question", markup=False)
-            yield Input(str(self.value), type="integer", id="number-input")
-            yield ErrorText(id="number-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button(self.action_label, variant="primary", id="number-ok")
-                yield Button("Cancel", id="number-cancel")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._ok()
-
-    @on(Button.Pressed, "#number-ok")
-    def _ok(self) -> None:
-        try:
-            value = int(self.query_one(Input).value)
-        except ValueError:
-            value = None
-        if value is None or not self.low <= value <= self.high:
-            self.query_one("#number-error", ErrorText).show(
-                f"Type a whole number from {self.low:,} to {self.high:,}.")
-            return
-        self.dismiss(value)
-
-    @on(Button.Pressed, "#number-cancel")
-    def _cancel_pressed(self) -> None:
-        self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
