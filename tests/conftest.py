@@ -30,6 +30,13 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def own_settings_folder(tmp_path_factory, monkeypatch):
+    """Each test gets its own settings folder: a test that switches the theme
+    (the app remembers it) must not restyle the snapshots of the tests after it."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir(tmp_path_factory) -> Path:
     """One prepared-data folder for the whole session: the builtin corpus is
