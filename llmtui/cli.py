@@ -166,7 +166,8 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--tokens", type=bounded(int, 1, 100_000), default=300)
-    p.add_argument("--temperature", type=bounded(float, 0.0, 10.0, low_open=True), default=0.8)
+    p.add_argument("--temperature", type=bounded(float, 0.0, 10.0), default=0.8,
+                   help="0 = greedy (always the most likely token)")
     p.add_argument("--top-k", type=bounded(int, 0, 10**9), default=200, help="0 = all tokens")
     p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=1337)
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
