@@ -460,6 +460,22 @@ def _text_chunks(doc: _Doc, report: _Reporter, block: int | None = None) -> Iter
             yield text[:cut]
 
 
+def text_chunks(path: Path, on_read: Callable[[int], None] | None = None,
+                block: int | None = None) -> Iterator[str]:
+    """A UTF-8 text file in pieces of about `block` bytes, cut where tokenizers split anyway
+    (so encoding the pieces equals encoding the whole); `on_read(n)` after each n bytes read."""
+    class _Counter:
+        @staticmethod
+        def advance(n: int) -> None:
+            if on_read:
+                on_read(n)
+    try:
+        doc = _file_doc(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return _text_chunks(doc, _Counter, block)
+
+
 def _train_tokenizer(docs: list[_Doc], cfg, report: _Reporter) -> TrainedTokenizer:
     """A byte-level BPE trained on the training documents (engine.data.bpe_training),
     read in small blocks so that the progress callback (which raises to stop) runs often."""

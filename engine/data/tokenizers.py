@@ -52,6 +52,9 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
+    def __contains__(self, c: str) -> bool:
+        return c in self._index
+
     @functools.cached_property
     def _lookup(self) -> np.ndarray:
         # Dense code point -> id table (at most 4.4 MB); the last slot stands
