@@ -195,6 +195,9 @@ def cmd_detect(argv: list[str]) -> int:
                    help='plan for a GPU this machine does not have, e.g. "RTX 4060" or "My GPU:12:8.6"')
     p.add_argument("--calibrate", action="store_true",
                    help="time a few real training steps here instead of estimating the time")
+    p.add_argument("--override", "-o", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="plan with this setting on top of the preset (e.g. tokenizer.kind=trained "
+                        "-o tokenizer.vocab_size=16384); repeatable")
     args = p.parse_args(argv)
     if args.calibrate and args.gpu:
         raise UsageError("--calibrate times this machine; it cannot be combined with --gpu")
@@ -205,7 +208,7 @@ def cmd_detect(argv: list[str]) -> int:
     from llmtui.engine.planning.recommend import recommend, report_text
     try:
         hardware = detect()
-        rec = recommend(hardware, gpu=args.gpu)
+        rec = recommend(hardware, gpu=args.gpu, overrides=args.override)
         if args.calibrate:
             from llmtui.engine.planning.recommend import calibrate_recommendation
             rec = calibrate_recommendation(rec, hardware)

@@ -14,7 +14,9 @@ the caller's progress callback (which raises to stop) runs between pulls.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -92,3 +94,21 @@ def load_tokenizer_file(path: str | Path, special_tokens: Sequence[str]) -> Trai
         raise DataError(f"tokenizer.special_tokens: {json.dumps(missing[0])} is not in the vocabulary "
                         f"of {shown} ({has}); list that file's own special tokens, or []")
     return TrainedTokenizer(data, special_tokens)
+
+
+def tokenizer_file_vocab_size(path: str | Path) -> int | None:
+    """The vocabulary size of a tokenizer.json, for estimates (None when it cannot be read).
+    Cached by the file's size and modification time: forms ask on every keystroke."""
+    try:
+        st = os.stat(Path(path).expanduser())
+    except OSError:
+        return None
+    return _vocab_size_of(str(Path(path).expanduser().resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _vocab_size_of(path: str, size: int, mtime_ns: int) -> int | None:
+    try:
+        return TrainedTokenizer(json.loads(Path(path).read_text(encoding="utf-8"))).vocab_size
+    except (OSError, ValueError, DataError):
+        return None
