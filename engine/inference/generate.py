@@ -20,26 +20,25 @@ from llmtui.engine.training.sampling import LoadedModel, load_checkpoint_model
 def stream(loaded: LoadedModel, prompt: str, *, max_tokens: int = 200, temperature: float = 0.8,
            top_k: int | None = 200, seed: int = 1337,
            stop: Callable[[], bool] | None = None) -> Iterator[str]:
-    """Pieces of the continuation of `prompt` as they are generated; `temperature` 0 is
-    greedy; `stop()` is asked after each token and ends generation when true."""
+    """The continuation of `prompt`, one piece of text per generated token (empty while a
+    character is incomplete); `temperature` 0 is greedy; `stop()` is asked after each token
+    and ends generation when true."""
     model, tokenizer = loaded.model, loaded.tokenizer
     ids = tokenizer.encode(prompt, strict=False) or [0]   # an empty prompt starts from id 0
     idx = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long, device=loaded.device)
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     new: list[int] = []
     shown = ""
-    for token in model.generate_tokens(idx, max_tokens, temperature, top_k or None, generator):
+    for i, token in enumerate(model.generate_tokens(idx, max_tokens, temperature, top_k or None, generator)):
         new.append(int(token))
         text = tokenizer.decode(new)
-        if not text.endswith(REPLACEMENT) and text.startswith(shown):
-            if len(text) > len(shown):
-                yield text[len(shown):]
-            shown = text
-        if stop is not None and stop():
-            break
-    text = tokenizer.decode(new)
-    if text.startswith(shown) and len(text) > len(shown):
-        yield text[len(shown):]
+        last = i == max_tokens - 1 or (stop is not None and stop())
+        piece = ""
+        if text.startswith(shown) and (last or not text.endswith(REPLACEMENT)):
+            piece, shown = text[len(shown):], text
+        yield piece
+        if last:
+            return
 
 
 def generate(checkpoint: str | Path, prompt: str = "\n", *, max_tokens: int = 200,
