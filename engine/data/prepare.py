@@ -121,15 +121,15 @@ def _file_doc(path: Path) -> _Doc:
 
 
 def check_sources(cfg) -> None:
-    """Fail now, with one line, when a configured corpus does not exist (cheap:
-    nothing is read or hashed), so a run refuses before it writes anything."""
+    """Fail now, with one line, when a configured corpus or tokenizer.json does not exist
+    or does not parse (cheap: no corpus is read or hashed), so a run refuses before it
+    writes anything."""
     _configured_sources(cfg)
     if cfg.data.val_source:
         _resolve(cfg.data.val_source, "data.val_source")
-    path = cfg.tokenizer.path
-    if cfg.tokenizer.kind == "trained" and path and not Path(path).expanduser().is_file():
-        raise DataError(f'tokenizer.path = "{path}": no such file; give a tokenizer.json (Hugging Face '
-                        'format) or set it to "" to train one on the corpus')
+    t = cfg.tokenizer
+    if t.kind == "trained" and t.path:
+        load_tokenizer_file(t.path, t.special_tokens)   # a file that does not parse: refused now
 
 
 def _configured_sources(cfg) -> list[_Source]:
@@ -141,11 +141,15 @@ def _configured_sources(cfg) -> list[_Source]:
     return sources
 
 
+PROGRESS_INTERVAL = 0.25   # seconds between progress reports (tests set 0 to see every one)
+
+
 class _Reporter:
     """Rate-limits the progress callback: a UI wants a few updates a second."""
 
-    def __init__(self, fn: Progress | None, interval: float = 0.25):
-        self.fn, self.interval, self.last = fn, interval, 0.0
+    def __init__(self, fn: Progress | None, interval: float | None = None):
+        self.fn, self.last = fn, 0.0
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
         self.stage, self.done, self.total = "", 0, 0
 
     def begin(self, stage: str, total: int) -> None:
