@@ -237,18 +237,19 @@ def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus):
     assert "vocab 300" in proc.stdout
 
 
-def test_estimates_use_the_trained_vocabulary(tmp_path, corpus):
+def test_estimates_use_the_trained_vocabulary(tmp_path, corpus, capsys):
+    from llmtui.cli import main
     from llmtui.engine.planning.sizing import vocab_for
 
     assert vocab_for(load_config(None, ['tokenizer.kind="trained"', "tokenizer.vocab_size=12345"])) == 12345
     trained = prepare_data(trained_cfg(tmp_path, corpus))
     given = load_config(None, ['tokenizer.kind="trained"', f'tokenizer.path="{trained.directory / "tokenizer.json"}"'])
     assert vocab_for(given) == 400
-    proc = subprocess.run([sys.executable, "-m", "llmtui", "detect", "--json", "-o", 'tokenizer.kind="trained"',
-                           "-o", "tokenizer.vocab_size=16384"], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    # llmtui detect plans with the user's tokenizer on top of the preset
+    assert main(["detect", "--json", "-o", 'tokenizer.kind="trained"', "-o", "tokenizer.vocab_size=16384"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["estimate"]["vocab_size"] == 16384
-    plain = json.loads(subprocess.run([sys.executable, "-m", "llmtui", "detect", "--json"],
-                                      capture_output=True, text=True, cwd=REPO).stdout)
-    assert out["estimate"]["n_params"] > plain["estimate"]["n_params"]
+    assert "tokenizer.vocab_size=16384" in " ".join(out["reasons"])
+    assert main(["detect", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert out["estimate"]["n_params"] - plain["estimate"]["n_params"] == (16384 - 100) * 128
