@@ -28,7 +28,7 @@ def run_dir(tmp_path_factory):
     corpus.write_text(TEXT)
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="e"', 'run.device="cpu"', f'data.source="{corpus}"',
-                                     "training.max_steps=20"])
+                                     "training.max_steps=20", "eval.sample_tokens=0"])
     return train(cfg).run_dir
 
 
@@ -40,7 +40,7 @@ def bpe_run(tmp_path_factory):
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="b"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      'tokenizer.kind="trained"', "tokenizer.vocab_size=300",
-                                     "training.max_steps=10"])
+                                     "training.max_steps=10", "eval.sample_tokens=0"])
     return train(cfg).run_dir
 
 

@@ -5,13 +5,11 @@ the corpus or the settings change; streamed, with progress, stoppable."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, SHAKESPEARE
+from conftest import SHAKESPEARE
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.data import bpe_training, prepare
 from llmtui.engine.data.prepare import prepare_data
@@ -181,17 +179,17 @@ def test_bad_tokenizer_files_are_one_line_errors(tmp_path, corpus):
     assert '"<|endoftext|>"' in str(err.value)
 
 
-def test_headless_run_with_a_broken_tokenizer_json_exits_2_and_writes_nothing(tmp_path, corpus):
+def test_headless_run_with_a_broken_tokenizer_json_exits_2_and_writes_nothing(tmp_path, corpus, capsys):
+    from llmtui.cli import main
+
     bad = tmp_path / "tok.json"
     bad.write_text("[1, 2")
-    proc = subprocess.run([sys.executable, "-m", "llmtui", "--run", "cpu", "--plain",
-                           "-o", f'data.source="{corpus}"', "-o", f'run.out_dir="{tmp_path / "runs"}"',
-                           "-o", f'data.prepared_dir="{tmp_path / "data"}"', "-o", 'tokenizer.kind="trained"',
-                           "-o", f'tokenizer.path="{bad}"'], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "not valid JSON" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "runs" / "cpu").exists()
+    code = main(["--run", "cpu", "--plain", "-o", f'data.source="{corpus}"',
+                 "-o", f'run.out_dir="{tmp_path / "runs"}"', "-o", f'data.prepared_dir="{tmp_path / "data"}"',
+                 "-o", 'tokenizer.kind="trained"', "-o", f'tokenizer.path="{bad}"'])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not valid JSON" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
 def test_missing_tokenizer_path_is_refused_before_anything_is_written(tmp_path, corpus):
@@ -213,7 +211,7 @@ def test_checkpoints_carry_the_trained_tokenizer(tiny, tmp_path, corpus, capsys)
     from llmtui.engine.training import checkpoint as ckpt
 
     over = tiny + [f'data.source="{corpus}"', 'tokenizer.kind="trained"', "tokenizer.vocab_size=300",
-                   "training.max_steps=10"]
+                   "training.max_steps=10", "eval.sample_tokens=0"]
     result = train(load_config("cpu", over))
     saved = ckpt.load(result.last_checkpoint).tokenizer
     tok = tokenizer_from_json(saved)
@@ -226,15 +224,16 @@ def test_checkpoints_carry_the_trained_tokenizer(tiny, tmp_path, corpus, capsys)
               resume_from=True)
 
 
-def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus):
-    proc = subprocess.run([sys.executable, "-m", "llmtui", "--run", "cpu", "--plain", "--max-iters", "2",
-                           *[a for o in tiny for a in ("-o", o)], "-o", f'data.source="{corpus}"',
-                           "-o", f'data.prepared_dir="{tmp_path / "fresh"}"',
-                           "-o", 'tokenizer.kind="trained"', "-o", "tokenizer.vocab_size=300"],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    assert "preparing data: train tokenizer 100%" in proc.stdout
-    assert "vocab 300" in proc.stdout
+def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus, capsys):
+    from llmtui.cli import main
+
+    code = main(["--run", "cpu", "--plain", "--max-iters", "2", *[a for o in tiny for a in ("-o", o)],
+                 "-o", f'data.source="{corpus}"', "-o", f'data.prepared_dir="{tmp_path / "fresh"}"',
+                 "-o", 'tokenizer.kind="trained"', "-o", "tokenizer.vocab_size=300", "-o", "eval.sample_tokens=0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "preparing data: train tokenizer 100%" in out
+    assert "vocab 300" in out
 
 
 def test_estimates_use_the_trained_vocabulary(tmp_path, corpus, capsys):

@@ -133,6 +133,8 @@ class DataScreen(Screen):
             error.show(exc.detail)
             return False
         error.show(None)
+        if error_id == "#tokenizer-error":   # the panel's cross-key rules still apply
+            self._check_tokenizer()
         return True
 
     @on(RadioSet.Changed, "#source-kind")
@@ -173,8 +175,7 @@ class DataScreen(Screen):
             self.query_one("#tokenizer-path", Input).value = ""
             self.doc.set("tokenizer.path", "")
         self._enable_tokenizer_inputs(event.value)
-        if self._set("tokenizer.kind", event.value, "#tokenizer-error"):
-            self._check_tokenizer()
+        self._set("tokenizer.kind", event.value, "#tokenizer-error")
 
     def _enable_tokenizer_inputs(self, kind: str) -> None:
         trained = kind == "trained"
