@@ -44,7 +44,7 @@ def runs(tmp_path_factory):
         cfg = load_config("cpu", TINY + tokenizer + model + [
             f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"', f'run.name="{name}"',
             'run.device="cpu"', f'data.source="{corpus}"', f'model.pos_encoding="{pos}"',
-            "training.max_steps=10", "eval.sample_tokens=0", "eval.every_n_steps=10", "training.save_best=false"])
+            "training.max_steps=6", "eval.sample_tokens=0", "eval.every_n_steps=6", "training.save_best=false"])
         out[name] = train(cfg).run_dir
     return out
 
