@@ -107,12 +107,38 @@ def test_evaluate_screen_shows_what_llmtui_eval_computes(tmp_path, run_dir):
             await pilot.pause()
             assert "Give a data file" in static_text(screen.query_one("#eval-error"))
             screen.query_one("#eval-data").value = str(data)
+            await pilot.pause()
             await pilot.click("#eval-go")
             await wait_for(pilot, lambda: screen.result is not None, what="evaluation")
             await pilot.pause()
             shown = static_text(screen.query_one("#eval-result"))
             assert f"{expected.loss:.4f} nats per token" in shown
             assert f"{expected.bits_per_byte:.4f}" in shown and f"{expected.tokens:,}" in shown
+
+    run(drive())
+
+
+def test_a_run_opens_generate_and_evaluate_on_its_newest_checkpoint(tmp_path, run_dir):
+    app = make_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            app.open_run(run_dir)
+            await wait_screen(pilot, "RunScreen")
+            await wait_for(pilot, lambda: app.screen.info is not None, what="run read")
+            await pilot.press("g")
+            await wait_screen(pilot, "GenerateScreen")
+            assert app.screen.checkpoint == run_dir / "last"
+            await pilot.press("escape")
+            await wait_screen(pilot, "RunScreen")
+            await pilot.press("e")
+            await wait_screen(pilot, "EvaluateScreen")
+            assert app.screen.checkpoint == run_dir / "last"
+            await pilot.press("escape")
+            await wait_screen(pilot, "RunScreen")
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert f"Evaluate {run_dir.name}" in titles
 
     run(drive())
 

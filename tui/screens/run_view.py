@@ -330,7 +330,9 @@ class RunScreen(Screen):
         name = self.run_dir.name
         yield SystemCommand(f"Resume {name}", "Train this run on (asks how many steps)", self.action_resume)
         yield SystemCommand(f"Sample from {name}", "Generate text from its newest checkpoint",
-                            self.action_sample)
+                            self.action_generate)
+        yield SystemCommand(f"Evaluate {name}", "Loss, perplexity, accuracy and bits per byte of its "
+                            "newest checkpoint on a file", self.action_evaluate)
         yield SystemCommand(f"Copy {name}'s config into the wizard", "Start a new run from this one",
                             self.action_to_wizard)
         yield SystemCommand(f"Delete {name}", "Delete the run's own files (asks first)", self.action_delete)
