@@ -302,8 +302,9 @@ def cmd_export(argv: list[str]) -> int:
     except UserError as exc:
         return fail(str(exc))
     names = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM"}
+    arch = names[result.architecture] if result.format == "hf" else f"{result.architecture} architecture"
     print(f"exported {result.checkpoint} to {result.out}/ as {result.format} "
-          f"({names[result.architecture]}, {result.dtype}, vocabulary {result.vocab_size:,}, "
+          f"({arch}, {result.dtype}, vocabulary {result.vocab_size:,}, "
           f"{result.tokenizer} tokenizer): {', '.join(result.files)}")
     if result.format == "hf":
         print(f'load it with: AutoModelForCausalLM.from_pretrained("{result.out}"), '
