@@ -16,7 +16,6 @@ from llmtui import load_config, train
 from llmtui.cli import main
 from llmtui.engine.training.sampling import load_checkpoint_model
 
-
 CORPUS_TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:60_000] + "\nNaïve café — ☃\n"
 PROBE = "ROMEO:\nBut soft, what light through yonder window breaks? Naïve ☃"
 # name -> (pos_encoding, tokenizer overrides, other model settings): every architecture

@@ -4,11 +4,11 @@ by Pilot on a real tiny checkpoint (no fakes for the engine)."""
 from __future__ import annotations
 
 import pytest
+from pilot import make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 
 from conftest import SHAKESPEARE, TINY
 from fakes import static_text
 from llmtui import load_config, train
-from test_tui import make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:20_000]
 
