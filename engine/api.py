@@ -1,9 +1,12 @@
-"""The engine as a library: load a config, train it, get the results.
+"""The engine as a library: load a config, train it, get the results, use the model.
 
-    from llmtui import load_config, train
+    from llmtui import load_config, train, generate, evaluate, export
     cfg = load_config("cpu", overrides=["training.max_steps=200"])
     result = train(cfg)
     print(result.final_train_loss, result.best_val_loss, result.last_checkpoint)
+    print(generate(result.run_dir, "The ", max_tokens=100, temperature=0))
+    print(evaluate(result.run_dir, "held_out.txt").bits_per_byte)
+    export(result.run_dir, "my-model", format="hf")     # AutoModelForCausalLM.from_pretrained("my-model")
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from llmtui.engine.config.loading import (
     validate,
 )
 from llmtui.engine.config.schema import Config
+from llmtui.engine.inference.evaluate import EvalResult, evaluate
+from llmtui.engine.inference.export import ExportResult, export
+from llmtui.engine.inference.generate import generate
 from llmtui.engine.training.events import Listener
 from llmtui.engine.training.trainer import Trainer, TrainResult
 
-__all__ = ["load_config", "train", "Trainer", "TrainResult"]
+__all__ = ["load_config", "train", "Trainer", "TrainResult", "export", "ExportResult", "evaluate",
+           "EvalResult", "generate"]
 
 
 def train(config: Config | str | Path | None = None, *, overrides: list[str] = (),

@@ -2,11 +2,14 @@
 
 The Python API:
 
-    from llmtui import load_config, train, Trainer
+    from llmtui import load_config, train, Trainer, generate, evaluate, export
 
     cfg = load_config("cpu", overrides=["training.max_steps=100"])   # preset name or TOML path
     result = train(cfg)                                               # a TrainResult
     print(result.best_val_loss, result.last_checkpoint)
+    print(generate(result.run_dir, "The ", max_tokens=100))          # a run or checkpoint directory
+    print(evaluate(result.run_dir, "held_out.txt").bits_per_byte)    # an EvalResult
+    export(result.run_dir, "my-model", format="hf")                   # or "gguf"
 
 The installed package holds the engine (`llmtui.engine`, no UI), the Textual
 app (`llmtui.tui`), the shipped presets (`llmtui.presets`) and the command
@@ -22,6 +25,9 @@ _API = {
     "train": "llmtui.engine.api",
     "Trainer": "llmtui.engine.training.trainer",
     "TrainResult": "llmtui.engine.training.trainer",
+    "export": "llmtui.engine.api",
+    "evaluate": "llmtui.engine.api",
+    "generate": "llmtui.engine.api",
     "UserError": "llmtui.engine.errors",
     "ConfigError": "llmtui.engine.errors",
     "DataError": "llmtui.engine.errors",

@@ -21,7 +21,9 @@ Train small GPT-style language models on this machine.
   llmtui --run CONFIG.toml            train headless from a config file or preset name
   llmtui --run cpu --max-iters 200    ... with quick overrides
   llmtui detect [--json]              show the hardware and the preset that fits it
-  llmtui sample CHECKPOINT            generate text from a checkpoint
+  llmtui sample CHECKPOINT            generate text from a checkpoint (--temperature 0: greedy)
+  llmtui eval CHECKPOINT --data FILE  loss, perplexity, accuracy, bits per byte on a file
+  llmtui export CHECKPOINT OUT        a folder transformers loads (--format hf) or a GGUF (--format gguf)
   llmtui config [PRESET]              print a fully commented config
   llmtui runs [DIR] [--json]          list the runs in DIR (default checkpoints/)
   llmtui watch RUN_DIR                open the app on a run, live while it trains
@@ -166,7 +168,8 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--tokens", type=bounded(int, 1, 100_000), default=300)
-    p.add_argument("--temperature", type=bounded(float, 0.0, 10.0, low_open=True), default=0.8)
+    p.add_argument("--temperature", type=bounded(float, 0.0, 10.0), default=0.8,
+                   help="0 = greedy (always the most likely token)")
     p.add_argument("--top-k", type=bounded(int, 0, 10**9), default=200, help="0 = all tokens")
     p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=1337)
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
@@ -192,6 +195,9 @@ def cmd_detect(argv: list[str]) -> int:
                    help='plan for a GPU this machine does not have, e.g. "RTX 4060" or "My GPU:12:8.6"')
     p.add_argument("--calibrate", action="store_true",
                    help="time a few real training steps here instead of estimating the time")
+    p.add_argument("--override", "-o", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="plan with this setting on top of the preset (e.g. tokenizer.kind=trained "
+                        "-o tokenizer.vocab_size=16384); repeatable")
     args = p.parse_args(argv)
     if args.calibrate and args.gpu:
         raise UsageError("--calibrate times this machine; it cannot be combined with --gpu")
@@ -202,7 +208,7 @@ def cmd_detect(argv: list[str]) -> int:
     from llmtui.engine.planning.recommend import recommend, report_text
     try:
         hardware = detect()
-        rec = recommend(hardware, gpu=args.gpu)
+        rec = recommend(hardware, gpu=args.gpu, overrides=args.override)
         if args.calibrate:
             from llmtui.engine.planning.recommend import calibrate_recommendation
             rec = calibrate_recommendation(rec, hardware)
@@ -277,8 +283,102 @@ def cmd_watch(argv: list[str]) -> int:
     return open_app(open_run=args.run_dir)
 
 
+def cmd_export(argv: list[str]) -> int:
+    p = _Parser(prog="llmtui export",
+                description="Export a checkpoint for other tools: --format hf writes a folder that "
+                            "transformers' AutoModelForCausalLM and AutoTokenizer load with no custom "
+                            "code; --format gguf writes OUT/model.gguf for llama.cpp.")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
+    p.add_argument("out", help="the folder to write (must not exist or be empty, unless --overwrite)")
+    p.add_argument("--format", choices=["hf", "gguf"], default="hf", help="hf (default) or gguf")
+    p.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weight format (default fp32)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it is not empty")
+    args = p.parse_args(argv)
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.inference.export import export
+    try:
+        result = export(args.checkpoint, args.out, format=args.format, dtype=args.dtype,
+                        overwrite=args.overwrite)
+    except UserError as exc:
+        return fail(str(exc))
+    names = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM"}
+    arch = names[result.architecture] if result.format == "hf" else f"{result.architecture} architecture"
+    print(f"exported {result.checkpoint} to {result.out}/ as {result.format} "
+          f"({arch}, {result.dtype}, vocabulary {result.vocab_size:,}, "
+          f"{result.tokenizer} tokenizer): {', '.join(result.files)}")
+    if result.format == "hf":
+        print(f'load it with: AutoModelForCausalLM.from_pretrained("{result.out}"), '
+              f'AutoTokenizer.from_pretrained("{result.out}")')
+    else:
+        print(f'run it with: llama-cli -m {result.out}/model.gguf -p "..."')
+    return EXIT_OK
+
+
+def cmd_eval(argv: list[str]) -> int:
+    p = _Parser(prog="llmtui eval",
+                description="Loss, perplexity, accuracy and bits per byte of a checkpoint on a text "
+                            "file or a .bin/.npy token file (every token predicted once, in windows "
+                            "of block_size).")
+    p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
+    p.add_argument("--data", required=True, metavar="FILE", help="a text file, or a .bin/.npy token file")
+    p.add_argument("--max-tokens", type=bounded(int, 2, 10**12), metavar="N",
+                   help="evaluate only the first N tokens")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse characters the char vocabulary lacks instead of skipping them")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
+    args = p.parse_args(argv)
+    import json
+
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.inference.evaluate import evaluate
+    bar = _progress_bar("evaluating")
+    try:
+        result = evaluate(args.checkpoint, args.data, max_tokens=args.max_tokens, strict=args.strict,
+                          device=args.device, progress=bar.update if bar else None)
+    except UserError as exc:
+        return fail(str(exc))
+    finally:
+        if bar:
+            bar.close()
+    for warning in result.warnings:
+        print(f"llmtui: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+        return EXIT_OK
+    print(f"{result.checkpoint} on {result.data}: {result.tokens:,} tokens predicted "
+          f"({result.bytes:,} bytes)")
+    print(f"  loss           {result.loss:.4f} nats per token")
+    print(f"  perplexity     {result.perplexity:,.2f}")
+    print(f"  accuracy       {100 * result.accuracy:.1f}% (most likely token was right)")
+    print(f"  bits per byte  {result.bits_per_byte:.4f}")
+    return EXIT_OK
+
+
+class _Bar:
+    """A rich progress bar on stderr (only on a terminal: pipes and --json stay clean)."""
+
+    def __init__(self, label: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+        self.progress = Progress("[bold]" + label, BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task(label, total=None)
+        self.progress.start()
+
+    def update(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _progress_bar(label: str) -> _Bar | None:
+    return _Bar(label) if sys.stderr.isatty() else None
+
+
 COMMANDS = {"config": cmd_config, "sample": cmd_sample, "detect": cmd_detect, "runs": cmd_runs,
-            "watch": cmd_watch}
+            "watch": cmd_watch, "export": cmd_export, "eval": cmd_eval}
 
 
 if __name__ == "__main__":

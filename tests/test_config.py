@@ -45,7 +45,7 @@ def test_product_names_exist():
     expected = {
         "run": ["name", "out_dir", "seed", "device"],
         "data": ["source", "val_fraction"],
-        "tokenizer": ["kind", "encoding"],
+        "tokenizer": ["kind", "encoding", "vocab_size", "special_tokens", "path"],
         "model": ["n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "pos_encoding"],
         "training": ["batch_size", "grad_accum_steps", "max_steps", "precision", "grad_clip",
                      "early_stopping", "early_stopping_patience", "early_stopping_min_delta",

@@ -99,7 +99,8 @@ def test_loss_chart_downsampling_is_bounded():
 
 def test_tui_modules_do_not_import_torch():
     code = ("import sys, tui.app, tui.screens.hardware, tui.screens.wizard, tui.screens.data, "
-            "tui.screens.monitor, tui.screens.summary, tui.screens.dialogs\n"
+            "tui.screens.monitor, tui.screens.summary, tui.screens.dialogs, tui.screens.generate, "
+            "tui.screens.evaluate\n"
             "heavy = [m for m in ('torch', 'numpy', 'engine.trainer', 'engine.hardware') if m in sys.modules]\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

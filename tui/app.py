@@ -8,9 +8,10 @@ inside thread workers or handlers.
 
 Screens (tui/screens/): HardwareScreen (default) -> WizardScreen -> DataScreen
 -> MonitorScreen -> SummaryScreen; RunsScreen -> RunScreen (one run, live
-when another process trains it); dialogs are modal screens. Shared state lives
-on the app: `hardware`, `recommendation`, `session` (the config document being
-edited) and `training` (the TrainingRun, if any).
+when another process trains it); GenerateScreen and EvaluateScreen open on a
+checkpoint (from the summary and from a run); dialogs are modal screens. Shared
+state lives on the app: `hardware`, `recommendation`, `session` (the config
+document being edited) and `training` (the TrainingRun, if any).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from llmtui.tui.session import Session
 from llmtui.tui.training import TrainingRun
 
 CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
-             "runs.tcss"]
+             "runs.tcss", "generate.tcss", "evaluate.tcss"]
 
 
 class LlmtuiApp(App[int]):
@@ -180,9 +181,15 @@ class LlmtuiApp(App[int]):
         from llmtui.tui.screens.run_view import RunScreen
         self.push_screen(RunScreen(Path(run_dir)))
 
-    def open_sample(self, checkpoint: Path, defaults: dict | None = None) -> None:
-        from llmtui.tui.screens.sample import SampleScreen
-        self.push_screen(SampleScreen(checkpoint, defaults or {}))
+    def open_generate(self, checkpoint: str | Path, defaults: dict[str, Any] | None = None) -> None:
+        """The generate screen on a checkpoint or run directory."""
+        from llmtui.tui.screens.generate import GenerateScreen
+        self.push_screen(GenerateScreen(checkpoint, defaults))
+
+    def open_evaluate(self, checkpoint: str | Path, device: str = "auto") -> None:
+        """The evaluation screen on a checkpoint or run directory."""
+        from llmtui.tui.screens.evaluate import EvaluateScreen
+        self.push_screen(EvaluateScreen(checkpoint, device))
 
     def new_run_from_preset(self, name: str) -> None:
         from llmtui.tui.screens.hardware import HardwareScreen

@@ -80,6 +80,33 @@ class CheckpointsVerified(Message):
     def __init__(self, results: list[tuple[str, int, str | None]]):
         super().__init__()
         self.results = results   # (name, step, problem or None)
+class TextGenerated(Message):
+    """More of the text being generated (a few tokens' worth)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+
+class GenerationEnded(Message):
+    def __init__(self, tokens: int, seconds: float, stopped: bool):
+        super().__init__()
+        self.tokens = tokens
+        self.seconds = seconds
+        self.stopped = stopped
+
+
+class EvalProgress(Message):
+    def __init__(self, done: int, total: int):
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class EvalFinished(Message):
+    def __init__(self, result: Any):
+        super().__init__()
+        self.result = result      # engine.inference.evaluate.EvalResult
 
 
 class WorkerFailed(Message):

@@ -316,6 +316,32 @@ def validate(cfg: Config, origin: str = "config") -> None:
     if cfg.eval.sample_tokens and not cfg.eval.sample_prompt:
         fail("eval.sample_prompt must not be empty when eval.sample_tokens > 0",
              "eval.sample_prompt", "eval.sample_tokens")
+    _validate_tokenizer(cfg, fail)
+
+
+BYTE_TOKENS = 256  # a byte-level BPE starts from one token per byte
+
+
+def _validate_tokenizer(cfg: Config, fail) -> None:
+    t = cfg.tokenizer
+    if t.path and t.kind != "trained":
+        fail(f"tokenizer.path = {show_value(t.path)} is used only with tokenizer.kind = \"trained\" "
+             f"(kind is \"{t.kind}\"); set kind = \"trained\" to use that tokenizer.json, or "
+             "path = \"\"", "tokenizer.path", "tokenizer.kind")
+    if t.kind != "trained":
+        return
+    for i, token in enumerate(t.special_tokens):
+        if not token.strip():
+            fail(f"tokenizer.special_tokens[{i}] = {show_value(token)}: a special token must hold "
+                 "visible characters", "tokenizer.special_tokens")
+    if len(set(t.special_tokens)) != len(t.special_tokens):
+        fail(f"tokenizer.special_tokens = {show_value(t.special_tokens)}: each special token may "
+             "appear only once", "tokenizer.special_tokens")
+    least = BYTE_TOKENS + len(t.special_tokens)
+    if not t.path and t.vocab_size < least:
+        fail(f"tokenizer.vocab_size = {t.vocab_size} is smaller than the {BYTE_TOKENS} byte tokens "
+             f"plus {len(t.special_tokens)} special token(s); use at least {least}",
+             "tokenizer.vocab_size", "tokenizer.special_tokens")
 
 
 # ---------------------------------------------------------------------------

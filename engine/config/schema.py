@@ -66,9 +66,17 @@ class DataConfig:
 @dataclass
 class TokenizerConfig:
     kind: str = spec("char", "char: one token per character (vocabulary built from the corpus); "
-                     "bpe: a tiktoken encoding.", choices=("char", "bpe"))
+                     "bpe: a tiktoken encoding; trained: a byte-level BPE trained on the corpus "
+                     "(or loaded from `path`).", choices=("char", "bpe", "trained"))
     encoding: str = spec("gpt2", "tiktoken encoding name used when kind = \"bpe\".",
                          pattern=r"^[A-Za-z0-9_.-]+$", allowed="a tiktoken encoding name such as gpt2")
+    vocab_size: int = spec(8192, "Tokens of the trained BPE (kind = \"trained\"): the 256 byte "
+                           "tokens, the special tokens and the merges learned from the corpus.",
+                           min=256, max=1_000_000)
+    special_tokens: list[str] = spec(["<|endoftext|>"], "Special tokens of the trained BPE; the "
+                                     "first one is inserted between documents (files).")
+    path: str = spec("", "An existing tokenizer.json (Hugging Face format) to use when "
+                     "kind = \"trained\", instead of training one (empty = train on the corpus).")
 
 
 @dataclass

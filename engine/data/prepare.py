@@ -2,7 +2,8 @@
 
 `prepare_data` turns the configured sources into `train` and `val` token
 arrays. Text is tokenized once into `<prepared_dir>/<key>/{train,val}.bin`
-plus `meta.json` and reused while the sources and tokenizer stay the same;
+plus `meta.json` (and, for a trained BPE, the `tokenizer.json` trained on the
+training sources first) and reused while the sources and tokenizer settings stay the same;
 pre-tokenized `.bin`/`.npy` files are memory-mapped in place. Everything
 streams, so a corpus far larger than RAM prepares in bounded memory.
 
@@ -40,11 +41,13 @@ from llmtui.engine.data.batches import (  # noqa: F401
     eval_offsets,
     iter_eval_batches,
 )
+from llmtui.engine.data.bpe_training import load_tokenizer_file, train_bpe
 from llmtui.engine.data.bpe_workers import cut_point, encode_processes, encode_threads
 from llmtui.engine.data.tokenizers import (
     BpeTokenizer,
     CharTokenizer,
     Tokenizer,
+    TrainedTokenizer,
     tokenizer_from_json,
 )
 from llmtui.engine.errors import DataError
@@ -52,6 +55,7 @@ from llmtui.engine.errors import DataError
 FORMAT_VERSION = 1
 LEFTOVER_MARK = ".llmtui-preparing"   # in a temporary preparation folder: who is writing it
 CHUNK_BYTES = 4 << 20        # text read and encoded per step (bounds memory); tests lower it
+TRAIN_READ_BYTES = 64 << 10  # text read per progress report while a BPE trains (a stop is seen soon)
 BPE_PROCESS_MIN_BYTES = 16 << 20  # from this corpus size BPE uses worker processes
 TOKEN_SUFFIXES = (".bin", ".npy")
 _TOKEN_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "int64")
@@ -117,11 +121,15 @@ def _file_doc(path: Path) -> _Doc:
 
 
 def check_sources(cfg) -> None:
-    """Fail now, with one line, when a configured corpus does not exist (cheap:
-    nothing is read or hashed), so a run refuses before it writes anything."""
+    """Fail now, with one line, when a configured corpus or tokenizer.json does not exist
+    or does not parse (cheap: no corpus is read or hashed), so a run refuses before it
+    writes anything."""
     _configured_sources(cfg)
     if cfg.data.val_source:
         _resolve(cfg.data.val_source, "data.val_source")
+    t = cfg.tokenizer
+    if t.kind == "trained" and t.path:
+        load_tokenizer_file(t.path, t.special_tokens)   # a file that does not parse: refused now
 
 
 def _configured_sources(cfg) -> list[_Source]:
@@ -133,11 +141,15 @@ def _configured_sources(cfg) -> list[_Source]:
     return sources
 
 
+PROGRESS_INTERVAL = 0.25   # seconds between progress reports (tests set 0 to see every one)
+
+
 class _Reporter:
     """Rate-limits the progress callback: a UI wants a few updates a second."""
 
-    def __init__(self, fn: Progress | None, interval: float = 0.25):
-        self.fn, self.interval, self.last = fn, interval, 0.0
+    def __init__(self, fn: Progress | None, interval: float | None = None):
+        self.fn, self.last = fn, 0.0
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
         self.stage, self.done, self.total = "", 0, 0
 
     def begin(self, stage: str, total: int) -> None:
@@ -176,9 +188,14 @@ def prepare_data(cfg, progress: Progress | None = None) -> PreparedData:
 # text sources: tokenize once, reuse while nothing changed
 
 def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Reporter) -> PreparedData:
-    kind = cfg.tokenizer.kind
-    # Load a BPE encoding first: a missing one should fail before minutes of hashing.
-    bpe = BpeTokenizer(cfg.tokenizer.encoding) if kind == "bpe" else None
+    kind, t = cfg.tokenizer.kind, cfg.tokenizer
+    # Load a BPE encoding or tokenizer.json first: a missing one should fail before
+    # minutes of hashing. `given` is None when the tokenizer comes from the corpus.
+    given: Tokenizer | None = None
+    if kind == "bpe":
+        given = BpeTokenizer(t.encoding)
+    elif kind == "trained" and t.path:
+        given = load_tokenizer_file(t.path, t.special_tokens)
     for src in sources + ([val] if val else []):
         if not any(d.size for d in src.docs):
             raise DataError(f"{src.key}: the corpus is empty ({src.identity})")
@@ -190,13 +207,16 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
     wanted = {
         "version": FORMAT_VERSION,
         "tokenizer_kind": kind,
-        "encoding": cfg.tokenizer.encoding if bpe else None,
+        "encoding": t.encoding if kind == "bpe" else None,
         "sources": [[e["source"], e["sha256"]] for e in entries],
         "val_source": [val_entry["source"], val_entry["sha256"]] if val_entry else None,
         "val_fraction": None if val else cfg.data.val_fraction,
     }
-    if bpe:
-        wanted["tokenizer_fingerprint"] = bpe.fingerprint()
+    if kind == "trained":   # what decides the trained tokenizer: retrained when it changes
+        wanted["trained"] = ({"path": str(Path(t.path).expanduser().resolve()), "special_tokens": t.special_tokens}
+                             if t.path else {"vocab_size": t.vocab_size, "special_tokens": t.special_tokens})
+    if given is not None:
+        wanted["tokenizer_fingerprint"] = given.fingerprint()
 
     root = Path(cfg.data.prepared_dir)
     directory = root / _dataset_key(sources, wanted)
@@ -218,7 +238,7 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
     except OSError as exc:
         raise DataError(f'data.prepared_dir = "{root}": cannot write there ({exc.strerror})') from None
     try:
-        meta = _tokenize_into(tmp, sources, val, entries, val_entry, wanted, bpe, cfg, report)
+        meta = _tokenize_into(tmp, sources, val, entries, val_entry, wanted, given, cfg, report)
         (tmp / LEFTOVER_MARK).unlink()
         _install(tmp, directory)
     except OSError as exc:
@@ -272,6 +292,8 @@ def _dataset_key(sources: list[_Source], wanted: dict) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:32] or "data"
     ident = [[s.identity for s in sources], wanted["val_source"] and wanted["val_source"][0],
              wanted["tokenizer_kind"], wanted["encoding"], wanted["val_fraction"]]
+    if "trained" in wanted:   # each tokenizer setting its own folder: switching back reuses it
+        ident.append(wanted["trained"])
     digest = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:10]
     label = wanted["encoding"] if wanted["encoding"] else wanted["tokenizer_kind"]
     return f"{name}-{label}-{digest}"
@@ -344,14 +366,18 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _tokenize_into(tmp: Path, sources, val, entries, val_entry, wanted, bpe, cfg, report) -> dict:
+def _tokenize_into(tmp: Path, sources, val, entries, val_entry, wanted, given, cfg, report) -> dict:
     docs = [d for s in sources for d in s.docs]
     val_docs = val.docs if val else []
-    if bpe:
-        tokenizer: Tokenizer = bpe
+    if given is not None:
+        tokenizer: Tokenizer = given
+    elif cfg.tokenizer.kind == "trained":
+        tokenizer = _train_tokenizer(docs, cfg, report)
     else:
         # The char vocabulary must also cover the validation text.
         tokenizer = CharTokenizer(_scan_chars(docs + val_docs, report))
+    if isinstance(tokenizer, TrainedTokenizer):   # beside the tokens, for the user's other tools
+        (tmp / "tokenizer.json").write_text(tokenizer.hf_tokenizer_json(), encoding="utf-8")
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 65536 else np.uint32)
 
     n_train = _write_tokens(docs, tokenizer, dtype, tmp / "train.bin", report)
@@ -415,13 +441,13 @@ def _open_prepared(directory: Path, meta: dict, reused: bool) -> PreparedData:
 # ---------------------------------------------------------------------------
 # streaming text -> tokens
 
-def _text_chunks(doc: _Doc, report: _Reporter) -> Iterator[str]:
-    """The document's text in pieces of about CHUNK_BYTES, cut at safe points."""
+def _text_chunks(doc: _Doc, report: _Reporter, block: int | None = None) -> Iterator[str]:
+    """The document's text in pieces of about `block` (CHUNK_BYTES) bytes, cut at safe points."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     carry, offset = "", 0
     with _opened(doc) as f:
         while True:
-            raw = f.read(CHUNK_BYTES)
+            raw = f.read(block or CHUNK_BYTES)
             try:
                 text = carry + decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as exc:
@@ -436,6 +462,32 @@ def _text_chunks(doc: _Doc, report: _Reporter) -> Iterator[str]:
             cut = cut_point(text, len(text) // 2, len(text))
             carry = text[cut:]
             yield text[:cut]
+
+
+def text_chunks(path: Path, on_read: Callable[[int], None] | None = None,
+                block: int | None = None) -> Iterator[str]:
+    """A UTF-8 text file in pieces of about `block` bytes, cut where tokenizers split anyway
+    (so encoding the pieces equals encoding the whole); `on_read(n)` after each n bytes read."""
+    class _Counter:
+        @staticmethod
+        def advance(n: int) -> None:
+            if on_read:
+                on_read(n)
+    try:
+        doc = _file_doc(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return _text_chunks(doc, _Counter, block)
+
+
+def _train_tokenizer(docs: list[_Doc], cfg, report: _Reporter) -> TrainedTokenizer:
+    """A byte-level BPE trained on the training documents (engine.data.bpe_training),
+    read in small blocks so that the progress callback (which raises to stop) runs often."""
+    report.begin("train tokenizer", sum(d.size for d in docs))
+    texts = (text for doc in docs for text in _text_chunks(doc, report, TRAIN_READ_BYTES))
+    tokenizer = train_bpe(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.special_tokens)
+    report.end()
+    return tokenizer
 
 
 def _scan_chars(docs: list[_Doc], report: _Reporter) -> list[str]:
@@ -464,7 +516,8 @@ def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path:
 
     if isinstance(tokenizer, CharTokenizer):
         arrays = (tokenizer.encode_array(text).astype(dtype) for text in texts())
-    elif total >= BPE_PROCESS_MIN_BYTES and (os.cpu_count() or 1) > 1 and sys.executable:
+    elif (isinstance(tokenizer, BpeTokenizer) and total >= BPE_PROCESS_MIN_BYTES
+          and (os.cpu_count() or 1) > 1 and sys.executable):
         arrays = encode_processes(tokenizer, texts(), dtype)
     else:
         arrays = encode_threads(tokenizer, texts(), dtype)
@@ -603,6 +656,8 @@ def _pretokenized_vocab(src: _Source, side: dict, cfg) -> tuple[Tokenizer, int]:
         tokenizer = tokenizer_from_json(side["tokenizer"])
     elif "chars" in side:
         tokenizer = CharTokenizer.from_json({"chars": side["chars"]})
+    elif cfg.tokenizer.kind == "trained" and cfg.tokenizer.path:
+        tokenizer = load_tokenizer_file(cfg.tokenizer.path, cfg.tokenizer.special_tokens)
     elif cfg.tokenizer.kind == "bpe":
         tokenizer = BpeTokenizer(cfg.tokenizer.encoding)
     else:

@@ -1,9 +1,10 @@
-"""Tokenizers: characters, or a tiktoken BPE encoding.
+"""Tokenizers: characters, a tiktoken BPE encoding, or a trained byte-level BPE.
 
-Both kinds share one small interface (encode, decode, vocab_size, kind,
-fingerprint, to_json) so the data pipeline, the trainer and the sampler never
-care which one they hold. A tokenizer is saved as plain JSON (never a pickle),
-so checkpoints and prepared datasets can be loaded without running code.
+All kinds share one small interface (encode, decode, vocab_size, kind,
+eot_token, fingerprint, to_json, token_bytes) so the data pipeline, the
+trainer and the sampler never care which one they hold. A tokenizer is saved
+as plain JSON (never a pickle), so checkpoints and prepared datasets can be
+loaded without running code. Training a BPE is engine.data.bpe_training's job.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
+    def __contains__(self, c: str) -> bool:
+        return c in self._index
+
     @functools.cached_property
     def _lookup(self) -> np.ndarray:
         # Dense code point -> id table (at most 4.4 MB); the last slot stands
@@ -92,6 +96,10 @@ class CharTokenizer:
 
     def to_json(self) -> dict:
         return {"kind": "char", "chars": list(self.chars)}
+
+    def token_bytes(self) -> np.ndarray:
+        """UTF-8 bytes each id stands for (bits per byte are counted with it)."""
+        return np.array([len(c.encode("utf-8", "surrogatepass")) for c in self.chars], dtype=np.int64)
 
     @classmethod
     def from_json(cls, d: dict) -> "CharTokenizer":
@@ -153,6 +161,15 @@ class BpeTokenizer:
     def to_json(self) -> dict:
         return {"kind": "bpe", "encoding": self.encoding, "n_vocab": self.vocab_size}
 
+    def token_bytes(self) -> np.ndarray:
+        out = np.zeros(self.vocab_size, dtype=np.int64)
+        for i in range(self.vocab_size):
+            try:
+                out[i] = len(self._enc.decode_single_token_bytes(i))
+            except KeyError:  # a gap in the encoding's ids
+                pass
+        return out
+
     @classmethod
     def from_json(cls, d: dict) -> "BpeTokenizer":
         name = d.get("encoding")
@@ -185,7 +202,122 @@ class BpeTokenizer:
         return f"BpeTokenizer({self.encoding!r}, vocab_size={self.vocab_size})"
 
 
-Tokenizer = CharTokenizer | BpeTokenizer
+class TrainedTokenizer:
+    """A Hugging Face `tokenizers` tokenizer (tokenizer.json): the byte-level BPE
+    trained on the corpus (engine.data.bpe_training), or one loaded from a file.
+
+    Special tokens in the text are matched whole (as transformers' AutoTokenizer
+    does with the exported tokenizer.json); the first of `special_tokens` is the
+    end-of-text token put between documents.
+    """
+
+    kind = "trained"
+
+    def __init__(self, hf_json: dict, special_tokens: Sequence[str] = ()):
+        from tokenizers import Tokenizer as HfTokenizer
+
+        if not isinstance(hf_json, dict):
+            raise DataError("trained tokenizer JSON: \"tokenizer\" must be a tokenizer.json object")
+        try:
+            self._tok = HfTokenizer.from_str(json.dumps(hf_json))
+        except Exception as exc:  # the Rust side raises a plain Exception with serde's message
+            raise DataError(f"not a valid tokenizer.json ({_first_line(exc)})") from None
+        self.hf_json = hf_json
+        self.special_tokens = list(special_tokens)
+        self._special_ids = []
+        for token in self.special_tokens:
+            token_id = self._tok.token_to_id(token)
+            if token_id is None:
+                raise DataError(f"special token {token!r} is not in the tokenizer's vocabulary")
+            self._special_ids.append(token_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def eot_token(self) -> int | None:
+        return self._special_ids[0] if self._special_ids else None
+
+    def vocabulary(self) -> dict[str, int]:
+        """Token text -> id, added tokens included."""
+        return self._tok.get_vocab(with_added_tokens=True)
+
+    def encode(self, text: str, strict: bool = True) -> list[int]:
+        # a byte-level BPE has a token for every byte: nothing is ever unknown
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
+        """Encode many texts in parallel (the Rust core spreads them over the cores)."""
+        return [e.ids for e in self._tok.encode_batch_fast(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = self.vocab_size
+        out, run = [], []
+        for i in map(int, ids):
+            if 0 <= i < n:
+                run.append(i)
+            else:  # a padded model vocabulary can sample ids the tokenizer lacks
+                out.append(self._tok.decode(run, skip_special_tokens=False))
+                out.append(REPLACEMENT)
+                run = []
+        out.append(self._tok.decode(run, skip_special_tokens=False))
+        return "".join(out)
+
+    def token_bytes(self) -> np.ndarray:
+        out = np.zeros(self.vocab_size, dtype=np.int64)
+        byte_level = _byte_level_spelling()
+        added = set(self._tok.get_added_tokens_decoder())
+        for token, i in self.vocabulary().items():
+            if i >= len(out):
+                continue
+            if i in added:                    # matched whole in the text, as written
+                out[i] = len(token.encode("utf-8"))
+            elif all(c in byte_level for c in token):
+                out[i] = len(token)           # one character per byte in this spelling
+            else:
+                out[i] = len(self._tok.decode([i], skip_special_tokens=False).encode("utf-8"))
+        return out
+
+    def to_json(self) -> dict:
+        return {"kind": "trained", "special_tokens": list(self.special_tokens), "tokenizer": self.hf_json}
+
+    def hf_tokenizer_json(self) -> str:
+        """The tokenizer.json text (Hugging Face format) transformers and tokenizers load."""
+        return json.dumps(self.hf_json, ensure_ascii=False, indent=1)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrainedTokenizer":
+        special = d.get("special_tokens", [])
+        if not isinstance(special, list) or not all(isinstance(t, str) for t in special):
+            raise DataError('trained tokenizer JSON: "special_tokens" must be a list of strings')
+        return cls(d.get("tokenizer"), special)
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        return _sha256_json(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"TrainedTokenizer(vocab_size={self.vocab_size})"
+
+
+@functools.cache
+def _byte_level_spelling() -> set[str]:
+    """The 256 characters GPT-2's byte-level BPE spells bytes with."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return set(ByteLevel.alphabet())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+Tokenizer = CharTokenizer | BpeTokenizer | TrainedTokenizer
 
 
 def _load_encoding(name: str):
@@ -215,4 +347,7 @@ def tokenizer_from_json(d: dict) -> Tokenizer:
         return CharTokenizer.from_json(d)
     if kind == "bpe":
         return BpeTokenizer.from_json(d)
-    raise DataError(f'tokenizer JSON: "kind" = {kind!r} is not allowed; expected "char" or "bpe"')
+    if kind == "trained":
+        return TrainedTokenizer.from_json(d)
+    raise DataError(f'tokenizer JSON: "kind" = {kind!r} is not allowed; expected "char", "bpe" or '
+                    '"trained"')

@@ -190,16 +190,30 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None):
+        """idx (B, T) continued by max_new_tokens tokens; temperature 0 is greedy decoding."""
+        for next_id in self.generate_tokens(idx, max_new_tokens, temperature, top_k, generator):
+            idx = torch.cat((idx, next_id), dim=1)
+        return idx
+
+    @torch.no_grad()
+    def generate_tokens(self, idx, max_new_tokens: int, temperature: float = 1.0,
+                        top_k: int | None = None, generator: torch.Generator | None = None):
+        """Yield each new token (B, 1) as it is chosen, so a front end can stream them."""
         for _ in range(max_new_tokens):
             context = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
             logits, _ = self(context)
-            logits = logits[:, -1, :] / temperature
-            if top_k:
-                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                logits[logits < v[:, [-1]]] = -float("inf")
-            probs = F.softmax(logits, dim=-1)
-            idx = torch.cat((idx, torch.multinomial(probs, 1, generator=generator)), dim=1)
-        return idx
+            logits = logits[:, -1, :]
+            if temperature == 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)   # greedy: the most likely token
+            else:
+                logits = logits / temperature
+                if top_k:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                probs = F.softmax(logits, dim=-1)
+                next_id = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat((idx, next_id), dim=1)
+            yield next_id
 
 
 def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -53,10 +53,11 @@ class Recommendation:
     settings: dict[str, object]          # 'section.key' -> autotuned value
     estimate: Estimate
     warnings: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)   # the user's, applied to the preset first
 
     def to_json(self) -> dict:
         return {"preset": self.preset, "device": self.device, "reasons": self.reasons,
-                "settings": self.settings, "warnings": self.warnings,
+                "settings": self.settings, "warnings": self.warnings, "overrides": self.overrides,
                 "estimate": self.estimate.to_json()}
 
 
@@ -79,9 +80,10 @@ def pick_tier(gpu) -> tuple[str, str]:
     return preset, reason
 
 
-def recommend(hardware=None, gpu: str | None = None) -> Recommendation:
+def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tuple = ()) -> Recommendation:
     """The preset for this machine (or for the GPU named by `gpu`, planned
-    from engine.gpu_table), autotuned, with the reasons and the estimate."""
+    from engine.gpu_table), with the user's `overrides` (section.key=value, e.g. a
+    tokenizer and its vocab size) applied, autotuned, with the reasons and the estimate."""
     from llmtui.engine.config.loading import load_config
     from llmtui.engine.planning.hardware import detect
 
@@ -122,7 +124,9 @@ def recommend(hardware=None, gpu: str | None = None) -> Recommendation:
 
     from llmtui.engine.planning.autotune import autotune
 
-    cfg = load_config(preset)
+    cfg = load_config(preset, overrides)
+    if overrides:
+        reasons.append(f"with your settings: {', '.join(overrides)}")
     if device != "cpu" and device != "cuda:0":
         cfg.run.device = device
     target = target_for(cfg.run.device if device != "cpu" else "cpu", cfg.training.precision,
@@ -139,7 +143,7 @@ def recommend(hardware=None, gpu: str | None = None) -> Recommendation:
     # hardware warnings already given as a reason are not repeated
     warnings = [w for w in hardware.warnings if w not in reasons] + warnings
     return Recommendation(preset=preset, reasons=reasons, device=device, settings=settings,
-                          estimate=est, warnings=warnings)
+                          estimate=est, warnings=warnings, overrides=list(overrides))
 
 
 # ---------------------------------------------------------------------------
@@ -282,7 +286,7 @@ def calibrate_recommendation(rec: Recommendation, hardware, steps: int = 3) -> R
     from llmtui.engine.config.loading import load_config
     from llmtui.engine.planning.calibrate import calibrate
 
-    cfg = load_config(rec.preset, [f"{k}={_toml(v)}" for k, v in rec.settings.items()])
+    cfg = load_config(rec.preset, rec.overrides + [f"{k}={_toml(v)}" for k, v in rec.settings.items()])
     seconds = calibrate(cfg, rec.estimate.vocab_size, steps=steps)
     rec.estimate = estimate(cfg, rec.estimate.vocab_size, hardware, calibrated_step_seconds=seconds)
     return rec

@@ -81,8 +81,14 @@ def vocab_for(cfg, vocab_size: int | None = None) -> int:
         return max(cfg.model.vocab_size, vocab_size or 0)
     if vocab_size:
         return vocab_size
-    if cfg.tokenizer.kind == "bpe":
-        return BPE_VOCAB.get(cfg.tokenizer.encoding, 50257)
+    t = cfg.tokenizer
+    if t.kind == "bpe":
+        return BPE_VOCAB.get(t.encoding, 50257)
+    if t.kind == "trained":
+        # the file's own size when a tokenizer.json is given; else what training aims for
+        # (a small corpus can end with fewer tokens: then this slightly overestimates)
+        from llmtui.engine.data.bpe_training import tokenizer_file_vocab_size
+        return (t.path and tokenizer_file_vocab_size(t.path)) or t.vocab_size
     return CHAR_VOCAB_GUESS
 
 

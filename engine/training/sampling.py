@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from llmtui.engine.config.loading import config_from_dict
-from llmtui.engine.data.tokenizers import tokenizer_from_json
+from llmtui.engine.config.schema import Config
+from llmtui.engine.data.tokenizers import Tokenizer, tokenizer_from_json
 from llmtui.engine.errors import CheckpointError
 from llmtui.engine.model.gpt import GPT, gpt_config
 from llmtui.engine.planning.device import resolve_device
@@ -18,8 +20,11 @@ from llmtui.engine.training.snapshot import load_model_state
 
 def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint directory, or a run directory (its newest intact checkpoint)."""
+    path = Path(path)
     if (path / ckpt.MANIFEST).exists():
         return path
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run or checkpoint directory")
     found, notes = ckpt.latest_intact(path)
     if found is None:
         detail = f" ({notes[0]})" if notes else ""
@@ -27,9 +32,22 @@ def resolve_checkpoint(path: Path) -> Path:
     return found
 
 
-def load_for_inference(path: Path, device: str = "auto"):
-    """Model (eval mode) and tokenizer from a checkpoint."""
+@dataclass
+class LoadedModel:
+    """A checkpoint ready for inference: the model in eval mode, its tokenizer and config."""
 
+    model: GPT
+    tokenizer: Tokenizer
+    config: Config
+    path: Path          # the checkpoint directory
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_checkpoint_model(path: Path, device: str = "auto") -> LoadedModel:
+    """The model (eval mode), tokenizer and config of a checkpoint or of a run's newest one."""
     path = resolve_checkpoint(path)
     loaded = ckpt.load(path)
     try:
@@ -40,12 +58,13 @@ def load_for_inference(path: Path, device: str = "auto"):
     torch_device, _ = resolve_device(device)
     model = GPT(gpt_config(cfg, tokenizer.vocab_size))
     load_model_state(model, loaded.model_state, str(path))
-    return model.to(torch_device).eval(), tokenizer
+    return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path)
 
 
 def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, temperature: float = 0.8,
                            top_k: int | None = 200, seed: int = 1337, device: str = "auto") -> str:
-    model, tokenizer = load_for_inference(path, device)
+    loaded = load_checkpoint_model(path, device)
+    model, tokenizer = loaded.model, loaded.tokenizer
     ids = tokenizer.encode(prompt, strict=False) or [0]
     dev = next(model.parameters()).device
     idx = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long, device=dev)

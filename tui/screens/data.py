@@ -1,5 +1,9 @@
 """The data step: choose the corpus and tokenizer, prepare the token files.
 
+The tokenizer may be characters, a tiktoken encoding, or a byte-level BPE
+trained on the corpus (vocab size, special tokens) or loaded from a
+tokenizer.json; training it is the first stage of preparation, with progress.
+
 Preparation runs `engine.data.prepare.prepare_data` in a thread worker; its progress
 callback only appends to an EventBuffer, which this screen polls on a timer
 (the same thread-safe path the monitor uses for training events).
@@ -27,8 +31,10 @@ from textual.widgets import (
     Static,
 )
 
+from llmtui.engine.config.schema import field_spec
 from llmtui.engine.errors import ConfigError, UserError
 from llmtui.engine.training.events import EventBuffer, PrepareEvent
+from llmtui.tui.fields import field_text, parse_field_text
 from llmtui.tui.messages import DataPrepared, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -73,13 +79,27 @@ class DataScreen(Screen):
                 with Horizontal(classes="data-row"):
                     yield Label("kind", classes="data-label")
                     yield Select([("char: one token per character", "char"),
-                                  ("bpe: a tiktoken encoding", "bpe")],
+                                  ("bpe: a tiktoken encoding", "bpe"),
+                                  ("trained: a byte-level BPE trained on this corpus", "trained")],
                                  value=doc.get("tokenizer.kind"), allow_blank=False, compact=True,
                                  id="tokenizer-kind")
                 with Horizontal(classes="data-row"):
                     yield Label("encoding", classes="data-label")
                     yield Input(doc.get("tokenizer.encoding"), compact=True, id="tokenizer-encoding",
                                 disabled=doc.get("tokenizer.kind") != "bpe")
+                with Horizontal(classes="data-row"):
+                    yield Label("vocab size", classes="data-label")
+                    yield Input(str(doc.get("tokenizer.vocab_size")), compact=True, type="integer",
+                                id="tokenizer-vocab")
+                with Horizontal(classes="data-row"):
+                    yield Label("special tokens", classes="data-label")
+                    yield Input(field_text(field_spec("tokenizer.special_tokens"),
+                                           doc.get("tokenizer.special_tokens")),
+                                compact=True, id="tokenizer-special")
+                with Horizontal(classes="data-row"):
+                    yield Label("tokenizer.json", classes="data-label")
+                    yield Input(doc.get("tokenizer.path"), compact=True, id="tokenizer-path",
+                                placeholder="empty: train one on the corpus; or a tokenizer.json to use")
                 with Horizontal(classes="data-row"):
                     yield Label("prepared in", classes="data-label")
                     yield Input(doc.get("data.prepared_dir"), compact=True, id="prepared-dir")
@@ -99,6 +119,7 @@ class DataScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#prepare-progress").display = False
         self.query_one("#source-kind", RadioSet).focus()
+        self._enable_tokenizer_inputs(self.doc.get("tokenizer.kind"))
         if self.app.session.data_is_current():
             self._show_summary(self.app.session.data_summary)
 
@@ -112,6 +133,8 @@ class DataScreen(Screen):
             error.show(exc.detail)
             return False
         error.show(None)
+        if error_id == "#tokenizer-error":   # the panel's cross-key rules still apply
+            self._check_tokenizer()
         return True
 
     @on(RadioSet.Changed, "#source-kind")
@@ -147,12 +170,56 @@ class DataScreen(Screen):
     def _tokenizer_kind(self, event: Select.Changed) -> None:
         if event.value is Select.NULL:
             return
-        self.query_one("#tokenizer-encoding", Input).disabled = event.value != "bpe"
+        if event.value != "trained" and self.doc.get("tokenizer.path"):
+            # a tokenizer.json is only used by a trained tokenizer (a cross-key rule)
+            self.query_one("#tokenizer-path", Input).value = ""
+            self.doc.set("tokenizer.path", "")
+        self._enable_tokenizer_inputs(event.value)
         self._set("tokenizer.kind", event.value, "#tokenizer-error")
+
+    def _enable_tokenizer_inputs(self, kind: str) -> None:
+        trained = kind == "trained"
+        self.query_one("#tokenizer-encoding", Input).disabled = kind != "bpe"
+        self.query_one("#tokenizer-special", Input).disabled = not trained
+        self.query_one("#tokenizer-path", Input).disabled = not trained
+        # a given tokenizer.json has its own size
+        self.query_one("#tokenizer-vocab", Input).disabled = not trained or bool(self.doc.get("tokenizer.path"))
 
     @on(Input.Changed, "#tokenizer-encoding")
     def _encoding(self, event: Input.Changed) -> None:
         self._set("tokenizer.encoding", event.value.strip(), "#tokenizer-error")
+
+    @on(Input.Changed, "#tokenizer-vocab")
+    def _vocab(self, event: Input.Changed) -> None:
+        self._set_text("tokenizer.vocab_size", event.value)
+
+    @on(Input.Changed, "#tokenizer-special")
+    def _special(self, event: Input.Changed) -> None:
+        self._set_text("tokenizer.special_tokens", event.value)
+
+    @on(Input.Changed, "#tokenizer-path")
+    def _tokenizer_path(self, event: Input.Changed) -> None:
+        self._set_text("tokenizer.path", event.value.strip())
+        self._enable_tokenizer_inputs(self.doc.get("tokenizer.kind"))
+
+    def _set_text(self, key: str, text: str) -> None:
+        """A typed value, parsed as the wizard parses it, then the tokenizer's cross-key rules."""
+        error = self.query_one("#tokenizer-error", ErrorText)
+        try:
+            self.doc.set(key, parse_field_text(field_spec(key), text))
+        except ConfigError as exc:
+            error.show(f"{key}: {exc.short()}")
+            return
+        error.show(None)
+        self._check_tokenizer()
+
+    def _check_tokenizer(self) -> None:
+        """Show a rule that spans tokenizer keys (vocab size vs special tokens) at once."""
+        try:
+            self.doc.to_config()
+        except ConfigError as exc:
+            if any(k.startswith("tokenizer.") for k in exc.keys):
+                self.query_one("#tokenizer-error", ErrorText).show(exc.detail)
 
     @on(Input.Changed, "#prepared-dir")
     def _prepared_dir(self, event: Input.Changed) -> None:

@@ -34,7 +34,8 @@ class RunScreen(Screen):
     SUB_TITLE = "run"
     BINDINGS = [
         Binding("r", "resume", "Resume"),
-        Binding("g", "sample", "Sample"),
+        Binding("g", "generate", "Generate"),
+        Binding("e", "evaluate", "Evaluate"),
         Binding("w", "to_wizard", "To wizard"),
         Binding("d", "delete", "Delete"),
         Binding("escape", "back", "Back"),
@@ -267,12 +268,19 @@ class RunScreen(Screen):
         self.app.push_screen(NumberScreen("Resume run", question, default, r.steps + 1, 10**9,
                                           action="Resume"), chosen)
 
-    def action_sample(self) -> None:
+    def action_generate(self) -> None:
         checkpoint = self._newest_checkpoint()
         if checkpoint is None:
-            self.notify("No intact checkpoint to sample from.", severity="warning")
+            self.notify("No intact checkpoint to generate from.", severity="warning")
             return
-        self.app.open_sample(checkpoint)
+        self.app.open_generate(checkpoint)
+
+    def action_evaluate(self) -> None:
+        checkpoint = self._newest_checkpoint()
+        if checkpoint is None:
+            self.notify("No intact checkpoint to evaluate.", severity="warning")
+            return
+        self.app.open_evaluate(checkpoint)
 
     def action_to_wizard(self) -> None:
         from llmtui.engine.config.document import ConfigDocument
@@ -322,7 +330,9 @@ class RunScreen(Screen):
         name = self.run_dir.name
         yield SystemCommand(f"Resume {name}", "Train this run on (asks how many steps)", self.action_resume)
         yield SystemCommand(f"Sample from {name}", "Generate text from its newest checkpoint",
-                            self.action_sample)
+                            self.action_generate)
+        yield SystemCommand(f"Evaluate {name}", "Loss, perplexity, accuracy and bits per byte of its "
+                            "newest checkpoint on a file", self.action_evaluate)
         yield SystemCommand(f"Copy {name}'s config into the wizard", "Start a new run from this one",
                             self.action_to_wizard)
         yield SystemCommand(f"Delete {name}", "Delete the run's own files (asks first)", self.action_delete)

@@ -62,6 +62,7 @@ class SummaryScreen(Screen):
     SUB_TITLE = "summary"
     BINDINGS = [
         Binding("escape", "back", "Monitor"),
+        Binding("ctrl+g", "generate", "Generate"),
         Binding("ctrl+n", "new_run", "New run"),
     ]
 
@@ -83,6 +84,8 @@ class SummaryScreen(Screen):
                 yield SampleBox(Path(checkpoint) if checkpoint else None, self.sample_defaults)
         with Horizontal(id="sum-buttons"):
             yield Button("◂ Monitor", id="back", compact=True)
+            yield Button("Generate…", id="generate", compact=True, disabled=not self.has_checkpoint)
+            yield Button("Evaluate…", id="evaluate", compact=True, disabled=not self.has_checkpoint)
             yield Button("New run", id="new-run", compact=True)
             yield Button("Quit", id="quit", compact=True, variant="error")
         yield Footer(compact=True)
@@ -90,6 +93,24 @@ class SummaryScreen(Screen):
     @property
     def has_checkpoint(self) -> bool:
         return bool(self.summary.get("best_checkpoint") or self.summary.get("last_checkpoint"))
+
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint to use: the best one, else the last."""
+        return Path(self.summary.get("best_checkpoint") or self.summary.get("last_checkpoint"))
+
+    @on(Button.Pressed, "#generate")
+    def _generate_pressed(self) -> None:
+        self.action_generate()
+
+    @on(Button.Pressed, "#evaluate")
+    def _evaluate_pressed(self) -> None:
+        if self.has_checkpoint:
+            self.app.open_evaluate(self.checkpoint, self.sample_defaults.get("device", "auto"))
+
+    def action_generate(self) -> None:
+        if self.has_checkpoint:
+            self.app.open_generate(self.checkpoint, self.sample_defaults)
 
     @on(Button.Pressed, "#back")
     def _back_pressed(self) -> None:

@@ -1,0 +1,241 @@
+"""`llmtui export`: for every architecture llmtui trains and every tokenizer kind, on a
+tiny trained model, transformers loads the export with no custom code and computes
+the same logits (1e-4, fp32), greedy generate() continues like `llmtui sample
+--temperature 0`, and AutoTokenizer encodes and decodes like llmtui. GGUF files are
+read back with transformers' GGUF loader the same way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import SHAKESPEARE, TINY
+from llmtui import load_config, train
+from llmtui.cli import main
+from llmtui.engine.training.sampling import load_checkpoint_model
+
+CORPUS_TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:60_000] + "\nNaïve café — ☃\n"
+PROBE = "ROMEO:\nBut soft, what light through yonder window breaks? Naïve ☃"
+# name -> (pos_encoding, tokenizer overrides, other model settings): every architecture
+# with every tokenizer kind, tied and untied heads, with and without biases
+MODELS = {
+    "learned-char": ("learned", ['tokenizer.kind="char"'], []),
+    "rope-char": ("rope", ['tokenizer.kind="char"'], ["model.bias=true", "model.tie_embeddings=false"]),
+    "learned-bpe": ("learned", ['tokenizer.kind="bpe"'], ["model.bias=true", "model.tie_embeddings=false"]),
+    "rope-bpe": ("rope", ['tokenizer.kind="bpe"'], []),
+    "learned-trained": ("learned", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
+                        ["model.bias=true", "model.tie_embeddings=false"]),
+    "rope-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"], ["model.d_ff=48"]),
+}
+GGUF_MODELS = ["learned-trained", "rope-trained"]      # both GGUF architectures (the bpe kind: below)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny model trained for each entry of MODELS (10 steps: weights far from init)."""
+    root = tmp_path_factory.mktemp("export")
+    corpus = root / "corpus.txt"
+    corpus.write_text(CORPUS_TEXT, encoding="utf-8")
+    out = {}
+    for name, (pos, tokenizer, model) in MODELS.items():
+        cfg = load_config("cpu", TINY + tokenizer + model + [
+            f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"', f'run.name="{name}"',
+            'run.device="cpu"', f'data.source="{corpus}"', f'model.pos_encoding="{pos}"',
+            "training.max_steps=6", "eval.sample_tokens=0", "eval.every_n_steps=6", "training.save_best=false"])
+        out[name] = train(cfg).run_dir
+    return out
+
+
+def llmtui_logits(loaded, ids):
+    with torch.no_grad():
+        return loaded.model(torch.tensor([ids]), torch.tensor([ids]))[0][0]
+
+
+def probe_ids(loaded):
+    return loaded.tokenizer.encode(PROBE, strict=False)[:loaded.model.config.block_size]
+
+
+def llmtui_greedy(run_dir, prompt, tokens, capsys) -> str:
+    """What `llmtui sample --temperature 0` prints, without the trailing newline."""
+    capsys.readouterr()
+    assert main(["sample", str(run_dir), "--prompt", prompt, "--tokens", str(tokens),
+                 "--temperature", "0", "--device", "cpu", "--seed", "7"]) == 0
+    return capsys.readouterr().out[:-1]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_hf_export_computes_what_llmtui_computes(name, runs, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "hf"
+    assert main(["export", str(runs[name]), str(out), "--format", "hf"]) == 0
+    printed = capsys.readouterr().out
+    assert f"to {out}/ as hf" in printed and "AutoModelForCausalLM.from_pretrained" in printed
+    loaded = load_checkpoint_model(runs[name], "cpu")
+    model = AutoModelForCausalLM.from_pretrained(out)       # no trust_remote_code: stock classes
+    expected = "GPT2LMHeadModel" if name.startswith("learned") else "Starcoder2ForCausalLM"
+    assert type(model).__name__ == expected
+    ids = probe_ids(loaded)
+    with torch.no_grad():
+        theirs = model(torch.tensor([ids])).logits[0]
+    assert (theirs - llmtui_logits(loaded, ids)).abs().max().item() < 1e-4
+
+    # the tokenizer: same ids and text as llmtui's own
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer(PROBE)["input_ids"] == loaded.tokenizer.encode(PROBE, strict=False)
+    assert tokenizer.decode(ids) == loaded.tokenizer.decode(ids)
+
+    # greedy generation == llmtui sample --temperature 0 (within the context length)
+    prompt = "ROMEO:"
+    prompt_ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    new = loaded.model.config.block_size - prompt_ids.shape[1]
+    generated = model.generate(prompt_ids, max_new_tokens=new, do_sample=False,
+                               pad_token_id=tokenizer.eos_token_id or 0)
+    assert tokenizer.decode(generated[0]) == llmtui_greedy(runs[name], prompt, new, capsys)
+
+
+@pytest.mark.parametrize("name", GGUF_MODELS)
+def test_gguf_export_reads_back_with_the_same_logits(name, runs, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "gguf"
+    assert main(["export", str(runs[name]), str(out), "--format", "gguf"]) == 0
+    assert [p.name for p in out.iterdir()] == ["model.gguf"]
+    loaded = load_checkpoint_model(runs[name], "cpu")
+    block = loaded.model.config.block_size
+    # transformers' GGUF loader maps gpt2.context_length to n_ctx, which GPT-2's config no
+    # longer reads (it sizes the position table from n_positions): give it the length
+    extra = {"n_positions": block} if name.startswith("learned") else {}
+    model = AutoModelForCausalLM.from_pretrained(out, gguf_file="model.gguf", **extra)
+    ids = probe_ids(loaded)
+    with torch.no_grad():
+        theirs = model(torch.tensor([ids])).logits[0]
+    assert (theirs - llmtui_logits(loaded, ids)).abs().max().item() < 1e-4
+    tokenizer = AutoTokenizer.from_pretrained(out, gguf_file="model.gguf")
+    assert tokenizer(PROBE)["input_ids"] == loaded.tokenizer.encode(PROBE)
+    prompt_ids = torch.tensor([loaded.tokenizer.encode("ROMEO:")])
+    generated = model.generate(prompt_ids, max_new_tokens=block - prompt_ids.shape[1], do_sample=False,
+                               pad_token_id=0)
+    text = loaded.tokenizer.decode(generated[0].tolist())
+    assert text == llmtui_greedy(runs[name], "ROMEO:", block - prompt_ids.shape[1], capsys)
+
+
+def test_gguf_holds_a_tiktoken_encoding_as_llama_cpp_reads_it(runs, tmp_path):
+    """A tiktoken vocabulary in GGUF: the token list, types and merges (gpt2 model, gpt-2
+    split pattern), read back by transformers into a tokenizer that encodes like llmtui.
+    (The logits of both GGUF architectures are checked above; reading a 50k-token
+    vocabulary back is slow in the gguf package, so it is read once, here.)"""
+    from transformers import AutoTokenizer
+
+    from llmtui import export
+
+    export(runs["rope-bpe"], tmp_path / "out", format="gguf")
+    loaded = load_checkpoint_model(runs["rope-bpe"], "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out", gguf_file="model.gguf")
+    assert tokenizer(PROBE)["input_ids"] == loaded.tokenizer.encode(PROBE)
+    assert tokenizer.eos_token == "<|endoftext|>" and len(tokenizer) == 50257
+
+
+def test_fp16_exports_hold_half_precision_weights(runs, tmp_path):
+    from gguf import GGUFReader
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from llmtui import export
+
+    loaded = load_checkpoint_model(runs["rope-trained"], "cpu")
+    ids = probe_ids(loaded)
+    ours = llmtui_logits(loaded, ids)
+    result = export(runs["rope-trained"], tmp_path / "hf16", format="hf", dtype="fp16")
+    assert result.dtype == "fp16" and result.architecture == "starcoder2"
+    with safe_open(tmp_path / "hf16" / "model.safetensors", "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf16", dtype=torch.float32)
+    with torch.no_grad():
+        assert (model(torch.tensor([ids])).logits[0] - ours).abs().max().item() < 2e-2
+    export(runs["rope-trained"], tmp_path / "gguf16", format="gguf", dtype="fp16")
+    reader = GGUFReader(str(tmp_path / "gguf16" / "model.gguf"))
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert types["token_embd.weight"] == "F16" and types["blk.0.attn_q.weight"] == "F16"
+    assert types["blk.0.attn_norm.weight"] == "F32"          # 1-D tensors stay fp32, as llama.cpp's
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "gguf16", gguf_file="model.gguf")
+    with torch.no_grad():
+        assert (model(torch.tensor([ids])).logits[0] - ours).abs().max().item() < 2e-2
+
+
+# --- refusals: one line, exit 2, nothing written ----------------------------------
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_char_models_are_refused_for_gguf(runs, tmp_path, capsys):
+    out = tmp_path / "char-gguf"
+    code, err = run_cli(capsys, "export", str(runs["learned-char"]), str(out), "--format", "gguf")
+    assert code == 2 and err.count("\n") == 1
+    assert 'tokenizer.kind = "char" cannot be exported to gguf' in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_export_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
+    code, err = run_cli(capsys, "export", str(runs["learned-char"]), str(tmp_path / "x"), "--format", "onnx")
+    assert code == 2 and "invalid choice: 'onnx'" in err and err.count("\n") == 1
+    empty_run = tmp_path / "empty-run"
+    empty_run.mkdir()
+    code, err = run_cli(capsys, "export", str(empty_run), str(tmp_path / "x"))
+    assert code == 2 and "no intact checkpoint" in err and err.count("\n") == 1
+    code, err = run_cli(capsys, "export", str(tmp_path / "nothing-here"), str(tmp_path / "x"))
+    assert code == 2 and "no such run or checkpoint directory" in err
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, err = run_cli(capsys, "export", str(runs["learned-char"]), str(out))
+    assert code == 2 and "exists and is not empty" in err and "--overwrite" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    code, _ = run_cli(capsys, "export", str(runs["learned-char"]), str(out), "--overwrite")
+    assert code == 0 and (out / "config.json").is_file() and not (out / "notes.txt").exists()
+    code, err = run_cli(capsys, "export", str(runs["learned-char"]), str(runs["learned-char"].parent),
+                        "--overwrite")
+    assert code == 2 and "--overwrite never replaces those" in err
+    assert (runs["learned-char"] / "last" / "manifest.json").is_file()
+
+
+def test_a_model_setting_without_a_mapping_is_refused_by_name(runs, tmp_path, capsys, monkeypatch):
+    """Every [model] setting the exporter does not map must hold its default: a new model
+    option is refused until it is mapped. (Simulated by unmapping tie_embeddings, which
+    the rope-char model sets to false.)"""
+    from llmtui.engine.config.schema import FIELDS, FieldSpec
+    from llmtui.engine.inference import mapping
+
+    monkeypatch.setattr(mapping, "HANDLED", mapping.HANDLED - {"tie_embeddings"})
+    out = tmp_path / "refused"
+    code, err = run_cli(capsys, "export", str(runs["rope-char"]), str(out))
+    assert code == 2 and err.count("\n") == 1
+    assert "model.tie_embeddings = false cannot be exported to hf" in err
+    assert not out.exists()
+    # a setting the schema gains later (another engineer's model.norm, say) is refused the same way
+    cfg = load_config("cpu")
+    spec = FieldSpec("model", "norm", str, None, "layernorm", "Norm.", None, None,
+                     ("layernorm", "rmsnorm"), None, None, False, False)
+    monkeypatch.setitem(FIELDS["model"], "norm", spec)
+    cfg.model.norm = "rmsnorm"
+    with pytest.raises(mapping.ExportError, match='model.norm = "rmsnorm" cannot be exported to gguf'):
+        mapping.architecture(cfg, "gguf")
+    cfg.model.norm = "layernorm"
+    assert mapping.architecture(cfg, "gguf") == "gpt2"
+
+
+def test_hf_config_matches_the_model(runs, tmp_path):
+    from llmtui import export
+
+    export(runs["learned-trained"], tmp_path / "out")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["model_type"] == "gpt2" and config["activation_function"] == "gelu"
+    assert config["tie_word_embeddings"] is False and config["eos_token_id"] == 0
+    tok_config = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    assert tok_config["clean_up_tokenization_spaces"] is False
+    assert tok_config["eos_token"] == "<|endoftext|>"
