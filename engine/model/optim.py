@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from llmtui.engine.model.shapes import MUON_NS_STEPS, newton_schulz_flops
+
 
 class Muon(torch.optim.Muon):
     """torch.optim.Muon, with its Newton-Schulz iteration in a chosen float format.
@@ -86,14 +88,6 @@ def adjusted_lr(lr: float, rule: str | None, shape: torch.Size) -> float:
     if rule == "match_rms_adamw":
         return lr * 0.2 * math.sqrt(max(rows, cols))
     return lr
-
-
-def newton_schulz_flops(shape, steps: int) -> int:
-    """Matmul FLOPs of one orthogonalization of a matrix of `shape`: per iteration
-    x x^T (2 m^2 n), the quintic polynomial's gram @ gram (2 m^3) and poly @ x
-    (2 m^2 n), with m the smaller side."""
-    m, n = sorted(shape[:2])
-    return steps * (4 * m * m * n + 2 * m ** 3)
 
 
 @dataclass
@@ -182,7 +176,6 @@ def build_optimizers(model: nn.Module, o, *, autocast_dtype: torch.dtype | None 
     groups = [g for g in groups if g["params"]]
     adam = adam_class(groups, lr=o.learning_rate, fused=True, **adam_args)
     muon = Muon(matrices, lr=o.learning_rate, weight_decay=o.weight_decay, momentum=o.muon_momentum,
-                nesterov=True, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype)
-    steps = muon.defaults["ns_steps"]
+                nesterov=True, ns_steps=MUON_NS_STEPS, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype)
     return Optimizers(adam=adam, muon=muon, base_lrs=[g["lr"] for g in groups] + [o.learning_rate],
-                      extra_flops_per_step=sum(newton_schulz_flops(p.shape, steps) for p in matrices))
+                      extra_flops_per_step=sum(newton_schulz_flops(p.shape) for p in matrices))

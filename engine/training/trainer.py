@@ -70,7 +70,7 @@ from llmtui.engine.training.events import (
 )
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
-from llmtui.engine.training.schedule import lr_at
+from llmtui.engine.training.schedule import lr_at, wsd_decay_start
 from llmtui.engine.training.snapshot import (
     checkpoint_files,
     load_model_state,
@@ -497,10 +497,31 @@ class Trainer:
             rng_from_files(loaded.tensors, saved.rng)
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"{source}: training state is damaged ({exc})") from None
-        max_steps = self.state.max_steps
+        max_steps, saved_max_steps = self.state.max_steps, saved.run.max_steps
         self.state = saved.run
         self.state.max_steps = max_steps  # the config's length wins: a resume may extend the run
         self.restored_from = path
+        self._warn_if_lr_jumps(setup, saved_max_steps)
+
+    def _warn_if_lr_jumps(self, setup: TrainingSetup, saved_max_steps: int) -> None:
+        """Say so when a resume with another max_steps changes the learning rate at the
+        resume point (the schedule follows the config's length)."""
+        c, step, new = setup.config, self.state.step, self.state.max_steps
+        if saved_max_steps == new or step == 0:
+            return
+        peak = c.optimizer.learning_rate
+        before, after = lr_at(step, c.scheduler, peak, saved_max_steps), lr_at(step, c.scheduler, peak, new)
+        if before == after:
+            return
+        if c.scheduler.kind == "wsd":
+            start = wsd_decay_start(c.scheduler, saved_max_steps)
+            hint = (f"step {step} is inside the decay of the {saved_max_steps:,}-step run (from step "
+                    f"{start:,}); resume from a checkpoint before step {start:,} to extend without a jump")
+        else:
+            hint = ("scheduler.kind = \"wsd\" extends a run without a jump (or set scheduler.decay_steps "
+                    "to keep the old schedule)")
+        self.warn(f"max_steps {saved_max_steps:,} -> {new:,}: the learning rate at step {step:,} goes "
+                  f"from {before:.3g} to {after:.3g}; {hint}")
 
     # -- checkpoints -------------------------------------------------------
 
