@@ -203,7 +203,7 @@ def load_nanogpt(nanogpt: Path, path: str):
     sys.path.insert(0, str(nanogpt))
     from model import GPT, GPTConfig   # nanoGPT's model.py, from the checkout
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)   # nanoGPT's own files
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)   # tensors and plain values only
     with contextlib.redirect_stdout(io.StringIO()):     # its "number of parameters" line
         model = GPT(GPTConfig(**ckpt["model_args"]))
     state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
