@@ -395,7 +395,7 @@ class Trainer:
         """Say so before starting when a step is estimated to take long."""
         if not setup.peak_flops:
             return
-        seconds = (setup.flops_per_token * setup.tokens_per_step
+        seconds = ((setup.flops_per_token * setup.tokens_per_step + setup.optimizers.extra_flops_per_step)
                    / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
         if seconds >= SLOW_STEP_SECONDS:
             total = seconds * (self.state.max_steps - self.state.step)
