@@ -93,8 +93,7 @@ def split_step(trainer: Trainer) -> tuple[float, float, float]:
     c, device = s.config, s.device
     t = c.training
     lr = lr_at(trainer.state.step, c.scheduler, c.optimizer.learning_rate, trainer.state.max_steps)
-    for group in s.optimizer.param_groups:
-        group["lr"] = lr
+    s.optimizers.set_lr(lr, c.optimizer.learning_rate)
     data = fwd_bwd = 0.0
     for _ in range(t.grad_accum_steps):
         start = time.perf_counter()
@@ -109,11 +108,13 @@ def split_step(trainer: Trainer) -> tuple[float, float, float]:
         fwd_bwd += time.perf_counter() - loaded
     start = time.perf_counter()
     if t.grad_clip > 0:
-        s.scaler.unscale_(s.optimizer)
+        for opt in s.optimizers:
+            s.scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), t.grad_clip)
-    s.scaler.step(s.optimizer)
+    for opt in s.optimizers:
+        s.scaler.step(opt)
     s.scaler.update()
-    s.optimizer.zero_grad(set_to_none=True)
+    s.optimizers.zero_grad()
     sync(device)
     optimizer = time.perf_counter() - start
     trainer.state.step += 1

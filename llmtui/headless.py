@@ -62,12 +62,14 @@ def describe(e: Event) -> str | None:
             resumed = f", resumed from {e.resumed_from} at step {e.start_step}" if e.resumed_from else ""
             procs = f", {e.world_size} processes" if e.world_size > 1 else ""
             threads = f", {e.threads} threads" if e.threads else ""
+            optimizer = (f"; optimizer +{e.optimizer_flops_per_step / 1e9:.2f} GFLOP/step (Muon's "
+                         "Newton-Schulz, not in mfu)" if e.optimizer_flops_per_step else "")
             return (f"run {e.run_dir} on {e.device} ({e.precision}{threads}{procs}){resumed}\n"
                     f"model {e.n_params / 1e6:.2f}M parameters ({e.n_params_non_embedding / 1e6:.2f}M "
                     f"non-embedding), vocab {e.vocab_size}; effective batch {e.effective_batch} "
                     f"sequences = {e.tokens_per_step:,} tokens/step; data {e.train_tokens:,} train / "
                     f"{e.val_tokens:,} val tokens ({'reused' if e.data_reused else 'prepared'} in "
-                    f"{e.data_dir})")
+                    f"{e.data_dir}){optimizer}")
         case TrainEvent():
             return train_line(e)
         case EvalEvent():

@@ -43,19 +43,24 @@ def test_metrics_lines_round_trip_byte_for_byte():
 
 
 def test_new_runs_write_the_same_keys_in_the_same_order(tiny):
-    """A run of this version writes, kind for kind, the keys 0.1.0 wrote, in its order."""
+    """A run of this version with a config that sets none of the newer keys (the defaults:
+    nanoGPT's model and AdamW) writes, kind for kind, the keys 0.1.0 wrote, in its order;
+    newer options only add keys after them (a Muon run: the optimizer's FLOPs per step)."""
     golden = {}
     for line in golden_lines():
         record = json.loads(line)
         golden.setdefault(record["kind"], list(record))
-    result = Trainer(load_config("cpu", tiny + ["eval.sample_tokens=4", "training.max_steps=20",
-                                                "checkpoint.every_n_steps=10"])).run()
-    seen = set()
-    for record in read_jsonl(result.metrics_path):
-        if record["kind"] in golden:
-            assert list(record) == golden[record["kind"]], record["kind"]
-            seen.add(record["kind"])
-    assert {"start", "train", "eval", "sample", "checkpoint", "done"} <= seen
+    common = tiny + ["eval.sample_tokens=4", "training.max_steps=20", "checkpoint.every_n_steps=10"]
+    for name, extra, added in (("defaults", [], {}),
+                               ("muon", ['optimizer.name="muon"', 'model.norm="rmsnorm"'],
+                                {"start": ["optimizer_flops_per_step"]})):
+        result = Trainer(load_config(None, common + [f'run.name="{name}"'] + extra)).run()
+        seen = set()
+        for record in read_jsonl(result.metrics_path):
+            if record["kind"] in golden:
+                assert list(record) == golden[record["kind"]] + added.get(record["kind"], []), record["kind"]
+                seen.add(record["kind"])
+        assert {"start", "train", "eval", "sample", "checkpoint", "done"} <= seen
 
 
 def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):

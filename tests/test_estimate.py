@@ -40,7 +40,9 @@ def cpu_machine(ram_gib: float = 16, bf16: bool = False) -> HardwareInfo:
 
 MODELS = [dict(n_layer=2, n_head=4, n_embd=64, block_size=32, **extra) for extra in (
     {}, {"bias": True}, {"tie_embeddings": False}, {"pos_encoding": "rope"}, {"d_ff": 96},
-    {"dropout": 0.1}, {"dropout": 0.1, "pos_encoding": "rope", "bias": True})]
+    {"dropout": 0.1}, {"dropout": 0.1, "pos_encoding": "rope", "bias": True},
+    {"norm": "rmsnorm", "bias": True}, {"mlp": "relu2"}, {"mlp": "swiglu"}, {"mlp": "swiglu", "d_ff": 96},
+    {"qk_norm": True}, {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "tie_embeddings": False})]
 
 
 @pytest.mark.parametrize("shape", MODELS)
@@ -79,6 +81,22 @@ def saved_bytes(gc: GPTConfig, batch: int, bf16: bool) -> int:
 def test_activation_formula_matches_autograd(dropout, pos, d_ff, bf16):
     gc = GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=dropout,
                    pos_encoding=pos, d_ff=d_ff)
+    measured = saved_bytes(gc, 3, bf16)
+    estimated = activation_bytes(gc, 3, "cpu", "bf16" if bf16 else "fp32")
+    assert estimated == pytest.approx(measured, rel=0.01)
+
+
+NEW_OPTIONS = {"rmsnorm": {"norm": "rmsnorm"}, "relu2": {"mlp": "relu2"}, "swiglu": {"mlp": "swiglu"},
+               "qk_norm": {"qk_norm": True},
+               "all": {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "bias": True}}
+
+
+@pytest.mark.parametrize("option", NEW_OPTIONS)
+@pytest.mark.parametrize("dropout, pos, bf16", list(itertools.product(
+    (0.0, 0.1), ("learned", "rope"), (False, True))))
+def test_activation_formula_matches_autograd_for_the_recipe_options(option, dropout, pos, bf16):
+    gc = GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=dropout,
+                   pos_encoding=pos, **NEW_OPTIONS[option])
     measured = saved_bytes(gc, 3, bf16)
     estimated = activation_bytes(gc, 3, "cpu", "bf16" if bf16 else "fp32")
     assert estimated == pytest.approx(measured, rel=0.01)

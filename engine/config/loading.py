@@ -303,6 +303,11 @@ def validate(cfg: Config, origin: str = "config") -> None:
     if any(not 0.0 <= b < 1.0 for b in o.betas):
         fail(f"optimizer.betas = {show_value(o.betas)}: each beta must be >= 0 and < 1",
              "optimizer.betas")
+    if o.name == "muon" and o.head_learning_rate and m.tie_embeddings:
+        fail(f"optimizer.head_learning_rate = {o.head_learning_rate:g} needs an untied head: with "
+             "model.tie_embeddings = true the head is the token embedding (set "
+             "optimizer.embedding_learning_rate, or model.tie_embeddings = false)",
+             "optimizer.head_learning_rate", "model.tie_embeddings")
     if s.min_learning_rate > o.learning_rate:
         fail(f"scheduler.min_learning_rate = {s.min_learning_rate:g} must not exceed "
              f"optimizer.learning_rate = {o.learning_rate:g}", "scheduler.min_learning_rate",

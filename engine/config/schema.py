@@ -85,7 +85,8 @@ class ModelConfig:
     n_head: int = spec(4, "Attention heads per block; must divide n_embd.", min=1, max=128)
     n_embd: int = spec(128, "Embedding (model) width.", min=8, max=16384)
     block_size: int = spec(64, "Context length in tokens.", min=2, max=65536)
-    d_ff: int = spec(0, "MLP hidden width (0 = 4 * n_embd).", min=0, max=262144)
+    d_ff: int = spec(0, "MLP hidden width (0 = 4 * n_embd; with mlp = \"swiglu\" 8/3 * n_embd, rounded "
+                     "up to a multiple of 8, for the same weights).", min=0, max=262144)
     dropout: float = spec(0.0, "Dropout probability during training.", min=0.0, max=0.9)
     bias: bool = spec(False, "Bias terms in Linear and LayerNorm layers.")
     pos_encoding: str = spec("learned", "Position encoding: learned absolute embeddings or rotary (RoPE).",
@@ -96,6 +97,12 @@ class ModelConfig:
     vocab_size: int = spec(0, "Vocabulary size (0 = the tokenizer's; a larger value pads it).",
                            min=0, max=1_000_000)
     gradient_checkpointing: bool = spec(False, "Recompute activations in backward to save memory.")
+    norm: str = spec("layernorm", "Normalization in the blocks and before the head: layernorm "
+                     "(nanoGPT) or rmsnorm (no mean, no bias).", choices=("layernorm", "rmsnorm"))
+    mlp: str = spec("gelu", "MLP: gelu (GPT-2), relu2 (squared ReLU) or swiglu (gated SiLU, three "
+                    "matrices).", choices=("gelu", "relu2", "swiglu"))
+    qk_norm: bool = spec(False, "RMSNorm each attention head's queries and keys (QK-norm): bounded "
+                         "attention logits, stable at higher learning rates.")
 
 
 @dataclass
@@ -128,8 +135,19 @@ class TrainingConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = spec("adamw", "adamw (decoupled weight decay) or adam.", choices=("adamw", "adam"))
-    learning_rate: float = spec(1e-3, "Peak learning rate.", min=0.0, max=10.0, min_exclusive=True)
+    name: str = spec("adamw", "adamw (decoupled weight decay), adam, or muon (torch.optim.Muon for the "
+                     "blocks' matrices, AdamW for embeddings, head, gains and biases).",
+                     choices=("adamw", "adam", "muon"))
+    learning_rate: float = spec(1e-3, "Peak learning rate (muon: of the blocks' matrices, scaled to "
+                                "AdamW's update size).", min=0.0, max=10.0, min_exclusive=True)
+    embedding_learning_rate: float = spec(0.0, "muon only: peak learning rate of the token and position "
+                                          "embeddings (a tied head too), AdamW (0 = learning_rate).",
+                                          min=0.0, max=10.0)
+    head_learning_rate: float = spec(0.0, "muon only: peak learning rate of an untied output head, "
+                                     "AdamW (0 = learning_rate).", min=0.0, max=10.0)
+    gain_learning_rate: float = spec(0.0, "muon only: peak learning rate of norm gains and biases, "
+                                     "AdamW (0 = learning_rate).", min=0.0, max=10.0)
+    muon_momentum: float = spec(0.95, "muon only: Muon's (Nesterov) momentum.", min=0.0, max=0.999)
     betas: list[float] = spec([0.9, 0.99], "Adam beta1 and beta2.", min=0.0, max=1.0)
     eps: float = spec(1e-8, "Adam epsilon.", min=0.0, max=1.0, min_exclusive=True)
     weight_decay: float = spec(0.1, "Weight decay on weight matrices and embeddings (never on biases or norm gains).",
@@ -138,12 +156,16 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
-    kind: str = spec("cosine", "Learning rate after warmup: cosine or linear decay, or constant.",
-                     choices=("cosine", "linear", "constant"))
+    kind: str = spec("cosine", "Learning rate after warmup: cosine or linear decay, constant, or wsd "
+                     "(warmup-stable-decay: constant, then a linear decay over the last decay_fraction "
+                     "of the run; a run extended before its decay keeps its learning rate).",
+                     choices=("cosine", "linear", "constant", "wsd"))
     warmup_steps: int = spec(100, "Linear warmup steps from 0 to learning_rate.", min=0, max=10**9)
     min_learning_rate: float = spec(1e-4, "Learning rate at the end of the decay.", min=0.0, max=10.0)
     decay_steps: int = spec(0, "Step at which decay reaches min_learning_rate (0 = max_steps).",
                             min=0, max=10**9)
+    decay_fraction: float = spec(0.2, "wsd only: share of the run (up to decay_steps) spent decaying "
+                                 "to min_learning_rate.", min=0.0, max=1.0, min_exclusive=True)
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """A GPT decoder in plain PyTorch, in the spirit of nanoGPT's model.py.
 
-Pre-LayerNorm blocks, causal self-attention through
+Pre-norm blocks (LayerNorm or RMSNorm), causal self-attention through
 `F.scaled_dot_product_attention` (flash / memory-efficient kernels where the
-device has them), a GELU MLP of configurable width, learned or rotary (RoPE)
-positions, optional bias, tied input/output embeddings, GPT-2 style init and
-optional gradient checkpointing.
+device has them) with optional QK-norm, an MLP (GELU, squared ReLU or SwiGLU)
+of configurable width, learned or rotary (RoPE) positions, optional bias,
+tied or untied input/output embeddings, GPT-2 style init and optional
+gradient checkpointing. The defaults are nanoGPT's model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from llmtui.engine.errors import ConfigError
+from llmtui.engine.model.shapes import ff_width
 
 
 @dataclass
@@ -27,17 +29,33 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 64
-    d_ff: int = 0               # 0 = 4 * n_embd
+    d_ff: int = 0               # 0 = shapes.ff_width's default
     dropout: float = 0.0
     bias: bool = False
     pos_encoding: str = "learned"  # learned | rope
     rope_theta: float = 10000.0
     tie_embeddings: bool = True
     gradient_checkpointing: bool = False
+    norm: str = "layernorm"        # layernorm | rmsnorm
+    mlp: str = "gelu"              # gelu | relu2 | swiglu
+    qk_norm: bool = False
 
     @property
     def ff_width(self) -> int:
-        return self.d_ff or 4 * self.n_embd
+        return ff_width(self.n_embd, self.d_ff, self.mlp)
+
+
+# fields added after 0.1.0: a checkpoint's model fingerprint leaves them out while they
+# hold these defaults, so checkpoints of earlier versions still match
+NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False}
+
+
+def make_norm(config: GPTConfig, dim: int) -> nn.Module:
+    """LayerNorm (nanoGPT's) or RMSNorm (no mean subtraction and no bias: fewer
+    operations, and the same loss or better at this scale)."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(dim, eps=1e-5)
+    return nn.LayerNorm(dim, bias=config.bias)
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,6 +83,11 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        if config.qk_norm:
+            # QK-norm: RMSNorm of each head's queries and keys (with a learned gain) bounds the
+            # attention logits, so higher learning rates stay stable
+            self.q_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=1e-5)
+            self.k_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=1e-5)
 
     def forward(self, x, rope=None):
         B, T, C = x.size()
@@ -72,6 +95,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             cos, sin = rope
             q, k = apply_rope(q, cos[:T], sin[:T]), apply_rope(k, cos[:T], sin[:T])
@@ -82,22 +107,35 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """GELU (GPT-2), squared ReLU (relu(x)^2, Primer: cheaper than GELU and better) or
+    SwiGLU (silu(gate) * up, LLaMA; gate and up come from one matmul of twice the width)."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.ff_width, bias=config.bias)
+        self.kind = config.mlp
+        width = config.ff_width * (2 if config.mlp == "swiglu" else 1)
+        self.c_fc = nn.Linear(config.n_embd, width, bias=config.bias)
         self.c_proj = nn.Linear(config.ff_width, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        h = self.c_fc(x)
+        if self.kind == "swiglu":
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config, config.n_embd)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = make_norm(config, config.n_embd)
         self.mlp = MLP(config)
 
     def forward(self, x, rope=None):
@@ -113,7 +151,7 @@ class GPT(nn.Module):
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=make_norm(config, config.n_embd),
         ))
         if config.pos_encoding == "learned":
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
@@ -216,19 +254,6 @@ class GPT(nn.Module):
             yield next_id
 
 
-def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices (Linear weights and embeddings, as nanoGPT does),
-    never on biases or norm gains: shrinking those only hurts."""
-    decay, no_decay, seen = [], [], set()
-    for p in model.parameters():
-        if not p.requires_grad or id(p) in seen:
-            continue
-        seen.add(id(p))
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
 def gpt_config(cfg, vocab_size: int) -> GPTConfig:
     """The model part of a llmtui Config, for a tokenizer of `vocab_size` tokens."""
     m = cfg.model
@@ -239,4 +264,5 @@ def gpt_config(cfg, vocab_size: int) -> GPTConfig:
                      n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
                      bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
                      tie_embeddings=m.tie_embeddings,
-                     gradient_checkpointing=m.gradient_checkpointing)
+                     gradient_checkpointing=m.gradient_checkpointing, norm=m.norm, mlp=m.mlp,
+                     qk_norm=m.qk_norm)

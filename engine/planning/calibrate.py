@@ -9,14 +9,15 @@ import time
 
 import torch
 
-from llmtui.engine.model.gpt import GPT, gpt_config, optimizer_groups
+from llmtui.engine.model.gpt import GPT, gpt_config
+from llmtui.engine.model.optim import build_optimizers
 from llmtui.engine.planning.autotune import resolve_auto
 from llmtui.engine.planning.device import configure_threads, place
 from llmtui.engine.planning.sizing import vocab_for
 
 
 def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
-    """Seconds per optimizer step, measured: the real model, optimizer and
+    """Seconds per optimizer step, measured: the real model, optimizers and
     precision on the config's device, `steps` steps of random tokens after one
     warm-up step. Takes as long as a few steps of training."""
     placement = place(cfg.run.device, cfg.training.precision)
@@ -27,9 +28,9 @@ def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
     cfg, _ = resolve_auto(cfg, placement, vocab_size=vocab)
     batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps
     model = GPT(gpt_config(cfg, vocab)).to(device)
-    opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=1e-4, fused=True)
-    scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
     dtype = placement.autocast_dtype
+    optimizers = build_optimizers(model, cfg.optimizer, autocast_dtype=dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
     x = torch.randint(0, vocab, (batch, cfg.model.block_size), device=device)
 
     def step():
@@ -37,9 +38,10 @@ def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 _, loss = model(x, x)
             scaler.scale(loss / accum).backward()
-        scaler.step(opt)
+        for opt in optimizers:
+            scaler.step(opt)
         scaler.update()
-        opt.zero_grad(set_to_none=True)
+        optimizers.zero_grad()
 
     def sync():
         if device.type == "cuda":

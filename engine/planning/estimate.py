@@ -15,6 +15,7 @@ from llmtui.engine.planning.sizing import (
     count_params,
     flops_per_token,
     memory_parts,
+    optimizer_flops_per_step,
     target_for,
     vocab_for,
 )
@@ -26,6 +27,7 @@ class Estimate:
     n_params_non_embedding: int
     flops_per_token: float
     tokens_per_step: int
+    optimizer_flops_per_step: int    # Muon's Newton-Schulz matmuls per step (0 for AdamW)
     memory: dict[str, int]           # bytes by component; they add up to memory_total
     memory_total: int
     device_memory: int | None        # what the device has free for the run
@@ -61,6 +63,7 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
     target = target_for(cfg.run.device, t.precision, hardware)
     batch, accum, notes = choose_batch(cfg, vocab, target)
     tokens_per_step = batch * accum * m.block_size
+    opt_flops = optimizer_flops_per_step(cfg)
     parts = memory_parts(cfg, batch, vocab, target)
     total = sum(parts.values())
     fits = None if target.memory is None else total <= target.memory
@@ -69,7 +72,7 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
         step = calibrated_step_seconds
     elif target.peak_flops:
         efficiency = CPU_EFFICIENCY if target.kind == "cpu" else GPU_EFFICIENCY
-        step = fpt * tokens_per_step / (target.peak_flops * efficiency)
+        step = (fpt * tokens_per_step + opt_flops) / (target.peak_flops * efficiency)
     else:
         step = None
     total_seconds = None
@@ -77,10 +80,11 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
         evals = t.max_steps // cfg.eval.every_n_steps + 1
         # an evaluation batch is a forward pass: about a third of a training step's FLOPs
         eval_tokens = evals * cfg.eval.max_batches * batch * m.block_size
-        total_seconds = t.max_steps * step + step * eval_tokens / (3 * tokens_per_step)
+        model_share = fpt * tokens_per_step / (fpt * tokens_per_step + opt_flops)   # no optimizer in evals
+        total_seconds = t.max_steps * step + step * model_share * eval_tokens / (3 * tokens_per_step)
     return Estimate(
         n_params=n, n_params_non_embedding=n_non_embedding, flops_per_token=float(fpt),
-        tokens_per_step=tokens_per_step, memory=parts, memory_total=total,
+        tokens_per_step=tokens_per_step, optimizer_flops_per_step=opt_flops, memory=parts, memory_total=total,
         device_memory=target.memory, fits=fits, step_seconds=step, total_seconds=total_seconds,
         device=target.device, precision=target.precision, batch_size=batch,
         grad_accum_steps=accum, vocab_size=vocab, calibrated=calibrated_step_seconds is not None,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from llmtui.engine.model.shapes import MUON_NS_STEPS, ff_width, newton_schulz_flops
 from llmtui.engine.planning.gpu_table import find_gpu, peak_flops
 
 # measured with bench/estimate_memory.py on this repo's CPU machine (see README "Estimates")
@@ -95,9 +96,11 @@ def vocab_for(cfg, vocab_size: int | None = None) -> int:
 def count_params(m, vocab: int) -> tuple[int, int]:
     """(all, non-embedding) parameters of engine.model.gpt.GPT, tied weights once;
     non-embedding follows GPT.num_params (nanoGPT's convention)."""
-    C, F, b = m.n_embd, m.d_ff or 4 * m.n_embd, int(m.bias)
-    norm = C * (1 + b)
-    layer = (2 * norm + C * 3 * C + 3 * C * b + C * C + C * b + C * F + F * b + F * C + C * b)
+    C, F, b = m.n_embd, ff_width(m.n_embd, m.d_ff, m.mlp), int(m.bias)
+    norm = C * (1 + b) if m.norm == "layernorm" else C     # RMSNorm has no bias
+    up = 2 * F if m.mlp == "swiglu" else F                 # SwiGLU: gate and up in one matrix
+    qk = 2 * (C // m.n_head) if m.qk_norm else 0           # QK-norm gains
+    layer = (2 * norm + C * 3 * C + 3 * C * b + C * C + C * b + C * up + up * b + F * C + C * b + qk)
     wte, wpe = vocab * C, (m.block_size * C if m.pos_encoding == "learned" else 0)
     head = 0 if m.tie_embeddings else vocab * C
     total = m.n_layer * layer + norm + wte + wpe + head
@@ -110,11 +113,38 @@ def flops_per_token(m, n_non_embedding: int) -> float:
     return 6 * n_non_embedding + 12 * m.n_layer * m.block_size * m.n_embd
 
 
+def muon_matrices(m) -> list[tuple[int, int]]:
+    """Shapes of the matrices optimizer.name = "muon" gives to Muon: the blocks' weights."""
+    C, F = m.n_embd, ff_width(m.n_embd, m.d_ff, m.mlp)
+    up = 2 * F if m.mlp == "swiglu" else F
+    return [(3 * C, C), (C, C), (up, C), (C, F)] * m.n_layer
+
+
+def optimizer_flops_per_step(cfg) -> int:
+    """Matmul FLOPs of the optimizer per step, apart from the model's: Muon's Newton-Schulz
+    iterations (engine.model.optim.newton_schulz_flops for each matrix), 0 for AdamW."""
+    if cfg.optimizer.name != "muon":
+        return 0
+    return sum(newton_schulz_flops(shape, MUON_NS_STEPS) for shape in muon_matrices(cfg.model))
+
+
+def optimizer_bytes(cfg, n_params: int) -> int:
+    """AdamW/Adam: two fp32 moments per parameter. Muon: one fp32 momentum per matrix weight
+    (AdamW's two for the rest), plus the Newton-Schulz iteration's temporaries for the
+    largest matrix (input, update, x x^T, its polynomial, the next iterate)."""
+    if cfg.optimizer.name != "muon":
+        return 8 * n_params
+    shapes = muon_matrices(cfg.model)
+    matrices = sum(r * c for r, c in shapes)
+    small, big = sorted(max(shapes, key=lambda s: s[0] * s[1]))
+    return 8 * (n_params - matrices) + 4 * matrices + 4 * (3 * small * big + 2 * small * small)
+
+
 def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     """Bytes autograd saves for backward in one micro-batch (logits apart),
     tensor by tensor as engine/model/gpt.py runs on `kind` in `precision`."""
     B, T, C, H = batch, m.block_size, m.n_embd, m.n_head
-    F = m.d_ff or 4 * C
+    F = ff_width(C, m.d_ff, m.mlp)
     BTC, BT = B * T * C, B * T
     a = 4 if precision == "fp32" else 2       # matmul inputs/outputs (16-bit under autocast)
     p = m.dropout > 0
@@ -123,7 +153,8 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     # (the embedding output is fp32, the block outputs are matmul outputs)
     emb_mask = (4 if cpu else 1) if p else 0
     mask = (a if cpu else 1) if p else 0
-    if cpu and p:
+    math_path = cpu and p
+    if math_path:
         # no fused CPU kernel takes dropout: the math path, in fp32 even under autocast, saves
         # scaled copies of q, k, v and three T x T tensors (softmax, dropout mask, dropped scores)
         attn = 3 * 4 * BTC + 3 * 4 * B * H * T * T
@@ -131,20 +162,38 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
         # flash / memory-efficient kernels: q, k, v (views of one qkv tensor), RoPE's rotated
         # copies of q and k, the output, and a log-sum-exp per row; on CPU with learned
         # positions (q, k, v strided views of qkv) the output is the c_proj input itself
-        shared_out = cpu and m.pos_encoding == "learned"
+        shared_out = cpu and m.pos_encoding == "learned" and not m.qk_norm
         attn = (3 * a * BTC + (2 * a * BTC if m.pos_encoding == "rope" else 0)
                 + (0 if shared_out else a * BTC) + 4 * B * H * T)
+    if m.qk_norm:
+        # RMSNorm of q and k (composite kernels): each head row's rstd and the fp32 normalized
+        # q and k; its inputs: fp32 copies of 16-bit q and k under autocast, or the qkv
+        # tensor itself, which the math path otherwise does not keep; and with learned
+        # positions the normed q and k that attention reads are no longer views of qkv
+        attn += 8 * B * H * T + 8 * BTC
+        if a == 2:
+            attn += 8 * BTC
+        elif math_path:
+            attn += 3 * 4 * BTC
+        if not math_path and m.pos_encoding == "learned":
+            attn += 2 * a * BTC
+    # LayerNorm saves a mean and an rstd per row; RMSNorm (composite) an rstd and its fp32
+    # normalized input, for the gain's gradient
+    norm_stats = 8 * BT if m.norm == "layernorm" else 4 * BT + 4 * BTC
+    # GELU / squared ReLU: their input and the c_proj input; SwiGLU: the gate-and-up output
+    # (2F wide), silu(gate) and the product
+    mlp = (4 if m.mlp == "swiglu" else 2) * a * B * T * F
     layer = (4 * BTC + a * BTC          # ln_1 input (the fp32 residual stream), c_attn input
              + attn + a * BTC           # attention, c_proj input
              + mask * BTC + 4 * BTC     # residual dropout mask, ln_2 input
-             + a * BTC + 2 * a * B * T * F  # c_fc input, GELU input, c_proj input
-             + mask * BTC + 16 * BT)    # MLP dropout mask, LayerNorm mean and rstd
+             + a * BTC + mlp            # c_fc input, the MLP's own tensors
+             + mask * BTC + 2 * norm_stats)  # MLP dropout mask, the two norms' statistics
     if m.gradient_checkpointing:        # block inputs only, plus one block recomputed in backward
         layers = m.n_layer * 4 * BTC + layer
     else:
         layers = m.n_layer * layer
     # tokens, targets and positions; embedding dropout mask; ln_f input and stats; lm_head input
-    outside = 16 * BT + emb_mask * BTC + 4 * BTC + 8 * BT + a * BTC
+    outside = 16 * BT + emb_mask * BTC + 4 * BTC + norm_stats + a * BTC
     return layers + outside
 
 
@@ -163,7 +212,7 @@ def memory_parts(cfg, batch: int, vocab: int, target: Target) -> dict[str, int]:
         "runtime": CPU_RUNTIME_BYTES if cpu else CUDA_RUNTIME_BYTES,
         "weights": 4 * n,
         "gradients": 4 * n,
-        "optimizer": 8 * n,
+        "optimizer": optimizer_bytes(cfg, n),
         "autocast_weights": 0 if target.precision == "fp32" else 2 * n,
         "activations": acts,
         "logits": logits,

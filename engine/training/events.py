@@ -72,6 +72,9 @@ class StartEvent(Event):
     data_reused: bool
     resumed_from: str | None
     start_step: int
+    # matmul FLOPs of the optimizer per step (Muon's Newton-Schulz iterations), apart from
+    # the model's FLOPs that `mfu` counts
+    optimizer_flops_per_step: int = optional(0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""The learning-rate schedule: warmup, then cosine or linear decay (or constant)."""
+"""The learning-rate schedule: warmup, then cosine or linear decay, constant, or
+warmup-stable-decay (wsd)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from llmtui.engine.config.schema import SchedulerConfig
 
 
 def lr_at(step: int, scheduler: SchedulerConfig, peak: float, total_steps: int) -> float:
-    """Warmup then cosine/linear decay to min_learning_rate (nanoGPT's get_lr).
-    `step` counts from 0; the decay ends at scheduler.decay_steps (0 = total_steps)."""
+    """Warmup then cosine/linear decay to min_learning_rate (nanoGPT's get_lr), constant,
+    or wsd: constant until the last decay_fraction of the decay window, then linear to
+    min_learning_rate. `step` counts from 0; the decay ends at scheduler.decay_steps
+    (0 = total_steps)."""
     s = scheduler
     if step < s.warmup_steps:
         return peak * (step + 1) / (s.warmup_steps + 1)
@@ -18,6 +21,20 @@ def lr_at(step: int, scheduler: SchedulerConfig, peak: float, total_steps: int) 
     decay_end = s.decay_steps or total_steps
     if step >= decay_end:
         return s.min_learning_rate
+    if s.kind == "wsd":
+        # the stable phase does not depend on the run's length before the decay starts, so
+        # a run resumed with a larger max_steps from its stable phase goes on at the same rate
+        start = wsd_decay_start(s, total_steps)
+        if step < start:
+            return peak
+        ratio = (step - start) / max(1, decay_end - start)
+        return peak + ratio * (s.min_learning_rate - peak)
     ratio = (step - s.warmup_steps) / max(1, decay_end - s.warmup_steps)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio)) if s.kind == "cosine" else 1.0 - ratio
     return s.min_learning_rate + coeff * (peak - s.min_learning_rate)
+
+
+def wsd_decay_start(scheduler: SchedulerConfig, total_steps: int) -> int:
+    """The first step of a wsd schedule's decay."""
+    decay_end = scheduler.decay_steps or total_steps
+    return max(scheduler.warmup_steps, decay_end - round(scheduler.decay_fraction * decay_end))

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from safetensors.torch import save as save_tensors
 
-from llmtui.engine.errors import CheckpointError
+from llmtui.engine.errors import CheckpointError, ResumeMismatch
+from llmtui.engine.model.optim import Optimizers
 from llmtui.engine.training.state import RunState, SavedState
 
 
@@ -60,21 +61,51 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
     target.load_state_dict(weights, strict=False)
 
 
-def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_to_files(optimizer: torch.optim.Optimizer, prefix: str = "optimizer"
+                       ) -> tuple[dict[str, torch.Tensor], dict]:
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, values in sd["state"].items():
         for key, value in values.items():
             if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").contiguous()
+                tensors[f"{prefix}.{index}.{key}"] = value.detach().to("cpu").contiguous()
             else:
                 scalars.setdefault(str(index), {})[key] = value
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
+def optimizers_to_files(optimizers: Optimizers) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and state.json's "optimizer" object of the run's optimizers: AdamW/Adam
+    as 0.1.0 saved it ("optimizer.*" tensors), Muon's beside it ("muon.*" tensors, and
+    its param groups under "muon")."""
+    tensors, meta = optimizer_to_files(optimizers.adam)
+    if optimizers.muon is not None:
+        muon_tensors, meta["muon"] = optimizer_to_files(optimizers.muon, "muon")
+        tensors.update(muon_tensors)
+    return tensors, meta
+
+
+def optimizers_from_files(optimizers: Optimizers, tensors: dict[str, torch.Tensor], meta: dict,
+                          source: str) -> None:
+    """Load the run's optimizers from a checkpoint, every tensor checked first."""
+    saved_muon = meta.get("muon")
+    if (saved_muon is not None) != (optimizers.muon is not None):
+        trained, configured = ("muon", "adamw or adam") if saved_muon is not None else ("adamw or adam", "muon")
+        raise ResumeMismatch(f"{source}: the checkpoint was trained with optimizer.name = {trained}, the "
+                             f"config says {configured}; resume with the optimizer it was trained with")
+    states = [(optimizers.adam, optimizer_from_files(optimizers.adam, tensors, meta, source))]
+    if optimizers.muon is not None:
+        if not isinstance(saved_muon, dict):
+            raise CheckpointError(f"{source}: optimizer \"muon\" must be a JSON object")
+        states.append((optimizers.muon, optimizer_from_files(optimizers.muon, tensors, saved_muon, source,
+                                                             prefix="muon")))
+    for optimizer, state in states:   # all checked before any is loaded
+        optimizer.load_state_dict(state)
+
+
 def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                         meta: dict, source: str) -> dict:
+                         meta: dict, source: str, prefix: str = "optimizer") -> dict:
     """The optimizer state_dict saved in `tensors` and `meta`, checked against
     `optimizer`'s parameters: every saved tensor must have the parameter's shape
     (a moment of another shape reaches fused kernels unchecked and can crash them)."""
@@ -86,7 +117,7 @@ def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, to
         raise CheckpointError(f"{source}: optimizer parameter groups do not fit this model")
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
-        if not name.startswith("optimizer."):
+        if not name.startswith(prefix + "."):
             continue
         _, index, key = name.split(".", 2)
         if not index.isdigit() or int(index) >= len(params):
@@ -133,11 +164,11 @@ def rng_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def checkpoint_files(*, model, optimizer, scaler, run: RunState, samplers: list[dict],
+def checkpoint_files(*, model, optimizers: Optimizers, scaler, run: RunState, samplers: list[dict],
                      world_size: int, compat: dict, time: float, config_toml: str,
                      tokenizer_json: dict) -> dict[str, bytes]:
     """All files of one checkpoint as bytes, ready for an atomic write."""
-    opt_tensors, opt_meta = optimizer_to_files(optimizer)
+    opt_tensors, opt_meta = optimizers_to_files(optimizers)
     rng_tensors, rng_meta = rng_to_files()
     saved = SavedState(run=run, samplers=samplers, world_size=world_size, compat=compat, time=time,
                        optimizer=opt_meta, rng=rng_meta, scaler=_scaler_state(scaler))

@@ -35,7 +35,8 @@ from llmtui.engine.data.batches import BatchSampler, epoch_steps, eval_offsets, 
 from llmtui.engine.data.prepare import PreparedData, check_sources, prepare_data
 from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.errors import CheckpointError, Interrupted, ResumeMismatch, RunFinished, UserError
-from llmtui.engine.model.gpt import GPT, GPTConfig, gpt_config, optimizer_groups
+from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
+from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.training import checkpoint as ckpt
@@ -70,11 +71,11 @@ from llmtui.engine.training.events import (
 )
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
-from llmtui.engine.training.schedule import lr_at
+from llmtui.engine.training.schedule import lr_at, wsd_decay_start
 from llmtui.engine.training.snapshot import (
     checkpoint_files,
     load_model_state,
-    optimizer_from_files,
+    optimizers_from_files,
     rng_from_files,
 )
 from llmtui.engine.training.state import RunState
@@ -118,7 +119,7 @@ class TrainingSetup:
     gpt_config: GPTConfig
     raw_model: GPT                      # the module itself, for checkpoints and sampling
     model: torch.nn.Module              # what the loop calls: maybe compiled, maybe DDP
-    optimizer: torch.optim.Optimizer
+    optimizers: Optimizers
     scaler: torch.amp.GradScaler
     n_params: int
     n_params_non_embedding: int
@@ -354,17 +355,12 @@ class Trainer:
         if t.compile:
             model = torch.compile(model)
 
-        o = config.optimizer
-        # fused AdamW runs one kernel for all parameters, on CUDA and (torch >= 2.4) on
-        # CPU; measured here 1.9 ms vs 3.1 ms per step for the 0.8M-parameter recipe
-        opt_class = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-        optimizer = opt_class(optimizer_groups(raw_model, o.weight_decay), lr=o.learning_rate,
-                              betas=tuple(o.betas), eps=o.eps, fused=True)
+        optimizers = build_optimizers(raw_model, config.optimizer, autocast_dtype=placement.autocast_dtype)
         scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
         self.setup_done = setup = TrainingSetup(
             config=config, placement=placement, threads=threads, data=data, sampler=sampler,
             eval_offsets=offsets, gpt_config=shape, raw_model=raw_model, model=model,
-            optimizer=optimizer, scaler=scaler,
+            optimizers=optimizers, scaler=scaler,
             n_params=raw_model.num_params(non_embedding=False),
             n_params_non_embedding=raw_model.num_params(non_embedding=True),
             flops_per_token=raw_model.flops_per_token(), peak_flops=0.0,
@@ -404,7 +400,7 @@ class Trainer:
         """Say so before starting when a step is estimated to take long."""
         if not setup.peak_flops:
             return
-        seconds = (setup.flops_per_token * setup.tokens_per_step
+        seconds = ((setup.flops_per_token * setup.tokens_per_step + setup.optimizers.extra_flops_per_step)
                    / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
         if seconds >= SLOW_STEP_SECONDS:
             total = seconds * (self.state.max_steps - self.state.step)
@@ -448,7 +444,11 @@ class Trainer:
         return self._checkpoint_to_resume
 
     def _compat_fingerprint(self, setup: TrainingSetup) -> dict[str, Any]:
-        return {"model": asdict(setup.gpt_config) | {"dropout": None, "gradient_checkpointing": None},
+        model = asdict(setup.gpt_config) | {"dropout": None, "gradient_checkpointing": None}
+        for name, default in NEW_FIELDS.items():   # absent at their defaults, as before they existed
+            if model[name] == default:
+                del model[name]
+        return {"model": model,
                 "tokenizer": setup.tokenizer.fingerprint(),
                 "data": setup.data.fingerprint}
 
@@ -488,8 +488,7 @@ class Trainer:
                                      f"({path / 'config.toml'})")
         load_model_state(setup.raw_model, loaded.model_state, str(path))
         try:
-            setup.optimizer.load_state_dict(optimizer_from_files(
-                setup.optimizer, loaded.tensors, saved.optimizer, source))
+            optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source)
             if saved.scaler and setup.scaler.is_enabled():
                 setup.scaler.load_state_dict(saved.scaler)
             if len(saved.samplers) == self.dist.world_size:
@@ -503,15 +502,36 @@ class Trainer:
             rng_from_files(loaded.tensors, saved.rng)
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"{source}: training state is damaged ({exc})") from None
-        max_steps = self.state.max_steps
+        max_steps, saved_max_steps = self.state.max_steps, saved.run.max_steps
         self.state = saved.run
         self.state.max_steps = max_steps  # the config's length wins: a resume may extend the run
         self.restored_from = path
+        self._warn_if_lr_jumps(setup, saved_max_steps)
+
+    def _warn_if_lr_jumps(self, setup: TrainingSetup, saved_max_steps: int) -> None:
+        """Say so when a resume with another max_steps changes the learning rate at the
+        resume point (the schedule follows the config's length)."""
+        c, step, new = setup.config, self.state.step, self.state.max_steps
+        if saved_max_steps == new or step == 0:
+            return
+        peak = c.optimizer.learning_rate
+        before, after = lr_at(step, c.scheduler, peak, saved_max_steps), lr_at(step, c.scheduler, peak, new)
+        if before == after:
+            return
+        if c.scheduler.kind == "wsd":
+            start = wsd_decay_start(c.scheduler, saved_max_steps)
+            hint = (f"step {step} is inside the decay of the {saved_max_steps:,}-step run (from step "
+                    f"{start:,}); resume from a checkpoint before step {start:,} to extend without a jump")
+        else:
+            hint = ("scheduler.kind = \"wsd\" extends a run without a jump (or set scheduler.decay_steps "
+                    "to keep the old schedule)")
+        self.warn(f"max_steps {saved_max_steps:,} -> {new:,}: the learning rate at step {step:,} goes "
+                  f"from {before:.3g} to {after:.3g}; {hint}")
 
     # -- checkpoints -------------------------------------------------------
 
     def _files(self, setup: TrainingSetup) -> dict[str, bytes]:
-        return checkpoint_files(model=setup.raw_model, optimizer=setup.optimizer, scaler=setup.scaler,
+        return checkpoint_files(model=setup.raw_model, optimizers=setup.optimizers, scaler=setup.scaler,
                                 run=self.state, samplers=self._sampler_states,
                                 world_size=self.dist.world_size,
                                 compat=self._compat_fingerprint(setup), time=time.time(),
@@ -698,10 +718,10 @@ class Trainer:
         returns the summed micro-batch loss, on the device."""
         setup = self.setup()
         c = setup.config
-        t, model, optimizer, scaler = c.training, setup.model, setup.optimizer, setup.scaler
-        lr = lr_at(self.state.step, c.scheduler, c.optimizer.learning_rate, self.state.max_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        t, model, optimizers, scaler = c.training, setup.model, setup.optimizers, setup.scaler
+        peak = c.optimizer.learning_rate
+        lr = lr_at(self.state.step, c.scheduler, peak, self.state.max_steps)
+        optimizers.set_lr(lr, peak)
         loss_sum = torch.zeros((), device=setup.device)
         for micro in range(t.grad_accum_steps):
             x, y = self._to_device(*setup.sampler.next_batch())
@@ -714,13 +734,15 @@ class Trainer:
                 scaler.scale(loss / t.grad_accum_steps).backward()
             loss_sum += loss.detach()
         if t.grad_clip > 0:
-            scaler.unscale_(optimizer)
+            for optimizer in optimizers:
+                scaler.unscale_(optimizer)
             self._grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         else:
             self._grad_norm = None
-        scaler.step(optimizer)
+        for optimizer in optimizers:   # one GradScaler for several optimizers: update once
+            scaler.step(optimizer)
         scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        optimizers.zero_grad()
         self._lr = lr
         # remember the first step whose loss was not finite, on the device: reading
         # it every step would stall a GPU; it is read at log/eval/checkpoint steps
@@ -802,7 +824,8 @@ class Trainer:
                   train_tokens=len(data.train), val_tokens=len(data.val),
                   data_dir=str(data.directory), data_reused=data.reused,
                   resumed_from=str(self.restored_from) if self.restored_from else None,
-                  start_step=self.state.step)
+                  start_step=self.state.step,
+                  optimizer_flops_per_step=setup.optimizers.extra_flops_per_step)
 
     def _run(self) -> TrainResult:
         setup = self.setup()

@@ -31,6 +31,8 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
         rows.append(("parameters", fmt_count(est.n_params) + ("" if vocab_known else " (est.)")))
         rows.append(("non-embed.", fmt_count(est.n_params_non_embedding)))
         rows.append(("flops/token", fmt_count(est.flops_per_token)))
+        if est.optimizer_flops_per_step:
+            rows.append(("optim./step", fmt_count(est.optimizer_flops_per_step)))
     rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
     rows.append(("Batch" + (" (auto, est.)" if auto else ""), "", "heading"))
     if batch is not None:

@@ -1,0 +1,25 @@
+"""Shape rules of the model that the planners need without importing torch."""
+
+from __future__ import annotations
+
+
+def ff_width(n_embd: int, d_ff: int, mlp: str) -> int:
+    """MLP hidden width: d_ff, or 4 * n_embd; SwiGLU's default is 8/3 * n_embd (rounded up
+    to a multiple of 8) so its three matrices hold about as many weights as the other
+    MLPs' two."""
+    if d_ff:
+        return d_ff
+    if mlp == "swiglu":
+        return 8 * -(-n_embd // 3)
+    return 4 * n_embd
+
+
+MUON_NS_STEPS = 5      # torch.optim.Muon's default Newton-Schulz iterations
+
+
+def newton_schulz_flops(shape, steps: int = MUON_NS_STEPS) -> int:
+    """Matmul FLOPs of one Muon orthogonalization of a matrix of `shape`: per iteration
+    x x^T (2 m^2 n), the quintic polynomial's gram @ gram (2 m^3) and poly @ x
+    (2 m^2 n), with m the smaller side."""
+    m, n = sorted(shape[:2])
+    return steps * (4 * m * m * n + 2 * m ** 3)
