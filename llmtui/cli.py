@@ -301,8 +301,8 @@ def cmd_export(argv: list[str]) -> int:
                         overwrite=args.overwrite)
     except UserError as exc:
         return fail(str(exc))
-    names = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM"}
-    arch = names[result.architecture] if result.format == "hf" else f"{result.architecture} architecture"
+    from llmtui.engine.inference.mapping import HF_CLASSES
+    arch = HF_CLASSES[result.architecture] if result.format == "hf" else f"{result.architecture} architecture"
     print(f"exported {result.checkpoint} to {result.out}/ as {result.format} "
           f"({arch}, {result.dtype}, vocabulary {result.vocab_size:,}, "
           f"{result.tokenizer} tokenizer): {', '.join(result.files)}")

@@ -30,7 +30,7 @@ class ExportResult:
     out: Path
     format: str
     dtype: str
-    architecture: str          # gpt2 | starcoder2
+    architecture: str          # gpt2 | starcoder2 | llama | qwen3
     checkpoint: Path           # the checkpoint exported
     files: list[str]
     vocab_size: int

@@ -1,13 +1,22 @@
 """`llmtui export ... --format gguf`: one model.gguf for llama.cpp and the tools built on it.
 
 Written with the `gguf` package (the writer maintained with llama.cpp). The
-architectures are those of the hf export (engine.inference.mapping): GPT-2
-(learned positions) and Starcoder2 (rotary), which llama.cpp runs and
-transformers' GGUF loader reads back. Tensor names come from gguf's own
-name map for the transformers names, so they are what both readers expect.
-Linear weights are stored as (out, in), the layout llama.cpp's converters
-write (GPT-2's Conv1D weights are transposed back); 1-D tensors stay fp32
-in an fp16 file, as llama.cpp's converters keep them.
+architectures are those of the hf export (engine.inference.mapping): gpt2
+(learned positions, LayerNorm, GELU), starcoder2 (rotary, LayerNorm, GELU),
+llama (rotary, RMSNorm, SwiGLU) and qwen3 (llama with QK-norm), which
+llama.cpp runs and transformers' GGUF loader reads back. A squared-ReLU MLP
+has no GGUF form (llama.cpp's gpt2 and starcoder2 compute GELU) and is
+refused. Tensor names come from gguf's own name map for the transformers
+names, so they are what both readers expect. Linear weights are stored as
+(out, in), the layout llama.cpp's converters write (GPT-2's Conv1D weights
+are transposed back); 1-D tensors stay fp32 in an fp16 file, as llama.cpp's
+converters keep them.
+
+Rotary layouts: llama.cpp's llama rotates interleaved pairs, llmtui's own
+layout (its converter permutes HF Llama's halves into pairs, and
+transformers' GGUF loader permutes them back), so llama's q and k are written
+as llmtui holds them; starcoder2 and qwen3 rotate halves (NeoX), so theirs
+are written in the hf export's halves layout.
 
 The tokenizer goes in as a byte-level BPE (tokenizer.ggml.model "gpt2": token
 list, types, merges, split pattern name, end-of-text as bos/eos). A char
@@ -23,7 +32,7 @@ import numpy as np
 
 from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer
 from llmtui.engine.inference.hf_tokenizer import BpeVocabulary
-from llmtui.engine.inference.mapping import LAYER_NORM_EPS, ExportError, architecture, hf_state_dict
+from llmtui.engine.inference.mapping import LAYER_NORM_EPS, RMS_NORM_EPS, ExportError, architecture, hf_state_dict
 from llmtui.engine.training.sampling import LoadedModel
 
 FILE_NAME = "model.gguf"
@@ -40,9 +49,9 @@ def write_gguf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[s
     arch = architecture(loaded.config, "gguf")
     pre = gguf_tokenizer_pattern(loaded)
     c = loaded.model.config
-    weights = hf_state_dict(loaded, arch, all_biases=True)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.STARCODER2 if arch == "starcoder2"
-                                     else gguf.MODEL_ARCH.GPT2, c.n_layer)
+    # llama keeps llmtui's interleaved-pairs q and k (above)
+    weights = hf_state_dict(loaded, arch, all_biases=True, halves=arch != "llama")
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], c.n_layer)   # GGUF's names are mapping's
 
     writer = gguf.GGUFWriter(str(folder / FILE_NAME), arch)
     writer.add_name(loaded.config.run.name)
@@ -53,8 +62,13 @@ def write_gguf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[s
     writer.add_feed_forward_length(c.ff_width)
     writer.add_block_count(c.n_layer)
     writer.add_head_count(c.n_head)
-    writer.add_layer_norm_eps(LAYER_NORM_EPS)
-    if arch == "starcoder2":
+    if arch in ("gpt2", "starcoder2"):
+        writer.add_layer_norm_eps(LAYER_NORM_EPS)
+    else:
+        writer.add_layer_norm_rms_eps(RMS_NORM_EPS)
+        writer.add_key_length(c.n_embd // c.n_head)
+        writer.add_value_length(c.n_embd // c.n_head)
+    if arch != "gpt2":
         writer.add_head_count_kv(c.n_head)
         writer.add_rope_freq_base(c.rope_theta)
         writer.add_rope_dimension_count(c.n_embd // c.n_head)

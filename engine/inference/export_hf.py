@@ -1,6 +1,7 @@
 """`llmtui export ... --format hf`: a folder transformers loads with no custom code.
 
-    config.json                 GPT2LMHeadModel or Starcoder2ForCausalLM (engine.inference.mapping)
+    config.json                 GPT2LMHeadModel, Starcoder2ForCausalLM, LlamaForCausalLM or
+                                Qwen3ForCausalLM (engine.inference.mapping)
     generation_config.json      end-of-text as bos/eos, when the tokenizer has one
     model.safetensors           the weights under transformers' names
     tokenizer.json, tokenizer_config.json, special_tokens_map.json

@@ -1,22 +1,36 @@
 """Which transformers class computes the same function as a llmtui model, and its weights.
 
-llmtui's GPT (engine/model/gpt.py) is pre-LayerNorm blocks with an exact-erf
-GELU MLP and either learned absolute positions or rotary positions:
+llmtui's GPT (engine/model/gpt.py) is pre-norm blocks (LayerNorm or RMSNorm),
+an MLP (exact-erf GELU, squared ReLU or SwiGLU), optional QK-norm, and either
+learned absolute positions or rotary positions. Four stock classes cover it:
 
-- learned positions -> GPT-2 (GPT2LMHeadModel, activation_function "gelu" =
-  the erf GELU). GPT-2's Conv1D keeps weights as (in, out): the transpose of
-  nn.Linear's. GPT-2 always has biases: llmtui's absent ones are zeros.
-- rotary positions -> Starcoder2 (Starcoder2ForCausalLM): LayerNorm, a c_fc /
-  c_proj GELU MLP, sequential residuals, full-width rotary, q/k/v as separate
-  projections. llmtui rotates interleaved pairs (x[2i], x[2i+1]); Starcoder2
-  (like Llama and NeoX) rotates halves (x[i], x[i + d/2]). Permuting the rows
-  of q and k within each head to [0, 2, 4, ..., 1, 3, 5, ...] turns one into
-  the other; q.k is unchanged by a permutation applied to both. Starcoder2 is
-  also one of the architectures llama.cpp and transformers' GGUF loader know.
+- learned positions, LayerNorm, GELU or squared-ReLU MLP -> GPT-2
+  (GPT2LMHeadModel, activation_function "gelu" = the erf GELU, or "relu2").
+  GPT-2's Conv1D keeps weights as (in, out): the transpose of nn.Linear's.
+  GPT-2 always has biases: llmtui's absent ones are zeros.
+- rotary positions, LayerNorm, GELU or squared-ReLU MLP -> Starcoder2
+  (Starcoder2ForCausalLM): LayerNorm, a c_fc / c_proj MLP (hidden_act "gelu"
+  or "relu2"), sequential residuals, full-width rotary, q/k/v as separate
+  projections.
+- rotary positions, RMSNorm, SwiGLU MLP -> Llama (LlamaForCausalLM, hidden_act
+  "silu"): llmtui's c_fc rows are [gate; up], so gate_proj is their first half
+  and up_proj the second; c_proj is down_proj.
+- the same with QK-norm -> Qwen3 (Qwen3ForCausalLM): Llama plus an RMSNorm of
+  each head's queries and keys before the rotation, as llmtui's. Qwen3's MLP
+  has no biases, so model.bias = true is refused.
 
-Every [model] setting the mapping does not handle must hold its schema
-default; anything else is refused with one line naming it (new model options
-stay unexportable until they are mapped here).
+llmtui rotates interleaved pairs (x[2i], x[2i+1]); Starcoder2, Llama and Qwen3
+(like NeoX) rotate halves (x[i], x[i + d/2]). Permuting the rows of q and k
+(and QK-norm's gains) within each head to [0, 2, 4, ..., 1, 3, 5, ...] turns
+one into the other; q.k is unchanged by a permutation applied to both, and an
+RMSNorm of a head by one too. All four are architectures llama.cpp and
+transformers' GGUF loader know (engine.inference.export_gguf).
+
+Any other combination of model.norm, model.mlp, model.qk_norm and
+model.pos_encoding is refused with one line naming the setting. Every other
+[model] setting the mapping does not handle must hold its schema default;
+anything else is refused with one line naming it (new model options stay
+unexportable until they are mapped here).
 """
 
 from __future__ import annotations
@@ -31,9 +45,13 @@ from llmtui.engine.training.sampling import LoadedModel
 # [model] settings the mappings below reproduce (dropout and gradient
 # checkpointing only act during training)
 HANDLED = {"n_layer", "n_head", "n_embd", "block_size", "d_ff", "dropout", "bias", "pos_encoding",
-           "rope_theta", "tie_embeddings", "vocab_size", "gradient_checkpointing"}
-ARCHITECTURES = {"learned": "gpt2", "rope": "starcoder2"}
+           "rope_theta", "tie_embeddings", "vocab_size", "gradient_checkpointing", "norm", "mlp", "qk_norm"}
+# architecture -> the transformers class of the hf export
+HF_CLASSES = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
+              "qwen3": "Qwen3ForCausalLM"}
+POSITIONS = ("learned", "rope")
 LAYER_NORM_EPS = 1e-5   # nn.LayerNorm's default, which llmtui uses
+RMS_NORM_EPS = 1e-5     # engine.model.gpt's nn.RMSNorm (blocks, head and QK-norm)
 
 
 class ExportError(UserError):
@@ -41,7 +59,8 @@ class ExportError(UserError):
 
 
 def architecture(cfg: Config, fmt: str) -> str:
-    """"gpt2" or "starcoder2" for this model; ExportError for a setting no class computes."""
+    """"gpt2", "starcoder2", "llama" or "qwen3" for this model; ExportError naming the
+    setting for a combination no class computes."""
     for name, spec in FIELDS["model"].items():
         value = getattr(cfg.model, name, spec.default)
         if name not in HANDLED and value != spec.default:
@@ -49,40 +68,77 @@ def architecture(cfg: Config, fmt: str) -> str:
                               f"{'transformers class' if fmt == 'hf' else 'GGUF architecture'} llmtui "
                               f"maps to computes it (only model.{name} = {show_value(spec.default)} "
                               "exports)")
-    arch = ARCHITECTURES.get(cfg.model.pos_encoding)
-    if arch is None:
-        raise ExportError(f"model.pos_encoding = {show_value(cfg.model.pos_encoding)} cannot be "
-                          f"exported to {fmt}: only {', '.join(ARCHITECTURES)} positions are mapped")
-    return arch
+    m = cfg.model
+    pos, norm, mlp, qk_norm = m.pos_encoding, m.norm, m.mlp, m.qk_norm
+    layer_norm_mlps = '"gelu" or "relu2"' if fmt == "hf" else '"gelu"'     # relu2 has no GGUF form (below)
+
+    def refuse(name: str, why: str) -> ExportError:
+        return ExportError(f"model.{name} = {show_value(getattr(m, name))} cannot be exported to {fmt}: {why}")
+
+    if pos not in POSITIONS:
+        raise refuse("pos_encoding", f"only {', '.join(POSITIONS)} positions are mapped")
+    if norm == "rmsnorm":
+        if pos != "rope":
+            raise refuse("norm", 'RMSNorm exports only with rotary positions and model.mlp = "swiglu" '
+                                 '(Llama, Qwen3); learned positions export with model.norm = "layernorm" (GPT-2)')
+        if mlp != "swiglu":
+            raise refuse("mlp", 'with model.norm = "rmsnorm" only model.mlp = "swiglu" exports (Llama, Qwen3); '
+                                f'model.mlp = {layer_norm_mlps} exports with model.norm = "layernorm" (GPT-2, Starcoder2)')
+        if qk_norm and m.bias:
+            raise refuse("bias", "with model.qk_norm = true the model exports as Qwen3, whose MLP has no "
+                                 "biases (only model.bias = false exports)")
+        return "qwen3" if qk_norm else "llama"
+    if norm != "layernorm":
+        raise refuse("norm", 'only "layernorm" and "rmsnorm" are mapped')
+    if mlp == "swiglu":
+        raise refuse("mlp", 'SwiGLU exports only with model.norm = "rmsnorm" and rotary positions (Llama, '
+                            f'Qwen3); with LayerNorm model.mlp = {layer_norm_mlps} exports (GPT-2, Starcoder2)')
+    if mlp not in ("gelu", "relu2"):
+        raise refuse("mlp", 'only "gelu", "relu2" and "swiglu" are mapped')
+    if qk_norm:
+        raise refuse("qk_norm", 'QK-norm exports only with rotary positions, model.norm = "rmsnorm" and '
+                                'model.mlp = "swiglu" (Qwen3); with LayerNorm only model.qk_norm = false exports')
+    if mlp == "relu2" and fmt == "gguf":
+        raise refuse("mlp", "llama.cpp's gpt2 and starcoder2 architectures compute GELU (with LayerNorm only "
+                            'model.mlp = "gelu" exports to gguf; --format hf exports relu2)')
+    return "gpt2" if pos == "learned" else "starcoder2"
 
 
 def hf_config(loaded: LoadedModel, arch: str, dtype: str) -> dict:
     """config.json for transformers (written by hand: transformers is not needed to export)."""
     c = loaded.model.config
     eot = loaded.tokenizer.eot_token
-    common = {"vocab_size": c.vocab_size, "tie_word_embeddings": c.tie_embeddings,
-              "bos_token_id": eot, "eos_token_id": eot, "use_cache": True,
-              "dtype": "float16" if dtype == "fp16" else "float32"}
+    common = {"architectures": [HF_CLASSES[arch]], "model_type": arch, "vocab_size": c.vocab_size,
+              "tie_word_embeddings": c.tie_embeddings, "bos_token_id": eot, "eos_token_id": eot,
+              "use_cache": True, "dtype": "float16" if dtype == "fp16" else "float32",
+              "initializer_range": 0.02}
     if arch == "gpt2":
-        return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_positions": c.block_size,
-                "n_ctx": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
-                "n_inner": c.ff_width, "activation_function": "gelu", "resid_pdrop": 0.0,
+        return {**common, "n_positions": c.block_size, "n_ctx": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer,
+                "n_head": c.n_head, "n_inner": c.ff_width, "activation_function": c.mlp, "resid_pdrop": 0.0,
                 "embd_pdrop": 0.0, "attn_pdrop": 0.0, "layer_norm_epsilon": LAYER_NORM_EPS,
-                "initializer_range": 0.02, "scale_attn_weights": True,
-                "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False, **common}
-    return {"architectures": ["Starcoder2ForCausalLM"], "model_type": "starcoder2",
-            "hidden_size": c.n_embd, "intermediate_size": c.ff_width, "num_hidden_layers": c.n_layer,
-            "num_attention_heads": c.n_head, "num_key_value_heads": c.n_head, "hidden_act": "gelu",
-            "max_position_embeddings": c.block_size, "norm_epsilon": LAYER_NORM_EPS,
-            "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
-            "rope_theta": c.rope_theta, "sliding_window": None, "attention_dropout": 0.0,
-            "residual_dropout": 0.0, "embedding_dropout": 0.0, "use_bias": c.bias,
-            "initializer_range": 0.02, **common}
+                "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+                "reorder_and_upcast_attn": False}
+    rotary = {**common, "hidden_size": c.n_embd, "intermediate_size": c.ff_width, "num_hidden_layers": c.n_layer,
+              "num_attention_heads": c.n_head, "num_key_value_heads": c.n_head,
+              "max_position_embeddings": c.block_size,
+              "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
+              "rope_theta": c.rope_theta, "attention_dropout": 0.0}
+    if arch == "starcoder2":
+        return {**rotary, "hidden_act": c.mlp, "norm_epsilon": LAYER_NORM_EPS, "sliding_window": None,
+                "residual_dropout": 0.0, "embedding_dropout": 0.0, "use_bias": c.bias}
+    llama = {**rotary, "hidden_act": "silu", "head_dim": c.n_embd // c.n_head, "rms_norm_eps": RMS_NORM_EPS,
+             "attention_bias": c.bias}
+    if arch == "llama":
+        return {**llama, "mlp_bias": c.bias, "pretraining_tp": 1}
+    return {**llama, "use_sliding_window": False, "sliding_window": None, "max_window_layers": c.n_layer,
+            "layer_types": ["full_attention"] * c.n_layer}
 
 
-def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False) -> dict[str, torch.Tensor]:
+def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
+                  halves: bool = True) -> dict[str, torch.Tensor]:
     """The weights under the transformers class's names (fp32, CPU). `all_biases` writes
-    zero biases for Starcoder2's Linear layers too (its GGUF form always has them)."""
+    zero biases for Starcoder2's Linear layers too (its GGUF form always has them);
+    `halves=False` leaves q and k in llmtui's interleaved-pairs rotary layout (GGUF's llama)."""
     model = loaded.model
     c = model.config
     w = {name: t.detach().to("cpu", torch.float32) for name, t in model.state_dict().items()}
@@ -111,14 +167,16 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False) -
             out["lm_head.weight"] = w["lm_head.weight"]
         return out
 
-    biases = c.bias or all_biases
-    order = _halves_order(C // H)
+    layer_norm = arch == "starcoder2"           # the others: RMSNorm, no bias
+    biases = c.bias or (all_biases and layer_norm)
+    order = _halves_order(C // H) if halves else torch.arange(C // H)
     out["model.embed_tokens.weight"] = w["transformer.wte.weight"]
     for i in range(c.n_layer):
         src, dst = f"transformer.h.{i}.", f"model.layers.{i}."
         for ln, name in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm")):
             out[dst + f"{name}.weight"] = w[src + f"{ln}.weight"]
-            out[dst + f"{name}.bias"] = get(src + f"{ln}.bias", C)
+            if layer_norm:
+                out[dst + f"{name}.bias"] = get(src + f"{ln}.bias", C)
         qkv_w = w[src + "attn.c_attn.weight"].split(C, dim=0)
         qkv_b = get(src + "attn.c_attn.bias", 3 * C).split(C, dim=0)
         for proj, weight, bias, rotated in zip(("q_proj", "k_proj", "v_proj"), qkv_w, qkv_b, (True, True, False)):
@@ -127,13 +185,27 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False) -
             out[dst + f"self_attn.{proj}.weight"] = weight.contiguous()
             if biases:
                 out[dst + f"self_attn.{proj}.bias"] = bias.contiguous()
-        for lin, name, width in (("attn.c_proj", "self_attn.o_proj", C), ("mlp.c_fc", "mlp.c_fc", c.ff_width),
-                                 ("mlp.c_proj", "mlp.c_proj", C)):
-            out[dst + f"{name}.weight"] = w[src + f"{lin}.weight"]
+        if arch == "qwen3":
+            for norm in ("q_norm", "k_norm"):
+                out[dst + f"self_attn.{norm}.weight"] = w[src + f"attn.{norm}.weight"][order].contiguous()
+        o_w, o_b = w[src + "attn.c_proj.weight"], get(src + "attn.c_proj.bias", C)
+        fc_w = w[src + "mlp.c_fc.weight"]
+        fc_b = get(src + "mlp.c_fc.bias", fc_w.shape[0])
+        down_w, down_b = w[src + "mlp.c_proj.weight"], get(src + "mlp.c_proj.bias", C)
+        linears = [("self_attn.o_proj", o_w, o_b)]
+        if layer_norm:
+            linears += [("mlp.c_fc", fc_w, fc_b), ("mlp.c_proj", down_w, down_b)]
+        else:   # SwiGLU: c_fc's rows are [gate; up]
+            (gate_w, up_w), (gate_b, up_b) = fc_w.chunk(2, dim=0), fc_b.chunk(2, dim=0)
+            linears += [("mlp.gate_proj", gate_w, gate_b), ("mlp.up_proj", up_w, up_b),
+                        ("mlp.down_proj", down_w, down_b)]
+        for name, weight, bias in linears:
+            out[dst + f"{name}.weight"] = weight.contiguous()
             if biases:
-                out[dst + f"{name}.bias"] = get(src + f"{lin}.bias", width)
+                out[dst + f"{name}.bias"] = bias.contiguous()
     out["model.norm.weight"] = w["transformer.ln_f.weight"]
-    out["model.norm.bias"] = get("transformer.ln_f.bias", C)
+    if layer_norm:
+        out["model.norm.bias"] = get("transformer.ln_f.bias", C)
     if not c.tie_embeddings:
         out["lm_head.weight"] = w["lm_head.weight"]
     return out
