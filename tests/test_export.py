@@ -18,18 +18,31 @@ from llmtui.engine.training.sampling import load_checkpoint_model
 
 CORPUS_TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:60_000] + "\nNaïve café — ☃\n"
 PROBE = "ROMEO:\nBut soft, what light through yonder window breaks? Naïve ☃"
-# name -> (pos_encoding, tokenizer overrides, other model settings): every architecture
-# with every tokenizer kind, tied and untied heads, with and without biases
+RMS_SWIGLU = ['model.norm="rmsnorm"', 'model.mlp="swiglu"']
+# name -> (pos_encoding, tokenizer overrides, other model settings): GPT-2 and Starcoder2
+# with every tokenizer kind, Llama (RMSNorm + SwiGLU) and Qwen3 (+ QK-norm), tied and untied
+# heads, with and without biases, GELU and squared ReLU (each run starts from nanoGPT's
+# model, whatever the preset's)
 MODELS = {
     "learned-char": ("learned", ['tokenizer.kind="char"'], []),
     "rope-char": ("rope", ['tokenizer.kind="char"'], ["model.bias=true", "model.tie_embeddings=false"]),
-    "learned-bpe": ("learned", ['tokenizer.kind="bpe"'], ["model.bias=true", "model.tie_embeddings=false"]),
+    "learned-bpe-relu2": ("learned", ['tokenizer.kind="bpe"'],
+                          ['model.mlp="relu2"', "model.bias=true", "model.tie_embeddings=false"]),
     "rope-bpe": ("rope", ['tokenizer.kind="bpe"'], []),
     "learned-trained": ("learned", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
                         ["model.bias=true", "model.tie_embeddings=false"]),
     "rope-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"], ["model.d_ff=48"]),
+    "llama-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
+                      RMS_SWIGLU + ["model.bias=true", "model.d_ff=40"]),
+    "qwen3-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
+                      RMS_SWIGLU + ["model.qk_norm=true", "model.tie_embeddings=false"]),
 }
-GGUF_MODELS = ["learned-trained", "rope-trained"]      # both GGUF architectures (the bpe kind: below)
+NANOGPT = ['model.norm="layernorm"', 'model.mlp="gelu"', "model.qk_norm=false", "model.bias=false",
+           "model.tie_embeddings=true"]
+HF_CLASS = {"learned": "GPT2LMHeadModel", "rope": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
+            "qwen3": "Qwen3ForCausalLM"}
+# every GGUF architecture (the bpe kind: below)
+GGUF_MODELS = ["learned-trained", "rope-trained", "llama-trained", "qwen3-trained"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +53,7 @@ def runs(tmp_path_factory):
     corpus.write_text(CORPUS_TEXT, encoding="utf-8")
     out = {}
     for name, (pos, tokenizer, model) in MODELS.items():
-        cfg = load_config("cpu", TINY + tokenizer + model + [
+        cfg = load_config("cpu", TINY + NANOGPT + tokenizer + model + [
             f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"', f'run.name="{name}"',
             'run.device="cpu"', f'data.source="{corpus}"', f'model.pos_encoding="{pos}"',
             "training.max_steps=6", "eval.sample_tokens=0", "eval.every_n_steps=6", "training.save_best=false"])
@@ -72,11 +85,11 @@ def test_hf_export_computes_what_llmtui_computes(name, runs, tmp_path, capsys):
     out = tmp_path / "hf"
     assert main(["export", str(runs[name]), str(out), "--format", "hf"]) == 0
     printed = capsys.readouterr().out
-    assert f"to {out}/ as hf" in printed and "AutoModelForCausalLM.from_pretrained" in printed
+    assert f"to {out}/ as hf ({HF_CLASS[name.partition('-')[0]]}" in printed
+    assert "AutoModelForCausalLM.from_pretrained" in printed
     loaded = load_checkpoint_model(runs[name], "cpu")
     model = AutoModelForCausalLM.from_pretrained(out)       # no trust_remote_code: stock classes
-    expected = "GPT2LMHeadModel" if name.startswith("learned") else "Starcoder2ForCausalLM"
-    assert type(model).__name__ == expected
+    assert type(model).__name__ == HF_CLASS[name.partition("-")[0]]
     ids = probe_ids(loaded)
     with torch.no_grad():
         theirs = model(torch.tensor([ids])).logits[0]
@@ -108,6 +121,11 @@ def test_gguf_export_reads_back_with_the_same_logits(name, runs, tmp_path, capsy
     # transformers' GGUF loader maps gpt2.context_length to n_ctx, which GPT-2's config no
     # longer reads (it sizes the position table from n_positions): give it the length
     extra = {"n_positions": block} if name.startswith("learned") else {}
+    # nor does it read llama's biases (llama.cpp does) or qwen3's head size (its attention.key_length)
+    if name.startswith("llama") and loaded.model.config.bias:
+        extra = {"attention_bias": True, "mlp_bias": True}
+    if name.startswith("qwen3"):
+        extra = {"head_dim": loaded.model.config.n_embd // loaded.model.config.n_head}
     model = AutoModelForCausalLM.from_pretrained(out, gguf_file="model.gguf", **extra)
     ids = probe_ids(loaded)
     with torch.no_grad():
@@ -207,7 +225,7 @@ def test_bad_export_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
 def test_a_model_setting_without_a_mapping_is_refused_by_name(runs, tmp_path, capsys, monkeypatch):
     """Every [model] setting the exporter does not map must hold its default: a new model
     option is refused until it is mapped. (Simulated by unmapping tie_embeddings, which
-    the rope-char model sets to false.)"""
+    the rope-char model sets to false, and by a fake setting.)"""
     from llmtui.engine.config.schema import FIELDS, FieldSpec
     from llmtui.engine.inference import mapping
 
@@ -217,16 +235,43 @@ def test_a_model_setting_without_a_mapping_is_refused_by_name(runs, tmp_path, ca
     assert code == 2 and err.count("\n") == 1
     assert "model.tie_embeddings = false cannot be exported to hf" in err
     assert not out.exists()
-    # a setting the schema gains later (another engineer's model.norm, say) is refused the same way
-    cfg = load_config("cpu")
-    spec = FieldSpec("model", "norm", str, None, "layernorm", "Norm.", None, None,
-                     ("layernorm", "rmsnorm"), None, None, False, False)
-    monkeypatch.setitem(FIELDS["model"], "norm", spec)
-    cfg.model.norm = "rmsnorm"
-    with pytest.raises(mapping.ExportError, match='model.norm = "rmsnorm" cannot be exported to gguf'):
+    # a setting the schema gains later (a sliding attention window, say) is refused the same way
+    cfg = load_config("cpu", NANOGPT + ['model.pos_encoding="learned"'])
+    spec = FieldSpec("model", "window", int, None, 0, "Window.", 0, None, None, None, None, False, False)
+    monkeypatch.setitem(FIELDS["model"], "window", spec)
+    cfg.model.window = 8
+    with pytest.raises(mapping.ExportError, match="model.window = 8 cannot be exported to gguf"):
         mapping.architecture(cfg, "gguf")
-    cfg.model.norm = "layernorm"
+    cfg.model.window = 0
     assert mapping.architecture(cfg, "gguf") == "gpt2"
+
+
+@pytest.mark.parametrize("settings, fmt, refused", [
+    (['model.norm="rmsnorm"', 'model.mlp="swiglu"'], "hf", 'model.norm = "rmsnorm" cannot be exported to hf'),
+    (['model.pos_encoding="rope"', 'model.norm="rmsnorm"'], "hf", 'model.mlp = "gelu" cannot be exported to hf'),
+    (['model.pos_encoding="rope"', 'model.mlp="swiglu"'], "gguf", 'model.mlp = "swiglu" cannot be exported to gguf'),
+    (['model.pos_encoding="rope"', "model.qk_norm=true"], "hf", "model.qk_norm = true cannot be exported to hf"),
+    (['model.pos_encoding="rope"', *RMS_SWIGLU, "model.qk_norm=true", "model.bias=true"], "hf",
+     "model.bias = true cannot be exported to hf"),
+    (['model.pos_encoding="rope"', 'model.mlp="relu2"'], "gguf", 'model.mlp = "relu2" cannot be exported to gguf'),
+])
+def test_unmapped_combinations_are_refused_by_setting(settings, fmt, refused):
+    """RMSNorm, SwiGLU and QK-norm export only together as Llama / Qwen3 (rotary), GELU and
+    squared ReLU only with LayerNorm as GPT-2 / Starcoder2; the refusal names the setting."""
+    from llmtui.engine.inference import mapping
+
+    cfg = load_config("cpu", NANOGPT + ['model.pos_encoding="learned"'] + settings)
+    with pytest.raises(mapping.ExportError, match=refused) as info:
+        mapping.architecture(cfg, fmt)
+    assert "\n" not in str(info.value) and "exports" in str(info.value)
+
+
+def test_an_unmappable_model_is_refused_before_anything_is_written(runs, tmp_path, capsys):
+    out = tmp_path / "relu2-gguf"
+    code, err = run_cli(capsys, "export", str(runs["learned-bpe-relu2"]), str(out), "--format", "gguf")
+    assert code == 2 and err.count("\n") == 1
+    assert 'model.mlp = "relu2" cannot be exported to gguf' in err and "GELU" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_hf_config_matches_the_model(runs, tmp_path):
@@ -239,3 +284,8 @@ def test_hf_config_matches_the_model(runs, tmp_path):
     tok_config = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
     assert tok_config["clean_up_tokenization_spaces"] is False
     assert tok_config["eos_token"] == "<|endoftext|>"
+    export(runs["qwen3-trained"], tmp_path / "qwen3")
+    config = json.loads((tmp_path / "qwen3" / "config.json").read_text())
+    assert config["model_type"] == "qwen3" and config["hidden_act"] == "silu" and config["head_dim"] == 16
+    assert config["rms_norm_eps"] == 1e-5 and config["use_sliding_window"] is False
+    assert config["attention_bias"] is False and config["tie_word_embeddings"] is False
