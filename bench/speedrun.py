@@ -223,11 +223,11 @@ def evaluate_snapshots(result: dict, nanogpt: Path, text: str) -> None:
             model, block = load_nanogpt(nanogpt, snap["path"])
             snap["val_loss"] = full_split_loss(model, ids, block)
     else:
-        from llmtui.engine.training.sampling import load_for_inference
+        from llmtui.engine.training.sampling import load_checkpoint_model
         for snap in result["snapshots"]:
-            model, tokenizer = load_for_inference(Path(snap["path"]), device="cpu")
-            ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
-            snap["val_loss"] = full_split_loss(model, ids, model.config.block_size)
+            loaded = load_checkpoint_model(Path(snap["path"]), device="cpu")
+            ids = np.asarray(loaded.tokenizer.encode(text), dtype=np.int64)
+            snap["val_loss"] = full_split_loss(loaded.model, ids, loaded.model.config.block_size)
 
 
 # ---------------------------------------------------------------------------
