@@ -122,6 +122,28 @@ def test_fp32_newton_schulz_orthogonalizes():
         assert s.min() > 0.5 and s.max() < 1.5, s
 
 
+def test_fp32_muon_batches_matrices_of_one_shape_with_the_same_result():
+    """In fp32 (the CPU path) Muon orthogonalizes same-shaped matrices in one batched
+    iteration: each parameter still moves as torch.optim.Muon's fp32 step moves it alone."""
+    torch.manual_seed(2)
+    weights = [torch.randn(48, 16), torch.randn(48, 16), torch.randn(16, 64), torch.randn(48, 16)]
+    together = [w.clone().requires_grad_() for w in weights]
+    alone = [w.clone().requires_grad_() for w in weights]
+    batched = Muon(together, lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw", ns_dtype=torch.float32)
+    singles = [Muon([p], lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw", ns_dtype=torch.float32)
+               for p in alone]
+    for _ in range(3):
+        grads = [torch.randn_like(w) for w in weights]
+        for a, b, g in zip(together, alone, grads):
+            a.grad, b.grad = g.clone(), g.clone()
+        batched.step()
+        for optimizer in singles:
+            optimizer.step()
+    for a, b, w in zip(together, alone, weights):
+        assert not torch.equal(a, w)
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     model = small_model(tie_embeddings=False, bias=True)
     cfg = load_config(None, MUON + ["optimizer.head_learning_rate=0.008", "model.tie_embeddings=false"])

@@ -47,6 +47,7 @@ class Muon(torch.optim.Muon):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
+            params, updates = [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -55,29 +56,56 @@ class Muon(torch.optim.Muon):
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - momentum)
-                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
-                update = orthogonalize(update, group["ns_coefficients"], group["ns_steps"], group["eps"],
-                                       self.ns_dtype)
+                params.append(p)
+                updates.append(p.grad.lerp(buf, momentum) if group["nesterov"] else buf)
+            orthogonal = self._orthogonalize_all(updates, group)
+            for p, update in zip(params, orthogonal):
                 p.mul_(1 - lr * group["weight_decay"])
                 p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
         return loss
+
+    def _orthogonalize_all(self, updates: list[torch.Tensor], group: dict) -> list[torch.Tensor]:
+        """Each update orthogonalized. In bf16, one matrix at a time, as torch.optim.Muon does
+        (bit for bit). In fp32, matrices of one shape go through the iteration together as one
+        batched matmul: the same arithmetic per matrix, in fewer, larger kernels (measured on
+        the 2-core CPU for the cpu preset's 16 matrices: 21 ms instead of 36 ms per step)."""
+        args = (group["ns_coefficients"], group["ns_steps"], group["eps"], self.ns_dtype)
+        if self.ns_dtype == torch.bfloat16:
+            return [orthogonalize(u, *args) for u in updates]
+        out: list[torch.Tensor | None] = [None] * len(updates)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, u in enumerate(updates):
+            by_shape.setdefault(tuple(u.shape), []).append(i)
+        for indices in by_shape.values():
+            stacked = orthogonalize(torch.stack([updates[i] for i in indices]), *args)
+            for i, result in zip(indices, stacked.unbind(0)):
+                out[i] = result
+        return out
 
 
 def orthogonalize(grad: torch.Tensor, coefficients, steps: int, eps: float,
                   dtype: torch.dtype) -> torch.Tensor:
     """Muon's quintic Newton-Schulz iteration (torch.optim.Muon's, in `dtype`): the
-    matrix pushed towards the nearest semi-orthogonal one, U V^T of its SVD."""
+    matrix pushed towards the nearest semi-orthogonal one, U V^T of its SVD. A stack of
+    matrices (..., rows, cols) is orthogonalized matrix by matrix in one batched iteration."""
     a, b, c = coefficients
     x = grad.to(dtype)
-    tall = grad.size(0) > grad.size(1)
+    tall = grad.size(-2) > grad.size(-1)
     if tall:
-        x = x.T
-    x.div_(x.norm().clamp(min=eps))   # spectral norm <= Frobenius norm <= 1
-    for _ in range(steps):
-        gram = x @ x.T
-        poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)
-        x = torch.addmm(x, poly, x, beta=a)
-    return x.T if tall else x
+        x = x.mT
+    if x.dim() == 2:
+        x = x / x.norm().clamp(min=eps)   # spectral norm <= Frobenius norm <= 1
+        for _ in range(steps):
+            gram = x @ x.T
+            poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)
+            x = torch.addmm(x, poly, x, beta=a)
+    else:
+        x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+        for _ in range(steps):
+            gram = x @ x.mT
+            poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
+            x = torch.baddbmm(x, poly, x, beta=a)
+    return x.mT if tall else x
 
 
 def adjusted_lr(lr: float, rule: str | None, shape: torch.Size) -> float:
