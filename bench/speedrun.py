@@ -201,7 +201,7 @@ def load_nanogpt(nanogpt: Path, path: str):
     import torch
 
     sys.path.insert(0, str(nanogpt))
-    from model import GPT, GPTConfig   # nanoGPT's model.py, from the checkout
+    from model import GPT, GPTConfig  # nanoGPT's model.py, from the checkout
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)   # tensors and plain values only
     with contextlib.redirect_stdout(io.StringIO()):     # its "number of parameters" line

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_checkpoints import RESUMABLE, interrupted_then_resumed, losses
 
 from conftest import read_jsonl
 from llmtui import load_config
@@ -22,8 +23,6 @@ from llmtui.engine.model.shapes import newton_schulz_flops
 from llmtui.engine.planning.sizing import count_params, optimizer_bytes, optimizer_flops_per_step
 from llmtui.engine.training.schedule import lr_at, wsd_decay_start
 from llmtui.engine.training.trainer import Trainer
-
-from test_checkpoints import RESUMABLE, interrupted_then_resumed, losses
 
 MUON = ['optimizer.name="muon"', "optimizer.embedding_learning_rate=0.02",
         "optimizer.gain_learning_rate=0.004"]
