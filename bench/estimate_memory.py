@@ -47,6 +47,16 @@ CONFIGS = {
     "medium-bf16": ["model.n_layer=6", "model.n_head=8", "model.n_embd=256", "model.block_size=256",
                     "training.batch_size=16", "model.dropout=0.1", 'model.pos_encoding="rope"',
                     'training.precision="bf16"', "training.max_steps=4"],
+    # issue 12's options: the medium model with the modern recipe (RMSNorm, SwiGLU, QK-norm,
+    # untied head, Muon: one momentum buffer for the matrices instead of AdamW's two)
+    "medium-modern": ["model.n_layer=6", "model.n_head=8", "model.n_embd=256", "model.block_size=256",
+                      "training.batch_size=16", "model.dropout=0.1", 'model.pos_encoding="rope"',
+                      'model.norm="rmsnorm"', 'model.mlp="swiglu"', "model.qk_norm=true",
+                      "model.tie_embeddings=false", 'optimizer.name="muon"', "training.max_steps=4"],
+    # squared ReLU with AdamW, BPE vocabulary, untied head (the head's own moments)
+    "bpe-relu2": ['tokenizer.kind="bpe"', "model.n_layer=4", "model.n_head=4", "model.n_embd=256",
+                  "model.block_size=256", "training.batch_size=8", 'model.mlp="relu2"', "model.qk_norm=true",
+                  "model.tie_embeddings=false", "training.max_steps=4"],
     # nanoGPT's shakespeare_char defaults, 10.7M parameters (BASELINES: nanoGPT ~7.0 GiB)
     "shakespeare_char": ["model.n_layer=6", "model.n_head=6", "model.n_embd=384",
                          "model.block_size=256", "training.batch_size=64", "model.dropout=0.2",
