@@ -66,7 +66,7 @@ def test_the_monitor_draws_the_reference_behind_the_run(tmp_path):
     from fakes import scripted_factory
     from llmtui.tui.widgets.loss_chart import LossChart
 
-    app = make_app(tmp_path, gpu=False, trainer_factory=scripted_factory())
+    app = make_app(tmp_path, trainer_factory=scripted_factory())
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
