@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import NANOGPT_MODEL
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.model.gpt import GPT, GPTConfig
 from llmtui.engine.planning.estimate import estimate
@@ -111,7 +112,7 @@ def test_gradient_checkpointing_saves_memory():
 
 
 def test_estimate_parts_add_up_and_scale_with_batch():
-    cfg = load_config("cpu")
+    cfg = load_config("cpu", NANOGPT_MODEL)
     hw = cpu_machine()
     small = estimate(cfg, vocab_size=65, hardware=hw)
     assert small.memory_total == sum(small.memory.values())

@@ -38,7 +38,7 @@ MODELS = {
                       RMS_SWIGLU + ["model.qk_norm=true", "model.tie_embeddings=false"]),
 }
 NANOGPT = ['model.norm="layernorm"', 'model.mlp="gelu"', "model.qk_norm=false", "model.bias=false",
-           "model.tie_embeddings=true"]
+           "model.tie_embeddings=true", 'optimizer.name="adamw"', "optimizer.head_learning_rate=0"]
 HF_CLASS = {"learned": "GPT2LMHeadModel", "rope": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
             "qwen3": "Qwen3ForCausalLM"}
 # every GGUF architecture (the bpe kind: below)
