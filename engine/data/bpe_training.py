@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from llmtui.engine.data.bpe_workers import cut_point
+from llmtui.engine.data.bpe_workers import split_text
 from llmtui.engine.data.tokenizers import TrainedTokenizer
 from llmtui.engine.errors import DataError
 
@@ -57,12 +57,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, special_tokens: Sequence[st
 def _pieces(texts: Iterable[str]) -> Iterator[str]:
     """Each text in pieces of about PIECE_CHARS, cut where GPT-2's pattern splits anyway."""
     for text in texts:
-        start = 0
-        while len(text) - start > PIECE_CHARS:
-            cut = cut_point(text, start + PIECE_CHARS // 2, start + PIECE_CHARS)
-            yield text[start:cut]
-            start = cut
-        yield text[start:]
+        yield from split_text(text, PIECE_CHARS)
 
 
 def load_tokenizer_file(path: str | Path, special_tokens: Sequence[str]) -> TrainedTokenizer:

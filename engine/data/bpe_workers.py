@@ -47,14 +47,19 @@ def cut_point(text: str, lo: int, hi: int) -> int:
 
 
 
-def _pieces(text: str) -> Iterator[str]:
-    """Cut a chunk into texts of at most BPE_PIECE_CHARS for parallel encoding."""
+def split_text(text: str, size: int) -> Iterator[str]:
+    """Cut `text` into pieces of at most `size` characters, where GPT-2's pattern splits anyway."""
     start = 0
-    while len(text) - start > BPE_PIECE_CHARS:
-        cut = cut_point(text, start + BPE_PIECE_CHARS // 2, start + BPE_PIECE_CHARS)
+    while len(text) - start > size:
+        cut = cut_point(text, start + size // 2, start + size)
         yield text[start:cut]
         start = cut
     yield text[start:]
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Cut a chunk into texts of at most BPE_PIECE_CHARS for parallel encoding."""
+    return split_text(text, BPE_PIECE_CHARS)
 
 
 def encode_threads(tokenizer: BpeTokenizer, texts: Iterator[str | None], dtype: np.dtype):
