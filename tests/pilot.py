@@ -35,6 +35,14 @@ async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "conditi
         await pilot.pause(0.05)
 
 
+async def click_button(pilot, selector: str):
+    """Click a button as a user would: Textual ignores a click on a button still showing
+    its previous press (0.2 s), which two clicks a pilot.pause() apart can hit."""
+    button = pilot.app.screen.query_one(selector)
+    await wait_for(pilot, lambda: not button.has_class("-active"), 5.0, f"{selector} released")
+    await pilot.click(selector)
+
+
 def screen_name(app) -> str:
     return type(app.screen).__name__
 

@@ -4,7 +4,7 @@ by Pilot on a real tiny checkpoint (no fakes for the engine)."""
 from __future__ import annotations
 
 import pytest
-from pilot import make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
+from pilot import click_button, make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 
 from conftest import SHAKESPEARE, TINY
 from fakes import static_text
@@ -108,7 +108,7 @@ def test_evaluate_screen_shows_what_llmtui_eval_computes(tmp_path, run_dir):
             assert "Give a data file" in static_text(screen.query_one("#eval-error"))
             screen.query_one("#eval-data").value = str(data)
             await pilot.pause()
-            await pilot.click("#eval-go")
+            await click_button(pilot, "#eval-go")            # a second click, once the first has ended
             await wait_for(pilot, lambda: screen.result is not None, what="evaluation")
             await pilot.pause()
             shown = static_text(screen.query_one("#eval-result"))
