@@ -212,3 +212,10 @@ def test_streaming_holds_back_half_characters(bpe_run):
     loaded.model = Scripted()
     pieces = list(stream(loaded, "x", max_tokens=len(ids)))
     assert pieces[:-1] == [""] * (len(ids) - 1) and pieces[-1] == "☃"
+
+    # bytes that never make a character (a model may emit any) are shown after 4 tokens
+    # as U+FFFD, not held back to the end of the generation
+    ids = [tok.encode("☃")[0]] * 6 + tok.encode("☃")
+    pieces = list(stream(loaded, "x", max_tokens=len(ids)))
+    assert pieces[:3] == ["", "", ""] and pieces[3] == "\ufffd"
+    assert "".join(pieces) == tok.decode(ids) and pieces[-1].endswith("☃")

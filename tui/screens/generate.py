@@ -30,7 +30,7 @@ from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.prompt_input import PromptInput
 from llmtui.tui.widgets.title_bar import TitleBar
 
-GENERATION_POST_SECONDS = 0.05
+GENERATION_POST_SECONDS = 0.1
 
 
 class GenerateScreen(Screen):
@@ -43,6 +43,7 @@ class GenerateScreen(Screen):
         self.defaults = defaults or {}
         self.loaded = None                    # the model, loaded by the worker on first use
         self._stop = threading.Event()
+        self._streaming = False               # the status says "Generating…" since the first text
         self.generating = False
 
     def compose(self) -> ComposeResult:
@@ -137,6 +138,7 @@ class GenerateScreen(Screen):
             output.insert("\n\n" + "─" * 20 + "\n", output.document.end)
         output.insert(prompt, output.document.end)
         self._stop.clear()
+        self._streaming = False
         self._set_generating(True)
         self.query_one("#gen-status", Static).update("Generating…" if self.loaded else "Loading the model…")
         self.generate(prompt, settings)
@@ -175,7 +177,9 @@ class GenerateScreen(Screen):
         output = self.query_one("#gen-output", TextArea)
         output.insert(event.text, output.document.end)
         output.scroll_end(animate=False)
-        self.query_one("#gen-status", Static).update("Generating… (Esc stops)")
+        if not self._streaming:     # once: updating a Static lays the screen out again
+            self._streaming = True
+            self.query_one("#gen-status", Static).update("Generating… (Esc stops)")
 
     @on(GenerationEnded)
     def _ended(self, event: GenerationEnded) -> None:
