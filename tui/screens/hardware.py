@@ -77,7 +77,9 @@ class HardwareScreen(Screen):
         if app.hardware is not None and app.recommendation is not None:
             self._show(app.hardware, app.recommendation)
         else:
-            self.detect()
+            # after the first frame: the worker's imports (torch) hold the GIL for long
+            # stretches, and started at mount they delayed the first paint by ~0.4 s
+            self.call_after_refresh(self.detect)
         self.call_after_refresh(self.action_rescan)
 
     # -- detection -------------------------------------------------------------
