@@ -20,9 +20,9 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, Label, ProgressBar, RichLog, Sparkline, Static
+from textual.widgets import Footer, Label, RichLog, Sparkline, Static
 
 from llmtui.engine.training.commands import Command, Pause, SampleNow, SaveNow, SetEarlyStopping, Unpause
 from llmtui.engine.training.events import (
@@ -45,6 +45,7 @@ from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
 from llmtui.tui.widgets.loss_chart import LossChart
+from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.stat_panel import StatPanel
 from llmtui.tui.widgets.title_bar import TitleBar
 
@@ -76,10 +77,13 @@ class MonitorScreen(Screen):
         Binding("escape", "back", "Back", show=False),
     ]
 
-    status: reactive[str] = reactive("starting")
-    step: reactive[int] = reactive(0)
-    max_steps: reactive[int] = reactive(0)
-    early_stopping: reactive[bool] = reactive(False)
+    # `var`, not `reactive`: a reactive on a screen repaints the whole screen when it
+    # changes (measured: every frame redrew every widget); the watchers below redraw
+    # only what shows the value
+    status: var[str] = var("starting")
+    step: var[int] = var(0)
+    max_steps: var[int] = var(0)
+    early_stopping: var[bool] = var(False)
 
     def __init__(self, run: TrainingRun):
         super().__init__()
@@ -107,7 +111,7 @@ class MonitorScreen(Screen):
     def compose(self) -> ComposeResult:
         yield TitleBar()
         yield Static("", id="mon-status")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="mon-progress")
+        yield StillProgressBar(total=None, show_eta=False, show_percentage=True, id="mon-progress")
         with Horizontal(id="mon-main"):
             chart = LossChart(id="mon-chart", classes="panel")
             chart.border_title = "Loss"
@@ -280,7 +284,7 @@ class MonitorScreen(Screen):
             self._render_status()
 
     def _update_progress(self) -> None:
-        bar = self.query_one("#mon-progress", ProgressBar)
+        bar = self.query_one("#mon-progress", StillProgressBar)
         if self._started:
             bar.update(total=max(1, self.max_steps), progress=self.step)
         elif self.status == "preparing" or not self.run.running:
@@ -292,7 +296,7 @@ class MonitorScreen(Screen):
         if not self.is_mounted:   # reactives also fire when first read, maybe before compose
             return
         self._render_status()
-        self.query_one("#mon-progress", ProgressBar).set_class(self.status == "failed", "-failed")
+        self.query_one("#mon-progress", StillProgressBar).set_class(self.status == "failed", "-failed")
 
     def watch_step(self) -> None:
         self._render_status()
