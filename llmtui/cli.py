@@ -231,7 +231,7 @@ def cmd_runs(argv: list[str]) -> int:
     args = p.parse_args(argv)
     folder = Path(args.folder)
     if not folder.is_dir():
-        return fail(f"{folder}: no such folder")
+        return fail(f"{folder}: {'a file, not a folder of runs' if folder.exists() else 'no such folder'}")
     import json
 
     from llmtui.engine.training.runs import list_runs

@@ -132,6 +132,7 @@ def test_characters_a_char_vocabulary_lacks_are_skipped_or_refused(run_dir, tmp_
 
 def test_eval_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, capsys):
     for argv, words in ((["--data", str(tmp_path / "missing.txt")], "no such file"),
+                        (["--data", str(tmp_path)], "a folder; give one text or token file"),
                         (["--data", str(SHAKESPEARE), "--max-tokens", "1"], "--max-tokens"),
                         (["--data", str(SHAKESPEARE), "--max-tokens", "lots"], "--max-tokens")):
         capsys.readouterr()

@@ -556,6 +556,12 @@ def test_llmtui_runs_prints_the_table_and_json(tmp_path, shared_data_dir, capsys
     listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert listed["alpha"]["status"] == "finished" and listed["alpha"]["steps"] == 20
     assert listed["beta"]["status"] == "stopped" and listed["beta"]["best_val_loss"] is not None
+    capsys.readouterr()
+    for wrong, words in ((runs / "alpha" / "config.toml", "a file, not a folder of runs"),
+                         (tmp_path / "missing", "no such folder")):
+        assert main(["runs", str(wrong)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, max_tokens: int | None
     when given."""
     path = Path(data).expanduser()
     if not path.is_file():
-        raise DataError(f"--data {path}: no such file")
+        raise DataError(f"--data {path}: " + ("a folder; give one text or token file" if path.is_dir()
+                                              else "not a regular file" if path.exists() else "no such file"))
     if max_tokens is not None and max_tokens < 2:
         raise DataError(f"--max-tokens {max_tokens}: at least 2 tokens are needed (one to predict)")
     loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device)
