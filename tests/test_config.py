@@ -201,6 +201,15 @@ def test_cross_key_rules_name_every_key_involved():
     assert error.detail == "model.n_head = 5 must divide model.n_embd = 128"
 
 
+def test_a_cross_key_error_names_where_its_keys_were_set(tmp_path):
+    assert errors_of("cpu", ["model.n_head=5"]).origin == "--override"    # not "preset cpu"
+    path = tmp_path / "mine.toml"
+    path.write_text("[model]\nn_head = 5\n")
+    assert errors_of(path, []).origin == str(path)
+    assert errors_of(path, ["model.n_layer=2"]).origin == str(path)       # the override is not involved
+    assert errors_of(path, ["model.n_embd=131"]).origin == "--override"
+
+
 def test_a_byte_order_mark_is_accepted(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes("\ufeff[model]\nn_layer = 2\n".encode("utf-8"))

@@ -13,7 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from llmtui.engine.config.presets import is_preset, preset_names, preset_text
 from llmtui.engine.config.resolved import is_auto
@@ -77,12 +77,14 @@ def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str]
         origin = Origin(name, text)
         data = parse_toml(text, name)
     cfg = config_from_dict(data, origin)
+    set_by: dict[str, str] = {}         # keys given after the file, and where
     for text in overrides:
-        apply_override(cfg, text)
+        set_by[apply_override(cfg, text)] = "--override"
     for key, value in settings.items():
         section, _, name = key.partition("__")
         set_value(cfg, section, name, value, origin="argument")
-    validate(cfg, origin.name)
+        set_by[f"{section}.{name}"] = "argument"
+    validate(cfg, origin.name, set_by)
     return cfg
 
 
@@ -246,7 +248,8 @@ def parse_override_value(text: str) -> Any:
         raise ConfigError("the value is nested too deeply", origin="--override") from None
 
 
-def apply_override(cfg: Config, text: str) -> None:
+def apply_override(cfg: Config, text: str) -> str:
+    """Set one `section.key=value` (or `section.key[N]=value`); returns the key's path."""
     origin = Origin("--override")
     key_part, sep, value_text = text.partition("=")
     key_part = key_part.strip()
@@ -264,7 +267,7 @@ def apply_override(cfg: Config, text: str) -> None:
     value = parse_override_value(value_text.strip())
     if index is None:
         set_value(cfg, section, key, value, origin)
-        return
+        return f"{section}.{key}"
     spec = FIELDS[section][key]
     if spec.type is not list:
         raise ConfigError(f"{spec.path} is not a list; drop the [{index}]", origin=origin.name,
@@ -279,16 +282,21 @@ def apply_override(cfg: Config, text: str) -> None:
     else:
         items[i] = value
     set_value(cfg, section, key, items, origin)
+    return f"{section}.{key}"
 
 
 # ---------------------------------------------------------------------------
 # rules that span several keys
 
-def validate(cfg: Config, origin: str = "config") -> None:
+def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | None = None) -> None:
+    """Check the rules that span several keys. An error names where its keys were set:
+    `set_by` maps keys given after the file (overrides, arguments) to their origin."""
     m, o, s = cfg.model, cfg.optimizer, cfg.scheduler
+    set_by = set_by or {}
 
     def fail(msg: str, *keys: str) -> None:
-        raise ConfigError(msg, origin=origin, key=keys[0], related=keys[1:])
+        where = next((set_by[k] for k in keys if k in set_by), origin)
+        raise ConfigError(msg, origin=where, key=keys[0], related=keys[1:])
 
     if m.n_embd % m.n_head:
         fail(f"model.n_head = {m.n_head} must divide model.n_embd = {m.n_embd}",
