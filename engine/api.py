@@ -44,9 +44,7 @@ def train(config: Config | str | Path | None = None, *, overrides: list[str] = (
     """
     if isinstance(config, Config):
         config = config_replace(config, **settings)  # a copy: the caller's config is not changed
-        for text in overrides:
-            apply_override(config, text)
-        validate(config)
+        validate(config, set_by={apply_override(config, text): "--override" for text in overrides})
     else:
         config = load_config(config, overrides, **settings)
     return Trainer(config, resume_from=resume_from, overwrite=overwrite, listeners=listeners).run()

@@ -387,7 +387,7 @@ def config_replace(cfg: Config, **settings: Any) -> Config:
     for key, value in settings.items():
         section, _, name = key.partition("__")
         set_value(new, section, name, value, origin="argument")
-    validate(new)
+    validate(new, set_by={key.replace("__", ".", 1): "argument" for key in settings})
     return new
 
 
