@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from conftest import SHAKESPEARE, TINY
 from llmtui import load_config, train
 from llmtui.cli import main
-from llmtui.engine.inference.generate import stream
+from llmtui.engine.inference.generate import generate, stream
 from llmtui.engine.training.sampling import load_checkpoint_model
 
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:20_000]
@@ -190,6 +190,19 @@ def test_generate_api_and_streaming_give_the_same_text(run_dir, capsys):
     stopped = list(stream(loaded, "ROMEO:", max_tokens=1000, temperature=0,
                           stop=lambda: asked.append(1) or len(asked) >= 5))
     assert len(stopped) == 5
+
+
+def test_streaming_decodes_only_the_new_tokens(run_dir):
+    """Each token's text is decoded once, not the whole continuation again after every
+    token (that made a long generation in the app quadratic)."""
+    loaded = load_checkpoint_model(run_dir, "cpu")
+    decoded = []
+    real_decode = loaded.tokenizer.decode
+    loaded.tokenizer.decode = lambda ids: decoded.append(len(ids)) or real_decode(ids)
+    pieces = list(stream(loaded, "ROMEO:", max_tokens=300, temperature=1.0, seed=5))
+    loaded.tokenizer.decode = real_decode
+    assert len(pieces) == 300 and sum(decoded) <= 2 * 300
+    assert "".join(pieces) == generate(run_dir, "ROMEO:", max_tokens=300, temperature=1.0, seed=5)
 
 
 def test_streaming_holds_back_half_characters(bpe_run):
