@@ -143,12 +143,18 @@ def test_eval_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, capsys):
     assert "no intact checkpoint" in capsys.readouterr().err
 
 
-def test_eval_text_output_and_progress(run_dir, capsys):
+def test_eval_text_output_and_progress(run_dir, capsys, tmp_path):
     from llmtui import evaluate
 
     seen = []
     result = evaluate(run_dir, SHAKESPEARE, max_tokens=3000, progress=lambda d, t: seen.append((d, t)))
     assert result.tokens == 2999 and seen and seen[-1][0] == seen[-1][1]
+    # a file of a few hundred KB moves the progress bar several times on its way
+    data = tmp_path / "part.txt"
+    data.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:300_000])
+    seen = []
+    evaluate(run_dir, data, progress=lambda d, t: seen.append(d / t))
+    assert len([f for f in seen if 0 < f < 1]) >= 3 and seen == sorted(seen) and seen[-1] == 1
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--data", str(SHAKESPEARE), "--max-tokens", "3000"]) == 0
     out = capsys.readouterr().out
