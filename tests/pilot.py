@@ -55,6 +55,17 @@ async def wait_screen(pilot, name: str, timeout: float = 60.0):
     await pilot.pause()
 
 
+async def open_monitor(pilot, tmp_path):
+    """From the hardware screen, start the cpu preset (runs under tmp_path/runs) and wait
+    for the monitor; with a scripted trainer factory no real training runs."""
+    from llmtui import load_config
+
+    await wait_screen(pilot, "HardwareScreen")
+    pilot.app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
+    await wait_screen(pilot, "MonitorScreen")
+    return pilot.app.screen
+
+
 async def set_field(pilot, screen, path: str, text: str):
     """Type into a wizard field the way a user would (clear, then the characters)."""
     from textual.widgets import Input, Select, Switch

@@ -61,7 +61,7 @@ def test_the_reference_is_what_the_preset_does_for_its_first_steps(tmp_path, sha
 
 
 def test_the_monitor_draws_the_reference_behind_the_run(tmp_path):
-    from pilot import make_app, wait_for, wait_screen
+    from pilot import make_app, open_monitor, wait_for
 
     from fakes import scripted_factory
     from llmtui.tui.widgets.loss_chart import LossChart
@@ -70,9 +70,7 @@ def test_the_monitor_draws_the_reference_behind_the_run(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             chart = app.screen.query_one(LossChart)
             await wait_for(pilot, lambda: len(chart.reference) > 0, what="reference drawn")
             assert "cpu reference" in chart.reference_label

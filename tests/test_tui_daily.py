@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from pilot import make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
+from pilot import make_app, open_monitor, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 from textual.widgets import DataTable, ProgressBar
 
 from conftest import TINY, read_jsonl
@@ -110,9 +110,7 @@ def test_train_and_val_differ_in_colour_and_shape_in_every_theme(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             await wait_for(pilot, lambda: app.screen.step == 300, what="events")
             chart = app.screen.query_one(LossChart)
             from rich.color import ColorSystem
@@ -174,9 +172,7 @@ def test_progress_is_indeterminate_until_the_first_step(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             monitor = app.screen
             await wait_for(pilot, lambda: monitor.polls > 2, what="polls")
             assert monitor.query_one("#mon-progress", ProgressBar).total is None
@@ -209,9 +205,7 @@ def test_a_failed_run_shows_its_progress_in_the_error_colour(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             monitor = app.screen
             await wait_for(pilot, lambda: monitor.status == "failed", what="failed")
             bar = monitor.query_one("#mon-progress", ProgressBar)
@@ -225,9 +219,7 @@ def test_stop_shows_the_summary(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             await wait_for(pilot, lambda: app.screen.step == 300, what="events")
             await pilot.press("x")
             await wait_screen(pilot, "ConfirmScreen")
@@ -245,9 +237,7 @@ def test_save_while_paused_says_it_saves_now(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             monitor = app.screen
             await wait_for(pilot, lambda: monitor.status == "paused", what="paused")
             await pilot.press("s")
@@ -268,9 +258,7 @@ def test_phases_are_shown_and_the_eta_survives_a_pause(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             monitor = app.screen
             await wait_for(pilot, lambda: monitor.step == 100, what="events")
             status = lambda: static_text(monitor.query_one("#mon-status"))  # noqa: E731
@@ -299,9 +287,7 @@ def test_the_data_step_shows_its_phase_in_the_monitor(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
-            await wait_screen(pilot, "MonitorScreen")
+            await open_monitor(pilot, tmp_path)
             monitor = app.screen
             await wait_for(pilot, lambda: "preparing data: tokenize 40%"
                            in static_text(monitor.query_one("#mon-status")), what="prepare phase")
