@@ -203,6 +203,7 @@ def test_cross_key_rules_name_every_key_involved():
 
 def test_a_cross_key_error_names_where_its_keys_were_set(tmp_path):
     assert errors_of("cpu", ["model.n_head=5"]).origin == "--override"    # not "preset cpu"
+    assert errors_of("cpu", model__n_head=5).origin == "argument"          # the Python API's keywords
     path = tmp_path / "mine.toml"
     path.write_text("[model]\nn_head = 5\n")
     assert errors_of(path, []).origin == str(path)

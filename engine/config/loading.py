@@ -77,15 +77,20 @@ def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str]
         origin = Origin(name, text)
         data = parse_toml(text, name)
     cfg = config_from_dict(data, origin)
-    set_by: dict[str, str] = {}         # keys given after the file, and where
-    for text in overrides:
-        set_by[apply_override(cfg, text)] = "--override"
+    set_by = {apply_override(cfg, text): "--override" for text in overrides}   # keys given after the file
+    set_by.update(apply_settings(cfg, settings))
+    validate(cfg, origin.name, set_by)
+    return cfg
+
+
+def apply_settings(cfg: Config, settings: Mapping[str, Any]) -> dict[str, str]:
+    """Set keyword settings written `section__key=value`; returns {path: "argument"} for each."""
+    set_by = {}
     for key, value in settings.items():
         section, _, name = key.partition("__")
         set_value(cfg, section, name, value, origin="argument")
         set_by[f"{section}.{name}"] = "argument"
-    validate(cfg, origin.name, set_by)
-    return cfg
+    return set_by
 
 
 def config_source(name_or_path: str | Path) -> tuple[str, str, Path | None]:
@@ -384,10 +389,7 @@ def config_to_toml(cfg: Config, *, comments: bool = True, header: str | None = N
 def config_replace(cfg: Config, **settings: Any) -> Config:
     """A copy of cfg with `section__key=value` settings applied and validated."""
     new = copy.deepcopy(cfg)
-    for key, value in settings.items():
-        section, _, name = key.partition("__")
-        set_value(new, section, name, value, origin="argument")
-    validate(new, set_by={key.replace("__", ".", 1): "argument" for key in settings})
+    validate(new, set_by=apply_settings(new, settings))
     return new
 
 
