@@ -24,7 +24,6 @@ from textual.widgets import (
     Footer,
     Input,
     Label,
-    ProgressBar,
     RadioButton,
     RadioSet,
     Select,
@@ -37,6 +36,7 @@ from llmtui.engine.training.events import EventBuffer, PrepareEvent
 from llmtui.tui.fields import field_text, parse_field_text
 from llmtui.tui.messages import DataPrepared, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
 
 SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
@@ -108,7 +108,7 @@ class DataScreen(Screen):
                 prep.border_title = "Prepare"
                 yield Static("Token files are made once and reused while the corpus and tokenizer "
                              "stay the same.", id="prepare-status")
-                yield ProgressBar(total=100, show_eta=False, id="prepare-progress")
+                yield StillProgressBar(total=100, show_eta=False, id="prepare-progress")
                 yield Static("", id="prepare-result")
         with Horizontal(id="data-buttons"):
             yield Button("◂ Back", id="back", compact=True)
@@ -297,7 +297,7 @@ class DataScreen(Screen):
             return
         self.query_one("#prepare", Button).disabled = True
         self.query_one("#train", Button).disabled = True
-        bar = self.query_one("#prepare-progress", ProgressBar)
+        bar = self.query_one("#prepare-progress", StillProgressBar)
         bar.display = True
         bar.update(total=100, progress=0)
         self.query_one("#prepare-status", Static).update("Preparing…")
@@ -322,7 +322,7 @@ class DataScreen(Screen):
         self._seq, events = self.progress_events.since(self._seq)
         if events:
             last = events[-1]
-            bar = self.query_one("#prepare-progress", ProgressBar)
+            bar = self.query_one("#prepare-progress", StillProgressBar)
             bar.update(total=max(1, last.total), progress=last.done)
             self.query_one("#prepare-status", Static).update(f"Preparing: {last.stage}…")
 

@@ -16,10 +16,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, ProgressBar, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from llmtui.tui.messages import EvalFinished, EvalProgress, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
+from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
 
 
@@ -60,7 +61,7 @@ class EvaluateScreen(Screen):
                 yield Input("", compact=True, type="integer", id="eval-max", placeholder="empty: all of it")
                 yield Button("Evaluate", id="eval-go", variant="primary", compact=True)
             yield ErrorText(id="eval-error")
-            yield ProgressBar(total=100, show_eta=False, id="eval-progress")
+            yield StillProgressBar(total=100, show_eta=False, id="eval-progress")
             yield Static("", id="eval-result", markup=False)
         with Horizontal(id="eval-buttons"):
             yield Button("◂ Back", id="eval-back", compact=True)
@@ -114,7 +115,7 @@ class EvaluateScreen(Screen):
             return
         error.show(None)
         go.disabled = True
-        bar = self.query_one("#eval-progress", ProgressBar)
+        bar = self.query_one("#eval-progress", StillProgressBar)
         bar.display = True
         bar.update(total=100, progress=0)
         self.query_one("#eval-result", Static).update("Evaluating…")
@@ -130,7 +131,7 @@ class EvaluateScreen(Screen):
 
     @on(EvalProgress)
     def _progress(self, event: EvalProgress) -> None:
-        self.query_one("#eval-progress", ProgressBar).update(total=max(1, event.total), progress=event.done)
+        self.query_one("#eval-progress", StillProgressBar).update(total=max(1, event.total), progress=event.done)
 
     def _ended(self) -> None:
         self.query_one("#eval-go", Button).disabled = False

@@ -1,9 +1,9 @@
 """A ProgressBar that redraws only when told.
 
 Textual's ProgressBar updates itself once a second for its ETA; with the ETA
-hidden that timer only adds a frame out of step with the monitor's poll, and on
-two cores a frame is time taken from training (measured: the monitor drew 2.2
-frames a second instead of 1).
+hidden that timer only adds a frame out of step with the work it shows, and on
+two cores a frame is time taken from that work (training, data preparation,
+evaluation; measured on the monitor: 2.2 frames a second instead of 1.2).
 """
 
 from __future__ import annotations
