@@ -89,6 +89,57 @@ def test_generate_screen_streams_stops_and_remembers_prompts(tmp_path, run_dir):
     run(drive())
 
 
+def quit_returns_while_working(app, start_work, seconds: float = 30.0) -> bool:
+    """Start long work in the app, quit with Ctrl+Q, and say whether the app's run (and
+    so the process: Python waits for worker threads) ended within `seconds`."""
+    import threading
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            await start_work(pilot)
+            await pilot.press("ctrl+q")
+
+    runner = threading.Thread(target=run, args=(drive(),), daemon=True)
+    runner.start()
+    runner.join(seconds)
+    return not runner.is_alive()
+
+
+def test_quitting_stops_a_long_generation(tmp_path, run_dir):
+    app = make_app(tmp_path)
+
+    async def start(pilot):
+        app.open_generate(run_dir, {"temperature": 1.0, "tokens": 100_000, "prompt": "ROMEO:", "device": "cpu"})
+        await wait_screen(pilot, "GenerateScreen")
+        screen = app.screen
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(output_text(screen)) > 100, what="streamed tokens")
+
+    assert quit_returns_while_working(app, start)      # 100,000 tokens would take minutes
+
+
+def test_quitting_stops_a_long_evaluation(tmp_path, run_dir):
+    import numpy as np
+
+    from llmtui.engine.training.sampling import load_checkpoint_model
+
+    vocab = load_checkpoint_model(run_dir, "cpu").model.config.vocab_size
+    data = tmp_path / "many.npy"                       # 20M tokens: minutes to score here
+    np.save(data, np.random.default_rng(0).integers(0, vocab, 20_000_000, dtype=np.uint16))
+    app = make_app(tmp_path)
+
+    async def start(pilot):
+        app.open_evaluate(run_dir, "cpu")
+        await wait_screen(pilot, "EvaluateScreen")
+        screen = app.screen
+        screen.query_one("#eval-data").value = str(data)
+        await click_button(pilot, "#eval-go")
+        await wait_for(pilot, lambda: screen.query_one("#eval-progress").progress > 0, what="evaluating")
+
+    assert quit_returns_while_working(app, start)
+
+
 def test_evaluate_screen_shows_what_llmtui_eval_computes(tmp_path, run_dir):
     from llmtui import evaluate
 

@@ -33,6 +33,7 @@ from textual.widgets import (
 from llmtui.engine.config.schema import field_spec
 from llmtui.engine.errors import ConfigError, UserError
 from llmtui.engine.training.events import EventBuffer, PrepareEvent
+from llmtui.tui.cancellation import WorkerCancelled, raise_if_cancelled
 from llmtui.tui.fields import field_text, parse_field_text
 from llmtui.tui.messages import DataPrepared, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
@@ -311,8 +312,15 @@ class DataScreen(Screen):
         from llmtui.engine.data.prepare import prepare_data  # numpy and friends: off the UI thread
 
         buffer = self.progress_events
-        data = prepare_data(cfg, progress=lambda stage, done, total: buffer(
-            PrepareEvent(step=0, stage=stage, done=done, total=total)))
+
+        def progress(stage: str, done: int, total: int) -> None:
+            raise_if_cancelled()        # the screen went, or the app exits: stop preparing
+            buffer(PrepareEvent(step=0, stage=stage, done=done, total=total))
+
+        try:
+            data = prepare_data(cfg, progress=progress)
+        except WorkerCancelled:
+            return
         self.post_message(DataPrepared({
             "train_tokens": int(len(data.train)), "val_tokens": int(len(data.val)),
             "vocab_size": int(data.vocab_size), "reused": data.reused,

@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from llmtui.tui.cancellation import WorkerCancelled, raise_if_cancelled
 from llmtui.tui.messages import EvalFinished, EvalProgress, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
@@ -125,8 +126,15 @@ class EvaluateScreen(Screen):
     def evaluate(self, data: Path, max_tokens: int | None) -> None:
         from llmtui.engine.inference.evaluate import evaluate  # torch: off the UI thread
 
-        result = evaluate(self.checkpoint, data, max_tokens=max_tokens, device=self.device,
-                          progress=lambda done, total: self.post_message(EvalProgress(done, total)))
+        def progress(done: int, total: int) -> None:
+            raise_if_cancelled()        # the screen went, or the app exits: stop reading
+            self.post_message(EvalProgress(done, total))
+
+        try:
+            result = evaluate(self.checkpoint, data, max_tokens=max_tokens, device=self.device,
+                              progress=progress)
+        except WorkerCancelled:
+            return
         self.post_message(EvalFinished(result))
 
     @on(EvalProgress)

@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
+from textual.worker import get_current_worker
 
 from llmtui.tui.fields import escape_text, unescape_text
 from llmtui.tui.messages import GenerationEnded, TextGenerated, WorkerFailed
@@ -157,11 +158,12 @@ class GenerateScreen(Screen):
 
         if self.loaded is None:
             self.loaded = load_checkpoint_model(self.checkpoint, self.defaults.get("device", "auto"))
+        worker = get_current_worker()   # cancelled when the screen goes or the app exits
         start = last_post = time.monotonic()
         pending, count = [], 0
         for piece in stream(self.loaded, prompt, max_tokens=settings["max_tokens"],
                             temperature=settings["temperature"], top_k=settings["top_k"],
-                            seed=settings["seed"], stop=self._stop.is_set):
+                            seed=settings["seed"], stop=lambda: self._stop.is_set() or worker.is_cancelled):
             pending.append(piece)
             count += 1          # one piece per token
             now = time.monotonic()
