@@ -84,6 +84,11 @@ class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, unsafe or does not match the config."""
 
 
+class RecordError(UserError):
+    """The run's record (metrics.jsonl, train_log.json) cannot be written: a full disk,
+    a folder made read-only. Training stops after saving what it can."""
+
+
 class ResumeMismatch(CheckpointError):
     """The checkpoint is intact but was trained with another tokenizer, data or model shape."""
 
@@ -99,3 +104,7 @@ class Interrupted(UserError):
     """Stopped (Ctrl-C, SIGTERM, the app's Stop) before training began: nothing to save."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code   # 129 when the terminal hung up (SIGHUP)

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail
+from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail, silence
 
 DESCRIPTION = """\
 Train small GPT-style language models on this machine.
@@ -106,10 +106,19 @@ def quick_flag_overrides(args) -> list[str]:
     return out
 
 
+# commands that only print: a closed pipe (`llmtui runs | head -1`) ends them quietly,
+# as it ends `cat` or `ls` (SIGPIPE); training and export never die of it
+PRINTING_COMMANDS = frozenset({"config", "sample", "detect", "runs", "eval"})
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None   # not when a test or a script calls main() in-process
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in COMMANDS:
+            if argv[0] in PRINTING_COMMANDS and from_command_line and _is_main_thread():
+                _die_quietly_on_closed_pipe()
             return COMMANDS[argv[0]](argv[1:])
         if len(argv) == 1 and argv[0].endswith(".toml"):
             if not Path(argv[0]).is_file():
@@ -130,6 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:   # where SIGPIPE cannot end the process (not the main thread)
+        silence(sys.stdout)
+        return EXIT_BROKEN_PIPE
+
+
+def _is_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _die_quietly_on_closed_pipe() -> None:
+    import signal
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
 def open_app(open_run: str | None = None, open_config: str | None = None) -> int:

@@ -2,8 +2,10 @@
 
 A rich progress bar with ETA on a terminal, plain lines otherwise (CI, pipes,
 log files). Ctrl-C or SIGTERM finishes the current step, saves `last` and
-exits 130; a second Ctrl-C exits at once (checkpoint writes are atomic, so
-nothing on disk is left half-written).
+exits 130; SIGHUP (the terminal or SSH session closed) does the same and exits
+129; a second signal exits at once (checkpoint writes are atomic, so nothing on
+disk is left half-written). Output that cannot be written (`| head`, a terminal
+that hung up) is dropped, noted once in metrics.jsonl, and training goes on.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from llmtui.engine.training.events import (
     TrainEvent,
     WarningEvent,
 )
-from llmtui.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, fail
+from llmtui.exits import EXIT_FAILED, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK, SafeStream, fail, say
 
 
 def fmt_duration(seconds: float) -> str:
@@ -96,9 +98,26 @@ def _fmt_loss(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+class OutputLost:
+    """Tells the trainer, once per stream, that its console output is gone."""
+
+    def __init__(self):
+        self.trainer = None
+
+    def __call__(self, name: str):
+        def broken(exc: OSError) -> None:
+            if self.trainer is not None:
+                self.trainer.warn(f"{name} cannot be written ({exc.strerror or exc}); training goes "
+                                  "on without console output (this record has every figure)")
+        return broken
+
+
 class PlainReporter:
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stdout
+    def __init__(self, stream=None, errors=None, lost: OutputLost | None = None):
+        lost = lost or OutputLost()
+        self.lost = lost
+        self.stream = SafeStream(stream or sys.stdout, lost("standard output"))
+        self.errors = SafeStream(errors or sys.stderr, lost("standard error"))
         self._last_prepare = 0.0
 
     def __call__(self, e: Event) -> None:
@@ -112,7 +131,7 @@ class PlainReporter:
         line = describe(e)
         if line:
             # errors go to stderr, where scripts and CI look for them
-            stream = sys.stderr if isinstance(e, ErrorEvent) else self.stream
+            stream = self.errors if isinstance(e, ErrorEvent) else self.stream
             print(line, file=stream, flush=True)
 
     def close(self) -> None:
@@ -122,7 +141,7 @@ class PlainReporter:
 class RichReporter:
     """A progress bar with ETA, metric lines printed above it."""
 
-    def __init__(self):
+    def __init__(self, lost: OutputLost | None = None):
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -132,8 +151,10 @@ class RichReporter:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
-        self.console = Console()
-        self.errors = Console(stderr=True)
+        lost = lost or OutputLost()
+        self.lost = lost
+        self.console = Console(file=SafeStream(sys.stdout, lost("standard output")))
+        self.errors = Console(file=SafeStream(sys.stderr, lost("standard error")))
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -175,9 +196,8 @@ def run_headless(config: str, overrides: list[str], *, resume: str | None, overw
         return _train(config, overrides, resume=resume, overwrite=overwrite, force=force,
                       plain=plain, interrupts=interrupts)
     except StartupInterrupted as exc:
-        print(f"\nllmtui: {exc.signal_name} before training started; nothing was written",
-              file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        say(f"\nllmtui: {exc.signal_name} before training started; nothing was written", sys.stderr)
+        return interrupts.exit_code
     finally:
         interrupts.restore()
 
@@ -198,17 +218,18 @@ def _train(config: str, overrides: list[str], *, resume: str | None, overwrite: 
     use_bar = mode == "bar" or (mode == "auto" and sys.stdout.isatty())
     reporter = RichReporter() if use_bar else PlainReporter()
     trainer = Trainer(cfg, resume_from=resume, overwrite=overwrite, force=force, listeners=[reporter])
+    reporter.lost.trainer = trainer
     interrupts.trainer = trainer
     try:
         result = trainer.run()
     except RunFinished as exc:
         reporter.close()
-        print(f"llmtui: {exc}", flush=True)
+        say(f"llmtui: {exc}")
         return EXIT_OK
     except Interrupted as exc:
         reporter.close()
-        print(f"llmtui: {exc}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        say(f"llmtui: {exc}", sys.stderr)
+        return interrupts.exit_code or exc.exit_code
     except UserError as exc:
         reporter.close()
         return fail(str(exc), code=exc.exit_code)
@@ -217,7 +238,7 @@ def _train(config: str, overrides: list[str], *, resume: str | None, overwrite: 
         return fail(f"training failed: {type(exc).__name__}: {exc}", code=EXIT_FAILED)
     reporter.close()
     if interrupts.count:
-        return EXIT_INTERRUPTED
+        return interrupts.exit_code
     if result.stop_reason == "nonfinite_loss":
         return EXIT_FAILED
     return EXIT_OK
@@ -230,29 +251,35 @@ class StartupInterrupted(Exception):
 
 
 class Interrupts:
-    """Ctrl-C and SIGTERM: the first finishes the step, saves `last` and exits 130;
-    the second exits at once (checkpoint writes are atomic). Before the trainer
-    exists there is nothing to save: start-up ends at once with 130."""
+    """Ctrl-C, SIGTERM and SIGHUP: the first finishes the step, saves `last` and exits
+    130 (129 for SIGHUP); the second exits at once (checkpoint writes are atomic).
+    Before the trainer exists there is nothing to save: start-up ends at once."""
+
+    SIGNALS = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_INTERRUPTED,
+               signal.SIGHUP: EXIT_HANGUP}
 
     def __init__(self):
         self.trainer = None
         self.count = 0
+        self.exit_code = EXIT_INTERRUPTED
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
+        if self.count == 0:
+            self.exit_code = self.SIGNALS.get(signum, EXIT_INTERRUPTED)
         if self.trainer is None:
             raise StartupInterrupted(name)
         self.count += 1
         if self.count > 1:
-            print("\nllmtui: interrupted again; exiting now", file=sys.stderr, flush=True)
-            os._exit(EXIT_INTERRUPTED)
-        print(f"\nllmtui: {name}: finishing this step and saving a checkpoint "
-              "(press Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+            say("\nllmtui: interrupted again; exiting now", sys.stderr)
+            os._exit(self.exit_code)
+        say(f"\nllmtui: {name}: finishing this step and saving a checkpoint "
+            "(press Ctrl-C again to exit at once)", sys.stderr)
         self.trainer.stop("interrupted")
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def restore(self) -> None:

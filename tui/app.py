@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from llmtui.exits import EXIT_INTERRUPTED
+from llmtui.exits import EXIT_HANGUP, EXIT_INTERRUPTED
 from llmtui.tui.session import Session
 from llmtui.tui.training import TrainingRun
 
@@ -77,10 +77,55 @@ class LlmtuiApp(App[int]):
         if isinstance(theme, str) and theme in self.available_themes:
             self.theme = theme
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self._handle_signals(True)
         if self.open_run_at_start is not None:
             self.call_after_refresh(self.open_run, self.open_run_at_start)
         elif self.open_config_at_start is not None:
             self.call_after_refresh(self._open_config_at_start)
+
+    def _handle_signals(self, on: bool) -> None:
+        """SIGTERM and SIGHUP (the terminal or SSH session closed) end the app as Ctrl+C
+        does: the step finishes, `last` is saved, exit 130 (129 for SIGHUP)."""
+        import asyncio
+        import signal
+
+        try:
+            loop = asyncio.get_running_loop()
+            if on:
+                loop.add_signal_handler(signal.SIGTERM, self.action_quit_app, EXIT_INTERRUPTED)
+                # not through the loop: the terminal is gone, so before Textual's next write
+                # blocks or fails on it, the output goes to /dev/null (in the handler itself)
+                self._previous_sighup = signal.signal(signal.SIGHUP, self._hung_up)
+            else:
+                loop.remove_signal_handler(signal.SIGTERM)
+                if getattr(self, "_previous_sighup", None) is not None:
+                    signal.signal(signal.SIGHUP, self._previous_sighup)
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+            pass   # not the main thread, or a platform without these signals
+
+    def _hung_up(self, signum, frame) -> None:
+        """The terminal is gone: nothing can be drawn or asked any more, and Textual's
+        writer may already have died on it (its next write would block for ever). So
+        the output goes to /dev/null, training stops (the step finishes, `last` is
+        saved) and the process exits 129 once the run has ended, without Textual's
+        orderly shutdown, which would write to the terminal."""
+        import os
+        import sys
+        import threading
+
+        from llmtui.exits import silence
+
+        for stream in (sys.__stderr__, sys.__stdout__):
+            silence(stream)
+        run = self.training
+
+        def exit_when_saved() -> None:
+            if run is not None and run.running:
+                run.stop("interrupted")
+                run.wait()
+            os._exit(EXIT_HANGUP)
+
+        threading.Thread(target=exit_when_saved, name="llmtui-hangup", daemon=True).start()
 
     def _remember_theme(self, theme) -> None:
         from llmtui.tui.settings import save_setting
@@ -318,7 +363,7 @@ class LlmtuiApp(App[int]):
             return
         self._quitting = True
         self._exit_code = code
-        run.stop("interrupted" if code == EXIT_INTERRUPTED else "stopped")
+        run.stop("interrupted" if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else "stopped")
         from llmtui.tui.screens.monitor import MonitorScreen
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
@@ -369,6 +414,7 @@ class LlmtuiApp(App[int]):
             node.post_message(WorkerFailed(event.worker, text))
 
     def on_unmount(self) -> None:
+        self._handle_signals(False)
         # however the app ends, the training thread is stopped (saving a checkpoint)
         # and joined, so no work is lost and the process can exit
         run = self.training

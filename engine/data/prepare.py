@@ -132,6 +132,23 @@ def check_sources(cfg) -> None:
         load_tokenizer_file(t.path, t.special_tokens)   # a file that does not parse: refused now
 
 
+def check_tokenizer(cfg) -> None:
+    """Fail now, writing nothing, when the tokenizer of a text corpus cannot be had (a
+    tiktoken encoding that is unknown or not downloaded) or data.prepared_dir cannot be
+    a folder."""
+    root = Path(cfg.data.prepared_dir)
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise DataError(f'data.prepared_dir = "{root}": {folder} is a file, not a folder; '
+                                "give a folder for the prepared token files")
+            break
+    text = any(src.kind != "tokens" for src in _configured_sources(cfg))
+    if text and cfg.tokenizer.kind == "bpe":
+        from llmtui.engine.data.tokenizers import load_encoding
+        load_encoding(cfg.tokenizer.encoding)
+
+
 def _configured_sources(cfg) -> list[_Source]:
     specs = [("data.source", cfg.data.source)]
     specs += [(f"data.sources[{i}]", s) for i, s in enumerate(cfg.data.sources)]

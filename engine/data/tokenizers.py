@@ -124,7 +124,7 @@ class BpeTokenizer:
 
     def __init__(self, encoding_name: str = "gpt2"):
         self.encoding = encoding_name
-        self._enc = _load_encoding(encoding_name)
+        self._enc = load_encoding(encoding_name)
 
     @property
     def vocab_size(self) -> int:
@@ -320,7 +320,7 @@ def _first_line(exc: BaseException) -> str:
 Tokenizer = CharTokenizer | BpeTokenizer | TrainedTokenizer
 
 
-def _load_encoding(name: str):
+def load_encoding(name: str):
     import tiktoken
 
     try:

@@ -31,7 +31,7 @@ from typing import Any
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
-from llmtui.engine.training.rundir import is_checkpoint_name, own_temp_name
+from llmtui.engine.training.rundir import is_checkpoint_name, own_temp_name, recorded_checkpoints
 from llmtui.engine.training.state import SavedState
 
 FORMAT_VERSION = 1
@@ -196,22 +196,15 @@ def has_checkpoints(run_dir: Path) -> bool:
     return bool(candidates(run_dir))
 
 
-def remove_checkpoints(run_dir: Path) -> None:
-    """Delete every checkpoint of a run and their temporary siblings (for an explicit
-    --overwrite): llmtui's own names only, never a folder of the user's."""
-    for p in run_dir.iterdir():
-        if p.is_dir() and (is_checkpoint_name(p.name) or own_temp_name(p.name)):
-            shutil.rmtree(p, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------
-# retention
+# retention: only the folders the run's record says llmtui wrote are ever deleted
 
 def step_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    mine = recorded_checkpoints(run_dir)
     out = []
     for p in run_dir.iterdir() if run_dir.is_dir() else []:
         m = _STEP_DIR.match(p.name)
-        if m and p.is_dir():
+        if m and p.name in mine and p.is_dir():
             out.append((int(m.group(1)), p))
     return sorted(out)
 
@@ -230,22 +223,26 @@ def rotate_steps(run_dir: Path, keep_last: int, protect: Path | None = None) -> 
 
 def best_dirs(run_dir: Path) -> list[tuple[float, Path]]:
     """`best` and older `best_step_N` directories, lowest val loss first."""
+    mine = recorded_checkpoints(run_dir)
     out = []
     for p in run_dir.iterdir() if run_dir.is_dir() else []:
-        if p.is_dir() and (p.name == "best" or _BEST_DIR.match(p.name)):
+        if p.name in mine and p.is_dir() and (p.name == "best" or _BEST_DIR.match(p.name)):
             try:
                 loss = float(json.loads((p / "state.json").read_text())["val_loss"])
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, RecursionError):
                 loss = float("inf")
             out.append((loss, p))
     return sorted(out, key=lambda t: t[0])
 
 
-def rotate_best(run_dir: Path, keep_best: int, protect: Path | None = None) -> None:
+def rotate_best(run_dir: Path, keep_best: int, protect: Path | None = None) -> list[Path]:
+    removed = []
     for _, path in best_dirs(run_dir)[keep_best:]:
         if path.name == "best" or (protect is not None and path.resolve() == protect.resolve()):
             continue
         shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def clear_leftovers(run_dir: Path) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from llmtui.engine import fsutil
-from llmtui.engine.errors import CheckpointError
 
 
 def optional(default: Any = None) -> Any:
@@ -245,44 +244,53 @@ class EventBuffer:
 
 class JsonlWriter:
     """Appends each event as one JSON line and flushes it, so a crash or a
-    `tail -f` never sees half a record."""
+    `tail -f` never sees half a record. A write that fails (a full disk) is not
+    raised into whoever emitted the event: the writer stops writing and keeps the
+    error in `error`, which the trainer checks between steps to save what it can."""
 
     def __init__(self, path: Path, append: bool = False):
         self.path = path
+        self.error: str | None = None
         self._file = open(path, "a" if append else "w", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, (PrepareEvent, EvalProgressEvent)):
+        if isinstance(event, (PrepareEvent, EvalProgressEvent)) or self.error is not None:
             return  # progress ticks are for screens, not the metrics record
         try:
             self._file.write(event.to_line() + "\n")
             self._file.flush()
-        except OSError as exc:   # a full disk mid-run: one line, not a traceback
-            raise CheckpointError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
-
-    def truncate_after(self, step: int) -> None:
-        """Drop records of steps after `step` (lost by a crash, redone by a resume)
-        and any half-written last line."""
-        self._file.close()
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True):
-            if not line.endswith("\n"):
-                break  # torn by a kill mid-write
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
-        try:
-            fsutil.atomic_write(self.path, "".join(kept).encode("utf-8"))
         except OSError as exc:
-            raise CheckpointError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+            self.error = f"{self.path}: cannot write ({exc.strerror or exc})"
+
+    def truncate_after(self, step: int) -> int:
+        """Drop records of steps after `step` (lost by a crash, redone by a resume)
+        and lines that are not whole JSON records (torn by a kill mid-write, or
+        damaged); returns how many damaged lines were dropped."""
+        self._file.close()
+        kept, damaged = [], 0
+        try:
+            with open(self.path, "rb") as f:
+                for raw in f:
+                    try:
+                        record = json.loads(raw.decode("utf-8")) if raw.endswith(b"\n") else None
+                    except (ValueError, RecursionError):
+                        record = None
+                    if not isinstance(record, dict):
+                        damaged += raw.strip() != b""
+                        continue
+                    recorded = record.get("step", 0)
+                    if isinstance(recorded, (int, float)) and recorded <= step:
+                        kept.append(raw)
+            fsutil.atomic_write(self.path, b"".join(kept))
         finally:
             self._file = open(self.path, "a", encoding="utf-8")
+        return damaged
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:
+            self.error = self.error or f"{self.path}: cannot write ({exc.strerror or exc})"
 
 
 def _jsonable(value: Any) -> Any:

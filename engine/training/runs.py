@@ -158,8 +158,10 @@ def delete_run(run_dir: Path) -> list[str]:
     if rundir.state_of(run_dir) not in ("ours", "legacy", "empty"):
         raise rundir.RunDirError(f"{run_dir}: is not a run directory made by llmtui; nothing deleted")
     kept = []
-    for p in run_dir.iterdir():
-        if not rundir.is_own_name(p.name):
+    mine = rundir.recorded_checkpoints(run_dir)
+    for p in sorted(run_dir.iterdir(), key=lambda p: p.name == rundir.MARKER):   # the marker last
+        # a folder with a checkpoint's name that the run's record does not list is the user's
+        if not rundir.is_own_name(p.name) or (rundir.is_checkpoint_name(p.name) and p.name not in mine):
             kept.append(p.name)
         elif p.is_dir():
             shutil.rmtree(p)

@@ -24,14 +24,36 @@ def _scalars(event: Event):
             yield f"{event.kind}/{key}", float(value)
 
 
+def _summary_writer_class():
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("logging.tensorboard_dir is set but the tensorboard package is not "
+                          "installed: pip install tensorboard (or set it to \"\")",
+                          key="logging.tensorboard_dir") from None
+    return SummaryWriter
+
+
+def _wandb_module():
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("logging.wandb_project is set but the wandb package is not installed: "
+                          "pip install wandb (or set it to \"\")", key="logging.wandb_project") from None
+    return wandb
+
+
+def check_trackers(cfg: Config) -> None:
+    """Refuse now, writing nothing, when a tracker the config asks for is not installed."""
+    if cfg.logging.tensorboard_dir:
+        _summary_writer_class()
+    if cfg.logging.wandb_project:
+        _wandb_module()
+
+
 class TensorBoardLogger:
     def __init__(self, log_dir: str):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError("logging.tensorboard_dir is set but the tensorboard package is not "
-                              "installed: pip install tensorboard (or set it to \"\")") from None
-        self.writer = SummaryWriter(log_dir=log_dir)
+        self.writer = _summary_writer_class()(log_dir=log_dir)
 
     def __call__(self, event: Event) -> None:
         for tag, value in _scalars(event):
@@ -44,12 +66,7 @@ class TensorBoardLogger:
 
 class WandbLogger:
     def __init__(self, cfg: Config):
-        try:
-            import wandb
-        except ImportError:
-            raise ConfigError("logging.wandb_project is set but the wandb package is not installed: "
-                              "pip install wandb (or set it to \"\")") from None
-        self.wandb = wandb
+        wandb = self.wandb = _wandb_module()
         self.run = wandb.init(project=cfg.logging.wandb_project,
                               name=cfg.logging.wandb_run_name or cfg.run.name, config=cfg.to_dict())
 

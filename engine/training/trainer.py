@@ -32,9 +32,16 @@ from llmtui.engine.config.loading import config_to_toml
 from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
 from llmtui.engine.config.schema import Config
 from llmtui.engine.data.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
-from llmtui.engine.data.prepare import PreparedData, check_sources, prepare_data
+from llmtui.engine.data.prepare import PreparedData, check_sources, check_tokenizer, prepare_data
 from llmtui.engine.data.tokenizers import Tokenizer
-from llmtui.engine.errors import CheckpointError, Interrupted, ResumeMismatch, RunFinished, UserError
+from llmtui.engine.errors import (
+    CheckpointError,
+    Interrupted,
+    RecordError,
+    ResumeMismatch,
+    RunFinished,
+    UserError,
+)
 from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
 from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import estimated_peak, resolve_auto, will_not_fit
@@ -78,8 +85,9 @@ from llmtui.engine.training.snapshot import (
     optimizers_from_files,
     rng_from_files,
 )
+from llmtui.engine.training.start import StartTransaction
 from llmtui.engine.training.state import RunState
-from llmtui.engine.training.trackers import trackers
+from llmtui.engine.training.trackers import check_trackers, trackers
 
 
 @dataclass
@@ -173,6 +181,7 @@ class Trainer:
         self._listeners: list[Listener] = [self.events, self._pending.append, *(listeners or [])]
         self._writer: JsonlWriter | None = None
         self._lock_file = RunLock(self.run_dir)
+        self._start: StartTransaction | None = None
         # commands, set from any thread
         self._lock = threading.Lock()
         self._unpaused = threading.Event()
@@ -185,8 +194,6 @@ class Trainer:
         self.setup_done: TrainingSetup | None = None
         self.state = RunState(max_steps=cfg.training.max_steps)
         self.restored_from: Path | None = None           # the checkpoint this run resumed from
-        self.last_checkpoint: Path | None = None
-        self.best_checkpoint: Path | None = None
         self.result: TrainResult | None = None
         # loop bookkeeping
         self._checkpoint_to_resume: Path | None = None
@@ -269,10 +276,16 @@ class Trainer:
 
     # -- setup ---------------------------------------------------------------
 
-    def _preflight(self) -> None:
-        """Every refusal that needs no lock, before anything is written: a folder that
-        is not llmtui's, a run that exists without --resume/--overwrite, a missing
-        corpus, a checkpoint to resume from that is missing or damaged, a finished run."""
+    def plan(self) -> None:
+        """Every check that can refuse the start and needs only to read: the run
+        directory (not llmtui's, a run without --resume/--overwrite, a folder of the
+        user's with a checkpoint's name, a live writer), the sources, the checkpoint
+        to resume from, a finished run, the trackers' packages, the tokenizer and the
+        memory estimate. Writes nothing. What can only be known by reading all the
+        data is checked during the commit, which a refusal undoes (engine.training.start)."""
+        if self.resume_from and self.overwrite:
+            raise UserError("--resume and --overwrite cannot be used together: --resume continues "
+                            "the run, --overwrite starts it over; pass one")
         state = rundir.check_writable(self.run_dir)
         if not self._lock_file.held:
             rundir.refuse_if_held(self.run_dir)   # first: whatever else, the run is someone's now
@@ -280,7 +293,15 @@ class Trainer:
         if exists and not self.resume_from and not self.overwrite:
             raise UserError(f"{self.run_dir}: already holds a run with checkpoints; pass --resume "
                             "to continue it, --overwrite to start over, or choose another run.name")
+        if state in ("ours", "legacy"):
+            foreign = rundir.unrecorded_checkpoint_names(self.run_dir)
+            if foreign:
+                raise rundir.RunDirError(
+                    f"{self.run_dir / foreign[0]}: a folder llmtui did not write has the name of one "
+                    "of its checkpoints; llmtui will neither replace nor delete it: move or rename it")
         check_sources(self.cfg)
+        check_trackers(self.cfg)
+        check_tokenizer(self.cfg)
         if self.resume_from:
             path = self._resume_checkpoint()
             step = ckpt.checkpoint_step(path)
@@ -289,22 +310,33 @@ class Trainer:
                                   f"{self.cfg.training.max_steps:,}; nothing to resume (raise "
                                   "training.max_steps, e.g. --max-iters N, to train it further)")
 
-    def _take_run_dir(self) -> None:
+    def _commit_start(self) -> None:
         """Lock the run directory for this process (refusing a second writer), mark it
-        as llmtui's, and clear what an interrupted save of ours left behind."""
+        as llmtui's, and move an overwritten run aside; every change is undone by
+        `self._start.finish()` when the start is refused before the run exists."""
+        start = self._start = StartTransaction(self.run_dir)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise rundir.RunDirError(f"{self.run_dir}: cannot create the run directory "
                                      f"({exc.strerror or exc}); check run.out_dir") from None
         taken_over = self._lock_file.acquire()
-        self._preflight()  # again, under the lock: another process may have changed the run
+        self.plan()  # again, under the lock: another process may have changed the run
+        had_marker = rundir.state_of(self.run_dir) == "ours"
         rundir.claim(self.run_dir)
+        start.marked(had_marker)
         if taken_over:
             self.warn(taken_over)
-        if self.overwrite and not self.resume_from:
-            ckpt.remove_checkpoints(self.run_dir)
-        ckpt.clear_leftovers(self.run_dir)
+        note = start.recover()
+        if note:
+            self.warn(note)
+            self.plan()   # the old run is back: it may need --resume/--overwrite now
+        if self.overwrite:
+            try:
+                start.move_aside()
+            except OSError as exc:
+                raise rundir.RunDirError(f"{self.run_dir}: cannot move the old run aside to start "
+                                         f"over ({exc.strerror or exc}); nothing was deleted") from None
 
     def setup(self) -> TrainingSetup:
         """Place the run, prepare the data, build model and optimizer, restore a
@@ -565,25 +597,49 @@ class Trainer:
         if not all(bool(torch.isfinite(p).all()) for p in setup.raw_model.parameters()):
             self.warn(f"step {self.state.step}: weights are not finite; checkpoint not saved")
             return None
+        self._check_lock()
         files = self._files(setup)
         keep = self.restored_from
+        run_dir = self.run_dir
+        written: list[str] = []
         if reason == "step":
-            path = ckpt.write_checkpoint_dir(self.run_dir / f"step_{self.state.step}", files)
-            ckpt.copy_checkpoint(path, self.run_dir / "last")
-            ckpt.rotate_steps(self.run_dir, setup.config.checkpoint.keep_last, protect=keep)
+            path = ckpt.write_checkpoint_dir(run_dir / f"step_{self.state.step}", files)
+            written.append(path.name)
+            self._record_checkpoints(add=written)
+            ckpt.copy_checkpoint(path, run_dir / "last")
+            written.append("last")
+            self._record_checkpoints(add=written)
+            removed = ckpt.rotate_steps(run_dir, setup.config.checkpoint.keep_last, protect=keep)
         elif reason == "best":
-            best = self.run_dir / "best"
+            best = run_dir / "best"
             if setup.config.checkpoint.keep_best > 1 and best.exists():
-                ckpt.copy_checkpoint(best, self.run_dir / f"best_step_{ckpt.checkpoint_step(best)}")
+                older = ckpt.copy_checkpoint(best, run_dir / f"best_step_{ckpt.checkpoint_step(best)}")
+                self._record_checkpoints(add=[older.name])
             path = ckpt.write_checkpoint_dir(best, files)
-            ckpt.rotate_best(self.run_dir, setup.config.checkpoint.keep_best, protect=keep)
-            self.best_checkpoint = path
+            written.append("best")
+            self._record_checkpoints(add=written)
+            removed = ckpt.rotate_best(run_dir, setup.config.checkpoint.keep_best, protect=keep)
         else:  # last / manual / stop
-            path = ckpt.write_checkpoint_dir(self.run_dir / "last", files)
-        if reason != "best":
-            self.last_checkpoint = self.run_dir / "last"
+            path = ckpt.write_checkpoint_dir(run_dir / "last", files)
+            written.append("last")
+            self._record_checkpoints(add=written)
+            removed = []
+        if removed:
+            self._record_checkpoints(remove=[p.name for p in removed])
+        if self._start is not None:
+            self._start.checkpoint_saved()
         self.emit(CheckpointEvent, path=str(path), reason=reason)
         return path
+
+    def _record_checkpoints(self, add: list[str] = (), remove: list[str] = ()) -> None:
+        """Keep the run's record of the checkpoint folders llmtui wrote (the only ones
+        it will ever delete) in step with the disk: added before anything is deleted."""
+        names = (rundir.recorded_checkpoints(self.run_dir) | set(add)) - set(remove)
+        try:
+            rundir.record_checkpoints(self.run_dir, names)
+        except OSError as exc:
+            raise CheckpointError(f"{self.run_dir / rundir.MARKER}: cannot write "
+                                  f"({exc.strerror or exc})") from None
 
     # -- evaluation and sampling ------------------------------------------
 
@@ -643,6 +699,10 @@ class Trainer:
         return x, y
 
     def _handle_commands(self) -> None:
+        self._check_lock()
+        if self._writer is not None and self._writer.error is not None:
+            with self._lock:   # through the stop path, so that every rank agrees to stop
+                self._stop_reason = self._stop_reason or "record_failed"
         if not self._unpaused.is_set():
             paused_at = time.perf_counter()
             self.emit(PausedEvent)
@@ -765,15 +825,13 @@ class Trainer:
             raise StopTraining("nonfinite_loss")
 
     def run(self) -> TrainResult:
-        """Check, set up and train. Raises UserError for bad input before anything in
-        the run directory is written; every other failure is emitted as an `error`
-        event and raised."""
+        """Plan, commit and train. Raises UserError for bad input, leaving the disk as
+        it was; every other failure is emitted as an `error` event and raised."""
         clean = False
         try:
             if self.dist.is_main:  # under torchrun, rank 0 alone owns the run directory
-                self._preflight()
-                self._take_run_dir()
-                self._listeners.extend(trackers(self.cfg))  # a missing package is bad input
+                self.plan()
+                self._commit_start()
             result = self._run()
             clean = True
             return result
@@ -788,8 +846,12 @@ class Trainer:
                 self._writer.close()
                 if self._writer in self._listeners:
                     self._listeners.remove(self._writer)
-            self._lock_file.release()
-            distributed.shutdown(self.dist, clean)
+            try:
+                if self._start is not None:
+                    self._start.finish()
+            finally:
+                self._lock_file.release()
+                distributed.shutdown(self.dist, clean)
 
     def _open_record(self, setup: TrainingSetup) -> None:
         """Start writing the run's record, now that nothing can refuse any more:
@@ -797,20 +859,42 @@ class Trainer:
         were lost), the events held back so far, and the resolved config."""
         if not self.dist.is_main:
             return
+        self._check_lock()
+        ckpt.clear_leftovers(self.run_dir)
         path = self.run_dir / "metrics.jsonl"
         try:
             self._writer = JsonlWriter(path, append=self.restored_from is not None)
+            if self.restored_from is not None:
+                dropped = self._writer.truncate_after(self.state.step)
+                if dropped:
+                    self.warn(f"{path}: {dropped} damaged or torn line(s) at its end were cut back")
         except OSError as exc:
-            raise CheckpointError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        if self.restored_from is not None:
-            self._writer.truncate_after(self.state.step)
+            raise RecordError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        if self._start is not None:
+            self._start.started = True
         self._listeners.remove(self._pending.append)
+        self._listeners.append(self._writer)
         for event in self._pending:
             self._writer(event)
         self._pending.clear()
-        self._listeners.append(self._writer)
+        self._listeners.extend(trackers(self.cfg))
         ckpt.atomic_write_text(self.run_dir / "config.toml", config_to_toml(setup.config, header=(
             "Resolved config of this run, written by llmtui.")))
+
+    def _check_lock(self) -> None:
+        """Before writing to the run: is this process still the one holding its lock?
+        When not, nothing more is written there (not even the undo of a start)."""
+        if not self.dist.is_main:
+            return
+        try:
+            note = self._lock_file.check()
+        except UserError:
+            self._start = None
+            if self._writer is not None:
+                self._writer.error = self._writer.error or "lock lost"
+            raise
+        if note:
+            self.warn(note)
 
     def _emit_start(self, setup: TrainingSetup) -> None:
         c, data = setup.config, setup.data
@@ -890,11 +974,22 @@ class Trainer:
             stop_reason = str(stop)
         # a non-finite loss keeps the last good checkpoint as it is; a run that made no
         # step (or a resume that made none) has nothing new to save
+        record_error = self._writer.error if self._writer is not None else None
+        saved: Path | None = None
         if stop_reason != "nonfinite_loss" and state.step > self._start_step:
-            if stop_reason == "max_steps" and ckpt_every and state.step % ckpt_every == 0:
-                self.save("step")
-            else:
-                self.save("last")
+            try:
+                if stop_reason == "max_steps" and ckpt_every and state.step % ckpt_every == 0:
+                    saved = self.save("step")
+                else:
+                    saved = self.save("last")
+            except CheckpointError as exc:
+                if record_error is None:
+                    raise
+                record_error += f"; {exc}"
+        if record_error is not None:
+            # the record cannot be written (a full disk): stop, having saved what could be
+            raise RecordError(f"{record_error}; training stopped at step {state.step:,}; "
+                              + (f"checkpoint saved in {saved}" if saved else "no new checkpoint"))
         segment_time = time.perf_counter() - started - self._pause_time
         self._count_training_time()
         steps = state.step
