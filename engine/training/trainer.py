@@ -289,8 +289,11 @@ class Trainer:
         state = rundir.check_writable(self.run_dir)
         if not self._lock_file.held:
             rundir.refuse_if_held(self.run_dir)   # first: whatever else, the run is someone's now
+        # an --overwrite killed midway: its old run comes back under the lock (the commit),
+        # and the checks that depend on the run's checkpoints are made then
+        recovering = (self.run_dir / rundir.OVERWRITTEN).is_dir()
         exists = state in ("ours", "legacy") and ckpt.has_checkpoints(self.run_dir)
-        if exists and not self.resume_from and not self.overwrite:
+        if exists and not self.resume_from and not self.overwrite and not recovering:
             raise UserError(f"{self.run_dir}: already holds a run with checkpoints; pass --resume "
                             "to continue it, --overwrite to start over, or choose another run.name")
         if state in ("ours", "legacy"):
@@ -302,7 +305,7 @@ class Trainer:
         check_sources(self.cfg)
         check_trackers(self.cfg)
         check_tokenizer(self.cfg)
-        if self.resume_from:
+        if self.resume_from and not recovering:
             path = self._resume_checkpoint()
             step = ckpt.checkpoint_step(path)
             if self.cfg.training.epochs == 0 and step >= self.cfg.training.max_steps:
