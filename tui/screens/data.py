@@ -39,12 +39,13 @@ from llmtui.tui.messages import DataPrepared, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
                 ("path", "A text file, a folder of .txt files, or a .bin/.npy token file")]
 
 
-class DataScreen(Screen):
+class DataScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "data"
     BINDINGS = [
         Binding("ctrl+r", "prepare", "Prepare data"),

@@ -23,6 +23,7 @@ from llmtui.tui.messages import EvalFinished, EvalProgress, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
 def result_table(result: Any) -> Table:
@@ -39,7 +40,7 @@ def result_table(result: Any) -> Table:
     return grid
 
 
-class EvaluateScreen(Screen):
+class EvaluateScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "evaluate"
     BINDINGS = [Binding("escape", "back", "Back")]
 
