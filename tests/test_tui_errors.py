@@ -91,6 +91,48 @@ def test_data_step_shows_a_tokenizer_that_cannot_load_as_the_cli_does(tmp_path, 
     run(drive())
 
 
+def test_data_step_prepares_a_trained_tokenizer(tmp_path, monkeypatch):
+    """tokenizers pulls the corpus on its own threads, so the progress callback runs
+    there; it asked Textual for the current worker, which only the worker's thread
+    has (NoActiveWorker), and the step never got past "hash 100%"."""
+    from textual.widgets import Input, RadioButton
+
+    from llmtui.engine.config.document import ConfigDocument
+    from llmtui.engine.data import prepare
+
+    monkeypatch.setattr(prepare, "PROGRESS_INTERVAL", 0)   # every read reports, as on a large corpus
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    app = make_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.pause()
+            doc = ConfigDocument.from_preset("cpu")
+            doc.set("tokenizer.kind", "trained")
+            doc.set("tokenizer.vocab_size", 300)
+            app.open_wizard(doc)
+            await wait_screen(pilot, "WizardScreen")
+            app.open_data_step()
+            await wait_screen(pilot, "DataScreen")
+            screen = app.screen
+            screen.query_one("#kind-path", RadioButton).value = True
+            await pilot.pause()
+            screen.query_one("#source-path", Input).value = str(corpus)
+            screen.query_one("#prepared-dir", Input).value = str(tmp_path / "prepared")
+            await pilot.pause()
+            await click_button(pilot, "#prepare")
+            status = screen.query_one("#prepare-status")
+            await wait_for(pilot, lambda: static_text(status) in ("Data ready.", "Preparation failed."),
+                           60, "the preparation to end")
+            assert static_text(status) == "Data ready.", static_text(screen.query_one("#prepare-result"))
+            _, events = screen.progress_events.since(0)
+            assert "train tokenizer" in {e.stage for e in events}
+            assert app.session.data_is_current() and app.session.vocab_size == 300
+
+    run(drive())
+
+
 def test_evaluate_screen_shows_an_empty_file_as_the_cli_does(tmp_path, run_dir, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from llmtui.tui.cancellation import WorkerCancelled, raise_if_cancelled
+from llmtui.tui.cancellation import WorkerCancelled, cancellation_check
 from llmtui.tui.messages import EvalFinished, EvalProgress, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
@@ -127,8 +127,10 @@ class EvaluateScreen(ReportsWorkerErrors, Screen):
     def evaluate(self, data: Path, max_tokens: int | None) -> None:
         from llmtui.engine.inference.evaluate import evaluate  # torch: off the UI thread
 
+        stop_if_cancelled = cancellation_check()
+
         def progress(done: int, total: int) -> None:
-            raise_if_cancelled()        # the screen went, or the app exits: stop reading
+            stop_if_cancelled()         # the screen went, or the app exits: stop reading
             self.post_message(EvalProgress(done, total))
 
         try:
