@@ -84,6 +84,7 @@ class _Doc(NamedTuple):
     name: str
     size: int
     open: Callable[[], BinaryIO]
+    mtime_ns: int | None = None   # a file's, when it was listed (None: the builtin corpus)
 
 
 @dataclass
@@ -117,7 +118,27 @@ def _resolve(spec: str, key: str) -> _Source:
 
 
 def _file_doc(path: Path) -> _Doc:
-    return _Doc(str(path), path.stat().st_size, lambda: open(path, "rb"))
+    st = path.stat()
+    return _Doc(str(path), st.st_size, lambda: open(path, "rb"), st.st_mtime_ns)
+
+
+def _check_unchanged(docs: list[_Doc]) -> None:
+    """Refuse the preparation when a corpus file changed since it was listed (before it
+    was hashed): the tokens would not be the text whose hash meta.json records, and a
+    later run on the complete file would reuse them (a file truncated while it was
+    tokenized trained a run on half its data, without a word)."""
+    for doc in docs:
+        if doc.mtime_ns is None:
+            continue
+        try:
+            st = os.stat(doc.name)
+            now = f"{st.st_size:,} bytes" if st.st_size != doc.size else "rewritten"
+            changed = (st.st_size, st.st_mtime_ns) != (doc.size, doc.mtime_ns)
+        except OSError:
+            now, changed = "removed", True
+        if changed:
+            raise DataError(f"{doc.name}: changed while it was being prepared ({doc.size:,} bytes, "
+                            f"now {now}); nothing was kept: prepare again once the file is complete")
 
 
 def check_sources(cfg) -> None:
@@ -256,6 +277,7 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
         raise DataError(f'data.prepared_dir = "{root}": cannot write there ({exc.strerror})') from None
     try:
         meta = _tokenize_into(tmp, sources, val, entries, val_entry, wanted, given, cfg, report)
+        _check_unchanged([d for s in sources + ([val] if val else []) for d in s.docs])
         (tmp / LEFTOVER_MARK).unlink()
         _install(tmp, directory)
     except OSError as exc:

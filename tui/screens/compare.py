@@ -13,9 +13,10 @@ from textual.widgets import Footer, Static
 from llmtui.tui.messages import RunsCompared
 from llmtui.tui.widgets.loss_chart import LossChart
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
-class CompareScreen(Screen):
+class CompareScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "compare"
     BINDINGS = [Binding("l", "toggle_log", "Log y"), Binding("escape", "back", "Back")]
 

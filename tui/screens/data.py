@@ -33,18 +33,19 @@ from textual.widgets import (
 from llmtui.engine.config.schema import field_spec
 from llmtui.engine.errors import ConfigError, UserError
 from llmtui.engine.training.events import EventBuffer, PrepareEvent
-from llmtui.tui.cancellation import WorkerCancelled, raise_if_cancelled
+from llmtui.tui.cancellation import WorkerCancelled, cancellation_check
 from llmtui.tui.fields import field_text, parse_field_text
 from llmtui.tui.messages import DataPrepared, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
                 ("path", "A text file, a folder of .txt files, or a .bin/.npy token file")]
 
 
-class DataScreen(Screen):
+class DataScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "data"
     BINDINGS = [
         Binding("ctrl+r", "prepare", "Prepare data"),
@@ -312,9 +313,10 @@ class DataScreen(Screen):
         from llmtui.engine.data.prepare import prepare_data  # numpy and friends: off the UI thread
 
         buffer = self.progress_events
+        stop_if_cancelled = cancellation_check()   # here: progress also runs on tokenizers' threads
 
         def progress(stage: str, done: int, total: int) -> None:
-            raise_if_cancelled()        # the screen went, or the app exits: stop preparing
+            stop_if_cancelled()         # the screen went, or the app exits: stop preparing
             buffer(PrepareEvent(step=0, stage=stage, done=done, total=total))
 
         try:

@@ -18,11 +18,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from llmtui.tui.cancellation import WorkerCancelled, raise_if_cancelled
+from llmtui.tui.cancellation import WorkerCancelled, cancellation_check
 from llmtui.tui.messages import EvalFinished, EvalProgress, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
 def result_table(result: Any) -> Table:
@@ -39,7 +40,7 @@ def result_table(result: Any) -> Table:
     return grid
 
 
-class EvaluateScreen(Screen):
+class EvaluateScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "evaluate"
     BINDINGS = [Binding("escape", "back", "Back")]
 
@@ -126,8 +127,10 @@ class EvaluateScreen(Screen):
     def evaluate(self, data: Path, max_tokens: int | None) -> None:
         from llmtui.engine.inference.evaluate import evaluate  # torch: off the UI thread
 
+        stop_if_cancelled = cancellation_check()
+
         def progress(done: int, total: int) -> None:
-            raise_if_cancelled()        # the screen went, or the app exits: stop reading
+            stop_if_cancelled()         # the screen went, or the app exits: stop reading
             self.post_message(EvalProgress(done, total))
 
         try:

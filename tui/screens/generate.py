@@ -30,11 +30,12 @@ from llmtui.tui.messages import GenerationEnded, TextGenerated, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.prompt_input import PromptInput
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 GENERATION_POST_SECONDS = 0.1
 
 
-class GenerateScreen(Screen):
+class GenerateScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "generate"
     BINDINGS = [Binding("escape", "stop_or_back", "Stop / Back")]
 

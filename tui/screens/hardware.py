@@ -30,11 +30,12 @@ from llmtui.tui.messages import HardwareDetected, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 RECENT_RUNS = 5   # runs listed here; the runs view (r) has them all
 
 
-class HardwareScreen(Screen):
+class HardwareScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "hardware"
     BINDINGS = [
         Binding("u", "use_recommended", "Use recommended"),

@@ -48,6 +48,7 @@ from llmtui.tui.widgets.loss_chart import LossChart
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.stat_panel import StatPanel
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 STATUS_TEXT = {
     "starting": ("◌", "starting (loading torch, checking the run)", "dim"),
@@ -63,7 +64,7 @@ STATUS_TEXT = {
 SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(ReportsWorkerErrors, Screen):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [

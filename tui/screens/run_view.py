@@ -25,12 +25,13 @@ from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_num
 from llmtui.tui.messages import CheckpointsVerified, RunFollowed, RunLoaded
 from llmtui.tui.widgets.loss_chart import LossChart
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 STATUS_STYLE = {"running": "bold green", "finished": "green", "stopped": "yellow",
                 "interrupted": "yellow", "diverged": "red"}
 
 
-class RunScreen(Screen):
+class RunScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "run"
     BINDINGS = [
         Binding("r", "resume", "Resume"),

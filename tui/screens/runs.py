@@ -23,6 +23,7 @@ from llmtui.engine.training.runs import RunInfo
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
 from llmtui.tui.messages import RunsListed
 from llmtui.tui.widgets.title_bar import TitleBar
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 STATUS_STYLE = {"running": "bold green", "finished": "green", "stopped": "yellow",
                 "interrupted": "yellow", "diverged": "red"}
@@ -47,7 +48,7 @@ def _missing_last(value: float | None) -> float:
     return float("inf") if value is None else value
 
 
-class RunsScreen(Screen):
+class RunsScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "runs"
     BINDINGS = [
         Binding("enter", "open", "Open"),

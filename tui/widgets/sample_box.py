@@ -17,9 +17,10 @@ from textual.widgets import Button, Input, Label, Static
 
 from llmtui.tui.fields import escape_text, unescape_text
 from llmtui.tui.messages import SampleReady, WorkerFailed
+from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
-class SampleBox(Vertical):
+class SampleBox(ReportsWorkerErrors, Vertical):
     DEFAULT_CSS = """
     SampleBox { height: auto; }
     SampleBox .sample-row { height: 1; margin-top: 1; }
