@@ -115,6 +115,7 @@ def test_refused_new_run_creates_no_folder(case, tiny, tmp_path, capsys):
     assert code == 2
     one_line(err)
     assert not (tmp_path / "new").exists()
+    assert not (tmp_path / "prepared-fresh").exists()     # no empty data cache either
 
 
 def test_overwrite_replaces_the_old_run_once_the_new_one_saved(finished_run, tiny):

@@ -267,6 +267,7 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
         notes.append(f"{directory}: the prepared token files do not match the hashes in meta.json "
                      "(changed on disk, or written by llmtui 0.1.0, which recorded none); "
                      "preparing them again")
+    made = [f for f in (root, *root.parents) if not f.exists()]   # removed again if this fails
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=root))
@@ -281,17 +282,28 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
         (tmp / LEFTOVER_MARK).unlink()
         _install(tmp, directory)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_made(tmp, made)
         raise DataError(f'data.prepared_dir = "{root}": cannot write the token files '
                         f"({exc.strerror or exc})") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_made(tmp, made)
         raise
     # Another process (e.g. a second DDP rank) may have installed it first.
     meta = _valid_meta(directory, wanted) or meta
     prepared = _open_prepared(directory, meta, reused=False)
     prepared.notes.extend(notes)
     return prepared
+
+
+def _remove_made(tmp: Path, made: list[Path]) -> None:
+    """A preparation that failed leaves nothing: its temporary folder, and the folders it
+    created for data.prepared_dir when they are empty again."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _source_entry(src: _Source, report: _Reporter) -> dict:
