@@ -246,3 +246,18 @@ def test_commands_from_another_thread_pause_save_sample_resume(tiny):
     kinds = [e["kind"] for e in read_jsonl(trainer.run_dir / "metrics.jsonl")]
     assert "paused" in kinds and "resumed" in kinds
     assert trainer.result.stop_reason == "stopped" and trainer.result.steps < 200
+
+
+def test_best_val_loss_is_the_lowest_seen_even_below_min_delta(tiny):
+    """early_stopping_min_delta decides what counts for early stopping, not which loss is
+    best: "val loss 1.1966 ... best 1.1970" must not happen, and best/ holds the lowest."""
+    from llmtui.engine.training.trainer import Trainer
+
+    cfg = load_config("cpu", tiny + ["training.early_stopping_min_delta=5.0", "training.max_steps=40"])
+    result = Trainer(cfg).run()
+    evals = [e for e in read_jsonl(result.metrics_path) if e["kind"] == "eval"]
+    assert len(evals) >= 3 and not any(e["improved"] for e in evals[1:])
+    assert all(e["best_val_loss"] == min(x["val_loss"] for x in evals[:i + 1]) for i, e in enumerate(evals))
+    assert result.best_val_loss == min(e["val_loss"] for e in evals) < evals[0]["val_loss"]
+    best = json.loads((result.run_dir / "best" / "state.json").read_text())
+    assert best["val_loss"] == result.best_val_loss

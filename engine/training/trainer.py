@@ -754,17 +754,18 @@ class Trainer:
                       f"{state.step}; training stopped and the last good checkpoint kept",
                       nonfinite_step=state.step)
             raise StopTraining("nonfinite_loss")
-        state.val_loss = metrics["val_loss"]
-        improved = (state.best_val_loss is None
-                    or metrics["val_loss"] < state.best_val_loss - t.early_stopping_min_delta)
-        if improved:
-            state.best_val_loss = metrics["val_loss"]
-            state.bad_evals = 0
-        else:
-            state.bad_evals += 1
+        state.val_loss = val = metrics["val_loss"]
+        before = state.best_val_loss
+        # best is the lowest val loss seen (and best/ holds it); early stopping counts only
+        # improvements of at least min_delta on it
+        lowest = before is None or val < before
+        improved = before is None or val < before - t.early_stopping_min_delta
+        if lowest:
+            state.best_val_loss = val
+        state.bad_evals = 0 if improved else state.bad_evals + 1
         self.emit(EvalEvent, **metrics, best_val_loss=state.best_val_loss, improved=improved,
                   evals_without_improvement=state.bad_evals)
-        if improved and t.save_best:
+        if lowest and t.save_best:
             self.save("best")
         e = setup.config.eval
         if e.sample_tokens and self.dist.is_main:
