@@ -376,3 +376,65 @@ def test_garbage_at_the_end_of_metrics_is_cut_back_on_resume(finished_run, tiny)
     records = read_jsonl(metrics)            # every line is JSON again
     assert records[-1]["kind"] == "done" and records[-1]["step"] == 40
     assert any("damaged or torn" in w for w in warnings)
+
+
+def test_the_app_saves_last_and_exits_129_when_its_terminal_hangs_up(tiny, tmp_path):
+    """The real app on a pseudo-terminal: wizard -> data -> train, then SIGHUP (the
+    terminal or SSH session closed): the step finishes, `last` is saved, exit 129."""
+    import contextlib
+    import fcntl
+    import io
+    import pty
+    import struct
+    import termios
+    import threading
+
+    config = tmp_path / "hup.toml"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["config", "cpu", *sum((["-o", o] for o in tiny + [
+            "training.max_steps=100000", "logging.every_n_steps=1"]), [])]) == 0
+    config.write_text(buffer.getvalue())
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    screen = bytearray()
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            screen.extend(data)
+
+    return_code = None
+    proc = subprocess.Popen([sys.executable, "-m", "llmtui", str(config)], stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True, cwd=tmp_path,
+                            env={**os.environ, "TERM": "xterm-256color"})
+    os.close(slave)
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        def wait_screen(text: bytes, timeout: float = 90) -> None:
+            end = time.monotonic() + timeout
+            while text not in screen:
+                assert time.monotonic() < end and proc.poll() is None, f"{text!r} never shown"
+                time.sleep(0.2)
+
+        wait_screen(b"Next")
+        os.write(master, b"\x0e")          # Ctrl+N: the data step
+        wait_screen(b"Start training")
+        time.sleep(0.5)
+        os.write(master, b"\x14")          # Ctrl+T: train
+        _wait_for(tmp_path / "runs" / "tiny" / "metrics.jsonl", '"kind": "train"')
+        proc.send_signal(signal.SIGHUP)
+        return_code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert return_code == 129
+    run = tmp_path / "runs" / "tiny"
+    assert json.loads((run / "last" / "state.json").read_text())["step"] >= 1
+    assert not (run / rundir.LOCK).exists()
