@@ -44,21 +44,95 @@ class _Parser(argparse.ArgumentParser):
 def run_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="llmtui", description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", metavar="CONFIG", help="train headless from a TOML file or preset name")
+    p.add_argument("--run", "--config", metavar="CONFIG",
+                   help="train headless from a TOML file or preset name (--config is the same)")
     p.add_argument("--override", "-o", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="set a config value (TOML syntax; lists as data.sources[0]=...); repeatable")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                    help="continue the run from its newest intact checkpoint, or from CHECKPOINT")
+    p.add_argument("--resume-from", "--resume_from", metavar="CHECKPOINT",
+                   help="continue the run from this checkpoint (same as --resume CHECKPOINT)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run's existing checkpoints and start over")
     p.add_argument("--force", action="store_true",
                    help="train even when the estimated memory is far beyond what the device has")
-    p.add_argument("--max-iters", type=int, metavar="N", help="same as --override training.max_steps=N")
+    p.add_argument("--max-iters", "--max-steps", "--max_steps", type=int, metavar="N",
+                   help="same as --override training.max_steps=N")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="same as --override run.device=...")
     p.add_argument("--tokenizer", choices=["char", "bpe"], help="same as --override tokenizer.kind=...")
     p.add_argument("--plain", action="store_true", help="plain log lines instead of a progress bar")
     p.add_argument("--version", action="version", version=_version())
+    add_schema_flags(p)
     return p
+
+
+def _snake(flag: str) -> str:
+    return "--" + flag[2:].replace("-", "_")
+
+
+def _flag_dest(spec, index: int) -> str:
+    return f"schema__{spec.section}__{spec.name}__{index}"
+
+
+def add_schema_flags(p: argparse.ArgumentParser) -> None:
+    """The source documents' flags (--batch-size, --n-layer, --d-model, --use-amp, ...),
+    made from the schema's `flags`: each sets one key, is checked as the config checks
+    it, and is listed under its section in --help."""
+    from llmtui.engine.config.schema import FIELDS
+
+    for section, fields in FIELDS.items():
+        group = None
+        for spec in fields.values():
+            for index, flag in enumerate(spec.flags):
+                group = group or p.add_argument_group(f"[{section}] settings")
+                name, switch, const = flag.partition("=")
+                names = [name] + ([_snake(name)] if _snake(name) != name else [])
+                if switch:
+                    value = _schema_value(spec, name)(const)
+                    p_help = f"sets {spec.path} = {_toml(value)}"
+                    group.add_argument(*names, dest=_flag_dest(spec, index), action="store_const",
+                                       const=value, help=p_help)
+                else:
+                    group.add_argument(*names, dest=_flag_dest(spec, index), type=_schema_value(spec, name),
+                                       metavar=spec.type.__name__.upper(),
+                                       help=f"{spec.path}: {spec.help.split('. ')[0].rstrip('.')}")
+
+
+def _schema_value(spec, flag: str):
+    """An argparse type: the text as the schema's field takes it (a one-line error otherwise)."""
+    def parse(text: str):
+        from llmtui.engine.config.loading import coerce, parse_override_value
+        from llmtui.engine.errors import ConfigError
+        try:
+            return coerce(spec, parse_override_value(text) if spec.type is not str else text, flag)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed for {spec.path}; expected "
+                                             f"{exc.allowed or spec.describe_allowed()}") from None
+    parse.__name__ = spec.type.__name__
+    return parse
+
+
+def _toml(value) -> str:
+    import json
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value)
+
+
+def schema_flag_overrides(args) -> list[str]:
+    """The overrides the schema's flags ask for; per key, switches first (`--use-wandb`)
+    so that a flag with a value (`--wandb-project NAME`) wins."""
+    from llmtui.engine.config.schema import all_fields
+
+    out = []
+    for spec in all_fields():
+        chosen = [("=" not in flag, getattr(args, _flag_dest(spec, i), None))
+                  for i, flag in enumerate(spec.flags)]
+        for _, value in sorted((c for c in chosen if c[1] is not None), key=lambda c: c[0]):
+            out.append(f"{spec.path}={_toml(value)}")
+    return out
 
 
 def _version() -> str:
@@ -125,14 +199,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"{argv[0]}: no such config file")
             return open_app(open_config=argv[0])
         args = run_parser().parse_args(argv)
+        if args.resume_from is not None:
+            if args.resume not in (None, args.resume_from):
+                raise UsageError("--resume CHECKPOINT and --resume-from CHECKPOINT name different "
+                                 "checkpoints; give one")
+            args.resume = args.resume_from
+        settings = quick_flag_overrides(args) + schema_flag_overrides(args)
         if args.run is None:
-            if (args.override or args.resume or args.max_iters or args.device or args.tokenizer
-                    or args.force or args.overwrite):
-                raise UsageError("--override/--resume/--overwrite/--force/--max-iters/--device/"
-                                 "--tokenizer need --run CONFIG")
+            if args.override or args.resume or args.force or args.overwrite or settings:
+                raise UsageError("--override, --resume, --overwrite, --force and the settings flags "
+                                 "(--max-iters, --batch-size, ...) need --run CONFIG (or --config CONFIG)")
             return open_app()
         from llmtui.headless import run_headless
-        return run_headless(args.run, args.override + quick_flag_overrides(args),
+        return run_headless(args.run, args.override + settings,
                             resume=args.resume, overwrite=args.overwrite, force=args.force,
                             plain=args.plain)
     except UsageError as exc:
@@ -315,6 +394,8 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("out", help="the folder to write (must not exist or be empty, unless --overwrite)")
     p.add_argument("--format", choices=["hf", "gguf"], default="hf", help="hf (default) or gguf")
     p.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weight format (default fp32)")
+    p.add_argument("--resume-from", "--resume_from", metavar="CHECKPOINT",
+                   help="continue the run from this checkpoint (same as --resume CHECKPOINT)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it is not empty")
     args = p.parse_args(argv)
     from llmtui.engine.errors import UserError

@@ -19,16 +19,20 @@ from typing import Any
 
 def spec(default: Any, help: str, *, min: float | None = None, max: float | None = None,
          choices: tuple | None = None, pattern: str | None = None,
-         allowed: str | None = None, min_exclusive: bool = False, auto: bool = False):
+         allowed: str | None = None, min_exclusive: bool = False, auto: bool = False,
+         flags: tuple[str, ...] = ()):
     """A schema field: default, help text and the allowed values.
 
     `allowed` is a human description used in error messages when the rule is
     not a simple range or choice list (for example device strings).
     `auto` lets the field also take the string "auto" (resolved at run time).
+    `flags` are the command-line flags of `llmtui --run` that set it: "--name"
+    takes a value, "--name=VALUE" is a switch that sets VALUE (the flags the
+    source documents' trainers use; each also answers to its snake_case spelling).
     """
     meta = {"help": help, "min": min, "max": max, "choices": choices,
             "pattern": pattern, "allowed": allowed,
-            "min_exclusive": min_exclusive, "auto": auto}
+            "min_exclusive": min_exclusive, "auto": auto, "flags": tuple(flags)}
     if isinstance(default, (list, tuple)):
         items = list(default)
         return field(default_factory=lambda: list(items), metadata=meta)
@@ -52,10 +56,11 @@ class RunConfig:
 @dataclass
 class DataConfig:
     source: str = spec("builtin", "Corpus: a text file, a folder of .txt files, a pre-tokenized "
-                       ".bin/.npy file, or \"builtin\" (Python's bundled documentation, offline).")
+                       ".bin/.npy file, or \"builtin\" (Python's bundled documentation, offline).",
+                       flags=("--train-data",))
     sources: list[str] = spec([], "More corpora, concatenated after `source` (same kinds as source).")
     val_source: str = spec("", "Optional separate validation corpus; when empty the last "
-                           "`val_fraction` of the tokens is held out.")
+                           "`val_fraction` of the tokens is held out.", flags=("--val-data",))
     val_fraction: float = spec(0.1, "Share of the tokens held out for validation.",
                                min=0.0, max=0.5, min_exclusive=True)
     prepared_dir: str = spec("data", "Folder for prepared token files (train.bin, val.bin, meta.json).")
@@ -72,27 +77,29 @@ class TokenizerConfig:
                          pattern=r"^[A-Za-z0-9_.-]+$", allowed="a tiktoken encoding name such as gpt2")
     vocab_size: int = spec(8192, "Tokens of the trained BPE (kind = \"trained\"): the 256 byte "
                            "tokens, the special tokens and the merges learned from the corpus.",
-                           min=256, max=1_000_000)
+                           min=256, max=1_000_000, flags=("--vocab-size",))
     special_tokens: list[str] = spec(["<|endoftext|>"], "Special tokens of the trained BPE; the "
                                      "first one is inserted between documents (files).")
     path: str = spec("", "An existing tokenizer.json (Hugging Face format) to use when "
                      "kind = \"trained\", instead of training one (empty = train on the corpus).")
+    retrain: bool = spec(False, "Tokenize the corpus (and train the tokenizer) again even when "
+                         "prepared files with the same settings exist.", flags=("--retrain-tokenizer=true",))
 
 
 @dataclass
 class ModelConfig:
-    n_layer: int = spec(4, "Transformer blocks.", min=1, max=96)
-    n_head: int = spec(4, "Attention heads per block; must divide n_embd.", min=1, max=128)
-    n_embd: int = spec(128, "Embedding (model) width.", min=8, max=16384)
-    block_size: int = spec(64, "Context length in tokens.", min=2, max=65536)
+    n_layer: int = spec(4, "Transformer blocks.", min=1, max=96, flags=("--n-layer", "--num-layers"))
+    n_head: int = spec(4, "Attention heads per block; must divide n_embd.", min=1, max=128, flags=("--n-head", "--num-heads"))
+    n_embd: int = spec(128, "Embedding (model) width.", min=8, max=16384, flags=("--n-embd", "--d-model"))
+    block_size: int = spec(64, "Context length in tokens.", min=2, max=65536, flags=("--block-size", "--context-length"))
     d_ff: int = spec(0, "MLP hidden width (0 = 4 * n_embd; with mlp = \"swiglu\" 8/3 * n_embd, rounded "
-                     "up to a multiple of 8, for the same weights).", min=0, max=262144)
-    dropout: float = spec(0.0, "Dropout probability during training.", min=0.0, max=0.9)
+                     "up to a multiple of 8, for the same weights).", min=0, max=262144, flags=("--d-ff",))
+    dropout: float = spec(0.0, "Dropout probability during training.", min=0.0, max=0.9, flags=("--dropout",))
     bias: bool = spec(False, "Bias terms in Linear and LayerNorm layers.")
     pos_encoding: str = spec("learned", "Position encoding: learned absolute embeddings or rotary (RoPE).",
                              choices=("learned", "rope"))
     rope_theta: float = spec(10000.0, "RoPE base frequency (pos_encoding = \"rope\").",
-                             min=1.0, max=1e9)
+                             min=1.0, max=1e9, flags=("--rope-theta",))
     tie_embeddings: bool = spec(True, "Share the token embedding with the output head.")
     vocab_size: int = spec(0, "Vocabulary size (0 = the tokenizer's; a larger value pads it).",
                            min=0, max=1_000_000)
@@ -109,22 +116,24 @@ class ModelConfig:
 class TrainingConfig:
     batch_size: int = spec(12, "Sequences per micro-batch (\"auto\": the largest that fits the "
                            "device's free memory, see target_tokens_per_step).", min=1, max=65536,
-                           auto=True)
+                           auto=True, flags=("--batch-size",))
     grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimizer step "
                                  "(effective batch = batch_size * grad_accum_steps; \"auto\": "
                                  "as many as reach target_tokens_per_step).", min=1, max=65536,
-                                 auto=True)
+                                 auto=True, flags=("--grad-accum-steps",))
     target_tokens_per_step: int = spec(0, "Tokens per optimizer step that \"auto\" batch settings "
                                        "aim for (0 = the numeric batch settings times block_size, "
                                        "or 32 sequences when batch_size is \"auto\").",
                                        min=0, max=10**9)
     max_steps: int = spec(2000, "Optimizer steps to train (--max-iters sets this).", min=1, max=10**9)
     epochs: float = spec(0.0, "If > 0, train this many passes over the training tokens instead of "
-                         "max_steps.", min=0.0, max=1e6)
+                         "max_steps.", min=0.0, max=1e6, flags=("--epochs",))
     precision: str = spec("fp32", "Number format: fp32, or mixed precision bf16/fp16 where the device "
-                          "runs it fast (else fp32 with a warning).", choices=("fp32", "bf16", "fp16"))
-    grad_clip: float = spec(1.0, "Clip the global gradient norm to this (0 = off).", min=0.0, max=1e6)
-    compile: bool = spec(False, "torch.compile the model (slow first step, can be faster after).")
+                          "runs it fast (else fp32 with a warning).", choices=("fp32", "bf16", "fp16"),
+                          flags=("--use-amp=fp16", "--no-amp=fp32"))
+    grad_clip: float = spec(1.0, "Clip the global gradient norm to this (0 = off).", min=0.0, max=1e6, flags=("--grad-clip",))
+    compile: bool = spec(False, "torch.compile the model (slow first step, can be faster after).",
+                         flags=("--compile=true", "--no-compile=false"))
     early_stopping: bool = spec(False, "Stop when val loss has not improved for `patience` evaluations.")
     early_stopping_patience: int = spec(3, "Evaluations without improvement before stopping.",
                                         min=1, max=100000)
@@ -139,7 +148,7 @@ class OptimizerConfig:
                      "blocks' matrices, AdamW for embeddings, head, gains and biases).",
                      choices=("adamw", "adam", "muon"))
     learning_rate: float = spec(1e-3, "Peak learning rate (muon: of the blocks' matrices, scaled to "
-                                "AdamW's update size).", min=0.0, max=10.0, min_exclusive=True)
+                                "AdamW's update size).", min=0.0, max=10.0, min_exclusive=True, flags=("--learning-rate", "--lr"))
     embedding_learning_rate: float = spec(0.0, "muon only: peak learning rate of the token and position "
                                           "embeddings (a tied head too), AdamW (0 = learning_rate).",
                                           min=0.0, max=10.0)
@@ -160,8 +169,9 @@ class SchedulerConfig:
                      "(warmup-stable-decay: constant, then a linear decay over the last decay_fraction "
                      "of the run; a run extended before its decay keeps its learning rate).",
                      choices=("cosine", "linear", "constant", "wsd"))
-    warmup_steps: int = spec(100, "Linear warmup steps from 0 to learning_rate.", min=0, max=10**9)
-    min_learning_rate: float = spec(1e-4, "Learning rate at the end of the decay.", min=0.0, max=10.0)
+    warmup_steps: int = spec(100, "Linear warmup steps from 0 to learning_rate.", min=0, max=10**9, flags=("--warmup-steps",))
+    min_learning_rate: float = spec(1e-4, "Learning rate at the end of the decay.", min=0.0, max=10.0,
+                                    flags=("--min-learning-rate", "--min-lr"))
     decay_steps: int = spec(0, "Step at which decay reaches min_learning_rate (0 = max_steps).",
                             min=0, max=10**9)
     decay_fraction: float = spec(0.2, "wsd only: share of the run (up to decay_steps) spent decaying "
@@ -200,8 +210,8 @@ class LoggingConfig:
     tensorboard_dir: str = spec("", "Also write TensorBoard event files to this folder (needs the "
                                 "tensorboard package; empty = off).")
     wandb_project: str = spec("", "Also log to this Weights & Biases project (needs the wandb "
-                              "package and a login; empty = off).")
-    wandb_run_name: str = spec("", "W&B run name (empty = run.name).")
+                              "package and a login; empty = off).", flags=("--wandb-project", "--use-wandb=llmtui"))
+    wandb_run_name: str = spec("", "W&B run name (empty = run.name).", flags=("--wandb-run-name",))
 
 
 @dataclass
@@ -238,6 +248,7 @@ class FieldSpec:
     allowed: str | None
     min_exclusive: bool
     auto: bool
+    flags: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -294,7 +305,7 @@ def _field_specs() -> dict[str, dict[str, FieldSpec]]:
                 section=section, name=f.name, type=typ, item_type=item, default=default,
                 help=m["help"], min=m["min"], max=m["max"], choices=m["choices"],
                 pattern=m["pattern"], allowed=m["allowed"], min_exclusive=m["min_exclusive"],
-                auto=m["auto"])
+                auto=m["auto"], flags=m.get("flags", ()))
     return out
 
 

@@ -261,9 +261,12 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
     _remove_own_leftovers(root)
     meta = _valid_meta(directory, wanted)
     notes = []
-    if meta and _files_intact(directory, meta, report):
+    if meta and not cfg.tokenizer.retrain and _files_intact(directory, meta, report):
         return _open_prepared(directory, meta, reused=True)
-    if meta:
+    if meta and cfg.tokenizer.retrain:
+        notes.append(f"{directory}: tokenizer.retrain (--retrain-tokenizer): preparing the data and "
+                     "the tokenizer again")
+    elif meta:
         notes.append(f"{directory}: the prepared token files do not match the hashes in meta.json "
                      "(changed on disk, or written by llmtui 0.1.0, which recorded none); "
                      "preparing them again")

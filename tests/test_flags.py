@@ -1,0 +1,164 @@
+"""The source documents' flag CLIs (000, 001, 004) on `llmtui --run`, made from the schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import read_jsonl
+from llmtui import load_config
+from llmtui.cli import main, run_parser, schema_flag_overrides
+from llmtui.engine.config.schema import all_fields
+
+# flag -> (value given, key, value expected), as the documents spell them
+FLAGS = [
+    ("--epochs", "2.5", "training.epochs", 2.5),
+    ("--batch-size", "7", "training.batch_size", 7),
+    ("--batch_size", "7", "training.batch_size", 7),
+    ("--grad-accum-steps", "3", "training.grad_accum_steps", 3),
+    ("--learning-rate", "3e-4", "optimizer.learning_rate", 3e-4),
+    ("--learning_rate", "3e-4", "optimizer.learning_rate", 3e-4),
+    ("--vocab-size", "10000", "tokenizer.vocab_size", 10000),
+    ("--vocab_size", "10000", "tokenizer.vocab_size", 10000),
+    ("--block-size", "128", "model.block_size", 128),
+    ("--n-layer", "6", "model.n_layer", 6),
+    ("--n-head", "8", "model.n_head", 8),
+    ("--n-embd", "384", "model.n_embd", 384),
+    ("--dropout", "0.1", "model.dropout", 0.1),
+    ("--warmup-steps", "50", "scheduler.warmup_steps", 50),
+    ("--warmup_steps", "50", "scheduler.warmup_steps", 50),
+    ("--min-learning-rate", "3e-5", "scheduler.min_learning_rate", 3e-5),
+    ("--min_learning_rate", "3e-5", "scheduler.min_learning_rate", 3e-5),
+    ("--grad-clip", "0.5", "training.grad_clip", 0.5),
+    ("--grad_clip", "0.5", "training.grad_clip", 0.5),
+    ("--wandb-project", "proj", "logging.wandb_project", "proj"),
+    ("--wandb_project", "proj", "logging.wandb_project", "proj"),
+    ("--wandb-run-name", "exp-1", "logging.wandb_run_name", "exp-1"),
+    ("--wandb_run_name", "exp-1", "logging.wandb_run_name", "exp-1"),
+    ("--d-model", "512", "model.n_embd", 512),
+    ("--d_model", "512", "model.n_embd", 512),
+    ("--num-heads", "8", "model.n_head", 8),
+    ("--num_heads", "8", "model.n_head", 8),
+    ("--num-layers", "6", "model.n_layer", 6),
+    ("--num_layers", "6", "model.n_layer", 6),
+    ("--d-ff", "2048", "model.d_ff", 2048),
+    ("--d_ff", "2048", "model.d_ff", 2048),
+    ("--context-length", "256", "model.block_size", 256),
+    ("--context_length", "256", "model.block_size", 256),
+    ("--rope-theta", "500000", "model.rope_theta", 500000.0),
+    ("--rope_theta", "500000", "model.rope_theta", 500000.0),
+    ("--train_data", "corpus.txt", "data.source", "corpus.txt"),
+    ("--val_data", "val.txt", "data.val_source", "val.txt"),
+]
+SWITCHES = [
+    ("--compile", "training.compile", True),
+    ("--no-compile", "training.compile", False),
+    ("--use-amp", "training.precision", "fp16"),
+    ("--no-amp", "training.precision", "fp32"),
+    ("--use-wandb", "logging.wandb_project", "llmtui"),
+    ("--use_wandb", "logging.wandb_project", "llmtui"),
+    ("--retrain-tokenizer", "tokenizer.retrain", True),
+]
+
+
+def value_of(cfg, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def settings_from(argv: list[str]):
+    args = run_parser().parse_args(["--run", "cpu", *argv])
+    return load_config("cpu", args.override + schema_flag_overrides(args))
+
+
+@pytest.mark.parametrize("flag,text,key,expected", FLAGS)
+def test_each_documented_flag_sets_its_key(flag, text, key, expected):
+    assert value_of(settings_from([flag, text]), key) == expected
+
+
+@pytest.mark.parametrize("flag,key,expected", SWITCHES)
+def test_each_documented_switch_sets_its_key(flag, key, expected):
+    assert value_of(settings_from([flag]), key) == expected
+
+
+def test_a_value_flag_wins_over_its_switch_whatever_the_order():
+    for argv in (["--use-wandb", "--wandb-project", "mine"], ["--wandb-project", "mine", "--use-wandb"]):
+        assert settings_from(argv).logging.wandb_project == "mine"
+
+
+def test_every_schema_flag_is_in_help_under_its_section(capsys):
+    with pytest.raises(SystemExit):
+        run_parser().parse_args(["--help"])
+    help_text = capsys.readouterr().out
+    for spec in all_fields():
+        for flag in spec.flags:
+            assert f"[{spec.section}] settings" in help_text
+            assert flag.split("=")[0] in help_text
+    assert "--config" in help_text and "--resume-from" in help_text
+
+
+@pytest.mark.parametrize("argv,named", [(["--batch-size", "0"], "--batch-size"),
+                                        (["--n_layer", "many"], "--n_layer"),
+                                        (["--dropout", "2"], "--dropout"),
+                                        (["--learning-rate", "nan"], "--learning-rate")])
+def test_a_bad_flag_value_is_one_line_naming_the_flag(argv, named, capsys):
+    code = main(["--config", "cpu", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert named in err
+
+
+def test_flags_without_a_config_are_refused(capsys):
+    assert main(["--batch-size", "4"]) == 2
+    assert "--run CONFIG" in capsys.readouterr().err
+
+
+def test_config_flag_trains_with_the_documents_flags(tiny, tmp_path, capsys):
+    """`--config` is --run; 004's spellings set the model and the run trains with them."""
+    args = ["--config", "cpu", "--plain", *sum((["-o", o] for o in tiny), []),
+            "--num_layers", "2", "--d_model", "48", "--num_heads", "3", "--context_length", "12",
+            "--batch_size", "3", "--max_steps", "6", "--learning_rate", "1e-3", "--no-amp"]
+    assert main(args) == 0, capsys.readouterr().err
+    run = tmp_path / "runs" / "tiny"
+    config = (run / "config.toml").read_text()
+    for line in ("n_layer = 2", "n_embd = 48", "n_head = 3", "block_size = 12", "batch_size = 3",
+                 "max_steps = 6"):
+        assert line in config
+    assert json.loads((run / "last" / "state.json").read_text())["step"] == 6
+
+
+def test_resume_from_continues_from_that_checkpoint(tiny, tmp_path, capsys):
+    base = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])]
+    assert main(base + ["-o", "checkpoint.every_n_steps=10"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    assert main(base + ["--resume_from", str(run / "step_20"), "--max-iters", "35"]) == 0
+    start = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "start"][-1]
+    assert start["resumed_from"] == str(run / "step_20") and start["start_step"] == 20
+    capsys.readouterr()
+
+
+def test_retrain_tokenizer_prepares_the_data_again(tiny, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300)
+    base = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []), "--train-data", str(corpus),
+            "-o", f'data.prepared_dir="{tmp_path / "prepared"}"', "--max-iters", "2"]
+    metrics = tmp_path / "runs" / "tiny" / "metrics.jsonl"
+
+    def data_reused() -> bool:
+        return [r for r in read_jsonl(metrics) if r["kind"] == "start"][-1]["data_reused"]
+
+    assert main(base) == 0 and data_reused() is False
+    assert main(base + ["--overwrite"]) == 0 and data_reused() is True
+    assert main(base + ["--overwrite", "--retrain-tokenizer"]) == 0 and data_reused() is False
+    capsys.readouterr()
+
+
+def test_the_cli_flags_do_not_import_torch():
+    import subprocess
+    code = ("import sys; from llmtui.cli import run_parser, schema_flag_overrides; "
+            "a = run_parser().parse_args(['--run', 'cpu', '--batch-size', '4', '--use-amp']); "
+            "schema_flag_overrides(a); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
