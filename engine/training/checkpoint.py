@@ -306,12 +306,25 @@ def _read_json(file: Path) -> Any:
     return parse_json(_read_text(file), str(file))
 
 
+def check_finite(tensors: dict, file: Path) -> None:
+    """Refuse NaN or infinite values in a checkpoint's floating-point tensors. Training
+    never saves them (a non-finite loss stops it first), so they are damage, even
+    under a manifest that verifies; loaded, they make every output NaN."""
+    import torch
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{file}: tensor {name} holds NaN or infinite values; the "
+                                  "checkpoint is damaged")
+
+
 def load(path: Path) -> LoadedCheckpoint:
     """Verify and read a checkpoint, every value checked that a manifest cannot vouch
     for (one crafted with a recomputed manifest verifies). Never unpickles anything."""
     verify(path)
     model_state = _read_safetensors(path / "model.safetensors")
+    check_finite(model_state, path / "model.safetensors")
     tensors = _read_safetensors(path / "state.safetensors")
+    check_finite(tensors, path / "state.safetensors")
     state = read_state(_read_text(path / "state.json"), str(path / "state.json"))
     tokenizer = _read_json(path / "tokenizer.json")
     config_toml = _read_text(path / "config.toml")
