@@ -11,6 +11,7 @@ complete one (a model is free to emit any bytes) show as U+FFFD.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -60,8 +61,12 @@ def _release(tokenizer, held: list[int]) -> tuple[str, list[int]]:
 
 def generate(checkpoint: str | Path, prompt: str = "\n", *, max_tokens: int = 200,
              temperature: float = 0.8, top_k: int | None = 200, seed: int = 1337,
-             device: str = "auto") -> str:
-    """The continuation of `prompt` from `checkpoint` (a checkpoint or run directory)."""
-    loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device)
-    return "".join(stream(loaded, prompt, max_tokens=max_tokens, temperature=temperature,
+             device: str = "auto", force: bool = False) -> str:
+    """The continuation of `prompt` from `checkpoint` (a checkpoint or run directory).
+    What loading has to say (damaged checkpoints skipped) comes as UserWarnings."""
+    loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device, force=force)
+    text = "".join(stream(loaded, prompt, max_tokens=max_tokens, temperature=temperature,
                           top_k=top_k, seed=seed))
+    for message in loaded.warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return text
