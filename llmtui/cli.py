@@ -95,6 +95,18 @@ def device_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {exc.allowed}") from None
 
 
+def temperature(text: str) -> float:
+    """An argparse type: 0 (greedy) or a temperature in eval.temperature's range."""
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.training.sampling import check_temperature
+    try:
+        return check_temperature(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("temperature ")) from None
+
+
 def warn(message: str) -> None:
     print(f"llmtui: warning: {message}", file=sys.stderr)
 
@@ -172,8 +184,8 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--tokens", type=bounded(int, 1, 100_000), default=300)
-    p.add_argument("--temperature", type=bounded(float, 0.0, 10.0), default=0.8,
-                   help="0 = greedy (always the most likely token)")
+    p.add_argument("--temperature", type=temperature, default=0.8,
+                   help="0 = greedy (always the most likely token), else 0.01 to 10")
     p.add_argument("--top-k", type=bounded(int, 0, 10**9), default=200, help="0 = all tokens")
     p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=1337)
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")

@@ -21,8 +21,8 @@ from typing import Callable
 import torch
 
 from llmtui.engine.config.loading import config_from_dict
-from llmtui.engine.config.schema import Config
-from llmtui.engine.data.tokenizers import Tokenizer, tokenizer_from_json
+from llmtui.engine.config.schema import Config, field_spec
+from llmtui.engine.data.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_json
 from llmtui.engine.errors import CheckpointError, UserError
 from llmtui.engine.model.gpt import GPT, gpt_config
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, gib, placement_target
@@ -61,7 +61,7 @@ class LoadedModel:
     tokenizer: Tokenizer
     config: Config
     path: Path          # the checkpoint directory
-    # what loading has to say: damaged checkpoints skipped
+    # what loading has to say: damaged checkpoints skipped, a device that was not available
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -113,11 +113,16 @@ def _load(path: Path, device: str, force: bool) -> LoadedModel:
         raise CheckpointError(f"{source}: {exc}") from None
     with torch.device("meta"):       # the config's model, checked against the weights unallocated
         check_model_state(GPT(shape), loaded.model_state, str(path))
-    torch_device, _ = resolve_device(device)
+    warnings = []
+    torch_device, notes = resolve_device(device)
+    if notes:
+        reason = "CPU-only build" if torch.version.cuda is None else "no usable GPU or driver"
+        warnings.append(f'device "{device}" asked for, but this torch build cannot use CUDA '
+                        f"({reason}); running on CPU")
     _check_memory(path, cfg, shape.vocab_size, torch_device, force)
     model = GPT(shape)
     load_model_state(model, loaded.model_state, str(path))
-    return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path)
+    return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path, warnings)
 
 
 def inference_memory(cfg: Config, vocab: int, kind: str) -> int:
@@ -144,17 +149,41 @@ def _check_memory(path: Path, cfg: Config, vocab: int, device: torch.device, for
                     f"{target.label}; pass --force to try anyway")
 
 
+def check_temperature(value: float) -> float:
+    """`value` when it is 0 (greedy) or in eval.temperature's range, else UserError."""
+    spec = field_spec("eval.temperature")
+    if not (value == 0 or spec.min <= value <= spec.max):    # NaN fails both
+        raise UserError(f"temperature {value!r} is not allowed; expected 0 (greedy) or a number "
+                        f">= {spec.min:g} and <= {spec.max:g}")
+    return value
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> tuple[list[int], str | None]:
+    """The prompt's token ids, and a warning naming the characters a char vocabulary does
+    not hold (they are dropped) or None."""
+    ids = tokenizer.encode(prompt, strict=False)
+    if not isinstance(tokenizer, CharTokenizer) or len(ids) == len(prompt):
+        return ids, None
+    missing = [c for c in prompt if c not in tokenizer]
+    distinct = list(dict.fromkeys(missing))
+    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in distinct[:8]) + (", ..." if len(distinct) > 8 else "")
+    return ids, (f"prompt: dropped {len(missing):,} character(s) the char vocabulary of "
+                 f"{tokenizer.vocab_size} does not hold: {shown}")
+
+
 def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, temperature: float = 0.8,
                            top_k: int | None = 200, seed: int = 1337, device: str = "auto",
                            force: bool = False, warn: Warn | None = None) -> str:
-    """The continuation of `prompt`; `warn` is told what loading had to say (damaged
-    checkpoints skipped)."""
+    """The continuation of `prompt`; `warn` is told what loading and encoding the prompt
+    had to say (damaged checkpoints skipped, the device, dropped characters)."""
+    check_temperature(temperature)
     loaded = load_checkpoint_model(path, device, force=force)
     model, tokenizer = loaded.model, loaded.tokenizer
-    for message in loaded.warnings:
+    ids, dropped = encode_prompt(tokenizer, prompt)
+    for message in loaded.warnings + ([dropped] if dropped else []):
         if warn is not None:
             warn(message)
-    ids = tokenizer.encode(prompt, strict=False) or [0]
+    ids = ids or [0]
     dev = next(model.parameters()).device
     idx = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long, device=dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
