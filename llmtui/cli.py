@@ -169,6 +169,22 @@ def device_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected {exc.allowed}") from None
 
 
+def temperature(text: str) -> float:
+    """An argparse type: 0 (greedy) or a temperature in eval.temperature's range."""
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.training.sampling import check_temperature
+    try:
+        return check_temperature(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("temperature ")) from None
+
+
+def warn(message: str) -> None:
+    print(f"llmtui: warning: {message}", file=sys.stderr)
+
+
 def quick_flag_overrides(args) -> list[str]:
     out = []
     if args.max_iters is not None:
@@ -270,18 +286,20 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--tokens", type=bounded(int, 1, 100_000), default=300)
-    p.add_argument("--temperature", type=bounded(float, 0.0, 10.0), default=0.8,
-                   help="0 = greedy (always the most likely token)")
+    p.add_argument("--temperature", type=temperature, default=0.8,
+                   help="0 = greedy (always the most likely token), else 0.01 to 10")
     p.add_argument("--top-k", type=bounded(int, 0, 10**9), default=200, help="0 = all tokens")
     p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=1337)
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--force", action="store_true",
+                   help="load the model even when the estimated memory is far beyond what the device has")
     args = p.parse_args(argv)
     from llmtui.engine.errors import UserError
     from llmtui.engine.training.sampling import sample_from_checkpoint
     try:
         text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
                                       temperature=args.temperature, top_k=args.top_k,
-                                      seed=args.seed, device=args.device)
+                                      seed=args.seed, device=args.device, force=args.force, warn=warn)
     except UserError as exc:
         return fail(str(exc))
     sys.stdout.write(args.prompt + text + "\n")
@@ -431,6 +449,8 @@ def cmd_eval(argv: list[str]) -> int:
                    help="refuse characters the char vocabulary lacks instead of skipping them")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--force", action="store_true",
+                   help="load the model even when the estimated memory is far beyond what the device has")
     args = p.parse_args(argv)
     import json
 
@@ -439,14 +459,14 @@ def cmd_eval(argv: list[str]) -> int:
     bar = _progress_bar("evaluating")
     try:
         result = evaluate(args.checkpoint, args.data, max_tokens=args.max_tokens, strict=args.strict,
-                          device=args.device, progress=bar.update if bar else None)
+                          device=args.device, progress=bar.update if bar else None, force=args.force)
     except UserError as exc:
         return fail(str(exc))
     finally:
         if bar:
             bar.close()
     for warning in result.warnings:
-        print(f"llmtui: warning: {warning}", file=sys.stderr)
+        warn(warning)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
         return EXIT_OK

@@ -189,7 +189,9 @@ class EvalConfig:
     sample_tokens: int = spec(0, "Generate a text sample of this many tokens at each evaluation (0 = off).",
                               min=0, max=100000)
     sample_prompt: str = spec("\n", "Prompt for the samples generated at evaluations.")
-    temperature: float = spec(0.8, "Sampling temperature.", min=0.0, max=10.0, min_exclusive=True)
+    # at least 0.01: logits divided by less overflow to infinity (in fp16 from 655 up), and
+    # sampling from them fails; lower temperatures are greedy in effect anyway
+    temperature: float = spec(0.8, "Sampling temperature.", min=0.01, max=10.0)
     top_k: int = spec(200, "Sample only from the k most likely tokens (0 = all).", min=0, max=1_000_000)
 
 

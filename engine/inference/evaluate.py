@@ -59,23 +59,25 @@ class EvalResult:
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, max_tokens: int | None = None,
-             strict: bool = False, device: str = "auto", progress: Progress | None = None) -> EvalResult:
+             strict: bool = False, device: str = "auto", progress: Progress | None = None,
+             force: bool = False) -> EvalResult:
     """Evaluate `checkpoint` (a checkpoint or run directory) on `data`: a text file, or a
     .bin/.npy token file in the checkpoint's vocabulary; the first `max_tokens` tokens only
-    when given."""
+    when given. `warnings` of the result say which damaged checkpoints were skipped, a
+    device that was not available and characters skipped."""
     path = Path(data).expanduser()
     if not path.is_file():
         raise DataError(f"--data {path}: " + ("a folder; give one text or token file" if path.is_dir()
                                               else "not a regular file" if path.exists() else "no such file"))
     if max_tokens is not None and max_tokens < 2:
         raise DataError(f"--max-tokens {max_tokens}: at least 2 tokens are needed (one to predict)")
-    loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device)
+    loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device, force=force)
     if path.suffix.lower() in TOKEN_SUFFIXES:
         source = _TokenFile(path, loaded)
     else:
         source = _TextFile(path, loaded, strict)
     scores = _score(loaded, source.tokens(max_tokens, progress))
-    warnings = []
+    warnings = list(loaded.warnings)
     if source.skipped:
         warnings.append(f"{path}: skipped {source.skipped:,} character(s) the char vocabulary of "
                         f"{loaded.tokenizer.vocab_size} does not hold (first {source.first_skipped}); "

@@ -30,6 +30,11 @@ HEADROOM = 0.85
 
 GiB = 2**30
 
+# refuse to build a model whose estimated peak memory is over this many times what the
+# device has free (estimates are within about 20%, so this is beyond doubt); --force
+# goes ahead anyway. Training and inference refuse at the same factor.
+REFUSE_MEMORY_FACTOR = 1.5
+
 
 def gib(n: float) -> str:
     return f"{n / GiB:.1f} GiB"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -32,7 +33,7 @@ from typing import Any
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
 from llmtui.engine.training.rundir import is_checkpoint_name, own_temp_name, recorded_checkpoints
-from llmtui.engine.training.state import SavedState
+from llmtui.engine.training.state import MAX_STEPS, SavedState, parse_json, read_state
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -110,7 +111,9 @@ def copy_checkpoint(src: Path, target: Path) -> Path:
 # verification and discovery
 
 def verify(path: Path) -> dict[str, Any]:
-    """Check the manifest and every file's size and sha256; return the manifest."""
+    """Check the manifest, every file's size and sha256, and state.json against its schema
+    (a crafted checkpoint can carry a recomputed manifest, and the step, read before a
+    resume loads anything, must be one a run can reach); return the manifest."""
     manifest_path = path / MANIFEST
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint directory")
@@ -146,14 +149,16 @@ def verify(path: Path) -> dict[str, Any]:
                                   f"{info['size']}; the file is truncated or altered")
         if fsutil.sha256_file(file) != info["sha256"]:
             raise CheckpointError(f"{file}: sha256 does not match the manifest; the file is corrupt or altered")
+    read_state(_read_text(path / "state.json"), str(path / "state.json"))
     return manifest
 
 
 def checkpoint_step(path: Path) -> int:
+    """The step state.json records, or -1 when it cannot be read or no run reaches it."""
     try:
-        step = json.loads((path / "state.json").read_text())["step"]
-        return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else -1
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        step = parse_json((path / "state.json").read_text(encoding="utf-8"), "")["step"]
+        return step if isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= MAX_STEPS else -1
+    except (OSError, UnicodeDecodeError, CheckpointError, KeyError, TypeError):
         return -1
 
 
@@ -163,8 +168,11 @@ def candidates(run_dir: Path) -> list[Path]:
         return []
     found = [p for p in run_dir.iterdir()
              if is_checkpoint_name(p.name) and p.is_dir() and (p / MANIFEST).exists()]
-    def preference(p: Path) -> tuple[int, int]:  # at equal steps: last, then step_N, then best
-        return checkpoint_step(p), 2 if p.name == "last" else 1 if _STEP_DIR.match(p.name) else 0
+    def preference(p: Path) -> tuple[float, int]:  # at equal steps: last, then step_N, then best
+        # a step that cannot be read comes first: that checkpoint is tried, found damaged and
+        # named in a "skipped" note rather than passed over in silence
+        step = checkpoint_step(p)
+        return step if step >= 0 else math.inf, 2 if p.name == "last" else 1 if _STEP_DIR.match(p.name) else 0
     return sorted(found, key=preference, reverse=True)
 
 
@@ -284,23 +292,37 @@ def _read_safetensors(file: Path) -> dict:
                               "loads pickled weights") from None
 
 
-def _read_json(file: Path) -> Any:
+def _read_text(file: Path) -> str:
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{file}: not valid JSON ({exc}); llmtui never unpickles "
-                              "checkpoint state") from None
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{file}: not readable as text ({exc})") from None
+
+
+def _read_json(file: Path) -> Any:
+    return parse_json(_read_text(file), str(file))
+
+
+def check_finite(tensors: dict, file: Path) -> None:
+    """Refuse NaN or infinite values in a checkpoint's floating-point tensors. Training
+    never saves them (a non-finite loss stops it first), so they are damage, even
+    under a manifest that verifies; loaded, they make every output NaN."""
+    import torch
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{file}: tensor {name} holds NaN or infinite values; the "
+                                  "checkpoint is damaged")
 
 
 def load(path: Path) -> LoadedCheckpoint:
-    """Verify and read a checkpoint. Never unpickles anything."""
+    """Verify and read a checkpoint, every value checked that a manifest cannot vouch
+    for (one crafted with a recomputed manifest verifies). Never unpickles anything."""
     verify(path)
     model_state = _read_safetensors(path / "model.safetensors")
+    check_finite(model_state, path / "model.safetensors")
     tensors = _read_safetensors(path / "state.safetensors")
-    state = SavedState.from_json(_read_json(path / "state.json"), str(path / "state.json"))
+    check_finite(tensors, path / "state.safetensors")
+    state = read_state(_read_text(path / "state.json"), str(path / "state.json"))
     tokenizer = _read_json(path / "tokenizer.json")
-    try:
-        config_toml = (path / "config.toml").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path / 'config.toml'}: not readable as text ({exc})") from None
+    config_toml = _read_text(path / "config.toml")
     return LoadedCheckpoint(path, model_state, tensors, state, config_toml, tokenizer)

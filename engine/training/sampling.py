@@ -1,21 +1,42 @@
-"""Generate text from a saved checkpoint (used by `llmtui sample` and the app)."""
+"""A saved checkpoint, loaded for inference (`llmtui sample`, `eval`, `export` and the app).
+
+`load_checkpoint_model` is the one loader: a checkpoint directory is loaded or
+refused; a run directory gives its newest checkpoint that loads, each damaged
+one skipped with the same "skipped damaged checkpoint: ..." warning `--resume`
+gives. Everything a manifest cannot vouch for is checked before the model is
+built (a crafted checkpoint can carry a recomputed manifest): state.json's
+schema and finite tensors (engine.training.checkpoint.load), the config's
+model against the weights' shapes on the meta device, then the memory the
+model needs against what the device has, as training checks it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from llmtui.engine.config.loading import config_from_dict
-from llmtui.engine.config.schema import Config
-from llmtui.engine.data.tokenizers import Tokenizer, tokenizer_from_json
-from llmtui.engine.errors import CheckpointError
+from llmtui.engine.config.schema import Config, field_spec
+from llmtui.engine.data.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_json
+from llmtui.engine.errors import CheckpointError, UserError
 from llmtui.engine.model.gpt import GPT, gpt_config
-from llmtui.engine.planning.device import resolve_device
+from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, gib, placement_target
+from llmtui.engine.planning.device import Placement, resolve_device
+from llmtui.engine.planning.sizing import activation_bytes, count_params
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training.snapshot import load_model_state
+from llmtui.engine.training.snapshot import check_model_state, load_model_state
+
+Warn = Callable[[str], None]
+
+# one forward pass scores at most this many tokens (engine.inference.evaluate's batches),
+# with fp32 logits of at most LOGITS_BYTES
+FORWARD_TOKENS = 8192
+LOGITS_BYTES = 256 << 20
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -40,32 +61,129 @@ class LoadedModel:
     tokenizer: Tokenizer
     config: Config
     path: Path          # the checkpoint directory
+    # what loading has to say: damaged checkpoints skipped, a device that was not available
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
 
-def load_checkpoint_model(path: Path, device: str = "auto") -> LoadedModel:
-    """The model (eval mode), tokenizer and config of a checkpoint or of a run's newest one."""
-    path = resolve_checkpoint(path)
+def load_checkpoint_model(path: Path, device: str = "auto", *, force: bool = False) -> LoadedModel:
+    """The model (eval mode), tokenizer and config of a checkpoint, or of a run's newest
+    checkpoint that loads (damaged ones skipped, each named in `warnings`). `force` builds
+    a model even when its estimated memory is far beyond what the device has free."""
+    path = Path(path)
+    if (path / ckpt.MANIFEST).exists():
+        return _load(path, device, force)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run or checkpoint directory")
+    skipped: list[str] = []
+    for found, note in ckpt.intact_newest_first(path):
+        if found is not None:
+            try:
+                loaded = _load(found, device, force)
+            except CheckpointError as exc:
+                note = str(exc)
+            else:
+                loaded.warnings[:0] = [f"skipped damaged checkpoint: {n}" for n in skipped]
+                return loaded
+        skipped.append(note)
+    detail = f" ({len(skipped)} damaged, the newest: {skipped[0]})" if skipped else ""
+    raise CheckpointError(f"{path}: no intact checkpoint found{detail}")
+
+
+def _load(path: Path, device: str, force: bool) -> LoadedModel:
+    """One checkpoint directory, or CheckpointError when anything in it is damaged."""
     loaded = ckpt.load(path)
+    source = path / "config.toml"
     try:
-        cfg = config_from_dict(tomllib.loads(loaded.config_toml), str(path / "config.toml"))
-    except tomllib.TOMLDecodeError as exc:
-        raise CheckpointError(f"{path / 'config.toml'}: not valid TOML ({exc})") from None
-    tokenizer = tokenizer_from_json(loaded.tokenizer)
-    torch_device, _ = resolve_device(device)
-    model = GPT(gpt_config(cfg, tokenizer.vocab_size))
+        cfg = config_from_dict(tomllib.loads(loaded.config_toml), str(source))
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{source}: not valid TOML ({exc})") from None
+    except UserError as exc:         # a value the schema refuses: the file was edited
+        raise CheckpointError(str(exc)) from None
+    try:
+        tokenizer = tokenizer_from_json(loaded.tokenizer)
+    except (UserError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path / 'tokenizer.json'}: {exc}") from None
+    try:
+        shape = gpt_config(cfg, tokenizer.vocab_size)
+    except UserError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    with torch.device("meta"):       # the config's model, checked against the weights unallocated
+        check_model_state(GPT(shape), loaded.model_state, str(path))
+    warnings = []
+    torch_device, notes = resolve_device(device)
+    if notes:
+        reason = "CPU-only build" if torch.version.cuda is None else "no usable GPU or driver"
+        warnings.append(f'device "{device}" asked for, but this torch build cannot use CUDA '
+                        f"({reason}); running on CPU")
+    _check_memory(path, cfg, shape.vocab_size, torch_device, force)
+    model = GPT(shape)
     load_model_state(model, loaded.model_state, str(path))
-    return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path)
+    return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path, warnings)
+
+
+def inference_memory(cfg: Config, vocab: int, kind: str) -> int:
+    """Estimated bytes to hold a model and run one forward pass of up to FORWARD_TOKENS
+    tokens in fp32 without autograd: the weights, one layer's tensors (without autograd
+    each layer's are freed before the next) and the logits with their log-softmax."""
+    m = cfg.model
+    n, _ = count_params(m, vocab)
+    tokens = max(1, min(FORWARD_TOKENS, LOGITS_BYTES // (4 * vocab)))
+    batch = max(1, tokens // m.block_size)
+    one_layer = dataclasses.replace(m, n_layer=1, gradient_checkpointing=False)
+    return 4 * n + activation_bytes(one_layer, batch, kind, "fp32") + 12 * tokens * vocab
+
+
+def _check_memory(path: Path, cfg: Config, vocab: int, device: torch.device, force: bool) -> None:
+    """Refuse before allocating a model whose estimated memory is far beyond what the device
+    has free (the factor training refuses at; `force` loads anyway)."""
+    target = placement_target(Placement(device, "fp32"))
+    need = inference_memory(cfg, vocab, device.type)
+    if force or target.memory is None or need <= REFUSE_MEMORY_FACTOR * target.memory:
+        return
+    raise UserError(f"{path}: will not fit: its model needs an estimated {gib(need)} to load and "
+                    f"run, over {REFUSE_MEMORY_FACTOR:g}x the {gib(target.memory)} available on "
+                    f"{target.label}; pass --force to try anyway")
+
+
+def check_temperature(value: float) -> float:
+    """`value` when it is 0 (greedy) or in eval.temperature's range, else UserError."""
+    spec = field_spec("eval.temperature")
+    if not (value == 0 or spec.min <= value <= spec.max):    # NaN fails both
+        raise UserError(f"temperature {value!r} is not allowed; expected 0 (greedy) or a number "
+                        f">= {spec.min:g} and <= {spec.max:g}")
+    return value
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> tuple[list[int], str | None]:
+    """The prompt's token ids, and a warning naming the characters a char vocabulary does
+    not hold (they are dropped) or None."""
+    ids = tokenizer.encode(prompt, strict=False)
+    if not isinstance(tokenizer, CharTokenizer) or len(ids) == len(prompt):
+        return ids, None
+    missing = [c for c in prompt if c not in tokenizer]
+    distinct = list(dict.fromkeys(missing))
+    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in distinct[:8]) + (", ..." if len(distinct) > 8 else "")
+    return ids, (f"prompt: dropped {len(missing):,} character(s) the char vocabulary of "
+                 f"{tokenizer.vocab_size} does not hold: {shown}")
 
 
 def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, temperature: float = 0.8,
-                           top_k: int | None = 200, seed: int = 1337, device: str = "auto") -> str:
-    loaded = load_checkpoint_model(path, device)
+                           top_k: int | None = 200, seed: int = 1337, device: str = "auto",
+                           force: bool = False, warn: Warn | None = None) -> str:
+    """The continuation of `prompt`; `warn` is told what loading and encoding the prompt
+    had to say (damaged checkpoints skipped, the device, dropped characters)."""
+    check_temperature(temperature)
+    loaded = load_checkpoint_model(path, device, force=force)
     model, tokenizer = loaded.model, loaded.tokenizer
-    ids = tokenizer.encode(prompt, strict=False) or [0]
+    ids, dropped = encode_prompt(tokenizer, prompt)
+    for message in loaded.warnings + ([dropped] if dropped else []):
+        if warn is not None:
+            warn(message)
+    ids = ids or [0]
     dev = next(model.parameters()).device
     idx = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long, device=dev)
     gen = torch.Generator(device=dev).manual_seed(seed)

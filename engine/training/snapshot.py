@@ -44,7 +44,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+def check_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights that do not fit `model`: names, shapes and dtypes. `model` may be on
+    the meta device, so a checkpoint is checked against its config before anything is
+    allocated for it."""
     target = unwrap(model)
     expected = target.state_dict()
     tied = {"lm_head.weight"} if target.config.tie_embeddings else set()
@@ -58,7 +61,11 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
         if tensor.shape != want.shape or tensor.dtype != want.dtype:
             raise CheckpointError(f"{source}: weight {name} is {tuple(tensor.shape)} {tensor.dtype}, "
                                   f"the model needs {tuple(want.shape)} {want.dtype}")
-    target.load_state_dict(weights, strict=False)
+
+
+def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    check_model_state(model, weights, source)
+    unwrap(model).load_state_dict(weights, strict=False)
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer, prefix: str = "optimizer"

@@ -44,7 +44,7 @@ from llmtui.engine.errors import (
 )
 from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
 from llmtui.engine.model.optim import Optimizers, build_optimizers
-from llmtui.engine.planning.autotune import estimated_peak, resolve_auto, will_not_fit
+from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed, rundir
@@ -145,9 +145,6 @@ class TrainingSetup:
         return self.data.tokenizer
 
 
-# refuse a config whose estimated peak memory is over this many times what the device has
-# free (estimates are within about 20%, so this is beyond doubt); --force trains anyway
-REFUSE_MEMORY_FACTOR = 1.5
 # warn before starting when a step is estimated to take this long (at this share of the
 # measured matmul peak, what training steps reach on CPUs here)
 SLOW_STEP_SECONDS = 10.0
@@ -454,7 +451,7 @@ class Trainer:
             try:
                 before = tomllib.loads(saved.read_text(encoding="utf-8"))["training"]
                 cfg = resolve(cfg, before["batch_size"], before["grad_accum_steps"])
-            except (OSError, KeyError, ValueError, TypeError, tomllib.TOMLDecodeError):
+            except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
                 raise CheckpointError(f"{saved}: cannot read the batch settings the run used") from None
         resolved, notes = resolve_auto(cfg, placement, vocab_size=vocab_size)
         batch, accum = distributed.gather(self.dist, [resolved.training.batch_size,
