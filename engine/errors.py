@@ -89,6 +89,11 @@ class RecordError(UserError):
     a folder made read-only. Training stops after saving what it can."""
 
 
+class OutOfMemory(UserError):
+    """The device ran out of memory even after the micro-batch was halved: the config
+    asks for more than the device has (one line with the settings to lower)."""
+
+
 class ResumeMismatch(CheckpointError):
     """The checkpoint is intact but was trained with another tokenizer, data or model shape."""
 

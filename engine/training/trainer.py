@@ -16,6 +16,7 @@ steps, never every micro-step, so a GPU is never stalled by the host.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import threading
@@ -37,6 +38,7 @@ from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.errors import (
     CheckpointError,
     Interrupted,
+    OutOfMemory,
     RecordError,
     ResumeMismatch,
     RunFinished,
@@ -145,6 +147,9 @@ class TrainingSetup:
         return self.data.tokenizer
 
 
+# out of memory during a step: halve the micro-batch (doubling accumulation) this many
+# times before giving up with advice
+OOM_HALVINGS = 3
 # warn before starting when a step is estimated to take this long (at this share of the
 # measured matmul peak, what training steps reach on CPUs here)
 SLOW_STEP_SECONDS = 10.0
@@ -203,6 +208,7 @@ class Trainer:
         self._diverged_at: int | None = None         # the first step whose loss was not finite
         self._segment_clock: tuple[float, float] | None = None   # (start, training time before)
         self._sampler_states: list[dict] = []
+        self._oom_halvings = 0
 
     # -- commands (any thread) ---------------------------------------------
 
@@ -814,6 +820,41 @@ class Trainer:
             torch.tensor(self.state.step + 1, device=setup.device), self._first_bad_step)
         return loss_sum
 
+    def _train_step_that_fits(self) -> torch.Tensor:
+        """One step; when the device runs out of memory, the step is done again with half
+        the micro-batch and twice the accumulation (the same global batch, so the run's
+        trajectory keeps its meaning), up to OOM_HALVINGS times."""
+        while True:
+            try:
+                return self.train_step()
+            except torch.OutOfMemoryError as exc:
+                self._halve_micro_batch(exc)
+
+    def _halve_micro_batch(self, exc: torch.OutOfMemoryError) -> None:
+        setup = self.setup()
+        t = setup.config.training
+        setup.optimizers.zero_grad()          # the half-accumulated gradients go
+        self._grad_norm = None
+        gc.collect()
+        if setup.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self._oom_halvings >= OOM_HALVINGS or t.batch_size == 1:
+            raise OutOfMemory(
+                f"out of memory at step {self.state.step:,} even with a micro-batch of {t.batch_size} "
+                f"x {t.grad_accum_steps} accumulation steps ({str(exc).splitlines()[0][:120]}); lower "
+                "model.block_size, model.n_embd or model.n_layer, set model.gradient_checkpointing = "
+                "true or training.precision = \"bf16\" (\"fp16\" on GPUs without bf16), or close "
+                "other programs that use the device") from None
+        batch, accum = t.batch_size // 2, t.grad_accum_steps * 2
+        setup.config = resolve(setup.config, batch, accum)
+        setup.sampler.batch_size = batch
+        setup.tokens_per_step = batch * accum * setup.config.model.block_size * self.dist.world_size
+        self._oom_halvings += 1
+        same = "the same" if batch * accum == t.batch_size * t.grad_accum_steps else "about the same"
+        self.warn(f"out of memory at step {self.state.step:,}: micro-batch {t.batch_size} -> {batch}, "
+                  f"grad_accum_steps {t.grad_accum_steps} -> {accum} ({same} global batch); the step "
+                  f"is done again ({self._oom_halvings} of {OOM_HALVINGS} halvings)")
+
     def _check_finite(self) -> None:
         device = self.setup().device
         bad = distributed.agree_max(self.dist, [int(self._first_bad_step)], device)[0]
@@ -939,7 +980,7 @@ class Trainer:
         try:
             while state.step < state.max_steps:
                 self._handle_commands()
-                loss_sum = self.train_step()
+                loss_sum = self._train_step_that_fits()
                 state.step += 1
                 state.tokens_seen += setup.tokens_per_step
                 interval_loss += loss_sum
