@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail, silence
+from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail, say, silence
 
 DESCRIPTION = """\
 Train small GPT-style language models on this machine.
@@ -412,8 +412,6 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("out", help="the folder to write (must not exist or be empty, unless --overwrite)")
     p.add_argument("--format", choices=["hf", "gguf"], default="hf", help="hf (default) or gguf")
     p.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weight format (default fp32)")
-    p.add_argument("--resume-from", "--resume_from", metavar="CHECKPOINT",
-                   help="continue the run from this checkpoint (same as --resume CHECKPOINT)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it is not empty")
     args = p.parse_args(argv)
     from llmtui.engine.errors import UserError
@@ -423,6 +421,8 @@ def cmd_export(argv: list[str]) -> int:
                         overwrite=args.overwrite)
     except UserError as exc:
         return fail(str(exc))
+    for warning in result.warnings:
+        say(f"llmtui: warning: {warning}", sys.stderr)
     from llmtui.engine.inference.mapping import HF_CLASSES
     arch = HF_CLASSES[result.architecture] if result.format == "hf" else f"{result.architecture} architecture"
     print(f"exported {result.checkpoint} to {result.out}/ as {result.format} "

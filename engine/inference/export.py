@@ -9,7 +9,7 @@ run or checkpoint, nor a symbolic link (engine.inference.export_target).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmtui.engine import fsutil
@@ -19,7 +19,7 @@ from llmtui.engine.inference.export_hf import write_hf
 from llmtui.engine.inference.export_target import TempExport, check_out, remove_leftovers
 from llmtui.engine.inference.mapping import architecture
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training.sampling import load_checkpoint_model, resolve_checkpoint
+from llmtui.engine.training.sampling import load_checkpoint_model
 
 FORMATS = {"hf": write_hf, "gguf": write_gguf}
 DTYPES = ("fp32", "fp16")
@@ -35,6 +35,7 @@ class ExportResult:
     files: list[str]
     vocab_size: int
     tokenizer: str             # char | bpe | trained
+    warnings: list[str] = field(default_factory=list)   # damaged checkpoints skipped
 
 
 def export(checkpoint: str | Path, out: str | Path, *, format: str = "hf", dtype: str = "fp32",
@@ -46,9 +47,10 @@ def export(checkpoint: str | Path, out: str | Path, *, format: str = "hf", dtype
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r} is not allowed; expected one of {', '.join(DTYPES)}")
     out = Path(out).expanduser()
-    source = resolve_checkpoint(Path(checkpoint).expanduser())
+    # a run's newest checkpoint that loads: damaged ones are skipped (each named in warnings)
+    loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device="cpu")
+    source = loaded.path
     check_out(out, source, overwrite)
-    loaded = load_checkpoint_model(source, device="cpu")
     arch = architecture(loaded.config, format)   # every refusal before anything is written
     if format == "gguf":
         gguf_tokenizer_pattern(loaded)
@@ -74,5 +76,5 @@ def export(checkpoint: str | Path, out: str | Path, *, format: str = "hf", dtype
     remove_leftovers(out)       # what exports to `out` killed earlier left beside it
     return ExportResult(out=out, format=format, dtype=dtype, architecture=arch, checkpoint=source,
                         files=files, vocab_size=loaded.model.config.vocab_size,
-                        tokenizer=loaded.tokenizer.kind)
+                        tokenizer=loaded.tokenizer.kind, warnings=list(loaded.warnings))
 
