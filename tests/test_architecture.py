@@ -179,3 +179,29 @@ def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
                 == list(inspect.signature(getattr(ScriptedTrainer, name)).parameters)), name
     factory_params = inspect.signature(ScriptedTrainer).parameters
     assert {"resume_from", "overwrite"} <= set(factory_params)
+
+
+# imported only where the user asked for them, with a one-line error naming the package to install
+OPTIONAL_IMPORTS = {"wandb"}
+
+
+def test_every_outside_import_is_a_runtime_dependency(graph):
+    """A documented command must work after the documented install (`pip install .`):
+    every third-party module the package imports, at the top or inside a function
+    (export_gguf imports gguf there), comes from a [project] dependency, not an extra."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = {re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0].lower().replace("_", "-")
+               for req in project["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    outside = {dep.split(".")[0] for deps in graph.values() for dep in deps} - {"llmtui"}
+    outside -= set(sys.stdlib_module_names) | {"__future__"} | OPTIONAL_IMPORTS
+    missing = {}
+    for module in sorted(outside):
+        dists = {d.lower().replace("_", "-") for d in providers.get(module, [module])}
+        if not dists & runtime:
+            missing[module] = sorted(dists)
+    assert missing == {}
