@@ -42,6 +42,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def run_parser() -> argparse.ArgumentParser:
+    from llmtui.engine.config.schema import field_spec  # no torch: --help stays cheap
+
     p = _Parser(prog="llmtui", description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", metavar="CONFIG", help="train headless from a TOML file or preset name")
@@ -55,7 +57,7 @@ def run_parser() -> argparse.ArgumentParser:
                    help="train even when the estimated memory is far beyond what the device has")
     p.add_argument("--max-iters", type=int, metavar="N", help="same as --override training.max_steps=N")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="same as --override run.device=...")
-    p.add_argument("--tokenizer", choices=["char", "bpe"], help="same as --override tokenizer.kind=...")
+    p.add_argument("--tokenizer", choices=field_spec("tokenizer.kind").choices, help="same as --override tokenizer.kind=...")
     p.add_argument("--plain", action="store_true", help="plain log lines instead of a progress bar")
     p.add_argument("--version", action="version", version=_version())
     return p
