@@ -491,9 +491,9 @@ def test_the_runs_view_lists_sorts_opens_compares_and_deletes(tmp_path, shared_d
             assert statuses == {"alpha": "finished", "beta": "stopped"}
             screen.sort_column, screen.sort_reverse = "name", False
             screen._fill()
-            assert [table.get_row_at(i)[1] for i in range(2)] == ["alpha", "beta"]
+            assert [str(table.get_row_at(i)[1]) for i in range(2)] == ["alpha", "beta"]
             screen._header_selected(DataTable.HeaderSelected(table, table.columns["name"].key, 1, "name"))
-            assert [table.get_row_at(i)[1] for i in range(2)] == ["beta", "alpha"]
+            assert [str(table.get_row_at(i)[1]) for i in range(2)] == ["beta", "alpha"]
             # compare: select both, c
             table.move_cursor(row=0)
             await pilot.press("space")

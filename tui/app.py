@@ -93,7 +93,7 @@ class LlmtuiApp(App[int]):
         try:
             doc = ConfigDocument.load(self.open_config_at_start)
         except UserError as exc:
-            self.notify(str(exc), title="Cannot open the config", severity="error", timeout=10)
+            self.notify(str(exc), title="Cannot open the config", severity="error", timeout=10, markup=False)
             return
         self.open_wizard(doc)
 
@@ -260,7 +260,7 @@ class LlmtuiApp(App[int]):
             doc.set("training.epochs", 0.0)
             cfg = doc.to_config()
         except UserError as exc:
-            self.notify(str(exc), title="Cannot resume", severity="error", timeout=10)
+            self.notify(str(exc), title="Cannot resume", severity="error", timeout=10, markup=False)
             return
         self.session = Session(doc=doc)
         self.start_training(cfg, resume_from="latest")
@@ -273,7 +273,7 @@ class LlmtuiApp(App[int]):
         run = monitor.run
         if run.result is None:
             if run.error_is_notice:
-                self.notify(run.error, title="Nothing to train", timeout=10)
+                self.notify(run.error, title="Nothing to train", timeout=10, markup=False)
             return  # failed or cancelled: the monitor shows why and stays usable
         from llmtui.tui.screens.summary import SummaryScreen
 
@@ -363,7 +363,7 @@ class LlmtuiApp(App[int]):
         from llmtui.tui.messages import WorkerFailed, error_text
 
         text = error_text(event.worker.error)
-        self.notify(text, title="Error", severity="error", timeout=10)
+        self.notify(text, title="Error", severity="error", timeout=10, markup=False)
         node = event.worker.node
         if node is not self:
             node.post_message(WorkerFailed(event.worker, text))

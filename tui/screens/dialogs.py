@@ -29,7 +29,7 @@ class ChoiceScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             if self.title_text:
-                yield Label(self.title_text, classes="dialog-title")
+                yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Static(self.question, classes="dialog-question", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 for key, label, variant in self.choices:
@@ -87,7 +87,7 @@ class AskScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
             if self.question:
                 yield Static(self.question, classes="dialog-question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, type=self.input_type, id="ask-input")
@@ -170,7 +170,7 @@ class BrowseScreen(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-tall"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
             yield DirectoryTree(self.start, id="browse-tree")
             yield Static("", id="browse-selected", markup=False)
             with Horizontal(classes="dialog-buttons"):

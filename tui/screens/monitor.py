@@ -365,7 +365,7 @@ class MonitorScreen(Screen):
             if run.error not in self.errors:
                 log.write(Text(f"error: {run.error}", "bold red"))
             if not run.error_is_notice:
-                self.notify(run.error, title="Training failed", severity="error", timeout=10)
+                self.notify(run.error, title="Training failed", severity="error", timeout=10, markup=False)
         else:  # cancelled before it started
             self.status = "done" if self.done_event else "failed"
         self._update_progress()

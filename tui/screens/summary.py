@@ -52,9 +52,10 @@ def summary_renderable(s: dict[str, Any]) -> Group:
     paths = Table.grid(padding=(0, 1))
     paths.add_column(style="dim", no_wrap=True)
     paths.add_column(ratio=1)
-    paths.add_row("run folder", str(s.get("run_dir") or "n/a"))
-    paths.add_row("last checkpoint", str(s.get("last_checkpoint") or "none"))
-    paths.add_row("best checkpoint", str(s.get("best_checkpoint") or "none"))
+    # Text, not str: a table reads str cells as markup, and paths are the user's
+    paths.add_row("run folder", Text(str(s.get("run_dir") or "n/a")))
+    paths.add_row("last checkpoint", Text(str(s.get("last_checkpoint") or "none")))
+    paths.add_row("best checkpoint", Text(str(s.get("best_checkpoint") or "none")))
     return Group(grid, Text(""), paths)
 
 

@@ -14,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 from textual.widgets.option_list import Option
@@ -51,7 +52,7 @@ class WizardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
-        yield Static("", id="wizard-file")
+        yield Static("", id="wizard-file", markup=False)   # a path: shown as typed
         with Horizontal(id="wizard-body"):
             yield OptionList(*[Option(SECTION_TITLES.get(s, s), id=s) for s in FIELDS],
                              id="wizard-sections")
@@ -88,7 +89,7 @@ class WizardScreen(Screen):
             return
         self._built.add(section)
         form = self.query_one(f"#form-{section}", VerticalScroll)
-        form.border_title = f"[{section}]"
+        form.border_title = escape(f"[{section}]")   # a border title is markup
         fields = [ConfigField(spec, self.doc.get(spec.path)) for spec in FIELDS[section].values()]
         form.mount_all(fields)
         self._mark_rule_error(fields)
@@ -230,9 +231,9 @@ class WizardScreen(Screen):
         try:
             saved = self.doc.save(path)
         except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
+            self.notify(str(exc), severity="error", timeout=8, markup=False)
             return
-        self.notify(f"Saved {saved}")
+        self.notify(f"Saved {saved}", markup=False)
         self._show_file()
 
     def _refresh_header(self) -> None:

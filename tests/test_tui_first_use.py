@@ -1,0 +1,48 @@
+"""The app in a new user's first ten minutes (issue 18): each defect met, driven
+with Pilot and checked on what the terminal shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pilot import make_app, quick_idle, run, screen_text, set_field, toast_texts, wait_for, wait_screen  # noqa: F401
+
+
+def test_user_text_with_brackets_is_shown_as_typed(tmp_path, monkeypatch):
+    """Paths and names are shown as they are, never read as markup: '[modified]',
+    '[model]' and a folder 'exp [1]' were eaten."""
+    from llmtui.tui.screens.summary import SummaryScreen
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "exp [1]"
+    folder.mkdir()
+    (folder / "my [v2].toml").write_text("[model]\nn_layer = 2\n")
+    app = make_app(tmp_path, runs_dir=Path("runs [a]"))
+
+    async def drive():
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.screen.open_file("exp [1]/my [v2].toml")
+            await wait_screen(pilot, "WizardScreen")
+            await set_field(pilot, app.screen, "model.n_layer", "3")
+            text = screen_text(app)
+            assert "Config: exp [1]/my [v2].toml  [modified]" in text
+            assert "[model]" in text                     # the form's border title
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: not app.screen.doc.dirty, what="saved")
+            await wait_for(pilot, lambda: "Saved exp [1]/my [v2].toml" in toast_texts(app), 5, "saved toast")
+            app.open_runs()
+            await wait_screen(pilot, "RunsScreen")
+            await pilot.pause(0.2)
+            assert "0 run(s) in runs [a]" in screen_text(app)
+            app.open_run(Path("x[1]"))                   # not a run: a toast names it
+            await wait_screen(pilot, "RunsScreen")
+            await wait_for(pilot, lambda: any("x[1]: not a run made by llmtui" in t for t in toast_texts(app)),
+                           5, "toast")
+            app.push_screen(SummaryScreen({"stop_reason": "max_steps", "steps": 10,
+                                           "run_dir": "runs [a]/r", "last_checkpoint": "runs [a]/r/last"}))
+            await wait_screen(pilot, "SummaryScreen")
+            text = screen_text(app)
+            assert "runs [a]/r" in text and "runs [a]/r/last" in text
+
+    run(drive())
