@@ -46,3 +46,34 @@ def test_user_text_with_brackets_is_shown_as_typed(tmp_path, monkeypatch):
             assert "runs [a]/r" in text and "runs [a]/r/last" in text
 
     run(drive())
+
+
+def test_saving_a_config_made_from_a_preset_describes_what_it_holds_now(tmp_path):
+    """The header the wizard writes ("made from preset cpu and then changed ... N steps")
+    is rewritten on every save, also after the file is opened again (it kept
+    "1,300 steps" while max_steps was 200)."""
+    from llmtui.engine.config.document import ConfigDocument
+
+    config = tmp_path / "mine.toml"
+    app = make_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.screen.open_preset("cpu")
+            await wait_screen(pilot, "WizardScreen")
+            await set_field(pilot, app.screen, "model.n_layer", "2")
+            app.screen._saved_as(config)
+            assert "Data: builtin; 1,300 steps." in ConfigDocument.load(config).header()
+            await pilot.press("escape")
+            await wait_screen(pilot, "HardwareScreen")
+            app.screen.open_file(str(config))            # opened again: no longer "the preset"
+            await wait_screen(pilot, "WizardScreen")
+            await set_field(pilot, app.screen, "training.max_steps", "200")
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: not app.screen.doc.dirty, what="saved")
+
+    run(drive())
+    header = ConfigDocument.load(config).header()
+    assert header[0] == "llmtui config, made from preset cpu and then changed."
+    assert "Data: builtin; 200 steps." in header and "2 layers" in header[1]
