@@ -77,3 +77,46 @@ def test_saving_a_config_made_from_a_preset_describes_what_it_holds_now(tmp_path
     header = ConfigDocument.load(config).header()
     assert header[0] == "llmtui config, made from preset cpu and then changed."
     assert "Data: builtin; 200 steps." in header and "2 layers" in header[1]
+
+
+def fake_run(folder: Path, name: str, **summary) -> Path:
+    """A finished run's own files, without training one."""
+    import json
+
+    run_dir = folder / name
+    run_dir.mkdir(parents=True)
+    (run_dir / ".llmtui-run").write_text("")
+    (run_dir / "config.toml").write_text("[training]\nmax_steps = 100\n")
+    (run_dir / "train_log.json").write_text(json.dumps({"stop_reason": "max_steps", "steps": 100, **summary}))
+    return run_dir
+
+
+def test_destructive_dialogs_focus_the_safe_button(tmp_path):
+    """Enter on a 'Delete run?' or 'Unsaved changes' dialog keeps things (it deleted)."""
+    run_dir = fake_run(tmp_path / "runs", "alpha")
+    app = make_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            await pilot.press("r")
+            await wait_screen(pilot, "RunsScreen")
+            await wait_for(pilot, lambda: len(app.screen.runs) == 1, what="the run")
+            await pilot.press("d")
+            await wait_screen(pilot, "ConfirmScreen")
+            assert app.focused.id == "choice-no"
+            await pilot.press("enter")
+            await wait_screen(pilot, "RunsScreen")
+            assert run_dir.is_dir()
+            await pilot.press("escape")
+            await wait_screen(pilot, "HardwareScreen")
+            app.screen.open_preset("cpu")
+            await wait_screen(pilot, "WizardScreen")
+            await set_field(pilot, app.screen, "model.n_layer", "2")
+            await pilot.press("escape")
+            await wait_screen(pilot, "ConfirmScreen")
+            await pilot.press("enter")
+            await wait_screen(pilot, "WizardScreen")      # the edit is kept
+            assert app.screen.doc.get("model.n_layer") == 2
+
+    run(drive())

@@ -19,12 +19,15 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = ""):
-        """`choices`: (key, label, variant) per button, first one focused."""
+    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = "",
+                 focus: str | None = None):
+        """`choices`: (key, label, variant) per button; the button `focus` (else the
+        first one) has the focus, so Enter presses it."""
         super().__init__(classes="dialog-screen")
         self.question = question
         self.choices = choices
         self.title_text = title
+        self.focus_key = focus or choices[0][0]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -36,7 +39,7 @@ class ChoiceScreen(ModalScreen[str | None]):
                     yield Button(label, variant=variant, id=f"choice-{key}")
 
     def on_mount(self) -> None:
-        self.query_one(Button).focus()
+        self.query_one(f"#choice-{self.focus_key}", Button).focus()
 
     def result_of(self, key: str):
         """What the dialog dismisses with when the button `key` is pressed."""
@@ -54,13 +57,15 @@ class ChoiceScreen(ModalScreen[str | None]):
 
 
 class ConfirmScreen(ChoiceScreen):
-    """Yes/no; dismisses with True or False."""
+    """Yes/no; dismisses with True or False. Every question asked this way does
+    something that cannot be undone (delete, discard, replace, stop), so the safe
+    answer has the focus: Enter keeps things, `y` or a click confirms."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("y", "yes", "Yes"),
                 Binding("n", "cancel", "No")]
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = ""):
-        super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title)
+        super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title, focus="no")
 
     def result_of(self, key: str) -> bool:
         return key == "yes"
