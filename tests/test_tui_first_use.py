@@ -120,3 +120,29 @@ def test_destructive_dialogs_focus_the_safe_button(tmp_path):
             assert app.screen.doc.get("model.n_layer") == 2
 
     run(drive())
+
+
+def test_a_finished_monitor_lists_only_keys_that_act(tmp_path):
+    """Pause, Save, Early, Sample and Stop leave the footer (and the palette) once
+    the run has ended; the chart's keys stay."""
+    from fakes import scripted_factory
+    from llmtui import load_config
+
+    app = make_app(tmp_path, trainer_factory=scripted_factory(finish_at_once=True), refresh_rate=0.05)
+
+    async def drive():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
+            await wait_screen(pilot, "SummaryScreen")
+            monitor = app.screen_stack[-2]
+            await pilot.press("escape")                  # "Monitor"
+            await wait_screen(pilot, "MonitorScreen")
+            footer = screen_text(app).splitlines()[-1]
+            assert "Log y" in footer and "Smooth" in footer
+            for gone in ("Pause", "Save", "Early", "Sample", "Stop"):
+                assert gone not in footer, footer
+            titles = [c.title for c in monitor.palette_commands()]
+            assert not any(t.startswith(("Pause", "Save", "Toggle early", "Sample", "Stop")) for t in titles)
+
+    run(drive())

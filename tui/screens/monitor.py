@@ -61,6 +61,8 @@ STATUS_TEXT = {
     "failed": ("✖", "failed", "red"),
 }
 SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
+# actions that command the trainer: hidden (footer, palette) once the run has ended
+TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping", "sample_now", "stop"})
 
 
 class MonitorScreen(Screen):
@@ -369,9 +371,15 @@ class MonitorScreen(Screen):
         else:  # cancelled before it started
             self.status = "done" if self.done_event else "failed"
         self._update_progress()
+        self.refresh_bindings()   # the trainer's keys leave the footer
         self.app.training_finished(self)
 
     # -- commands --------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in TRAINER_ACTIONS and not self.run.running:
+            return False   # nothing left to pause, save or stop: not listed, not run
+        return True
 
     def _command(self, command: Command) -> bool:
         if not self.run.running:
@@ -437,6 +445,11 @@ class MonitorScreen(Screen):
             self.app.pop_screen()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Toggle log scale", "Loss chart y axis: linear or log", self.action_toggle_log)
+        yield SystemCommand("Toggle smoothing", "Loss chart: smoothed or raw train loss",
+                            self.action_toggle_smoothing)
+        if not self.run.running:
+            return
         yield SystemCommand("Pause / resume training", "Pause at the next step, or continue",
                             self.action_toggle_pause)
         yield SystemCommand("Save checkpoint now", "Write the `last` checkpoint after this step",
@@ -446,9 +459,6 @@ class MonitorScreen(Screen):
         yield SystemCommand("Sample now", "Generate text from the current model", self.action_sample_now)
         yield SystemCommand("Stop training", "Save a checkpoint and end the run (asks first)",
                             self.action_stop)
-        yield SystemCommand("Toggle log scale", "Loss chart y axis: linear or log", self.action_toggle_log)
-        yield SystemCommand("Toggle smoothing", "Loss chart: smoothed or raw train loss",
-                            self.action_toggle_smoothing)
 
 
 def _short_path(path: str) -> str:
