@@ -146,3 +146,54 @@ def test_a_finished_monitor_lists_only_keys_that_act(tmp_path):
             assert not any(t.startswith(("Pause", "Save", "Toggle early", "Sample", "Stop")) for t in titles)
 
     run(drive())
+
+
+def _train(step: int, ms: float = 64.0, max_steps: int = 600):
+    from fakes import T0
+    from llmtui.engine.training.events import TrainEvent
+
+    return TrainEvent(step=step, time=T0 + step, loss=2.0, lr=1e-3, grad_norm=None, tokens_per_sec=12000.0,
+                      ms_per_step=ms, mfu=0.4, tokens_seen=step * 768, max_steps=max_steps, memory_rss_mb=370.0)
+
+
+def _eval(step: int):
+    from fakes import T0
+    from llmtui.engine.training.events import EvalEvent
+
+    return EvalEvent(step=step, time=T0 + step, val_loss=2.1, val_perplexity=8.2, val_accuracy=0.3,
+                     best_val_loss=2.1, improved=True, evals_without_improvement=0)
+
+
+def test_the_status_says_sampling_while_a_sample_is_written(tmp_path):
+    """After an evaluation (eval.sample_tokens > 0) and after g, the trainer writes a
+    sample before the next step: the status said "training" for those 35 s."""
+    from pilot import open_monitor
+
+    from fakes import T0, scripted_events, scripted_factory, static_text
+    from llmtui.engine.training.events import SampleEvent
+
+    app = make_app(tmp_path, trainer_factory=scripted_factory(events=scripted_events(upto=0)[:1]),
+                   refresh_rate=0.05)
+
+    async def drive():
+        async with app.run_test(size=(100, 30)) as pilot:
+            monitor = await open_monitor(pilot, tmp_path)
+            status = lambda: static_text(monitor.query_one("#mon-status"))  # noqa: E731
+            feed = app.training.trainer.events
+            feed(_train(10))
+            await wait_for(pilot, lambda: monitor.step == 10, what="a step")
+            assert "training" in status()
+            feed(_eval(20))
+            await wait_for(pilot, lambda: "sampling" in status(), 5, "sampling after the eval")
+            feed(SampleEvent(step=20, time=T0 + 21, text="ROMEO:", prompt="\n"))
+            await wait_for(pilot, lambda: "training" in status(), 5, "training again")
+            await pilot.press("g")
+            await wait_for(pilot, lambda: "sampling" in status(), 5, "sampling after g")
+            feed(_train(30))                              # the step the command waits for
+            await wait_for(pilot, lambda: monitor.step == 30, what="step 30")
+            assert "sampling" in status()
+            feed(SampleEvent(step=30, time=T0 + 31, text="ROMEO:", prompt="\n"))
+            await wait_for(pilot, lambda: "training" in status(), 5, "training after the sample")
+            app.training.stop()
+
+    run(drive())

@@ -54,6 +54,7 @@ STATUS_TEXT = {
     "preparing": ("◌", "preparing data", "dim"),
     "running": ("●", "training", "green"),
     "evaluating": ("◔", "evaluating", "cyan"),
+    "sampling": ("◔", "sampling: writing a text sample", "cyan"),
     "pausing": ("◐", "pausing at the next step", "yellow"),
     "paused": ("❚❚", "paused", "yellow"),
     "stopping": ("◐", "stopping: saving a checkpoint", "yellow"),
@@ -104,6 +105,7 @@ class MonitorScreen(Screen):
         self._tps: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
         self._eta: str = ""
         self._started = False                   # the first training step has been seen
+        self._sample_asked = False              # g was pressed; its sample has not come yet
         self._finalized = False
         self._timer = None
         self._memory_rows: list[tuple] = []
@@ -184,12 +186,14 @@ class MonitorScreen(Screen):
                         self.status = "running"
                 case EvalProgressEvent():
                     phase = f"evaluating {e.done}/{e.total} batches"
-                    if self.status == "running":
+                    if self.status in ("running", "sampling"):
                         self.status = "evaluating"
                 case EvalEvent():
                     phase = None
-                    if self.status == "evaluating":
-                        self.status = "running"
+                    if self.status in ("evaluating", "running"):
+                        # the trainer writes the evaluation's sample before the next step
+                        samples = self.run.cfg.eval.sample_tokens > 0 or self._sample_asked
+                        self.status = "sampling" if samples else "running"
                     val_pts.append((e.step, e.val_loss))
                     self.last_eval = e
                     best = "  (best)" if e.improved else ""
@@ -209,6 +213,9 @@ class MonitorScreen(Screen):
                 case WarningEvent():
                     log.write(Text(f"warning: {e.message}", "yellow"))
                 case SampleEvent():
+                    self._sample_asked = False
+                    if self.status == "sampling":
+                        self.status = "running"
                     self.query_one("#mon-sample", Static).update(f"step {e.step}:\n{e.prompt}{e.text}")
                     log.write(f"step {e.step:>6}  sample")
                 case PausedEvent():
@@ -278,7 +285,7 @@ class MonitorScreen(Screen):
         """Steps to go times the recent milliseconds per step (measured between
         logs, pauses and evaluations excluded, so a pause never inflates it)."""
         eta = ""
-        if self._ms_per_step and self.status in ("running", "pausing", "evaluating"):
+        if self._ms_per_step and self.status in ("running", "pausing", "evaluating", "sampling"):
             ms = statistics.median(self._ms_per_step)
             eta = "ETA ~" + fmt_duration(max(0, self.max_steps - self.step) * ms / 1000)
         if eta != self._eta:
@@ -319,7 +326,7 @@ class MonitorScreen(Screen):
             else label
         text.append(f" {symbol} {detail}", style)
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
-        if self._eta and self.status in ("running", "pausing", "evaluating"):
+        if self._eta and self.status in ("running", "pausing", "evaluating", "sampling"):
             text.append(f"   {self._eta}")
         if self.info is not None:
             text.append(f"   {self.info.device} · {self.info.precision} · "
@@ -394,7 +401,7 @@ class MonitorScreen(Screen):
         if self.status in ("paused", "pausing"):
             if self._command(Unpause()):
                 self.status = "running"
-        elif self.status in ("running", "evaluating", "starting", "preparing"):
+        elif self.status in ("running", "evaluating", "sampling", "starting", "preparing"):
             if self._command(Pause()):
                 self.status = "pausing"
 
@@ -412,6 +419,9 @@ class MonitorScreen(Screen):
     def action_sample_now(self) -> None:
         paused = self.status == "paused"
         if self._command(SampleNow()):
+            self._sample_asked = True
+            if self.status == "running":    # written before the next step: sampling until it comes
+                self.status = "sampling"
             self.notify("Sampling now (training is paused)." if paused
                         else "A sample will be generated after the current step.")
 
