@@ -197,3 +197,30 @@ def test_the_status_says_sampling_while_a_sample_is_written(tmp_path):
             app.training.stop()
 
     run(drive())
+
+
+def test_the_keys_panel_says_what_ctrl_c_does(tmp_path):
+    """Ctrl+C copies a selection and otherwise quits; the keys panel said only
+    "^c Copy selected text"."""
+    app = make_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            await pilot.press("question_mark")
+            await pilot.pause(0.2)
+            lines = [line for line in screen_text(app).splitlines() if "^c" in line]
+            assert len(lines) == 1 and "quit" in lines[0].lower(), lines
+            await pilot.press("question_mark")
+            box = app.screen.query_one("#toml-path")
+            box.focus()
+            box.value = "my.toml"
+            box.select_all()
+            await pilot.press("ctrl+c")                  # a selection: copied, the app stays
+            await pilot.pause()
+            assert app.clipboard == "my.toml" and app.is_running
+            box.value = ""
+            await pilot.press("ctrl+c")                  # nothing selected: quits
+            await wait_for(pilot, lambda: not app.is_running, 5, "quit")
+
+    run(drive())

@@ -38,8 +38,12 @@ class LlmtuiApp(App[int]):
     CSS_PATH = CSS_FILES
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        # Ctrl+C does what it does headless: finish the step, save `last`, quit, exit 130
-        Binding("ctrl+c", "interrupt", "Quit", show=False),
+        # Ctrl+C copies a selection as in any Textual app; with nothing selected it does what
+        # it does headless: finish the step, save `last`, quit, exit 130. One binding for
+        # both (priority: the screen's copy binding would otherwise be the one the keys
+        # panel lists, as "Copy selected text" alone)
+        Binding("ctrl+c", "interrupt", "Copy selection, else quit", show=False, priority=True,
+                tooltip="(a run being trained saves first)"),
         Binding("question_mark,f1", "toggle_keys", "Keys", key_display="?"),
         Binding("escape", "hide_keys", "Close keys", show=False, priority=True),
     ]
@@ -328,7 +332,12 @@ class LlmtuiApp(App[int]):
         self.set_interval(0.2, self._exit_when_stopped)
 
     def action_interrupt(self) -> None:
-        """Ctrl+C: like headless, finish the step, save, quit with exit code 130."""
+        """Ctrl+C: copy the selected text; with none, like headless: finish the step,
+        save, quit with exit code 130."""
+        selected = getattr(self.focused, "selected_text", None) or self.screen.get_selected_text()
+        if selected:
+            self.copy_to_clipboard(selected)
+            return
         running = self.training is not None and self.training.running
         self.action_quit_app(EXIT_INTERRUPTED if running else 0)
 
