@@ -224,3 +224,62 @@ def test_the_keys_panel_says_what_ctrl_c_does(tmp_path):
             await wait_for(pilot, lambda: not app.is_running, 5, "quit")
 
     run(drive())
+
+
+def running_run(folder: Path, name: str = "live", at: int = 460, checkpoint: int = 250):
+    """A run another process trains now (its lock held): checkpoint at step
+    `checkpoint`, metrics up to step `at`. Returns (run_dir, lock): release the lock."""
+    import json
+
+    from fakes import scripted_events
+    from llmtui.engine.training.rundir import RunLock
+
+    run_dir = folder / name
+    (run_dir / "last").mkdir(parents=True)
+    (run_dir / ".llmtui-run").write_text("")
+    (run_dir / "config.toml").write_text("[training]\nmax_steps = 1300\n")
+    (run_dir / "last" / "manifest.json").write_text("{}")
+    (run_dir / "last" / "state.json").write_text(json.dumps({"step": checkpoint}))
+    events = [e for e in scripted_events(max_steps=1300, upto=at) if e.kind in ("start", "train", "eval")]
+    # the line being written when the listing looks: torn, not read
+    (run_dir / "metrics.jsonl").write_text("".join(e.to_line() + "\n" for e in events) + '{"kind": "tra')
+    lock = RunLock(run_dir)
+    lock.acquire()
+    return run_dir, lock
+
+
+def test_a_running_run_shows_its_progress_not_its_checkpoint(tmp_path, capsys):
+    """The run's metrics say step 460; its newest checkpoint is at 250: listings,
+    `llmtui runs`, the hardware screen and the run view said 250 (or 0 before the
+    first checkpoint)."""
+    from llmtui.cli import main
+    from llmtui.engine.training.runs import list_runs
+
+    run_dir, lock = running_run(tmp_path / "runs")
+    fresh, lock2 = running_run(tmp_path / "runs", "fresh", at=30, checkpoint=0)
+    import shutil
+    shutil.rmtree(fresh / "last")                      # no checkpoint yet
+    try:
+        infos = {r.name: r for r in list_runs(tmp_path / "runs")}
+        assert (infos["live"].status, infos["live"].steps, infos["live"].tokens_seen) == ("running", 460, 460 * 768)
+        assert infos["fresh"].steps == 30
+        assert main(["runs", str(tmp_path / "runs")]) == 0
+        assert "460/1,300" in capsys.readouterr().out
+        app = make_app(tmp_path)
+
+        async def drive():
+            async with app.run_test(size=(120, 32)) as pilot:
+                await wait_screen(pilot, "HardwareScreen")
+                await pilot.pause(0.3)
+                recent = " | ".join(str(o.prompt) for o in app.screen.query_one("#run-list").options)
+                assert "live  running, step 460" in recent and "fresh  running, step 30" in recent, recent
+                app.open_run(run_dir)
+                await wait_screen(pilot, "RunScreen")
+                await wait_for(pilot, lambda: app.screen.info is not None, what="run read")
+                await pilot.pause(0.2)
+                assert "step 460/1,300" in screen_text(app)
+
+        run(drive())
+    finally:
+        lock.release()
+        lock2.release()
