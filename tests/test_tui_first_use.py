@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pilot import make_app, quick_idle, run, screen_text, set_field, toast_texts, wait_for, wait_screen  # noqa: F401
 
 
@@ -283,3 +284,78 @@ def test_a_running_run_shows_its_progress_not_its_checkpoint(tmp_path, capsys):
     finally:
         lock.release()
         lock2.release()
+
+
+class _EvalCfg:
+    def __init__(self, every=250, sample_tokens=150, every_n_epochs=0.0):
+        self.every_n_steps, self.sample_tokens, self.every_n_epochs = every, sample_tokens, every_n_epochs
+
+
+def _at(event_cls, step, time, **fields):
+    return event_cls(step=step, time=time, **fields)
+
+
+def _train_at(step, time, ms):
+    from llmtui.engine.training.events import TrainEvent
+
+    return TrainEvent(step=step, time=time, loss=2.0, lr=1e-3, grad_norm=None, tokens_per_sec=1.0,
+                      ms_per_step=ms, mfu=0.1, tokens_seen=step, max_steps=1000)
+
+
+def test_the_eta_counts_evaluations_and_samples():
+    """An evaluation with its sample took 20 s: the ETA counts one for each evaluation
+    left, and the one of the last step (it said ~0 s with 45 s to go)."""
+    from llmtui.engine.training.events import EvalEvent, SampleEvent
+    from llmtui.tui.eta import Eta
+
+    clock = Eta(_EvalCfg(every=250), 1000)
+    t = 0.0
+    for step in range(10, 251, 10):                  # 100 ms a step
+        t += 1.0
+        clock.add(_train_at(step, t, 100.0))
+    clock.add(_at(EvalEvent, 250, t + 15, val_loss=2, val_perplexity=7, val_accuracy=0.3, best_val_loss=2,
+                  improved=True, evals_without_improvement=0))
+    assert clock.seconds_left() == pytest.approx(750 * 0.1)   # no evaluation measured yet
+    clock.add(_at(SampleEvent, 250, t + 20, text="x", prompt=""))
+    clock.add(_train_at(260, t + 21, 100.0))         # 21 s for 10 steps of 100 ms: 20 s of evaluation
+    assert clock.eval_seconds == pytest.approx(20.0)
+    # 740 steps, evaluations at 500, 750 and 1000
+    assert clock.seconds_left() == pytest.approx(740 * 0.1 + 3 * 20)
+    t += 21
+    for step in range(270, 1001, 10):
+        t += 1.0
+        clock.add(_train_at(step, t, 100.0))
+        if step in (500, 750):
+            clock.add(_at(SampleEvent, step, t, text="x", prompt=""))
+    assert clock.seconds_left() == pytest.approx(20.0)     # all steps done: the last evaluation is left
+    clock.add(_at(EvalEvent, 1000, t + 12, val_loss=2, val_perplexity=7, val_accuracy=0.3, best_val_loss=2,
+                  improved=True, evals_without_improvement=0))
+    assert clock.seconds_left() == pytest.approx(8.0)      # 12 s of it have passed
+    assert clock.seconds_left(now=t + 18) == pytest.approx(2.0)   # counted down without events
+
+
+def test_the_eta_follows_a_change_of_speed_at_once():
+    """88 ms a step, then 4 s a step (another process took the CPU): one slow interval
+    moves the ETA (a median of 5 intervals needed three)."""
+    from llmtui.tui.eta import Eta
+
+    clock = Eta(_EvalCfg(every=10_000), 1000)
+    t = 0.0
+    for step in range(10, 301, 10):
+        t += 0.88
+        clock.add(_train_at(step, t, 88.0))
+    assert clock.seconds_left() == pytest.approx(700 * 0.088)
+    clock.add(_train_at(310, t + 40, 4000.0))
+    assert clock.seconds_left() == pytest.approx(690 * 4.0)
+
+
+def test_a_pause_is_no_evaluation_cost():
+    from llmtui.engine.training.events import PausedEvent, UnpausedEvent
+    from llmtui.tui.eta import Eta
+
+    clock = Eta(_EvalCfg(every=10_000), 1000)
+    clock.add(_train_at(10, 1.0, 100.0))
+    clock.add(_at(PausedEvent, 10, 2.0))
+    clock.add(_at(UnpausedEvent, 10, 500.0))
+    clock.add(_train_at(20, 501.0, 100.0))
+    assert clock.eval_seconds is None and clock.seconds_left() == pytest.approx(980 * 0.1)

@@ -12,7 +12,7 @@ events/sample row shrinks on short terminals (VERTICAL_BREAKPOINTS).
 from __future__ import annotations
 
 import collections
-import statistics
+import time
 from typing import Iterable
 
 from rich.text import Text
@@ -41,6 +41,7 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
+from llmtui.tui.eta import Eta
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
@@ -100,7 +101,7 @@ class MonitorScreen(Screen):
         self.polls = 0
         self._seq = 0
         self._phase: str | None = None          # "evaluating 12/20 batches", "preparing data: ..."
-        self._ms_per_step: collections.deque[float] = collections.deque(maxlen=5)
+        self._clock = Eta(run.cfg.eval, run.cfg.training.max_steps)   # the time left, from the events
         self._lr: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
         self._tps: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
         self._eta: str = ""
@@ -164,6 +165,8 @@ class MonitorScreen(Screen):
         self._seq, events = run.events_since(self._seq)
         if events:
             self._process(events)
+        elif self.status in ("evaluating", "sampling"):
+            self._update_eta()     # counts down while an evaluation or a sample sends no events
         self._render_stats()
         if finished and not self._finalized:
             self._finalize()
@@ -173,11 +176,11 @@ class MonitorScreen(Screen):
         log = self.query_one(RichLog)
         phase = self._phase
         for e in events:
+            self._clock.add(e)
             match e:
                 case TrainEvent():
                     train_pts.append((e.step, e.loss))
                     self.last_train = e
-                    self._ms_per_step.append(e.ms_per_step)
                     self._lr.append(e.lr)
                     self._tps.append(e.tokens_per_sec)
                     self._started = True
@@ -282,12 +285,11 @@ class MonitorScreen(Screen):
                          message.val + [(int(s), v) for s, v in val])
 
     def _update_eta(self) -> None:
-        """Steps to go times the recent milliseconds per step (measured between
-        logs, pauses and evaluations excluded, so a pause never inflates it)."""
+        """The steps and evaluations left (tui.eta: pauses never inflate it)."""
         eta = ""
-        if self._ms_per_step and self.status in ("running", "pausing", "evaluating", "sampling"):
-            ms = statistics.median(self._ms_per_step)
-            eta = "ETA ~" + fmt_duration(max(0, self.max_steps - self.step) * ms / 1000)
+        left = self._clock.seconds_left(time.time())   # the trainer's events carry time.time()
+        if left is not None and self.status in ("running", "pausing", "evaluating", "sampling"):
+            eta = "ETA ~" + fmt_duration(left)
         if eta != self._eta:
             self._eta = eta
             self._render_status()
