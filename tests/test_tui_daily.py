@@ -92,7 +92,7 @@ def test_a_finished_run_opens_and_resumes_to_a_new_max_steps(tmp_path, shared_da
             await pilot.press("enter")
             await wait_screen(pilot, "SummaryScreen", timeout=120)
             text = static_text(app.screen.query_one("#sum-text"))
-            assert "(this segment)" in text and "in all" in text   # both times after extending
+            assert "this segment" in text and "in all" in text   # both times after extending
 
     run(drive())
     summary = json.loads((run_dir / "train_log.json").read_text())

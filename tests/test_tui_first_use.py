@@ -359,3 +359,50 @@ def test_a_pause_is_no_evaluation_cost():
     clock.add(_at(UnpausedEvent, 10, 500.0))
     clock.add(_train_at(20, 501.0, 100.0))
     assert clock.eval_seconds is None and clock.seconds_left() == pytest.approx(980 * 0.1)
+
+
+def test_the_summary_after_a_stop_says_where_each_figure_is_from(tmp_path):
+    """Stopped at step 250 with the last evaluation at 200: the val loss is labelled
+    with its step; a resumed run's two times stand on rows of their own; Ctrl+E
+    evaluates; the monitor reached from the summary leads back to it."""
+    from pilot import open_monitor
+
+    from fakes import scripted_events, scripted_factory
+
+    app = make_app(tmp_path, trainer_factory=scripted_factory(events=scripted_events(upto=250)),
+                   refresh_rate=0.05)
+
+    async def drive():
+        async with app.run_test(size=(100, 30)) as pilot:
+            monitor = await open_monitor(pilot, tmp_path)
+            await wait_for(pilot, lambda: monitor.step == 250, what="events")
+            await pilot.press("x")
+            await wait_screen(pilot, "ConfirmScreen")
+            await pilot.press("y")
+            await wait_screen(pilot, "SummaryScreen")
+            text = screen_text(app)
+            assert "val loss (step 200)" in text and "final val loss" not in text
+            assert "Evaluate" in text.splitlines()[-1]          # the key is in the footer
+            await pilot.press("escape")                        # "◂ Monitor"
+            await wait_screen(pilot, "MonitorScreen")
+            assert "Summary" in screen_text(app).splitlines()[-1]
+            await pilot.press("enter")
+            await wait_screen(pilot, "SummaryScreen")
+            await pilot.press("ctrl+e")
+            await wait_screen(pilot, "EvaluateScreen")
+
+    run(drive())
+
+
+def test_a_resumed_runs_times_do_not_run_into_the_next_column():
+    from rich.console import Console
+
+    from llmtui.tui.screens.summary import summary_renderable
+
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    console.print(summary_renderable({"stop_reason": "stopped", "steps": 300, "training_time": 30.0,
+                                      "total_training_time": 1346.0, "device": "cpu", "precision": "fp32"}))
+    lines = console.export_text().splitlines()
+    time_line = next(line for line in lines if line.startswith("training time"))
+    assert time_line.split() == ["training", "time", "30s", "this", "segment", "device", "cpu", "(fp32)"]
+    assert any(line.split()[:3] == ["in", "all", "22m26s"] for line in lines)

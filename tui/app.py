@@ -282,6 +282,8 @@ class LlmtuiApp(App[int]):
         from llmtui.tui.screens.summary import SummaryScreen
 
         summary = monitor.done_event.to_json() if monitor.done_event else run.result.to_json()
+        if monitor.last_eval is not None:   # the step final_val_loss is from
+            summary["final_val_step"] = monitor.last_eval.step
         cfg = run.cfg
         device = summary.get("device") or cfg.run.device
         defaults = {"prompt": cfg.eval.sample_prompt, "temperature": cfg.eval.temperature,
@@ -294,6 +296,8 @@ class LlmtuiApp(App[int]):
 
         while self.screen is not monitor and isinstance(self.screen, ModalScreen):
             self.pop_screen()  # e.g. a stop confirmation that is moot now
+        monitor.summary = (summary, defaults)   # the finished monitor opens it again (enter)
+        monitor.refresh_bindings()
         if self.screen is monitor:
             self.push_screen(SummaryScreen(summary, defaults))
 

@@ -78,6 +78,7 @@ class MonitorScreen(Screen):
         Binding("x", "stop", "Stop"),
         Binding("l", "toggle_log", "Log y"),
         Binding("m", "toggle_smoothing", "Smooth"),
+        Binding("enter", "summary", "Summary"),      # a finished run's (listed once there is one)
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -109,6 +110,7 @@ class MonitorScreen(Screen):
         self._sample_asked = False              # g was pressed; its sample has not come yet
         self._finalized = False
         self._timer = None
+        self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
 
     # -- layout -------------------------------------------------------------------
@@ -388,7 +390,15 @@ class MonitorScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in TRAINER_ACTIONS and not self.run.running:
             return False   # nothing left to pause, save or stop: not listed, not run
+        if action == "summary":
+            return self.summary is not None
         return True
+
+    def action_summary(self) -> None:
+        from llmtui.tui.screens.summary import SummaryScreen
+
+        if self.summary is not None:
+            self.app.push_screen(SummaryScreen(*self.summary))
 
     def _command(self, command: Command) -> bool:
         if not self.run.running:
