@@ -20,6 +20,22 @@ something trains.
 
 __version__ = "0.1.0"
 
+
+def _clone_layout() -> None:
+    """Run from a clone's root (where the README's install leaves the user), the
+    current directory's llmtui/ folder shadows the installed package, and its
+    engine/, tui/ and presets/ stand beside it, not in it (pyproject's package-dir
+    maps them under `llmtui` on install). Look for subpackages there too, so the
+    clone imports as the installed package does."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and all((root / d / "__init__.py").is_file() for d in ("engine", "tui")):
+        __path__.append(str(root))
+
+
+_clone_layout()
+
 _API = {
     "load_config": "llmtui.engine.config.loading",
     "train": "llmtui.engine.api",

@@ -42,6 +42,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def run_parser() -> argparse.ArgumentParser:
+    from llmtui.engine.config.schema import field_spec  # no torch: --help stays cheap
+
     p = _Parser(prog="llmtui", description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", "--config", metavar="CONFIG",
@@ -59,7 +61,7 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", "--max-steps", "--max_steps", type=int, metavar="N",
                    help="same as --override training.max_steps=N")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="same as --override run.device=...")
-    p.add_argument("--tokenizer", choices=["char", "bpe"], help="same as --override tokenizer.kind=...")
+    p.add_argument("--tokenizer", choices=field_spec("tokenizer.kind").choices, help="same as --override tokenizer.kind=...")
     p.add_argument("--plain", action="store_true", help="plain log lines instead of a progress bar")
     p.add_argument("--version", action="version", version=_version())
     add_schema_flags(p)

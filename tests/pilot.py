@@ -100,3 +100,24 @@ def make_app(tmp_path, **kwargs):
     kwargs.setdefault("refresh_rate", 0.1)
     kwargs.setdefault("memory_probe", fixed_memory_probe)
     return LlmtuiApp(**kwargs)
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now, line by line (the screenshot's text): markup that
+    ate user text, border titles and toasts are seen as a user sees them."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text[^>]*x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        rows.setdefault(float(m.group(2)), []).append((float(m.group(1)), html.unescape(m.group(3))))
+    return "\n".join("".join(t for _, t in sorted(row)).replace("\xa0", " ") for _, row in sorted(rows.items()))
+
+
+def toast_texts(app) -> list[str]:
+    """The notifications' messages as their toasts show them (Textual's Toast.render:
+    markup read unless the notification was sent with markup=False)."""
+    from textual.content import Content
+
+    return [Content.from_markup(n.message).plain if n.markup else n.message for n in app._notifications]

@@ -179,3 +179,56 @@ def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
                 == list(inspect.signature(getattr(ScriptedTrainer, name)).parameters)), name
     factory_params = inspect.signature(ScriptedTrainer).parameters
     assert {"resume_from", "overwrite"} <= set(factory_params)
+
+
+# imported only where the user asked for them, with a one-line error naming the package to install
+OPTIONAL_IMPORTS = {"wandb"}
+
+
+def test_every_outside_import_is_a_runtime_dependency(graph):
+    """A documented command must work after the documented install (`pip install .`):
+    every third-party module the package imports, at the top or inside a function
+    (export_gguf imports gguf there), comes from a [project] dependency, not an extra."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = {re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0].lower().replace("_", "-")
+               for req in project["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    outside = {dep.split(".")[0] for deps in graph.values() for dep in deps} - {"llmtui"}
+    outside -= set(sys.stdlib_module_names) | {"__future__"} | OPTIONAL_IMPORTS
+    missing = {}
+    for module in sorted(outside):
+        dists = {d.lower().replace("_", "-") for d in providers.get(module, [module])}
+        if not dists & runtime:
+            missing[module] = sorted(dists)
+    assert missing == {}
+
+
+# Python as a plain `pip install .` leaves it: no editable-install finder, so `import llmtui`
+# run from the clone's root finds the repository's llmtui/ folder (the current directory
+# comes first on sys.path), whose engine/, tui/ and presets/ stand beside it
+WITHOUT_EDITABLE_FINDER = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+                           "if not getattr(f, '__module__', '').startswith('__editable__')]; ")
+
+
+def test_the_python_api_imports_from_the_clone_root():
+    code = WITHOUT_EDITABLE_FINDER + (
+        "import llmtui; from llmtui import load_config; cfg = load_config('cpu'); "
+        "import llmtui.tui.app; print(llmtui.__file__, cfg.run.name)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == str(REPO / "llmtui" / "__init__.py")
+
+
+@pytest.mark.parametrize("args, shown", [(["--help"], "usage: llmtui"), (["config", "cpu"], "[training]")])
+def test_python_dash_m_llmtui_runs_from_the_clone_root(args, shown):
+    """What `python -m llmtui ARGS` does, without the editable finder (`config` reads the engine's schema)."""
+    code = WITHOUT_EDITABLE_FINDER + (
+        f"import runpy; sys.argv = ['llmtui', *{args!r}]; "
+        "runpy.run_module('llmtui', run_name='__main__', alter_sys=True)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert shown in proc.stdout

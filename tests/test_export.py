@@ -289,3 +289,18 @@ def test_hf_config_matches_the_model(runs, tmp_path):
     assert config["model_type"] == "qwen3" and config["hidden_act"] == "silu" and config["head_dim"] == 16
     assert config["rms_norm_eps"] == 1e-5 and config["use_sliding_window"] is False
     assert config["attention_bias"] is False and config["tie_word_embeddings"] is False
+
+
+def test_every_exported_file_gets_the_same_permissions(runs, tmp_path):
+    """model.safetensors was 0600 (the safetensors writer's own mode) beside 0644 files:
+    every file of an export has the mode this process gives new files (umask)."""
+    import os
+
+    from llmtui import export
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for fmt in ("hf", "gguf"):
+        result = export(runs["rope-trained"], tmp_path / fmt, format=fmt)
+        modes = {name: oct((result.out / name).stat().st_mode & 0o777) for name in result.files}
+        assert set(modes.values()) == {oct(0o666 & ~umask)}, modes

@@ -91,6 +91,19 @@ def test_override_and_quick_flags_reach_the_run(tiny, tmp_path, capsys):
     assert start["n_params"] == pytest.approx(12 * 48 * 48 + 103 * 48 + 16 * 48 + 5 * 48, rel=0.02)
 
 
+def test_tokenizer_flag_offers_every_tokenizer_kind(capsys):
+    """--tokenizer takes what tokenizer.kind takes (trained was refused as an invalid choice)."""
+    from llmtui.cli import quick_flag_overrides, run_parser
+    from llmtui.engine.config.schema import field_spec
+
+    for kind in field_spec("tokenizer.kind").choices:
+        args = run_parser().parse_args(["--run", "cpu", "--tokenizer", kind])
+        assert quick_flag_overrides(args) == [f'tokenizer.kind="{kind}"']
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "{char,bpe,trained}" in capsys.readouterr().out
+
+
 def test_early_stopping_stops_and_keeps_best(tiny, tmp_path):
     cfg = load_config("cpu", tiny + [
         "training.max_steps=400", "eval.every_n_steps=5", "training.early_stopping=true",

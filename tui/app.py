@@ -38,8 +38,12 @@ class LlmtuiApp(App[int]):
     CSS_PATH = CSS_FILES
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        # Ctrl+C does what it does headless: finish the step, save `last`, quit, exit 130
-        Binding("ctrl+c", "interrupt", "Quit", show=False),
+        # Ctrl+C copies a selection as in any Textual app; with nothing selected it does what
+        # it does headless: finish the step, save `last`, quit, exit 130. One binding for
+        # both (priority: the screen's copy binding would otherwise be the one the keys
+        # panel lists, as "Copy selected text" alone)
+        Binding("ctrl+c", "interrupt", "Copy selection, else quit", show=False, priority=True,
+                tooltip="(a run being trained saves first)"),
         Binding("question_mark,f1", "toggle_keys", "Keys", key_display="?"),
         Binding("escape", "hide_keys", "Close keys", show=False, priority=True),
     ]
@@ -138,7 +142,7 @@ class LlmtuiApp(App[int]):
         try:
             doc = ConfigDocument.load(self.open_config_at_start)
         except UserError as exc:
-            self.notify(str(exc), title="Cannot open the config", severity="error", timeout=10)
+            self.notify(str(exc), title="Cannot open the config", severity="error", timeout=10, markup=False)
             return
         self.open_wizard(doc)
 
@@ -305,7 +309,7 @@ class LlmtuiApp(App[int]):
             doc.set("training.epochs", 0.0)
             cfg = doc.to_config()
         except UserError as exc:
-            self.notify(str(exc), title="Cannot resume", severity="error", timeout=10)
+            self.notify(str(exc), title="Cannot resume", severity="error", timeout=10, markup=False)
             return
         self.session = Session(doc=doc)
         self.start_training(cfg, resume_from="latest")
@@ -318,11 +322,13 @@ class LlmtuiApp(App[int]):
         run = monitor.run
         if run.result is None:
             if run.error_is_notice:
-                self.notify(run.error, title="Nothing to train", timeout=10)
+                self.notify(run.error, title="Nothing to train", timeout=10, markup=False)
             return  # failed or cancelled: the monitor shows why and stays usable
         from llmtui.tui.screens.summary import SummaryScreen
 
         summary = monitor.done_event.to_json() if monitor.done_event else run.result.to_json()
+        if monitor.last_eval is not None:   # the step final_val_loss is from
+            summary["final_val_step"] = monitor.last_eval.step
         cfg = run.cfg
         device = summary.get("device") or cfg.run.device
         defaults = {"prompt": cfg.eval.sample_prompt, "temperature": cfg.eval.temperature,
@@ -335,6 +341,8 @@ class LlmtuiApp(App[int]):
 
         while self.screen is not monitor and isinstance(self.screen, ModalScreen):
             self.pop_screen()  # e.g. a stop confirmation that is moot now
+        monitor.summary = (summary, defaults)   # the finished monitor opens it again (enter)
+        monitor.refresh_bindings()
         if self.screen is monitor:
             self.push_screen(SummaryScreen(summary, defaults))
 
@@ -373,7 +381,12 @@ class LlmtuiApp(App[int]):
         self.set_interval(0.2, self._exit_when_stopped)
 
     def action_interrupt(self) -> None:
-        """Ctrl+C: like headless, finish the step, save, quit with exit code 130."""
+        """Ctrl+C: copy the selected text; with none, like headless: finish the step,
+        save, quit with exit code 130."""
+        selected = getattr(self.focused, "selected_text", None) or self.screen.get_selected_text()
+        if selected:
+            self.copy_to_clipboard(selected)
+            return
         running = self.training is not None and self.training.running
         self.action_quit_app(EXIT_INTERRUPTED if running else 0)
 
@@ -408,7 +421,7 @@ class LlmtuiApp(App[int]):
         from llmtui.tui.messages import WorkerFailed, error_text
 
         text = error_text(event.worker.error)
-        self.notify(text, title="Error", severity="error", timeout=10)
+        self.notify(text, title="Error", severity="error", timeout=10, markup=False)
         node = event.worker.node
         if node is not self:
             node.post_message(WorkerFailed(event.worker, text))

@@ -35,6 +35,9 @@ def write_hf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[str
     files.update(tokenizer_files(loaded.tokenizer, loaded.model.config.block_size))
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
+    weights_path = folder / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(weights_path), metadata={"format": "pt"})
+    # the safetensors writer makes its file 0600; give it the mode the files above got
+    # (this process's umask), so whoever may read the export may read its weights
+    weights_path.chmod((folder / "config.json").stat().st_mode & 0o777)
     return sorted([*files, "model.safetensors"])

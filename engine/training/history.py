@@ -100,6 +100,34 @@ class RunHistory:
         return max((points[-1][0] for points in (self.train, self.val) if points), default=0)
 
 
+TAIL_BYTES = 64 * 1024   # a few hundred lines: the newest train event is among them
+
+
+def progress(path: Path) -> tuple[int, int | None] | None:
+    """(newest step, tokens seen at the newest train event) of a metrics.jsonl, from
+    its last TAIL_BYTES only (a listing reads this for every running run); None
+    when no complete line there is an event."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return None
+    lines = data.split(b"\n")[1 if size > TAIL_BYTES else 0:-1]   # whole lines only
+    step, tokens = None, None
+    for line in reversed(lines):
+        event = parse_line(line) if line.strip() else None
+        if event is None:
+            continue
+        if step is None:
+            step = event.step
+        if isinstance(event, TrainEvent):
+            tokens = event.tokens_seen
+            break
+    return None if step is None else (step, tokens)
+
+
 def read_history(run_dir: Path) -> RunHistory:
     """Everything a run's metrics.jsonl records, as curves."""
     history = RunHistory()

@@ -2,8 +2,9 @@
 runs a folder holds, what state each is in, and their checkpoints.
 
 The app and the CLI use these instead of reading a run's files themselves.
-Listing is cheap (small JSON files and the head of config.toml; metrics.jsonl
-is never read here), so a folder of hundreds of runs lists at once.
+Listing is cheap (small JSON files, the wanted lines of config.toml, and only
+the tail of a running run's metrics.jsonl), so a folder of hundreds of runs
+lists at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from llmtui.engine.config.schema import Config
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import rundir
+from llmtui.engine.training.history import progress
 from llmtui.engine.training.rundir import Holder
 
 # what a run's summary says about how it ended -> the status users see
@@ -36,7 +38,8 @@ class RunInfo:
     path: Path
     status: str                         # one of STATUSES
     holder: Holder | None               # who trains it now (or left it, when interrupted)
-    steps: int                          # steps done (newest checkpoint, or the summary)
+    steps: int                          # steps done: a running run's newest metrics line, else
+                                        # its newest checkpoint (where a resume starts), or the summary
     max_steps: int | None
     best_val_loss: float | None
     last_val_loss: float | None
@@ -122,13 +125,18 @@ def run_info(run_dir: Path) -> RunInfo | None:
     model, tokenizer = config.get("model", {}), config.get("tokenizer", {})
     kind = tokenizer.get("kind", "char")
     steps = _number(newest.get("step")) or _number(summary.get("steps")) or 0
+    tokens_seen = _number(newest.get("tokens_seen", summary.get("tokens_seen")))
+    if status == "running":   # its checkpoints lag its progress (the first comes after a while)
+        tail = progress(run_dir / "metrics.jsonl")
+        if tail is not None and tail[0] >= steps:
+            steps, tokens_seen = tail[0], tail[1] if tail[1] is not None else tokens_seen
     modified = max([p.stat().st_mtime for p in [run_dir, *found] if p.exists()] or [0.0])
     return RunInfo(
         name=run_dir.name, path=run_dir, status=status, holder=held, steps=int(steps),
         max_steps=_number(config.get("training", {}).get("max_steps")),
         best_val_loss=_number(newest.get("best_val_loss", summary.get("best_val_loss"))),
         last_val_loss=_number(newest.get("val_loss", summary.get("final_val_loss"))),
-        tokens_seen=_number(newest.get("tokens_seen", summary.get("tokens_seen"))),
+        tokens_seen=tokens_seen,
         training_time=_number(summary.get("total_training_time")) or _number(summary.get("training_time")),
         modified=modified, n_params=_number(summary.get("n_params")),
         tokenizer=kind if kind != "bpe" else f"bpe {tokenizer.get('encoding', '')}".strip(),

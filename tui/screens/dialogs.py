@@ -19,24 +19,27 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = ""):
-        """`choices`: (key, label, variant) per button, first one focused."""
+    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = "",
+                 focus: str | None = None):
+        """`choices`: (key, label, variant) per button; the button `focus` (else the
+        first one) has the focus, so Enter presses it."""
         super().__init__(classes="dialog-screen")
         self.question = question
         self.choices = choices
         self.title_text = title
+        self.focus_key = focus or choices[0][0]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             if self.title_text:
-                yield Label(self.title_text, classes="dialog-title")
+                yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Static(self.question, classes="dialog-question", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 for key, label, variant in self.choices:
                     yield Button(label, variant=variant, id=f"choice-{key}")
 
     def on_mount(self) -> None:
-        self.query_one(Button).focus()
+        self.query_one(f"#choice-{self.focus_key}", Button).focus()
 
     def result_of(self, key: str):
         """What the dialog dismisses with when the button `key` is pressed."""
@@ -54,13 +57,15 @@ class ChoiceScreen(ModalScreen[str | None]):
 
 
 class ConfirmScreen(ChoiceScreen):
-    """Yes/no; dismisses with True or False."""
+    """Yes/no; dismisses with True or False. Every question asked this way does
+    something that cannot be undone (delete, discard, replace, stop), so the safe
+    answer has the focus: Enter keeps things, `y` or a click confirms."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("y", "yes", "Yes"),
                 Binding("n", "cancel", "No")]
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = ""):
-        super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title)
+        super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title, focus="no")
 
     def result_of(self, key: str) -> bool:
         return key == "yes"
@@ -87,7 +92,7 @@ class AskScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
             if self.question:
                 yield Static(self.question, classes="dialog-question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, type=self.input_type, id="ask-input")
@@ -170,7 +175,7 @@ class BrowseScreen(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-tall"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
             yield DirectoryTree(self.start, id="browse-tree")
             yield Static("", id="browse-selected", markup=False)
             with Horizontal(classes="dialog-buttons"):

@@ -12,6 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content  # plain text: an option's str is markup
 from textual.screen import Screen
 from textual.widgets import (
     Button,
@@ -52,7 +53,7 @@ class HardwareScreen(ReportsWorkerErrors, Screen):
             with VerticalScroll(id="hw-machine", classes="panel") as machine:
                 machine.border_title = "This machine"
                 yield LoadingIndicator(id="hw-loading")
-                yield Static("Detecting hardware…", id="hw-detecting")
+                yield Static("Detecting hardware…", id="hw-detecting", markup=False)
                 yield HardwareView(id="hw-info")
             with VerticalScroll(id="hw-start", classes="panel") as start:
                 start.border_title = "Start"
@@ -145,9 +146,9 @@ class HardwareScreen(ReportsWorkerErrors, Screen):
         options = self.query_one("#run-list", OptionList)
         options.clear_options()
         if not runs:
-            options.add_option(Option(f"no runs in {self.app.runs_dir}/", id="-", disabled=True))
+            options.add_option(Option(Content(f"no runs in {self.app.runs_dir}/"), id="-", disabled=True))
         for r in runs:
-            options.add_option(Option(f"{r.name}  {r.status}, step {r.steps:,}", id=r.name))
+            options.add_option(Option(Content(f"{r.name}  {r.status}, step {r.steps:,}"), id=r.name))
         if runs:
             options.highlighted = 0
 
@@ -209,7 +210,7 @@ class HardwareScreen(ReportsWorkerErrors, Screen):
                 doc.set(key, value)
             doc.dirty = False   # the machine's tuning of a preset: nothing of the user's to lose
         except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
+            self.notify(str(exc), severity="error", timeout=8, markup=False)
             return
         self.app.open_wizard(doc)
 

@@ -12,7 +12,7 @@ events/sample row shrinks on short terminals (VERTICAL_BREAKPOINTS).
 from __future__ import annotations
 
 import collections
-import statistics
+import time
 from typing import Iterable
 
 from rich.text import Text
@@ -41,6 +41,7 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
+from llmtui.tui.eta import Eta
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
@@ -55,6 +56,7 @@ STATUS_TEXT = {
     "preparing": ("◌", "preparing data", "dim"),
     "running": ("●", "training", "green"),
     "evaluating": ("◔", "evaluating", "cyan"),
+    "sampling": ("◔", "sampling: writing a text sample", "cyan"),
     "pausing": ("◐", "pausing at the next step", "yellow"),
     "paused": ("❚❚", "paused", "yellow"),
     "stopping": ("◐", "stopping: saving a checkpoint", "yellow"),
@@ -62,6 +64,8 @@ STATUS_TEXT = {
     "failed": ("✖", "failed", "red"),
 }
 SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
+# actions that command the trainer: hidden (footer, palette) once the run has ended
+TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping", "sample_now", "stop"})
 
 
 class MonitorScreen(ReportsWorkerErrors, Screen):
@@ -75,6 +79,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         Binding("x", "stop", "Stop"),
         Binding("l", "toggle_log", "Log y"),
         Binding("m", "toggle_smoothing", "Smooth"),
+        Binding("enter", "summary", "Summary"),      # a finished run's (listed once there is one)
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -98,13 +103,15 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self.polls = 0
         self._seq = 0
         self._phase: str | None = None          # "evaluating 12/20 batches", "preparing data: ..."
-        self._ms_per_step: collections.deque[float] = collections.deque(maxlen=5)
+        self._clock = Eta(run.cfg.eval, run.cfg.training.max_steps)   # the time left, from the events
         self._lr: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
         self._tps: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
         self._eta: str = ""
         self._started = False                   # the first training step has been seen
+        self._sample_asked = False              # g was pressed; its sample has not come yet
         self._finalized = False
         self._timer = None
+        self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
 
     # -- layout -------------------------------------------------------------------
@@ -161,6 +168,8 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self._seq, events = run.events_since(self._seq)
         if events:
             self._process(events)
+        elif self.status in ("evaluating", "sampling"):
+            self._update_eta()     # counts down while an evaluation or a sample sends no events
         self._render_stats()
         if finished and not self._finalized:
             self._finalize()
@@ -170,11 +179,11 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         log = self.query_one(RichLog)
         phase = self._phase
         for e in events:
+            self._clock.add(e)
             match e:
                 case TrainEvent():
                     train_pts.append((e.step, e.loss))
                     self.last_train = e
-                    self._ms_per_step.append(e.ms_per_step)
                     self._lr.append(e.lr)
                     self._tps.append(e.tokens_per_sec)
                     self._started = True
@@ -183,12 +192,14 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                         self.status = "running"
                 case EvalProgressEvent():
                     phase = f"evaluating {e.done}/{e.total} batches"
-                    if self.status == "running":
+                    if self.status in ("running", "sampling"):
                         self.status = "evaluating"
                 case EvalEvent():
                     phase = None
-                    if self.status == "evaluating":
-                        self.status = "running"
+                    if self.status in ("evaluating", "running"):
+                        # the trainer writes the evaluation's sample before the next step
+                        samples = self.run.cfg.eval.sample_tokens > 0 or self._sample_asked
+                        self.status = "sampling" if samples else "running"
                     val_pts.append((e.step, e.val_loss))
                     self.last_eval = e
                     best = "  (best)" if e.improved else ""
@@ -208,6 +219,9 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                 case WarningEvent():
                     log.write(Text(f"warning: {e.message}", "yellow"))
                 case SampleEvent():
+                    self._sample_asked = False
+                    if self.status == "sampling":
+                        self.status = "running"
                     self.query_one("#mon-sample", Static).update(f"step {e.step}:\n{e.prompt}{e.text}")
                     log.write(f"step {e.step:>6}  sample")
                 case PausedEvent():
@@ -274,12 +288,11 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                          message.val + [(int(s), v) for s, v in val])
 
     def _update_eta(self) -> None:
-        """Steps to go times the recent milliseconds per step (measured between
-        logs, pauses and evaluations excluded, so a pause never inflates it)."""
+        """The steps and evaluations left (tui.eta: pauses never inflate it)."""
         eta = ""
-        if self._ms_per_step and self.status in ("running", "pausing", "evaluating"):
-            ms = statistics.median(self._ms_per_step)
-            eta = "ETA ~" + fmt_duration(max(0, self.max_steps - self.step) * ms / 1000)
+        left = self._clock.seconds_left(time.time())   # the trainer's events carry time.time()
+        if left is not None and self.status in ("running", "pausing", "evaluating", "sampling"):
+            eta = "ETA ~" + fmt_duration(left)
         if eta != self._eta:
             self._eta = eta
             self._render_status()
@@ -318,7 +331,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             else label
         text.append(f" {symbol} {detail}", style)
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
-        if self._eta and self.status in ("running", "pausing", "evaluating"):
+        if self._eta and self.status in ("running", "pausing", "evaluating", "sampling"):
             text.append(f"   {self._eta}")
         if self.info is not None:
             text.append(f"   {self.info.device} · {self.info.precision} · "
@@ -366,13 +379,27 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             if run.error not in self.errors:
                 log.write(Text(f"error: {run.error}", "bold red"))
             if not run.error_is_notice:
-                self.notify(run.error, title="Training failed", severity="error", timeout=10)
+                self.notify(run.error, title="Training failed", severity="error", timeout=10, markup=False)
         else:  # cancelled before it started
             self.status = "done" if self.done_event else "failed"
         self._update_progress()
+        self.refresh_bindings()   # the trainer's keys leave the footer
         self.app.training_finished(self)
 
     # -- commands --------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in TRAINER_ACTIONS and not self.run.running:
+            return False   # nothing left to pause, save or stop: not listed, not run
+        if action == "summary":
+            return self.summary is not None
+        return True
+
+    def action_summary(self) -> None:
+        from llmtui.tui.screens.summary import SummaryScreen
+
+        if self.summary is not None:
+            self.app.push_screen(SummaryScreen(*self.summary))
 
     def _command(self, command: Command) -> bool:
         if not self.run.running:
@@ -387,7 +414,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         if self.status in ("paused", "pausing"):
             if self._command(Unpause()):
                 self.status = "running"
-        elif self.status in ("running", "evaluating", "starting", "preparing"):
+        elif self.status in ("running", "evaluating", "sampling", "starting", "preparing"):
             if self._command(Pause()):
                 self.status = "pausing"
 
@@ -405,6 +432,9 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
     def action_sample_now(self) -> None:
         paused = self.status == "paused"
         if self._command(SampleNow()):
+            self._sample_asked = True
+            if self.status == "running":    # written before the next step: sampling until it comes
+                self.status = "sampling"
             self.notify("Sampling now (training is paused)." if paused
                         else "A sample will be generated after the current step.")
 
@@ -438,6 +468,11 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             self.app.pop_screen()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Toggle log scale", "Loss chart y axis: linear or log", self.action_toggle_log)
+        yield SystemCommand("Toggle smoothing", "Loss chart: smoothed or raw train loss",
+                            self.action_toggle_smoothing)
+        if not self.run.running:
+            return
         yield SystemCommand("Pause / resume training", "Pause at the next step, or continue",
                             self.action_toggle_pause)
         yield SystemCommand("Save checkpoint now", "Write the `last` checkpoint after this step",
@@ -447,9 +482,6 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         yield SystemCommand("Sample now", "Generate text from the current model", self.action_sample_now)
         yield SystemCommand("Stop training", "Save a checkpoint and end the run (asks first)",
                             self.action_stop)
-        yield SystemCommand("Toggle log scale", "Loss chart y axis: linear or log", self.action_toggle_log)
-        yield SystemCommand("Toggle smoothing", "Loss chart: smoothed or raw train loss",
-                            self.action_toggle_smoothing)
 
 
 def _short_path(path: str) -> str:

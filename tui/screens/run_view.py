@@ -105,7 +105,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
     @on(RunLoaded)
     def _loaded(self, message: RunLoaded) -> None:
         if message.info is None:
-            self.notify(f"{self.run_dir}: not a run made by llmtui", severity="error")
+            self.notify(f"{self.run_dir}: not a run made by llmtui", severity="error", markup=False)
             self.app.pop_screen()
             return
         self.info, self.history, self.config_text = message.info, message.history, message.config_text
@@ -249,10 +249,11 @@ class RunScreen(ReportsWorkerErrors, Screen):
         if r is None:
             return
         if r.status == "running":
-            self.notify(f"{r.name} is being trained now ({r.holder.describe()}).", severity="warning")
+            self.notify(f"{r.name} is being trained now ({r.holder.describe()}).", severity="warning",
+                        markup=False)
             return
         if not r.checkpoints:
-            self.notify(f"{r.name} has no checkpoint to resume from.", severity="warning")
+            self.notify(f"{r.name} has no checkpoint to resume from.", severity="warning", markup=False)
             return
         from llmtui.tui.screens.dialogs import NumberScreen
 
@@ -290,7 +291,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
         try:
             doc = ConfigDocument.from_text(self.config_text, None, origin=f"config of run {self.run_dir.name}")
         except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=10)
+            self.notify(str(exc), severity="error", timeout=10, markup=False)
             return
         doc.set("run.name", f"{self.run_dir.name}-copy")
         doc.dirty = False
@@ -301,7 +302,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
         if r is None:
             return
         if r.status == "running":
-            self.notify(f"{r.name} is being trained; stop it first.", severity="warning")
+            self.notify(f"{r.name} is being trained; stop it first.", severity="warning", markup=False)
             return
         from llmtui.tui.screens.dialogs import ConfirmScreen
 
@@ -313,9 +314,9 @@ class RunScreen(ReportsWorkerErrors, Screen):
             try:
                 kept = delete_run(self.run_dir)
             except UserError as exc:
-                self.notify(str(exc), severity="error", timeout=10)
+                self.notify(str(exc), severity="error", timeout=10, markup=False)
                 return
-            self.notify(f"Deleted run {r.name}" + (f"; kept {', '.join(kept)}." if kept else "."))
+            self.notify(f"Deleted run {r.name}" + (f"; kept {', '.join(kept)}." if kept else "."), markup=False)
             self.app.pop_screen()
 
         self.app.push_screen(ConfirmScreen(

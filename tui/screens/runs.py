@@ -70,7 +70,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
-        yield Static("", id="runs-folder")
+        yield Static("", id="runs-folder", markup=False)
         table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         for key, label, _ in COLUMNS:
             table.add_column(label, key=key)
@@ -113,11 +113,11 @@ class RunsScreen(ReportsWorkerErrors, Screen):
             if r.holder is not None and r.holder.alive:
                 status += f" (PID {r.holder.pid})"
             table.add_row(
-                "✓" if r.name in self.picked else " ", r.name, Text(status, STATUS_STYLE.get(r.status, "")),
+                "✓" if r.name in self.picked else " ", Text(r.name), Text(status, STATUS_STYLE.get(r.status, "")),
                 f"{r.steps:,}" + (f"/{r.max_steps:,}" if r.max_steps else ""),
                 fmt_loss(r.best_val_loss), fmt_loss(r.last_val_loss), fmt_count(r.tokens_seen),
                 fmt_duration(r.training_time), time.strftime("%Y-%m-%d %H:%M", time.localtime(r.modified)),
-                r.model, r.tokenizer, key=r.name)
+                Text(r.model), Text(r.tokenizer), key=r.name)
         if self.runs:
             table.move_cursor(row=min(max(keep, 0), len(self.runs) - 1))
         arrow = "▼" if self.sort_reverse else "▲"
@@ -193,7 +193,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         if run is None:
             return
         if run.status == "running":
-            self.notify(f"{run.name} is being trained; stop it first.", severity="warning")
+            self.notify(f"{run.name} is being trained; stop it first.", severity="warning", markup=False)
             return
         from llmtui.tui.screens.dialogs import ConfirmScreen
 
@@ -212,11 +212,11 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         try:
             kept = delete_run(run.path)
         except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=10)
+            self.notify(str(exc), severity="error", timeout=10, markup=False)
             return
         self.picked.discard(run.name)
         note = f"; kept {', '.join(kept)}" if kept else ""
-        self.notify(f"Deleted run {run.name}{note}.")
+        self.notify(f"Deleted run {run.name}{note}.", markup=False)
         self.refresh_runs()
 
     def action_back(self) -> None:

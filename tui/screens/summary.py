@@ -38,23 +38,27 @@ def summary_renderable(s: dict[str, Any]) -> Group:
     grid.add_column()
     grid.add_row("result", Text(STOP_REASONS.get(reason, str(reason)), "green" if good else "yellow"),
                  "final train loss", fmt_loss(s.get("final_train_loss")))
-    grid.add_row("steps", f"{s.get('steps', 0):,}", "final val loss", fmt_loss(s.get("final_val_loss")))
+    # the last evaluation may be older than the last step (a stop between evaluations)
+    val_step = s.get("final_val_step")
+    val_label = "final val loss" if val_step in (None, s.get("steps")) else f"val loss (step {val_step:,})"
+    grid.add_row("steps", f"{s.get('steps', 0):,}", val_label, fmt_loss(s.get("final_val_loss")))
     grid.add_row("tokens seen", fmt_count(s.get("tokens_seen")),
                  "best val loss", Text(fmt_loss(s.get("best_val_loss")), "bold"))
-    time_text = fmt_duration(s.get("training_time"))
-    if s.get("total_training_time") is not None:   # this segment resumed an earlier run
-        time_text += f" (this segment), {fmt_duration(s['total_training_time'])} in all"
-    grid.add_row("training time", time_text,
+    resumed = s.get("total_training_time") is not None   # this segment resumed an earlier run
+    grid.add_row("training time", fmt_duration(s.get("training_time")) + (" this segment" if resumed else ""),
                  "device", f"{s.get('device', 'n/a')} ({s.get('precision', '')})"
                  if s.get("device") else "n/a")
+    if resumed:
+        grid.add_row("in all", fmt_duration(s["total_training_time"]), "", "")
     if s.get("n_params"):
         grid.add_row("parameters", fmt_count(s["n_params"]), "", "")
     paths = Table.grid(padding=(0, 1))
     paths.add_column(style="dim", no_wrap=True)
     paths.add_column(ratio=1)
-    paths.add_row("run folder", str(s.get("run_dir") or "n/a"))
-    paths.add_row("last checkpoint", str(s.get("last_checkpoint") or "none"))
-    paths.add_row("best checkpoint", str(s.get("best_checkpoint") or "none"))
+    # Text, not str: a table reads str cells as markup, and paths are the user's
+    paths.add_row("run folder", Text(str(s.get("run_dir") or "n/a")))
+    paths.add_row("last checkpoint", Text(str(s.get("last_checkpoint") or "none")))
+    paths.add_row("best checkpoint", Text(str(s.get("best_checkpoint") or "none")))
     return Group(grid, Text(""), paths)
 
 
@@ -63,6 +67,7 @@ class SummaryScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Monitor"),
         Binding("ctrl+g", "generate", "Generate"),
+        Binding("ctrl+e", "evaluate", "Evaluate"),
         Binding("ctrl+n", "new_run", "New run"),
     ]
 
@@ -105,6 +110,9 @@ class SummaryScreen(Screen):
 
     @on(Button.Pressed, "#evaluate")
     def _evaluate_pressed(self) -> None:
+        self.action_evaluate()
+
+    def action_evaluate(self) -> None:
         if self.has_checkpoint:
             self.app.open_evaluate(self.checkpoint, self.sample_defaults.get("device", "auto"))
 

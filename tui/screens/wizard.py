@@ -8,12 +8,14 @@ figures for the current values.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 from textual.widgets.option_list import Option
@@ -25,6 +27,8 @@ from llmtui.tui.widgets.derived_panel import DerivedPanel
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.title_bar import TitleBar
 
+# the first header line _refresh_header writes
+MADE_FROM = re.compile(r"^llmtui config, made from preset (\S+) and then changed\.$")
 SECTION_TITLES = {
     "run": "Run", "data": "Data", "tokenizer": "Tokenizer", "model": "Model",
     "training": "Training", "optimizer": "Optimizer", "scheduler": "Scheduler",
@@ -51,7 +55,7 @@ class WizardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
-        yield Static("", id="wizard-file")
+        yield Static("", id="wizard-file", markup=False)   # a path: shown as typed
         with Horizontal(id="wizard-body"):
             yield OptionList(*[Option(SECTION_TITLES.get(s, s), id=s) for s in FIELDS],
                              id="wizard-sections")
@@ -88,7 +92,7 @@ class WizardScreen(Screen):
             return
         self._built.add(section)
         form = self.query_one(f"#form-{section}", VerticalScroll)
-        form.border_title = f"[{section}]"
+        form.border_title = escape(f"[{section}]")   # a border title is markup
         fields = [ConfigField(spec, self.doc.get(spec.path)) for spec in FIELDS[section].values()]
         form.mount_all(fields)
         self._mark_rule_error(fields)
@@ -230,23 +234,28 @@ class WizardScreen(Screen):
         try:
             saved = self.doc.save(path)
         except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
+            self.notify(str(exc), severity="error", timeout=8, markup=False)
             return
-        self.notify(f"Saved {saved}")
+        self.notify(f"Saved {saved}", markup=False)
         self._show_file()
 
     def _refresh_header(self) -> None:
         """A preset's header describes the preset (its size, its corpus): once the
         model or the data differ from it, the saved file gets a header that
-        describes what it holds now."""
-        preset = self.doc.preset
+        describes what it holds now, written again at every save (also once the
+        file is opened again, when the header is all that says which preset it
+        came from)."""
+        preset = self._base_preset()
         if preset is None:
             return
+        from llmtui.engine.config.document import ConfigDocument
         from llmtui.engine.config.loading import load_config
         from llmtui.engine.planning.sizing import count_params, vocab_for
 
         cfg, original = self.doc.to_config(), load_config(preset)
         if all(getattr(cfg, s) == getattr(original, s) for s in ("model", "data", "tokenizer", "training")):
+            if MADE_FROM.match(next(iter(self.doc.header()), "")):   # changed back: the preset's own words
+                self.doc.set_header(ConfigDocument.from_preset(preset).header())
             return
         m = cfg.model
         n, _ = count_params(m, vocab_for(cfg))
@@ -258,6 +267,25 @@ class WizardScreen(Screen):
             f"{n / 1e6:.2f}M parameters (an estimate); tokenizer: {tokenizer}.",
             f"Data: {sources}; {cfg.training.max_steps:,} steps.",
             "Every key is documented below; edit it here or in the app's wizard."])
+
+    def _base_preset(self) -> str | None:
+        """The shipped preset this document was made from: the one it was opened
+        from, else the one its header names (written by _refresh_header) or
+        whose header it carries (a copy of the preset file)."""
+        if self.doc.preset is not None:
+            return self.doc.preset
+        from llmtui.engine.config.document import ConfigDocument
+        from llmtui.engine.config.presets import preset_names
+
+        header, names = self.doc.header(), preset_names()
+        made = MADE_FROM.match(header[0]) if header else None
+        if made is not None:
+            return made.group(1) if made.group(1) in names else None
+        if header:
+            for name in names:
+                if ConfigDocument.from_preset(name).header() == header:
+                    return name
+        return None
 
     def action_next(self) -> None:
         if not self.is_valid:

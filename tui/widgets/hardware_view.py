@@ -37,7 +37,7 @@ def hardware_renderable(hw: Any) -> Group:
 
     cpu = hw.cpu
     g = section("CPU")
-    g.add_row("model", cpu.model or "unknown")
+    g.add_row("model", Text(cpu.model or "unknown"))   # Text: a str cell is markup
     g.add_row("cores", f"{cpu.physical_cores} physical / {cpu.logical_cores} logical")
     g.add_row("RAM", f"{fmt_bytes(cpu.total_ram_bytes)}, {fmt_bytes(cpu.available_ram_bytes)} free")
     g.add_row("native", f"bf16 {_yes(cpu.bf16_native)}, fp16 {_yes(cpu.fp16_native)}")
@@ -47,7 +47,7 @@ def hardware_renderable(hw: Any) -> Group:
         g.add_row("", Text("no NVIDIA GPU found", "dim"))
     for gpu in hw.gpus:
         g = section(f"GPU {gpu.index}")
-        g.add_row("name", gpu.name)
+        g.add_row("name", Text(gpu.name))
         free = f", {fmt_bytes(gpu.free_memory_bytes)} free" if gpu.free_memory_bytes is not None else ""
         g.add_row("memory", f"{fmt_bytes(gpu.total_memory_bytes)}{free}")
         cc = gpu.compute_capability
@@ -91,7 +91,7 @@ def recommendation_renderable(rec: Any) -> Group:
     reasons.add_column(width=1, style="dim")
     reasons.add_column(ratio=1)
     for reason in rec.reasons:
-        reasons.add_row("•", reason)
+        reasons.add_row("•", Text(reason))
     for warning in getattr(rec, "warnings", None) or []:
         reasons.add_row(Text("!", "yellow"), Text(warning, "yellow"))
     parts.append(reasons)
@@ -102,7 +102,7 @@ def recommendation_renderable(rec: Any) -> Group:
         for key, value in rec.settings.items():
             shown = f'"{value}"' if isinstance(value, str) else str(value).lower() \
                 if isinstance(value, bool) else str(value)
-            settings.add_row(f"{key} = {shown}")
+            settings.add_row(Text(f"{key} = {shown}"))
         parts.append(settings)
     est = getattr(rec, "estimate", None)
     if est is not None:

@@ -25,6 +25,9 @@ class TitleBar(Static):
     }
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(markup=False, **kwargs)   # sub-titles hold run names
+
     def on_mount(self) -> None:
         sub_title = self.screen.sub_title or self.app.sub_title
         self.update(f"{self.app.title} · {sub_title}" if sub_title else self.app.title)
