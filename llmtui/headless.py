@@ -20,6 +20,7 @@ from llmtui.engine.training.events import (
     CheckpointEvent,
     DoneEvent,
     EarlyStopEvent,
+    EpochEvent,
     ErrorEvent,
     EvalEvent,
     Event,
@@ -76,6 +77,8 @@ def describe(e: Event) -> str | None:
             return train_line(e)
         case EvalEvent():
             return eval_line(e)
+        case EpochEvent():   # as 001's trainer prints it
+            return f"Epoch {e.epoch}/{e.epochs:g}\nTrain loss: {_fmt_loss(e.train_loss)}\nVal loss: {_fmt_loss(e.val_loss)}"
         case CheckpointEvent():
             return f"saved {e.reason} checkpoint {e.path}"
         case WarningEvent():

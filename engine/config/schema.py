@@ -202,6 +202,8 @@ class CheckpointConfig:
     keep_last: int = spec(3, "How many step_N checkpoints to keep (older ones are deleted).",
                           min=1, max=100000)
     keep_best: int = spec(1, "How many best-by-val-loss checkpoints to keep.", min=1, max=1000)
+    every_n_epochs: int = spec(0, "With training.epochs: save an epoch_N checkpoint every N epochs "
+                               "(kept, never rotated; 0 = off).", min=0, max=10**6)
 
 
 @dataclass

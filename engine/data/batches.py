@@ -78,6 +78,76 @@ class BatchSampler:
         self.batches_drawn = int(d.get("batches_drawn", 0))
 
 
+class EpochSampler:
+    """Real epochs (training.epochs > 0): the training tokens cut into windows of
+    block_size (+1 for the target), every window visited once per epoch in an order
+    shuffled anew each epoch (a PCG64 permutation seeded by the seed and the epoch, so
+    a resume continues exactly). Under torchrun each rank takes its own share of each
+    epoch's order. A batch that runs past the end of an epoch continues into the next."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        require_tokens(len(tokens), block_size, "train")
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.n_windows = max(1, (len(tokens) - 1) // block_size)
+        self.epoch, self.index, self.batches_drawn = 0, 0, 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        order = np.random.Generator(np.random.PCG64([self.seed, epoch])).permutation(self.n_windows)
+        share = order[self.rank::self.world_size]
+        return share if len(share) else order[:1]
+
+    @property
+    def windows_per_epoch(self) -> int:
+        """This rank's windows in one epoch."""
+        return len(self._order)
+
+    @property
+    def epochs_done(self) -> float:
+        """Epochs completed, with the fraction of the current one."""
+        return self.epoch + self.index / len(self._order)
+
+    def next_batch(self):
+        picked = []
+        while len(picked) < self.batch_size:
+            if self.index >= len(self._order):
+                self.epoch += 1
+                self.index = 0
+                self._order = self._epoch_order(self.epoch)
+            take = self._order[self.index:self.index + self.batch_size - len(picked)]
+            picked.append(take)
+            self.index += len(take)
+        self.batches_drawn += 1
+        offsets = np.concatenate(picked).astype(np.int64) * self.block_size
+        return _gather(self.tokens, offsets, self.block_size)
+
+    __next__ = next_batch
+
+    def __iter__(self):
+        return self
+
+    def state_dict(self) -> dict:
+        return {"kind": "epochs", "epoch": self.epoch, "index": self.index,
+                "batches_drawn": self.batches_drawn, "seed": self.seed, "rank": self.rank,
+                "world_size": self.world_size, "n_tokens": len(self.tokens),
+                "block_size": self.block_size, "batch_size": self.batch_size}
+
+    def load_state_dict(self, d: dict) -> None:
+        if d.get("kind") != "epochs":
+            raise DataError("batch sampler state: saved by a run without training.epochs; resume "
+                            "with the config the run was trained with")
+        if d.get("n_tokens") != len(self.tokens) or d.get("block_size") != self.block_size:
+            raise DataError(f"batch sampler state is for {d.get('n_tokens')} tokens in windows of "
+                            f"{d.get('block_size')}, this run has {len(self.tokens)} in windows of "
+                            f"{self.block_size}: the data or model.block_size changed")
+        self.epoch = int(d["epoch"])
+        self._order = self._epoch_order(self.epoch)
+        self.index = min(int(d["index"]), len(self._order))
+        self.batches_drawn = int(d["batches_drawn"])
+
+
 def eval_offsets(n_tokens: int, block_size: int, batch_size: int, max_batches: int) -> list[np.ndarray]:
     """Window starts for validation, evenly spread and the same at every eval
     (no RNG), so successive val losses are comparable. All batches are full
@@ -99,7 +169,7 @@ def iter_eval_batches(tokens: np.ndarray, offsets: list[np.ndarray], block_size:
 
 
 def epoch_steps(n_train_tokens: int, cfg, world_size: int = 1) -> int:
-    """Optimizer steps for one pass over the training tokens."""
+    """Optimizer steps for one pass over the training tokens (every window of block_size once)."""
     t = cfg.training
-    per_step = t.batch_size * cfg.model.block_size * t.grad_accum_steps * world_size
-    return max(1, math.ceil(n_train_tokens / per_step))
+    windows = max(1, (n_train_tokens - 1) // cfg.model.block_size)
+    return max(1, math.ceil(windows / (t.batch_size * t.grad_accum_steps * world_size)))

@@ -100,6 +100,7 @@ class TrainEvent(Event):
     memory_allocated_mb: float | None = optional()   # CUDA
     memory_peak_mb: float | None = optional()        # CUDA
     memory_rss_mb: float | None = optional()         # CPU
+    epoch: float | None = optional()                 # epochs done, with training.epochs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +120,18 @@ class EvalEvent(Event):
     best_val_loss: float | None
     improved: bool
     evals_without_improvement: int
+    epoch: float | None = optional()                 # epochs done, with training.epochs
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochEvent(Event):
+    """An epoch ended (training.epochs > 0): the mean train loss over its steps and the
+    val loss evaluated at its end."""
+    kind: ClassVar[str] = "epoch"
+    epoch: int                 # 1-based: the epoch that ended
+    epochs: float              # training.epochs
+    train_loss: float | None
+    val_loss: float | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,8 +201,8 @@ class DoneEvent(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    StartEvent, PrepareEvent, TrainEvent, EvalProgressEvent, EvalEvent, SampleEvent, CheckpointEvent,
-    EarlyStopEvent, WarningEvent, PausedEvent, UnpausedEvent, ErrorEvent, DoneEvent)}
+    StartEvent, PrepareEvent, TrainEvent, EvalProgressEvent, EvalEvent, EpochEvent, SampleEvent,
+    CheckpointEvent, EarlyStopEvent, WarningEvent, PausedEvent, UnpausedEvent, ErrorEvent, DoneEvent)}
 
 
 _FIELD_NAMES = {cls: frozenset(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()}

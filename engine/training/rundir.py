@@ -46,7 +46,7 @@ MARKER_VERSION = 1
 OVERWRITTEN = ".llmtui-overwritten"
 OWN_FILES = frozenset({"config.toml", "metrics.jsonl", "train_log.json", MARKER, LOCK, OVERWRITTEN})
 RECORD_FILES = ("metrics.jsonl", "train_log.json", "config.toml")   # the record a run writes
-_CHECKPOINT_DIR = re.compile(r"^(last|best|step_\d+|best_step_\d+)$")
+_CHECKPOINT_DIR = re.compile(r"^(last|best|step_\d+|best_step_\d+|epoch_\d+)$")
 _TEMP = re.compile(r"^\.(tmp|trash)-(?P<name>.+)-[0-9a-f]{8}$")
 
 

@@ -256,9 +256,26 @@ _SAMPLER_KEYS = {"bit_generator", "state", "inc", "has_uint32", "uinteger", "bat
                  "n_tokens", "block_size", "batch_size"}
 
 
+_EPOCH_SAMPLER_KEYS = {"kind", "epoch", "index", "batches_drawn", "seed", "rank", "world_size",
+                       "n_tokens", "block_size", "batch_size"}
+
+
 def _sampler(value: Any, key: str, source: str) -> None:
-    """One batch sampler's position (engine.data.batches.BatchSampler.state_dict)."""
+    """One batch sampler's position (engine.data.batches: BatchSampler.state_dict, or
+    EpochSampler.state_dict with "kind" = "epochs")."""
     d = _object(value, key, source)
+    if "kind" in d:
+        if d["kind"] != "epochs":
+            raise CheckpointError(f"{source}: \"{key}.kind\" = {_show(d['kind'])} is not allowed; "
+                                  "expected \"epochs\"")
+        for name in sorted(_EPOCH_SAMPLER_KEYS):
+            _required(d, name, source, f"{key}.")
+        _no_unknown(d, _EPOCH_SAMPLER_KEYS, f"{key}.", source)
+        for name in ("epoch", "index", "batches_drawn", "seed", "rank", "n_tokens"):
+            _count(d[name], f"{key}.{name}", source)
+        for name in ("world_size", "block_size", "batch_size"):
+            _count(d[name], f"{key}.{name}", source, least=1)
+        return
     for name in sorted(_SAMPLER_KEYS):
         _required(d, name, source, f"{key}.")
     _no_unknown(d, _SAMPLER_KEYS, f"{key}.", source)

@@ -32,7 +32,7 @@ import torch
 from llmtui.engine.config.loading import config_to_toml
 from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
 from llmtui.engine.config.schema import Config
-from llmtui.engine.data.batches import BatchSampler, epoch_steps, eval_offsets, iter_eval_batches
+from llmtui.engine.data.batches import BatchSampler, EpochSampler, epoch_steps, eval_offsets, iter_eval_batches
 from llmtui.engine.data.prepare import PreparedData, check_sources, check_tokenizer, prepare_data
 from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.errors import (
@@ -63,6 +63,7 @@ from llmtui.engine.training.events import (
     CheckpointEvent,
     DoneEvent,
     EarlyStopEvent,
+    EpochEvent,
     ErrorEvent,
     EvalEvent,
     EvalProgressEvent,
@@ -377,9 +378,13 @@ class Trainer:
         eval_every = config.eval.every_n_steps
         if config.eval.every_n_epochs > 0:
             eval_every = max(1, math.ceil(config.eval.every_n_epochs * steps_per_epoch))
-        # each rank draws its own batches: a different stream per rank
-        sampler = BatchSampler(data.train, config.model.block_size, t.batch_size,
-                               config.run.seed + self.dist.rank)
+        sampler: BatchSampler | EpochSampler
+        if t.epochs > 0:   # real epochs: every window once per epoch, shuffled, shared out by rank
+            sampler = EpochSampler(data.train, config.model.block_size, t.batch_size, config.run.seed,
+                                   self.dist.rank, world)
+        else:              # each rank draws its own batches: a different stream per rank
+            sampler = BatchSampler(data.train, config.model.block_size, t.batch_size,
+                                   config.run.seed + self.dist.rank)
         offsets = eval_offsets(len(data.val), config.model.block_size, t.batch_size,
                                config.eval.max_batches)
         torch.manual_seed(config.run.seed)
@@ -535,8 +540,12 @@ class Trainer:
                 self.warn(f"checkpoint was written by {len(saved.samplers)} process(es), this run "
                           f"has {self.dist.world_size}: batch order restarts from a new seed")
                 c = setup.config
-                setup.sampler = BatchSampler(setup.data.train, c.model.block_size, c.training.batch_size,
-                                             c.run.seed + 1000 * saved.run.step + self.dist.rank)
+                if isinstance(setup.sampler, EpochSampler):   # the epoch it was in starts again
+                    epoch = int(saved.samplers[0].get("epoch", 0))
+                    setup.sampler.load_state_dict({**setup.sampler.state_dict(), "epoch": epoch, "index": 0})
+                else:
+                    setup.sampler = BatchSampler(setup.data.train, c.model.block_size, c.training.batch_size,
+                                                 c.run.seed + 1000 * saved.run.step + self.dist.rank)
             rng_from_files(loaded.tensors, saved.rng)
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"{source}: training state is damaged ({exc})") from None
@@ -592,7 +601,7 @@ class Trainer:
             started, before = self._segment_clock
             self.state.training_time = before + time.perf_counter() - started - self._pause_time
 
-    def save(self, reason: str) -> Path | None:
+    def save(self, reason: str, epoch: int | None = None) -> Path | None:
         """Write `last` (and `step_N` / `best` as the reason asks). Every rank
         calls this at the same step; rank 0 alone writes."""
         setup = self.setup()
@@ -625,6 +634,14 @@ class Trainer:
             written.append("best")
             self._record_checkpoints(add=written)
             removed = ckpt.rotate_best(run_dir, setup.config.checkpoint.keep_best, protect=keep)
+        elif reason == "epoch":   # checkpoint.every_n_epochs: kept, never rotated
+            path = ckpt.write_checkpoint_dir(run_dir / f"epoch_{epoch}", files)
+            written.append(path.name)
+            self._record_checkpoints(add=written)
+            ckpt.copy_checkpoint(path, run_dir / "last")
+            written.append("last")
+            self._record_checkpoints(add=written)
+            removed = []
         else:  # last / manual / stop
             path = ckpt.write_checkpoint_dir(run_dir / "last", files)
             written.append("last")
@@ -767,7 +784,7 @@ class Trainer:
             state.best_val_loss = val
         state.bad_evals = 0 if improved else state.bad_evals + 1
         self.emit(EvalEvent, **metrics, best_val_loss=state.best_val_loss, improved=improved,
-                  evals_without_improvement=state.bad_evals)
+                  evals_without_improvement=state.bad_evals, epoch=self._epochs_at(setup, state.step))
         if lowest and t.save_best:
             self.save("best")
         e = setup.config.eval
@@ -819,6 +836,22 @@ class Trainer:
             (self._first_bad_step < 0) & ~torch.isfinite(loss_sum),
             torch.tensor(self.state.step + 1, device=setup.device), self._first_bad_step)
         return loss_sum
+
+    def _epochs_at(self, setup: TrainingSetup, step: int) -> float | None:
+        """Epochs done after `step` (with training.epochs; None otherwise): the windows the
+        steps drew over the windows of the training split. The same on every rank."""
+        sampler = setup.sampler
+        if not isinstance(sampler, EpochSampler):
+            return None
+        t = setup.config.training
+        return step * t.batch_size * t.grad_accum_steps * self.dist.world_size / sampler.n_windows
+
+    def _epoch_ended(self, setup: TrainingSetup, step: int) -> int | None:
+        """The (1-based) epoch that `step` completed, or None."""
+        now, before = self._epochs_at(setup, step), self._epochs_at(setup, step - 1)
+        if now is None or before is None or math.floor(now) == math.floor(before):
+            return None
+        return math.floor(now)
 
     def _train_step_that_fits(self) -> torch.Tensor:
         """One step; when the device runs out of memory, the step is done again with half
@@ -975,6 +1008,8 @@ class Trainer:
         self._first_bad_step = torch.tensor(-1, device=setup.device)
         interval_steps, interval_loss = 0, torch.zeros((), device=setup.device)
         excluded = 0.0  # eval/checkpoint time inside the current log interval
+        epochs_mode = c.training.epochs > 0
+        epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
         stop_reason = "max_steps"
         setup.model.train()
         try:
@@ -986,8 +1021,12 @@ class Trainer:
                 interval_loss += loss_sum
                 interval_steps += 1
                 last_step = state.step >= state.max_steps
+                if epochs_mode:
+                    epoch_loss += loss_sum
+                    epoch_micro_steps += c.training.grad_accum_steps
+                ended_epoch = self._epoch_ended(setup, state.step)
                 log_now = state.step % log_every == 0 or last_step
-                eval_now = state.step % eval_every == 0 or last_step
+                eval_now = state.step % eval_every == 0 or last_step or ended_epoch is not None
                 save_now = ckpt_every and state.step % ckpt_every == 0
                 if log_now or eval_now or save_now:
                     self._check_finite()
@@ -1002,13 +1041,22 @@ class Trainer:
                               tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
                               mfu=self._mfu(setup, tps),
                               tokens_seen=state.tokens_seen, max_steps=state.max_steps,
-                              **self._memory())
+                              epoch=self._epochs_at(setup, state.step), **self._memory())
                     interval_steps, excluded = 0, 0.0
                     interval_loss = torch.zeros((), device=setup.device)
                     self._interval_start = time.perf_counter()
                 busy = time.perf_counter()
                 if eval_now:
                     self._on_eval()
+                if ended_epoch is not None:
+                    train_loss = (distributed.mean(self.dist, epoch_loss).item() / epoch_micro_steps
+                                  if epoch_micro_steps else None)
+                    self.emit(EpochEvent, epoch=ended_epoch, epochs=c.training.epochs,
+                              train_loss=train_loss, val_loss=state.val_loss)
+                    epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
+                    every = c.checkpoint.every_n_epochs
+                    if every and ended_epoch % every == 0:
+                        self.save("epoch", epoch=ended_epoch)
                 if save_now and not last_step:
                     self.save("step")
                 excluded += time.perf_counter() - busy
