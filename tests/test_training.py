@@ -73,6 +73,15 @@ def test_python_api_results(tiny, tmp_path):
     assert again.steps == 10 and again.run_dir.name == "tiny2"
 
 
+@pytest.mark.parametrize("form", ["preset name", "Config"])
+def test_keyword_settings_win_over_overrides_for_every_config_form(tiny, form):
+    """One order for both call forms: the override strings first, then the keyword settings
+    (a Config used to take the override, a preset name the keyword)."""
+    config = "cpu" if form == "preset name" else load_config("cpu", tiny)
+    result = train(config, overrides=tiny + ["training.max_steps=5"], training__max_steps=7)
+    assert result.steps == 7
+
+
 def test_override_and_quick_flags_reach_the_run(tiny, tmp_path, capsys):
     args = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []),
             "--max-iters", "12", "--device", "cpu", "--tokenizer", "char",
