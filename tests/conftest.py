@@ -38,6 +38,22 @@ NANOGPT_MODEL = [
 TINY = TINY + NANOGPT_MODEL
 
 
+TIERS = {"unit", "train", "subprocess", "tui", "export"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test names its tiers (pyproject.toml lists them), and `unit` only alone: then
+    `-m unit` is exactly the fast tier, and a new test cannot slip out of every tier."""
+    bad = []
+    for item in items:
+        tiers = {m.name for m in item.iter_markers()} & TIERS
+        if not tiers or ("unit" in tiers and len(tiers) > 1):
+            bad.append(f"{item.nodeid}: {sorted(tiers) or 'no tier'}")
+    if bad:
+        raise pytest.UsageError("tests need one tier marker (unit alone, or any of train, subprocess, "
+                                "tui, export):\n  " + "\n  ".join(bad))
+
+
 @pytest.fixture(autouse=True)
 def own_settings_folder(tmp_path_factory, monkeypatch):
     """Each test gets its own settings folder: a test that switches the theme

@@ -19,6 +19,8 @@ from llmtui.engine.data.prepare import prepare_data
 from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer
 from llmtui.engine.errors import DataError
 
+pytestmark = pytest.mark.unit
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TIKTOKEN_CACHE = SHARED / "tiktoken_cache"
 needs_cache = pytest.mark.skipif(not TIKTOKEN_CACHE.is_dir(), reason=f"no {TIKTOKEN_CACHE}")

@@ -15,6 +15,8 @@ from llmtui import load_config
 from llmtui.engine.data import prepare
 from llmtui.engine.errors import DataError
 
+pytestmark = pytest.mark.unit
+
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:200_000]
 
 

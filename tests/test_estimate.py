@@ -27,6 +27,8 @@ from llmtui.engine.planning.sizing import (
     vocab_for,
 )
 
+pytestmark = pytest.mark.unit
+
 GiB = 2**30
 
 

@@ -17,6 +17,8 @@ from llmtui.cli import main
 from llmtui.engine.inference.generate import generate, stream
 from llmtui.engine.training.sampling import load_checkpoint_model
 
+pytestmark = pytest.mark.train
+
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:20_000]
 
 

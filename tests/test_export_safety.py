@@ -41,6 +41,8 @@ def tree(folder) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+@pytest.mark.export
+@pytest.mark.train
 @pytest.mark.parametrize("nested", ["run", "checkpoint"])
 def test_overwrite_never_deletes_a_run_or_checkpoint_deep_below_out(tmp_path, run_dir, capsys, nested):
     out = tmp_path / "out"
@@ -55,6 +57,8 @@ def test_overwrite_never_deletes_a_run_or_checkpoint_deep_below_out(tmp_path, ru
     assert tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.export
+@pytest.mark.train
 @pytest.mark.parametrize("inside", ["last/myexport", "myexport"])
 def test_an_export_inside_a_run_or_checkpoint_is_refused(tmp_path, run_dir, capsys, inside):
     """Resuming rewrites `last` (and cleans the run's folder): an export there was deleted."""
@@ -64,6 +68,8 @@ def test_an_export_inside_a_run_or_checkpoint_is_refused(tmp_path, run_dir, caps
     assert tree(run_dir) == before
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_a_symbolic_link_as_out_is_refused_and_nothing_is_left(tmp_path, run_dir, capsys):
     target = tmp_path / "real"
     target.mkdir()
@@ -94,6 +100,9 @@ def start_writer(out):
     return proc
 
 
+@pytest.mark.export
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_a_later_export_removes_what_killed_exports_left_and_nothing_else(tmp_path, run_dir, capsys):
     out = tmp_path / "out"
     killed = start_writer(out)                 # kill -9 mid-export: its .tmp-out-* stays behind

@@ -33,6 +33,7 @@ def corpus(tmp_path):
 
 # --- config --------------------------------------------------------------
 
+@pytest.mark.train
 def test_vocab_size_must_hold_the_bytes_and_the_special_tokens():
     with pytest.raises(ConfigError) as err:
         load_config(None, ['tokenizer.kind="trained"', "tokenizer.vocab_size=256"])
@@ -44,6 +45,7 @@ def test_vocab_size_must_hold_the_bytes_and_the_special_tokens():
         load_config(None, ["tokenizer.vocab_size=255"])
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("override, words", [
     ('tokenizer.special_tokens=["<a>", "<a>"]', "only once"),
     ('tokenizer.special_tokens=[" "]', "visible characters"),
@@ -54,6 +56,7 @@ def test_special_tokens_are_checked(override, words):
     assert err.value.key == "tokenizer.special_tokens"
 
 
+@pytest.mark.unit
 def test_a_tokenizer_path_needs_the_trained_kind():
     with pytest.raises(ConfigError) as err:
         load_config(None, ['tokenizer.path="tok.json"'])
@@ -62,6 +65,7 @@ def test_a_tokenizer_path_needs_the_trained_kind():
 
 # --- training -------------------------------------------------------------
 
+@pytest.mark.train
 def test_train_on_the_corpus_round_trips_and_is_stored_beside_the_data(tmp_path, corpus):
     events = []
     data = prepare_data(trained_cfg(tmp_path, corpus), progress=lambda *e: events.append(e))
@@ -84,6 +88,7 @@ def test_train_on_the_corpus_round_trips_and_is_stored_beside_the_data(tmp_path,
     assert tokenizer_from_json(meta["tokenizer"]).fingerprint() == tok.fingerprint()
 
 
+@pytest.mark.unit
 def test_the_end_of_text_token_separates_documents(tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -97,6 +102,7 @@ def test_the_end_of_text_token_separates_documents(tmp_path):
     assert data.tokenizer.decode(tokens[:cut].tolist()) == TEXT[:30_000]
 
 
+@pytest.mark.unit
 def test_reused_until_the_corpus_or_the_settings_change(tmp_path, corpus):
     first = prepare_data(trained_cfg(tmp_path, corpus))
     again = prepare_data(trained_cfg(tmp_path, corpus))
@@ -113,6 +119,7 @@ def test_reused_until_the_corpus_or_the_settings_change(tmp_path, corpus):
     assert not changed.reused and changed.tokenizer.fingerprint() != first.tokenizer.fingerprint()
 
 
+@pytest.mark.unit
 def test_training_streams_the_corpus_in_small_pieces(tmp_path, corpus, monkeypatch):
     """The trainer never sees the corpus as one string: pieces of PIECE_CHARS at most,
     read TRAIN_READ_BYTES at a time, with a progress report per read."""
@@ -135,6 +142,7 @@ def test_training_streams_the_corpus_in_small_pieces(tmp_path, corpus, monkeypat
     assert len(training) >= corpus.stat().st_size // (8 << 10)
 
 
+@pytest.mark.unit
 def test_a_stop_during_training_ends_preparation_and_leaves_nothing(tmp_path, corpus):
     calls = []
 
@@ -151,6 +159,7 @@ def test_a_stop_during_training_ends_preparation_and_leaves_nothing(tmp_path, co
 
 # --- a given tokenizer.json -----------------------------------------------------
 
+@pytest.mark.train
 def test_tokenizer_path_loads_that_file_instead_of_training(tmp_path, corpus):
     trained = prepare_data(trained_cfg(tmp_path, corpus))
     given = trained.directory / "tokenizer.json"
@@ -162,6 +171,7 @@ def test_tokenizer_path_loads_that_file_instead_of_training(tmp_path, corpus):
     assert data.tokenizer.decode(np.asarray(data.train).tolist()).startswith(TEXT[5000:5100])
 
 
+@pytest.mark.train
 def test_bad_tokenizer_files_are_one_line_errors(tmp_path, corpus):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -179,6 +189,7 @@ def test_bad_tokenizer_files_are_one_line_errors(tmp_path, corpus):
     assert '"<|endoftext|>"' in str(err.value)
 
 
+@pytest.mark.train
 def test_headless_run_with_a_broken_tokenizer_json_exits_2_and_writes_nothing(tmp_path, corpus, capsys):
     from llmtui.cli import main
 
@@ -192,6 +203,7 @@ def test_headless_run_with_a_broken_tokenizer_json_exits_2_and_writes_nothing(tm
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
+@pytest.mark.train
 def test_missing_tokenizer_path_is_refused_before_anything_is_written(tmp_path, corpus):
     from llmtui.engine.training.trainer import Trainer
 
@@ -204,6 +216,7 @@ def test_missing_tokenizer_path_is_refused_before_anything_is_written(tmp_path, 
 
 # --- training with it, checkpoints, front ends ---------------------------------------
 
+@pytest.mark.train
 def test_checkpoints_carry_the_trained_tokenizer(tiny, tmp_path, corpus, capsys):
     from llmtui import train
     from llmtui.cli import main
@@ -224,6 +237,7 @@ def test_checkpoints_carry_the_trained_tokenizer(tiny, tmp_path, corpus, capsys)
               resume_from=True)
 
 
+@pytest.mark.train
 def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus, capsys):
     from llmtui.cli import main
 
@@ -236,6 +250,7 @@ def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus, 
     assert "vocab 300" in out
 
 
+@pytest.mark.train
 def test_estimates_use_the_trained_vocabulary(tmp_path, corpus, capsys):
     from llmtui.cli import main
     from llmtui.engine.planning.sizing import vocab_for

@@ -10,6 +10,8 @@ from conftest import SHAKESPEARE, TINY
 from fakes import static_text
 from llmtui import load_config, train
 
+pytestmark = [pytest.mark.train, pytest.mark.tui]
+
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:20_000]
 
 

@@ -23,6 +23,8 @@ from fakes import (
 )
 from llmtui.tui.app import LlmtuiApp
 
+pytestmark = pytest.mark.tui
+
 BIG, SMALL, MEDIUM, LARGE = (100, 32), (80, 24), (100, 30), (160, 48)
 
 
