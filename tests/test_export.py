@@ -11,12 +11,14 @@ import json
 import pytest
 import torch
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY, shakespeare_text
 from llmtui import load_config, train
 from llmtui.cli import main
 from llmtui.engine.training.sampling import load_checkpoint_model
 
-CORPUS_TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:60_000] + "\nNaïve café — ☃\n"
+
+def corpus_text() -> str:
+    return shakespeare_text()[:60_000] + "\nNaïve café — ☃\n"
 PROBE = "ROMEO:\nBut soft, what light through yonder window breaks? Naïve ☃"
 RMS_SWIGLU = ['model.norm="rmsnorm"', 'model.mlp="swiglu"']
 # name -> (pos_encoding, tokenizer overrides, other model settings): GPT-2 and Starcoder2
@@ -50,7 +52,7 @@ def runs(tmp_path_factory):
     """A tiny model trained for each entry of MODELS (10 steps: weights far from init)."""
     root = tmp_path_factory.mktemp("export")
     corpus = root / "corpus.txt"
-    corpus.write_text(CORPUS_TEXT, encoding="utf-8")
+    corpus.write_text(corpus_text(), encoding="utf-8")
     out = {}
     for name, (pos, tokenizer, model) in MODELS.items():
         cfg = load_config("cpu", TINY + NANOGPT + tokenizer + model + [

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY, shakespeare_text
 from llmtui import load_config, train
 from llmtui.cli import main
 
@@ -23,7 +23,7 @@ from llmtui.cli import main
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("exportsafety")
     corpus = root / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    corpus.write_text(shakespeare_text()[:20_000])
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="r"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      'tokenizer.kind="char"', "training.max_steps=2", "eval.sample_tokens=0",

@@ -9,14 +9,16 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SHAKESPEARE
+from conftest import shakespeare_text
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.data import bpe_training, prepare
 from llmtui.engine.data.prepare import prepare_data
 from llmtui.engine.data.tokenizers import TrainedTokenizer, tokenizer_from_json
 from llmtui.engine.errors import ConfigError, DataError, Interrupted
 
-TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:120_000]
+
+def corpus_text() -> str:
+    return shakespeare_text()[:120_000]
 
 
 def trained_cfg(tmp_path, source, *more):
@@ -27,7 +29,7 @@ def trained_cfg(tmp_path, source, *more):
 @pytest.fixture
 def corpus(tmp_path):
     path = tmp_path / "corpus.txt"
-    path.write_text(TEXT + "\nNaïve café, ☃ and 日本語 too.\n", encoding="utf-8")
+    path.write_text(corpus_text() + "\nNaïve café, ☃ and 日本語 too.\n", encoding="utf-8")
     return path
 
 
@@ -92,14 +94,14 @@ def test_train_on_the_corpus_round_trips_and_is_stored_beside_the_data(tmp_path,
 def test_the_end_of_text_token_separates_documents(tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
-    (folder / "a.txt").write_text(TEXT[:30_000])
-    (folder / "b.txt").write_text(TEXT[30_000:60_000])
+    (folder / "a.txt").write_text(corpus_text()[:30_000])
+    (folder / "b.txt").write_text(corpus_text()[30_000:60_000])
     data = prepare_data(trained_cfg(tmp_path, folder, "data.val_fraction=0.01"))
     tokens = np.asarray(data.train)
     eot = data.tokenizer.eot_token
     assert int((tokens == eot).sum()) == 1
     cut = int(np.flatnonzero(tokens == eot)[0])
-    assert data.tokenizer.decode(tokens[:cut].tolist()) == TEXT[:30_000]
+    assert data.tokenizer.decode(tokens[:cut].tolist()) == corpus_text()[:30_000]
 
 
 @pytest.mark.unit
@@ -114,7 +116,7 @@ def test_reused_until_the_corpus_or_the_settings_change(tmp_path, corpus):
     assert not special.reused and special.tokenizer.decode([0, 1]) == "<|eot|><|pad|>"
     # switching back to earlier settings reuses their folder (the settings are part of its name)
     assert prepare_data(trained_cfg(tmp_path, corpus, "tokenizer.vocab_size=500")).reused
-    corpus.write_text(TEXT[::-1], encoding="utf-8")
+    corpus.write_text(corpus_text()[::-1], encoding="utf-8")
     changed = prepare_data(trained_cfg(tmp_path, corpus))
     assert not changed.reused and changed.tokenizer.fingerprint() != first.tokenizer.fingerprint()
 
@@ -164,11 +166,11 @@ def test_tokenizer_path_loads_that_file_instead_of_training(tmp_path, corpus):
     trained = prepare_data(trained_cfg(tmp_path, corpus))
     given = trained.directory / "tokenizer.json"
     other = tmp_path / "other.txt"
-    other.write_text(TEXT[5000:40_000])
+    other.write_text(corpus_text()[5000:40_000])
     data = prepare_data(trained_cfg(tmp_path, other, f'tokenizer.path="{given}"', "tokenizer.vocab_size=9999"))
     assert data.tokenizer.hf_json == trained.tokenizer.hf_json
     assert data.vocab_size == 400 and data.directory != trained.directory
-    assert data.tokenizer.decode(np.asarray(data.train).tolist()).startswith(TEXT[5000:5100])
+    assert data.tokenizer.decode(np.asarray(data.train).tolist()).startswith(corpus_text()[5000:5100])
 
 
 @pytest.mark.train

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pilot import click_button, make_app, quick_idle, run, wait_for, wait_screen  # noqa: F401
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY, shakespeare_text
 from fakes import static_text
 from llmtui import load_config, train
 from llmtui.cli import main
@@ -53,7 +53,7 @@ def no_tiktoken_files(tmp_path, monkeypatch):
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tuierr")
     corpus = root / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    corpus.write_text(shakespeare_text()[:20_000])
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="e"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      "training.max_steps=4", "eval.sample_tokens=0"])
@@ -106,7 +106,7 @@ def test_data_step_prepares_a_trained_tokenizer(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepare, "PROGRESS_INTERVAL", 0)   # every read reports, as on a large corpus
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    corpus.write_text(shakespeare_text()[:20_000])
     app = make_app(tmp_path)
 
     async def drive():
