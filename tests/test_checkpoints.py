@@ -287,25 +287,34 @@ def test_second_interrupt_exits_at_once(tiny, tmp_path):
 @pytest.mark.subprocess
 @pytest.mark.train
 def test_kill_9_at_random_instants_always_leaves_a_resumable_run(tiny, tmp_path):
-    """20 kill -9 trials; each next trial resumes from what the killed one left."""
+    """12 kill -9 trials; each next trial resumes from what the killed one left. Every kill
+    comes after the process saved a checkpoint of its own: a kill during start-up, before it
+    writes anything, would prove nothing about saving."""
     rng = random.Random(20261121)
     run_dir = tmp_path / "runs" / "tiny"
     # a checkpoint every step, so kills land during saves as well as during steps
     args = ["-o", "checkpoint.every_n_steps=1", "-o", "checkpoint.keep_last=2",
             "-o", "eval.every_n_steps=3", "--max-iters", "100000"]
-    for trial in range(20):
+
+    def newest_saved() -> int:
+        return max((ckpt.checkpoint_step(p) for p in ckpt.candidates(run_dir)), default=-1)
+
+    for trial in range(12):
         resume = ["--resume"] if trial else []
+        before = newest_saved()
         proc = subprocess.Popen(_cli(tiny, *args, *resume), cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if trial == 0:
-            assert _wait_for(proc, lambda: ckpt.has_checkpoints(run_dir))
-        time.sleep(rng.uniform(0.0, 2.5))
+        if not _wait_for(proc, lambda: newest_saved() > before, timeout=120):
+            proc.kill()
+            raise AssertionError(f"trial {trial}: no new checkpoint before the kill "
+                                 f"({proc.communicate()[1].decode()[-300:]})")
+        saved = newest_saved()
+        time.sleep(rng.uniform(0.0, 1.0))   # then a random instant among steps, evals and saves
         proc.kill()
         proc.wait()
         path, _ = ckpt.latest_intact(run_dir)
         assert path is not None, f"trial {trial}: no intact checkpoint left"
-        loaded = ckpt.load(path)
-        assert loaded.state.run.step >= 1
+        assert ckpt.load(path).state.run.step >= saved, f"trial {trial}: lost the step {saved} checkpoint"
     steps_before = ckpt.checkpoint_step(ckpt.latest_intact(run_dir)[0])
     done = subprocess.run(_cli(tiny, "--resume", "--max-iters", str(steps_before + 3)), cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
