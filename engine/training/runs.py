@@ -22,7 +22,6 @@ from llmtui.engine.training.rundir import Holder
 # what a run's summary says about how it ended -> the status users see
 _STATUS_OF_STOP = {"max_steps": "finished", "early_stopping": "finished", "stopped": "stopped",
                    "interrupted": "interrupted", "nonfinite_loss": "diverged"}
-STATUSES = ("running", "finished", "stopped", "interrupted", "diverged")
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -34,7 +33,7 @@ def run_dir_of(cfg: Config) -> Path:
 class RunInfo:
     name: str
     path: Path
-    status: str                         # one of STATUSES
+    status: str                         # running, or a value of _STATUS_OF_STOP
     holder: Holder | None               # who trains it now (or left it, when interrupted)
     steps: int                          # steps done (newest checkpoint, or the summary)
     max_steps: int | None
