@@ -198,7 +198,7 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
     args = p.parse_args(argv)
     from llmtui.engine.errors import UserError
-    from llmtui.engine.training.sampling import sample_from_checkpoint
+    from llmtui.engine.training.loader import sample_from_checkpoint
     try:
         text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
                                       temperature=args.temperature, top_k=args.top_k,

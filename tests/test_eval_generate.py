@@ -15,7 +15,7 @@ from conftest import SHAKESPEARE, TINY, shakespeare_text, shared_file
 from llmtui import load_config, train
 from llmtui.cli import main
 from llmtui.engine.inference.generate import generate, stream
-from llmtui.engine.training.sampling import load_checkpoint_model
+from llmtui.engine.training.loader import load_checkpoint_model
 
 pytestmark = pytest.mark.train
 

@@ -14,7 +14,7 @@ import torch
 from conftest import TINY, shakespeare_text
 from llmtui import load_config, train
 from llmtui.cli import main
-from llmtui.engine.training.sampling import load_checkpoint_model
+from llmtui.engine.training.loader import load_checkpoint_model
 
 
 def corpus_text() -> str:

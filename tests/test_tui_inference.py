@@ -127,7 +127,7 @@ def test_quitting_stops_a_long_generation(tmp_path, run_dir):
 def test_quitting_stops_a_long_evaluation(tmp_path, run_dir):
     import numpy as np
 
-    from llmtui.engine.training.sampling import load_checkpoint_model
+    from llmtui.engine.training.loader import load_checkpoint_model
 
     vocab = load_checkpoint_model(run_dir, "cpu").model.config.vocab_size
     data = tmp_path / "many.npy"                       # 20M tokens: minutes to score here

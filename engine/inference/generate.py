@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import torch
 
 from llmtui.engine.data.tokenizers import REPLACEMENT
-from llmtui.engine.training.sampling import LoadedModel, load_checkpoint_model
+from llmtui.engine.training.loader import LoadedModel, load_checkpoint_model
 
 MAX_HELD_TOKENS = 4     # a UTF-8 character has at most 4 bytes, so at most 4 byte tokens
 
