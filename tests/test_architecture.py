@@ -7,6 +7,7 @@ included: hiding an import inside a function does not hide a cycle).
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -135,6 +136,18 @@ def test_every_engine_subpackage_says_what_it_owns_and_may_import():
         assert doc and "May import" in doc, sub
         body = ast.parse((REPO / "engine" / sub / "__init__.py").read_text()).body
         assert len(body) == 1, f"engine/{sub}/__init__.py should hold only its docstring"
+
+
+@pytest.mark.unit
+def test_every_package_docstring_lists_each_of_its_modules():
+    """The engine's docstring lists its modules and subpackages, each subpackage's its modules,
+    one indented line each: a new module cannot go unmentioned."""
+    for package in [REPO / "engine", *sorted(p.parent for p in (REPO / "engine").glob("*/__init__.py"))]:
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        listed = set(re.findall(r"^    (\w+)", doc, re.MULTILINE))
+        parts = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+        parts |= {p.parent.name for p in package.glob("*/__init__.py")}
+        assert parts <= listed, f"{package.relative_to(REPO)}/__init__.py leaves out {sorted(parts - listed)}"
 
 
 @pytest.mark.subprocess
