@@ -4,9 +4,10 @@
     .venv/bin/python bench/kill9.py --trials 10  # a quick look
 
 Each trial resumes the run left by the previous one (`llmtui --run ... --resume`),
-lets it train a random while (in 4 of 5 trials 0-2 s after its first new step,
-landing during steps, evaluations and checkpoint writes alike; in the others
-0-3 s after launch, during start-up), then SIGKILLs it. After every kill:
+waits until that process has saved a checkpoint of its own (a kill during start-up,
+before it writes anything, proves nothing about saving), lets it train a random
+0-2 s more, landing during steps, evaluations and checkpoint writes alike, then
+SIGKILLs it. After every kill:
 
 - the run directory must hold an intact checkpoint (manifest and sha256 check out,
   state.json parses), and
@@ -46,6 +47,14 @@ def last_recorded_step(metrics: Path) -> int:
     return step
 
 
+def newest_saved_step(run_dir: Path) -> int:
+    """The step of the newest checkpoint in the run (-1 when none); each is renamed into
+    place whole, so one that is listed is complete."""
+    from llmtui.engine.training import checkpoint as ckpt
+
+    return max((ckpt.checkpoint_step(p) for p in ckpt.candidates(run_dir)), default=-1)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=60)
@@ -68,19 +77,17 @@ def main() -> int:
     trials, failures = [], []
     for trial in range(args.trials):
         resume = ["--resume"] if ckpt.has_checkpoints(run_dir) else (["--overwrite"] if trial else [])
-        before = last_recorded_step(run_dir / "metrics.jsonl")
+        before = newest_saved_step(run_dir)
         proc = subprocess.Popen(base + resume, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if trial == 0:   # wait for the first checkpoint so every later trial resumes
-            while not ckpt.has_checkpoints(run_dir) and proc.poll() is None:
-                time.sleep(0.05)
-        if rng.random() < 0.8:   # most kills land while training; the rest during start-up
-            deadline = time.monotonic() + 120
-            while (last_recorded_step(run_dir / "metrics.jsonl") <= before and proc.poll() is None
-                   and time.monotonic() < deadline):
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 2.0))
-        else:
-            time.sleep(rng.uniform(0.0, 3.0))
+        deadline = time.monotonic() + 120
+        while newest_saved_step(run_dir) <= before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if newest_saved_step(run_dir) <= before:
+            proc.kill()
+            failures.append(f"trial {trial}: saved no checkpoint within 120 s "
+                            f"({proc.communicate()[1].decode(errors='replace').strip()[-200:]})")
+            break
+        time.sleep(rng.uniform(0.0, 2.0))
         proc.kill()
         proc.wait()
         recorded = last_recorded_step(run_dir / "metrics.jsonl")

@@ -223,7 +223,7 @@ def evaluate_snapshots(result: dict, nanogpt: Path, text: str) -> None:
             model, block = load_nanogpt(nanogpt, snap["path"])
             snap["val_loss"] = full_split_loss(model, ids, block)
     else:
-        from llmtui.engine.training.sampling import load_checkpoint_model
+        from llmtui.engine.training.loader import load_checkpoint_model
         for snap in result["snapshots"]:
             loaded = load_checkpoint_model(Path(snap["path"]), device="cpu")
             ids = np.asarray(loaded.tokenizer.encode(text), dtype=np.int64)

@@ -14,12 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmtui.engine.config.loading import (
-    apply_override,
-    config_replace,
-    load_config,
-    validate,
-)
+from llmtui.engine.config.loading import config_replace, load_config
 from llmtui.engine.config.schema import Config
 from llmtui.engine.inference.evaluate import EvalResult, evaluate
 from llmtui.engine.inference.export import ExportResult, export
@@ -38,13 +33,14 @@ def train(config: Config | str | Path | None = None, *, overrides: list[str] = (
 
     `overrides` are `section.key=value` strings and `settings` are keyword
     settings written `section__key=value` (e.g. `training__max_steps=100`).
+    The overrides apply first and the keyword settings after them, whichever
+    form `config` takes: a key given both ways takes the keyword's value.
     `resume_from=True` continues from the newest intact checkpoint of the run;
     a path resumes from that checkpoint. `listeners` receive every event
     (engine.training.events) on the training thread.
     """
     if isinstance(config, Config):
-        config = config_replace(config, **settings)  # a copy: the caller's config is not changed
-        validate(config, set_by={apply_override(config, text): "--override" for text in overrides})
+        config = config_replace(config, overrides, **settings)  # a copy: the caller's config is not changed
     else:
         config = load_config(config, overrides, **settings)
     return Trainer(config, resume_from=resume_from, overwrite=overwrite, listeners=listeners).run()

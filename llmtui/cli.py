@@ -174,7 +174,7 @@ def device_name(text: str) -> str:
 def temperature(text: str) -> float:
     """An argparse type: 0 (greedy) or a temperature in eval.temperature's range."""
     from llmtui.engine.errors import UserError
-    from llmtui.engine.training.sampling import check_temperature
+    from llmtui.engine.training.loader import check_temperature
     try:
         return check_temperature(float(text))
     except ValueError:
@@ -297,7 +297,7 @@ def cmd_sample(argv: list[str]) -> int:
                    help="load the model even when the estimated memory is far beyond what the device has")
     args = p.parse_args(argv)
     from llmtui.engine.errors import UserError
-    from llmtui.engine.training.sampling import sample_from_checkpoint
+    from llmtui.engine.training.loader import sample_from_checkpoint
     try:
         text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
                                       temperature=args.temperature, top_k=args.top_k,

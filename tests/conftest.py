@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -38,6 +39,22 @@ NANOGPT_MODEL = [
 TINY = TINY + NANOGPT_MODEL
 
 
+TIERS = {"unit", "train", "subprocess", "tui", "export"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test names its tiers (pyproject.toml lists them), and `unit` only alone: then
+    `-m unit` is exactly the fast tier, and a new test cannot slip out of every tier."""
+    bad = []
+    for item in items:
+        tiers = {m.name for m in item.iter_markers()} & TIERS
+        if not tiers or ("unit" in tiers and len(tiers) > 1):
+            bad.append(f"{item.nodeid}: {sorted(tiers) or 'no tier'}")
+    if bad:
+        raise pytest.UsageError("tests need one tier marker (unit alone, or any of train, subprocess, "
+                                "tui, export):\n  " + "\n  ".join(bad))
+
+
 @pytest.fixture(autouse=True)
 def own_settings_folder(tmp_path_factory, monkeypatch):
     """Each test gets its own settings folder: a test that switches the theme
@@ -57,6 +74,32 @@ def tiny(tmp_path, shared_data_dir):
     """Overrides for a tiny run whose files all land in tmp_path."""
     return TINY + [f'run.out_dir="{tmp_path / "runs"}"', f'data.prepared_dir="{shared_data_dir}"',
                    'run.name="tiny"', 'run.device="cpu"']
+
+
+def shared_file(path: Path) -> Path:
+    """A file or folder of ../shared (beside the repository) that a test needs. When it is
+    missing the test fails and says so: a skip would let a run without the data look green."""
+    if not path.exists():
+        pytest.fail(f"{path} is missing: this test needs the shared folder {SHARED} beside the "
+                    "repository (data/tinyshakespeare.txt, tiktoken_cache/)", pytrace=False)
+    return path
+
+
+def shakespeare_text() -> str:
+    """tinyshakespeare's text, read when a test first needs it (never at import, so the
+    suite collects without ../shared)."""
+    return _read_text(shared_file(SHAKESPEARE))
+
+
+@functools.cache
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def gpt2_cache(monkeypatch):
+    """tiktoken's gpt2 files from ../shared (tiktoken reads TIKTOKEN_CACHE_DIR at each load)."""
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(shared_file(TIKTOKEN_CACHE)))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -151,14 +151,21 @@ def scripted_factory(**kwargs):
 
 
 def runs_dir_with_demo(root: Path) -> Path:
-    """A runs folder holding one run with a (not verified) checkpoint, for the resume list."""
+    """A runs folder holding one run with a checkpoint at step 1500, for the resume list.
+
+    The checkpoint is written by the engine's own writer, so its manifest is the real
+    format (it verifies); the weights are empty files: nothing here loads them."""
     import json
 
+    from llmtui.engine.training.checkpoint import REQUIRED, write_checkpoint_dir
+
     run = root / "checkpoints" / "shakespeare-char"
-    (run / "last").mkdir(parents=True, exist_ok=True)
-    (run / "config.toml").write_text("[run]\nname = \"shakespeare-char\"\n")
-    (run / "last" / "manifest.json").write_text("{}")
-    (run / "last" / "state.json").write_text(json.dumps({"step": 1500}))
+    run.mkdir(parents=True, exist_ok=True)
+    config = b"[run]\nname = \"shakespeare-char\"\n"
+    (run / "config.toml").write_bytes(config)
+    files = dict.fromkeys(REQUIRED, b"") | {"config.toml": config,
+                                           "state.json": json.dumps({"step": 1500}).encode()}
+    write_checkpoint_dir(run / "last", files)
     return root / "checkpoints"
 
 

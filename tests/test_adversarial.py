@@ -60,6 +60,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------
 # 1. llmtui deletes and rewrites only what it made
 
+@pytest.mark.train
 def test_a_folder_of_the_users_is_refused_and_left_intact(tiny, tmp_path, capsys):
     home = tmp_path / "H"
     (home / "p" / "ext").mkdir(parents=True)
@@ -74,6 +75,7 @@ def test_a_folder_of_the_users_is_refused_and_left_intact(tiny, tmp_path, capsys
         assert snapshot(home) == before
 
 
+@pytest.mark.train
 def test_overwrite_deletes_only_llmtuis_own_names(tiny, tmp_path):
     cfg = load_config("cpu", tiny + ["training.max_steps=10", "checkpoint.every_n_steps=5"])
     run = Trainer(cfg).run().run_dir
@@ -89,6 +91,7 @@ def test_overwrite_deletes_only_llmtuis_own_names(tiny, tmp_path):
     assert json.loads((run / rundir.MARKER).read_text())["version"] == rundir.MARKER_VERSION
 
 
+@pytest.mark.train
 def test_a_run_made_by_0_1_0_is_adopted(tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(FIXTURE / "run", runs / "run")
@@ -105,6 +108,7 @@ def test_a_run_made_by_0_1_0_is_adopted(tmp_path):
 # ---------------------------------------------------------------------------
 # 2. a refused start changes nothing
 
+@pytest.mark.train
 def test_forgetting_resume_changes_nothing_in_the_run(tiny, capsys):
     code, _, _ = cli(capsys, *tiny_args(tiny, "--max-iters", "10"))
     assert code == 0
@@ -115,6 +119,7 @@ def test_forgetting_resume_changes_nothing_in_the_run(tiny, capsys):
     assert snapshot(run) == before
 
 
+@pytest.mark.train
 def test_resuming_a_finished_run_says_so_and_touches_nothing(tiny, capsys):
     assert cli(capsys, *tiny_args(tiny, "--max-iters", "10"))[0] == 0
     run = Path(load_config("cpu", tiny).run.out_dir) / "tiny"
@@ -127,6 +132,7 @@ def test_resuming_a_finished_run_says_so_and_touches_nothing(tiny, capsys):
 # ---------------------------------------------------------------------------
 # 3. one writer per run
 
+@pytest.mark.train
 def test_a_second_writer_is_refused_naming_the_holder(tiny, capsys):
     run = Path(load_config("cpu", tiny).run.out_dir) / "tiny"
     run.mkdir(parents=True)
@@ -144,6 +150,8 @@ def test_a_second_writer_is_refused_naming_the_holder(tiny, capsys):
     assert cli(capsys, *tiny_args(tiny, "--max-iters", "5"))[0] == 0
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_two_processes_on_one_run_one_is_refused(tiny, tmp_path):
     args = [sys.executable, "-m", "llmtui", *tiny_args(tiny)]
     first = subprocess.Popen(args + ["--max-iters", "100000"], cwd=tmp_path,
@@ -168,6 +176,8 @@ def test_two_processes_on_one_run_one_is_refused(tiny, tmp_path):
     assert [e["kind"] for e in lines].count("start") == 1   # the refused one wrote nothing
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_a_lock_left_by_a_dead_process_is_reported_and_taken_over(tiny, capsys):
     run = Path(load_config("cpu", tiny).run.out_dir) / "tiny"
     rundir.claim(run)     # a run that started, then was killed during data preparation
@@ -202,6 +212,7 @@ def _unlink_last(run: Path) -> None:
     shutil.rmtree(run / "last")   # `last` shares files with step_30; resume must pick step_30
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("shape", [(3,), (2, 2)])
 def test_optimizer_moments_of_the_wrong_shape_are_refused_not_run(tiny, capsys, shape):
     cfg, run = _train_three_checkpoints(tiny)
@@ -222,6 +233,7 @@ def test_optimizer_moments_of_the_wrong_shape_are_refused_not_run(tiny, capsys, 
     assert json.loads((run / "train_log.json").read_text())["steps"] == 40
 
 
+@pytest.mark.train
 def test_an_edited_negative_step_is_refused_and_overwrites_nothing(tiny, capsys):
     _, run = _train_three_checkpoints(tiny)
     _unlink_last(run)
@@ -237,6 +249,7 @@ def test_an_edited_negative_step_is_refused_and_overwrites_nothing(tiny, capsys)
     assert code == 0 and "resumed from" in out and "step_20" in out
 
 
+@pytest.mark.train
 def test_one_changed_byte_in_a_manifest_is_a_damaged_checkpoint(tiny, capsys):
     _, run = _train_three_checkpoints(tiny)
     _unlink_last(run)
@@ -251,6 +264,7 @@ def test_one_changed_byte_in_a_manifest_is_a_damaged_checkpoint(tiny, capsys):
 # ---------------------------------------------------------------------------
 # 6. refusal before allocation
 
+@pytest.mark.unit
 def test_an_absurd_model_is_refused_before_allocation(tiny, capsys):
     code, _, err = cli(capsys, *tiny_args(tiny, "-o", "model.n_layer=96", "-o", "model.n_embd=16384",
                                           "-o", "model.n_head=128"))
@@ -259,6 +273,7 @@ def test_an_absurd_model_is_refused_before_allocation(tiny, capsys):
     assert "model.block_size" in line or "training.batch_size" in line
 
 
+@pytest.mark.unit
 def test_a_meta_json_claiming_a_huge_vocabulary_is_refused(tiny, tmp_path, capsys):
     tokens = tmp_path / "tok"
     tokens.mkdir()
@@ -268,6 +283,7 @@ def test_a_meta_json_claiming_a_huge_vocabulary_is_refused(tiny, tmp_path, capsy
     assert code == 2 and "will not fit" in one_line(err)
 
 
+@pytest.mark.train
 def test_a_very_long_context_warns_with_the_estimated_step_time(tiny):
     cfg = load_config("cpu", tiny + ["model.block_size=65536", "training.batch_size=1",
                                      "data.source=builtin", "data.val_fraction=0.5",
@@ -287,6 +303,7 @@ def test_a_very_long_context_warns_with_the_estimated_step_time(tiny):
 # ---------------------------------------------------------------------------
 # 7. faults that must be one line, the right exit code
 
+@pytest.mark.train
 def test_resume_on_a_full_disk_is_one_line_and_leaves_no_temp_file(tiny, monkeypatch, capsys):
     assert cli(capsys, *tiny_args(tiny, "--max-iters", "10"))[0] == 0
     run = Path(load_config("cpu", tiny).run.out_dir) / "tiny"
@@ -299,6 +316,7 @@ def test_resume_on_a_full_disk_is_one_line_and_leaves_no_temp_file(tiny, monkeyp
     assert not [p for p in run.iterdir() if p.name.startswith(".tmp-") or p.name.endswith(".tmp")]
 
 
+@pytest.mark.unit
 def test_a_fresh_run_on_a_full_disk_is_one_line(tiny, monkeypatch, capsys):
     real_open = open
 
@@ -311,12 +329,14 @@ def test_a_fresh_run_on_a_full_disk_is_one_line(tiny, monkeypatch, capsys):
     assert code == 2 and "No space left on device" in one_line(err)
 
 
+@pytest.mark.unit
 def test_nul_characters_in_paths_are_one_line(tiny, capsys):
     for key in ("run.out_dir", "data.prepared_dir"):
         code, _, err = cli(capsys, *tiny_args(tiny, "-o", f'{key}="a\\u0000b"'))
         assert code == 2 and key in one_line(err) and "NUL" in err
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("args, word", [(["--top-k", "-3"], "--top-k"), (["--tokens", "0"], "--tokens"),
                                         (["--device", "bogus"], "--device"),
                                         (["--temperature", "nan"], "--temperature")])
@@ -325,6 +345,7 @@ def test_bad_sample_options_are_one_line(tmp_path, capsys, args, word):
     assert code == 2 and word in one_line(err)
 
 
+@pytest.mark.unit
 def test_device_bogus_is_refused(tiny, capsys):
     code, _, err = cli(capsys, *tiny_args(tiny, "--device", "bogus"))
     assert code == 2 and "--device" in one_line(err)
@@ -340,6 +361,8 @@ def _catches(pid: int, signum: int) -> bool:
     return False
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_sigterm_during_start_up_exits_130_with_a_message(tiny, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "llmtui", *tiny_args(tiny)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -352,6 +375,7 @@ def test_sigterm_during_start_up_exits_130_with_a_message(tiny, tmp_path):
     assert proc.returncode == 130 and "SIGTERM" in err and "Traceback" not in err
 
 
+@pytest.mark.train
 def test_a_diverged_run_says_so_on_stderr_with_the_good_step_count(tiny, monkeypatch, capsys):
     """A numerical blow-up (weights turned NaN during step 13, as a too-high learning
     rate would) ends with exit 1, the reason on stderr, and a summary counting the
@@ -379,6 +403,7 @@ def test_a_diverged_run_says_so_on_stderr_with_the_good_step_count(tiny, monkeyp
 # ---------------------------------------------------------------------------
 # 8. prepared data
 
+@pytest.mark.train
 def test_prepared_tokens_corrupted_in_place_are_prepared_again(tiny, tmp_path, capsys):
     tiny = tiny + [f'data.prepared_dir="{tmp_path / "prep"}"']
     assert cli(capsys, *tiny_args(tiny, "--max-iters", "5", "-o", "run.name=a"))[0] == 0
@@ -393,6 +418,7 @@ def test_prepared_tokens_corrupted_in_place_are_prepared_again(tiny, tmp_path, c
     assert hashlib.sha256(train.read_bytes()).hexdigest() == meta["files"]["train.bin"]
 
 
+@pytest.mark.subprocess
 def test_leftover_temp_folders_are_removed_only_when_ours_and_dead(tiny, tmp_path):
     from llmtui.engine.data.prepare import LEFTOVER_MARK, prepare_data
     root = tmp_path / "prep"
@@ -413,6 +439,8 @@ def test_leftover_temp_folders_are_removed_only_when_ours_and_dead(tiny, tmp_pat
     assert not ours.exists() and alive.exists() and users.exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_ctrl_c_during_a_long_preparation_stops_it_and_keeps_nothing(tiny, tmp_path):
     corpus = tmp_path / "big.txt"
     line = "the quick brown fox jumps over the lazy dog, again and again and again. " * 50 + "\n"

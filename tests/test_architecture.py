@@ -7,6 +7,7 @@ included: hiding an import inside a function does not hide a cycle).
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def graph() -> dict[str, set[str]]:
     return {name: imports_of(name, path, known) for name, path in modules.items()}
 
 
+@pytest.mark.unit
 def test_no_import_cycles(graph):
     internal = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
     # Tarjan's strongly connected components: any component of two or more modules is a cycle
@@ -95,6 +97,7 @@ def test_no_import_cycles(graph):
     assert cycles == [], f"import cycles: {cycles}"
 
 
+@pytest.mark.unit
 def test_engine_never_imports_a_front_end(graph):
     front = ("llmtui.tui", "llmtui.cli", "llmtui.headless", "textual")
     bad = {m: sorted(d for d in deps if d == "llmtui" or d.startswith(front))
@@ -102,6 +105,7 @@ def test_engine_never_imports_a_front_end(graph):
     assert {m: d for m, d in bad.items() if d} == {}
 
 
+@pytest.mark.unit
 def test_engine_layers_import_only_downwards(graph):
     """config -> data -> model -> planning -> training -> inference -> api: a layer
     imports only the layers before it (and itself)."""
@@ -123,6 +127,7 @@ def test_engine_layers_import_only_downwards(graph):
     assert wrong == []
 
 
+@pytest.mark.unit
 def test_every_engine_subpackage_says_what_it_owns_and_may_import():
     for sub in ENGINE_LAYERS:
         if not (REPO / "engine" / sub).is_dir():
@@ -133,6 +138,19 @@ def test_every_engine_subpackage_says_what_it_owns_and_may_import():
         assert len(body) == 1, f"engine/{sub}/__init__.py should hold only its docstring"
 
 
+@pytest.mark.unit
+def test_every_package_docstring_lists_each_of_its_modules():
+    """The engine's docstring lists its modules and subpackages, each subpackage's its modules,
+    one indented line each: a new module cannot go unmentioned."""
+    for package in [REPO / "engine", *sorted(p.parent for p in (REPO / "engine").glob("*/__init__.py"))]:
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        listed = set(re.findall(r"^    (\w+)", doc, re.MULTILINE))
+        parts = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+        parts |= {p.parent.name for p in package.glob("*/__init__.py")}
+        assert parts <= listed, f"{package.relative_to(REPO)}/__init__.py leaves out {sorted(parts - listed)}"
+
+
+@pytest.mark.subprocess
 def test_the_installed_distribution_holds_only_llmtui(tmp_path):
     """Build the wheel and read its RECORD: nothing outside `llmtui/` is installed
     (no top-level `engine` or `tui` to clash with a user's modules)."""
@@ -161,6 +179,7 @@ def test_the_installed_distribution_holds_only_llmtui(tmp_path):
         assert expected in paths
 
 
+@pytest.mark.unit
 def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
     """The real Trainer and the scripted one the app's tests use both satisfy
     TrainerControl, with the same command signature."""

@@ -36,6 +36,7 @@ def cpu_machine(ram_gib: float = 16) -> HardwareInfo:
                         torch_cuda_version=None, torch_device_count=0, warnings=[])
 
 
+@pytest.mark.unit
 def test_auto_is_accepted_for_batch_settings_only(tmp_path):
     cfg = load_config("cpu", ['training.batch_size="auto"', "training.grad_accum_steps=auto"])
     assert cfg.training.batch_size == "auto" and cfg.training.grad_accum_steps == "auto"
@@ -49,12 +50,14 @@ def test_auto_is_accepted_for_batch_settings_only(tmp_path):
         load_config("cpu", ["training.batch_size=0"])
 
 
+@pytest.mark.unit
 def test_numbers_are_kept():
     cfg = load_config("cpu")
     target = target_for("cpu", "fp32", cpu_machine())
     assert choose_batch(cfg, 65, target) == (12, 1, [])
 
 
+@pytest.mark.unit
 def test_auto_keeps_the_target_tokens_per_step():
     cfg = load_config("cpu", ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
                               "training.target_tokens_per_step=4096"])
@@ -68,6 +71,7 @@ def test_auto_keeps_the_target_tokens_per_step():
     assert sum(memory_parts(cfg, batch, 65, tight).values()) <= HEADROOM * tight.memory
 
 
+@pytest.mark.unit
 def test_auto_accumulation_for_a_fixed_batch():
     cfg = load_config("cpu", ["training.batch_size=8", 'training.grad_accum_steps="auto"',
                               "training.target_tokens_per_step=2048"])
@@ -75,6 +79,7 @@ def test_auto_accumulation_for_a_fixed_batch():
     assert (batch, accum) == (8, 4)
 
 
+@pytest.mark.unit
 def test_resolve_auto_on_the_placed_cpu():
     cfg = load_config("cpu", ['training.batch_size="auto"', 'run.device="cpu"'])
     resolved, messages = resolve_auto(cfg, place("cpu", "fp32"), vocab_size=65)
@@ -85,6 +90,7 @@ def test_resolve_auto_on_the_placed_cpu():
     assert not any("will not fit" in m for m in messages)
 
 
+@pytest.mark.unit
 def test_resolve_auto_warns_when_it_will_not_fit(monkeypatch):
     real = psutil.virtual_memory()
     monkeypatch.setattr(psutil, "virtual_memory", lambda: real._replace(available=200 * 2**20))
@@ -95,6 +101,7 @@ def test_resolve_auto_warns_when_it_will_not_fit(monkeypatch):
     assert warning.startswith("will not fit: estimated ") and "GiB > 0.2 GiB available on cpu" in warning
 
 
+@pytest.mark.unit
 def test_resolve_auto_on_cuda_uses_free_device_memory(monkeypatch):
     """The CUDA side of resolve_auto, faked at torch.cuda's memory query."""
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(7.5 * GiB), 8 * GiB))
@@ -112,6 +119,7 @@ REPRESENTATIVE = {"gtx1660": "GTX 1660 SUPER", "rtx4060": "RTX 4060", "rtx3060":
                   "rtx4090": "RTX 4090", "a100": "A100 40GB"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("preset, card", REPRESENTATIVE.items())
 def test_each_tier_fits_its_card_as_shipped_and_autotuned(preset, card):
     assert preset in [t[0] for t in TIERS]
@@ -129,12 +137,14 @@ def test_each_tier_fits_its_card_as_shipped_and_autotuned(preset, card):
     assert rec.estimate.tokens_per_step == shipped.tokens_per_step
 
 
+@pytest.mark.unit
 def test_pascal_card_is_capped_and_runs_fp32():
     rec = recommend(planned_hardware(cpu_machine(), "GTX 1080 Ti"))
     assert rec.preset == "rtx4060" and rec.settings["training.precision"] == "fp32"
     assert any("no tensor cores" in r for r in rec.reasons)
 
 
+@pytest.mark.unit
 def test_tiny_gpu_turns_on_gradient_checkpointing_or_warns():
     hw = planned_hardware(cpu_machine(), "Tiny:1.5:8.6")
     rec = recommend(hw)
@@ -152,6 +162,7 @@ def test_tiny_gpu_turns_on_gradient_checkpointing_or_warns():
     assert any("gradient checkpointing" in r for r in reasons)
 
 
+@pytest.mark.unit
 def test_cpu_recommendation_settings_are_valid_overrides():
     rec = recommend(cpu_machine())
     overrides = [f"{k}={v!r}".replace("'", '"') for k, v in rec.settings.items()]
@@ -159,6 +170,7 @@ def test_cpu_recommendation_settings_are_valid_overrides():
     assert cfg.run.threads == 4 and cfg.training.precision == "fp32"
 
 
+@pytest.mark.train
 def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
     from conftest import read_jsonl
     from llmtui import load_config
@@ -182,6 +194,7 @@ def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
     assert load_config(again.run_dir / "config.toml").training.batch_size == resolved.training.batch_size
 
 
+@pytest.mark.train
 def test_config_that_will_not_fit_warns(tiny, monkeypatch):
     import psutil
 

@@ -52,6 +52,7 @@ def interrupted_then_resumed(cfg, at_step: int) -> Trainer:
     return second
 
 
+@pytest.mark.train
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny):
     straight = load_config("cpu", tiny + RESUMABLE + ['run.name="straight"'])
     Trainer(straight).run()
@@ -69,6 +70,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny):
     assert [e["step"] for e in evals] == [10, 20, 30, 40]  # no duplicated records
 
 
+@pytest.mark.train
 def test_raising_max_steps_on_resume_extends_training(tiny):
     cfg = load_config("cpu", tiny + ["training.max_steps=20"])
     Trainer(cfg).run()
@@ -78,6 +80,7 @@ def test_raising_max_steps_on_resume_extends_training(tiny):
     assert sorted(losses(result.run_dir))[-1] == 30
 
 
+@pytest.mark.train
 def test_resume_refuses_a_checkpoint_that_does_not_match(tiny, capsys):
     Trainer(load_config("cpu", tiny + ["training.max_steps=10"])).run()
     for change, word in (["model.n_embd=48"], "model shape"), (["tokenizer.kind=bpe"], "tokenizer"):
@@ -92,6 +95,7 @@ def _flip_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.train
 def test_corrupt_and_truncated_files_are_named(tiny, capsys):
     result = Trainer(load_config("cpu", tiny + ["checkpoint.every_n_steps=10"])).run()
     last = result.run_dir / "last"
@@ -136,6 +140,7 @@ def _rewrite_manifest(path: Path) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("target", ["state.json", "model.safetensors", "state.safetensors"])
 def test_pickle_payload_is_refused_and_never_runs(tiny, tmp_path, capsys, target):
     result = Trainer(load_config("cpu", tiny + ["training.max_steps=10"])).run()
@@ -152,6 +157,7 @@ def test_pickle_payload_is_refused_and_never_runs(tiny, tmp_path, capsys, target
     assert not marker.exists()
 
 
+@pytest.mark.unit
 def test_compiled_model_saves_clean_names(tiny):
     from llmtui.engine.model.gpt import GPT, GPTConfig
     from llmtui.engine.training.snapshot import clean_model_state
@@ -162,6 +168,7 @@ def test_compiled_model_saves_clean_names(tiny):
     assert not any("_orig_mod" in n for n in names) and "lm_head.weight" not in names
 
 
+@pytest.mark.train
 def test_rotation_keeps_exactly_what_the_config_says(tiny):
     cfg = load_config("cpu", tiny + ["training.max_steps=40", "checkpoint.every_n_steps=5",
                                      "checkpoint.keep_last=3", "checkpoint.keep_best=2",
@@ -179,6 +186,7 @@ def test_rotation_keeps_exactly_what_the_config_says(tiny):
         ckpt.verify(result.run_dir / name)
 
 
+@pytest.mark.train
 def test_nan_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(tiny):
     cfg = load_config("cpu", tiny + ["training.max_steps=60", "checkpoint.every_n_steps=10",
                                      "logging.every_n_steps=1", "eval.every_n_steps=20"])
@@ -199,6 +207,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(tiny):
     ckpt.verify(result.run_dir / "last")
 
 
+@pytest.mark.train
 def test_disk_full_keeps_the_previous_checkpoint(tiny, monkeypatch, capsys):
     Trainer(load_config("cpu", tiny + ["training.max_steps=10"])).run()
     run_dir = Path(load_config("cpu", tiny).run.out_dir) / "tiny"
@@ -216,6 +225,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tiny, monkeypatch, capsys):
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.train
 def test_unwritable_out_dir_is_one_line(tiny, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -243,6 +253,8 @@ def _wait_for(proc, predicate, timeout=60.0):
     return False
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_saves_and_exits_130(tiny, tmp_path, sig):
     run_dir = tmp_path / "runs" / "tiny"
@@ -259,6 +271,8 @@ def test_interrupt_saves_and_exits_130(tiny, tmp_path, sig):
     assert "Traceback" not in err
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_second_interrupt_exits_at_once(tiny, tmp_path):
     proc = subprocess.Popen(_cli(tiny, "--max-iters", "100000"), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -270,26 +284,37 @@ def test_second_interrupt_exits_at_once(tiny, tmp_path):
     assert proc.returncode == 130
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_kill_9_at_random_instants_always_leaves_a_resumable_run(tiny, tmp_path):
-    """20 kill -9 trials; each next trial resumes from what the killed one left."""
+    """12 kill -9 trials; each next trial resumes from what the killed one left. Every kill
+    comes after the process saved a checkpoint of its own: a kill during start-up, before it
+    writes anything, would prove nothing about saving."""
     rng = random.Random(20261121)
     run_dir = tmp_path / "runs" / "tiny"
     # a checkpoint every step, so kills land during saves as well as during steps
     args = ["-o", "checkpoint.every_n_steps=1", "-o", "checkpoint.keep_last=2",
             "-o", "eval.every_n_steps=3", "--max-iters", "100000"]
-    for trial in range(20):
+
+    def newest_saved() -> int:
+        return max((ckpt.checkpoint_step(p) for p in ckpt.candidates(run_dir)), default=-1)
+
+    for trial in range(12):
         resume = ["--resume"] if trial else []
+        before = newest_saved()
         proc = subprocess.Popen(_cli(tiny, *args, *resume), cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if trial == 0:
-            assert _wait_for(proc, lambda: ckpt.has_checkpoints(run_dir))
-        time.sleep(rng.uniform(0.0, 2.5))
+        if not _wait_for(proc, lambda: newest_saved() > before, timeout=120):
+            proc.kill()
+            raise AssertionError(f"trial {trial}: no new checkpoint before the kill "
+                                 f"({proc.communicate()[1].decode()[-300:]})")
+        saved = newest_saved()
+        time.sleep(rng.uniform(0.0, 1.0))   # then a random instant among steps, evals and saves
         proc.kill()
         proc.wait()
         path, _ = ckpt.latest_intact(run_dir)
         assert path is not None, f"trial {trial}: no intact checkpoint left"
-        loaded = ckpt.load(path)
-        assert loaded.state.run.step >= 1
+        assert ckpt.load(path).state.run.step >= saved, f"trial {trial}: lost the step {saved} checkpoint"
     steps_before = ckpt.checkpoint_step(ckpt.latest_intact(run_dir)[0])
     done = subprocess.run(_cli(tiny, "--resume", "--max-iters", str(steps_before + 3)), cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
@@ -297,6 +322,7 @@ def test_kill_9_at_random_instants_always_leaves_a_resumable_run(tiny, tmp_path)
     assert json.loads((run_dir / "train_log.json").read_text())["steps"] == steps_before + 3
 
 
+@pytest.mark.train
 def test_rotation_never_deletes_the_checkpoint_being_resumed_from(tiny):
     cfg = load_config("cpu", tiny + ["training.max_steps=10", "checkpoint.every_n_steps=5",
                                      "checkpoint.keep_last=1"])

@@ -11,6 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import read_jsonl
 from llmtui import load_config
 from llmtui.engine.training.events import EVENT_TYPES, event_from_json
@@ -29,11 +31,13 @@ def golden_lines() -> list[str]:
     return (FIXTURE / "events.jsonl").read_text().splitlines()
 
 
+@pytest.mark.unit
 def test_every_event_kind_of_0_1_0_is_in_the_fixture():
     kinds = {json.loads(line)["kind"] for line in golden_lines()}
     assert kinds == set(EVENT_TYPES) - {"prepare", "eval_progress"}  # progress ticks: never written
 
 
+@pytest.mark.unit
 def test_metrics_lines_round_trip_byte_for_byte():
     """Each 0.1.0 line parses into its typed event, which writes the same bytes back."""
     for line in golden_lines():
@@ -42,6 +46,7 @@ def test_metrics_lines_round_trip_byte_for_byte():
         assert event.to_line() == line
 
 
+@pytest.mark.train
 def test_new_runs_write_the_same_keys_in_the_same_order(tiny):
     """A run of this version with a config that sets none of the newer keys (the defaults:
     nanoGPT's model and AdamW) writes, kind for kind, the keys 0.1.0 wrote, in its order;
@@ -63,6 +68,7 @@ def test_new_runs_write_the_same_keys_in_the_same_order(tiny):
         assert {"start", "train", "eval", "sample", "checkpoint", "done"} <= seen
 
 
+@pytest.mark.train
 def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):
     """Resuming the fixture's step_10 continues exactly the run 0.1.0 trained to step 20:
     the same train and val losses, bit for bit."""

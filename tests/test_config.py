@@ -15,6 +15,8 @@ from llmtui.engine.config.loading import (
 from llmtui.engine.config.schema import FIELDS, Config, all_fields
 from llmtui.engine.errors import ConfigError
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -25,7 +25,7 @@ from llmtui.cli import main
 from llmtui.engine import fsutil
 from llmtui.engine.inference.evaluate import evaluate
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import sampling
+from llmtui.engine.training import loader as sampling
 from llmtui.engine.training.trainer import Trainer
 
 

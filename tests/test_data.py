@@ -19,16 +19,10 @@ from llmtui.engine.data.prepare import prepare_data
 from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer
 from llmtui.engine.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TIKTOKEN_CACHE = SHARED / "tiktoken_cache"
-needs_cache = pytest.mark.skipif(not TIKTOKEN_CACHE.is_dir(), reason=f"no {TIKTOKEN_CACHE}")
+pytestmark = pytest.mark.unit
+
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40
-
-
-@pytest.fixture
-def gpt2_cache(monkeypatch):
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
 
 
 def make_cfg(tmp_path, source, **settings):
@@ -85,7 +79,6 @@ def test_source_and_sources_concatenate(tmp_path):
     assert d.tokenizer.decode(np.concatenate([d.train, d.val]).tolist()) == "aaaa\n" * 10 + "bbbb\n" * 10
 
 
-@needs_cache
 def test_bpe_documents_separated_by_eot(tmp_path, gpt2_cache):
     a, b = write(tmp_path / "a.txt", "Hello world"), write(tmp_path / "b.txt", "Goodbye world")
     d = prepare_data(make_cfg(tmp_path, a, data__sources=[str(b)], tokenizer__kind="bpe"))
@@ -124,7 +117,6 @@ def test_reuse_when_unchanged_and_redo_when_changed(tmp_path):
     assert prepare_data(cfg).reused
 
 
-@needs_cache
 def test_redo_when_tokenizer_changes(tmp_path, gpt2_cache):
     src = write(tmp_path / "c.txt", TEXT)
     char = prepare_data(make_cfg(tmp_path, src))
@@ -201,7 +193,6 @@ def test_streaming_char_matches_direct_encode(tmp_path, monkeypatch):
     assert np.array_equal(d.val, direct[len(d.train):])
 
 
-@needs_cache
 def test_streaming_bpe_matches_direct_encode(tmp_path, monkeypatch, gpt2_cache):
     base = corpus.builtin_text() + "\nÜnïcödé ✓ 日本語  spaces\n\n\n"
     text = base * 4  # ~1.9 MB
@@ -213,7 +204,6 @@ def test_streaming_bpe_matches_direct_encode(tmp_path, monkeypatch, gpt2_cache):
     assert np.concatenate([d.train, d.val]).tolist() == direct
 
 
-@needs_cache
 def test_bpe_worker_processes_keep_order(tmp_path, monkeypatch, gpt2_cache):
     # Big corpora are encoded by a pool of processes; force it on a small one.
     base = corpus.builtin_text()
@@ -291,7 +281,6 @@ def test_bin_without_meta_needs_vocab_for_char(tmp_path):
         prepare_data(make_cfg(tmp_path, tmp_path / "x.bin"))
 
 
-@needs_cache
 def test_npy_source_with_bpe_vocab(tmp_path, gpt2_cache):
     np.save(tmp_path / "train.npy", np.arange(2000, dtype=np.int32))
     np.save(tmp_path / "val.npy", np.arange(300, dtype=np.int32))

@@ -10,12 +10,17 @@ import os
 
 import pytest
 
-from conftest import SHAKESPEARE
+from conftest import shakespeare_text
 from llmtui import load_config
 from llmtui.engine.data import prepare
 from llmtui.engine.errors import DataError
 
-TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:200_000]
+pytestmark = pytest.mark.unit
+
+
+
+def corpus_text() -> str:
+    return shakespeare_text()[:200_000]
 
 
 def config(corpus, prepared, kind="char"):
@@ -40,7 +45,7 @@ def test_a_corpus_changed_while_tokenized_is_not_kept(tmp_path, monkeypatch, cha
     monkeypatch.setattr(prepare, "PROGRESS_INTERVAL", 0)      # every read reports
     monkeypatch.setattr(prepare, "CHUNK_BYTES", 16 << 10)     # many reads
     corpus, prepared = tmp_path / "corpus.txt", tmp_path / "prepared"
-    corpus.write_text(TEXT, encoding="utf-8")
+    corpus.write_text(corpus_text(), encoding="utf-8")
     full = prepare.prepare_data(config(corpus, tmp_path / "clean", kind))
 
     changed = []
@@ -55,14 +60,14 @@ def test_a_corpus_changed_while_tokenized_is_not_kept(tmp_path, monkeypatch, cha
     assert changed and str(corpus) in str(info.value) and "\n" not in str(info.value)
     assert not prepared.exists() or list(prepared.iterdir()) == []   # nothing kept, no temporary folder
 
-    corpus.write_text(TEXT, encoding="utf-8")                  # the complete corpus again
+    corpus.write_text(corpus_text(), encoding="utf-8")                  # the complete corpus again
     again = prepare.prepare_data(config(corpus, prepared, kind))
     assert not again.reused and len(again.train) == len(full.train) and len(again.val) == len(full.val)
 
 
 def test_a_corpus_left_alone_is_still_reused(tmp_path):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT[:20_000], encoding="utf-8")
+    corpus.write_text(corpus_text()[:20_000], encoding="utf-8")
     cfg = config(corpus, tmp_path / "prepared")
     assert not prepare.prepare_data(cfg).reused
     assert prepare.prepare_data(cfg).reused

@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import read_jsonl
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.train]
 
 
 def torchrun(tiny, cwd, *extra):

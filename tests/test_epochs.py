@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import read_jsonl
 from llmtui import load_config
@@ -16,6 +17,7 @@ from llmtui.engine.training.events import TrainEvent
 from llmtui.engine.training.trainer import Trainer
 
 
+@pytest.mark.unit
 def test_each_epoch_visits_every_window_once_in_a_new_order():
     tokens = np.arange(1001, dtype=np.uint16)
     sampler = EpochSampler(tokens, block_size=10, batch_size=7, seed=3)
@@ -30,6 +32,7 @@ def test_each_epoch_visits_every_window_once_in_a_new_order():
     assert epochs[0] != epochs[1] != epochs[2]                  # shuffled anew each epoch
 
 
+@pytest.mark.unit
 def test_the_ranks_share_each_epoch_without_overlap():
     tokens = np.arange(1001, dtype=np.uint16)
     seen = []
@@ -39,6 +42,7 @@ def test_the_ranks_share_each_epoch_without_overlap():
     assert sorted(seen) == list(range(0, 1000, 10))
 
 
+@pytest.mark.unit
 def test_the_epoch_order_resumes_exactly():
     tokens = np.arange(5001, dtype=np.uint16)
     a = EpochSampler(tokens, block_size=10, batch_size=32, seed=1)
@@ -50,6 +54,7 @@ def test_the_epoch_order_resumes_exactly():
         assert np.array_equal(a.next_batch()[0], b.next_batch()[0])
 
 
+@pytest.mark.train
 def test_epochs_print_epoch_lines_save_per_epoch_and_record_the_epoch(tiny, tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(120)))
@@ -71,6 +76,7 @@ def test_epochs_print_epoch_lines_save_per_epoch_and_record_the_epoch(tiny, tmp_
     assert {"epoch_1", "epoch_2", "epoch_3"} <= {p.name for p in run.iterdir()}
 
 
+@pytest.mark.train
 def test_an_epoch_run_resumes_on_the_same_trajectory(tiny, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(120)))

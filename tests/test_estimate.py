@@ -1,12 +1,12 @@
 """The estimator against the real model: parameter counts and FLOPs against
 engine.model.GPT, saved activations against what autograd really saves
-(saved_tensors_hooks), and the speed the wizard needs. Peak RSS of real runs
-is measured by bench/estimate_memory.py, not here."""
+(saved_tensors_hooks). Peak RSS of real runs is measured by
+bench/estimate_memory.py and the speed the wizard needs by bench/estimate_speed.py,
+not here."""
 
 from __future__ import annotations
 
 import itertools
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -26,6 +26,8 @@ from llmtui.engine.planning.sizing import (
     logits_bytes,
     vocab_for,
 )
+
+pytestmark = pytest.mark.unit
 
 GiB = 2**30
 
@@ -173,13 +175,11 @@ def test_cuda_device_without_gpu_is_estimated_for_cpu():
     assert any("cuda:1" in n for n in est.notes)
 
 
-def test_estimate_is_fast_enough_for_every_keystroke():
+def test_auto_batch_is_resolved_for_a_planned_card():
+    """The wizard's estimate for a card the user does not have resolves "auto" to a number
+    (how fast it does so is bench/estimate_speed.py's, not a test's, to time)."""
     hw = planned_hardware(cpu_machine(), "RTX 4060")
     cfg = load_config("rtx4060")
     cfg.training.batch_size = "auto"
-    estimate(cfg, hardware=hw)
-    start = time.perf_counter()
-    for _ in range(50):
-        est = estimate(cfg, hardware=hw)
-    assert (time.perf_counter() - start) / 50 < 0.005
-    assert isinstance(est.batch_size, int)
+    est = estimate(cfg, hardware=hw)
+    assert isinstance(est.batch_size, int) and est.batch_size >= 1

@@ -11,13 +11,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import SHAKESPEARE, TINY
+from conftest import SHAKESPEARE, TINY, shakespeare_text, shared_file
 from llmtui import load_config, train
 from llmtui.cli import main
 from llmtui.engine.inference.generate import generate, stream
-from llmtui.engine.training.sampling import load_checkpoint_model
+from llmtui.engine.training.loader import load_checkpoint_model
 
-TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:20_000]
+pytestmark = pytest.mark.train
+
+
+
+def corpus_text() -> str:
+    return shakespeare_text()[:20_000]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,7 @@ def run_dir(tmp_path_factory):
     """A tiny char model trained on a Shakespeare slice (ASCII only)."""
     root = tmp_path_factory.mktemp("evalgen")
     corpus = root / "corpus.txt"
-    corpus.write_text(TEXT)
+    corpus.write_text(corpus_text())
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="e"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      "training.max_steps=20", "eval.sample_tokens=0"])
@@ -36,7 +41,7 @@ def run_dir(tmp_path_factory):
 def bpe_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalbpe")
     corpus = root / "corpus.txt"
-    corpus.write_text(TEXT)
+    corpus.write_text(corpus_text())
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="b"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      'tokenizer.kind="trained"', "tokenizer.vocab_size=300",
@@ -67,7 +72,7 @@ def eval_json(capsys, *argv) -> dict:
 
 
 def test_eval_on_a_text_file_is_every_token_predicted_once(run_dir, tmp_path, capsys):
-    text = SHAKESPEARE.read_text(encoding="utf-8")[50_000:53_001]
+    text = shakespeare_text()[50_000:53_001]
     data = tmp_path / "held_out.txt"
     data.write_text(text)
     result = eval_json(capsys, str(run_dir), "--data", str(data))
@@ -84,7 +89,7 @@ def test_eval_on_a_text_file_is_every_token_predicted_once(run_dir, tmp_path, ca
 
 
 def test_bits_per_byte_count_the_bytes_of_a_bpe_model_tokens(bpe_run, tmp_path, capsys):
-    text = "Naïve café: ☃ " + SHAKESPEARE.read_text(encoding="utf-8")[60_000:62_000]
+    text = "Naïve café: ☃ " + shakespeare_text()[60_000:62_000]
     data = tmp_path / "held_out.txt"
     data.write_text(text, encoding="utf-8")
     result = eval_json(capsys, str(bpe_run), "--data", str(data))
@@ -99,11 +104,11 @@ def test_bits_per_byte_count_the_bytes_of_a_bpe_model_tokens(bpe_run, tmp_path, 
 
 def test_eval_on_token_files(run_dir, tmp_path, capsys):
     loaded = load_checkpoint_model(run_dir, "cpu")
-    ids = loaded.tokenizer.encode(TEXT[:1000])
+    ids = loaded.tokenizer.encode(corpus_text()[:1000])
     np.save(tmp_path / "tokens.npy", np.array(ids, dtype=np.int32))
     np.array(ids, dtype=np.uint16).tofile(tmp_path / "tokens.bin")
     text = tmp_path / "same.txt"
-    text.write_text(TEXT[:1000])
+    text.write_text(corpus_text()[:1000])
     from_text = eval_json(capsys, str(run_dir), "--data", str(text))
     for name in ("tokens.npy", "tokens.bin"):
         got = eval_json(capsys, str(run_dir), "--data", str(tmp_path / name))
@@ -147,11 +152,11 @@ def test_eval_text_output_and_progress(run_dir, capsys, tmp_path):
     from llmtui import evaluate
 
     seen = []
-    result = evaluate(run_dir, SHAKESPEARE, max_tokens=3000, progress=lambda d, t: seen.append((d, t)))
+    result = evaluate(run_dir, shared_file(SHAKESPEARE), max_tokens=3000, progress=lambda d, t: seen.append((d, t)))
     assert result.tokens == 2999 and seen and seen[-1][0] == seen[-1][1]
     # a file of a few hundred KB moves the progress bar several times on its way
     data = tmp_path / "part.txt"
-    data.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:300_000])
+    data.write_text(shakespeare_text()[:300_000])
     seen = []
     evaluate(run_dir, data, progress=lambda d, t: seen.append(d / t))
     assert len([f for f in seen if 0 < f < 1]) >= 3 and seen == sorted(seen) and seen[-1] == 1

@@ -11,12 +11,14 @@ import json
 import pytest
 import torch
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY, shakespeare_text
 from llmtui import load_config, train
 from llmtui.cli import main
-from llmtui.engine.training.sampling import load_checkpoint_model
+from llmtui.engine.training.loader import load_checkpoint_model
 
-CORPUS_TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:60_000] + "\nNaïve café — ☃\n"
+
+def corpus_text() -> str:
+    return shakespeare_text()[:60_000] + "\nNaïve café — ☃\n"
 PROBE = "ROMEO:\nBut soft, what light through yonder window breaks? Naïve ☃"
 RMS_SWIGLU = ['model.norm="rmsnorm"', 'model.mlp="swiglu"']
 # name -> (pos_encoding, tokenizer overrides, other model settings): GPT-2 and Starcoder2
@@ -50,7 +52,7 @@ def runs(tmp_path_factory):
     """A tiny model trained for each entry of MODELS (10 steps: weights far from init)."""
     root = tmp_path_factory.mktemp("export")
     corpus = root / "corpus.txt"
-    corpus.write_text(CORPUS_TEXT, encoding="utf-8")
+    corpus.write_text(corpus_text(), encoding="utf-8")
     out = {}
     for name, (pos, tokenizer, model) in MODELS.items():
         cfg = load_config("cpu", TINY + NANOGPT + tokenizer + model + [
@@ -78,6 +80,8 @@ def llmtui_greedy(run_dir, prompt, tokens, capsys) -> str:
     return capsys.readouterr().out[:-1]
 
 
+@pytest.mark.export
+@pytest.mark.train
 @pytest.mark.parametrize("name", list(MODELS))
 def test_hf_export_computes_what_llmtui_computes(name, runs, tmp_path, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,6 +113,8 @@ def test_hf_export_computes_what_llmtui_computes(name, runs, tmp_path, capsys):
     assert tokenizer.decode(generated[0]) == llmtui_greedy(runs[name], prompt, new, capsys)
 
 
+@pytest.mark.export
+@pytest.mark.train
 @pytest.mark.parametrize("name", GGUF_MODELS)
 def test_gguf_export_reads_back_with_the_same_logits(name, runs, tmp_path, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -140,6 +146,8 @@ def test_gguf_export_reads_back_with_the_same_logits(name, runs, tmp_path, capsy
     assert text == llmtui_greedy(runs[name], "ROMEO:", block - prompt_ids.shape[1], capsys)
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_gguf_holds_a_tiktoken_encoding_as_llama_cpp_reads_it(runs, tmp_path):
     """A tiktoken vocabulary in GGUF: the token list, types and merges (gpt2 model, gpt-2
     split pattern), read back by transformers into a tokenizer that encodes like llmtui.
@@ -156,6 +164,8 @@ def test_gguf_holds_a_tiktoken_encoding_as_llama_cpp_reads_it(runs, tmp_path):
     assert tokenizer.eos_token == "<|endoftext|>" and len(tokenizer) == 50257
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_fp16_exports_hold_half_precision_weights(runs, tmp_path):
     from gguf import GGUFReader
     from safetensors import safe_open
@@ -191,6 +201,8 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_char_models_are_refused_for_gguf(runs, tmp_path, capsys):
     out = tmp_path / "char-gguf"
     code, err = run_cli(capsys, "export", str(runs["learned-char"]), str(out), "--format", "gguf")
@@ -199,6 +211,7 @@ def test_char_models_are_refused_for_gguf(runs, tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.train
 def test_bad_export_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
     code, err = run_cli(capsys, "export", str(runs["learned-char"]), str(tmp_path / "x"), "--format", "onnx")
     assert code == 2 and "invalid choice: 'onnx'" in err and err.count("\n") == 1
@@ -222,6 +235,8 @@ def test_bad_export_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
     assert (runs["learned-char"] / "last" / "manifest.json").is_file()
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_a_model_setting_without_a_mapping_is_refused_by_name(runs, tmp_path, capsys, monkeypatch):
     """Every [model] setting the exporter does not map must hold its default: a new model
     option is refused until it is mapped. (Simulated by unmapping tie_embeddings, which
@@ -246,6 +261,7 @@ def test_a_model_setting_without_a_mapping_is_refused_by_name(runs, tmp_path, ca
     assert mapping.architecture(cfg, "gguf") == "gpt2"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("settings, fmt, refused", [
     (['model.norm="rmsnorm"', 'model.mlp="swiglu"'], "hf", 'model.norm = "rmsnorm" cannot be exported to hf'),
     (['model.pos_encoding="rope"', 'model.norm="rmsnorm"'], "hf", 'model.mlp = "gelu" cannot be exported to hf'),
@@ -266,6 +282,8 @@ def test_unmapped_combinations_are_refused_by_setting(settings, fmt, refused):
     assert "\n" not in str(info.value) and "exports" in str(info.value)
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_an_unmappable_model_is_refused_before_anything_is_written(runs, tmp_path, capsys):
     out = tmp_path / "relu2-gguf"
     code, err = run_cli(capsys, "export", str(runs["learned-bpe-relu2"]), str(out), "--format", "gguf")
@@ -274,6 +292,8 @@ def test_an_unmappable_model_is_refused_before_anything_is_written(runs, tmp_pat
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_hf_config_matches_the_model(runs, tmp_path):
     from llmtui import export
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY, shakespeare_text
 from llmtui import load_config, train
 from llmtui.cli import main
 
@@ -23,7 +23,7 @@ from llmtui.cli import main
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("exportsafety")
     corpus = root / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    corpus.write_text(shakespeare_text()[:20_000])
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="r"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      'tokenizer.kind="char"', "training.max_steps=2", "eval.sample_tokens=0",
@@ -41,6 +41,8 @@ def tree(folder) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+@pytest.mark.export
+@pytest.mark.train
 @pytest.mark.parametrize("nested", ["run", "checkpoint"])
 def test_overwrite_never_deletes_a_run_or_checkpoint_deep_below_out(tmp_path, run_dir, capsys, nested):
     out = tmp_path / "out"
@@ -55,6 +57,8 @@ def test_overwrite_never_deletes_a_run_or_checkpoint_deep_below_out(tmp_path, ru
     assert tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.export
+@pytest.mark.train
 @pytest.mark.parametrize("inside", ["last/myexport", "myexport"])
 def test_an_export_inside_a_run_or_checkpoint_is_refused(tmp_path, run_dir, capsys, inside):
     """Resuming rewrites `last` (and cleans the run's folder): an export there was deleted."""
@@ -64,6 +68,8 @@ def test_an_export_inside_a_run_or_checkpoint_is_refused(tmp_path, run_dir, caps
     assert tree(run_dir) == before
 
 
+@pytest.mark.export
+@pytest.mark.train
 def test_a_symbolic_link_as_out_is_refused_and_nothing_is_left(tmp_path, run_dir, capsys):
     target = tmp_path / "real"
     target.mkdir()
@@ -94,6 +100,9 @@ def start_writer(out):
     return proc
 
 
+@pytest.mark.export
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_a_later_export_removes_what_killed_exports_left_and_nothing_else(tmp_path, run_dir, capsys):
     out = tmp_path / "out"
     killed = start_writer(out)                 # kill -9 mid-export: its .tmp-out-* stays behind

@@ -73,21 +73,25 @@ def settings_from(argv: list[str]):
     return load_config("cpu", args.override + schema_flag_overrides(args))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("flag,text,key,expected", FLAGS)
 def test_each_documented_flag_sets_its_key(flag, text, key, expected):
     assert value_of(settings_from([flag, text]), key) == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("flag,key,expected", SWITCHES)
 def test_each_documented_switch_sets_its_key(flag, key, expected):
     assert value_of(settings_from([flag]), key) == expected
 
 
+@pytest.mark.unit
 def test_a_value_flag_wins_over_its_switch_whatever_the_order():
     for argv in (["--use-wandb", "--wandb-project", "mine"], ["--wandb-project", "mine", "--use-wandb"]):
         assert settings_from(argv).logging.wandb_project == "mine"
 
 
+@pytest.mark.unit
 def test_every_schema_flag_is_in_help_under_its_section(capsys):
     with pytest.raises(SystemExit):
         run_parser().parse_args(["--help"])
@@ -99,6 +103,7 @@ def test_every_schema_flag_is_in_help_under_its_section(capsys):
     assert "--config" in help_text and "--resume-from" in help_text
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("argv,named", [(["--batch-size", "0"], "--batch-size"),
                                         (["--n_layer", "many"], "--n_layer"),
                                         (["--dropout", "2"], "--dropout"),
@@ -110,11 +115,13 @@ def test_a_bad_flag_value_is_one_line_naming_the_flag(argv, named, capsys):
     assert named in err
 
 
+@pytest.mark.unit
 def test_flags_without_a_config_are_refused(capsys):
     assert main(["--batch-size", "4"]) == 2
     assert "--run CONFIG" in capsys.readouterr().err
 
 
+@pytest.mark.train
 def test_config_flag_trains_with_the_documents_flags(tiny, tmp_path, capsys):
     """`--config` is --run; 004's spellings set the model and the run trains with them."""
     args = ["--config", "cpu", "--plain", *sum((["-o", o] for o in tiny), []),
@@ -129,6 +136,7 @@ def test_config_flag_trains_with_the_documents_flags(tiny, tmp_path, capsys):
     assert json.loads((run / "last" / "state.json").read_text())["step"] == 6
 
 
+@pytest.mark.train
 def test_resume_from_continues_from_that_checkpoint(tiny, tmp_path, capsys):
     base = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])]
     assert main(base + ["-o", "checkpoint.every_n_steps=10"]) == 0
@@ -139,6 +147,7 @@ def test_resume_from_continues_from_that_checkpoint(tiny, tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.train
 def test_retrain_tokenizer_prepares_the_data_again(tiny, tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300)
@@ -155,6 +164,7 @@ def test_retrain_tokenizer_prepares_the_data_again(tiny, tmp_path, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.subprocess
 def test_the_cli_flags_do_not_import_torch():
     import subprocess
     code = ("import sys; from llmtui.cli import run_parser, schema_flag_overrides; "

@@ -101,6 +101,7 @@ def machine(monkeypatch, gpus, torch_gpus=None, **nvml_kwargs):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("error, words", [
     (pynvml.NVMLError_LibraryNotFound(), "no NVIDIA driver library"),
     (pynvml.NVMLError_DriverNotLoaded(), "driver is not loaded"),
@@ -122,6 +123,7 @@ def test_no_driver_means_cpu_preset(monkeypatch, error, words):
     assert hw.gpu_memory_used(0) is None
 
 
+@pytest.mark.unit
 def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16"}
     monkeypatch.setattr(planning_device, "cpu_flags", lambda: flags)
@@ -133,6 +135,7 @@ def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
     assert any("AVX512_BF16" in r and "no faster" in r for r in rec.reasons)
 
 
+@pytest.mark.unit
 def test_cpu_with_amx_picks_bf16(monkeypatch):
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
     monkeypatch.setattr(planning_device, "cpu_flags", lambda: flags)
@@ -143,6 +146,7 @@ def test_cpu_with_amx_picks_bf16(monkeypatch):
     assert any("AMX" in r for r in rec.reasons)
 
 
+@pytest.mark.unit
 def test_one_gtx1660_super(monkeypatch):
     info = machine(monkeypatch, [GTX1660S])
     gpu, = info.gpus
@@ -163,6 +167,7 @@ def test_one_gtx1660_super(monkeypatch):
     assert hw.gpu_memory_used(0) == (300 * MiB, 6144 * MiB)
 
 
+@pytest.mark.unit
 def test_one_rtx4060(monkeypatch):
     info = machine(monkeypatch, [RTX4060])
     assert info.gpus[0].bf16
@@ -176,6 +181,7 @@ def test_one_rtx4060(monkeypatch):
     assert rec.estimate.step_seconds > 0 and rec.estimate.total_seconds > 0
 
 
+@pytest.mark.unit
 def test_two_different_gpus_plan_for_the_bigger_one(monkeypatch):
     info = machine(monkeypatch, [RTX4060, RTX3090])
     assert [g.torch_index for g in info.gpus] == [0, 1]
@@ -187,6 +193,7 @@ def test_two_different_gpus_plan_for_the_bigger_one(monkeypatch):
     assert rec.estimate.device == "cuda:1" and rec.estimate.fits
 
 
+@pytest.mark.unit
 def test_metric_not_supported_shows_as_unavailable(monkeypatch):
     info = machine(monkeypatch, [RTX4060], unsupported={"temperature", "utilization"})
     gpu = info.gpus[0]
@@ -197,6 +204,7 @@ def test_metric_not_supported_shows_as_unavailable(monkeypatch):
     assert json.dumps(info.to_json())       # still serialisable
 
 
+@pytest.mark.unit
 def test_memory_not_supported_falls_back_to_torch(monkeypatch):
     info = machine(monkeypatch, [RTX4060], unsupported={"memory"})
     gpu = info.gpus[0]
@@ -204,6 +212,7 @@ def test_memory_not_supported_falls_back_to_torch(monkeypatch):
     assert recommend(info).preset == "rtx4060"
 
 
+@pytest.mark.unit
 def test_gpu_seen_by_nvml_but_cpu_only_torch(monkeypatch):
     fake_nvml(monkeypatch, [RTX4060])
     fake_torch_cuda(monkeypatch, [], build=None)
@@ -217,6 +226,7 @@ def test_gpu_seen_by_nvml_but_cpu_only_torch(monkeypatch):
     assert any("not usable by this torch build" in r for r in rec.reasons)
 
 
+@pytest.mark.unit
 def test_driver_older_than_torch_cuda(monkeypatch):
     fake_nvml(monkeypatch, [RTX4060], driver_cuda=11040)
     fake_torch_cuda(monkeypatch, [], build="12.8")
@@ -225,6 +235,7 @@ def test_driver_older_than_torch_cuda(monkeypatch):
     assert recommend(info).preset == "cpu"
 
 
+@pytest.mark.unit
 def test_torch_build_without_kernels_for_the_gpu(monkeypatch):
     fake_nvml(monkeypatch, [RTX4060])
     fake_torch_cuda(monkeypatch, [RTX4060])
@@ -235,6 +246,7 @@ def test_torch_build_without_kernels_for_the_gpu(monkeypatch):
     assert recommend(info).preset == "cpu"
 
 
+@pytest.mark.unit
 def test_torch_sees_a_subset_matched_by_uuid(monkeypatch):
     """CUDA_VISIBLE_DEVICES=1: torch's cuda:0 is NVML's GPU 1."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
@@ -246,6 +258,7 @@ def test_torch_sees_a_subset_matched_by_uuid(monkeypatch):
     assert rec.preset == "gtx1660" and rec.device == "cuda:0"
 
 
+@pytest.mark.unit
 def test_nvml_initialised_once_and_refresh(monkeypatch):
     calls = fake_nvml(monkeypatch, [RTX4060])
     fake_torch_cuda(monkeypatch, [RTX4060])
@@ -257,6 +270,7 @@ def test_nvml_initialised_once_and_refresh(monkeypatch):
     assert calls["init"] == 2
 
 
+@pytest.mark.unit
 def test_detect_json_cli(monkeypatch, capsys):
     machine(monkeypatch, [GTX1660S])
     assert main(["detect", "--json"]) == 0
@@ -269,6 +283,7 @@ def test_detect_json_cli(monkeypatch, capsys):
     assert out["estimate"]["memory_total"] > 0
 
 
+@pytest.mark.unit
 def test_detect_text_cli(monkeypatch, capsys):
     machine(monkeypatch, [RTX4060], unsupported={"temperature"})
     assert main(["detect"]) == 0
@@ -278,6 +293,7 @@ def test_detect_text_cli(monkeypatch, capsys):
         assert words in out, words
 
 
+@pytest.mark.unit
 def test_detect_planned_gpu_cli(monkeypatch, capsys):
     machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     assert main(["detect", "--json", "--gpu", "RTX 4060"]) == 0
@@ -288,6 +304,7 @@ def test_detect_planned_gpu_cli(monkeypatch, capsys):
     assert out["preset"] == "rtx4090" and out["estimate"]["step_seconds"] is None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("spec", ["Mystery", "RTX 4060:lots", "Mystery:12:8", "A:1:2:3"])
 def test_detect_bad_gpu_is_one_line_exit_2(monkeypatch, capsys, spec):
     machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
@@ -296,6 +313,7 @@ def test_detect_bad_gpu_is_one_line_exit_2(monkeypatch, capsys, spec):
     assert err.count("\n") == 1 and "NAME:VRAM_GB" in err and "Traceback" not in err
 
 
+@pytest.mark.train
 def test_detect_calibrate_times_real_steps(monkeypatch, capsys):
     machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     assert main(["detect", "--json", "--calibrate"]) == 0

@@ -4,10 +4,14 @@ import math
 import sys
 import types
 
+import pytest
+
 from conftest import read_jsonl
 from llmtui import load_config
 from llmtui.cli import main
 from llmtui.engine.training.trainer import Trainer
+
+pytestmark = pytest.mark.train
 
 
 def test_missing_tracker_package_is_bad_input_before_training(tiny, tmp_path, capsys, monkeypatch):

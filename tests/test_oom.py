@@ -31,6 +31,7 @@ def device_that_fits(trainer: Trainer, sequences: int, seen: list[int]):
     return install
 
 
+@pytest.mark.train
 def test_out_of_memory_halves_the_micro_batch_keeps_the_global_batch_and_goes_on(tiny):
     cfg = load_config("cpu", tiny + ["training.batch_size=8", "training.grad_accum_steps=1"])
     trainer = Trainer(cfg)
@@ -51,6 +52,7 @@ def test_out_of_memory_halves_the_micro_batch_keeps_the_global_batch_and_goes_on
     assert (saved["batch_size"], saved["grad_accum_steps"]) == (2, 4)
 
 
+@pytest.mark.train
 def test_out_of_memory_after_three_halvings_stops_with_advice(tiny):
     cfg = load_config("cpu", tiny + ["training.batch_size=8"])
     trainer = Trainer(cfg)

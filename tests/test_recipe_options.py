@@ -37,6 +37,7 @@ def small_model(**options) -> GPT:
 # the model options
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("options", [dict(norm="rmsnorm"), dict(mlp="relu2"), dict(mlp="swiglu"),
                                      dict(qk_norm=True), dict(norm="rmsnorm", mlp="swiglu", qk_norm=True,
                                                               bias=True, tie_embeddings=False)])
@@ -66,6 +67,7 @@ def test_each_model_option_builds_what_it_names_and_is_counted(options):
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.unit
 def test_activation_functions_are_the_named_ones():
     x = torch.randn(4, 32)
     for kind, expected in (("gelu", torch.nn.functional.gelu), ("relu2", lambda h: torch.relu(h) ** 2)):
@@ -76,6 +78,7 @@ def test_activation_functions_are_the_named_ones():
     assert torch.allclose(mlp(x), mlp.c_proj(torch.nn.functional.silu(gate) * up), atol=1e-6)
 
 
+@pytest.mark.unit
 def test_qk_norm_bounds_the_attention_logits():
     """With QK-norm, q and k have unit RMS per head (times a gain that starts at 1)."""
     attn = small_model(qk_norm=True).transformer.h[0].attn
@@ -88,6 +91,7 @@ def test_qk_norm_bounds_the_attention_logits():
 # Muon
 
 
+@pytest.mark.unit
 def test_muon_step_is_torch_optim_muons_step_bit_for_bit():
     """Our Muon is torch.optim.Muon with a choice of Newton-Schulz format: in bf16 (PyTorch's)
     it takes exactly torch's steps."""
@@ -111,6 +115,7 @@ def test_muon_step_is_torch_optim_muons_step_bit_for_bit():
         torch_muon.state_dict()["state"][0]["momentum_buffer"])
 
 
+@pytest.mark.unit
 def test_fp32_newton_schulz_orthogonalizes():
     """Muon's quintic iteration in fp32 (the CPU path) leaves singular values near 1
     (within Muon's designed band of about 0.5 to 1.5) for tall and wide matrices."""
@@ -121,6 +126,7 @@ def test_fp32_newton_schulz_orthogonalizes():
         assert s.min() > 0.5 and s.max() < 1.5, s
 
 
+@pytest.mark.unit
 def test_fp32_muon_batches_matrices_of_one_shape_with_the_same_result():
     """In fp32 (the CPU path) Muon orthogonalizes same-shaped matrices in one batched
     iteration: each parameter still moves as torch.optim.Muon's fp32 step moves it alone."""
@@ -143,6 +149,7 @@ def test_fp32_muon_batches_matrices_of_one_shape_with_the_same_result():
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.unit
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     model = small_model(tie_embeddings=False, bias=True)
     cfg = load_config(None, MUON + ["optimizer.head_learning_rate=0.008", "model.tie_embeddings=false"])
@@ -172,6 +179,7 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     assert optimizer_bytes(cfg, n) < 8 * n
 
 
+@pytest.mark.train
 def test_muon_run_reports_its_optimizer_flops_and_default_runs_do_not(tiny):
     result = Trainer(load_config("cpu", tiny + MUON + ['run.name="muon"'])).run()
     start = next(e for e in read_jsonl(result.metrics_path) if e["kind"] == "start")
@@ -185,6 +193,7 @@ def test_muon_run_reports_its_optimizer_flops_and_default_runs_do_not(tiny):
 # exact resume, for every option
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("options", [
     MUON + ['scheduler.kind="wsd"', "scheduler.decay_fraction=0.3", "model.tie_embeddings=false",
             "optimizer.head_learning_rate=0.01"],
@@ -204,6 +213,7 @@ def test_resume_is_bit_identical_for_every_new_option(tiny, options):
             (resumed.run_dir / "last" / name).read_bytes(), name
 
 
+@pytest.mark.train
 def test_muon_state_is_saved_and_checked_before_loading(tiny, capsys):
     from safetensors.torch import load_file, save_file
 
@@ -229,6 +239,7 @@ def test_muon_state_is_saved_and_checked_before_loading(tiny, capsys):
     assert ckpt.checkpoint_step(last) == 30
 
 
+@pytest.mark.train
 def test_resuming_with_another_optimizer_is_refused_with_one_line(tiny, capsys):
     Trainer(load_config(None, tiny + ["training.max_steps=10"])).run()
     code = main(["--run", "cpu", "--plain", "--resume", "--max-iters", "20",
@@ -237,6 +248,7 @@ def test_resuming_with_another_optimizer_is_refused_with_one_line(tiny, capsys):
     assert code == 2 and "optimizer.name" in err and "\n" not in err, err
 
 
+@pytest.mark.train
 def test_a_new_model_option_changes_the_shape_fingerprint(tiny, capsys):
     Trainer(load_config(None, tiny + ["training.max_steps=10"])).run()
     code = main(["--run", "cpu", "--plain", "--resume", "--max-iters", "20",
@@ -256,6 +268,7 @@ def wsd(**kw):
                        + [f"scheduler.{k}={v}" for k, v in kw.items()]).scheduler
 
 
+@pytest.mark.unit
 def test_wsd_is_warmup_then_constant_then_a_linear_decay():
     s = wsd(decay_fraction=0.25)
     lrs = [lr_at(step, s, 1e-3, 100) for step in range(110)]
@@ -271,6 +284,7 @@ def test_wsd_is_warmup_then_constant_then_a_linear_decay():
     assert wsd_decay_start(wsd(decay_fraction=1.0), 100) == 10
 
 
+@pytest.mark.train
 def test_extending_a_wsd_run_keeps_its_learning_rate(tiny):
     """Stopped in its stable phase and resumed with a larger max_steps, a wsd run goes on at
     the same learning rate (cosine's would step up); the decay moves to the new end."""
@@ -294,6 +308,7 @@ def test_extending_a_wsd_run_keeps_its_learning_rate(tiny):
     assert lr[80] < lr[70] < lr[66] < peak
 
 
+@pytest.mark.train
 def test_resuming_a_wsd_run_inside_its_decay_with_more_steps_warns(tiny):
     options = ['scheduler.kind="wsd"', "scheduler.decay_fraction=0.5", "checkpoint.every_n_steps=0"]
     Trainer(load_config(None, tiny + options + ["training.max_steps=30"])).run()
@@ -308,6 +323,7 @@ def test_resuming_a_wsd_run_inside_its_decay_with_more_steps_warns(tiny):
 # config
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("key, value", [("model.norm", '"batchnorm"'), ("model.mlp", '"tanh"'),
                                         ("optimizer.name", '"sgd"'), ("scheduler.kind", '"step"'),
                                         ("scheduler.decay_fraction", "0"), ("optimizer.muon_momentum", "1.5"),
@@ -318,6 +334,7 @@ def test_bad_values_of_the_new_keys_are_one_line_errors(tiny, capsys, key, value
     assert code == 2 and key in err and "\n" not in err, err
 
 
+@pytest.mark.unit
 def test_head_learning_rate_needs_an_untied_head():
     cfg = config_from_dict({"optimizer": {"name": "muon", "head_learning_rate": 0.01}})
     with pytest.raises(ConfigError) as info:
@@ -328,6 +345,7 @@ def test_head_learning_rate_needs_an_untied_head():
     validate(cfg)
 
 
+@pytest.mark.unit
 def test_new_keys_reach_the_model():
     cfg = load_config(None, ['model.norm="rmsnorm"', 'model.mlp="swiglu"', "model.qk_norm=true",
                              "model.d_ff=96"])

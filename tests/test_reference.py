@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from llmtui import load_config
 from llmtui.engine.config.reference import recipe_fingerprint, reference_for
 from llmtui.engine.training.events import EvalEvent
@@ -16,6 +18,7 @@ from llmtui.engine.training.trainer import Trainer
 CHECKED_STEPS = (50, 100)
 
 
+@pytest.mark.unit
 def test_the_cpu_preset_ships_a_whole_run_as_its_reference():
     cfg = load_config("cpu")
     curve = reference_for(cfg)
@@ -28,6 +31,7 @@ def test_the_cpu_preset_ships_a_whole_run_as_its_reference():
     assert "cores" in curve.machine and "torch" in curve.versions
 
 
+@pytest.mark.unit
 def test_only_the_same_recipe_gets_the_reference():
     """Where and how a run trains does not change its curve; what it trains does."""
     shipped = load_config("cpu")
@@ -39,6 +43,7 @@ def test_only_the_same_recipe_gets_the_reference():
         assert reference_for(load_config("cpu", [change])) is None, change
 
 
+@pytest.mark.train
 def test_the_reference_is_what_the_preset_does_for_its_first_steps(tmp_path, shared_data_dir):
     """Train the preset as shipped (its own schedule: the run is stopped, not shortened) and
     compare its val loss at the first evaluations with the shipped curve: the same within
@@ -60,6 +65,7 @@ def test_the_reference_is_what_the_preset_does_for_its_first_steps(tmp_path, sha
         assert abs(measured[step] - shipped[step]) <= 0.02 * shipped[step], (step, measured[step], shipped[step])
 
 
+@pytest.mark.tui
 def test_the_monitor_draws_the_reference_behind_the_run(tmp_path):
     from pilot import make_app, open_monitor, wait_for
 

@@ -99,6 +99,7 @@ CASES = ["will not fit", "vocabulary too small", "tracker not installed", "unkno
          "prepared_dir is a file", "empty corpus", "latin-1 corpus", "float64 tokens"]
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("case", CASES)
 def test_refused_overwrite_keeps_every_checkpoint_and_the_record(case, finished_run, tiny, tmp_path, capsys):
     before = snapshot(finished_run)
@@ -108,6 +109,7 @@ def test_refused_overwrite_keeps_every_checkpoint_and_the_record(case, finished_
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case", CASES)
 def test_refused_new_run_creates_no_folder(case, tiny, tmp_path, capsys):
     out_dir = tmp_path / "new" / "runs"
@@ -118,6 +120,7 @@ def test_refused_new_run_creates_no_folder(case, tiny, tmp_path, capsys):
     assert not (tmp_path / "prepared-fresh").exists()     # no empty data cache either
 
 
+@pytest.mark.train
 def test_overwrite_replaces_the_old_run_once_the_new_one_saved(finished_run, tiny):
     old_log = json.loads((finished_run / "train_log.json").read_text())
     cfg = load_config("cpu", tiny + ["training.max_steps=10"])
@@ -130,6 +133,7 @@ def test_overwrite_replaces_the_old_run_once_the_new_one_saved(finished_run, tin
     assert rundir.recorded_checkpoints(finished_run) == {"best", "last"}
 
 
+@pytest.mark.train
 def test_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(finished_run, tiny):
     before = snapshot(finished_run)
 
@@ -143,6 +147,7 @@ def test_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_ba
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.train
 def test_an_overwrite_killed_midway_is_put_back_by_the_next_start(finished_run, tiny):
     """A process killed after moving the old run aside and before saving leaves
     .llmtui-overwritten: the next start restores it and says so."""
@@ -164,6 +169,7 @@ def test_an_overwrite_killed_midway_is_put_back_by_the_next_start(finished_run, 
     assert 30 in trained and 40 in trained          # the old record came back and goes on
 
 
+@pytest.mark.train
 def test_resume_and_overwrite_together_are_refused(finished_run, tiny, capsys):
     before = snapshot(finished_run)
     code, _, err = cli(capsys, *run_args(tiny, "--resume", "--overwrite"))
@@ -174,6 +180,7 @@ def test_resume_and_overwrite_together_are_refused(finished_run, tiny, capsys):
 # ---------------------------------------------------------------------------
 # only what llmtui's record lists is ever deleted
 
+@pytest.mark.train
 @pytest.mark.parametrize("name", ["best_step_1", "step_999999", "last"])
 def test_a_users_folder_with_a_checkpoint_name_is_never_replaced(name, finished_run, tiny, capsys):
     import shutil
@@ -191,6 +198,7 @@ def test_a_users_folder_with_a_checkpoint_name_is_never_replaced(name, finished_
     assert (finished_run / name / "mine.txt").read_text() == "my notes"
 
 
+@pytest.mark.unit
 def test_an_unmarked_folder_holding_last_is_not_adopted(tiny, tmp_path, capsys):
     run = tmp_path / "runs" / "tiny"
     (run / "last").mkdir(parents=True)
@@ -200,6 +208,7 @@ def test_an_unmarked_folder_holding_last_is_not_adopted(tiny, tmp_path, capsys):
     assert snapshot(run) == {"last": b"<dir>", "last/mine.txt": b"my notes"}
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("marker", ["random bytes", "a folder", "version 99"])
 def test_a_marker_that_is_not_llmtuis_is_refused(marker, finished_run, tiny, capsys):
     path = finished_run / rundir.MARKER
@@ -220,16 +229,19 @@ def test_a_marker_that_is_not_llmtuis_is_refused(marker, finished_run, tiny, cap
 # ---------------------------------------------------------------------------
 # the lock
 
+@pytest.mark.train
 def test_the_lock_file_is_removed_at_a_clean_end(finished_run):
     assert not (finished_run / rundir.LOCK).exists()
 
 
+@pytest.mark.train
 def test_a_lock_file_that_is_a_folder_is_one_line(finished_run, tiny, capsys):
     (finished_run / rundir.LOCK).mkdir()
     code, _, err = cli(capsys, *run_args(tiny, "--resume", "--max-iters", "40"))
     assert code == 2 and rundir.LOCK in one_line(err)
 
 
+@pytest.mark.train
 def test_a_lock_file_deleted_while_training_is_made_again(tiny):
     cfg = load_config("cpu", tiny)
     trainer = Trainer(cfg)
@@ -250,6 +262,7 @@ def test_a_lock_file_deleted_while_training_is_made_again(tiny):
     assert not (trainer.run_dir / rundir.LOCK).exists()
 
 
+@pytest.mark.train
 def test_a_second_writer_after_the_lock_file_was_deleted_stops_the_first(tiny):
     cfg = load_config("cpu", tiny)
     trainer = Trainer(cfg)
@@ -288,6 +301,8 @@ def _wait_for(path: Path, text: str, timeout: float = 120) -> None:
     raise AssertionError(f"{text!r} never appeared in {path}")
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_sighup_saves_last_and_exits_129(tiny, tmp_path):
     log = tmp_path / "out.log"
     args = run_args(tiny + ["training.max_steps=100000", "logging.every_n_steps=1"])
@@ -302,6 +317,8 @@ def test_sighup_saves_last_and_exits_129(tiny, tmp_path):
     assert state["step"] >= 3 and not (run / rundir.LOCK).exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_a_closed_stdout_never_stops_training(tiny, tmp_path):
     """`llmtui --run ... | head -2`: training goes on to the end and saves; the lost
     output is noted in metrics.jsonl."""
@@ -319,6 +336,8 @@ def test_a_closed_stdout_never_stops_training(tiny, tmp_path):
                for r in read_jsonl(run / "metrics.jsonl"))
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 @pytest.mark.parametrize("command", [["runs"], ["config", "cpu"], ["detect"], ["runs", "--json"]])
 def test_printing_commands_end_quietly_on_a_closed_pipe(command, finished_run, tmp_path):
     if command[0] == "runs":
@@ -343,6 +362,7 @@ def _metrics_fd(run_dir: Path) -> int:
     raise AssertionError("metrics.jsonl is not open")
 
 
+@pytest.mark.train
 def test_a_full_disk_for_the_record_saves_last_and_names_the_file(tiny):
     """From step 10 every write to metrics.jsonl fails with ENOSPC (its descriptor now
     points at /dev/full): training stops with one line naming the file, `last` saved."""
@@ -365,6 +385,7 @@ def test_a_full_disk_for_the_record_saves_last_and_names_the_file(tiny):
     assert state["step"] >= 10
 
 
+@pytest.mark.train
 def test_garbage_at_the_end_of_metrics_is_cut_back_on_resume(finished_run, tiny):
     metrics = finished_run / "metrics.jsonl"
     with open(metrics, "ab") as f:
@@ -378,6 +399,9 @@ def test_garbage_at_the_end_of_metrics_is_cut_back_on_resume(finished_run, tiny)
     assert any("damaged or torn" in w for w in warnings)
 
 
+@pytest.mark.train
+@pytest.mark.subprocess
+@pytest.mark.tui
 def test_the_app_saves_last_and_exits_129_when_its_terminal_hangs_up(tiny, tmp_path):
     """The real app on a pseudo-terminal: wizard -> data -> train, then SIGHUP (the
     terminal or SSH session closed): the step finishes, `last` is saved, exit 129."""

@@ -1,6 +1,5 @@
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,15 +11,8 @@ from llmtui.engine.data.tokenizers import (
 )
 from llmtui.engine.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TIKTOKEN_CACHE = SHARED / "tiktoken_cache"
-needs_cache = pytest.mark.skipif(not TIKTOKEN_CACHE.is_dir(), reason=f"no {TIKTOKEN_CACHE}")
+pytestmark = pytest.mark.unit
 
-
-@pytest.fixture
-def gpt2_cache(monkeypatch):
-    # tiktoken reads TIKTOKEN_CACHE_DIR each time it loads an encoding.
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
 
 
 # --- builtin corpus -------------------------------------------------------
@@ -94,7 +86,6 @@ def test_char_from_json_keeps_order_and_validates():
 
 # --- bpe ------------------------------------------------------------------
 
-@needs_cache
 def test_bpe_gpt2_offline(gpt2_cache):
     tok = BpeTokenizer("gpt2")
     assert tok.vocab_size == 50257
@@ -108,7 +99,6 @@ def test_bpe_gpt2_offline(gpt2_cache):
     assert tok.decode([15496, 60000, 995]) == "Hello\ufffd world"
 
 
-@needs_cache
 def test_bpe_json_round_trip_and_fingerprint(gpt2_cache):
     tok = BpeTokenizer("gpt2")
     back = tokenizer_from_json(json.loads(json.dumps(tok.to_json())))

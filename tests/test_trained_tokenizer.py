@@ -9,14 +9,16 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SHAKESPEARE
+from conftest import shakespeare_text
 from llmtui.engine.config.loading import load_config
 from llmtui.engine.data import bpe_training, prepare
 from llmtui.engine.data.prepare import prepare_data
 from llmtui.engine.data.tokenizers import TrainedTokenizer, tokenizer_from_json
 from llmtui.engine.errors import ConfigError, DataError, Interrupted
 
-TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:120_000]
+
+def corpus_text() -> str:
+    return shakespeare_text()[:120_000]
 
 
 def trained_cfg(tmp_path, source, *more):
@@ -27,12 +29,13 @@ def trained_cfg(tmp_path, source, *more):
 @pytest.fixture
 def corpus(tmp_path):
     path = tmp_path / "corpus.txt"
-    path.write_text(TEXT + "\nNaïve café, ☃ and 日本語 too.\n", encoding="utf-8")
+    path.write_text(corpus_text() + "\nNaïve café, ☃ and 日本語 too.\n", encoding="utf-8")
     return path
 
 
 # --- config --------------------------------------------------------------
 
+@pytest.mark.train
 def test_vocab_size_must_hold_the_bytes_and_the_special_tokens():
     with pytest.raises(ConfigError) as err:
         load_config(None, ['tokenizer.kind="trained"', "tokenizer.vocab_size=256"])
@@ -44,6 +47,7 @@ def test_vocab_size_must_hold_the_bytes_and_the_special_tokens():
         load_config(None, ["tokenizer.vocab_size=255"])
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("override, words", [
     ('tokenizer.special_tokens=["<a>", "<a>"]', "only once"),
     ('tokenizer.special_tokens=[" "]', "visible characters"),
@@ -54,6 +58,7 @@ def test_special_tokens_are_checked(override, words):
     assert err.value.key == "tokenizer.special_tokens"
 
 
+@pytest.mark.unit
 def test_a_tokenizer_path_needs_the_trained_kind():
     with pytest.raises(ConfigError) as err:
         load_config(None, ['tokenizer.path="tok.json"'])
@@ -62,6 +67,7 @@ def test_a_tokenizer_path_needs_the_trained_kind():
 
 # --- training -------------------------------------------------------------
 
+@pytest.mark.train
 def test_train_on_the_corpus_round_trips_and_is_stored_beside_the_data(tmp_path, corpus):
     events = []
     data = prepare_data(trained_cfg(tmp_path, corpus), progress=lambda *e: events.append(e))
@@ -84,19 +90,21 @@ def test_train_on_the_corpus_round_trips_and_is_stored_beside_the_data(tmp_path,
     assert tokenizer_from_json(meta["tokenizer"]).fingerprint() == tok.fingerprint()
 
 
+@pytest.mark.unit
 def test_the_end_of_text_token_separates_documents(tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
-    (folder / "a.txt").write_text(TEXT[:30_000])
-    (folder / "b.txt").write_text(TEXT[30_000:60_000])
+    (folder / "a.txt").write_text(corpus_text()[:30_000])
+    (folder / "b.txt").write_text(corpus_text()[30_000:60_000])
     data = prepare_data(trained_cfg(tmp_path, folder, "data.val_fraction=0.01"))
     tokens = np.asarray(data.train)
     eot = data.tokenizer.eot_token
     assert int((tokens == eot).sum()) == 1
     cut = int(np.flatnonzero(tokens == eot)[0])
-    assert data.tokenizer.decode(tokens[:cut].tolist()) == TEXT[:30_000]
+    assert data.tokenizer.decode(tokens[:cut].tolist()) == corpus_text()[:30_000]
 
 
+@pytest.mark.unit
 def test_reused_until_the_corpus_or_the_settings_change(tmp_path, corpus):
     first = prepare_data(trained_cfg(tmp_path, corpus))
     again = prepare_data(trained_cfg(tmp_path, corpus))
@@ -108,11 +116,12 @@ def test_reused_until_the_corpus_or_the_settings_change(tmp_path, corpus):
     assert not special.reused and special.tokenizer.decode([0, 1]) == "<|eot|><|pad|>"
     # switching back to earlier settings reuses their folder (the settings are part of its name)
     assert prepare_data(trained_cfg(tmp_path, corpus, "tokenizer.vocab_size=500")).reused
-    corpus.write_text(TEXT[::-1], encoding="utf-8")
+    corpus.write_text(corpus_text()[::-1], encoding="utf-8")
     changed = prepare_data(trained_cfg(tmp_path, corpus))
     assert not changed.reused and changed.tokenizer.fingerprint() != first.tokenizer.fingerprint()
 
 
+@pytest.mark.unit
 def test_training_streams_the_corpus_in_small_pieces(tmp_path, corpus, monkeypatch):
     """The trainer never sees the corpus as one string: pieces of PIECE_CHARS at most,
     read TRAIN_READ_BYTES at a time, with a progress report per read."""
@@ -135,6 +144,7 @@ def test_training_streams_the_corpus_in_small_pieces(tmp_path, corpus, monkeypat
     assert len(training) >= corpus.stat().st_size // (8 << 10)
 
 
+@pytest.mark.unit
 def test_a_stop_during_training_ends_preparation_and_leaves_nothing(tmp_path, corpus):
     calls = []
 
@@ -151,17 +161,19 @@ def test_a_stop_during_training_ends_preparation_and_leaves_nothing(tmp_path, co
 
 # --- a given tokenizer.json -----------------------------------------------------
 
+@pytest.mark.train
 def test_tokenizer_path_loads_that_file_instead_of_training(tmp_path, corpus):
     trained = prepare_data(trained_cfg(tmp_path, corpus))
     given = trained.directory / "tokenizer.json"
     other = tmp_path / "other.txt"
-    other.write_text(TEXT[5000:40_000])
+    other.write_text(corpus_text()[5000:40_000])
     data = prepare_data(trained_cfg(tmp_path, other, f'tokenizer.path="{given}"', "tokenizer.vocab_size=9999"))
     assert data.tokenizer.hf_json == trained.tokenizer.hf_json
     assert data.vocab_size == 400 and data.directory != trained.directory
-    assert data.tokenizer.decode(np.asarray(data.train).tolist()).startswith(TEXT[5000:5100])
+    assert data.tokenizer.decode(np.asarray(data.train).tolist()).startswith(corpus_text()[5000:5100])
 
 
+@pytest.mark.train
 def test_bad_tokenizer_files_are_one_line_errors(tmp_path, corpus):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -179,6 +191,7 @@ def test_bad_tokenizer_files_are_one_line_errors(tmp_path, corpus):
     assert '"<|endoftext|>"' in str(err.value)
 
 
+@pytest.mark.train
 def test_headless_run_with_a_broken_tokenizer_json_exits_2_and_writes_nothing(tmp_path, corpus, capsys):
     from llmtui.cli import main
 
@@ -192,6 +205,7 @@ def test_headless_run_with_a_broken_tokenizer_json_exits_2_and_writes_nothing(tm
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
+@pytest.mark.train
 def test_missing_tokenizer_path_is_refused_before_anything_is_written(tmp_path, corpus):
     from llmtui.engine.training.trainer import Trainer
 
@@ -204,6 +218,7 @@ def test_missing_tokenizer_path_is_refused_before_anything_is_written(tmp_path, 
 
 # --- training with it, checkpoints, front ends ---------------------------------------
 
+@pytest.mark.train
 def test_checkpoints_carry_the_trained_tokenizer(tiny, tmp_path, corpus, capsys):
     from llmtui import train
     from llmtui.cli import main
@@ -224,6 +239,7 @@ def test_checkpoints_carry_the_trained_tokenizer(tiny, tmp_path, corpus, capsys)
               resume_from=True)
 
 
+@pytest.mark.train
 def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus, capsys):
     from llmtui.cli import main
 
@@ -236,6 +252,7 @@ def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus, 
     assert "vocab 300" in out
 
 
+@pytest.mark.train
 def test_estimates_use_the_trained_vocabulary(tmp_path, corpus, capsys):
     from llmtui.cli import main
     from llmtui.engine.planning.sizing import vocab_for

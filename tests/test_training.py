@@ -21,6 +21,7 @@ def run_cli(args, capsys):
     return code, out.out, out.err
 
 
+@pytest.mark.train
 def test_cli_trains_and_writes_the_run_directory(tiny, tmp_path, capsys):
     code, out, err = run_cli(["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])], capsys)
     assert code == 0, err
@@ -49,6 +50,7 @@ def test_cli_trains_and_writes_the_run_directory(tiny, tmp_path, capsys):
     assert "step 30/30" in out and "val loss" in out
 
 
+@pytest.mark.train
 def test_learning_happens(tiny, tmp_path):
     result = train(load_config("cpu", tiny + ["training.max_steps=80", "eval.every_n_steps=40"]))
     events = read_jsonl(result.metrics_path)
@@ -58,6 +60,7 @@ def test_learning_happens(tiny, tmp_path):
     assert result.final_val_loss < math.log(vocab) - 0.5  # well below a uniform guess
 
 
+@pytest.mark.train
 def test_python_api_results(tiny, tmp_path):
     cfg = load_config("cpu", tiny)
     result = train(cfg)
@@ -73,6 +76,17 @@ def test_python_api_results(tiny, tmp_path):
     assert again.steps == 10 and again.run_dir.name == "tiny2"
 
 
+@pytest.mark.train
+@pytest.mark.parametrize("form", ["preset name", "Config"])
+def test_keyword_settings_win_over_overrides_for_every_config_form(tiny, form):
+    """One order for both call forms: the override strings first, then the keyword settings
+    (a Config used to take the override, a preset name the keyword)."""
+    config = "cpu" if form == "preset name" else load_config("cpu", tiny)
+    result = train(config, overrides=tiny + ["training.max_steps=5"], training__max_steps=7)
+    assert result.steps == 7
+
+
+@pytest.mark.train
 def test_override_and_quick_flags_reach_the_run(tiny, tmp_path, capsys):
     args = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []),
             "--max-iters", "12", "--device", "cpu", "--tokenizer", "char",
@@ -91,6 +105,7 @@ def test_override_and_quick_flags_reach_the_run(tiny, tmp_path, capsys):
     assert start["n_params"] == pytest.approx(12 * 48 * 48 + 103 * 48 + 16 * 48 + 5 * 48, rel=0.02)
 
 
+@pytest.mark.unit
 def test_tokenizer_flag_offers_every_tokenizer_kind(capsys):
     """--tokenizer takes what tokenizer.kind takes (trained was refused as an invalid choice)."""
     from llmtui.cli import quick_flag_overrides, run_parser
@@ -104,39 +119,47 @@ def test_tokenizer_flag_offers_every_tokenizer_kind(capsys):
     assert "{char,bpe,trained}" in capsys.readouterr().out
 
 
+@pytest.mark.train
 def test_early_stopping_stops_and_keeps_best(tiny, tmp_path):
     cfg = load_config("cpu", tiny + [
         "training.max_steps=400", "eval.every_n_steps=5", "training.early_stopping=true",
         "training.early_stopping_patience=2", "training.early_stopping_min_delta=10.0"])
     result = train(cfg)
     # the first eval sets the best; two more without a 10.0 improvement stop the run
-    assert result.stop_reason == "early_stopping" and result.stopped_early
+    assert result.stop_reason == "early_stopping"
     assert result.steps == 15
     events = read_jsonl(result.metrics_path)
     assert [e["kind"] for e in events if e["kind"] == "early_stop"] == ["early_stop"]
     assert (result.run_dir / "best").is_dir() and (result.run_dir / "last").is_dir()
+    # best/ holds the lowest val loss seen (the val loss keeps falling, by less than 10.0)
     best_state = json.loads((result.run_dir / "best" / "state.json").read_text())
-    assert best_state["step"] == 5
+    evals = [e for e in events if e["kind"] == "eval"]
+    lowest = min(evals, key=lambda e: e["val_loss"])
+    assert best_state["step"] == lowest["step"] and best_state["val_loss"] == lowest["val_loss"]
 
 
+@pytest.mark.train
 def test_early_stopping_off_runs_to_max_steps(tiny):
     cfg = load_config("cpu", tiny + ["training.max_steps=15", "eval.every_n_steps=5",
                                      "training.early_stopping_min_delta=10.0"])
     assert train(cfg).stop_reason == "max_steps"
 
 
+@pytest.mark.train
 def test_save_best_off_writes_no_best(tiny):
     result = train(load_config("cpu", tiny + ["training.save_best=false"]))
     assert not (result.run_dir / "best").exists()
     assert result.best_checkpoint is None and (result.run_dir / "last").is_dir()
 
 
+@pytest.mark.train
 def test_step_checkpoints_rotate(tiny):
     result = train(load_config("cpu", tiny + ["checkpoint.every_n_steps=5", "checkpoint.keep_last=2"]))
     steps = sorted(p.name for p in result.run_dir.glob("step_*"))
     assert steps == ["step_25", "step_30"]
 
 
+@pytest.mark.train
 def test_epochs_set_the_number_of_steps(tiny):
     # one epoch of the builtin corpus at 4 x 16 tokens per step is thousands of
     # steps; 0.002 epochs is a handful
@@ -146,6 +169,7 @@ def test_epochs_set_the_number_of_steps(tiny):
     assert result.steps == math.ceil(0.002 * math.ceil(train_tokens / 64))
 
 
+@pytest.mark.train
 def test_rope_and_grad_accum_train(tiny):
     cfg = load_config("cpu", tiny + ["model.pos_encoding=rope", "training.grad_accum_steps=2",
                                      "training.max_steps=10", "model.gradient_checkpointing=true",
@@ -156,6 +180,7 @@ def test_rope_and_grad_accum_train(tiny):
     assert math.isfinite(result.final_train_loss)
 
 
+@pytest.mark.train
 def test_existing_run_is_not_overwritten_by_accident(tiny, capsys):
     assert main(["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])]) == 0
     capsys.readouterr()
@@ -165,6 +190,7 @@ def test_existing_run_is_not_overwritten_by_accident(tiny, capsys):
     assert main(["--run", "cpu", "--plain", "--overwrite", *sum((["-o", o] for o in tiny), [])]) == 0
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("args, words", [
     (["-o", "model.n_layr=2"], ["model.n_layr", "model.n_layer"]),
     (["-o", "training.batch_size=-1"], ["training.batch_size", "-1"]),
@@ -185,6 +211,8 @@ def test_bad_input_exits_2_with_one_line(tiny, tmp_path, capsys, args, words):
     assert not list((tmp_path / "runs").glob("*/last"))
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_bad_config_file_in_subprocess_has_no_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[training]\nprecision = 'fp64'\n")
@@ -197,17 +225,20 @@ def test_bad_config_file_in_subprocess_has_no_traceback(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
 def test_headless_run_never_imports_textual(tiny, tmp_path):
     code = ("import sys; from llmtui.cli import main; "
             f"rc = main(['--run', 'cpu', '--plain', *{sum((['-o', o] for o in tiny), [])!r}, '--max-iters', '3']); "
             "assert rc == 0, rc; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')]; "
+            "bad = [m for m in sys.modules if m.split('.')[0] == 'textual' or m.split('.')[:2] == ['llmtui', 'tui']]; "
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.subprocess
 def test_non_editable_install_layout_finds_presets(tmp_path):
     """Presets ship inside the package, so `llmtui --run cpu` works from any folder."""
     from llmtui.engine.config.presets import preset_names
@@ -217,6 +248,7 @@ def test_non_editable_install_layout_finds_presets(tmp_path):
     assert proc.returncode == 0 and 'name = "cpu"' in proc.stdout
 
 
+@pytest.mark.train
 def test_commands_from_another_thread_pause_save_sample_resume(tiny):
     import threading
 
@@ -261,6 +293,7 @@ def test_commands_from_another_thread_pause_save_sample_resume(tiny):
     assert trainer.result.stop_reason == "stopped" and trainer.result.steps < 200
 
 
+@pytest.mark.train
 def test_best_val_loss_is_the_lowest_seen_even_below_min_delta(tiny):
     """early_stopping_min_delta decides what counts for early stopping, not which loss is
     best: "val loss 1.1966 ... best 1.1970" must not happen, and best/ holds the lowest."""

@@ -32,6 +32,7 @@ TINY_FIELDS = {
 # pure parts
 
 
+@pytest.mark.unit
 def test_field_text_round_trips_and_errors_are_short():
     spec = field_spec("model.n_layer")
     assert parse_field_text(spec, " 6 ") == 6
@@ -53,6 +54,7 @@ def test_field_text_round_trips_and_errors_are_short():
         parse_field_text(device, "tpu")
 
 
+@pytest.mark.unit
 def test_config_document_edits_keep_comments_and_order(tmp_path):
     doc = ConfigDocument.from_preset("cpu")
     assert doc.path is None and doc.origin == "preset cpu"
@@ -85,6 +87,7 @@ def test_config_document_edits_keep_comments_and_order(tmp_path):
     assert reloaded.get("model.n_layer") == 6 and reloaded.path == out
 
 
+@pytest.mark.unit
 def test_loss_chart_downsampling_is_bounded():
     from llmtui.tui.widgets.loss_chart import Series, smooth
 
@@ -97,19 +100,30 @@ def test_loss_chart_downsampling_is_bounded():
     assert smooth([1.0, 1.0, 1.0], 0.6) == pytest.approx([1.0, 1.0, 1.0])
 
 
+@pytest.mark.subprocess
 def test_tui_modules_do_not_import_torch():
-    code = ("import sys, tui.app, tui.screens.hardware, tui.screens.wizard, tui.screens.data, "
-            "tui.screens.monitor, tui.screens.summary, tui.screens.dialogs, tui.screens.generate, "
-            "tui.screens.evaluate\n"
-            "heavy = [m for m in ('torch', 'numpy', 'engine.trainer', 'engine.hardware') if m in sys.modules]\n"
+    """Every module of the app (found by walking the package, so a new screen is covered) imports
+    without torch, numpy or the trainer: they load when training starts. The heavy names are
+    checked to exist, so the guard cannot go on passing over modules that were renamed."""
+    code = ("import importlib, importlib.util, pkgutil, sys\n"
+            "import llmtui.tui\n"
+            "for m in pkgutil.walk_packages(llmtui.tui.__path__, 'llmtui.tui.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "names = ('torch', 'numpy', 'llmtui.engine.training.trainer', 'llmtui.engine.planning.hardware')\n"
+            "missing = [m for m in names if importlib.util.find_spec(m) is None]\n"
+            "assert not missing, f'no such module (renamed?): {missing}'\n"
+            "heavy = [m for m in names if m in sys.modules]\n"
             "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 # ---------------------------------------------------------------------------
 # the whole journey with the real engine
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
     from textual.widgets import Button, RichLog
 
@@ -217,6 +231,8 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
     assert (tmp_path / "runs" / "tiny" / "last" / "manifest.json").exists()
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data_dir):
     """Pause, save, toggle early stopping and stop (confirmed) on a real run;
     then quit during a second run (it saves a checkpoint) and resume it."""
@@ -318,6 +334,8 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
     run(resume())
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
     from llmtui.engine.config.loading import load_config
 
@@ -352,6 +370,7 @@ def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
     run(drive())
 
 
+@pytest.mark.tui
 def test_scripted_monitor_commands_and_summary(tmp_path):
     from fakes import scripted_factory
     from llmtui.engine.config.loading import load_config
@@ -385,6 +404,7 @@ def test_scripted_monitor_commands_and_summary(tmp_path):
     run(drive())
 
 
+@pytest.mark.tui
 def test_real_detection_runs_in_a_worker(tmp_path):
     app = make_app(tmp_path, hardware=None)
 

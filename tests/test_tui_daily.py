@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pilot import make_app, open_monitor, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 from textual.widgets import DataTable, ProgressBar
 
@@ -33,6 +34,7 @@ def recommended_app(tmp_path, **kwargs):
 # ---------------------------------------------------------------------------
 # 1. no crash, no needless question
 
+@pytest.mark.tui
 def test_escape_after_the_recommended_preset_goes_home_without_asking(tmp_path):
     app = recommended_app(tmp_path)
 
@@ -47,6 +49,7 @@ def test_escape_after_the_recommended_preset_goes_home_without_asking(tmp_path):
     run(drive())
 
 
+@pytest.mark.tui
 def test_discarding_an_edit_returns_to_the_hardware_screen(tmp_path):
     config = tmp_path / "my.toml"
     config.write_text("[model]\nn_layer = 2\n")
@@ -72,6 +75,8 @@ def test_discarding_an_edit_returns_to_the_hardware_screen(tmp_path):
 # ---------------------------------------------------------------------------
 # 2. opening a run never starts it; resuming asks how far; records only grow
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_a_finished_run_opens_and_resumes_to_a_new_max_steps(tmp_path, shared_data_dir):
     cfg = tiny_cfg(tmp_path, shared_data_dir, "training.max_steps=20")
     run_dir = Trainer(cfg).run().run_dir
@@ -103,6 +108,7 @@ def test_a_finished_run_opens_and_resumes_to_a_new_max_steps(tmp_path, shared_da
 # ---------------------------------------------------------------------------
 # 3. the chart tells train from val
 
+@pytest.mark.tui
 def test_train_and_val_differ_in_colour_and_shape_in_every_theme(tmp_path):
     from llmtui.tui.widgets.loss_chart import VAL_MARKER, LossChart
 
@@ -134,6 +140,7 @@ def test_train_and_val_differ_in_colour_and_shape_in_every_theme(tmp_path):
 # ---------------------------------------------------------------------------
 # 4. MFU against a stable peak, never above 100%
 
+@pytest.mark.train
 def test_mfu_is_never_above_100_percent_even_when_the_peak_was_measured_busy(
         tiny, monkeypatch, tmp_path):
     from llmtui.engine.planning import device
@@ -148,6 +155,7 @@ def test_mfu_is_never_above_100_percent_even_when_the_peak_was_measured_busy(
     assert max(remembered.values()) > 1e6    # training itself proved a higher peak: kept
 
 
+@pytest.mark.unit
 def test_the_remembered_peak_only_grows(monkeypatch, tmp_path):
     from llmtui.engine.planning import device
 
@@ -166,6 +174,7 @@ def _monitor_app(tmp_path, events, **kwargs):
     return app
 
 
+@pytest.mark.tui
 def test_progress_is_indeterminate_until_the_first_step(tmp_path):
     start = scripted_events(upto=0)[:1]   # a start event, no step yet
     app = _monitor_app(tmp_path, start + [PrepareEvent(step=0, time=T0, stage="tokenize", done=4, total=10)])
@@ -187,6 +196,8 @@ def test_progress_is_indeterminate_until_the_first_step(tmp_path):
     run(drive())
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_a_failed_run_shows_its_progress_in_the_error_colour(tmp_path):
     def broken(cfg, *, resume_from=None, overwrite=False):
         from llmtui.engine.training.events import EventBuffer
@@ -214,6 +225,7 @@ def test_a_failed_run_shows_its_progress_in_the_error_colour(tmp_path):
     run(drive())
 
 
+@pytest.mark.tui
 def test_stop_shows_the_summary(tmp_path):
     app = _monitor_app(tmp_path, None)
 
@@ -230,6 +242,8 @@ def test_stop_shows_the_summary(tmp_path):
     run(drive())
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_save_while_paused_says_it_saves_now(tmp_path):
     from llmtui.engine.training.events import PausedEvent
 
@@ -250,6 +264,7 @@ def test_save_while_paused_says_it_saves_now(tmp_path):
     run(drive())
 
 
+@pytest.mark.tui
 def test_phases_are_shown_and_the_eta_survives_a_pause(tmp_path):
     from llmtui.engine.training.events import PausedEvent, UnpausedEvent
 
@@ -282,6 +297,7 @@ def test_phases_are_shown_and_the_eta_survives_a_pause(tmp_path):
     run(drive())
 
 
+@pytest.mark.tui
 def test_the_data_step_shows_its_phase_in_the_monitor(tmp_path):
     start = scripted_events(upto=0)[:1]
     app = _monitor_app(tmp_path, [PrepareEvent(step=0, time=T0, stage="tokenize", done=40, total=100)],
@@ -302,6 +318,7 @@ def test_the_data_step_shows_its_phase_in_the_monitor(tmp_path):
 # ---------------------------------------------------------------------------
 # 9. Ctrl+C and Ctrl+Q
 
+@pytest.mark.tui
 def test_ctrl_c_during_training_saves_and_exits_130(tmp_path, shared_data_dir):
     cfg = tiny_cfg(tmp_path, shared_data_dir, "training.max_steps=100000")
     app = make_app(tmp_path)
@@ -323,6 +340,7 @@ def test_ctrl_c_during_training_saves_and_exits_130(tmp_path, shared_data_dir):
     assert (run_dir / "last" / "manifest.json").exists()
 
 
+@pytest.mark.tui
 def test_ctrl_q_with_an_unsaved_config_asks_first(tmp_path):
     app = recommended_app(tmp_path)
 
@@ -344,6 +362,7 @@ def test_ctrl_q_with_an_unsaved_config_asks_first(tmp_path):
 # ---------------------------------------------------------------------------
 # 11. focus
 
+@pytest.mark.tui
 def test_focus_is_where_the_keys_work(tmp_path):
     app = recommended_app(tmp_path)
 
@@ -378,6 +397,7 @@ def test_focus_is_where_the_keys_work(tmp_path):
 # ---------------------------------------------------------------------------
 # 12. too little data is caught in the data step
 
+@pytest.mark.tui
 def test_too_small_data_is_refused_in_the_data_step(tmp_path):
     corpus = tmp_path / "tiny.txt"
     corpus.write_text("just a few words here\n")
@@ -408,6 +428,7 @@ def test_too_small_data_is_refused_in_the_data_step(tmp_path):
 # ---------------------------------------------------------------------------
 # 13. smaller things
 
+@pytest.mark.tui
 def test_a_cross_field_error_marks_every_field_it_names(tmp_path):
     app = recommended_app(tmp_path)
 
@@ -427,12 +448,14 @@ def test_a_cross_field_error_marks_every_field_it_names(tmp_path):
     run(drive())
 
 
+@pytest.mark.unit
 def test_memory_is_shown_in_binary_units():
     from llmtui.tui.format import fmt_bytes, fmt_used_total
     assert fmt_bytes(5 * 2**30) == "5.0 GiB" and fmt_bytes(370 * 2**20) == "370 MiB"
     assert fmt_used_total(5.1 * 2**30, 32 * 2**30) == "5.1/32.0 GiB"
 
 
+@pytest.mark.tui
 def test_the_keys_panel_opens_with_question_mark_and_closes_with_escape(tmp_path):
     app = recommended_app(tmp_path)
 
@@ -476,6 +499,8 @@ def _runs(tmp_path, shared_data_dir) -> Path:
     return runs
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_the_runs_view_lists_sorts_opens_compares_and_deletes(tmp_path, shared_data_dir):
     runs = _runs(tmp_path, shared_data_dir)
     (runs / "beta" / "mine.txt").write_text("keep me")
@@ -533,6 +558,7 @@ def test_the_runs_view_lists_sorts_opens_compares_and_deletes(tmp_path, shared_d
     assert (runs / "notes" / "todo.txt").read_text() == "keep"
 
 
+@pytest.mark.train
 def test_llmtui_runs_prints_the_table_and_json(tmp_path, shared_data_dir, capsys):
     from llmtui.cli import main
     runs = _runs(tmp_path, shared_data_dir)
@@ -555,6 +581,9 @@ def test_llmtui_runs_prints_the_table_and_json(tmp_path, shared_data_dir, capsys
 # ---------------------------------------------------------------------------
 # watching a run the app did not start
 
+@pytest.mark.subprocess
+@pytest.mark.train
+@pytest.mark.tui
 def test_watching_a_run_trained_by_another_process(tmp_path, tiny):
     args = [sys.executable, "-m", "llmtui", "--run", "cpu", "--plain",
             *sum((["-o", o] for o in tiny), []), "--max-iters", "100000", "-o", "logging.every_n_steps=2"]
@@ -589,6 +618,8 @@ def test_watching_a_run_trained_by_another_process(tmp_path, tiny):
 # ---------------------------------------------------------------------------
 # the monitor shows the whole run after a resume
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_the_monitor_draws_the_earlier_segments_after_a_resume(tmp_path, shared_data_dir):
     cfg = tiny_cfg(tmp_path, shared_data_dir, "training.max_steps=20")
     Trainer(cfg).run()
@@ -612,6 +643,7 @@ def test_the_monitor_draws_the_earlier_segments_after_a_resume(tmp_path, shared_
 # ---------------------------------------------------------------------------
 # palette, settings
 
+@pytest.mark.tui
 def test_the_palette_offers_the_apps_commands(tmp_path):
     app = recommended_app(tmp_path)
 
@@ -627,6 +659,7 @@ def test_the_palette_offers_the_apps_commands(tmp_path):
     run(drive())
 
 
+@pytest.mark.tui
 def test_the_theme_is_remembered_between_launches(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     first = recommended_app(tmp_path)
@@ -649,6 +682,8 @@ def test_the_theme_is_remembered_between_launches(tmp_path, monkeypatch):
     run(check())
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_llmtui_opens_on_a_config_or_a_run_given_on_the_command_line(tmp_path, shared_data_dir, capsys):
     from llmtui.cli import main
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pilot import click_button, make_app, quick_idle, run, wait_for, wait_screen  # noqa: F401
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY, shakespeare_text
 from fakes import static_text
 from llmtui import load_config, train
 from llmtui.cli import main
@@ -53,13 +53,15 @@ def no_tiktoken_files(tmp_path, monkeypatch):
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tuierr")
     corpus = root / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    corpus.write_text(shakespeare_text()[:20_000])
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="e"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      "training.max_steps=4", "eval.sample_tokens=0"])
     return train(cfg).run_dir
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_data_step_shows_a_tokenizer_that_cannot_load_as_the_cli_does(tmp_path, no_tiktoken_files, capsys):
     from llmtui.engine.config.document import ConfigDocument
 
@@ -91,6 +93,8 @@ def test_data_step_shows_a_tokenizer_that_cannot_load_as_the_cli_does(tmp_path, 
     run(drive())
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_data_step_prepares_a_trained_tokenizer(tmp_path, monkeypatch):
     """tokenizers pulls the corpus on its own threads, so the progress callback runs
     there; it asked Textual for the current worker, which only the worker's thread
@@ -102,7 +106,7 @@ def test_data_step_prepares_a_trained_tokenizer(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepare, "PROGRESS_INTERVAL", 0)   # every read reports, as on a large corpus
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
+    corpus.write_text(shakespeare_text()[:20_000])
     app = make_app(tmp_path)
 
     async def drive():
@@ -133,6 +137,8 @@ def test_data_step_prepares_a_trained_tokenizer(tmp_path, monkeypatch):
     run(drive())
 
 
+@pytest.mark.train
+@pytest.mark.tui
 def test_evaluate_screen_shows_an_empty_file_as_the_cli_does(tmp_path, run_dir, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -156,6 +162,7 @@ def test_evaluate_screen_shows_an_empty_file_as_the_cli_does(tmp_path, run_dir, 
     run(drive())
 
 
+@pytest.mark.tui
 def test_generate_screen_shows_a_missing_checkpoint_as_the_cli_does(tmp_path, capsys):
     gone = tmp_path / "no-such-run"
     expected = cli_error(capsys, ["sample", str(gone), "--device", "cpu"])
@@ -175,6 +182,7 @@ def test_generate_screen_shows_a_missing_checkpoint_as_the_cli_does(tmp_path, ca
     run(drive())
 
 
+@pytest.mark.tui
 def test_runs_screen_shows_a_folder_it_cannot_list(tmp_path, monkeypatch):
     from llmtui.engine.training import runs
 
@@ -199,6 +207,7 @@ def test_runs_screen_shows_a_folder_it_cannot_list(tmp_path, monkeypatch):
     run(drive())
 
 
+@pytest.mark.tui
 def test_hardware_screen_shows_a_failed_detection_as_the_cli_does(tmp_path, monkeypatch, capsys):
     from llmtui.engine.errors import UserError
     from llmtui.engine.planning import hardware
@@ -234,6 +243,7 @@ def _worker_classes() -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.unit
 def test_every_class_that_runs_workers_reports_their_errors():
     from llmtui.tui.worker_errors import ReportsWorkerErrors
 

@@ -6,18 +6,23 @@ from __future__ import annotations
 import pytest
 from pilot import click_button, make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY, shakespeare_text
 from fakes import static_text
 from llmtui import load_config, train
 
-TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:20_000]
+pytestmark = [pytest.mark.train, pytest.mark.tui]
+
+
+
+def corpus_text() -> str:
+    return shakespeare_text()[:20_000]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tuiinf")
     corpus = root / "corpus.txt"
-    corpus.write_text(TEXT)
+    corpus.write_text(corpus_text())
     cfg = load_config("cpu", TINY + [f'run.out_dir="{root / "runs"}"', f'data.prepared_dir="{root / "data"}"',
                                      'run.name="g"', 'run.device="cpu"', f'data.source="{corpus}"',
                                      "training.max_steps=20", "eval.sample_tokens=0"])
@@ -122,7 +127,7 @@ def test_quitting_stops_a_long_generation(tmp_path, run_dir):
 def test_quitting_stops_a_long_evaluation(tmp_path, run_dir):
     import numpy as np
 
-    from llmtui.engine.training.sampling import load_checkpoint_model
+    from llmtui.engine.training.loader import load_checkpoint_model
 
     vocab = load_checkpoint_model(run_dir, "cpu").model.config.vocab_size
     data = tmp_path / "many.npy"                       # 20M tokens: minutes to score here
@@ -144,7 +149,7 @@ def test_evaluate_screen_shows_what_llmtui_eval_computes(tmp_path, run_dir):
     from llmtui import evaluate
 
     data = tmp_path / "held_out.txt"
-    data.write_text(SHAKESPEARE.read_text(encoding="utf-8")[40_000:44_000])
+    data.write_text(shakespeare_text()[40_000:44_000])
     expected = evaluate(run_dir, data, device="cpu")
     app = make_app(tmp_path)
 
@@ -226,7 +231,7 @@ def test_data_step_trains_a_tokenizer_and_the_wizard_estimates_with_its_size(tmp
     from llmtui.tui.format import fmt_count
 
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT)
+    corpus.write_text(corpus_text())
     app = make_app(tmp_path)
 
     async def drive():

@@ -8,9 +8,8 @@ clock, no temporary paths. Regenerate after a deliberate layout change with
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from pilot import wait_for
 from textual.widgets import Input
 
 from fakes import (
@@ -22,6 +21,8 @@ from fakes import (
     scripted_factory,
 )
 from llmtui.tui.app import LlmtuiApp
+
+pytestmark = pytest.mark.tui
 
 BIG, SMALL, MEDIUM, LARGE = (100, 32), (80, 24), (100, 30), (160, 48)
 
@@ -99,10 +100,8 @@ async def start_scripted(pilot, tmp_path):
     app = pilot.app
     factory = app.trainer_factory
     app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"', 'run.name="demo"']))
-    start = time.monotonic()
-    while not (factory.made and factory.made[0].emitted.is_set()):
-        assert time.monotonic() - start < 20
-        await pilot.pause(0.02)
+    await wait_for(pilot, lambda: factory.made and factory.made[0].emitted.is_set(),
+                   what="the scripted trainer's events")
     app.screen.poll()
     await pilot.pause()
 

@@ -4,6 +4,7 @@
     loading   TOML/preset loading, `section.key=value` overrides, validation, TOML output
     document  a TOML file edited key by key with its comments kept (the app's wizard)
     presets   the shipped presets, read as package data (llmtui.presets)
+    reference the measured val-loss curve a preset ships, and which runs it fits
     resolved  the config with run-time choices ("auto" batch settings) made
 
 May import: llmtui.engine.errors and llmtui.engine.fsutil only. No torch.

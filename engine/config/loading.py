@@ -67,8 +67,9 @@ _KEY_RE = re.compile(r"^(?P<key>[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')\s*=")
 
 def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str] = (),
                 **settings: Any) -> Config:
-    """Load a config file or preset, apply `section.key=value` overrides and
-    keyword settings given as `section__key=value`, and validate the result."""
+    """Load a config file or preset, apply `section.key=value` overrides and then
+    keyword settings given as `section__key=value` (a key given both ways takes the
+    keyword's value), and validate the result."""
     if name_or_path is None:
         data: dict[str, Any] = {}
         origin = Origin("config")
@@ -77,10 +78,18 @@ def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str]
         origin = Origin(name, text)
         data = parse_toml(text, name)
     cfg = config_from_dict(data, origin)
-    set_by = {apply_override(cfg, text): "--override" for text in overrides}   # keys given after the file
-    set_by.update(apply_settings(cfg, settings))
-    validate(cfg, origin.name, set_by)
+    validate(cfg, origin.name, apply_changes(cfg, overrides, settings))
     return cfg
+
+
+def apply_changes(cfg: Config, overrides: Iterable[str] = (), settings: Mapping[str, Any] | None = None
+                  ) -> dict[str, str]:
+    """Apply the keys given after the file, in the one order every caller uses: the
+    `section.key=value` overrides first, then the `section__key` keyword settings, so a key
+    given both ways takes the keyword's value. Returns {path: origin} for `validate`."""
+    set_by = {apply_override(cfg, text): "--override" for text in overrides}
+    set_by.update(apply_settings(cfg, settings or {}))
+    return set_by
 
 
 def apply_settings(cfg: Config, settings: Mapping[str, Any]) -> dict[str, str]:
@@ -386,10 +395,11 @@ def config_to_toml(cfg: Config, *, comments: bool = True, header: str | None = N
     return tomlkit.dumps(doc)
 
 
-def config_replace(cfg: Config, **settings: Any) -> Config:
-    """A copy of cfg with `section__key=value` settings applied and validated."""
+def config_replace(cfg: Config, overrides: Iterable[str] = (), **settings: Any) -> Config:
+    """A copy of cfg with `section.key=value` overrides and then `section__key=value`
+    settings applied (the order of `load_config`), and validated."""
     new = copy.deepcopy(cfg)
-    validate(new, set_by=apply_settings(new, settings))
+    validate(new, set_by=apply_changes(new, overrides, settings))
     return new
 
 

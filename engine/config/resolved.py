@@ -2,9 +2,15 @@
 
 `training.batch_size` and `training.grad_accum_steps` may say "auto" in a
 config; the trainer asks engine.planning.autotune for numbers once, after it
-knows the device and the vocabulary, and trains with a ResolvedConfig from
-then on. Only this module and the planning code that chooses the numbers
-ever look for the string "auto".
+knows the device and the vocabulary (on a resume it takes the numbers the
+run was trained with), and trains with a ResolvedConfig from then on.
+
+Code asks whether a setting is "auto" only through `is_auto`, and only before
+that point: the loader that accepts it (config.loading), the planning code
+that chooses the numbers (planning.autotune, which the estimates call too),
+the trainer's one resolution (`Trainer._resolve`), and the app's wizard that
+shows it (tui.fields, tui.widgets.derived_panel). A ResolvedConfig never
+holds it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Data: corpora -> tokenizers -> prepared token files -> training batches.
 
     corpus       the embedded default corpus (Python's bundled documentation)
-    tokenizers   char and tiktoken BPE tokenizers, saved as JSON
-    prepare      streaming preparation into train.bin / val.bin / meta.json, reused while unchanged
+    tokenizers   char, tiktoken BPE and trained BPE tokenizers, saved as JSON
+    bpe_training a byte-level BPE trained on the user's corpus, or a tokenizer.json loaded
     bpe_workers  parallel BPE encoding
+    prepare      streaming preparation into train.bin / val.bin / meta.json, reused while unchanged
     batches      random training windows and the fixed validation slice
 
 May import: llmtui.engine.config, errors, fsutil. No torch at module level.

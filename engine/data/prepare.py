@@ -1,4 +1,4 @@
-"""Corpora -> token files -> training batches.
+"""Corpora -> token files.
 
 `prepare_data` turns the configured sources into `train` and `val` token
 arrays. Text is tokenized once into `<prepared_dir>/<key>/{train,val}.bin`
@@ -7,8 +7,7 @@ training sources first) and reused while the sources and tokenizer settings stay
 pre-tokenized `.bin`/`.npy` files are memory-mapped in place. Everything
 streams, so a corpus far larger than RAM prepares in bounded memory.
 
-`BatchSampler` draws nanoGPT-style random windows with its own seeded RNG
-whose state goes into checkpoints, so a resumed run sees the same batches.
+The batches drawn from those arrays are `engine.data.batches`'s.
 """
 
 from __future__ import annotations
@@ -35,12 +34,6 @@ import numpy as np
 
 from llmtui.engine import fsutil
 from llmtui.engine.data import corpus
-from llmtui.engine.data.batches import (  # noqa: F401
-    BatchSampler,
-    epoch_steps,
-    eval_offsets,
-    iter_eval_batches,
-)
 from llmtui.engine.data.bpe_training import load_tokenizer_file, train_bpe
 from llmtui.engine.data.bpe_workers import cut_point, encode_processes, encode_threads
 from llmtui.engine.data.tokenizers import (

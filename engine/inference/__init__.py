@@ -1,5 +1,6 @@
 """Inference: a trained checkpoint outside training.
 
+    export_target where an export may write, what it may replace, what it cleans up
     mapping       which transformers class computes the same function, and its weights
     hf_tokenizer  every tokenizer kind as a Hugging Face tokenizer.json (and GGUF's lists)
     export_hf     a folder transformers loads with no custom code

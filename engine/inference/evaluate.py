@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from llmtui.engine.data.prepare import TOKEN_SUFFIXES, text_chunks
 from llmtui.engine.data.tokenizers import CharTokenizer
 from llmtui.engine.errors import DataError
-from llmtui.engine.training.sampling import LoadedModel, load_checkpoint_model
+from llmtui.engine.training.loader import LoadedModel, load_checkpoint_model
 
 Progress = Callable[[int, int], None]      # (done, total) in bytes (text) or tokens (token files)
 TOKENS_PER_BATCH = 8192                     # predicted tokens per forward pass, at most

@@ -19,7 +19,7 @@ from llmtui.engine.inference.export_hf import write_hf
 from llmtui.engine.inference.export_target import TempExport, check_out, remove_leftovers
 from llmtui.engine.inference.mapping import architecture
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training.sampling import load_checkpoint_model
+from llmtui.engine.training.loader import load_checkpoint_model
 
 FORMATS = {"hf": write_hf, "gguf": write_gguf}
 DTYPES = ("fp32", "fp16")

@@ -33,7 +33,7 @@ import numpy as np
 from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer
 from llmtui.engine.inference.hf_tokenizer import BpeVocabulary
 from llmtui.engine.inference.mapping import LAYER_NORM_EPS, RMS_NORM_EPS, ExportError, architecture, hf_state_dict
-from llmtui.engine.training.sampling import LoadedModel
+from llmtui.engine.training.loader import LoadedModel
 
 FILE_NAME = "model.gguf"
 # tiktoken split patterns by the name llama.cpp (and transformers' GGUF loader) give them

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from llmtui.engine.inference.hf_tokenizer import tokenizer_files
 from llmtui.engine.inference.mapping import architecture, hf_config, hf_state_dict
-from llmtui.engine.training.sampling import LoadedModel
+from llmtui.engine.training.loader import LoadedModel
 
 
 def write_hf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[str]:

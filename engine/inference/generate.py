@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import torch
 
 from llmtui.engine.data.tokenizers import REPLACEMENT
-from llmtui.engine.training.sampling import (
+from llmtui.engine.training.loader import (
     LoadedModel,
     Warn,
     check_temperature,

@@ -40,7 +40,7 @@ import torch
 from llmtui.engine.config.loading import show_value
 from llmtui.engine.config.schema import FIELDS, Config
 from llmtui.engine.errors import UserError
-from llmtui.engine.training.sampling import LoadedModel
+from llmtui.engine.training.loader import LoadedModel
 
 # [model] settings the mappings below reproduce (dropout and gradient
 # checkpointing only act during training)

@@ -1,4 +1,8 @@
-"""Model: the GPT decoder in one readable file (gpt.py), nanoGPT-style plain PyTorch.
+"""Model: the GPT decoder in one readable file, nanoGPT-style plain PyTorch.
+
+    shapes  the model's shape rules (head size, MLP width), which planning needs without torch
+    gpt     the GPT decoder and its config mapping
+    optim   the optimizers that train it (AdamW; Muon for the blocks' matrices)
 
 May import: llmtui.engine.config and errors.
 """

@@ -3,7 +3,8 @@
     hardware    CPU, RAM and NVIDIA GPUs (NVML, torch.cuda queries)
     gpu_table   published figures of known GPUs
     device      the torch device and the precision it really runs; CPU threads; matmul peak
-    estimate    parameters, FLOPs, memory and time from the config alone (no torch)
+    sizing      parameters, FLOPs per token and peak memory by component, by arithmetic (no torch)
+    estimate    the labelled estimate of a run from the config alone: memory against the device, time
     autotune    micro-batch, accumulation and precision fitted to a device
     calibrate   seconds per step measured with the real model
     recommend   the preset for this machine, with the reasons

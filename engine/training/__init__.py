@@ -1,14 +1,20 @@
 """Training: the loop, what it tells front ends, and what it leaves on disk.
 
-    trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
-    events       typed events (one per metrics.jsonl kind), commands, EventBuffer, JSONL writer
-    state        the run's mutable state and the conversion of live objects to checkpoint files
+    events       typed events (one per metrics.jsonl kind), EventBuffer, JSONL writer
+    commands     what front ends may ask of a running trainer, and the protocol they hold it by
+    history      a run's metrics.jsonl read back as events, whole or followed live
+    state        the run's state as a checkpoint's state.json records it
+    snapshot     live training objects <-> checkpoint files (safetensors and JSON, no pickle)
     checkpoint   atomic checkpoint directories with a sha256 manifest, verification, rotation
+    rundir       who owns a run directory (its marker) and who writes to it now (its lock)
     runs         run directories for front ends: where a config's run lives, runs in a folder
+    start        the commit half of a start: what it changes on disk, and how a refusal undoes it
     schedule     the learning-rate schedule
     distributed  torchrun data parallelism
     trackers     optional TensorBoard and W&B listeners
-    sampling     text generation from a checkpoint
+    trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
+    loader       a saved checkpoint loaded for use: model, tokenizer, config (inference's start)
 
-May import: every engine layer above it (config, data, model, planning).
+May import: every engine layer above it (config, data, model, planning); inside it,
+nothing imports trainer but the API and the front ends.
 """

@@ -24,7 +24,6 @@ from llmtui.engine.training.rundir import Holder
 # what a run's summary says about how it ended -> the status users see
 _STATUS_OF_STOP = {"max_steps": "finished", "early_stopping": "finished", "stopped": "stopped",
                    "interrupted": "interrupted", "nonfinite_loss": "diverged"}
-STATUSES = ("running", "finished", "stopped", "interrupted", "diverged")
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -36,7 +35,7 @@ def run_dir_of(cfg: Config) -> Path:
 class RunInfo:
     name: str
     path: Path
-    status: str                         # one of STATUSES
+    status: str                         # running, or a value of _STATUS_OF_STOP
     holder: Holder | None               # who trains it now (or left it, when interrupted)
     steps: int                          # steps done: a running run's newest metrics line, else
                                         # its newest checkpoint (where a resume starts), or the summary

@@ -108,10 +108,6 @@ class TrainResult:
     metrics_path: Path
     total_training_time: float | None = None   # over all segments, when this one resumed a run
 
-    @property
-    def stopped_early(self) -> bool:
-        return self.stop_reason == "early_stopping"
-
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 

@@ -155,7 +155,7 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def generate(self, prompt: str, settings: dict[str, Any]) -> None:
         from llmtui.engine.inference.generate import stream  # torch: off the UI thread
-        from llmtui.engine.training.sampling import load_checkpoint_model
+        from llmtui.engine.training.loader import load_checkpoint_model
 
         if self.loaded is None:
             self.loaded = load_checkpoint_model(self.checkpoint, self.defaults.get("device", "auto"))

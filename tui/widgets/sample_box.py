@@ -81,7 +81,7 @@ class SampleBox(ReportsWorkerErrors, Vertical):
 
     @work(thread=True, exclusive=True, group="sample", exit_on_error=False)
     def _generate(self, path: Path, prompt: str, tokens: int, temperature: float) -> None:
-        from llmtui.engine.training.sampling import sample_from_checkpoint  # torch: off the UI thread
+        from llmtui.engine.training.loader import sample_from_checkpoint  # torch: off the UI thread
 
         d = self.defaults
         text = sample_from_checkpoint(path, prompt, tokens, temperature=temperature,
