@@ -204,6 +204,7 @@ def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
 OPTIONAL_IMPORTS = {"wandb"}
 
 
+@pytest.mark.unit
 def test_every_outside_import_is_a_runtime_dependency(graph):
     """A documented command must work after the documented install (`pip install .`):
     every third-party module the package imports, at the top or inside a function
@@ -233,6 +234,7 @@ WITHOUT_EDITABLE_FINDER = ("import sys; sys.meta_path[:] = [f for f in sys.meta_
                            "if not getattr(f, '__module__', '').startswith('__editable__')]; ")
 
 
+@pytest.mark.subprocess
 def test_the_python_api_imports_from_the_clone_root():
     code = WITHOUT_EDITABLE_FINDER + (
         "import llmtui; from llmtui import load_config; cfg = load_config('cpu'); "
@@ -242,6 +244,7 @@ def test_the_python_api_imports_from_the_clone_root():
     assert proc.stdout.split()[0] == str(REPO / "llmtui" / "__init__.py")
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("args, shown", [(["--help"], "usage: llmtui"), (["config", "cpu"], "[training]")])
 def test_python_dash_m_llmtui_runs_from_the_clone_root(args, shown):
     """What `python -m llmtui ARGS` does, without the editable finder (`config` reads the engine's schema)."""

@@ -28,6 +28,8 @@ from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import loader as sampling
 from llmtui.engine.training.trainer import Trainer
 
+pytestmark = pytest.mark.train
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, list[str]]:

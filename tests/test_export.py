@@ -311,6 +311,7 @@ def test_hf_config_matches_the_model(runs, tmp_path):
     assert config["attention_bias"] is False and config["tie_word_embeddings"] is False
 
 
+@pytest.mark.export
 def test_every_exported_file_gets_the_same_permissions(runs, tmp_path):
     """model.safetensors was 0600 (the safetensors writer's own mode) beside 0644 files:
     every file of an export has the mode this process gives new files (umask)."""

@@ -15,6 +15,8 @@ from llmtui.cli import main
 from llmtui.engine.errors import ConfigError, UserError
 from llmtui.engine.inference.generate import generate
 
+pytestmark = pytest.mark.train
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

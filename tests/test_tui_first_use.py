@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from pilot import make_app, quick_idle, run, screen_text, set_field, toast_texts, wait_for, wait_screen  # noqa: F401
 
+pytestmark = pytest.mark.tui
+
 
 def test_user_text_with_brackets_is_shown_as_typed(tmp_path, monkeypatch):
     """Paths and names are shown as they are, never read as markup: '[modified]',
