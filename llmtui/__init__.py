@@ -48,6 +48,10 @@ _API = {
     "ConfigError": "llmtui.engine.errors",
     "DataError": "llmtui.engine.errors",
     "CheckpointError": "llmtui.engine.errors",
+    # LLMBuilder's API (source document 003): build_model, train_model, llmtui.data.TextDataset
+    "build_model": "llmtui.engine.builder_api",
+    "train_model": "llmtui.engine.builder_api",
+    "TextDataset": "llmtui.engine.builder_api",
 }
 
 __all__ = list(_API)

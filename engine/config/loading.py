@@ -65,11 +65,17 @@ _KEY_RE = re.compile(r"^(?P<key>[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')\s*=")
 # ---------------------------------------------------------------------------
 # loading
 
-def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str] = (),
-                **settings: Any) -> Config:
+def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str] = (), *,
+                preset: str | None = None, **settings: Any) -> Config:
     """Load a config file or preset, apply `section.key=value` overrides and then
     keyword settings given as `section__key=value` (a key given both ways takes the
-    keyword's value), and validate the result."""
+    keyword's value), and validate the result. `preset="cpu"` (LLMBuilder's spelling)
+    is the same as naming the preset first."""
+    if preset is not None:
+        if name_or_path is not None:
+            raise ConfigError(f"load_config: give a preset or a file, not both ({preset!r} and "
+                              f"{str(name_or_path)!r})")
+        name_or_path = preset
     if name_or_path is None:
         data: dict[str, Any] = {}
         origin = Origin("config")
@@ -79,7 +85,22 @@ def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str]
         data = parse_toml(text, name)
     cfg = config_from_dict(data, origin)
     validate(cfg, origin.name, apply_changes(cfg, overrides, settings))
+    return remember_parent(cfg)   # Trainer(config=cfg.training) finds the rest of it
+
+
+PARENT = "_llmtui_config"          # the attribute a loaded config's sections point back with
+
+
+def remember_parent(cfg: Config) -> Config:
+    """Let each section of `cfg` find the whole config again: LLMBuilder's API passes
+    config.training alone (engine.builder_api), and the preset's other sections apply."""
+    for name in SECTIONS:
+        object.__setattr__(getattr(cfg, name), PARENT, cfg)
     return cfg
+
+
+def parent_of(section: Any) -> Config | None:
+    return getattr(section, PARENT, None)
 
 
 def apply_changes(cfg: Config, overrides: Iterable[str] = (), settings: Mapping[str, Any] | None = None

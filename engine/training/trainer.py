@@ -160,13 +160,31 @@ class StopTraining(Exception):
 
 
 class Trainer:
-    def __init__(self, cfg: Config, *, resume_from: str | Path | bool | None = None,
+    def __init__(self, cfg: Config | None = None, *, resume_from: str | Path | bool | None = None,
                  overwrite: bool = False, force: bool = False,
-                 listeners: list[Listener] | None = None):
+                 listeners: list[Listener] | None = None, model: Any = None,
+                 train_dataset: Any = None, val_dataset: Any = None, config: Any = None):
         """`resume_from`: True (or "latest") continues from the run's newest intact
         checkpoint, a path from that checkpoint; `overwrite` deletes the run's
         checkpoints and starts over; `force` trains a config whose estimated memory
-        is far beyond what the device has (refused otherwise)."""
+        is far beyond what the device has (refused otherwise).
+
+        LLMBuilder's form (source document 003) is taken too: `Trainer(model=...,
+        train_dataset=..., val_dataset=..., config=config.training).train()`, with a
+        model from llmtui.build_model, which is trained in place (engine.builder_api)."""
+        self._initial_model = None
+        if model is not None or train_dataset is not None or config is not None:
+            from llmtui.engine.builder_api import config_for
+            if cfg is not None:
+                raise UserError("Trainer takes a Config, or model=, train_dataset= and config=; not both")
+            if model is None or train_dataset is None:
+                raise UserError("Trainer(model=..., train_dataset=..., config=config.training) needs both "
+                                "a model (llmtui.build_model) and a train_dataset (llmtui.data.TextDataset)")
+            cfg = config_for(model, train_dataset, val_dataset, config)
+            self._initial_model = model
+        elif cfg is None:
+            raise UserError("Trainer needs a config (llmtui.load_config(...)), or model=, "
+                            "train_dataset= and config=")
         self.cfg = cfg                                   # as given: may hold "auto"
         self.resume_from = "latest" if resume_from is True else resume_from
         self.overwrite = overwrite
@@ -385,7 +403,7 @@ class Trainer:
                                config.eval.max_batches)
         torch.manual_seed(config.run.seed)
         shape = gpt_config(config, data.vocab_size)
-        raw_model = GPT(shape).to(device)
+        raw_model = self._model_of_shape(shape).to(device)
         model: torch.nn.Module = raw_model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -413,6 +431,26 @@ class Trainer:
         setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
         self._warn_if_slow(setup)
         return setup
+
+    def _model_of_shape(self, shape: GPTConfig) -> GPT:
+        """A new model, or the one given as Trainer(model=...), trained in place. Its
+        vocabulary may still be provisional (build_model before the tokenizer was known):
+        then it is built again, in place, in this shape."""
+        given = self._initial_model
+        if given is None:
+            return GPT(shape)
+        if given.config != shape:
+            if not getattr(given, "llmtui_vocab_provisional", False):
+                raise UserError(f"Trainer(model=...): the model was built as {given.config} but the "
+                                f"config and data make {shape}; build it again with "
+                                "llmtui.build_model(config.model)")
+            GPT.__init__(given, shape)
+            given.llmtui_vocab_provisional = False
+        return given
+
+    def train(self) -> TrainResult:
+        """The same as run() (LLMBuilder's name)."""
+        return self.run()
 
     def _preparing(self, stage: str, done: int, total: int) -> None:
         """Data preparation's progress (a few times a second): tell the front ends, and
