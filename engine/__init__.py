@@ -9,10 +9,11 @@ Read it top-down; each layer may import only the layers above it in this list
     data/            corpora, tokenizers, preparation into token files, batches
     model/           the GPT itself (one readable file), its optimizers and shape rules
     planning/        hardware detection, device and precision, estimates, autotune, presets per machine
+    builder_api      LLMBuilder's API (003): build_model, TextDataset, a model + datasets as a config
     training/        the trainer, its events and commands, checkpoints, run directories,
                      distributed training, trackers, a checkpoint loaded for use
     inference/       evaluation, generation and HF / GGUF export of a trained checkpoint
-    api              load_config / train / generate / evaluate / export for Python callers
+    api              load_config / train / train_model / generate / evaluate / export for Python callers
 
 Each subpackage's docstring lists its modules and what it may import.
 

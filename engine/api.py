@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llmtui.engine.builder_api import TextDataset, build_model
 from llmtui.engine.config.loading import config_replace, load_config
-from llmtui.engine.config.schema import Config
+from llmtui.engine.config.schema import Config, TrainingConfig
 from llmtui.engine.inference.evaluate import EvalResult, evaluate
 from llmtui.engine.inference.export import ExportResult, export
 from llmtui.engine.inference.generate import generate
@@ -23,7 +24,7 @@ from llmtui.engine.training.events import Listener
 from llmtui.engine.training.trainer import Trainer, TrainResult
 
 __all__ = ["load_config", "train", "Trainer", "TrainResult", "export", "ExportResult", "evaluate",
-           "EvalResult", "generate"]
+           "EvalResult", "generate", "build_model", "train_model", "TextDataset"]
 
 
 def train(config: Config | str | Path | None = None, *, overrides: list[str] = (),
@@ -44,3 +45,13 @@ def train(config: Config | str | Path | None = None, *, overrides: list[str] = (
     else:
         config = load_config(config, overrides, **settings)
     return Trainer(config, resume_from=resume_from, overwrite=overwrite, listeners=listeners).run()
+
+
+def train_model(model: Any, dataset: TextDataset, config: TrainingConfig | Config | None = None, *,
+                val_dataset: TextDataset | None = None, overwrite: bool = False) -> TrainResult:
+    """Train `model` (llmtui.build_model) on `dataset` with `config` (config.training), in
+    place; returns the TrainResult (final_train_loss, final_val_loss, best_val_loss,
+    training_time, run_dir, ...). Without val_dataset the last data.val_fraction of the
+    tokens is held out."""
+    return Trainer(model=model, train_dataset=dataset, val_dataset=val_dataset, config=config,
+                   overwrite=overwrite).train()

@@ -19,8 +19,8 @@ scheduler and run settings apply too; a section made on its own gets the
 schema's defaults for the rest. Models are llmtui's GPT (build_model): a
 module of the user's own is out of scope, and refused with one line.
 
-Imports the engine's config and model modules; nothing imports this but the
-package's front door (llmtui/__init__.py, llmtui/data.py).
+Imports the engine's config and model modules; the trainer takes its inputs from
+here (config_for), and engine.api holds train_model.
 """
 
 from __future__ import annotations
@@ -109,13 +109,3 @@ def config_for(model, train_dataset: TextDataset, val_dataset: TextDataset | Non
     validate(base, "Trainer arguments", {})
     return base
 
-
-def train_model(model, dataset: TextDataset, config: TrainingConfig | Config | None = None, *,
-                val_dataset: TextDataset | None = None, overwrite: bool = False):
-    """Train `model` (llmtui.build_model) on `dataset` with `config` (config.training), in
-    place; returns the TrainResult (final_train_loss, final_val_loss, best_val_loss,
-    training_time, run_dir, ...). Without val_dataset the last data.val_fraction of the
-    tokens is held out."""
-    from llmtui.engine.training.trainer import Trainer
-    return Trainer(model=model, train_dataset=dataset, val_dataset=val_dataset, config=config,
-                   overwrite=overwrite).train()

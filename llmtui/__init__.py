@@ -50,7 +50,7 @@ _API = {
     "CheckpointError": "llmtui.engine.errors",
     # LLMBuilder's API (source document 003): build_model, train_model, llmtui.data.TextDataset
     "build_model": "llmtui.engine.builder_api",
-    "train_model": "llmtui.engine.builder_api",
+    "train_model": "llmtui.engine.api",
     "TextDataset": "llmtui.engine.builder_api",
 }
 

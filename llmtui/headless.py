@@ -215,6 +215,7 @@ def _train(config: str, overrides: list[str], *, resume: str | None, overwrite: 
     except UserError as exc:
         return fail(str(exc))
 
+    from llmtui.engine.training.commands import StopReason
     from llmtui.engine.training.trainer import Trainer
 
     mode = "plain" if plain else cfg.logging.progress
@@ -242,7 +243,7 @@ def _train(config: str, overrides: list[str], *, resume: str | None, overwrite: 
     reporter.close()
     if interrupts.count:
         return interrupts.exit_code
-    if result.stop_reason == "nonfinite_loss":
+    if result.stop_reason == StopReason.NONFINITE_LOSS:
         return EXIT_FAILED
     return EXIT_OK
 

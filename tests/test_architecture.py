@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 # installed package name -> repository folder (pyproject's package-dir)
 FOLDERS = {"llmtui": REPO / "llmtui", "llmtui.engine": REPO / "engine",
            "llmtui.tui": REPO / "tui", "llmtui.presets": REPO / "presets"}
-ENGINE_LAYERS = ["errors", "fsutil", "config", "data", "model", "planning", "training", "inference", "api"]
+ENGINE_LAYERS = ["errors", "fsutil", "config", "data", "model", "planning", "builder_api", "training",
+                 "inference", "api"]
 
 
 def package_modules() -> dict[str, Path]:

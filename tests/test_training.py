@@ -289,7 +289,7 @@ def test_commands_from_another_thread_pause_save_sample_resume(tiny):
     worker.join(60)
     assert not worker.is_alive()
     kinds = [e["kind"] for e in read_jsonl(trainer.run_dir / "metrics.jsonl")]
-    assert "paused" in kinds and "resumed" in kinds
+    assert "paused" in kinds and "unpaused" in kinds
     assert trainer.result.stop_reason == "stopped" and trainer.result.steps < 200
 
 
@@ -307,3 +307,11 @@ def test_best_val_loss_is_the_lowest_seen_even_below_min_delta(tiny):
     assert result.best_val_loss == min(e["val_loss"] for e in evals) < evals[0]["val_loss"]
     best = json.loads((result.run_dir / "best" / "state.json").read_text())
     assert best["val_loss"] == result.best_val_loss
+
+
+@pytest.mark.unit
+def test_old_records_of_an_unpause_are_still_read():
+    """0.1.0 wrote "resumed" for training going on after a pause; it reads as the unpause."""
+    from llmtui.engine.training.events import UnpausedEvent, event_from_json
+    assert isinstance(event_from_json({"kind": "resumed", "step": 3, "time": 1.0}), UnpausedEvent)
+    assert UnpausedEvent(step=3).to_json()["kind"] == "unpaused"

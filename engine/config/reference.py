@@ -24,7 +24,7 @@ from llmtui.engine.config.schema import Config
 _RECIPE_SECTIONS = ("data", "tokenizer", "model", "optimizer", "scheduler")
 _RECIPE_TRAINING = ("batch_size", "grad_accum_steps", "target_tokens_per_step", "max_steps",
                     "epochs", "grad_clip")
-_NOT_RECIPE = {("data", "prepared_dir")}
+_NOT_RECIPE = {("data", "prepared_dir"), ("tokenizer", "retrain")}   # where and whether, not what
 
 
 def recipe_fingerprint(cfg: Config) -> str:

@@ -8,9 +8,21 @@ The app's tests drive a scripted trainer through the same protocol.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from llmtui.engine.training.events import EventBuffer
+
+
+class StopReason(StrEnum):
+    """Why a run ended (TrainResult.stop_reason, the "done" record, train_log.json). A
+    StrEnum: it is written, read and compared as its string."""
+    MAX_STEPS = "max_steps"              # reached training.max_steps (or its epochs)
+    EARLY_STOPPING = "early_stopping"    # val loss stopped improving
+    STOPPED = "stopped"                  # a Stop from a front end (the app's x)
+    INTERRUPTED = "interrupted"          # Ctrl-C, SIGTERM, SIGHUP, the app quitting
+    NONFINITE_LOSS = "nonfinite_loss"    # diverged
+    RECORD_FAILED = "record_failed"      # metrics.jsonl could not be written (a full disk)
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,7 @@ class Unpause:
 @dataclass(frozen=True)
 class Stop:
     """Finish the current step, save `last`, end the run with this stop reason."""
-    reason: str = "stopped"
+    reason: StopReason = StopReason.STOPPED
 
 
 @dataclass(frozen=True)

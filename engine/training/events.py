@@ -168,7 +168,9 @@ class PausedEvent(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class UnpausedEvent(Event):
-    kind: ClassVar[str] = "resumed"     # the metrics.jsonl name: training continues after a pause
+    # training goes on after a pause; "resumed" (what llmtui wrote before) means a restart
+    # from a checkpoint everywhere else, so old records are read under the new name
+    kind: ClassVar[str] = "unpaused"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +207,9 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (
     CheckpointEvent, EarlyStopEvent, WarningEvent, PausedEvent, UnpausedEvent, ErrorEvent, DoneEvent)}
 
 
+# kinds earlier versions wrote, and what they are called now
+OLD_KINDS = {"resumed": "unpaused"}
+
 _FIELD_NAMES = {cls: frozenset(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()}
 
 
@@ -212,7 +217,8 @@ def event_from_json(record: dict[str, Any]) -> Event | None:
     """The event a metrics.jsonl object records; None for a kind or shape this
     version does not know (lines from a newer llmtui are skipped, not fatal).
     Keys this version does not know are ignored."""
-    cls = EVENT_TYPES.get(record.get("kind")) if isinstance(record, dict) else None
+    kind = record.get("kind") if isinstance(record, dict) else None
+    cls = EVENT_TYPES.get(OLD_KINDS.get(kind, kind)) if isinstance(kind, str) else None
     if cls is None:
         return None
     fields = dict(record)

@@ -57,6 +57,7 @@ from llmtui.engine.training.commands import (
     SaveNow,
     SetEarlyStopping,
     Stop,
+    StopReason,
     Unpause,
 )
 from llmtui.engine.training.events import (
@@ -101,7 +102,7 @@ class TrainResult:
     training_time: float          # seconds spent training (evals included, pauses excluded)
     steps: int
     tokens_seen: int
-    stop_reason: str              # max_steps | early_stopping | stopped | interrupted | nonfinite_loss
+    stop_reason: StopReason
     run_dir: Path
     last_checkpoint: Path | None
     best_checkpoint: Path | None
@@ -203,7 +204,7 @@ class Trainer:
         self._lock = threading.Lock()
         self._unpaused = threading.Event()
         self._unpaused.set()
-        self._stop_reason: str | None = None
+        self._stop_reason: StopReason | None = None
         self._save_requested = False
         self._sample_prompt: str | None = None
         self.early_stopping = cfg.training.early_stopping
@@ -236,7 +237,7 @@ class Trainer:
                 self._unpaused.set()
             case Stop(reason=reason):
                 with self._lock:
-                    self._stop_reason = reason
+                    self._stop_reason = StopReason(reason)
                 self._unpaused.set()
             case SaveNow():
                 with self._lock:
@@ -256,9 +257,9 @@ class Trainer:
     def unpause(self) -> None:
         self.send(Unpause())
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: StopReason | str = StopReason.STOPPED) -> None:
         """Finish the current step, save `last`, and end the run."""
-        self.send(Stop(reason))
+        self.send(Stop(StopReason(reason)))
 
     def save_now(self) -> None:
         self.send(SaveNow())
@@ -759,7 +760,7 @@ class Trainer:
         self._check_lock()
         if self._writer is not None and self._writer.error is not None:
             with self._lock:   # through the stop path, so that every rank agrees to stop
-                self._stop_reason = self._stop_reason or "record_failed"
+                self._stop_reason = self._stop_reason or StopReason.RECORD_FAILED
         if not self._unpaused.is_set():
             paused_at = time.perf_counter()
             self.emit(PausedEvent)
@@ -779,7 +780,7 @@ class Trainer:
         if self.dist.enabled:  # a signal may reach the ranks at different steps: agree first
             stop_flag, save_flag = distributed.agree_max(self.dist, [int(bool(stop)), int(save)],
                                                          setup.device)
-            stop = (stop or "interrupted") if stop_flag else None
+            stop = (stop or StopReason.INTERRUPTED) if stop_flag else None
             save = bool(save_flag)
             prompt = prompt if self.dist.is_main else None
         if save:
@@ -807,7 +808,7 @@ class Trainer:
             self.emit(ErrorEvent, message=f"validation loss is {metrics['val_loss']} at step "
                       f"{state.step}; training stopped and the last good checkpoint kept",
                       nonfinite_step=state.step)
-            raise StopTraining("nonfinite_loss")
+            raise StopTraining(StopReason.NONFINITE_LOSS)
         state.val_loss = val = metrics["val_loss"]
         before = state.best_val_loss
         # best is the lowest val loss seen (and best/ holds it); early stopping counts only
@@ -829,7 +830,7 @@ class Trainer:
             self.emit(EarlyStopEvent, reason=f"val loss did not improve by "
                       f"{t.early_stopping_min_delta:g} for {t.early_stopping_patience} evaluations",
                       best_val_loss=state.best_val_loss)
-            raise StopTraining("early_stopping")
+            raise StopTraining(StopReason.EARLY_STOPPING)
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step at the current state.step (which it does not advance);
@@ -931,7 +932,7 @@ class Trainer:
                       "training stopped and the last good checkpoint kept (lower "
                       "optimizer.learning_rate, set training.grad_clip, or check the data)",
                       nonfinite_step=bad)
-            raise StopTraining("nonfinite_loss")
+            raise StopTraining(StopReason.NONFINITE_LOSS)
 
     def run(self) -> TrainResult:
         """Plan, commit and train. Raises UserError for bad input, leaving the disk as
@@ -1044,7 +1045,7 @@ class Trainer:
         excluded = 0.0  # eval/checkpoint time inside the current log interval
         epochs_mode = c.training.epochs > 0
         epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
-        stop_reason = "max_steps"
+        stop_reason = StopReason.MAX_STEPS
         setup.model.train()
         try:
             while state.step < state.max_steps:
@@ -1095,14 +1096,14 @@ class Trainer:
                     self.save("step")
                 excluded += time.perf_counter() - busy
         except StopTraining as stop:
-            stop_reason = str(stop)
+            stop_reason = StopReason(str(stop))
         # a non-finite loss keeps the last good checkpoint as it is; a run that made no
         # step (or a resume that made none) has nothing new to save
         record_error = self._writer.error if self._writer is not None else None
         saved: Path | None = None
-        if stop_reason != "nonfinite_loss" and state.step > self._start_step:
+        if stop_reason != StopReason.NONFINITE_LOSS and state.step > self._start_step:
             try:
-                if stop_reason == "max_steps" and ckpt_every and state.step % ckpt_every == 0:
+                if stop_reason == StopReason.MAX_STEPS and ckpt_every and state.step % ckpt_every == 0:
                     saved = self.save("step")
                 else:
                     saved = self.save("last")
@@ -1117,7 +1118,7 @@ class Trainer:
         segment_time = time.perf_counter() - started - self._pause_time
         self._count_training_time()
         steps = state.step
-        if stop_reason == "nonfinite_loss" and self._diverged_at is not None:
+        if stop_reason == StopReason.NONFINITE_LOSS and self._diverged_at is not None:
             steps = self._diverged_at - 1      # the steps whose loss was still finite
         self.result = TrainResult(
             final_train_loss=state.train_loss, final_val_loss=state.val_loss,
