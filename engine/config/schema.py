@@ -63,7 +63,7 @@ class DataConfig:
     sources: list[str] = spec([], "More corpora, concatenated after `source` (same kinds as source).")
     val_source: str = spec("", "Optional separate validation corpus (a list is taken as val_source "
                            "and val_sources); when empty the last `val_fraction` of the tokens is "
-                           "held out.", flags=("--val-data",))
+                           "held out.", allowed="a path, or a list of paths", flags=("--val-data",))
     val_sources: list[str] = spec([], "More validation corpora (validation shards), concatenated "
                                   "after `val_source`.")
     text_field: str = spec("text", "Field of a record (.jsonl/.json/.csv/.parquet, datasets) that "
@@ -93,7 +93,8 @@ class TokenizerConfig:
                            min=256, max=1_000_000, flags=("--vocab-size",))
     special_tokens: list[str] = spec(["<|endoftext|>"], "Special tokens of the trained BPE; the "
                                      "first one is inserted between documents (files, records). A "
-                                     "string is the path of a file of them, one per line.")
+                                     "string is the path of a file of them, one per line.",
+                                     allowed="a list of strings, or the path of a file of them")
     path: str = spec("", "An existing tokenizer.json (Hugging Face format) to use when "
                      "kind = \"trained\", instead of training one (empty = train on the corpus).")
     retrain: bool = spec(False, "Tokenize the corpus (and train the tokenizer) again even when "
