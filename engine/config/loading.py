@@ -171,6 +171,12 @@ def config_from_dict(data: dict[str, Any], origin: Origin | str = "config") -> C
         if not isinstance(table, dict):
             raise ConfigError(f"[{section}] must be a table of settings", origin=origin.name,
                               line=origin.line_of(section), key=None)
+        if (section == "data" and isinstance(table.get("val_source"), list)
+                and table.get("val_sources")):
+            raise ConfigError("data.val_source is a list and data.val_sources is set too; give the "
+                              "validation corpora in one of them", origin=origin.name,
+                              line=origin.line_of(section, "val_sources"), key="data.val_sources",
+                              related=("data.val_source",))
         for key, value in table.items():
             set_value(cfg, section, key, value, origin)
     return cfg
@@ -204,7 +210,34 @@ def set_value(cfg: Config, section: str, key: str, value: Any, origin: Origin | 
     if key not in FIELDS[section]:
         raise _unknown_key(origin, section, key)
     spec = FIELDS[section][key]
+    if spec.path == "data.val_source" and isinstance(value, (list, tuple)):
+        # 002's validation shards: the first is val_source, the others val_sources
+        items = coerce(FIELDS["data"]["val_sources"], value, origin)
+        cfg.data.val_source, cfg.data.val_sources = (items[0], items[1:]) if items else ("", [])
+        return
+    if spec.path == "tokenizer.special_tokens" and isinstance(value, str):
+        value = _special_tokens_file(value, origin)   # 002: a file of them, one per line
     setattr(getattr(cfg, section), key, coerce(spec, value, origin))
+
+
+def _special_tokens_file(path_text: str, origin: Origin) -> list[str]:
+    """The special tokens a file lists, one per line (blank lines skipped)."""
+    shown = f"tokenizer.special_tokens = {show_value(path_text)}"
+    where = dict(origin=origin.name, line=origin.line_of("tokenizer", "special_tokens"),
+                 key="tokenizer.special_tokens")
+    if "\0" in path_text or not path_text.strip():
+        raise ConfigError(f"{shown}: expected a list of strings or the path of a special-tokens "
+                          "file (one token per line)", **where)
+    path = Path(path_text).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown}: {path} is not UTF-8 text", **where) from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read the special-tokens file {path} "
+                          f"({exc.strerror or exc}); give a file with one token per line, or a "
+                          "list of strings", **where) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def coerce(spec: FieldSpec, value: Any, origin: Origin | str = "config") -> Any:
@@ -351,7 +384,8 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
              "model.tie_embeddings = true the head is the token embedding (set "
              "optimizer.embedding_learning_rate, or model.tie_embeddings = false)",
              "optimizer.head_learning_rate", "model.tie_embeddings")
-    if s.min_learning_rate > o.learning_rate:
+    _validate_min_lr(s, set_by, fail)
+    if s.min_learning_rate > o.learning_rate and not s.min_lr_ratio:
         fail(f"scheduler.min_learning_rate = {s.min_learning_rate:g} must not exceed "
              f"optimizer.learning_rate = {o.learning_rate:g}", "scheduler.min_learning_rate",
              "optimizer.learning_rate")
@@ -365,6 +399,25 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
         fail("eval.sample_prompt must not be empty when eval.sample_tokens > 0",
              "eval.sample_prompt", "eval.sample_tokens")
     _validate_tokenizer(cfg, fail)
+
+
+def _validate_min_lr(s, set_by: Mapping[str, str], fail) -> None:
+    """scheduler.min_lr_ratio (003) and min_learning_rate say the same thing: one given after
+    the file or preset that sets the other (an override, an argument) replaces it; both set
+    in the same place are refused. min_learning_rate at its default counts as not set."""
+    ratio_key, min_key = "scheduler.min_lr_ratio", "scheduler.min_learning_rate"
+    default = FIELDS["scheduler"]["min_learning_rate"].default
+    if not s.min_lr_ratio:
+        return
+    if min_key in set_by and ratio_key not in set_by:
+        s.min_lr_ratio = 0.0
+    elif s.min_learning_rate != default:
+        if ratio_key in set_by and min_key not in set_by:
+            s.min_learning_rate = default   # so the config written with the run reads back alone
+        else:
+            fail(f"scheduler.min_lr_ratio = {s.min_lr_ratio:g} and scheduler.min_learning_rate = "
+                 f"{s.min_learning_rate:g} are both set; set one of them (min_lr_ratio is a share "
+                 "of optimizer.learning_rate)", ratio_key, min_key)
 
 
 BYTE_TOKENS = 256  # a byte-level BPE starts from one token per byte

@@ -55,12 +55,25 @@ class RunConfig:
 
 @dataclass
 class DataConfig:
-    source: str = spec("builtin", "Corpus: a text file, a folder of .txt files, a pre-tokenized "
-                       ".bin/.npy file, or \"builtin\" (Python's bundled documentation, offline).",
+    source: str = spec("builtin", "Corpus: a text file, a folder of .txt files, a .jsonl/.json/.csv/"
+                       ".parquet file of records, a Hugging Face dataset (\"hf:ORG/NAME\" or a folder "
+                       "written by save_to_disk), a pre-tokenized .bin/.npy file, or \"builtin\" "
+                       "(Python's bundled documentation, offline).",
                        flags=("--train-data",))
     sources: list[str] = spec([], "More corpora, concatenated after `source` (same kinds as source).")
-    val_source: str = spec("", "Optional separate validation corpus; when empty the last "
-                           "`val_fraction` of the tokens is held out.", flags=("--val-data",))
+    val_source: str = spec("", "Optional separate validation corpus (a list is taken as val_source "
+                           "and val_sources); when empty the last `val_fraction` of the tokens is "
+                           "held out.", allowed="a path, or a list of paths", flags=("--val-data",))
+    val_sources: list[str] = spec([], "More validation corpora (validation shards), concatenated "
+                                  "after `val_source`.")
+    text_field: str = spec("text", "Field of a record (.jsonl/.json/.csv/.parquet, datasets) that "
+                           "holds its text; a record without it but with a chat \"messages\" list "
+                           "is joined as one \"role: content\" line per message.",
+                           pattern=r"^[^\x00-\x1f]{1,200}$", allowed="a field name (1-200 characters)")
+    split: str = spec("train", "Split of a Hugging Face dataset (data.source = \"hf:ORG/NAME\" or a "
+                      "save_to_disk folder of several splits).",
+                      pattern=r"^[A-Za-z0-9_.\-\[\]:%+]{1,100}$",
+                      allowed="a split name such as train, test or train[:10%]")
     val_fraction: float = spec(0.1, "Share of the tokens held out for validation.",
                                min=0.0, max=0.5, min_exclusive=True)
     prepared_dir: str = spec("data", "Folder for prepared token files (train.bin, val.bin, meta.json).")
@@ -79,7 +92,9 @@ class TokenizerConfig:
                            "tokens, the special tokens and the merges learned from the corpus.",
                            min=256, max=1_000_000, flags=("--vocab-size",))
     special_tokens: list[str] = spec(["<|endoftext|>"], "Special tokens of the trained BPE; the "
-                                     "first one is inserted between documents (files).")
+                                     "first one is inserted between documents (files, records). A "
+                                     "string is the path of a file of them, one per line.",
+                                     allowed="a list of strings, or the path of a file of them")
     path: str = spec("", "An existing tokenizer.json (Hugging Face format) to use when "
                      "kind = \"trained\", instead of training one (empty = train on the corpus).")
     retrain: bool = spec(False, "Tokenize the corpus (and train the tokenizer) again even when "
@@ -172,6 +187,9 @@ class SchedulerConfig:
     warmup_steps: int = spec(100, "Linear warmup steps from 0 to learning_rate.", min=0, max=10**9, flags=("--warmup-steps",))
     min_learning_rate: float = spec(1e-4, "Learning rate at the end of the decay.", min=0.0, max=10.0,
                                     flags=("--min-learning-rate", "--min-lr"))
+    min_lr_ratio: float = spec(0.0, "Learning rate at the end of the decay as a share of "
+                               "optimizer.learning_rate (LLMBuilder's min_lr_ratio; 0 = use "
+                               "min_learning_rate; set one of the two).", min=0.0, max=1.0)
     decay_steps: int = spec(0, "Step at which decay reaches min_learning_rate (0 = max_steps).",
                             min=0, max=10**9)
     decay_fraction: float = spec(0.2, "wsd only: share of the run (up to decay_steps) spent decaying "
@@ -213,6 +231,9 @@ class LoggingConfig:
                          "bar or plain.", choices=("auto", "bar", "plain"))
     tensorboard_dir: str = spec("", "Also write TensorBoard event files to this folder (needs the "
                                 "tensorboard package; empty = off).")
+    tensorboard_flush_every_n: int = spec(0, "Write TensorBoard's buffered records to disk every N "
+                                          "logged train records (0 = its own timer, every 2 minutes).",
+                                          min=0, max=10**9)
     wandb_project: str = spec("", "Also log to this Weights & Biases project (needs the wandb "
                               "package and a login; empty = off).", flags=("--wandb-project", "--use-wandb=llmtui"))
     wandb_run_name: str = spec("", "W&B run name (empty = run.name).", flags=("--wandb-run-name",))

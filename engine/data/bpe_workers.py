@@ -23,6 +23,7 @@ import numpy as np
 from llmtui.engine.data.tokenizers import BpeTokenizer
 
 BPE_PIECE_CHARS = 256 << 10  # text per tiktoken call when encoding in parallel
+_DOCUMENTS = 1 << 63         # length flag of a worker job: a list of documents, not one text
 
 # Places where text can be cut without changing how tiktoken's GPT-2/cl100k/
 # o200k patterns split it: after a newline that ends a word and is followed
@@ -62,13 +63,80 @@ def _pieces(text: str) -> Iterator[str]:
     return split_text(text, BPE_PIECE_CHARS)
 
 
-def encode_threads(tokenizer: BpeTokenizer, texts: Iterator[str | None], dtype: np.dtype):
-    for text in texts:
-        if text is None:
-            yield np.array([tokenizer.eot_token], dtype=dtype)
+def record_jobs(records: list[str], size: int) -> Iterator[str | None | list[str]]:
+    """Whole documents as encoding jobs, None (end-of-text) between documents: consecutive
+    short ones grouped into lists of about `size` characters (encoded with end-of-text between
+    their items), a longer one on its own as text (which is cut into pieces like any text)."""
+    group: list[str] = []
+    chars = 0
+    for i, text in enumerate(records):
+        last = i == len(records) - 1
+        if len(text) > size:
+            if group:
+                yield group
+                yield None
+                group, chars = [], 0
+            yield text
+            if not last:
+                yield None
             continue
-        ids = tokenizer.encode_batch(list(_pieces(text)), num_threads=os.cpu_count() or 1)
-        yield np.concatenate([np.array(p, dtype=dtype) for p in ids])
+        group.append(text)
+        chars += len(text)
+        if chars >= size or last:
+            yield group
+            if not last:
+                yield None
+            group, chars = [], 0
+
+
+def _joined(ids: list[list[int]], eot: int, dtype: np.dtype) -> np.ndarray:
+    """Documents' ids with end-of-text between them."""
+    out: list[int] = []
+    for i, doc in enumerate(ids):
+        if i:
+            out.append(eot)
+        out.extend(doc)
+    return np.array(out, dtype=dtype)
+
+
+def _jobs(texts: Iterator[str | None | list[str]]) -> Iterator[str | None | list[str]]:
+    """The stream as jobs: text as it is, a batch of whole documents (a list) as record_jobs."""
+    for text in texts:
+        if isinstance(text, list):
+            yield from record_jobs(text, BPE_PIECE_CHARS)
+        else:
+            yield text
+
+
+def encode_threads(tokenizer, texts: Iterator[str | None | list[str]], dtype: np.dtype):
+    """Ids of a stream of text pieces, None (end-of-text) and lists of whole documents
+    (end-of-text between them), encoded on threads."""
+    threads = os.cpu_count() or 1
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="bpe-docs") if isinstance(tokenizer, BpeTokenizer) else None
+    try:
+        for text in _jobs(texts):
+            if text is None:
+                yield np.array([tokenizer.eot_token], dtype=dtype)
+            elif isinstance(text, list):
+                yield _joined(_encode_documents(tokenizer, text, pool, threads), tokenizer.eot_token, dtype)
+            else:
+                ids = tokenizer.encode_batch(list(_pieces(text)), num_threads=threads)
+                yield np.concatenate([np.array(p, dtype=dtype) for p in ids])
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _encode_documents(tokenizer, docs: list[str], pool, threads: int) -> list[list[int]]:
+    """Ids of each document. tiktoken's own batch call costs a thread-pool task per text,
+    more than encoding a short record (measured: twice the CPU time on paragraph-sized
+    records), so each thread here takes an equal share of the list."""
+    if pool is None:   # a trained tokenizer: its Rust core spreads a batch over the cores
+        return tokenizer.encode_batch(docs, num_threads=threads)
+    share = -(-len(docs) // threads)
+    parts = pool.map(lambda part: [tokenizer.encode(d) for d in part],
+                     [docs[i:i + share] for i in range(0, len(docs), share)])
+    return [ids for part in parts for ids in part]
 
 
 def encode_processes(tokenizer: BpeTokenizer, texts: Iterator[str | None], dtype: np.dtype):
@@ -79,11 +147,11 @@ def encode_processes(tokenizer: BpeTokenizer, texts: Iterator[str | None], dtype
     workers = BpeWorkers(tokenizer.encoding, min(os.cpu_count() or 1, 32), dtype)
     try:
         pending: deque = deque()
-        for text in texts:
+        for text in _jobs(texts):
             if text is None:
                 pending.append(np.array([tokenizer.eot_token], dtype=dtype))
                 continue
-            for piece in _pieces(text):
+            for piece in [text] if isinstance(text, list) else _pieces(text):
                 pending.append(workers.submit(piece))
                 while len(pending) > 2 * workers.count:
                     yield _ready(pending.popleft(), dtype)
@@ -124,13 +192,17 @@ class BpeWorkers:
             self.idle.put(proc)
         self.threads = ThreadPoolExecutor(count, thread_name_prefix="bpe-io")
 
-    def submit(self, text: str):
+    def submit(self, text: str | list[str]):
+        """Ids of a text, or of a list of whole documents with end-of-text between them."""
+        if isinstance(text, list):
+            data = b"".join(len(b).to_bytes(8, "little") + b for b in (t.encode("utf-8") for t in text))
+            return self.threads.submit(self._encode, data, _DOCUMENTS)
         return self.threads.submit(self._encode, text.encode("utf-8"))
 
-    def _encode(self, data: bytes) -> bytes:
+    def _encode(self, data: bytes, flags: int = 0) -> bytes:
         proc = self.idle.get()
         try:
-            proc.stdin.write(len(data).to_bytes(8, "little") + data)
+            proc.stdin.write((len(data) | flags).to_bytes(8, "little") + data)
             proc.stdin.flush()
             size = int.from_bytes(_read_exact(proc, 8), "little")
             return _read_exact(proc, size)
@@ -175,8 +247,17 @@ def worker_main() -> None:
         encoding, dtype = tiktoken.get_encoding(sys.argv[1]), sys.argv[2]
         inp, out = sys.stdin.buffer, sys.stdout.buffer
         while header := inp.read(8):
-            text = inp.read(int.from_bytes(header, "little")).decode("utf-8")
-            ids = np.array(encoding.encode_ordinary(text), dtype=dtype).tobytes()
+            size = int.from_bytes(header, "little")
+            data = inp.read(size & ~_DOCUMENTS)
+            if size & _DOCUMENTS:   # length-prefixed documents, end-of-text between them
+                docs, at = [], 0
+                while at < len(data):
+                    n = int.from_bytes(data[at:at + 8], "little")
+                    docs.append(encoding.encode_ordinary(data[at + 8:at + 8 + n].decode("utf-8")))
+                    at += 8 + n
+                ids = _joined(docs, encoding.eot_token, np.dtype(dtype)).tobytes()
+            else:
+                ids = np.array(encoding.encode_ordinary(data.decode("utf-8")), dtype=dtype).tobytes()
             out.write(len(ids).to_bytes(8, "little") + ids)
             out.flush()
     except Exception as exc:  # one line for the parent's error message

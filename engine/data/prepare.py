@@ -4,8 +4,10 @@
 arrays. Text is tokenized once into `<prepared_dir>/<key>/{train,val}.bin`
 plus `meta.json` (and, for a trained BPE, the `tokenizer.json` trained on the
 training sources first) and reused while the sources and tokenizer settings stay the same;
-pre-tokenized `.bin`/`.npy` files are memory-mapped in place. Everything
-streams, so a corpus far larger than RAM prepares in bounded memory.
+pre-tokenized `.bin`/`.npy` files are memory-mapped in place. Record formats
+(.jsonl/.json/.csv/.parquet, Hugging Face datasets) are read by
+engine.data.records, one document per record. Everything streams, so a corpus
+far larger than RAM prepares in bounded memory.
 
 The batches drawn from those arrays are `engine.data.batches`'s.
 """
@@ -33,7 +35,7 @@ from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
 import numpy as np
 
 from llmtui.engine import fsutil
-from llmtui.engine.data import corpus
+from llmtui.engine.data import corpus, records
 from llmtui.engine.data.bpe_training import load_tokenizer_file, train_bpe
 from llmtui.engine.data.bpe_workers import cut_point, encode_processes, encode_threads
 from llmtui.engine.data.tokenizers import (
@@ -76,43 +78,110 @@ class PreparedData:
 class _Doc(NamedTuple):
     name: str
     size: int
-    open: Callable[[], BinaryIO]
+    open: Callable[[], BinaryIO] | None   # its bytes (None: a loaded dataset, see `files`)
     mtime_ns: int | None = None   # a file's, when it was listed (None: the builtin corpus)
+    # record formats: on_read -> the texts of its records, one document each (None: plain text)
+    records: Callable[[Callable[[int], None]], Iterator[str]] | None = None
+    files: tuple[Path, ...] = ()  # a dataset's Arrow files, hashed to know when it changed
 
 
 @dataclass
 class _Source:
     key: str        # the config key that named it, for messages
-    kind: str       # builtin | text | folder | tokens
-    identity: str   # "builtin" or the absolute path
+    kind: str       # builtin | text | folder | tokens | dataset | several (validation sources)
+    identity: str   # "builtin", the absolute path, "hf:ORG/NAME", or (several) their JSON list
     path: Path | None
     docs: list[_Doc]
+    parts: list[_Source] = field(default_factory=list)   # kind "several": the sources it joins
 
 
-def _resolve(spec: str, key: str) -> _Source:
+KINDS = ('give a text file, a folder of .txt files, a .jsonl/.json/.csv/.parquet file of records, '
+         'a dataset folder written by save_to_disk, "hf:ORG/NAME", a .bin/.npy token file or "builtin"')
+
+
+def _resolve(spec: str, key: str, data=None, load: bool = True) -> _Source:
+    """The source `spec` names. `data` is the config's [data] section (the text field and
+    split of records); load=False only checks what is cheap (no dataset is loaded)."""
+    field_name, split = (data.text_field, data.split) if data is not None else ("text", "train")
     if spec == "builtin":
-        data = corpus.builtin_text().encode("utf-8")
+        text = corpus.builtin_text().encode("utf-8")
         return _Source(key, "builtin", "builtin", None,
-                       [_Doc("builtin corpus", len(data), lambda: io.BytesIO(data))])
+                       [_Doc("builtin corpus", len(text), lambda: io.BytesIO(text))])
+    if spec.startswith(records.HUB_PREFIX):
+        return _dataset_source(spec, key, spec, None, split, field_name, load)
     path = Path(os.path.expanduser(spec))
     shown = f'{key} = "{spec}"'
+    if not path.exists() and data is not None:
+        path = _in_parent_of_processed(path, data)
     if not path.exists():
-        raise DataError(f"{shown}: no such file or folder ({path.absolute()}); give a text file, "
-                        'a folder of .txt files, a .bin/.npy token file or "builtin"')
+        raise DataError(f"{shown}: no such file or folder ({path.absolute()}); {KINDS}")
     identity = str(path.resolve())
     if path.is_dir():
+        if records.is_saved_dataset(path):
+            return _dataset_source(spec, key, identity, path, split, field_name, load)
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
             raise DataError(f"{shown}: folder {path} holds no .txt files")
         return _Source(key, "folder", identity, path, [_file_doc(p) for p in files])
     if path.suffix.lower() in TOKEN_SUFFIXES:
         return _Source(key, "tokens", identity, path, [])
-    return _Source(key, "text", identity, path, [_file_doc(path)])
+    fmt = records.file_format(path)
+    if fmt == "parquet":   # the package is optional: say which extra, before anything is read
+        records.require("pyarrow.parquet", "parquet", f"{shown} (Parquet)")
+    return _Source(key, "text", identity, path, [_file_doc(path, fmt, field_name)])
 
 
-def _file_doc(path: Path) -> _Doc:
+def _processed_parent(folder: Path, data) -> Path | None:
+    """000's binary layout: data.prepared_dir = "data/processed" (a folder named processed)
+    while train.bin, val.bin and meta.json live in its parent, data/. The parent when
+    `folder` is that prepared_dir, else None."""
+    processed = Path(os.path.expanduser(data.prepared_dir)).absolute()
+    if processed.name == "processed" and folder.absolute() == processed:
+        return processed.parent
+    return None
+
+
+def _in_parent_of_processed(path: Path, data) -> Path:
+    """A token file named inside 000's data/processed that is not there: the one in data/
+    (as 000's train.py looks for it); the path as given otherwise."""
+    parent = _processed_parent(path.parent, data) if path.suffix.lower() in TOKEN_SUFFIXES else None
+    if parent is not None and (parent / path.name).is_file():
+        return parent / path.name
+    return path
+
+
+def _meta_path(path: Path, cfg) -> Path:
+    """The meta.json of a token file: beside it, else, for a token file in 000's
+    data/processed, the one in data/ (see _processed_parent)."""
+    beside = path.with_name("meta.json")
+    parent = _processed_parent(path.parent, cfg.data)
+    if not beside.is_file() and parent is not None and (parent / "meta.json").is_file():
+        return parent / "meta.json"
+    return beside
+
+
+def _file_doc(path: Path, fmt: str | None = None, field_name: str = "text") -> _Doc:
     st = path.stat()
-    return _Doc(str(path), st.st_size, lambda: open(path, "rb"), st.st_mtime_ns)
+    read = None
+    if fmt:
+        def read(on_read):
+            return records.file_texts(path, fmt, field_name, on_read)
+    return _Doc(str(path), st.st_size, lambda: open(path, "rb"), st.st_mtime_ns, read)
+
+
+def _dataset_source(spec: str, key: str, identity: str, path: Path | None, split: str,
+                    field_name: str, load: bool) -> _Source:
+    """A Hugging Face dataset: "hf:ORG/NAME" or a folder written by save_to_disk."""
+    if not load:
+        records.require("datasets", "datasets", f'{key} = "{spec}" (a Hugging Face dataset)')
+        return _Source(key, "dataset", identity, path, [])
+    ds = records.load_dataset(spec, split, key)
+    files = tuple(records.dataset_files(ds))
+    size = sum(f.stat().st_size for f in files)
+
+    def read(on_read):
+        return records.dataset_texts(ds, field_name, spec, on_read, size)
+    return _Source(key, "dataset", identity, path, [_Doc(spec, size, None, None, read, files)])
 
 
 def _check_unchanged(docs: list[_Doc]) -> None:
@@ -136,11 +205,10 @@ def _check_unchanged(docs: list[_Doc]) -> None:
 
 def check_sources(cfg) -> None:
     """Fail now, with one line, when a configured corpus or tokenizer.json does not exist
-    or does not parse (cheap: no corpus is read or hashed), so a run refuses before it
-    writes anything."""
-    _configured_sources(cfg)
-    if cfg.data.val_source:
-        _resolve(cfg.data.val_source, "data.val_source")
+    or does not parse (cheap: no corpus is read or hashed, no dataset loaded), so a run
+    refuses before it writes anything."""
+    _configured_sources(cfg, load=False)
+    _val_source(cfg, load=False)
     t = cfg.tokenizer
     if t.kind == "trained" and t.path:
         load_tokenizer_file(t.path, t.special_tokens)   # a file that does not parse: refused now
@@ -157,19 +225,35 @@ def check_tokenizer(cfg) -> None:
                 raise DataError(f'data.prepared_dir = "{root}": {folder} is a file, not a folder; '
                                 "give a folder for the prepared token files")
             break
-    text = any(src.kind != "tokens" for src in _configured_sources(cfg))
+    text = any(src.kind != "tokens" for src in _configured_sources(cfg, load=False))
     if text and cfg.tokenizer.kind == "bpe":
         from llmtui.engine.data.tokenizers import load_encoding
         load_encoding(cfg.tokenizer.encoding)
 
 
-def _configured_sources(cfg) -> list[_Source]:
+def _configured_sources(cfg, load: bool = True) -> list[_Source]:
     specs = [("data.source", cfg.data.source)]
     specs += [(f"data.sources[{i}]", s) for i, s in enumerate(cfg.data.sources)]
-    sources = [_resolve(s, key) for key, s in specs if s]
+    sources = [_resolve(s, key, cfg.data, load) for key, s in specs if s]
     if not sources:
-        raise DataError('data.source is empty; give a text file, a folder, a .bin/.npy file or "builtin"')
+        raise DataError(f"data.source is empty; {KINDS}")
     return sources
+
+
+def _val_source(cfg, load: bool = True) -> _Source | None:
+    """The validation corpus: data.val_source and data.val_sources (002's validation
+    shards) as one source whose documents follow each other; None when there is none."""
+    specs = [("data.val_source", cfg.data.val_source)]
+    specs += [(f"data.val_sources[{i}]", s) for i, s in enumerate(cfg.data.val_sources)]
+    parts = [_resolve(s, key, cfg.data, load) for key, s in specs if s]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    tokens = [p for p in parts if p.kind == "tokens"]
+    if tokens:
+        raise DataError(f"{tokens[0].key}: only one pre-tokenized .bin/.npy validation source can be "
+                        "used (concatenate the token files, or give text validation sources)")
+    return _Source(parts[0].key, "several", json.dumps([p.identity for p in parts]), None,
+                   [d for p in parts for d in p.docs], parts)
 
 
 PROGRESS_INTERVAL = 0.25   # seconds between progress reports (tests set 0 to see every one)
@@ -204,7 +288,7 @@ class _Reporter:
 
 def prepare_data(cfg, progress: Progress | None = None) -> PreparedData:
     sources = _configured_sources(cfg)
-    val = _resolve(cfg.data.val_source, "data.val_source") if cfg.data.val_source else None
+    val = _val_source(cfg)
     pre = [s.kind == "tokens" for s in sources + ([val] if val else [])]
     if any(pre) and not all(pre):
         mixed = ", ".join(f"{s.key} ({'tokens' if s.kind == 'tokens' else 'text'})"
@@ -248,6 +332,14 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
                              if t.path else {"vocab_size": t.vocab_size, "special_tokens": t.special_tokens})
     if given is not None:
         wanted["tokenizer_fingerprint"] = given.fingerprint()
+    if any(d.records for s in sources + ([val] if val else []) for d in s.docs):
+        # what decides a record's text besides its file (absent for plain text: the
+        # folders prepared before record formats existed are still reused)
+        wanted["records"] = {"version": records.FORMAT_VERSION, "text_field": cfg.data.text_field,
+                             "template": records.CHAT_TEMPLATE}
+        if any(s.kind == "dataset" or any(p.kind == "dataset" for p in s.parts)
+               for s in sources + ([val] if val else [])):
+            wanted["records"]["split"] = cfg.data.split
 
     root = Path(cfg.data.prepared_dir)
     directory = root / _dataset_key(sources, wanted)
@@ -303,7 +395,15 @@ def _remove_made(tmp: Path, made: list[Path]) -> None:
 
 
 def _source_entry(src: _Source, report: _Reporter) -> dict:
-    if src.kind == "folder":
+    if src.kind == "several":
+        digest = _sha256_json([_source_entry(p, report)["sha256"] for p in src.parts])
+    elif src.kind == "dataset":
+        # the Arrow files behind the dataset: content, not where the cache keeps them
+        h = hashlib.sha256()
+        for f in src.docs[0].files:
+            h.update(f"{f.name}\0{_hash_doc(_file_doc(f), report)}\n".encode())
+        digest = h.hexdigest()
+    elif src.kind == "folder":
         # Folder hash covers names too: adding, removing or renaming a file changes it.
         h = hashlib.sha256()
         for d in src.docs:
@@ -335,12 +435,17 @@ def _dataset_key(sources: list[_Source], wanted: dict) -> str:
     # Readable part from the first source, hash of what identifies the dataset
     # (paths, not contents: new content is re-prepared into the same folder).
     first = sources[0]
-    name = "builtin" if first.path is None else (first.path.stem or first.path.name)
+    if first.kind == "dataset" and first.path is None:   # hf:ORG/NAME
+        name = first.identity.rsplit("/", 1)[-1]
+    else:
+        name = "builtin" if first.path is None else (first.path.stem or first.path.name)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:32] or "data"
     ident = [[s.identity for s in sources], wanted["val_source"] and wanted["val_source"][0],
              wanted["tokenizer_kind"], wanted["encoding"], wanted["val_fraction"]]
     if "trained" in wanted:   # each tokenizer setting its own folder: switching back reuses it
         ident.append(wanted["trained"])
+    if "records" in wanted:
+        ident.append(wanted["records"])
     digest = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:10]
     label = wanted["encoding"] if wanted["encoding"] else wanted["tokenizer_kind"]
     return f"{name}-{label}-{digest}"
@@ -527,11 +632,45 @@ def text_chunks(path: Path, on_read: Callable[[int], None] | None = None,
     return _text_chunks(doc, _Counter, block)
 
 
+RECORD_SEPARATOR = "\n"   # between records, for a tokenizer without an end-of-text token (char)
+
+
+def _doc_texts(doc: _Doc, report: _Reporter, separator: str | None) -> Iterator[str | None | list[str]]:
+    """What a document gives the encoder: a text file's pieces (see _text_chunks), or a
+    record file's documents in lists of about CHUNK_BYTES characters. Between records goes
+    the end-of-text token (None between lists, by the encoder inside one), or, when
+    `separator` is given (no end-of-text token), that text."""
+    if doc.records is None:
+        yield from _text_chunks(doc, report)
+        return
+    batch: list[str] = []
+    chars, first = 0, True
+    for text in doc.records(report.advance):
+        batch.append(text)
+        chars += len(text)
+        if chars >= CHUNK_BYTES:
+            yield from _record_batch(batch, separator, first)
+            batch, chars, first = [], 0, False
+    if batch:
+        yield from _record_batch(batch, separator, first)
+
+
+def _record_batch(batch: list[str], separator: str | None, first: bool):
+    if separator is not None:
+        yield ("" if first else separator) + separator.join(batch)
+    else:
+        if not first:
+            yield None
+        yield batch
+
+
 def _train_tokenizer(docs: list[_Doc], cfg, report: _Reporter) -> TrainedTokenizer:
     """A byte-level BPE trained on the training documents (engine.data.bpe_training),
-    read in small blocks so that the progress callback (which raises to stop) runs often."""
+    read in small blocks so that the progress callback (which raises to stop) runs often;
+    a record file gives each record as one text."""
     report.begin("train tokenizer", sum(d.size for d in docs))
-    texts = (text for doc in docs for text in _text_chunks(doc, report, TRAIN_READ_BYTES))
+    texts = (text for doc in docs for text in (
+        doc.records(report.advance) if doc.records else _text_chunks(doc, report, TRAIN_READ_BYTES)))
     tokenizer = train_bpe(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.special_tokens)
     report.end()
     return tokenizer
@@ -542,7 +681,7 @@ def _scan_chars(docs: list[_Doc], report: _Reporter) -> list[str]:
     report.begin("scan", sum(d.size for d in docs))
     seen = np.zeros(0x110000, dtype=bool)
     for doc in docs:
-        for text in _text_chunks(doc, report):
+        for text in _doc_texts(doc, report, RECORD_SEPARATOR):
             seen[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)] = True
     report.end()
     return [chr(c) for c in np.flatnonzero(seen)]
@@ -553,13 +692,15 @@ def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path:
     total = sum(d.size for d in docs)
     report.begin("tokenize", total)
 
+    separator = RECORD_SEPARATOR if tokenizer.eot_token is None else None
+
     def texts():
         for i, doc in enumerate(docs):
             # BPE marks document boundaries with end-of-text (None here), as
             # GPT-2 training did; a single file gets none, like nanoGPT's scripts.
             if i and tokenizer.eot_token is not None:
                 yield None
-            yield from _text_chunks(doc, report)
+            yield from _doc_texts(doc, report, separator)
 
     if isinstance(tokenizer, CharTokenizer):
         arrays = (tokenizer.encode_array(text).astype(dtype) for text in texts())
@@ -613,11 +754,11 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
         raise DataError(f"{sources[1].key}: only one pre-tokenized .bin/.npy source can be used "
                         "(concatenate the token files, or tokenize text sources together)")
     src = sources[0]
-    side = _side_meta(src.path)
+    side = _side_meta(src.path, cfg)
     tokens = _open_token_file(src, side, cfg)
     sibling = src.path.with_name("val" + src.path.suffix)
     if val:
-        train, val_tokens = tokens, _open_token_file(val, _side_meta(val.path), cfg)
+        train, val_tokens = tokens, _open_token_file(val, _side_meta(val.path, cfg), cfg)
         val_name = val.identity
     elif src.path.stem == "train" and sibling.is_file():
         # nanoGPT's data/<name>/train.bin + val.bin layout
@@ -648,9 +789,9 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
                         meta=meta, directory=src.path.parent, reused=True, fingerprint=meta["fingerprint"])
 
 
-def _side_meta(path: Path) -> dict:
-    """meta.json beside a token file ({} if none)."""
-    meta_path = path.with_name("meta.json")
+def _side_meta(path: Path, cfg) -> dict:
+    """The meta.json of a token file ({} if none; see _meta_path)."""
+    meta_path = _meta_path(path, cfg)
     if not meta_path.is_file():
         return {}
     try:
@@ -675,10 +816,10 @@ def _open_token_file(src: _Source, side: dict, cfg) -> np.ndarray:
     else:
         meta_dtype, cfg_dtype = side.get("dtype"), cfg.data.bin_dtype
         if meta_dtype is not None and meta_dtype not in _TOKEN_DTYPES:
-            raise DataError(f'{path.with_name("meta.json")}: "dtype" = {meta_dtype!r} is not allowed; '
+            raise DataError(f'{_meta_path(path, cfg)}: "dtype" = {meta_dtype!r} is not allowed; '
                             f"expected one of {', '.join(_TOKEN_DTYPES)}")
         if cfg_dtype != "auto" and meta_dtype and meta_dtype != cfg_dtype:
-            raise DataError(f'data.bin_dtype = "{cfg_dtype}" but {path.with_name("meta.json")} '
+            raise DataError(f'data.bin_dtype = "{cfg_dtype}" but {_meta_path(path, cfg)} '
                             f'says "{meta_dtype}"; set data.bin_dtype = "auto"')
         dtype = np.dtype(cfg_dtype if cfg_dtype != "auto" else meta_dtype or "uint16")
         size = path.stat().st_size
@@ -695,7 +836,7 @@ def _pretokenized_vocab(src: _Source, side: dict, cfg) -> tuple[Tokenizer, int]:
     """Tokenizer and vocab size for token files: meta.json's vocabulary (ours,
     or a "chars" list), else the configured BPE encoding. A char tokenizer
     cannot be guessed, and training without one could not show samples."""
-    meta_path = src.path.with_name("meta.json")
+    meta_path = _meta_path(src.path, cfg)
     vocab = side.get("vocab_size")
     if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
         raise DataError(f'{meta_path}: "vocab_size" = {vocab!r} must be a positive integer')

@@ -44,7 +44,7 @@ LOCK = ".llmtui-lock"
 MARKER_VERSION = 1
 # where --overwrite keeps the old run until the new one has saved its first checkpoint
 OVERWRITTEN = ".llmtui-overwritten"
-OWN_FILES = frozenset({"config.toml", "metrics.jsonl", "train_log.json", MARKER, LOCK, OVERWRITTEN})
+OWN_FILES = frozenset({"config.toml", "metrics.jsonl", "train_log.json", MARKER, LOCK, OVERWRITTEN, "wandb_run_id.txt"})
 RECORD_FILES = ("metrics.jsonl", "train_log.json", "config.toml")   # the record a run writes
 _CHECKPOINT_DIR = re.compile(r"^(last|best|step_\d+|best_step_\d+|epoch_\d+)$")
 _TEMP = re.compile(r"^\.(tmp|trash)-(?P<name>.+)-[0-9a-f]{8}$")

@@ -12,15 +12,16 @@ def lr_at(step: int, scheduler: SchedulerConfig, peak: float, total_steps: int) 
     """Warmup then cosine/linear decay to min_learning_rate (nanoGPT's get_lr), constant,
     or wsd: constant until the last decay_fraction of the decay window, then linear to
     min_learning_rate. `step` counts from 0; the decay ends at scheduler.decay_steps
-    (0 = total_steps)."""
+    (0 = total_steps). With scheduler.min_lr_ratio set, the end is that share of `peak`."""
     s = scheduler
+    floor = min_lr(s, peak)
     if step < s.warmup_steps:
         return peak * (step + 1) / (s.warmup_steps + 1)
     if s.kind == "constant":
         return peak
     decay_end = s.decay_steps or total_steps
     if step >= decay_end:
-        return s.min_learning_rate
+        return floor
     if s.kind == "wsd":
         # the stable phase does not depend on the run's length before the decay starts, so
         # a run resumed with a larger max_steps from its stable phase goes on at the same rate
@@ -28,10 +29,15 @@ def lr_at(step: int, scheduler: SchedulerConfig, peak: float, total_steps: int) 
         if step < start:
             return peak
         ratio = (step - start) / max(1, decay_end - start)
-        return peak + ratio * (s.min_learning_rate - peak)
+        return peak + ratio * (floor - peak)
     ratio = (step - s.warmup_steps) / max(1, decay_end - s.warmup_steps)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio)) if s.kind == "cosine" else 1.0 - ratio
-    return s.min_learning_rate + coeff * (peak - s.min_learning_rate)
+    return floor + coeff * (peak - floor)
+
+
+def min_lr(scheduler: SchedulerConfig, peak: float) -> float:
+    """The learning rate at the end of the decay: min_lr_ratio * peak, else min_learning_rate."""
+    return scheduler.min_lr_ratio * peak if scheduler.min_lr_ratio else scheduler.min_learning_rate
 
 
 def wsd_decay_start(scheduler: SchedulerConfig, total_steps: int) -> int:
