@@ -19,6 +19,8 @@ from llmtui.engine.data import prepare as data
 from llmtui.engine.data.prepare import check_sources, prepare_data
 from llmtui.engine.errors import DataError
 
+pytestmark = pytest.mark.train
+
 DOCS = ["First Citizen:\nBefore we proceed any further, hear me speak.",
         "All:\nSpeak, speak.", "Ünïcödé ✓ 日本語", "x" * 50]
 

@@ -14,6 +14,8 @@ from llmtui.engine.training.rundir import OWN_FILES
 from llmtui.engine.training.trackers import SMOOTHING, WANDB_ID_FILE, TensorBoardLogger
 from llmtui.engine.training.trainer import Trainer
 
+pytestmark = pytest.mark.train
+
 
 def scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(log_dir))
