@@ -16,6 +16,11 @@ def recommended_app(tmp_path, **kwargs):
     return make_app(tmp_path, hardware=hw, recommendation=fixed_recommendation(hw), **kwargs)
 
 
+def rendered_lines(widget) -> list[str]:
+    """The lines a bordered panel with a padding of 1 draws inside its border and padding."""
+    return [strip.text[2:-2] for strip in widget.render_lines(widget.region.reset_offset)][1:-1]
+
+
 def corpus(path: Path, words: int = 4000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(" ".join(f"word{i % 97} and [b]more[/b]" for i in range(words)) + "\n")
@@ -103,3 +108,46 @@ def test_evaluation_warnings_show_file_names_as_typed():
     console = Console(width=120, record=True, file=open("/dev/null", "w"))
     console.print(result_table(result))
     assert "notes[b]1.txt" in console.export_text()
+
+
+# ---------------------------------------------------------------------------
+# 9. the wizard's derived panel
+
+def test_the_derived_panel_wraps_messages_under_themselves_and_names_flop_units(tmp_path):
+    from fakes import fake_hardware_rtx4060
+
+    hw = fake_hardware_rtx4060()
+    app = make_app(tmp_path, hardware=hw, recommendation=fixed_recommendation(hw))
+
+    async def drive():
+        async with app.run_test(size=(100, 40)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.screen.open_preset("rtx4060", {"training.batch_size": 256})
+            await wait_screen(pilot, "WizardScreen")
+            panel = app.screen.query_one("#wizard-derived")
+            lines = rendered_lines(panel)
+            start = next(i for i, line in enumerate(lines) if "will not fit" in line)
+            end = next(i for i, line in enumerate(lines) if "logits" in line)   # the next row
+            # one sentence, in lines of the panel's width (not a 16-column strip)
+            assert " ".join(" ".join(line.split()) for line in lines[start:end]) == (
+                "will not fit: lower batch_size or block_size, or use grad_accum_steps")
+            assert end - start == 3, lines[start:end]
+            text = "\n".join(lines)
+            assert "301 GFLOP/step" in text and "331 MFLOP" in text      # not "300.98B"
+            panel.set_rows([("note", "a long note that wraps under itself past the label column", "warn wrap")])
+            await pilot.pause()
+            lines = [line for line in rendered_lines(panel) if line.strip()]
+            assert lines[0].startswith("note ") and len(lines) > 1
+            assert all(line[:12].isspace() for line in lines[1:])     # a hanging indent
+
+    run(drive())
+
+
+def test_flops_read_in_decimal_units():
+    from llmtui.tui.format import fmt_flops
+
+    assert fmt_flops(2_359_296_000) == "2.36 GFLOP"
+    assert fmt_flops(4_815_730_000_000) == "4.82 TFLOP"
+    assert fmt_flops(300_983_255_040) == "301 GFLOP"
+    assert fmt_flops(5_221_632) == "5.22 MFLOP"
+    assert fmt_flops(12) == "12 FLOP"
