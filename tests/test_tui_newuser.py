@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pilot import make_app, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
+from pilot import click_button, make_app, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
 
 from fakes import fake_hardware_cpu_only, fixed_recommendation, static_text
 
@@ -151,3 +151,60 @@ def test_flops_read_in_decimal_units():
     assert fmt_flops(300_983_255_040) == "301 GFLOP"
     assert fmt_flops(5_221_632) == "5.22 MFLOP"
     assert fmt_flops(12) == "12 FLOP"
+
+
+# ---------------------------------------------------------------------------
+# 10. the hardware screen's text box, the file browser
+
+def test_escape_leaves_the_toml_path_box_so_the_keys_work_again(tmp_path):
+    app = recommended_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            await pilot.press("o", "a", "b")
+            box = app.screen.query_one("#toml-path")
+            assert box.value == "ab"
+            await pilot.press("escape")
+            assert app.focused is not box
+            await pilot.press("u")
+            await wait_screen(pilot, "WizardScreen")
+            assert box.value == "ab"            # no `u` typed into it
+
+    run(drive())
+
+
+def test_the_file_browser_goes_up_a_folder(tmp_path):
+    from llmtui.tui.screens.dialogs import BrowseScreen
+
+    inner = tmp_path / "a" / "b"
+    inner.mkdir(parents=True)
+    (tmp_path / "corpus.txt").write_text("hello\n")
+    app = recommended_app(tmp_path)
+    chosen = []
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.push_screen(BrowseScreen(inner), chosen.append)
+            await wait_screen(pilot, "BrowseScreen")
+            browser = app.screen
+            await pilot.press("backspace")
+            assert browser.folder == tmp_path / "a"
+            await pilot.click("#browse-up")
+            await pilot.pause()
+            assert browser.folder == tmp_path
+            assert static_text(browser.query_one("#browse-folder")) == str(tmp_path)   # where it is
+            tree = browser.query_one("#browse-tree")
+            await wait_for(pilot, lambda: any(str(getattr(n.data, "path", "")).endswith("corpus.txt")
+                                              for n in tree.root.children), 10, "the folder listed")
+            node = next(n for n in tree.root.children if str(n.data.path).endswith("corpus.txt"))
+            tree.focus()
+            tree.move_cursor(node)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: browser.selected is not None, 5, "a file selected")
+            await click_button(pilot, "#browse-ok")
+            await pilot.pause()
+            assert chosen == [tmp_path / "corpus.txt"]
+
+    run(drive())
