@@ -24,7 +24,8 @@ from llmtui.engine.config.schema import Config
 _RECIPE_SECTIONS = ("data", "tokenizer", "model", "optimizer", "scheduler")
 _RECIPE_TRAINING = ("batch_size", "grad_accum_steps", "target_tokens_per_step", "max_steps",
                     "epochs", "grad_clip")
-_NOT_RECIPE = {("data", "prepared_dir")}
+# where the tokens go, and whether the tokenizer is trained again: not what is trained
+_NOT_RECIPE = {("data", "prepared_dir"), ("tokenizer", "retrain")}
 
 
 def recipe_fingerprint(cfg: Config) -> str:
