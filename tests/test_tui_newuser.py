@@ -208,3 +208,159 @@ def test_the_file_browser_goes_up_a_folder(tmp_path):
             assert chosen == [tmp_path / "corpus.txt"]
 
     run(drive())
+
+
+# ---------------------------------------------------------------------------
+# 19. layout
+
+def fake_runs(root: Path, names: list[str]) -> Path:
+    import json
+
+    for name in names:
+        run = root / name
+        (run / "last").mkdir(parents=True)
+        (run / "config.toml").write_text(f'[run]\nname = "{name}"\n')
+        (run / "last" / "manifest.json").write_text("{}")
+        (run / "last" / "state.json").write_text(json.dumps({"step": 100}))
+    return root
+
+
+def test_the_runs_table_scrolls_a_column_at_a_time_and_names_the_columns_out_of_view(tmp_path):
+    runs = fake_runs(tmp_path / "runs", ["shakespeare-char", "builtin-bpe"])
+    app = recommended_app(tmp_path, runs_dir=runs)
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            await pilot.press("r")
+            await wait_screen(pilot, "RunsScreen")
+            await wait_for(pilot, lambda: "shakespeare-char" in screen_text(app), 10, "the runs listed")
+            await pilot.pause()
+            text = screen_text(app)
+            header = next(line for line in text.splitlines() if "status" in line)
+            assert "tokenizer" not in header
+            hint = next(line for line in text.splitlines() if "←/→: " in line)
+            assert "tokenizer" in hint
+            for _ in range(12):
+                await pilot.press("right")
+            await pilot.pause()
+            header = next(line for line in screen_text(app).splitlines() if "tokenizer" in line
+                          and "←/→" not in line)
+            assert "model" in header
+            app.screen.refresh_runs()                   # the list refreshes every few seconds
+            await pilot.pause(0.5)
+            assert any("tokenizer" in line and "←/→" not in line for line in screen_text(app).splitlines())
+            hint = next(line for line in screen_text(app).splitlines() if "←/→: " in line)
+            assert "name" in hint.split(";")[0]
+            for _ in range(12):
+                await pilot.press("left")
+            await pilot.pause()
+            assert app.screen.query_one("#runs-table").scroll_x == 0
+
+    run(drive())
+
+
+def test_at_160x48_the_events_and_the_sample_grow_with_the_terminal(tmp_path):
+    from pilot import open_monitor
+
+    from fakes import scripted_factory
+
+    app = make_app(tmp_path, trainer_factory=scripted_factory())
+
+    async def drive():
+        async with app.run_test(size=(160, 48)) as pilot:
+            await open_monitor(pilot, tmp_path)
+            await wait_for(pilot, lambda: app.screen.step == 300, what="events")
+            assert app.screen.query_one("#mon-log").region.height >= 13          # was 9 (7 lines)
+            assert app.screen.query_one("#mon-sample-box").region.height >= 13
+            app.training.stop()
+
+    run(drive())
+
+
+def chart_lines(size: tuple[int, int], train=(), val=(), total: int | None = None) -> list[str]:
+    """What a LossChart of `size` draws for these points."""
+    from textual.app import App
+
+    from llmtui.tui.widgets.loss_chart import LossChart
+
+    class One(App):
+        def compose(self):
+            yield LossChart()
+
+    app = One()
+    lines: list[str] = []
+
+    async def drive():
+        async with app.run_test(size=size) as pilot:
+            chart = app.query_one(LossChart)
+            chart.add_points(list(train), list(val))
+            if total:
+                chart.set_total_steps(total)
+            await pilot.pause()
+            lines.extend(chart.render().plain.splitlines())
+
+    run(drive())
+    return lines
+
+
+def test_the_chart_labels_round_steps_and_the_loss_every_few_rows():
+    from fakes import loss_at
+
+    lines = chart_lines((100, 30), train=[(s, loss_at(s)) for s in range(10, 1001, 10)])
+    axis = lines[-1].split()
+    assert axis[0] == "10" and axis[-2:] == ["step", "1,000"]
+    steps = [int(x.replace(",", "")) for x in axis[1:-2]]
+    assert len(steps) >= 4 and all(s % 100 == 0 for s in steps) and steps == sorted(steps)
+    labelled = [line for line in lines if "┤" in line]
+    assert len(labelled) >= 7                       # was 3: top, middle, bottom
+    assert "train" in lines[0] and "┤" not in lines[0] and "│" not in lines[0]   # the legend's own row
+
+
+def test_val_markers_are_not_joined_by_lines():
+    lines = chart_lines((60, 16), val=[(100, 3.0), (1000, 1.0)])
+    plot = "\n".join(line.split("│", 1)[-1].split("┤", 1)[-1] for line in lines[1:-1])
+    assert plot.count("●") == 2
+    assert not any(0x2800 < ord(ch) <= 0x28FF for ch in plot)     # no braille line between them
+
+
+def test_the_run_header_wraps_between_figures_at_80_columns(tmp_path):
+    runs = fake_runs(tmp_path / "runs", ["shakespeare-char-long-name"])
+    app = recommended_app(tmp_path, runs_dir=runs)
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.open_run(runs / "shakespeare-char-long-name")
+            await wait_screen(pilot, "RunScreen")
+            head = app.screen.query_one("#run-head")
+            await wait_for(pilot, lambda: "tokens" in static_text(head), 10, "the header")
+            await pilot.pause()
+            shown = rendered(head)
+            for figure in ("step 100", "best val", "time", "tokens", "·"):
+                assert figure in shown, figure
+            assert not any(line.rstrip().endswith(("step", "best", "val", "time")) for line in shown.splitlines())
+
+    run(drive())
+
+
+def rendered(widget) -> str:
+    """The widget's lines as drawn (no-break spaces read as the spaces they show)."""
+    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset)).replace("\xa0", " ")
+
+
+def test_config_comments_wrap_under_their_hash():
+    from llmtui.tui.widgets.config_view import wrap_toml
+
+    text = ('max_steps = 1300 # Optimizer steps to train (--max-iters sets this), or the epochs below '
+            'when they are set.\nname = "a # not a comment" # the run name, which names the folder of the '
+            'run under out_dir\n')
+    lines = wrap_toml(text, 50).splitlines()
+    assert all(len(line) <= 50 for line in lines)
+    assert lines[0].startswith("max_steps = 1300 # Optimizer")
+    assert lines[1].startswith(" " * len("max_steps = 1300 ") + "# ")
+    second = next(i for i, line in enumerate(lines) if line.startswith("name"))
+    assert lines[second].startswith('name = "a # not a comment" # the')
+    assert lines[second + 1].startswith(" " * len('name = "a # not a comment" ') + "# ")
+    import tomllib
+    assert tomllib.loads(wrap_toml(text, 50)) == tomllib.loads(text)      # still the same TOML
