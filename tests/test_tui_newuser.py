@@ -364,3 +364,64 @@ def test_config_comments_wrap_under_their_hash():
     assert lines[second + 1].startswith(" " * len('name = "a # not a comment" ') + "# ")
     import tomllib
     assert tomllib.loads(wrap_toml(text, 50)) == tomllib.loads(text)      # still the same TOML
+
+
+# ---------------------------------------------------------------------------
+# 18. the run view's and compare's chart keys
+
+def run_with_metrics(root: Path, name: str, upto: int) -> Path:
+    """A run folder whose metrics.jsonl holds the scripted events up to step `upto`."""
+    from fakes import scripted_events
+
+    run_dir = fake_runs(root, [name]) / name
+    events = [e for e in scripted_events(max_steps=600, upto=upto, run_dir=str(run_dir))
+              if type(e).__name__ in ("StartEvent", "TrainEvent", "EvalEvent")]
+    (run_dir / "metrics.jsonl").write_text("".join(e.to_line() + "\n" for e in events))
+    return run_dir
+
+
+def test_the_run_view_has_log_scale_and_smoothing_keys(tmp_path):
+    run_dir = run_with_metrics(tmp_path / "runs", "alpha", 300)
+    app = recommended_app(tmp_path, runs_dir=tmp_path / "runs")
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.open_run(run_dir)
+            await wait_screen(pilot, "RunScreen")
+            chart = app.screen.query_one("LossChart")
+            await wait_for(pilot, lambda: len(chart.train) > 0, 10, "curves")
+            assert chart.smoothing and not chart.log_scale
+            await pilot.press("l", "m")
+            assert chart.log_scale and not chart.smoothing
+            assert "(log)" in chart.render().plain
+
+    run(drive())
+
+
+def test_compare_names_runs_without_an_evaluation_and_draws_train_loss_on_t(tmp_path):
+    from llmtui.tui.screens.compare import CompareScreen
+
+    runs = tmp_path / "runs"
+    alpha = run_with_metrics(runs, "alpha", 300)
+    beta = run_with_metrics(runs, "beta", 60)          # no evaluation yet (every 100 steps)
+    app = recommended_app(tmp_path, runs_dir=runs)
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.push_screen(CompareScreen([alpha, beta]))
+            await wait_screen(pilot, "CompareScreen")
+            chart = app.screen.query_one("LossChart")
+            await wait_for(pilot, lambda: len(chart.runs) == 1, 10, "val curves")
+            head = static_text(app.screen.query_one("#compare-head"))
+            assert "val loss" in head and "no evaluation yet: beta" in head
+            await pilot.press("t")
+            await pilot.pause()
+            assert [name for name, _ in chart.runs] == ["alpha", "beta"] and chart.runs_smoothed
+            head = static_text(app.screen.query_one("#compare-head"))
+            assert head.startswith(" train loss of 2 runs") and "not drawn" not in head
+            await pilot.press("m", "l")
+            assert not chart.smoothing and chart.log_scale
+
+    run(drive())

@@ -37,9 +37,12 @@ class RunScreen(ReportsWorkerErrors, Screen):
         Binding("r", "resume", "Resume"),
         Binding("g", "generate", "Generate"),
         Binding("e", "evaluate", "Evaluate"),
-        Binding("w", "to_wizard", "To wizard"),
+        Binding("w", "to_wizard", "Wizard", tooltip="Copy this run's config into the wizard"),
         Binding("d", "delete", "Delete"),
-        Binding("escape", "back", "Back"),
+        Binding("l", "toggle_log", "Log y"),
+        Binding("m", "toggle_smoothing", "Smooth"),
+        # every key fits 80 columns: Esc goes back everywhere (listed under ?)
+        Binding("escape", "back", "Back", show=False),
     ]
 
     def __init__(self, run_dir: Path):
@@ -327,6 +330,14 @@ class RunScreen(ReportsWorkerErrors, Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_toggle_log(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.log_scale = not chart.log_scale
+
+    def action_toggle_smoothing(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.smoothing = not chart.smoothing
 
     def palette_commands(self):
         from textual.app import SystemCommand

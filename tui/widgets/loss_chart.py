@@ -144,7 +144,8 @@ class LossChart(Widget):
         self.val = Series(capacity)
         self.reference = Series(capacity)
         self.reference_label = "reference"
-        self.runs: list[tuple[str, Series]] = []     # compared runs' val curves
+        self.runs: list[tuple[str, Series]] = []     # compared runs' curves
+        self.runs_smoothed = False                   # they are train curves: smoothing applies
         self.total_steps: int | None = None
         self.current_step: int | None = None         # the step the run is at (the x label)
         self.smoothing_weight = smoothing_weight
@@ -169,9 +170,11 @@ class LossChart(Widget):
             self.reference.add(step, value)
         self.refresh()
 
-    def set_runs(self, runs: list[tuple[str, list[tuple[int, float]]]]) -> None:
-        """Other runs' val curves to draw side by side (replaces the previous set)."""
+    def set_runs(self, runs: list[tuple[str, list[tuple[int, float]]]], smoothed: bool = False) -> None:
+        """Other runs' curves to draw side by side (replaces the previous set); `smoothed`:
+        they follow the smoothing toggle (train loss), else they are drawn as measured."""
         self.runs = []
+        self.runs_smoothed = smoothed
         for name, points in runs:
             series = Series(self.capacity)
             for step, value in points:
@@ -202,7 +205,7 @@ class LossChart(Widget):
         curves = [_Curve(self.reference_label, self.reference, "loss-chart--reference", None, False, 0)]
         for i, (name, series) in enumerate(self.runs):
             curves.append(_Curve(name, series, f"loss-chart--run-{i % RUN_STYLES}",
-                                 RUN_MARKERS[i % len(RUN_MARKERS)], False, 1))
+                                 RUN_MARKERS[i % len(RUN_MARKERS)], self.runs_smoothed, 1))
         curves.append(_Curve("train", self.train, "loss-chart--train", None, True, 2))
         curves.append(_Curve("val", self.val, "loss-chart--val", VAL_MARKER, False, 1, joined=False))
         return [c for c in curves if len(c.series)]
@@ -267,7 +270,8 @@ class LossChart(Widget):
             style = self.get_component_rich_style(curve.style_class)
             pts = [(x, y) for x, y in pts if x <= x_max]
             if curve.joined:
-                line = _per_column(pts, x_min, x_max, px_w) if curve.marker is None else pts
+                dense = curve.marker is None or curve.smoothed    # a train curve: a point a step
+                line = _per_column(pts, x_min, x_max, px_w) if dense else pts
                 dots: dict[tuple[int, int], int] = {}
                 self._plot(dots, [to_px(x, y) for x, y in line])
                 for (row, col), bits in dots.items():   # only the cells the curve touches
@@ -276,7 +280,8 @@ class LossChart(Widget):
                         cell_glyph[row][col] = None
                     cell_dots[row][col] |= bits
             if curve.marker:
-                for x, y in pts:
+                # a compared train curve is marked at its end only (a marker a step would hide it)
+                for x, y in (pts[-1:] if curve.smoothed else pts):
                     px, py = to_px(x, y)
                     row, col = py // 4, px // 2
                     cell_rank[row][col], cell_style[row][col] = curve.rank + 10, style
