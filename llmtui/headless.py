@@ -40,6 +40,39 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+# what each stage of data preparation does; its progress counts bytes of the corpus
+# (of the token files for "verify" and "split")
+PREPARE_STAGES = {"hash": "reading the corpus", "verify": "checking the prepared token files",
+                  "train tokenizer": "training the tokenizer", "scan": "collecting the characters",
+                  "tokenize": "tokenizing", "split": "setting the val tokens apart"}
+
+
+def prepare_stage(stage: str) -> str:
+    return PREPARE_STAGES.get(stage, stage)
+
+
+def fmt_bytes_done(done: int, total: int) -> str:
+    """'12.3 of 45.6 MiB': both in the unit of the total."""
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if total >= div:
+            return f"{done / div:.1f} of {total / div:.1f} {unit}"
+    return f"{done:,} of {total:,} bytes"
+
+
+def optimizer_line(e: StartEvent) -> str | None:
+    """Muon's extra work, in words: mfu counts the model's FLOPs only, so a user
+    comparing mfu with the step time is told what else each step computes."""
+    if not e.optimizer_flops_per_step:
+        return None
+    return (f"optimizer: Muon orthogonalizes each update (Newton-Schulz), "
+            f"{e.optimizer_flops_per_step / 1e9:.2f} GFLOP a step that mfu does not count")
+
+
+def eta_text(seconds: float | None) -> str:
+    """The time left as the bar and the log lines show it."""
+    return "measuring…" if seconds is None else "~" + fmt_duration(seconds)
+
+
 def train_line(e: TrainEvent) -> str:
     parts = [f"step {e.step}/{e.max_steps}", f"loss {e.loss:.4f}", f"lr {e.lr:.2e}"]
     if e.grad_norm is not None:
@@ -65,8 +98,8 @@ def describe(e: Event) -> str | None:
             resumed = f", resumed from {e.resumed_from} at step {e.start_step}" if e.resumed_from else ""
             procs = f", {e.world_size} processes" if e.world_size > 1 else ""
             threads = f", {e.threads} threads" if e.threads else ""
-            optimizer = (f"; optimizer +{e.optimizer_flops_per_step / 1e9:.2f} GFLOP/step (Muon's "
-                         "Newton-Schulz, not in mfu)" if e.optimizer_flops_per_step else "")
+            optimizer = optimizer_line(e)
+            optimizer = f"\n{optimizer}" if optimizer else ""
             return (f"run {e.run_dir} on {e.device} ({e.precision}{threads}{procs}){resumed}\n"
                     f"model {e.n_params / 1e6:.2f}M parameters ({e.n_params_non_embedding / 1e6:.2f}M "
                     f"non-embedding), vocab {e.vocab_size}; effective batch {e.effective_batch} "
@@ -115,6 +148,36 @@ class OutputLost:
         return broken
 
 
+class RunClock:
+    """The time left of the run being reported, from its events (tui.eta, the
+    monitor's: steps left at the recent ms/step, plus the evaluations left).
+    The run's [eval] settings come from the trainer, known once it exists."""
+
+    def __init__(self, lost: "OutputLost"):
+        self.lost = lost
+        self.eta = None
+        self.done = False
+
+    def add(self, e: Event) -> None:
+        if isinstance(e, StartEvent):
+            from types import SimpleNamespace
+
+            from llmtui.tui.eta import Eta  # pure: no Textual
+
+            cfg = getattr(self.lost.trainer, "cfg", None)
+            eval_cfg = getattr(cfg, "eval", None) or SimpleNamespace(every_n_steps=0, every_n_epochs=0,
+                                                                     sample_tokens=0)
+            self.eta = Eta(eval_cfg, e.max_steps)
+        if self.eta is not None:
+            self.eta.add(e)
+        self.done = self.done or isinstance(e, DoneEvent)
+
+    def seconds_left(self) -> float | None:
+        if self.done:
+            return 0.0
+        return None if self.eta is None else self.eta.seconds_left()
+
+
 class PlainReporter:
     def __init__(self, stream=None, errors=None, lost: OutputLost | None = None):
         lost = lost or OutputLost()
@@ -122,6 +185,7 @@ class PlainReporter:
         self.stream = SafeStream(stream or sys.stdout, lost("standard output"))
         self.errors = SafeStream(errors or sys.stderr, lost("standard error"))
         self._last_prepare = 0.0
+        self.clock = RunClock(lost)
 
     def __call__(self, e: Event) -> None:
         if isinstance(e, PrepareEvent):
@@ -129,9 +193,13 @@ class PlainReporter:
             if now - self._last_prepare > 2 or e.done >= e.total:
                 self._last_prepare = now
                 pct = 100 * e.done / max(1, e.total)
-                print(f"preparing data: {e.stage} {pct:.0f}%", file=self.stream, flush=True)
+                print(f"preparing data: {prepare_stage(e.stage)} {pct:.0f}% "
+                      f"({fmt_bytes_done(e.done, e.total)})", file=self.stream, flush=True)
             return
+        self.clock.add(e)
         line = describe(e)
+        if line and isinstance(e, TrainEvent) and e.step < e.max_steps:
+            line += f" | ETA {eta_text(self.clock.seconds_left())}"
         if line:
             # errors go to stderr, where scripts and CI look for them
             stream = self.errors if isinstance(e, ErrorEvent) else self.stream
@@ -142,44 +210,71 @@ class PlainReporter:
 
 
 class RichReporter:
-    """A progress bar with ETA, metric lines printed above it."""
+    """A progress bar with ETA, metric lines printed above it.
+
+    The ETA is the run's own (RunClock), counted down between events: Rich's
+    estimate needs two updates within 30 s, so with slow steps it read -:--:--
+    for most of a run."""
 
     def __init__(self, lost: OutputLost | None = None):
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.table import Column
+        from rich.text import Text
+
+        class EtaColumn(ProgressColumn):
+            def render(self, task) -> Text:
+                left, at = task.fields.get("eta"), task.fields.get("eta_at")
+                if left is None:
+                    return Text("ETA " + eta_text(None) if task.fields.get("counts_down") else "",
+                                style="progress.remaining")
+                return Text("ETA " + eta_text(max(0.0, left - (time.monotonic() - at))),
+                            style="progress.remaining")
+
         lost = lost or OutputLost()
         self.lost = lost
+        self.clock = RunClock(lost)
         self.console = Console(file=SafeStream(sys.stdout, lost("standard output")))
         self.errors = Console(file=SafeStream(sys.stderr, lost("standard error")))
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 console=self.console, refresh_per_second=2)
+        # one line at any width (a bar that wraps is drawn again on every refresh): the
+        # bar and the figures share what the count, the ETA and the elapsed time leave;
+        # {task.fields[count]} is steps, or bytes while the data is prepared
+        fixed = dict(table_column=Column(no_wrap=True))
+        self.progress = Progress(TextColumn("[bold]{task.description}", **fixed),
+                                 BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=6)),
+                                 TextColumn("{task.fields[count]}", **fixed), EtaColumn(**fixed),
+                                 TimeElapsedColumn(**fixed),
+                                 TextColumn("{task.fields[info]}", table_column=Column(
+                                     ratio=3, no_wrap=True, overflow="ellipsis")),
+                                 console=self.console, refresh_per_second=2, expand=True)
         self.progress.start()
         self.task = None
         self.prepare_task = None
 
     def __call__(self, e: Event) -> None:
         if isinstance(e, PrepareEvent):
+            count = fmt_bytes_done(e.done, e.total)
             if self.prepare_task is None:
-                self.prepare_task = self.progress.add_task("preparing data", total=e.total, info="")
-            self.progress.update(self.prepare_task, completed=e.done, total=e.total, info=e.stage)
+                self.prepare_task = self.progress.add_task("preparing data", total=e.total, count=count,
+                                                           info="")
+            self.progress.update(self.prepare_task, completed=e.done, total=e.total, count=count,
+                                 info=prepare_stage(e.stage))
             return
+        self.clock.add(e)
         if isinstance(e, StartEvent):
             if self.prepare_task is not None:
                 self.progress.remove_task(self.prepare_task)
-            self.task = self.progress.add_task("training", total=e.max_steps,
-                                               completed=e.start_step, info="")
-        if isinstance(e, TrainEvent) and self.task is not None:
-            self.progress.update(self.task, completed=e.step, total=e.max_steps,
-                                 info=f"loss {e.loss:.4f}  {e.tokens_per_sec:,.0f} tok/s")
+            self.task = self.progress.add_task("training", total=e.max_steps, completed=e.start_step,
+                                               count=_steps(e.start_step, e.max_steps), info="",
+                                               counts_down=True, eta=None, eta_at=None)
+        if self.task is not None and not isinstance(e, StartEvent):
+            left = self.clock.seconds_left()
+            fields = {"eta": left, "eta_at": time.monotonic()} if left is not None else {}
+            if isinstance(e, TrainEvent):
+                fields.update(completed=e.step, total=e.max_steps, count=_steps(e.step, e.max_steps),
+                              info=f"{e.ms_per_step:,.0f} ms/step  loss {e.loss:.4f}  "
+                                   f"{e.tokens_per_sec:,.0f} tok/s")
+            self.progress.update(self.task, **fields)
         line = describe(e)
         if line and isinstance(e, ErrorEvent):
             self.errors.print(line, highlight=False, markup=False)
@@ -188,6 +283,10 @@ class RichReporter:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def _steps(step: int, max_steps: int) -> str:
+    return f"step {step:,}/{max_steps:,}"
 
 
 def run_headless(config: str, overrides: list[str], *, resume: str | None, overwrite: bool,

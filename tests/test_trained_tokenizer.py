@@ -248,7 +248,7 @@ def test_headless_progress_shows_the_tokenizer_training(tiny, tmp_path, corpus, 
                  "-o", 'tokenizer.kind="trained"', "-o", "tokenizer.vocab_size=300", "-o", "eval.sample_tokens=0"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "preparing data: train tokenizer 100%" in out
+    assert "preparing data: training the tokenizer 100%" in out
     assert "vocab 300" in out
 
 

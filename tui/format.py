@@ -34,6 +34,17 @@ def fmt_count(n: float | None) -> str:
     return f"{n:.0f}"
 
 
+def fmt_flops(n: float | None) -> str:
+    """Floating-point operations in decimal units, 3 digits: 2.36 GFLOP, 301 GFLOP."""
+    if n is None:
+        return "n/a"
+    n = float(n)
+    for div, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g} {prefix}FLOP"
+    return f"{n:.0f} FLOP"
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "n/a"

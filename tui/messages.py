@@ -71,9 +71,9 @@ class RunFollowed(Message):
 
 
 class RunsCompared(Message):
-    def __init__(self, curves: list[tuple[str, list[tuple[int, float]]]]):
+    def __init__(self, curves: list[tuple[str, list[tuple[int, float]], list[tuple[int, float]]]]):
         super().__init__()
-        self.curves = curves   # (run name, val points)
+        self.curves = curves   # (run name, train points, val points)
 
 
 class CheckpointsVerified(Message):

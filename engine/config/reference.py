@@ -18,19 +18,23 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from llmtui.engine.config.presets import PACKAGE
-from llmtui.engine.config.schema import Config
+from llmtui.engine.config.schema import FIELDS, Config
 
 # the settings that decide the loss curve of a run
 _RECIPE_SECTIONS = ("data", "tokenizer", "model", "optimizer", "scheduler")
 _RECIPE_TRAINING = ("batch_size", "grad_accum_steps", "target_tokens_per_step", "max_steps",
                     "epochs", "grad_clip")
-_NOT_RECIPE = {("data", "prepared_dir"), ("tokenizer", "retrain")}   # where and whether, not what
+# where the tokens go, and whether the tokenizer is trained again: not what is trained
+_NOT_RECIPE = {("data", "prepared_dir"), ("tokenizer", "retrain")}
 
 
 def recipe_fingerprint(cfg: Config) -> str:
     """What a run's curve depends on, hashed (see the module docstring)."""
     values = cfg.to_dict()
-    recipe = {section: {k: v for k, v in values[section].items() if (section, k) not in _NOT_RECIPE}
+    # a key at its default is left out: a key added to the schema later (at its default)
+    # leaves every recipe, and the curves measured on it, as they were
+    recipe = {section: {k: v for k, v in values[section].items()
+                        if (section, k) not in _NOT_RECIPE and v != FIELDS[section][k].default}
               for section in _RECIPE_SECTIONS}
     recipe["training"] = {k: values["training"][k] for k in _RECIPE_TRAINING}
     recipe["seed"] = values["run"]["seed"]

@@ -41,8 +41,21 @@ from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
 
+PREPARE_HINT = "Token files are made once and reused while the corpus and tokenizer stay the same."
+STALE_HINT = ("The corpus or tokenizer changed since the data was prepared: prepare again "
+              "(starting training also prepares it).")
 SOURCE_KINDS = [("builtin", "Built-in corpus (offline, Python's documentation)"),
                 ("path", "A text file, a folder of .txt files, or a .bin/.npy token file")]
+
+
+class ChoiceButton(RadioButton):
+    """A radio button whose dot shows only when it is on. Textual draws the dot in
+    both states and tells them apart by colour alone, so in a terminal with few
+    colours (or a dark theme) both corpus choices looked selected."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # noqa: N802 - the name ToggleButton reads
+        return "●" if self.value else " "
 
 
 class DataScreen(ReportsWorkerErrors, Screen):
@@ -59,6 +72,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
         self.progress_events = EventBuffer(maxlen=1000)
         self._seq = 0
         self._timer = None
+        self._shown_key: tuple | None = None   # the data settings shown as prepared; () none
 
     def compose(self) -> ComposeResult:
         doc = self.doc
@@ -69,8 +83,8 @@ class DataScreen(ReportsWorkerErrors, Screen):
             with Vertical(classes="panel", id="data-corpus") as corpus:
                 corpus.border_title = "Corpus"
                 with RadioSet(id="source-kind"):
-                    yield RadioButton(SOURCE_KINDS[0][1], value=builtin, id="kind-builtin")
-                    yield RadioButton(SOURCE_KINDS[1][1], value=not builtin, id="kind-path")
+                    yield ChoiceButton(SOURCE_KINDS[0][1], value=builtin, id="kind-builtin")
+                    yield ChoiceButton(SOURCE_KINDS[1][1], value=not builtin, id="kind-path")
                 with Horizontal(classes="data-row"):
                     yield Input("" if builtin else source, placeholder="path to a file or folder",
                                 compact=True, id="source-path", disabled=builtin)
@@ -108,10 +122,10 @@ class DataScreen(ReportsWorkerErrors, Screen):
                 yield ErrorText(id="tokenizer-error")
             with Vertical(classes="panel", id="data-prepare") as prep:
                 prep.border_title = "Prepare"
-                yield Static("Token files are made once and reused while the corpus and tokenizer "
-                             "stay the same.", id="prepare-status")
+                yield Static(PREPARE_HINT, id="prepare-status", markup=False)
                 yield StillProgressBar(total=100, show_eta=False, id="prepare-progress")
-                yield Static("", id="prepare-result")
+                # paths and error messages are the user's text: shown as typed
+                yield Static("", id="prepare-result", markup=False)
         with Horizontal(id="data-buttons"):
             yield Button("◂ Back", id="back", compact=True)
             yield Button("Prepare data", id="prepare", compact=True)
@@ -122,8 +136,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
         self.query_one("#prepare-progress").display = False
         self.query_one("#source-kind", RadioSet).focus()
         self._enable_tokenizer_inputs(self.doc.get("tokenizer.kind"))
-        if self.app.session.data_is_current():
-            self._show_summary(self.app.session.data_summary)
+        self._show_data_state()
 
     # -- edits go straight into the shared document ---------------------------
 
@@ -137,6 +150,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
         error.show(None)
         if error_id == "#tokenizer-error":   # the panel's cross-key rules still apply
             self._check_tokenizer()
+        self._show_data_state()
         return True
 
     @on(RadioSet.Changed, "#source-kind")
@@ -161,12 +175,12 @@ class DataScreen(ReportsWorkerErrors, Screen):
         error = self.query_one("#source-error", ErrorText)
         if not text:
             error.show("Type or browse to a corpus file or folder.")
-            return
-        if text != "builtin" and not Path(text).expanduser().exists():
+        elif text != "builtin" and not Path(text).expanduser().exists():
             error.show(f"{text}: no such file or folder")
-            return
-        self._set("data.source", text if text == "builtin" else str(Path(text).expanduser()),
-                  "#source-error")
+        else:
+            self._set("data.source", text if text == "builtin" else str(Path(text).expanduser()),
+                      "#source-error")
+        self._show_data_state()     # a corpus being chosen is not the one prepared
 
     @on(Select.Changed, "#tokenizer-kind")
     def _tokenizer_kind(self, event: Select.Changed) -> None:
@@ -214,6 +228,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
             return
         error.show(None)
         self._check_tokenizer()
+        self._show_data_state()
 
     def _check_tokenizer(self) -> None:
         """Show a rule that spans tokenizer keys (vocab size vs special tokens) at once."""
@@ -256,15 +271,17 @@ class DataScreen(ReportsWorkerErrors, Screen):
     def action_back(self) -> None:
         self.app.pop_screen()
 
-    def _checked_config(self):
-        """The config to use, or None (with a notification saying why)."""
+    def _checked_config(self, quiet: bool = False):
+        """The config to use, or None (with a notification saying why, unless quiet)."""
         if self._has_errors():
-            self.notify("Fix the data settings first.", severity="warning")
+            if not quiet:
+                self.notify("Fix the data settings first.", severity="warning")
             return None
         try:
             return self.doc.to_config()
         except UserError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
+            if not quiet:
+                self.notify(str(exc), severity="error", timeout=8, markup=False)
             return None
 
     def action_train(self) -> None:
@@ -275,7 +292,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
         if session.data_is_current():
             problem = self._too_small(session.data_summary, cfg)
             if problem:
-                self.notify(problem, title="Not enough data", severity="error", timeout=10)
+                self.notify(problem, title="Not enough data", severity="error", timeout=10, markup=False)
                 return
         self.app.start_training(cfg)
 
@@ -352,24 +369,41 @@ class DataScreen(ReportsWorkerErrors, Screen):
         session.vocab_size = event.summary["vocab_size"]
         session.data_summary = event.summary
         session.data_key = self._key
-        self._show_summary(event.summary)
-        cfg = self._checked_config()
-        problem = self._too_small(event.summary, cfg) if cfg is not None else None
-        if problem:
-            self.query_one("#prepare-status", Static).update(Text(f"Not enough data: {problem}",
-                                                                  style="bold red"))
-            self.query_one("#train", Button).disabled = True
-        else:
-            self.query_one("#prepare-status", Static).update("Data ready.")
+        self._shown_key = None
+        self._show_data_state()
 
     @on(WorkerFailed)
     def _preparation_failed(self, event: WorkerFailed) -> None:
         self._preparation_ended()
+        self._shown_key = None        # the next edit replaces this message with the state
         self.query_one("#prepare-status", Static).update("Preparation failed.")
         self.query_one("#prepare-result", Static).update(event.text)
+
+    def _show_data_state(self) -> None:
+        """What is known about the data of the settings shown now: the summary of its
+        preparation while they are the ones prepared, else that it must be prepared
+        (again: a summary of other settings would claim data that is not there)."""
+        if self._timer is not None:      # preparing: the progress says it
+            return
+        session = self.app.session
+        key = session.data_key if session.data_is_current() and not self._has_errors() else ()
+        if key == self._shown_key:
+            return
+        self._shown_key = key
+        status = self.query_one("#prepare-status", Static)
+        if not key:
+            self.query_one("#prepare-result", Static).update("")
+            status.update(STALE_HINT if session.data_key is not None else PREPARE_HINT)
+            return
+        self._show_summary(session.data_summary)
+        cfg = self._checked_config(quiet=True)
+        problem = self._too_small(session.data_summary, cfg) if cfg is not None else None
+        self.query_one("#train", Button).disabled = bool(problem)
+        status.update(Text(f"Not enough data: {problem}", style="bold red") if problem else "Data ready.")
 
     def _show_summary(self, summary: dict) -> None:
         how = "reused" if summary.get("reused") else "prepared"
         self.query_one("#prepare-result", Static).update(
             f"{summary['train_tokens']:,} train / {summary['val_tokens']:,} val tokens, "
-            f"vocabulary {summary['vocab_size']:,} ({how})")
+            f"vocabulary {summary['vocab_size']:,} ({how})\n"
+            f"token files in {summary['directory']}")

@@ -163,9 +163,10 @@ class NumberScreen(AskScreen):
 
 
 class BrowseScreen(ModalScreen[Path | None]):
-    """Pick a file or a folder from a directory tree."""
+    """Pick a file or a folder from a directory tree; backspace (or Up) shows the
+    folder above, so a file outside the starting folder can be reached."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("backspace", "up", "Up a folder")]
 
     def __init__(self, start: Path, title: str = "Choose a file or folder"):
         super().__init__(classes="dialog-screen")
@@ -176,11 +177,28 @@ class BrowseScreen(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-tall"):
             yield Label(self.title_text, classes="dialog-title", markup=False)
+            with Horizontal(id="browse-where"):
+                yield Button("▲ Up", id="browse-up", compact=True)
+                yield Static(str(self.start.resolve()), id="browse-folder", markup=False)
             yield DirectoryTree(self.start, id="browse-tree")
             yield Static("", id="browse-selected", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Use", variant="primary", id="browse-ok", disabled=True)
                 yield Button("Cancel", id="browse-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(DirectoryTree).focus()
+
+    @property
+    def folder(self) -> Path:
+        """The folder the tree shows."""
+        return Path(self.query_one(DirectoryTree).path)
+
+    def action_up(self) -> None:
+        folder = self.folder.resolve()
+        if folder.parent != folder:
+            self.query_one(DirectoryTree).path = folder.parent
+            self.query_one("#browse-folder", Static).update(str(folder.parent))
 
     def _select(self, path: Path) -> None:
         self.selected = path
@@ -197,8 +215,10 @@ class BrowseScreen(ModalScreen[Path | None]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
+        if event.button.id == "browse-up":
+            self.action_up()
+            return
         self.dismiss(self.selected if event.button.id == "browse-ok" else None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-

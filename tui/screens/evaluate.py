@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -35,8 +36,8 @@ def result_table(result: Any) -> Table:
     grid.add_row("perplexity", f"{result.perplexity:,.2f}")
     grid.add_row("accuracy", f"{100 * result.accuracy:.1f}%")
     grid.add_row("bits per byte", f"{result.bits_per_byte:.4f}")
-    for warning in result.warnings:
-        grid.add_row("warning", warning, style="yellow")
+    for warning in result.warnings:   # Text: a table reads a str cell as markup, and these name files
+        grid.add_row("warning", Text(warning), style="yellow")
     return grid
 
 

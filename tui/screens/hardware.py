@@ -42,6 +42,8 @@ class HardwareScreen(ReportsWorkerErrors, Screen):
         Binding("u", "use_recommended", "Use recommended"),
         Binding("r", "runs", "Runs"),
         Binding("o", "focus_file", "Open TOML"),
+        # leaves a text box (the TOML path), so the letter keys above work again
+        Binding("escape", "leave_input", "Leave the text box", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -190,6 +192,15 @@ class HardwareScreen(ReportsWorkerErrors, Screen):
     @on(Input.Submitted, "#toml-path")
     def _toml_submitted(self, event: Input.Submitted) -> None:
         self.open_file(event.value)
+
+    def action_leave_input(self) -> None:
+        if isinstance(self.focused, Input):
+            self.query_one("#use-recommended", Button).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_input":   # Esc does nothing else here: listed only in a text box
+            return isinstance(self.focused, Input)
+        return True
 
     def action_focus_file(self) -> None:
         self.query_one("#toml-path", Input).focus()

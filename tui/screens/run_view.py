@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,6 +22,7 @@ from textual.widgets import DataTable, Footer, Label, Sparkline, Static, TabbedC
 from llmtui.engine.training.history import RunHistory
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_num
 from llmtui.tui.messages import CheckpointsVerified, RunFollowed, RunLoaded
+from llmtui.tui.widgets.config_view import ConfigView
 from llmtui.tui.widgets.loss_chart import LossChart
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
@@ -37,9 +37,12 @@ class RunScreen(ReportsWorkerErrors, Screen):
         Binding("r", "resume", "Resume"),
         Binding("g", "generate", "Generate"),
         Binding("e", "evaluate", "Evaluate"),
-        Binding("w", "to_wizard", "To wizard"),
+        Binding("w", "to_wizard", "Wizard", tooltip="Copy this run's config into the wizard"),
         Binding("d", "delete", "Delete"),
-        Binding("escape", "back", "Back"),
+        Binding("l", "toggle_log", "Log y"),
+        Binding("m", "toggle_smoothing", "Smooth"),
+        # every key fits 80 columns: Esc goes back everywhere (listed under ?)
+        Binding("escape", "back", "Back", show=False),
     ]
 
     def __init__(self, run_dir: Path):
@@ -70,7 +73,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
                         yield Sparkline([], id="run-tps", summary_function=max)
             with TabPane("Config", id="tab-config"):
                 with VerticalScroll():
-                    yield Static("", id="run-config")
+                    yield ConfigView(id="run-config")
             with TabPane("Checkpoints", id="tab-checkpoints"):
                 table = DataTable(id="run-checkpoints", cursor_type="row")
                 for label in ("checkpoint", "step", "val loss", "files", "verified"):
@@ -111,9 +114,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
         self.info, self.history, self.config_text = message.info, message.history, message.config_text
         self._draw_curves(self.history.train, self.history.val, reset=True)
         self._show_head()
-        self.query_one("#run-config", Static).update(
-            Syntax(self.config_text, "toml", word_wrap=True, theme="ansi_dark")
-            if self.config_text else "no config.toml in this run")
+        self.query_one("#run-config", ConfigView).show(self.config_text)
         reference = self._reference()
         if reference is not None:
             self.query_one(LossChart).set_reference(reference.points, f"{reference.preset} reference")
@@ -185,19 +186,23 @@ class RunScreen(ReportsWorkerErrors, Screen):
             f"segments {len(h.starts)}")
 
     def _show_head(self) -> None:
+        """Name and state, then the figures; on a narrow terminal the line wraps, between
+        figures only (each figure's own spaces do not break)."""
         r = self.info
         if r is None:
             return
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         text.append(f" {r.name}  ", "bold")
         text.append(r.status, STATUS_STYLE.get(r.status, ""))
         if r.holder is not None:
             who = "trained by" if r.holder.alive else "left by"
             text.append(f" ({who} {r.holder.describe()})", "dim")
         steps = f"{r.steps:,}" + (f"/{r.max_steps:,}" if r.max_steps else "")
-        text.append(f"   step {steps}   best val {fmt_loss(r.best_val_loss)}   "
-                    f"time {fmt_duration(r.training_time)}   tokens {fmt_count(r.tokens_seen)}   "
-                    f"{r.model} · {r.tokenizer}")
+        figures = [f"step {steps}", f"best val {fmt_loss(r.best_val_loss)}",
+                   f"time {fmt_duration(r.training_time)}", f"tokens {fmt_count(r.tokens_seen)}",
+                   f"{r.model} · {r.tokenizer}"]
+        for figure in figures:
+            text.append("   " + figure.replace(" ", "\u00a0"))
         self.query_one("#run-head", Static).update(text)
 
     @work(thread=True, exclusive=True, group="run-verify", exit_on_error=False)
@@ -325,6 +330,14 @@ class RunScreen(ReportsWorkerErrors, Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_toggle_log(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.log_scale = not chart.log_scale
+
+    def action_toggle_smoothing(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.smoothing = not chart.smoothing
 
     def palette_commands(self):
         from textual.app import SystemCommand

@@ -48,6 +48,45 @@ def _missing_last(value: float | None) -> float:
     return float("inf") if value is None else value
 
 
+class RunsTable(DataTable):
+    """The runs, a row each; ← and → scroll a whole column at a time (a DataTable with
+    a row cursor scrolls one character per key, and an 80-column terminal shows the
+    columns only up to "date")."""
+
+    def _column_starts(self) -> list[int]:
+        starts, x = [], 0
+        for column in self.ordered_columns:
+            starts.append(x)
+            x += column.get_render_width(self)
+        return starts
+
+    @property
+    def hidden_columns(self) -> list[str]:
+        """The labels of the columns that do not show whole now."""
+        right = self.scroll_x + self.scrollable_content_region.width
+        hidden, x = [], 0
+        for column in self.ordered_columns:
+            width = column.get_render_width(self)
+            if x < self.scroll_x or x + width > right:
+                hidden.append(str(column.label).strip())
+            x += width
+        return [label for label in hidden if label]
+
+    def action_cursor_right(self) -> None:
+        later = [x for x in self._column_starts() if x > self.scroll_x]
+        if later:
+            self.scroll_to(x=min(later[0], self.max_scroll_x), animate=False)
+
+    def action_cursor_left(self) -> None:
+        earlier = [x for x in self._column_starts() if x < self.scroll_x]
+        self.scroll_to(x=earlier[-1] if earlier else 0, animate=False)
+
+    def watch_scroll_x(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_x(old_value, new_value)
+        if isinstance(self.screen, RunsScreen):   # the hint names the columns out of view
+            self.call_later(self.screen.show_hint)
+
+
 class RunsScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "runs"
     BINDINGS = [
@@ -71,7 +110,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     def compose(self) -> ComposeResult:
         yield TitleBar()
         yield Static("", id="runs-folder", markup=False)
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table = RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         for key, label, _ in COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -85,6 +124,9 @@ class RunsScreen(ReportsWorkerErrors, Screen):
 
     def on_screen_resume(self) -> None:
         self.refresh_runs()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.show_hint)
 
     # -- the list ------------------------------------------------------------------
 
@@ -107,25 +149,43 @@ class RunsScreen(ReportsWorkerErrors, Screen):
         keep = table.cursor_row
         sort_key = dict((k, f) for k, _, f in COLUMNS)[self.sort_column]
         self.runs.sort(key=sort_key, reverse=self.sort_reverse)
-        table.clear()
-        for r in self.runs:
-            status = r.status
-            if r.holder is not None and r.holder.alive:
-                status += f" (PID {r.holder.pid})"
-            table.add_row(
-                "✓" if r.name in self.picked else " ", Text(r.name), Text(status, STATUS_STYLE.get(r.status, "")),
-                f"{r.steps:,}" + (f"/{r.max_steps:,}" if r.max_steps else ""),
-                fmt_loss(r.best_val_loss), fmt_loss(r.last_val_loss), fmt_count(r.tokens_seen),
-                fmt_duration(r.training_time), time.strftime("%Y-%m-%d %H:%M", time.localtime(r.modified)),
-                Text(r.model), Text(r.tokenizer), key=r.name)
-        if self.runs:
-            table.move_cursor(row=min(max(keep, 0), len(self.runs) - 1))
+        rows = {r.name: self._cells(r) for r in self.runs}
+        if list(rows) == [key.value for key in table.rows]:
+            # the same runs in the same order (the refresh every few seconds): cells change
+            # in place, so the row and the columns scrolled to stay (clear() resets them)
+            for name, cells in rows.items():
+                for (key, _, _), cell in zip(COLUMNS, cells):
+                    if table.get_cell(name, key) != cell:
+                        table.update_cell(name, key, cell)
+        else:
+            table.clear()
+            for name, cells in rows.items():
+                table.add_row(*cells, key=name)
+            if self.runs:
+                table.move_cursor(row=min(max(keep, 0), len(self.runs) - 1))
         arrow = "▼" if self.sort_reverse else "▲"
         self.query_one("#runs-folder", Static).update(
             f" {len(self.runs)} run(s) in {self.folder}   sorted by {self.sort_column} {arrow}")
+        self.show_hint()
+        self.call_after_refresh(self.show_hint)    # the columns' widths are known after a refresh
+
+    def _cells(self, r: RunInfo) -> tuple:
+        status = r.status
+        if r.holder is not None and r.holder.alive:
+            status += f" (PID {r.holder.pid})"
+        return ("✓" if r.name in self.picked else " ", Text(r.name), Text(status, STATUS_STYLE.get(r.status, "")),
+                f"{r.steps:,}" + (f"/{r.max_steps:,}" if r.max_steps else ""),
+                fmt_loss(r.best_val_loss), fmt_loss(r.last_val_loss), fmt_count(r.tokens_seen),
+                fmt_duration(r.training_time), time.strftime("%Y-%m-%d %H:%M", time.localtime(r.modified)),
+                Text(r.model), Text(r.tokenizer))
+
+    def show_hint(self) -> None:
         hint = ("no runs here yet: train one from the hardware screen, or open another folder (f)"
                 if not self.runs else f"{len(self.picked)} selected for comparison (space, then c)"
                 if self.picked else "enter opens a run; space selects runs to compare (c)")
+        hidden = self.query_one(RunsTable).hidden_columns if self.runs else []
+        if hidden:   # a narrow terminal: say what else there is, and how to see it (first: it may be cut)
+            hint = f"←/→: {', '.join(hidden)}; {hint}"
         self.query_one("#runs-hint", Static).update(f" {hint}")
 
     def _current(self) -> RunInfo | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmtui.engine.config.resolved import is_auto
-from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
+from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration, fmt_flops
 from llmtui.tui.widgets.stat_panel import Row, StatPanel
 
 
@@ -17,7 +17,7 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
                  vocab_known: bool = False) -> list[Row]:
     rows: list[Row] = []
     if cfg is None:
-        return [("Fix the settings", "", "heading"), ("", error or "", "bad")]
+        return [("Fix the settings", "", "heading"), ("", error or "", "bad wrap")]
     t, m = cfg.training, cfg.model
     auto = is_auto(t.batch_size) or is_auto(t.grad_accum_steps)
     if est is not None:
@@ -30,9 +30,9 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
     if est is not None:
         rows.append(("parameters", fmt_count(est.n_params) + ("" if vocab_known else " (est.)")))
         rows.append(("non-embed.", fmt_count(est.n_params_non_embedding)))
-        rows.append(("flops/token", fmt_count(est.flops_per_token)))
-        if est.optimizer_flops_per_step:
-            rows.append(("optim./step", fmt_count(est.optimizer_flops_per_step)))
+        rows.append(("per token", fmt_flops(est.flops_per_token)))
+        if est.optimizer_flops_per_step:   # Muon's orthogonalization: once a step, not per token
+            rows.append(("optimizer", fmt_flops(est.optimizer_flops_per_step) + "/step"))
     rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
     rows.append(("Batch" + (" (auto, est.)" if auto else ""), "", "heading"))
     if batch is not None:
@@ -51,7 +51,7 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
             rows.append(("tokens", fmt_count(tokens_step * t.max_steps)))
     if est is None:
         rows.append(("Estimates", "", "heading"))
-        rows.append(("", error or "waiting for hardware detection", "dim"))
+        rows.append(("", error or "waiting for hardware detection", "dim wrap"))
         return rows
     rows.append(("Memory (estimate)", "", "heading"))
     cls = "good" if est.fits else ("bad" if est.fits is False else "")
@@ -59,9 +59,8 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
     if est.device_memory:
         rows.append((f"{est.device} free"[:11], fmt_bytes(est.device_memory)))
     if est.fits is False:
-        rows.append(("", "will not fit: lower batch_size", "bad"))
-        rows.append(("", "or block_size, or use", "bad"))
-        rows.append(("", "grad_accum_steps", "bad"))
+        rows.append(("", "will not fit: lower batch_size or block_size, or use grad_accum_steps",
+                     "bad wrap"))
     for name, size in sorted(est.memory.items(), key=lambda kv: -kv[1])[:4]:
         rows.append((f" {name}", fmt_bytes(size), "dim"))
     rows.append(("Time (" + ("measured" if getattr(est, "calibrated", False) else "estimate") + ")",
@@ -74,7 +73,7 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
     if not est.step_seconds and not est.total_seconds:
         rows.append(("", "no estimate for this device", "dim"))
     for note in getattr(est, "notes", None) or []:
-        rows.append(("note", note, "warn"))
+        rows.append(("note", note, "warn wrap"))
     return rows
 
 

@@ -7,8 +7,11 @@ cost stay bounded however long the run is. The widget redraws only when new
 points arrive, a toggle changes or it is resized.
 
 Curves differ in colour (theme colours, see DEFAULT_CSS) and in shape: train is
-a line, val points carry a marker glyph, the reference is a faint line, and each
-compared run has its own marker, so they stay apart in 16-colour terminals too.
+a line, val points are markers (not joined: a line between evaluations crossed
+the train line), the reference is a faint line, and each compared run has its
+own marker, so they stay apart in 16-colour terminals too. The legend has a row
+of its own above the plot when there is room; the y axis is labelled every few
+rows and the x axis at round steps.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class _Curve:
     marker: str | None        # glyph at each measured point, or None
     smoothed: bool            # follows the smoothing toggle
     rank: int                 # drawing order: higher draws over lower
+    joined: bool = True       # a line between the points (else markers only)
 
 
 class LossChart(Widget):
@@ -140,7 +144,8 @@ class LossChart(Widget):
         self.val = Series(capacity)
         self.reference = Series(capacity)
         self.reference_label = "reference"
-        self.runs: list[tuple[str, Series]] = []     # compared runs' val curves
+        self.runs: list[tuple[str, Series]] = []     # compared runs' curves
+        self.runs_smoothed = False                   # they are train curves: smoothing applies
         self.total_steps: int | None = None
         self.current_step: int | None = None         # the step the run is at (the x label)
         self.smoothing_weight = smoothing_weight
@@ -165,9 +170,11 @@ class LossChart(Widget):
             self.reference.add(step, value)
         self.refresh()
 
-    def set_runs(self, runs: list[tuple[str, list[tuple[int, float]]]]) -> None:
-        """Other runs' val curves to draw side by side (replaces the previous set)."""
+    def set_runs(self, runs: list[tuple[str, list[tuple[int, float]]]], smoothed: bool = False) -> None:
+        """Other runs' curves to draw side by side (replaces the previous set); `smoothed`:
+        they follow the smoothing toggle (train loss), else they are drawn as measured."""
         self.runs = []
+        self.runs_smoothed = smoothed
         for name, points in runs:
             series = Series(self.capacity)
             for step, value in points:
@@ -198,9 +205,9 @@ class LossChart(Widget):
         curves = [_Curve(self.reference_label, self.reference, "loss-chart--reference", None, False, 0)]
         for i, (name, series) in enumerate(self.runs):
             curves.append(_Curve(name, series, f"loss-chart--run-{i % RUN_STYLES}",
-                                 RUN_MARKERS[i % len(RUN_MARKERS)], False, 1))
+                                 RUN_MARKERS[i % len(RUN_MARKERS)], self.runs_smoothed, 1))
         curves.append(_Curve("train", self.train, "loss-chart--train", None, True, 2))
-        curves.append(_Curve("val", self.val, "loss-chart--val", VAL_MARKER, False, 1))
+        curves.append(_Curve("val", self.val, "loss-chart--val", VAL_MARKER, False, 1, joined=False))
         return [c for c in curves if len(c.series)]
 
     def _points(self, curve: _Curve) -> list[tuple[float, float]]:
@@ -223,6 +230,12 @@ class LossChart(Widget):
         curves = self._curves()
         drawn = [(c, self._points(c)) for c in curves]
         legend = self._legend(curves, label_style)
+        if legend.cell_len > width - _Y_LABEL:
+            legend = self._legend(curves, label_style, compact=True)
+        # the legend gets a row of its own above the plot when the plot keeps 4 rows
+        legend_row = plot_h >= 5 and legend.cell_len <= width - _Y_LABEL
+        if legend_row:
+            plot_h -= 1
         if not any(pts for c, pts in drawn if c.rank > 0):
             lines = [Text(" " * width) for _ in range(plot_h)]
             lines[plot_h // 2] = Text("waiting for the first loss values…".center(width), label_style)
@@ -256,16 +269,19 @@ class LossChart(Widget):
         for curve, pts in sorted(drawn, key=lambda item: item[0].rank):
             style = self.get_component_rich_style(curve.style_class)
             pts = [(x, y) for x, y in pts if x <= x_max]
-            line = _per_column(pts, x_min, x_max, px_w) if curve.marker is None else pts
-            dots: dict[tuple[int, int], int] = {}
-            self._plot(dots, [to_px(x, y) for x, y in line])
-            for (row, col), bits in dots.items():   # only the cells the curve touches
-                if curve.rank >= cell_rank[row][col]:
-                    cell_rank[row][col], cell_style[row][col] = curve.rank, style
-                    cell_glyph[row][col] = None
-                cell_dots[row][col] |= bits
+            if curve.joined:
+                dense = curve.marker is None or curve.smoothed    # a train curve: a point a step
+                line = _per_column(pts, x_min, x_max, px_w) if dense else pts
+                dots: dict[tuple[int, int], int] = {}
+                self._plot(dots, [to_px(x, y) for x, y in line])
+                for (row, col), bits in dots.items():   # only the cells the curve touches
+                    if curve.rank >= cell_rank[row][col]:
+                        cell_rank[row][col], cell_style[row][col] = curve.rank, style
+                        cell_glyph[row][col] = None
+                    cell_dots[row][col] |= bits
             if curve.marker:
-                for x, y in pts:
+                # a compared train curve is marked at its end only (a marker a step would hide it)
+                for x, y in (pts[-1:] if curve.smoothed else pts):
                     px, py = to_px(x, y)
                     row, col = py // 4, px // 2
                     cell_rank[row][col], cell_style[row][col] = curve.rank + 10, style
@@ -275,10 +291,10 @@ class LossChart(Widget):
             shown_value = 10 ** value if self.log_scale else value
             return nice_label(shown_value).rjust(_Y_LABEL - 2)[: _Y_LABEL - 2]
 
-        label_rows = {0: ylabel(y_hi), plot_h - 1: ylabel(y_lo)}
-        if plot_h >= 5:
-            label_rows[(plot_h - 1) // 2] = ylabel((y_hi + y_lo) / 2)
+        label_rows = {row: ylabel(y_hi - (y_hi - y_lo) * row / (plot_h - 1)) for row in _label_rows(plot_h)}
         lines: list[Text] = []
+        if legend_row:
+            lines.append(Text(" " * (width - legend.cell_len)) + legend)
         for row in range(plot_h):
             line = Text()
             line.append(label_rows.get(row, " " * (_Y_LABEL - 2)), label_style)
@@ -302,7 +318,7 @@ class LossChart(Widget):
             if run:
                 line.append("".join(run), run_style)
             lines.append(line)
-        lines.append(self._x_axis(x_min, x_max, width, legend, label_style))
+        lines.append(self._x_axis(x_min, x_max, width, None if legend_row else legend, label_style))
         return Text("\n").join(lines)
 
     @staticmethod
@@ -347,23 +363,39 @@ class LossChart(Widget):
             legend.append(f"  ({', '.join(flags)})", label_style)
         return legend
 
-    def _x_axis(self, x_min: float, x_max: float, width: int, legend: Text, style: Style) -> Text:
+    def _x_axis(self, x_min: float, x_max: float, width: int, legend: Text | None, style: Style) -> Text:
+        """Step labels under the plot: its first step, round steps between (where they fit),
+        and the step the run is at; the legend too when it has no row of its own."""
         left = " " * (_Y_LABEL - 1) + f"{int(x_min):,}"
         at = max(int(x_max), self.current_step or 0)
         right = f"step {at:,}"
         space = width - len(left) - len(right)
-        line = Text(left, style)
-        if space < legend.cell_len + 2:   # a narrow chart: the short legend
-            legend = self._legend(self._curves(), style, compact=True)
-        if space >= legend.cell_len + 2:
-            gap = space - legend.cell_len
-            line.append(" " * (gap // 2))
-            line.append_text(legend)
-            line.append(" " * (gap - gap // 2))
-        else:
-            line.append(" " * max(1, space))
-        line.append(right, style)
-        return line
+        if legend is not None:
+            line = Text(left, style)
+            if space < legend.cell_len + 2:   # a narrow chart: the short legend
+                legend = self._legend(self._curves(), style, compact=True)
+            if space >= legend.cell_len + 2:
+                gap = space - legend.cell_len
+                line.append(" " * (gap // 2))
+                line.append_text(legend)
+                line.append(" " * (gap - gap // 2))
+            else:
+                line.append(" " * max(1, space))
+            line.append(right, style)
+            return line
+        chars = list(left.ljust(width - len(right)) + right)
+        plot_w = width - _Y_LABEL
+        taken = [(0, len(left) + 1), (width - len(right) - 2, width)]   # a gap of 2 around each label
+        for step in _round_steps(x_min, x_max, max(1, plot_w // 12)):
+            label = f"{step:,}"
+            # the cell the step's dots are drawn in (two dot columns a cell, as to_px)
+            col = _Y_LABEL + int(round((step - x_min) / (x_max - x_min) * (2 * plot_w - 1))) // 2
+            start = col - len(label) // 2
+            end = start + len(label)
+            if all(end + 2 <= a or start >= b + 2 for a, b in taken):
+                chars[start:end] = label
+                taken.append((start, end))
+        return Text("".join(chars), style)
 
     def watch_smoothing(self) -> None:
         self.refresh()
@@ -393,3 +425,25 @@ def _per_column(pts: list[tuple[float, float]], x_min: float, x_max: float,
     if n:
         out.append((sx / n, sy / n))
     return out
+
+
+def _label_rows(plot_h: int) -> list[int]:
+    """The plot rows that get a y label: the top, the bottom, and every 3 to 4 rows between."""
+    if plot_h < 3:
+        return list(range(plot_h))
+    count = max(3, min(plot_h, round((plot_h - 1) / 3.5) + 1))
+    return sorted({round(i * (plot_h - 1) / (count - 1)) for i in range(count)})
+
+
+def _round_steps(x_min: float, x_max: float, wanted: int) -> list[int]:
+    """About `wanted` round steps (1, 2 or 5 times a power of ten apart) strictly
+    between x_min and x_max."""
+    span = x_max - x_min
+    if span <= 0 or wanted < 1:
+        return []
+    raw = span / (wanted + 1)
+    power = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    step = next((m * power for m in (1, 2, 5, 10) if m * power >= raw), 10 * power)
+    step = max(1, int(step))
+    first = (int(x_min) // step + 1) * step
+    return [x for x in range(first, int(x_max), step) if x_min < x < x_max]
