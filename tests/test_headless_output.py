@@ -8,10 +8,14 @@ import io
 import sys
 from types import SimpleNamespace
 
+import pytest
+
 from fakes import T0, scripted_events
 from llmtui import load_config
 from llmtui.engine.training.events import DoneEvent, PrepareEvent, TrainEvent
 from llmtui.headless import PlainReporter, RichReporter, describe
+
+pytestmark = pytest.mark.unit
 
 
 def slow_run(max_steps: int = 200, upto: int = 60, seconds_per_step: float = 6.0) -> list:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pilot import click_button, make_app, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
 
 from fakes import fake_hardware_cpu_only, fixed_recommendation, static_text
+
+pytestmark = pytest.mark.tui
 
 
 def recommended_app(tmp_path, **kwargs):
