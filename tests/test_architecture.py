@@ -182,7 +182,7 @@ def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
 
 
 # imported only where the user asked for them, with a one-line error naming the package to install
-OPTIONAL_IMPORTS = {"wandb"}
+OPTIONAL_IMPORTS = {"wandb", "huggingface_hub"}
 
 
 def test_every_outside_import_is_a_runtime_dependency(graph):

@@ -26,6 +26,11 @@ one into the other; q.k is unchanged by a permutation applied to both, and an
 RMSNorm of a head by one too. All four are architectures llama.cpp and
 transformers' GGUF loader know (engine.inference.export_gguf).
 
+- the Llama shape with biases on q/k/v alone (model.qkv_bias) -> Qwen2
+  (Qwen2ForCausalLM). GPT-2's tanh GELU (model.mlp = "gelu_tanh") is its
+  "gelu_new", Starcoder2's "gelu_pytorch_tanh"; every norm's epsilon is
+  model.norm_eps. engine.model.import_hf reads these folders back.
+
 Any other combination of model.norm, model.mlp, model.qk_norm and
 model.pos_encoding is refused with one line naming the setting. Every other
 [model] setting the mapping does not handle must hold its schema default;
@@ -46,7 +51,7 @@ from llmtui.engine.training.sampling import LoadedModel
 # checkpointing only act during training)
 HANDLED = {"n_layer", "n_head", "n_embd", "block_size", "d_ff", "dropout", "bias", "pos_encoding",
            "rope_theta", "tie_embeddings", "vocab_size", "gradient_checkpointing", "norm", "mlp", "qk_norm",
-           "norm_eps", "qkv_bias"}
+           "norm_eps", "qkv_bias", "init_from"}
 # architecture -> the transformers class of the hf export
 HF_CLASSES = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
               "qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM"}
