@@ -27,7 +27,7 @@ _RECIPE_TRAINING = ("batch_size", "grad_accum_steps", "target_tokens_per_step", 
 _NOT_RECIPE = {("data", "prepared_dir")}
 # keys added after the shipped curves were measured: left out while they hold these
 # defaults, so the curves' fingerprints still match the recipes they were measured on
-_NEW_KEYS = {("model", "norm_eps"): 1e-5, ("model", "qkv_bias"): False}
+_NEW_KEYS = {("model", "norm_eps"): 1e-5, ("model", "qkv_bias"): False, ("model", "init_from"): "scratch"}
 
 
 def recipe_fingerprint(cfg: Config) -> str:

@@ -114,6 +114,10 @@ class ModelConfig:
                            "their own (Qwen: 1e-6).", min=0.0, max=0.1, min_exclusive=True)
     qkv_bias: bool = spec(False, "Bias on the query/key/value projection only (Qwen2), whatever "
                           "model.bias says.")
+    init_from: str = spec("scratch", "Start weights: scratch (random), an llmtui run or checkpoint folder, "
+                          "a Hugging Face model folder (config.json + safetensors) or \"hf:ORG/NAME\" "
+                          "(downloaded into the Hugging Face cache; needs the hf extra). The "
+                          "architecture and tokenizer come from it.", flags=("--init-from",))
 
 
 @dataclass
