@@ -202,7 +202,7 @@ def test_the_app_and_its_test_double_hold_trainers_by_one_protocol():
 
 
 # imported only where the user asked for them, with a one-line error naming the package to install
-OPTIONAL_IMPORTS = {"wandb"}
+OPTIONAL_IMPORTS = {"wandb", "huggingface_hub"}
 
 
 @pytest.mark.unit

@@ -385,7 +385,11 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
              "optimizer.embedding_learning_rate, or model.tie_embeddings = false)",
              "optimizer.head_learning_rate", "model.tie_embeddings")
     _validate_min_lr(s, set_by, fail)
-    if s.min_learning_rate > o.learning_rate and not s.min_lr_ratio:
+    # a fine-tune's min_learning_rate left at its default becomes a share of its learning rate
+    # (engine.training.init_from), so that default is no conflict
+    finetune_min_lr = (m.init_from != "scratch"
+                       and s.min_learning_rate == FIELDS["scheduler"]["min_learning_rate"].default)
+    if s.min_learning_rate > o.learning_rate and not s.min_lr_ratio and not finetune_min_lr:
         fail(f"scheduler.min_learning_rate = {s.min_learning_rate:g} must not exceed "
              f"optimizer.learning_rate = {o.learning_rate:g}", "scheduler.min_learning_rate",
              "optimizer.learning_rate")

@@ -121,10 +121,18 @@ class ModelConfig:
     gradient_checkpointing: bool = spec(False, "Recompute activations in backward to save memory.")
     norm: str = spec("layernorm", "Normalization in the blocks and before the head: layernorm "
                      "(nanoGPT) or rmsnorm (no mean, no bias).", choices=("layernorm", "rmsnorm"))
-    mlp: str = spec("gelu", "MLP: gelu (GPT-2), relu2 (squared ReLU) or swiglu (gated SiLU, three "
-                    "matrices).", choices=("gelu", "relu2", "swiglu"))
+    mlp: str = spec("gelu", "MLP: gelu (exact), gelu_tanh (GPT-2's tanh approximation), relu2 (squared "
+                    "ReLU) or swiglu (gated SiLU, three matrices).", choices=("gelu", "gelu_tanh", "relu2", "swiglu"))
     qk_norm: bool = spec(False, "RMSNorm each attention head's queries and keys (QK-norm): bounded "
                          "attention logits, stable at higher learning rates.")
+    norm_eps: float = spec(1e-5, "Epsilon of every norm (blocks, head, QK-norm); imported models bring "
+                           "their own (Qwen: 1e-6).", min=0.0, max=0.1, min_exclusive=True)
+    qkv_bias: bool = spec(False, "Bias on the query/key/value projection only (Qwen2), whatever "
+                          "model.bias says.")
+    init_from: str = spec("scratch", "Start weights: scratch (random), an llmtui run or checkpoint folder, "
+                          "a Hugging Face model folder (config.json + safetensors) or \"hf:ORG/NAME\" "
+                          "(downloaded into the Hugging Face cache; needs the hf extra). The "
+                          "architecture and tokenizer come from it.", flags=("--init-from",))
 
 
 @dataclass

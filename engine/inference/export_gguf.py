@@ -32,7 +32,7 @@ import numpy as np
 
 from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer
 from llmtui.engine.inference.hf_tokenizer import BpeVocabulary
-from llmtui.engine.inference.mapping import LAYER_NORM_EPS, RMS_NORM_EPS, ExportError, architecture, hf_state_dict
+from llmtui.engine.inference.mapping import ExportError, architecture, hf_state_dict
 from llmtui.engine.training.loader import LoadedModel
 
 FILE_NAME = "model.gguf"
@@ -63,9 +63,9 @@ def write_gguf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[s
     writer.add_block_count(c.n_layer)
     writer.add_head_count(c.n_head)
     if arch in ("gpt2", "starcoder2"):
-        writer.add_layer_norm_eps(LAYER_NORM_EPS)
+        writer.add_layer_norm_eps(c.norm_eps)
     else:
-        writer.add_layer_norm_rms_eps(RMS_NORM_EPS)
+        writer.add_layer_norm_rms_eps(c.norm_eps)
         writer.add_key_length(c.n_embd // c.n_head)
         writer.add_value_length(c.n_embd // c.n_head)
     if arch != "gpt2":

@@ -26,6 +26,11 @@ one into the other; q.k is unchanged by a permutation applied to both, and an
 RMSNorm of a head by one too. All four are architectures llama.cpp and
 transformers' GGUF loader know (engine.inference.export_gguf).
 
+- the Llama shape with biases on q/k/v alone (model.qkv_bias) -> Qwen2
+  (Qwen2ForCausalLM). GPT-2's tanh GELU (model.mlp = "gelu_tanh") is its
+  "gelu_new", Starcoder2's "gelu_pytorch_tanh"; every norm's epsilon is
+  model.norm_eps. engine.model.import_hf reads these folders back.
+
 Any other combination of model.norm, model.mlp, model.qk_norm and
 model.pos_encoding is refused with one line naming the setting. Every other
 [model] setting the mapping does not handle must hold its schema default;
@@ -45,13 +50,15 @@ from llmtui.engine.training.loader import LoadedModel
 # [model] settings the mappings below reproduce (dropout and gradient
 # checkpointing only act during training)
 HANDLED = {"n_layer", "n_head", "n_embd", "block_size", "d_ff", "dropout", "bias", "pos_encoding",
-           "rope_theta", "tie_embeddings", "vocab_size", "gradient_checkpointing", "norm", "mlp", "qk_norm"}
+           "rope_theta", "tie_embeddings", "vocab_size", "gradient_checkpointing", "norm", "mlp", "qk_norm",
+           "norm_eps", "qkv_bias", "init_from"}
 # architecture -> the transformers class of the hf export
 HF_CLASSES = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
-              "qwen3": "Qwen3ForCausalLM"}
+              "qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+# llmtui's GELU MLPs by their name in GPT-2's activation_function and Starcoder2's hidden_act
+GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu2": "relu2"}
+STARCODER2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu2": "relu2"}
 POSITIONS = ("learned", "rope")
-LAYER_NORM_EPS = 1e-5   # nn.LayerNorm's default, which llmtui uses
-RMS_NORM_EPS = 1e-5     # engine.model.gpt's nn.RMSNorm (blocks, head and QK-norm)
 
 
 class ExportError(UserError):
@@ -70,7 +77,7 @@ def architecture(cfg: Config, fmt: str) -> str:
                               "exports)")
     m = cfg.model
     pos, norm, mlp, qk_norm = m.pos_encoding, m.norm, m.mlp, m.qk_norm
-    layer_norm_mlps = '"gelu" or "relu2"' if fmt == "hf" else '"gelu"'     # relu2 has no GGUF form (below)
+    layer_norm_mlps = '"gelu", "gelu_tanh" or "relu2"' if fmt == "hf" else '"gelu" or "gelu_tanh"'  # no GGUF relu2
 
     def refuse(name: str, why: str) -> ExportError:
         return ExportError(f"model.{name} = {show_value(getattr(m, name))} cannot be exported to {fmt}: {why}")
@@ -87,14 +94,21 @@ def architecture(cfg: Config, fmt: str) -> str:
         if qk_norm and m.bias:
             raise refuse("bias", "with model.qk_norm = true the model exports as Qwen3, whose MLP has no "
                                  "biases (only model.bias = false exports)")
+        if m.qkv_bias and not m.bias:
+            if qk_norm:
+                raise refuse("qkv_bias", "no class llmtui maps to has QK-norm with biases on q/k/v alone")
+            if fmt == "gguf":
+                raise refuse("qkv_bias", "biases on q/k/v alone (Qwen2) are not mapped to gguf yet; "
+                                         "export --format hf instead")
+            return "qwen2"
         return "qwen3" if qk_norm else "llama"
     if norm != "layernorm":
         raise refuse("norm", 'only "layernorm" and "rmsnorm" are mapped')
     if mlp == "swiglu":
         raise refuse("mlp", 'SwiGLU exports only with model.norm = "rmsnorm" and rotary positions (Llama, '
                             f'Qwen3); with LayerNorm model.mlp = {layer_norm_mlps} exports (GPT-2, Starcoder2)')
-    if mlp not in ("gelu", "relu2"):
-        raise refuse("mlp", 'only "gelu", "relu2" and "swiglu" are mapped')
+    if mlp not in ("gelu", "gelu_tanh", "relu2"):
+        raise refuse("mlp", 'only "gelu", "gelu_tanh", "relu2" and "swiglu" are mapped')
     if qk_norm:
         raise refuse("qk_norm", 'QK-norm exports only with rotary positions, model.norm = "rmsnorm" and '
                                 'model.mlp = "swiglu" (Qwen3); with LayerNorm only model.qk_norm = false exports')
@@ -114,8 +128,8 @@ def hf_config(loaded: LoadedModel, arch: str, dtype: str) -> dict:
               "initializer_range": 0.02}
     if arch == "gpt2":
         return {**common, "n_positions": c.block_size, "n_ctx": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer,
-                "n_head": c.n_head, "n_inner": c.ff_width, "activation_function": c.mlp, "resid_pdrop": 0.0,
-                "embd_pdrop": 0.0, "attn_pdrop": 0.0, "layer_norm_epsilon": LAYER_NORM_EPS,
+                "n_head": c.n_head, "n_inner": c.ff_width, "activation_function": GPT2_ACTIVATIONS[c.mlp],
+                "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "layer_norm_epsilon": c.norm_eps,
                 "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
                 "reorder_and_upcast_attn": False}
     rotary = {**common, "hidden_size": c.n_embd, "intermediate_size": c.ff_width, "num_hidden_layers": c.n_layer,
@@ -124,12 +138,15 @@ def hf_config(loaded: LoadedModel, arch: str, dtype: str) -> dict:
               "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
               "rope_theta": c.rope_theta, "attention_dropout": 0.0}
     if arch == "starcoder2":
-        return {**rotary, "hidden_act": c.mlp, "norm_epsilon": LAYER_NORM_EPS, "sliding_window": None,
-                "residual_dropout": 0.0, "embedding_dropout": 0.0, "use_bias": c.bias}
-    llama = {**rotary, "hidden_act": "silu", "head_dim": c.n_embd // c.n_head, "rms_norm_eps": RMS_NORM_EPS,
+        return {**rotary, "hidden_act": STARCODER2_ACTIVATIONS[c.mlp], "norm_epsilon": c.norm_eps,
+                "sliding_window": None, "residual_dropout": 0.0, "embedding_dropout": 0.0,
+                "use_bias": c.bias or c.qkv_bias}
+    llama = {**rotary, "hidden_act": "silu", "head_dim": c.n_embd // c.n_head, "rms_norm_eps": c.norm_eps,
              "attention_bias": c.bias}
     if arch == "llama":
         return {**llama, "mlp_bias": c.bias, "pretraining_tp": 1}
+    if arch == "qwen2":     # q/k/v always have biases in Qwen2
+        del llama["attention_bias"]
     return {**llama, "use_sliding_window": False, "sliding_window": None, "max_window_layers": c.n_layer,
             "layer_types": ["full_attention"] * c.n_layer}
 
@@ -168,7 +185,10 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
         return out
 
     layer_norm = arch == "starcoder2"           # the others: RMSNorm, no bias
-    biases = c.bias or (all_biases and layer_norm)
+    # Starcoder2's use_bias gives every Linear a bias (llmtui's absent ones are zeros);
+    # Qwen2's q/k/v alone have them
+    biases = c.bias or (layer_norm and (all_biases or c.qkv_bias))
+    qkv_biases = biases or c.qkv_bias
     order = _halves_order(C // H) if halves else torch.arange(C // H)
     out["model.embed_tokens.weight"] = w["transformer.wte.weight"]
     for i in range(c.n_layer):
@@ -183,7 +203,7 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
             if rotated:
                 weight, bias = _per_head(weight, H, order), _per_head(bias, H, order)
             out[dst + f"self_attn.{proj}.weight"] = weight.contiguous()
-            if biases:
+            if qkv_biases:
                 out[dst + f"self_attn.{proj}.bias"] = bias.contiguous()
         if arch == "qwen3":
             for norm in ("q_norm", "k_norm"):

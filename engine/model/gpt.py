@@ -37,8 +37,10 @@ class GPTConfig:
     tie_embeddings: bool = True
     gradient_checkpointing: bool = False
     norm: str = "layernorm"        # layernorm | rmsnorm
-    mlp: str = "gelu"              # gelu | relu2 | swiglu
+    mlp: str = "gelu"              # gelu | gelu_tanh | relu2 | swiglu
     qk_norm: bool = False
+    norm_eps: float = 1e-5         # of every norm (blocks, head, QK-norm)
+    qkv_bias: bool = False         # bias on the q/k/v projection alone (Qwen2)
 
     @property
     def ff_width(self) -> int:
@@ -47,15 +49,15 @@ class GPTConfig:
 
 # fields added after 0.1.0: a checkpoint's model fingerprint leaves them out while they
 # hold these defaults, so checkpoints of earlier versions still match
-NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False}
+NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False, "norm_eps": 1e-5, "qkv_bias": False}
 
 
 def make_norm(config: GPTConfig, dim: int) -> nn.Module:
     """LayerNorm (nanoGPT's) or RMSNorm (no mean subtraction and no bias: fewer
     operations, and the same loss or better at this scale)."""
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(dim, eps=1e-5)
-    return nn.LayerNorm(dim, bias=config.bias)
+        return nn.RMSNorm(dim, eps=config.norm_eps)
+    return nn.LayerNorm(dim, eps=config.norm_eps, bias=config.bias)
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> torch.Tensor:
@@ -84,14 +86,14 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
         # one matmul for q, k and v: fewer, larger kernels run faster on every device
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias or config.qkv_bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         if config.qk_norm:
             # QK-norm: RMSNorm of each head's queries and keys (with a learned gain) bounds the
             # attention logits, so higher learning rates stay stable
-            self.q_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=1e-5)
-            self.k_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=1e-5)
+            self.q_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=config.norm_eps)
+            self.k_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=config.norm_eps)
 
     def forward(self, x, rope=None):
         B, T, C = x.size()
@@ -110,7 +112,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """GELU (GPT-2), squared ReLU (relu(x)^2, Primer: cheaper than GELU and better) or
+    """GELU (exact erf, or GPT-2's tanh approximation), squared ReLU (relu(x)^2, Primer: cheaper than GELU and better) or
     SwiGLU (silu(gate) * up, LLaMA; gate and up come from one matmul of twice the width)."""
 
     def __init__(self, config: GPTConfig):
@@ -128,6 +130,8 @@ class MLP(nn.Module):
             h = F.silu(gate) * up
         elif self.kind == "relu2":
             h = F.relu(h).square()
+        elif self.kind == "gelu_tanh":
+            h = F.gelu(h, approximate="tanh")
         else:
             h = F.gelu(h)
         return self.dropout(self.c_proj(h))
@@ -267,4 +271,4 @@ def gpt_config(cfg, vocab_size: int) -> GPTConfig:
                      bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
                      tie_embeddings=m.tie_embeddings,
                      gradient_checkpointing=m.gradient_checkpointing, norm=m.norm, mlp=m.mlp,
-                     qk_norm=m.qk_norm)
+                     qk_norm=m.qk_norm, norm_eps=m.norm_eps, qkv_bias=m.qkv_bias)

@@ -100,7 +100,8 @@ def count_params(m, vocab: int) -> tuple[int, int]:
     norm = C * (1 + b) if m.norm == "layernorm" else C     # RMSNorm has no bias
     up = 2 * F if m.mlp == "swiglu" else F                 # SwiGLU: gate and up in one matrix
     qk = 2 * (C // m.n_head) if m.qk_norm else 0           # QK-norm gains
-    layer = (2 * norm + C * 3 * C + 3 * C * b + C * C + C * b + C * up + up * b + F * C + C * b + qk)
+    qkv_b = 3 * C * int(m.bias or m.qkv_bias)                # qkv_bias: on q/k/v alone (Qwen2)
+    layer = (2 * norm + C * 3 * C + qkv_b + C * C + C * b + C * up + up * b + F * C + C * b + qk)
     wte, wpe = vocab * C, (m.block_size * C if m.pos_encoding == "learned" else 0)
     head = 0 if m.tie_embeddings else vocab * C
     total = m.n_layer * layer + norm + wte + wpe + head

@@ -1,7 +1,8 @@
 """A saved checkpoint, loaded for inference (`llmtui sample`, `eval`, `export` and the app).
 
 `load_checkpoint_model` is the one loader: a checkpoint directory is loaded or
-refused; a run directory gives its newest checkpoint that loads, each damaged
+refused; a Hugging Face model folder (config.json + safetensors + tokenizer.json)
+or "hf:ORG/NAME" is imported (engine.inference.import_hf); a run directory gives its newest checkpoint that loads, each damaged
 one skipped with the same "skipped damaged checkpoint: ..." warning `--resume`
 gives. Everything a manifest cannot vouch for is checked before the model is
 built (a crafted checkpoint can carry a recomputed manifest): state.json's
@@ -24,6 +25,7 @@ from llmtui.engine.config.loading import config_from_dict
 from llmtui.engine.config.schema import Config, field_spec
 from llmtui.engine.data.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_json
 from llmtui.engine.errors import CheckpointError, UserError
+from llmtui.engine.model import import_hf
 from llmtui.engine.model.gpt import GPT, gpt_config
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, gib, placement_target
 from llmtui.engine.planning.device import Placement, resolve_device
@@ -76,6 +78,8 @@ def load_checkpoint_model(path: Path, device: str = "auto", *, force: bool = Fal
     path = Path(path)
     if (path / ckpt.MANIFEST).exists():
         return _load(path, device, force)
+    if str(path).startswith("hf:") or import_hf.is_hf_folder(path):
+        return load_hf_folder(import_hf.resolve_source(str(path)), device, force=force)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run or checkpoint directory")
     skipped: list[str] = []
@@ -113,16 +117,31 @@ def _load(path: Path, device: str, force: bool) -> LoadedModel:
         raise CheckpointError(f"{source}: {exc}") from None
     with torch.device("meta"):       # the config's model, checked against the weights unallocated
         check_model_state(GPT(shape), loaded.model_state, str(path))
-    warnings = []
     torch_device, notes = resolve_device(device)
-    if notes:
-        reason = "CPU-only build" if torch.version.cuda is None else "no usable GPU or driver"
-        warnings.append(f'device "{device}" asked for, but this torch build cannot use CUDA '
-                        f"({reason}); running on CPU")
-    _check_memory(path, cfg, shape.vocab_size, torch_device, force)
+    warnings = [device_warning(device)] if notes else []
+    check_memory(path, cfg, shape.vocab_size, torch_device, force)
     model = GPT(shape)
     load_model_state(model, loaded.model_state, str(path))
     return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path, warnings)
+
+
+def load_hf_folder(folder: Path, device: str = "auto", *, force: bool = False) -> LoadedModel:
+    """A Hugging Face model folder (engine.model.import_hf), refused with one line before
+    anything is allocated when a config.json field is not mapped, a weight does not fit,
+    or its memory is far beyond what the device has (unless `force`)."""
+    model = import_hf.read_model(folder)
+    tokenizer = import_hf.hf_tokenizer(model)
+    cfg = import_hf.hf_config(model)
+    shape = gpt_config(cfg, tokenizer.vocab_size)
+    torch_device, notes = resolve_device(device)
+    check_memory(folder, cfg, shape.vocab_size, torch_device, force)
+    weights = import_hf.llmtui_state_dict(model, import_hf.read_weights(folder), shape)
+    with torch.device("meta"):
+        check_model_state(GPT(shape), weights, str(folder))
+    gpt = GPT(shape)
+    load_model_state(gpt, weights, str(folder))
+    warnings = [device_warning(device)] if notes else []
+    return LoadedModel(gpt.to(torch_device).eval(), tokenizer, cfg, folder, warnings)
 
 
 def inference_memory(cfg: Config, vocab: int, kind: str) -> int:
@@ -137,7 +156,14 @@ def inference_memory(cfg: Config, vocab: int, kind: str) -> int:
     return 4 * n + activation_bytes(one_layer, batch, kind, "fp32") + 12 * tokens * vocab
 
 
-def _check_memory(path: Path, cfg: Config, vocab: int, device: torch.device, force: bool) -> None:
+def device_warning(device: str) -> str:
+    """What to say when `device` asked for CUDA and this torch cannot use it."""
+    reason = "CPU-only build" if torch.version.cuda is None else "no usable GPU or driver"
+    return (f'device "{device}" asked for, but this torch build cannot use CUDA '
+            f"({reason}); running on CPU")
+
+
+def check_memory(path: Path, cfg: Config, vocab: int, device: torch.device, force: bool) -> None:
     """Refuse before allocating a model whose estimated memory is far beyond what the device
     has free (the factor training refuses at; `force` loads anyway)."""
     target = placement_target(Placement(device, "fp32"))

@@ -49,7 +49,7 @@ from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import distributed, rundir
+from llmtui.engine.training import distributed, init_from, rundir
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -225,6 +225,7 @@ class Trainer:
         self._segment_clock: tuple[float, float] | None = None   # (start, training time before)
         self._sampler_states: list[dict] = []
         self._oom_halvings = 0
+        self._init_source: init_from.InitSource | None = None   # model.init_from's, once applied
 
     # -- commands (any thread) ---------------------------------------------
 
@@ -302,6 +303,7 @@ class Trainer:
         to resume from, a finished run, the trackers' packages, the tokenizer and the
         memory estimate. Writes nothing. What can only be known by reading all the
         data is checked during the commit, which a refusal undoes (engine.training.start)."""
+        self._apply_init_from()
         if self.resume_from and self.overwrite:
             raise UserError("--resume and --overwrite cannot be used together: --resume continues "
                             "the run, --overwrite starts it over; pass one")
@@ -365,6 +367,7 @@ class Trainer:
         checkpoint when resuming. Idempotent: a second call returns the first setup."""
         if self.setup_done is not None:
             return self.setup_done
+        self._apply_init_from()     # here too: under torchrun only rank 0 plans
         cfg = self.cfg
         placement = place(cfg.run.device, cfg.training.precision,
                           local_rank=self.dist.local_rank if self.dist.enabled else None)
@@ -404,7 +407,11 @@ class Trainer:
                                config.eval.max_batches)
         torch.manual_seed(config.run.seed)
         shape = gpt_config(config, data.vocab_size)
+        if self._init_source is not None:
+            self._init_source.check_tokenizer(data.tokenizer)
         raw_model = self._model_of_shape(shape).to(device)
+        if self._init_source is not None and not self.resume_from:   # resumed: from its checkpoint
+            self._init_source.load_into(raw_model)
         model: torch.nn.Module = raw_model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -452,6 +459,11 @@ class Trainer:
     def train(self) -> TrainResult:
         """The same as run() (LLMBuilder's name)."""
         return self.run()
+
+    def _apply_init_from(self) -> None:
+        """Make the config describe model.init_from's model (engine.training.init_from)."""
+        if self._init_source is None:
+            self.cfg, self._init_source = init_from.apply(self.cfg)
 
     def _preparing(self, stage: str, done: int, total: int) -> None:
         """Data preparation's progress (a few times a second): tell the front ends, and

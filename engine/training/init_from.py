@@ -1,0 +1,202 @@
+"""`model.init_from`: a new run that starts from pretrained or trained weights.
+
+The source is an llmtui run or checkpoint (its newest intact checkpoint), a
+Hugging Face model folder, or "hf:ORG/NAME" (engine.model.import_hf). Only the
+weights come from it: the optimizer, the schedule and the data are the new
+run's own.
+
+`apply` makes the config describe the source's model before anything else
+looks at it (the memory estimate, data preparation, the saved config.toml):
+
+- every architecture key takes the source's value. A key the user set to
+  something else (neither the schema default nor the source's value) is
+  refused with one line naming both values.
+- model.block_size may be shorter than the source's context (learned positions
+  are cut), never longer; left at its default it becomes the source's context,
+  at most FINETUNE_BLOCK_SIZE tokens.
+- the tokenizer is the source's: a Hugging Face folder's tokenizer.json (its
+  end-of-text token between documents), an llmtui run's tiktoken encoding or
+  tokenizer.json file. After preparing the data the trainer checks that the
+  data's tokenizer is exactly the source's (`check_tokenizer`).
+- fine-tuning defaults, for the keys left at their schema defaults: a peak
+  learning rate of FINETUNE_LEARNING_RATE (the from-scratch 1e-3 wrecks a
+  pretrained model in a few steps), warmup over 5% of the run (at most 100
+  steps) and a cosine decay to 10% of the peak. Weight decay never touches
+  norm gains or biases (engine.model.optim), pretrained or not.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmtui.engine.config.loading import config_from_dict, show_value
+from llmtui.engine.config.schema import FIELDS, Config
+from llmtui.engine.data.tokenizers import Tokenizer, tokenizer_from_json
+from llmtui.engine.errors import CheckpointError, ConfigError, UserError
+from llmtui.engine.model import import_hf
+from llmtui.engine.training import checkpoint as ckpt
+
+# [model] keys that describe the network (the rest are training choices: dropout,
+# gradient checkpointing, block_size up to the source's context)
+ARCHITECTURE = ("n_layer", "n_head", "n_embd", "d_ff", "bias", "qkv_bias", "pos_encoding", "rope_theta",
+                "tie_embeddings", "vocab_size", "norm", "mlp", "qk_norm", "norm_eps")
+FINETUNE_BLOCK_SIZE = 1024
+FINETUNE_LEARNING_RATE = 1e-4
+FINETUNE_WARMUP_SHARE = 0.05
+FINETUNE_MIN_LR_SHARE = 0.1
+
+
+@dataclass
+class InitSource:
+    spec: str                          # model.init_from as written
+    kind: str                          # hf | llmtui
+    path: Path                         # the model folder, or the checkpoint directory
+    model: dict[str, Any]              # [model] settings of the source
+    tokenizer: Tokenizer
+    tokenizer_settings: dict[str, Any]
+    hf: import_hf.HfModel | None = None
+
+    @property
+    def max_block_size(self) -> int:
+        return self.model["block_size"]
+
+    def describe(self) -> str:
+        return f'model.init_from = "{self.spec}"'
+
+    def check_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """Refuse data prepared with another tokenizer than the source's."""
+        if tokenizer.fingerprint() != self.tokenizer.fingerprint():
+            raise ConfigError(f"{self.describe()}: the data was tokenized with a {tokenizer.kind} tokenizer "
+                              f"of {tokenizer.vocab_size:,} tokens, not the source's own "
+                              f"({self.tokenizer.kind}, {self.tokenizer.vocab_size:,} tokens); remove the "
+                              "[tokenizer] settings, or give text rather than pre-tokenized files")
+
+    def load_into(self, model: torch.nn.Module) -> None:
+        """Copy the source's weights into `model` (built from the applied config)."""
+        from llmtui.engine.training.snapshot import load_model_state
+
+        if self.hf is not None:
+            weights = import_hf.llmtui_state_dict(self.hf, import_hf.read_weights(self.path), model.config)
+        else:
+            weights = dict(ckpt.load(self.path).model_state)
+            if "transformer.wpe.weight" in weights:      # a shorter context: the first positions
+                weights["transformer.wpe.weight"] = weights["transformer.wpe.weight"][:model.config.block_size]
+        with torch.no_grad():
+            load_model_state(model, {k: v.to(torch.float32) for k, v in weights.items()}, str(self.path))
+
+
+_SOURCES: dict[str, InitSource] = {}
+
+
+def source_of(spec: str) -> InitSource:
+    """The source `spec` (model.init_from) names, read once per process."""
+    if spec not in _SOURCES:
+        _SOURCES[spec] = _read_source(spec)
+    return _SOURCES[spec]
+
+
+def _read_source(spec: str) -> InitSource:
+    key = "model.init_from"
+    path = import_hf.resolve_source(spec, key)
+    if (path / ckpt.MANIFEST).exists() or (path.is_dir() and not import_hf.is_hf_folder(path)):
+        return _llmtui_source(spec, path)
+    if not path.exists():
+        raise ConfigError(f'{key} = "{spec}": no such folder; give "scratch", an llmtui run or checkpoint, '
+                          'a Hugging Face model folder (config.json + safetensors) or "hf:ORG/NAME"')
+    if not path.is_dir():
+        raise ConfigError(f'{key} = "{spec}": is a file; give an llmtui run or checkpoint folder or a '
+                          "Hugging Face model folder")
+    hf = import_hf.read_model(path)
+    tokenizer = import_hf.hf_tokenizer(hf)
+    return InitSource(spec, "hf", path, hf.settings, tokenizer, import_hf.tokenizer_settings(hf), hf)
+
+
+def _llmtui_source(spec: str, path: Path) -> InitSource:
+    from llmtui.engine.training.loader import resolve_checkpoint
+
+    found = resolve_checkpoint(path)
+    ckpt.verify(found)
+    where = f'model.init_from = "{spec}"'
+    try:
+        cfg = config_from_dict(tomllib.loads((found / "config.toml").read_text(encoding="utf-8")),
+                               str(found / "config.toml"))
+        tokenizer = tokenizer_from_json(json.loads((found / "tokenizer.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, UserError) as exc:
+        raise CheckpointError(f"{where}: cannot read {found} ({exc})") from None
+    model = {name: getattr(cfg.model, name) for name in (*ARCHITECTURE, "block_size")}
+    model["vocab_size"] = cfg.model.vocab_size or tokenizer.vocab_size
+    t = cfg.tokenizer
+    if tokenizer.kind == "bpe":
+        settings = {"kind": "bpe", "encoding": t.encoding}
+    elif tokenizer.kind == "trained" and t.path:
+        settings = {"kind": "trained", "path": t.path, "special_tokens": list(t.special_tokens)}
+    else:
+        made = "built from its corpus" if tokenizer.kind == "char" else "trained on its corpus"
+        raise ConfigError(f"{where}: its {tokenizer.kind} tokenizer was {made}, and a new run cannot take "
+                          "it over yet (only tiktoken encodings and tokenizer.path files can); resume "
+                          "that run instead, or start from a run with tokenizer.kind = \"bpe\"")
+    return InitSource(spec, "llmtui", found, model, tokenizer, settings)
+
+
+def apply(cfg: Config) -> tuple[Config, InitSource | None]:
+    """`cfg` (a copy) made to describe model.init_from's model, with the fine-tuning
+    defaults (module docstring), and the source; `cfg` itself and None for "scratch"."""
+    spec = cfg.model.init_from
+    if spec == "scratch":
+        return cfg, None
+    source = source_of(spec)
+    cfg = copy.deepcopy(cfg)
+    for name, value in source.model.items():
+        if name != "block_size":
+            _take(cfg, "model", name, value, source)
+    block, default = cfg.model.block_size, FIELDS["model"]["block_size"].default
+    if block == default and block != source.max_block_size:
+        cfg.model.block_size = min(source.max_block_size, FINETUNE_BLOCK_SIZE)
+    elif block > source.max_block_size:
+        raise ConfigError(f"model.block_size = {block} is longer than the {source.max_block_size:,}-token "
+                          f"context of {source.describe()}; use at most {source.max_block_size}")
+    for name, value in source.tokenizer_settings.items():
+        _take(cfg, "tokenizer", name, value, source)
+    _finetune_defaults(cfg)
+    return cfg, source
+
+
+def _take(cfg: Config, section: str, name: str, value: Any, source: InitSource) -> None:
+    """Set section.name to the source's value, unless the user set another one."""
+    current = getattr(getattr(cfg, section), name)
+    if _same(current, value):
+        return
+    if _same(current, FIELDS[section][name].default):
+        setattr(getattr(cfg, section), name, value)
+        return
+    raise ConfigError(f"{section}.{name} = {show_value(current)} contradicts {source.describe()}, whose "
+                      f"model has {section}.{name} = {show_value(value)}; remove the setting or set it "
+                      f"to {show_value(value)}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _finetune_defaults(cfg: Config) -> None:
+    """Fine-tuning's learning rate and schedule for the keys left at their defaults."""
+    def default(section: str, name: str) -> bool:
+        return _same(getattr(getattr(cfg, section), name), FIELDS[section][name].default)
+
+    if default("optimizer", "learning_rate"):
+        cfg.optimizer.learning_rate = FINETUNE_LEARNING_RATE
+    if default("scheduler", "warmup_steps"):
+        cfg.scheduler.warmup_steps = min(FIELDS["scheduler"]["warmup_steps"].default,
+                                         max(1, round(FINETUNE_WARMUP_SHARE * cfg.training.max_steps)))
+    if default("scheduler", "min_learning_rate"):
+        cfg.scheduler.min_learning_rate = FINETUNE_MIN_LR_SHARE * cfg.optimizer.learning_rate

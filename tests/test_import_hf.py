@@ -1,0 +1,384 @@
+"""Hugging Face model folders in llmtui: eval, sample, export and model.init_from.
+
+Each family's folder is made by transformers itself (its *Config, random weights,
+save_pretrained) with a tokenizer made by the `tokenizers` library, offline; llmtui
+must then compute what transformers computes on it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from conftest import SHAKESPEARE
+from llmtui.cli import main as cli_main
+from llmtui.engine.errors import UserError
+
+pytestmark = [pytest.mark.train, pytest.mark.export]
+
+BLOCK = 64
+TEXT = SHAKESPEARE.read_text(encoding="utf-8")
+EOT = "<|endoftext|>"
+
+# family -> (config class, settings): tiny, every weight random (biases and norm gains too)
+FAMILIES = {
+    "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=2, n_positions=BLOCK, activation_function="gelu_new",
+                                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)),
+    "llama": ("LlamaConfig", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                                  num_key_value_heads=2, max_position_embeddings=BLOCK, rms_norm_eps=1e-6,
+                                  tie_word_embeddings=False)),
+    # SmolLM2 is a llama with tied embeddings, rope_theta 1e5 and eps 1e-5
+    "smollm2": ("LlamaConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=4, max_position_embeddings=BLOCK, rms_norm_eps=1e-5,
+                                    rope_theta=100000.0, tie_word_embeddings=True)),
+    "mistral": ("MistralConfig", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                                      num_key_value_heads=2, max_position_embeddings=BLOCK, sliding_window=4096,
+                                      tie_word_embeddings=False)),
+    "qwen2": ("Qwen2Config", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                                  num_key_value_heads=2, max_position_embeddings=BLOCK, tie_word_embeddings=True,
+                                  vocab_pad=8)),
+    "qwen3": ("Qwen3Config", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                                  num_key_value_heads=2, head_dim=16, max_position_embeddings=BLOCK,
+                                  tie_word_embeddings=False)),
+}
+
+
+def make_tokenizer(folder: Path) -> None:
+    """A byte-level BPE of 300 tokens, trained by the `tokenizers` library."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([TEXT[:20000]], trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOT, "clean_up_tokenization_spaces": False}))
+
+
+def make_folder(folder: Path, family: str, **changes) -> Path:
+    """A tiny model of `family` saved by transformers into `folder` (random weights)."""
+    from tokenizers import Tokenizer
+
+    folder.mkdir(parents=True)
+    make_tokenizer(folder)
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    class_name, settings = FAMILIES[family]
+    settings = dict(settings, **changes)
+    vocab = tok.get_vocab_size() + settings.pop("vocab_pad", 0)
+    eot = tok.token_to_id(EOT)
+    config = getattr(transformers, class_name)(vocab_size=vocab, bos_token_id=eot, eos_token_id=eot, **settings)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "ln_" in name:
+                p.normal_(1.0, 0.1)       # gains near one, each different
+            else:
+                p.normal_(0.0, 0.2)       # biases too: a bias left out would show
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    return {family: make_folder(root / family, family) for family in FAMILIES}
+
+
+def hf_model(folder: Path):
+    return transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def hf_ids(folder: Path, text: str) -> list[int]:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(folder / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+
+
+@torch.no_grad()
+def hf_mean_loss(model, ids: list[int], block: int) -> float:
+    """transformers' mean loss over llmtui eval's windows: block_size predictions each,
+    overlapping by one token, the shorter last one included."""
+    nats, count, start = 0.0, 0, 0
+    while len(ids) - start >= 2:
+        window = torch.tensor([ids[start:start + block + 1]])
+        logits = model(window[:, :-1]).logits
+        nats += torch.nn.functional.cross_entropy(logits[0], window[0, 1:], reduction="sum").item()
+        count += window.size(1) - 1
+        start += block
+    return nats / count
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli_main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def eval_json(capsys, target, data: Path) -> dict:
+    code, out, err = cli(capsys, "eval", target, "--data", data, "--json", "--device", "cpu")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def eval_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("evaldata") / "held_out.txt"
+    path.write_text(TEXT[-1500:], encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------
+# eval and sample compute what transformers computes
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_eval_of_a_folder_equals_transformers_loss(family, folders, eval_file, capsys):
+    folder = folders[family]
+    result = eval_json(capsys, folder, eval_file)
+    ids = hf_ids(folder, eval_file.read_text(encoding="utf-8"))
+    assert len(ids) > 2 * BLOCK      # several windows
+    assert result["tokens"] == len(ids) - 1
+    assert result["loss"] == pytest.approx(hf_mean_loss(hf_model(folder), ids, BLOCK), abs=1e-4)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_greedy_sample_of_a_folder_equals_transformers_generate(family, folders, capsys):
+    folder, prompt = folders[family], "ROMEO:\nBut soft"
+    code, out, err = cli(capsys, "sample", folder, "--prompt", prompt, "--tokens", "24", "--temperature", "0",
+                         "--device", "cpu")
+    assert code == 0, err
+    model = hf_model(folder)
+    model.generation_config.eos_token_id = None      # llmtui does not stop at end-of-text
+    ids = hf_ids(folder, prompt)
+    out_ids = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, pad_token_id=0)
+    from tokenizers import Tokenizer
+    expected = Tokenizer.from_file(str(folder / "tokenizer.json")).decode(out_ids[0, len(ids):].tolist(),
+                                                                          skip_special_tokens=False)
+    assert out == prompt + expected + "\n"
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3"])
+def test_export_of_a_folder_computes_what_the_folder_computes(family, folders, eval_file, tmp_path, capsys):
+    folder = folders[family]
+    code, out, err = cli(capsys, "export", folder, tmp_path / "out")
+    assert code == 0, err
+    ids = hf_ids(folder, eval_file.read_text(encoding="utf-8"))
+    assert hf_mean_loss(hf_model(tmp_path / "out"), ids, BLOCK) == pytest.approx(
+        hf_mean_loss(hf_model(folder), ids, BLOCK), abs=1e-5)
+
+
+def test_a_gpt2_file_as_the_hub_ships_it(folders, eval_file, tmp_path, capsys):
+    """openai-community/gpt2's model.safetensors: GPT2Model's names (no "transformer."),
+    with the causal-mask buffers older transformers versions saved beside the weights."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "gpt2-hub"
+    shutil.copytree(folders["gpt2"], folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    hub = {k.removeprefix("transformer."): v for k, v in weights.items() if k != "lm_head.weight"}
+    assert not any(k.startswith("transformer.") for k in hub) and "wte.weight" in hub
+    for i in range(2):
+        hub[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, BLOCK, BLOCK))
+        hub[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    save_file(hub, str(folder / "model.safetensors"))
+    assert eval_json(capsys, folder, eval_file)["loss"] == eval_json(capsys, folders["gpt2"], eval_file)["loss"]
+
+
+# ---------------------------------------------------------------------------
+# model.init_from: fine-tune, then export back
+
+def finetune_overrides(tmp_path: Path, source, *extra: str) -> list[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "corpus.txt"
+    data.write_text(TEXT[:15000], encoding="utf-8")
+    return [f'model.init_from="{source}"', f'data.source="{data}"', f'data.prepared_dir="{tmp_path / "prepared"}"',
+            f'run.out_dir="{tmp_path / "runs"}"', 'run.name="ft"', 'run.device="cpu"', "model.block_size=32",
+            "training.batch_size=8", "training.max_steps=30", "eval.every_n_steps=30", "eval.max_batches=2",
+            "logging.every_n_steps=10", "checkpoint.every_n_steps=0", *extra]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_finetuning_a_folder_lowers_val_loss_and_exports_back(family, folders, eval_file, tmp_path, capsys):
+    from llmtui import load_config
+    from llmtui.engine.inference.export import export
+    from llmtui.engine.training.trainer import Trainer
+
+    folder = folders[family]
+    before = eval_json(capsys, folder, eval_file)["loss"]
+    cfg = load_config(None, finetune_overrides(tmp_path, folder))
+    result = Trainer(cfg).run()        # the fine-tuning defaults: no learning rate given
+    after = eval_json(capsys, result.run_dir, eval_file)
+    assert after["loss"] < before - 0.01, (before, after["loss"])
+    saved = load_config(result.run_dir / "config.toml")
+    assert saved.optimizer.learning_rate == 1e-4 and saved.model.block_size == 32
+    assert saved.tokenizer.kind == "trained" and saved.tokenizer.special_tokens == [EOT]
+
+    out = export(result.run_dir, tmp_path / "exported", format="hf")
+    model = hf_model(out.out)
+    ids = hf_ids(out.out, eval_file.read_text(encoding="utf-8"))
+    assert hf_mean_loss(model, ids, 32) == pytest.approx(after["loss"], abs=1e-4)
+    if family in ("qwen2", "qwen3", "gpt2"):
+        assert type(model).__name__ == {"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                                        "gpt2": "GPT2LMHeadModel"}[family]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_new_run_starts_from_the_weights(family, folders, eval_file, tmp_path, capsys):
+    """One step at a negligible learning rate leaves the source's function: the run's
+    loss is the folder's, not a fresh random model's (about ln 300 = 5.7 here)."""
+    from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
+
+    folder = folders[family]
+    cfg = load_config(None, finetune_overrides(tmp_path, folder, "training.max_steps=1",
+                                               "optimizer.learning_rate=1e-9", "model.block_size=64"))
+    result = Trainer(cfg).run()
+    assert eval_json(capsys, result.run_dir, eval_file)["loss"] == pytest.approx(
+        eval_json(capsys, folder, eval_file)["loss"], abs=1e-3)
+
+
+def test_a_finetuned_run_can_be_the_source_of_another(folders, tmp_path, capsys):
+    from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
+
+    first = Trainer(load_config(None, finetune_overrides(tmp_path / "a", folders["gpt2"], "training.max_steps=2"))
+                    ).run()
+    cfg = load_config(None, finetune_overrides(tmp_path / "b", first.run_dir, "training.max_steps=2",
+                                               "model.block_size=16"))
+    second = Trainer(cfg).run()
+    assert load_config(second.run_dir / "config.toml").model.n_layer == 2
+
+
+# ---------------------------------------------------------------------------
+# refusals: one line, exit 2, nothing written
+
+def test_config_keys_that_contradict_the_source_are_refused(folders, tmp_path, capsys):
+    config = tmp_path / "finetune.toml"
+    config.write_text(f'[model]\ninit_from = "{folders["llama"]}"\nn_layer = 7\n')
+    args = finetune_overrides(tmp_path, folders["llama"])
+    code, _, err = cli(capsys, "--run", config, *[x for a in args for x in ("-o", a)])
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "model.n_layer = 7" in err and "model.n_layer = 2" in err and "model.init_from" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_context_longer_than_the_sources_is_refused(folders, tmp_path):
+    from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
+
+    cfg = load_config(None, finetune_overrides(tmp_path, folders["gpt2"], "model.block_size=128"))
+    with pytest.raises(UserError, match="model.block_size = 128 is longer than the 64-token context"):
+        Trainer(cfg).run()
+
+
+@pytest.mark.parametrize("field,value,named", [
+    ("num_key_value_heads", 1, "num_key_value_heads"),
+    ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_scaling"),
+    ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}, "rope_parameters"),
+    ("hidden_act", "gelu", "hidden_act"),
+    ("head_dim", 8, "head_dim"),
+    ("some_new_field", 3, "some_new_field"),
+])
+def test_an_unmapped_source_is_refused_naming_the_field(field, value, named, folders, tmp_path, capsys):
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    for f in folders["llama"].iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = cli(capsys, "sample", folder, "--tokens", "2")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"field {named} = " in err
+
+
+def test_an_hf_id_missing_offline_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True, raising=False)
+    code, _, err = cli(capsys, "sample", "hf:openai-community/gpt2", "--tokens", "2")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "openai-community/gpt2" in err and "download" in err
+
+
+def test_a_missing_hf_extra_is_one_line(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)     # as if not installed
+    code, _, err = cli(capsys, "eval", "hf:HuggingFaceTB/SmolLM2-135M", "--data", __file__)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and 'llmtui[hf]' in err
+
+
+# ---------------------------------------------------------------------------
+# fine-tuning that works the first time
+
+def test_finetuning_defaults_and_what_the_user_set(folders):
+    from llmtui import load_config
+    from llmtui.engine.training import init_from
+
+    cfg, source = init_from.apply(load_config(None, [f'model.init_from="{folders["gpt2"]}"', "training.max_steps=400"]))
+    assert source.kind == "hf"
+    assert (cfg.model.n_layer, cfg.model.n_embd, cfg.model.mlp, cfg.model.bias) == (2, 32, "gelu_tanh", True)
+    assert cfg.model.block_size == BLOCK          # the default 64 -> the source's context (at most 1024)
+    assert cfg.optimizer.learning_rate == 1e-4 and cfg.scheduler.min_learning_rate == pytest.approx(1e-5)
+    assert cfg.scheduler.warmup_steps == 20 and cfg.scheduler.kind == "cosine"
+    mine, _ = init_from.apply(load_config(None, [f'model.init_from="{folders["gpt2"]}"',
+                                                 "optimizer.learning_rate=3e-5", "scheduler.warmup_steps=7"]))
+    assert mine.optimizer.learning_rate == 3e-5 and mine.scheduler.warmup_steps == 7
+    again, _ = init_from.apply(cfg)              # applying twice changes nothing
+    assert again == cfg
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "llama"])
+def test_the_memory_estimate_counts_the_imported_model(family, folders):
+    from llmtui import load_config
+    from llmtui.engine.planning.sizing import count_params
+    from llmtui.engine.training import init_from
+
+    cfg, source = init_from.apply(load_config(None, [f'model.init_from="{folders[family]}"',
+                                                     f"model.block_size={BLOCK}"]))
+    assert count_params(cfg.model, cfg.model.vocab_size)[0] == hf_model(folders[family]).num_parameters()
+
+
+def test_an_imported_model_that_cannot_fit_is_refused_before_allocation(folders, tmp_path, monkeypatch):
+    import psutil
+
+    from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
+
+    real = psutil.virtual_memory()
+
+    class Tight:  # a machine with 256 KiB free
+        total, available = real.total, 256 * 2**10
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight)
+    cfg = load_config(None, finetune_overrides(tmp_path, folders["qwen2"]))
+    with pytest.raises(UserError, match="will not fit.*pass --force"):
+        Trainer(cfg).run()
+    assert not (tmp_path / "runs" / "ft" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("preset,repo", [("finetune-gpt2", "openai-community/gpt2"),
+                                         ("finetune-cpu", "HuggingFaceTB/SmolLM2-135M")])
+def test_finetune_presets_validate_and_say_how_to_download(preset, repo, monkeypatch, tmp_path):
+    from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
+
+    cfg = load_config(preset, [f'run.out_dir="{tmp_path / "runs"}"'])
+    assert cfg.model.init_from == f"hf:{repo}"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(UserError) as refused:
+        Trainer(cfg).run()
+    line = str(refused.value)
+    assert "\n" not in line and repo in line and f"hf download {repo}" in line
+    assert not (tmp_path / "runs").exists()
