@@ -149,7 +149,7 @@ class OutputLost:
 
 
 class RunClock:
-    """The time left of the run being reported, from its events (tui.eta, the
+    """The time left of the run being reported, from its events (llmtui.eta, the
     monitor's: steps left at the recent ms/step, plus the evaluations left).
     The run's [eval] settings come from the trainer, known once it exists."""
 
@@ -162,7 +162,7 @@ class RunClock:
         if isinstance(e, StartEvent):
             from types import SimpleNamespace
 
-            from llmtui.tui.eta import Eta  # pure: no Textual
+            from llmtui.eta import Eta  # pure: no Textual
 
             cfg = getattr(self.lost.trainer, "cfg", None)
             eval_cfg = getattr(cfg, "eval", None) or SimpleNamespace(every_n_steps=0, every_n_epochs=0,

@@ -88,7 +88,7 @@ def fake_run(folder: Path, name: str, **summary) -> Path:
 
     run_dir = folder / name
     run_dir.mkdir(parents=True)
-    (run_dir / ".llmtui-run").write_text("")
+    (run_dir / ".llmtui-run").write_text('{"format": "llmtui-run", "version": 1}\n')
     (run_dir / "config.toml").write_text("[training]\nmax_steps = 100\n")
     (run_dir / "train_log.json").write_text(json.dumps({"stop_reason": "max_steps", "steps": 100, **summary}))
     return run_dir
@@ -239,7 +239,7 @@ def running_run(folder: Path, name: str = "live", at: int = 460, checkpoint: int
 
     run_dir = folder / name
     (run_dir / "last").mkdir(parents=True)
-    (run_dir / ".llmtui-run").write_text("")
+    (run_dir / ".llmtui-run").write_text('{"format": "llmtui-run", "version": 1}\n')
     (run_dir / "config.toml").write_text("[training]\nmax_steps = 1300\n")
     (run_dir / "last" / "manifest.json").write_text("{}")
     (run_dir / "last" / "state.json").write_text(json.dumps({"step": checkpoint}))
@@ -308,7 +308,7 @@ def test_the_eta_counts_evaluations_and_samples():
     """An evaluation with its sample took 20 s: the ETA counts one for each evaluation
     left, and the one of the last step (it said ~0 s with 45 s to go)."""
     from llmtui.engine.training.events import EvalEvent, SampleEvent
-    from llmtui.tui.eta import Eta
+    from llmtui.eta import Eta
 
     clock = Eta(_EvalCfg(every=250), 1000)
     t = 0.0
@@ -339,7 +339,7 @@ def test_the_eta_counts_evaluations_and_samples():
 def test_the_eta_follows_a_change_of_speed_at_once():
     """88 ms a step, then 4 s a step (another process took the CPU): one slow interval
     moves the ETA (a median of 5 intervals needed three)."""
-    from llmtui.tui.eta import Eta
+    from llmtui.eta import Eta
 
     clock = Eta(_EvalCfg(every=10_000), 1000)
     t = 0.0
@@ -353,7 +353,7 @@ def test_the_eta_follows_a_change_of_speed_at_once():
 
 def test_a_pause_is_no_evaluation_cost():
     from llmtui.engine.training.events import PausedEvent, UnpausedEvent
-    from llmtui.tui.eta import Eta
+    from llmtui.eta import Eta
 
     clock = Eta(_EvalCfg(every=10_000), 1000)
     clock.add(_train_at(10, 1.0, 100.0))

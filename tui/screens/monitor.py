@@ -41,7 +41,7 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
-from llmtui.tui.eta import Eta
+from llmtui.eta import Eta
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
@@ -288,7 +288,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                          message.val + [(int(s), v) for s, v in val])
 
     def _update_eta(self) -> None:
-        """The steps and evaluations left (tui.eta: pauses never inflate it)."""
+        """The steps and evaluations left (llmtui.eta: pauses never inflate it)."""
         eta = ""
         left = self._clock.seconds_left(time.time())   # the trainer's events carry time.time()
         if left is not None and self.status in ("running", "pausing", "evaluating", "sampling"):
