@@ -74,7 +74,9 @@ def test_new_runs_write_the_same_keys_in_the_same_order(tiny):
 @pytest.mark.train
 def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):
     """Resuming the fixture's step_10 continues exactly the run 0.1.0 trained to step 20:
-    the same train and val losses, bit for bit."""
+    the same train losses, bit for bit, and the same val loss to float32's precision (the
+    fixture was written on another machine: its CPU kernels sum the eval's logits in their
+    own order, seen here as a difference in the 8th digit)."""
     runs = tmp_path / "runs"
     shutil.copytree(FIXTURE / "run", runs / "run")
     shutil.copy(FIXTURE / "corpus.txt", tmp_path / "corpus.txt")
@@ -90,4 +92,6 @@ def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):
 
     old = figures(json.loads(line) for line in (FIXTURE / "run" / "metrics.jsonl").read_text().splitlines())
     new = figures(read_jsonl(result.metrics_path))
-    assert old and new == old
+    assert old and new.keys() == old.keys()
+    for key, value in old.items():
+        assert new[key] == (value if key[0] == "train" else pytest.approx(value, rel=1e-6)), key

@@ -663,37 +663,25 @@ class Trainer:
         files = self._files(setup)
         keep = self.restored_from
         run_dir = self.run_dir
-        written: list[str] = []
-        if reason == "step":
-            path = ckpt.write_checkpoint_dir(run_dir / f"step_{self.state.step}", files)
-            written.append(path.name)
-            self._record_checkpoints(add=written)
+        # every folder is recorded before it is written: a kill in between leaves a name in
+        # the record with no folder (harmless), never a folder of llmtui's that it disowns
+        best = run_dir / "best"
+        keep_older_best = reason == "best" and setup.config.checkpoint.keep_best > 1 and best.exists()
+        target = {"step": f"step_{self.state.step}", "best": "best", "epoch": f"epoch_{epoch}"}.get(reason, "last")
+        names = [target] + (["last"] if reason in ("step", "epoch") else [])
+        if keep_older_best:
+            names.append(f"best_step_{ckpt.checkpoint_step(best)}")
+        self._record_checkpoints(add=names)
+        removed: list[Path] = []
+        if keep_older_best:
+            ckpt.copy_checkpoint(best, run_dir / names[-1])
+        path = ckpt.write_checkpoint_dir(run_dir / target, files)
+        if reason in ("step", "epoch"):      # epoch_N are kept; step_N rotate
             ckpt.copy_checkpoint(path, run_dir / "last")
-            written.append("last")
-            self._record_checkpoints(add=written)
+        if reason == "step":
             removed = ckpt.rotate_steps(run_dir, setup.config.checkpoint.keep_last, protect=keep)
         elif reason == "best":
-            best = run_dir / "best"
-            if setup.config.checkpoint.keep_best > 1 and best.exists():
-                older = ckpt.copy_checkpoint(best, run_dir / f"best_step_{ckpt.checkpoint_step(best)}")
-                self._record_checkpoints(add=[older.name])
-            path = ckpt.write_checkpoint_dir(best, files)
-            written.append("best")
-            self._record_checkpoints(add=written)
             removed = ckpt.rotate_best(run_dir, setup.config.checkpoint.keep_best, protect=keep)
-        elif reason == "epoch":   # checkpoint.every_n_epochs: kept, never rotated
-            path = ckpt.write_checkpoint_dir(run_dir / f"epoch_{epoch}", files)
-            written.append(path.name)
-            self._record_checkpoints(add=written)
-            ckpt.copy_checkpoint(path, run_dir / "last")
-            written.append("last")
-            self._record_checkpoints(add=written)
-            removed = []
-        else:  # last / manual / stop
-            path = ckpt.write_checkpoint_dir(run_dir / "last", files)
-            written.append("last")
-            self._record_checkpoints(add=written)
-            removed = []
         if removed:
             self._record_checkpoints(remove=[p.name for p in removed])
         if self._start is not None:
