@@ -93,3 +93,49 @@ def test_an_epoch_run_resumes_on_the_same_trajectory(tiny, tmp_path):
         return [(r["step"], r["loss"]) for r in read_jsonl(path) if r["kind"] == "train"]
     assert split.steps == whole.steps
     assert losses(whole.metrics_path)[-3:] == losses(split.metrics_path)[-3:]
+
+
+@pytest.mark.tui
+def test_the_monitor_and_the_summary_show_the_epoch(tmp_path):
+    """A run with training.epochs: the monitor's status line says which epoch it is in, the
+    events list each finished epoch, and the summary says how many epochs were trained."""
+    from pilot import make_app, run, screen_text, wait_for, wait_screen
+
+    from fakes import ScriptedTrainer
+    from llmtui.engine.training.events import EpochEvent, StartEvent, TrainEvent
+
+    def events(run_dir):
+        out = [StartEvent(step=0, run_dir=run_dir, device="cpu", precision="fp32", threads=2, n_params=1000,
+                          n_params_non_embedding=900, vocab_size=65, max_steps=40, tokens_per_step=768,
+                          effective_batch=12, world_size=1, train_tokens=10_000, val_tokens=1_000,
+                          data_dir="data/x", data_reused=True, resumed_from=None, start_step=0)]
+        for step in (10, 20, 30):
+            out.append(TrainEvent(step=step, loss=3.0 - step / 100, lr=1e-3, grad_norm=1.0, tokens_per_sec=1e4,
+                                  ms_per_step=10.0, mfu=0.1, tokens_seen=step * 768, max_steps=40,
+                                  epoch=step / 20))
+        out.append(EpochEvent(step=20, epoch=1, epochs=2.0, train_loss=2.9, val_loss=3.1))
+        return out
+
+    def factory(cfg, *, resume_from=None, overwrite=False):
+        return ScriptedTrainer(cfg, events=events(str(tmp_path / "runs" / "ep")))
+
+    app = make_app(tmp_path, trainer_factory=factory)
+
+    async def drive():
+        from llmtui import load_config
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"', "training.epochs=2"]))
+            await wait_screen(pilot, "MonitorScreen")
+            await wait_for(pilot, lambda: "epoch 1.50/2" in screen_text(app), what="the epoch")
+            text = screen_text(app)
+            assert "epoch 1/2" in text and "train loss 2.9000" in text, text
+
+    run(drive())
+    from rich.console import Console
+
+    from llmtui.tui.screens.summary import summary_renderable
+    console = Console(width=100, record=True)
+    console.print(summary_renderable({"stop_reason": "max_steps", "steps": 40, "epoch": 2.0, "tokens_seen": 1}))
+    text = console.export_text()
+    assert "epochs" in text and "2.00" in text

@@ -200,6 +200,7 @@ class DoneEvent(Event):
     device: str
     precision: str
     total_training_time: float | None = optional()   # all segments, when this one resumed a run
+    epoch: float | None = optional()                 # epochs done, with training.epochs
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in (

@@ -108,6 +108,7 @@ class TrainResult:
     best_checkpoint: Path | None
     metrics_path: Path
     total_training_time: float | None = None   # over all segments, when this one resumed a run
+    epoch: float | None = None                 # epochs done, with training.epochs
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -1126,9 +1127,12 @@ class Trainer:
             tokens_seen=state.tokens_seen, stop_reason=stop_reason, run_dir=self.run_dir,
             last_checkpoint=self._on_disk("last"), best_checkpoint=self._on_disk("best"),
             metrics_path=self.run_dir / "metrics.jsonl",
-            total_training_time=state.training_time if self.restored_from is not None else None)
+            total_training_time=state.training_time if self.restored_from is not None else None,
+            epoch=self._epochs_at(setup, steps))
         summary = self.result.to_json() | {"n_params": setup.n_params, "device": str(setup.device),
                                            "precision": setup.placement.precision}
+        if summary["epoch"] is None:
+            del summary["epoch"]   # runs without training.epochs: the record 0.1.0 wrote
         # a segment that made no step changes nothing: the record it would write holds
         # less than the one on disk (zero time, maybe no checkpoint paths)
         if self.dist.is_main and (state.step > self._start_step or self.restored_from is None):

@@ -29,6 +29,7 @@ from llmtui.engine.training.events import (
     CheckpointEvent,
     DoneEvent,
     EarlyStopEvent,
+    EpochEvent,
     ErrorEvent,
     EvalEvent,
     EvalProgressEvent,
@@ -231,6 +232,9 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                     if self.status in ("paused", "pausing"):
                         self.status = "running"
                     log.write(f"step {e.step:>6}  resumed")
+                case EpochEvent():
+                    log.write(f"step {e.step:>6}  epoch {e.epoch}/{e.epochs:g}  train loss "
+                              f"{fmt_loss(e.train_loss)}  val loss {fmt_loss(e.val_loss)}")
                 case EarlyStopEvent():
                     log.write(Text(f"step {e.step:>6}  early stop: {e.reason}", "yellow"))
                 case ErrorEvent():
@@ -331,6 +335,11 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             else label
         text.append(f" {symbol} {detail}", style)
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
+        epoch = self.last_train.epoch if self.last_train is not None else None
+        if epoch is not None:      # training.epochs: how much of the data it has seen
+            epochs = getattr(getattr(self.run, "cfg", None), "training", None)
+            of = f"/{epochs.epochs:g}" if epochs is not None and epochs.epochs else ""
+            text.append(f"   epoch {epoch:.2f}{of}")
         if self._eta and self.status in ("running", "pausing", "evaluating", "sampling"):
             text.append(f"   {self._eta}")
         if self.info is not None:

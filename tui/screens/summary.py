@@ -52,6 +52,8 @@ def summary_renderable(s: dict[str, Any]) -> Group:
         grid.add_row("in all", fmt_duration(s["total_training_time"]), "", "")
     if s.get("n_params"):
         grid.add_row("parameters", fmt_count(s["n_params"]), "", "")
+    if s.get("epoch") is not None:      # training.epochs: passes over the training data
+        grid.add_row("epochs", f"{s['epoch']:.2f}", "", "")
     paths = Table.grid(padding=(0, 1))
     paths.add_column(style="dim", no_wrap=True)
     paths.add_column(ratio=1)
