@@ -8,6 +8,7 @@
     checkpoint   atomic checkpoint directories with a sha256 manifest, verification, rotation
     rundir       who owns a run directory (its marker) and who writes to it now (its lock)
     runs         run directories for front ends: where a config's run lives, runs in a folder
+    init_from    model.init_from: the config and weights a new run starts from (a run, an HF model)
     start        the commit half of a start: what it changes on disk, and how a refusal undoes it
     schedule     the learning-rate schedule
     distributed  torchrun data parallelism
