@@ -24,6 +24,11 @@ class StopReason(StrEnum):
     NONFINITE_LOSS = "nonfinite_loss"    # diverged
     RECORD_FAILED = "record_failed"      # metrics.jsonl could not be written (a full disk)
 
+    @classmethod
+    def _missing_(cls, value):
+        """A front end's own word for a stop (`trainer.stop("enough")`) is a stop."""
+        return cls.STOPPED if isinstance(value, str) else None
+
 
 @dataclass(frozen=True)
 class Pause:
