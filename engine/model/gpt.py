@@ -2,7 +2,7 @@
 
 Pre-norm blocks (LayerNorm or RMSNorm), causal self-attention through
 `F.scaled_dot_product_attention` (flash / memory-efficient kernels where the
-device has them) with optional QK-norm, an MLP (GELU, squared ReLU or SwiGLU)
+device has them) with optional QK-norm and grouped-query attention, an MLP (GELU, squared ReLU or SwiGLU)
 of configurable width, learned or rotary (RoPE) positions, optional bias,
 tied or untied input/output embeddings, GPT-2 style init and optional
 gradient checkpointing. The defaults are nanoGPT's model.
@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from llmtui.engine.errors import ConfigError
-from llmtui.engine.model.shapes import ff_width
+from llmtui.engine.model.shapes import ff_width, kv_heads
 
 
 @dataclass
@@ -28,6 +28,7 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    n_kv_head: int = 0             # 0 = n_head (multi-head attention)
     block_size: int = 64
     d_ff: int = 0               # 0 = shapes.ff_width's default
     dropout: float = 0.0
@@ -44,10 +45,14 @@ class GPTConfig:
     def ff_width(self) -> int:
         return ff_width(self.n_embd, self.d_ff, self.mlp)
 
+    @property
+    def kv_heads(self) -> int:
+        return kv_heads(self.n_head, self.n_kv_head)
+
 
 # fields added after 0.1.0: a checkpoint's model fingerprint leaves them out while they
 # hold these defaults, so checkpoints of earlier versions still match
-NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False}
+NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False, "n_kv_head": 0}
 
 
 def make_norm(config: GPTConfig, dim: int) -> nn.Module:
@@ -79,12 +84,17 @@ def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        assert config.n_embd % config.n_head == 0
+        assert config.n_embd % config.n_head == 0 and config.n_head % config.kv_heads == 0
         self.n_head = config.n_head
+        self.n_kv_head = config.kv_heads
+        self.head_dim = config.n_embd // config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
-        # one matmul for q, k and v: fewer, larger kernels run faster on every device
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        # one matmul for q, k and v (rows [q; k; v], k and v n_kv_head heads each): fewer,
+        # larger kernels run faster on every device
+        kv_width = self.n_kv_head * self.head_dim
+        self.widths = (config.n_embd, kv_width, kv_width)
+        self.c_attn = nn.Linear(config.n_embd, sum(self.widths), bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         if config.qk_norm:
@@ -95,16 +105,20 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, rope=None):
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q, k, v = self.c_attn(x).split(self.widths, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, rope[:T]), apply_rope(k, rope[:T])
+        # grouped-query attention: SDPA shares each key/value head among its group of query
+        # heads without copying k and v (the flag only when grouped: the kernels of
+        # multi-head attention stay as they were)
+        groups = {"enable_gqa": True} if self.n_kv_head != self.n_head else {}
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True, **groups)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -262,8 +276,11 @@ def gpt_config(cfg, vocab_size: int) -> GPTConfig:
     if m.vocab_size and m.vocab_size < vocab_size:
         raise ConfigError(f"model.vocab_size = {m.vocab_size} is smaller than the tokenizer's "
                           f"vocabulary ({vocab_size}); use 0 or at least {vocab_size}")
+    # n_kv_head = n_head is multi-head attention, as 0 is: one form, so a checkpoint's model
+    # fingerprint (NEW_FIELDS) does not depend on which of the two was written
+    n_kv_head = 0 if m.n_kv_head == m.n_head else m.n_kv_head
     return GPTConfig(vocab_size=m.vocab_size or vocab_size, n_layer=m.n_layer, n_head=m.n_head,
-                     n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
+                     n_kv_head=n_kv_head, n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
                      bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
                      tie_embeddings=m.tie_embeddings,
                      gradient_checkpointing=m.gradient_checkpointing, norm=m.norm, mlp=m.mlp,
