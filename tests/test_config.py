@@ -208,6 +208,12 @@ def test_grouped_query_attention_heads_must_divide_the_query_heads():
     assert error.keys == ("model.n_kv_head", "model.n_head")
     for fine in ("0", "1", "2", "4"):
         assert load_config("cpu", [f"model.n_kv_head={fine}"]).model.n_kv_head == int(fine)
+    # n_kv_head = n_head is multi-head attention, as 0 is: the same model, so the same fingerprint
+    # as checkpoints written before the key existed (NEW_FIELDS leaves out 0)
+    from llmtui.engine.model.gpt import NEW_FIELDS, gpt_config
+
+    assert gpt_config(load_config("cpu", ["model.n_kv_head=4"]), 65).n_kv_head == NEW_FIELDS["n_kv_head"] == 0
+    assert gpt_config(load_config("cpu", ["model.n_kv_head=2"]), 65).n_kv_head == 2
 
 
 def test_a_cross_key_error_names_where_its_keys_were_set(tmp_path):
