@@ -114,6 +114,13 @@ def count_params(m, vocab: int) -> tuple[int, int]:
     return total, non_embedding
 
 
+def kv_cache_bytes(m, positions: int, bytes_per_number: int = 4) -> int:
+    """Generation's KV cache (engine.model.generation.KVCache) of one sequence: the keys
+    and values of every layer for `positions` positions (n_kv_head heads: grouped-query
+    attention shrinks it by n_head / n_kv_head)."""
+    return 2 * bytes_per_number * m.n_layer * positions * kv_width(m)
+
+
 def flops_per_token(m, n_non_embedding: int) -> float:
     """Training FLOPs per token: 6N + 12*L*T*d (PaLM appendix B, as GPT.flops_per_token).
     Grouped-query attention has fewer parameters (N) but the same attention term: every
