@@ -6,6 +6,10 @@ device has them) with optional QK-norm and grouped-query attention, an MLP (GELU
 of configurable width, learned or rotary (RoPE) positions, optional bias,
 tied or untied input/output embeddings, GPT-2 style init and optional
 gradient checkpointing. The defaults are nanoGPT's model.
+
+A forward pass can carry a KV cache (engine.model.generation.KVCache): the
+keys and values of the positions before are read from it instead of being
+computed again, so generation computes each new token once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from llmtui.engine.errors import ConfigError
+from llmtui.engine.model.generation import generate_tokens
 from llmtui.engine.model.shapes import ff_width, kv_heads
 
 
@@ -82,9 +87,10 @@ def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         assert config.n_embd % config.n_head == 0 and config.n_head % config.kv_heads == 0
+        self.layer = layer                  # its place in a KV cache
         self.n_head = config.n_head
         self.n_kv_head = config.kv_heads
         self.head_dim = config.n_embd // config.n_head
@@ -103,7 +109,7 @@ class CausalSelfAttention(nn.Module):
             self.q_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=1e-5)
             self.k_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=1e-5)
 
-    def forward(self, x, rope=None):
+    def forward(self, x, rope=None, cache=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.widths, dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
@@ -111,14 +117,25 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
+        start = 0 if cache is None else cache.pos    # the position of x's first token
         if rope is not None:
-            q, k = apply_rope(q, rope[:T]), apply_rope(k, rope[:T])
+            q, k = apply_rope(q, rope[start:start + T]), apply_rope(k, rope[start:start + T])
+        mask = None
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)    # the cached positions' keys and values, then x's
+            if start and T > 1:
+                # x's tokens see every cached position and the tokens of x up to themselves
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+        # from position 0 the causal mask; after cached positions the mask above, or for a
+        # single token none: it sees everything
+        causal = start == 0
         # grouped-query attention: SDPA shares each key/value head among its group of query
         # heads without copying k and v (the flag only when grouped: the kernels of
         # multi-head attention stay as they were)
         groups = {"enable_gqa": True} if self.n_kv_head != self.n_head else {}
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True, **groups)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal, **groups)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -148,15 +165,15 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln_1 = make_norm(config, config.n_embd)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = make_norm(config, config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None):
-        x = x + self.attn(self.ln_1(x), rope)
+    def forward(self, x, rope=None, cache=None):
+        x = x + self.attn(self.ln_1(x), rope, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -167,7 +184,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
             ln_f=make_norm(config, config.n_embd),
         ))
         if config.pos_encoding == "learned":
@@ -217,14 +234,18 @@ class GPT(nn.Module):
 
     # -- forward -----------------------------------------------------------
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, cache=None):
+        """Logits (and the loss when `targets` is given). With a KV cache
+        (engine.model.generation.KVCache) idx continues the positions the cache holds, and
+        their keys and values are read from it; idx's are added to it."""
         B, T = idx.size()
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
+        start = 0 if cache is None else cache.pos
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of length {start + T} exceeds block_size {self.config.block_size}")
         x = self.transformer.wte(idx)
         rope = None
         if "wpe" in self.transformer:
-            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
+            x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
         else:
             rope = self.rope
         x = self.transformer.drop(x)
@@ -232,7 +253,9 @@ class GPT(nn.Module):
             if self.config.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope, use_reentrant=False)
             else:
-                x = block(x, rope)
+                x = block(x, rope, cache)
+        if cache is not None:
+            cache.advance(T)
         x = self.transformer.ln_f(x)
         if targets is None:
             # generation needs only the last position's logits
@@ -241,33 +264,17 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
 
-    @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None):
         """idx (B, T) continued by max_new_tokens tokens; temperature 0 is greedy decoding."""
-        for next_id in self.generate_tokens(idx, max_new_tokens, temperature, top_k, generator):
-            idx = torch.cat((idx, next_id), dim=1)
-        return idx
+        new = list(self.generate_tokens(idx, max_new_tokens, temperature, top_k, generator))
+        return torch.cat((idx, *new), dim=1)
 
-    @torch.no_grad()
     def generate_tokens(self, idx, max_new_tokens: int, temperature: float = 1.0,
                         top_k: int | None = None, generator: torch.Generator | None = None):
-        """Yield each new token (B, 1) as it is chosen, so a front end can stream them."""
-        for _ in range(max_new_tokens):
-            context = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
-            logits, _ = self(context)
-            logits = logits[:, -1, :]
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)   # greedy: the most likely token
-            else:
-                logits = logits / temperature
-                if top_k:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("inf")
-                probs = F.softmax(logits, dim=-1)
-                next_id = torch.multinomial(probs, 1, generator=generator)
-            idx = torch.cat((idx, next_id), dim=1)
-            yield next_id
+        """Yield each new token (B, 1) as it is chosen, so a front end can stream them
+        (engine.model.generation: a KV cache, nanoGPT's tokens)."""
+        return generate_tokens(self, idx, max_new_tokens, temperature, top_k, generator)
 
 
 def gpt_config(cfg, vocab_size: int) -> GPTConfig:
