@@ -74,7 +74,7 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None,
     return torch.multinomial(probs, 1, generator=generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()    # no autograd bookkeeping at all: less overhead per op than no_grad
 def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                     top_k: int | None = None, generator: torch.Generator | None = None
                     ) -> Iterator[torch.Tensor]:
