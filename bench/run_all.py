@@ -8,7 +8,7 @@ figure with its target and whether it passed.
 
 In order: throughput.py (with --compile), startup.py, data_prep.py, then
 recipe.py if --nanogpt PATH or --recipe is given, then monitor_overhead.py,
-first_paint.py, estimate_memory.py and estimate_speed.py where they exist (they get --quick
+first_paint.py, estimate_memory.py, estimate_speed.py and generate_speed.py where they exist (they get --quick
 under --quick if their --help offers it). Each runs as its own process, one
 after the other, so none slows another. Run it on a quiet machine: the
 benchmarks time CPU work, and other work on the machine shows in every figure.
@@ -46,7 +46,7 @@ def steps(args) -> list[tuple[str, list[str]]]:
     if args.nanogpt or args.recipe:
         plan.append(("recipe", (["--nanogpt", str(args.nanogpt)] if args.nanogpt else [])
                      + (["--steps", "50"] if quick else [])))
-    for name in ("monitor_overhead", "first_paint", "estimate_memory", "estimate_speed"):
+    for name in ("monitor_overhead", "first_paint", "estimate_memory", "estimate_speed", "generate_speed"):
         if (BENCH / f"{name}.py").is_file():
             plan.append((name, ["--quick"] if quick and offers_quick(name) else []))
     if args.only:

@@ -100,6 +100,8 @@ def test_unknown_key_suggests_the_right_name(tmp_path):
     ("training.max_steps=1.5", ["training.max_steps", "1.5", "integer"]),
     ("model.bias=1", ["model.bias", "true or false"]),
     ("model.n_head=5", ["model.n_head", "n_embd"]),
+    ("model.n_kv_head=3", ["model.n_kv_head = 3 must divide model.n_head = 4"]),
+    ("model.n_kv_head=-1", ["model.n_kv_head", ">= 0"]),
     ("optimizer.betas=[0.9]", ["optimizer.betas", "2"]),
     ("scheduler.min_learning_rate=0.5", ["scheduler.min_learning_rate", "optimizer.learning_rate"]),
     ("run.name=a/b", ["run.name", "letters"]),
@@ -201,6 +203,19 @@ def test_cross_key_rules_name_every_key_involved():
     error = errors_of("cpu", ["model.n_head=5"])
     assert error.keys == ("model.n_head", "model.n_embd")
     assert error.detail == "model.n_head = 5 must divide model.n_embd = 128"
+
+
+def test_grouped_query_attention_heads_must_divide_the_query_heads():
+    error = errors_of("cpu", ["model.n_kv_head=3"])
+    assert error.keys == ("model.n_kv_head", "model.n_head")
+    for fine in ("0", "1", "2", "4"):
+        assert load_config("cpu", [f"model.n_kv_head={fine}"]).model.n_kv_head == int(fine)
+    # n_kv_head = n_head is multi-head attention, as 0 is: the same model, so the same fingerprint
+    # as checkpoints written before the key existed (NEW_FIELDS leaves out 0)
+    from llmtui.engine.model.gpt import NEW_FIELDS, gpt_config
+
+    assert gpt_config(load_config("cpu", ["model.n_kv_head=4"]), 65).n_kv_head == NEW_FIELDS["n_kv_head"] == 0
+    assert gpt_config(load_config("cpu", ["model.n_kv_head=2"]), 65).n_kv_head == 2
 
 
 def test_a_cross_key_error_names_where_its_keys_were_set(tmp_path):

@@ -24,6 +24,7 @@ from llmtui.engine.planning.sizing import (
     count_params,
     flops_per_token,
     logits_bytes,
+    muon_matrices,
     vocab_for,
 )
 
@@ -45,7 +46,8 @@ MODELS = [dict(n_layer=2, n_head=4, n_embd=64, block_size=32, **extra) for extra
     {}, {"bias": True}, {"tie_embeddings": False}, {"pos_encoding": "rope"}, {"d_ff": 96},
     {"dropout": 0.1}, {"dropout": 0.1, "pos_encoding": "rope", "bias": True},
     {"norm": "rmsnorm", "bias": True}, {"mlp": "relu2"}, {"mlp": "swiglu"}, {"mlp": "swiglu", "d_ff": 96},
-    {"qk_norm": True}, {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "tie_embeddings": False})]
+    {"qk_norm": True}, {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "tie_embeddings": False},
+    {"n_kv_head": 2}, {"n_kv_head": 1, "pos_encoding": "rope", "qk_norm": True, "bias": True})]
 
 
 @pytest.mark.parametrize("shape", MODELS)
@@ -91,7 +93,8 @@ def test_activation_formula_matches_autograd(dropout, pos, d_ff, bf16):
 
 NEW_OPTIONS = {"rmsnorm": {"norm": "rmsnorm"}, "relu2": {"mlp": "relu2"}, "swiglu": {"mlp": "swiglu"},
                "qk_norm": {"qk_norm": True},
-               "all": {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "bias": True}}
+               "all": {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "bias": True},
+               "gqa": {"n_kv_head": 2}, "mqa_qk_norm": {"n_kv_head": 1, "qk_norm": True}}
 
 
 @pytest.mark.parametrize("option", NEW_OPTIONS)
@@ -103,6 +106,13 @@ def test_activation_formula_matches_autograd_for_the_recipe_options(option, drop
     measured = saved_bytes(gc, 3, bf16)
     estimated = activation_bytes(gc, 3, "cpu", "bf16" if bf16 else "fp32")
     assert estimated == pytest.approx(measured, rel=0.01)
+
+
+def test_muon_matrices_are_the_model_matrices_with_grouped_query_attention():
+    gc = GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_kv_head=1, n_embd=64, block_size=32, mlp="swiglu")
+    blocks = [tuple(p.shape) for name, p in GPT(gc).named_parameters() if ".h." in name and p.dim() == 2]
+    assert sorted(muon_matrices(gc)) == sorted(blocks)
+    assert muon_matrices(gc)[0] == (64 + 2 * 16, 64)       # q, then one key and one value head
 
 
 def test_gradient_checkpointing_saves_memory():

@@ -2,7 +2,8 @@
 tiny trained model, transformers loads the export with no custom code and computes
 the same logits (1e-4, fp32), greedy generate() continues like `llmtui sample
 --temperature 0`, and AutoTokenizer encodes and decodes like llmtui. GGUF files are
-read back with transformers' GGUF loader the same way."""
+read back with transformers' GGUF loader the same way. Grouped-query attention
+(model.n_kv_head) exports as the rotary classes' num_key_value_heads."""
 
 from __future__ import annotations
 
@@ -38,13 +39,21 @@ MODELS = {
                       RMS_SWIGLU + ["model.bias=true", "model.d_ff=40"]),
     "qwen3-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
                       RMS_SWIGLU + ["model.qk_norm=true", "model.tie_embeddings=false"]),
+    # grouped-query attention: 4 query heads, 2 key/value heads (multi-query for Starcoder2)
+    "rope-gqa-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
+                         ["model.n_head=4", "model.n_kv_head=1", "model.bias=true"]),
+    "llama-gqa-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
+                          RMS_SWIGLU + ["model.n_head=4", "model.n_kv_head=2"]),
+    "qwen3-gqa-trained": ("rope", ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"],
+                          RMS_SWIGLU + ["model.qk_norm=true", "model.n_head=4", "model.n_kv_head=2"]),
 }
 NANOGPT = ['model.norm="layernorm"', 'model.mlp="gelu"', "model.qk_norm=false", "model.bias=false",
            "model.tie_embeddings=true", 'optimizer.name="adamw"', "optimizer.head_learning_rate=0"]
 HF_CLASS = {"learned": "GPT2LMHeadModel", "rope": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
             "qwen3": "Qwen3ForCausalLM"}
 # every GGUF architecture (the bpe kind: below)
-GGUF_MODELS = ["learned-trained", "rope-trained", "llama-trained", "qwen3-trained"]
+GGUF_MODELS = ["learned-trained", "rope-trained", "llama-trained", "qwen3-trained", "llama-gqa-trained",
+               "qwen3-gqa-trained"]
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +279,8 @@ def test_a_model_setting_without_a_mapping_is_refused_by_name(runs, tmp_path, ca
     (['model.pos_encoding="rope"', *RMS_SWIGLU, "model.qk_norm=true", "model.bias=true"], "hf",
      "model.bias = true cannot be exported to hf"),
     (['model.pos_encoding="rope"', 'model.mlp="relu2"'], "gguf", 'model.mlp = "relu2" cannot be exported to gguf'),
+    (["model.n_kv_head=2"], "hf", "model.n_kv_head = 2 cannot be exported to hf"),
+    (["model.n_kv_head=1"], "gguf", "model.n_kv_head = 1 cannot be exported to gguf"),
 ])
 def test_unmapped_combinations_are_refused_by_setting(settings, fmt, refused):
     """RMSNorm, SwiGLU and QK-norm export only together as Llama / Qwen3 (rotary), GELU and
@@ -309,6 +320,29 @@ def test_hf_config_matches_the_model(runs, tmp_path):
     assert config["model_type"] == "qwen3" and config["hidden_act"] == "silu" and config["head_dim"] == 16
     assert config["rms_norm_eps"] == 1e-5 and config["use_sliding_window"] is False
     assert config["attention_bias"] is False and config["tie_word_embeddings"] is False
+    assert config["num_attention_heads"] == config["num_key_value_heads"] == 2
+    for name, heads in (("llama-gqa-trained", 2), ("rope-gqa-trained", 1)):
+        export(runs[name], tmp_path / name)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert (config["num_attention_heads"], config["num_key_value_heads"]) == (4, heads)
+
+
+@pytest.mark.export
+@pytest.mark.parametrize("name, heads", [("llama-gqa-trained", 2), ("rope-gqa-trained", 1), ("rope-trained", 2)])
+def test_gguf_holds_the_key_value_heads(name, heads, runs, tmp_path):
+    """head_count_kv is what llama.cpp sizes k, v and its KV cache by."""
+    from gguf import GGUFReader
+
+    from llmtui import export
+
+    export(runs[name], tmp_path / "out", format="gguf")
+    reader = GGUFReader(str(tmp_path / "out" / "model.gguf"))
+    arch = "llama" if name.startswith("llama") else "starcoder2"
+    query_heads = 4 if "gqa" in name else 2          # of 8 (gqa) or 16 numbers each
+    assert reader.fields[f"{arch}.attention.head_count"].contents() == query_heads
+    assert reader.fields[f"{arch}.attention.head_count_kv"].contents() == heads
+    k_shape = {t.name: sorted(t.shape.tolist()) for t in reader.tensors}["blk.0.attn_k.weight"]
+    assert k_shape == sorted([32, heads * 32 // query_heads])
 
 
 @pytest.mark.export

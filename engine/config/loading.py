@@ -369,6 +369,9 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
     if m.n_embd % m.n_head:
         fail(f"model.n_head = {m.n_head} must divide model.n_embd = {m.n_embd}",
              "model.n_head", "model.n_embd")
+    if m.n_kv_head and m.n_head % m.n_kv_head:
+        fail(f"model.n_kv_head = {m.n_kv_head} must divide model.n_head = {m.n_head} (each key/value "
+             "head serves the same number of query heads; 0 = n_head)", "model.n_kv_head", "model.n_head")
     if m.pos_encoding == "rope" and (m.n_embd // m.n_head) % 2:
         fail(f"model.pos_encoding = \"rope\" needs an even head size; "
              f"n_embd / n_head = {m.n_embd // m.n_head}", "model.pos_encoding", "model.n_embd",

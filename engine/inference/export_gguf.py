@@ -69,7 +69,7 @@ def write_gguf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[s
         writer.add_key_length(c.n_embd // c.n_head)
         writer.add_value_length(c.n_embd // c.n_head)
     if arch != "gpt2":
-        writer.add_head_count_kv(c.n_head)
+        writer.add_head_count_kv(c.kv_heads)     # grouped-query attention (gpt2 has none)
         writer.add_rope_freq_base(c.rope_theta)
         writer.add_rope_dimension_count(c.n_embd // c.n_head)
     _add_tokenizer(writer, loaded, pre)

@@ -30,6 +30,10 @@ transformers' GGUF loader know (engine.inference.export_gguf).
   (Qwen2ForCausalLM). GPT-2's tanh GELU (model.mlp = "gelu_tanh") is its
   "gelu_new", Starcoder2's "gelu_pytorch_tanh"; every norm's epsilon is
   model.norm_eps. engine.model.import_hf reads these folders back.
+Grouped-query attention (model.n_kv_head) maps to the rotary classes'
+num_key_value_heads (GGUF's head_count_kv): c_attn's rows are [q; k; v] with k
+and v n_kv_head heads each. GPT-2 has no form of it, so with learned positions
+only multi-head attention exports.
 
 Any other combination of model.norm, model.mlp, model.qk_norm and
 model.pos_encoding is refused with one line naming the setting. Every other
@@ -51,7 +55,7 @@ from llmtui.engine.training.loader import LoadedModel
 # checkpointing only act during training)
 HANDLED = {"n_layer", "n_head", "n_embd", "block_size", "d_ff", "dropout", "bias", "pos_encoding",
            "rope_theta", "tie_embeddings", "vocab_size", "gradient_checkpointing", "norm", "mlp", "qk_norm",
-           "norm_eps", "qkv_bias", "init_from"}
+           "norm_eps", "qkv_bias", "init_from", "n_kv_head"}
 # architecture -> the transformers class of the hf export
 HF_CLASSES = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
               "qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM"}
@@ -115,6 +119,10 @@ def architecture(cfg: Config, fmt: str) -> str:
     if mlp == "relu2" and fmt == "gguf":
         raise refuse("mlp", "llama.cpp's gpt2 and starcoder2 architectures compute GELU (with LayerNorm only "
                             'model.mlp = "gelu" exports to gguf; --format hf exports relu2)')
+    if pos == "learned" and m.n_kv_head not in (0, m.n_head):
+        raise refuse("n_kv_head", "GPT-2 (learned positions) has no grouped-query attention; with learned "
+                                  "positions only model.n_kv_head = 0 (= n_head) exports (rotary models "
+                                  "export with it)")
     return "gpt2" if pos == "learned" else "starcoder2"
 
 
@@ -133,7 +141,7 @@ def hf_config(loaded: LoadedModel, arch: str, dtype: str) -> dict:
                 "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
                 "reorder_and_upcast_attn": False}
     rotary = {**common, "hidden_size": c.n_embd, "intermediate_size": c.ff_width, "num_hidden_layers": c.n_layer,
-              "num_attention_heads": c.n_head, "num_key_value_heads": c.n_head,
+              "num_attention_heads": c.n_head, "num_key_value_heads": c.kv_heads,
               "max_position_embeddings": c.block_size,
               "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
               "rope_theta": c.rope_theta, "attention_dropout": 0.0}
@@ -159,7 +167,8 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
     model = loaded.model
     c = model.config
     w = {name: t.detach().to("cpu", torch.float32) for name, t in model.state_dict().items()}
-    C, H = c.n_embd, c.n_head
+    C, H, KV = c.n_embd, c.n_head, c.kv_heads
+    K = KV * (C // H)                  # the width of k and of v
 
     def get(name: str, size: int | None = None) -> torch.Tensor:
         # llmtui's absent biases are zeros in formats that always have them
@@ -197,11 +206,11 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
             out[dst + f"{name}.weight"] = w[src + f"{ln}.weight"]
             if layer_norm:
                 out[dst + f"{name}.bias"] = get(src + f"{ln}.bias", C)
-        qkv_w = w[src + "attn.c_attn.weight"].split(C, dim=0)
-        qkv_b = get(src + "attn.c_attn.bias", 3 * C).split(C, dim=0)
-        for proj, weight, bias, rotated in zip(("q_proj", "k_proj", "v_proj"), qkv_w, qkv_b, (True, True, False)):
-            if rotated:
-                weight, bias = _per_head(weight, H, order), _per_head(bias, H, order)
+        qkv_w = w[src + "attn.c_attn.weight"].split((C, K, K), dim=0)
+        qkv_b = get(src + "attn.c_attn.bias", C + 2 * K).split((C, K, K), dim=0)
+        for proj, weight, bias, heads in zip(("q_proj", "k_proj", "v_proj"), qkv_w, qkv_b, (H, KV, None)):
+            if heads:       # q and k are rotated: their rows in the class's rotary layout
+                weight, bias = _per_head(weight, heads, order), _per_head(bias, heads, order)
             out[dst + f"self_attn.{proj}.weight"] = weight.contiguous()
             if qkv_biases:
                 out[dst + f"self_attn.{proj}.bias"] = bias.contiguous()

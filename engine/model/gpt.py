@@ -2,10 +2,14 @@
 
 Pre-norm blocks (LayerNorm or RMSNorm), causal self-attention through
 `F.scaled_dot_product_attention` (flash / memory-efficient kernels where the
-device has them) with optional QK-norm, an MLP (GELU, squared ReLU or SwiGLU)
+device has them) with optional QK-norm and grouped-query attention, an MLP (GELU, squared ReLU or SwiGLU)
 of configurable width, learned or rotary (RoPE) positions, optional bias,
 tied or untied input/output embeddings, GPT-2 style init and optional
 gradient checkpointing. The defaults are nanoGPT's model.
+
+A forward pass can carry a KV cache (engine.model.generation.KVCache): the
+keys and values of the positions before are read from it instead of being
+computed again, so generation computes each new token once.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from llmtui.engine.errors import ConfigError
-from llmtui.engine.model.shapes import ff_width
+from llmtui.engine.model.generation import generate_tokens
+from llmtui.engine.model.shapes import ff_width, kv_heads
 
 
 @dataclass
@@ -28,6 +33,7 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    n_kv_head: int = 0             # 0 = n_head (multi-head attention)
     block_size: int = 64
     d_ff: int = 0               # 0 = shapes.ff_width's default
     dropout: float = 0.0
@@ -46,10 +52,15 @@ class GPTConfig:
     def ff_width(self) -> int:
         return ff_width(self.n_embd, self.d_ff, self.mlp)
 
+    @property
+    def kv_heads(self) -> int:
+        return kv_heads(self.n_head, self.n_kv_head)
+
 
 # fields added after 0.1.0: a checkpoint's model fingerprint leaves them out while they
 # hold these defaults, so checkpoints of earlier versions still match
-NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False, "norm_eps": 1e-5, "qkv_bias": False}
+NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False, "norm_eps": 1e-5, "qkv_bias": False,
+              "n_kv_head": 0}
 
 
 def make_norm(config: GPTConfig, dim: int) -> nn.Module:
@@ -79,14 +90,20 @@ def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
-        assert config.n_embd % config.n_head == 0
+        assert config.n_embd % config.n_head == 0 and config.n_head % config.kv_heads == 0
+        self.layer = layer                  # its place in a KV cache
         self.n_head = config.n_head
+        self.n_kv_head = config.kv_heads
+        self.head_dim = config.n_embd // config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
-        # one matmul for q, k and v: fewer, larger kernels run faster on every device
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias or config.qkv_bias)
+        # one matmul for q, k and v (rows [q; k; v], k and v n_kv_head heads each): fewer,
+        # larger kernels run faster on every device
+        kv_width = self.n_kv_head * self.head_dim
+        self.widths = (config.n_embd, kv_width, kv_width)
+        self.c_attn = nn.Linear(config.n_embd, sum(self.widths), bias=config.bias or config.qkv_bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         if config.qk_norm:
@@ -95,18 +112,33 @@ class CausalSelfAttention(nn.Module):
             self.q_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=config.norm_eps)
             self.k_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=config.norm_eps)
 
-    def forward(self, x, rope=None):
+    def forward(self, x, rope=None, cache=None):
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q, k, v = self.c_attn(x).split(self.widths, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
+        start = 0 if cache is None else cache.pos    # the position of x's first token
         if rope is not None:
-            q, k = apply_rope(q, rope[:T]), apply_rope(k, rope[:T])
+            q, k = apply_rope(q, rope[start:start + T]), apply_rope(k, rope[start:start + T])
+        mask = None
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)    # the cached positions' keys and values, then x's
+            if start and T > 1:
+                # x's tokens see every cached position and the tokens of x up to themselves
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+        # from position 0 the causal mask; after cached positions the mask above, or for a
+        # single token none: it sees everything
+        causal = start == 0
+        # grouped-query attention: SDPA shares each key/value head among its group of query
+        # heads without copying k and v (the flag only when grouped: the kernels of
+        # multi-head attention stay as they were)
+        groups = {"enable_gqa": True} if self.n_kv_head != self.n_head else {}
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal, **groups)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -138,15 +170,15 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln_1 = make_norm(config, config.n_embd)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = make_norm(config, config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x, rope=None):
-        x = x + self.attn(self.ln_1(x), rope)
+    def forward(self, x, rope=None, cache=None):
+        x = x + self.attn(self.ln_1(x), rope, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -157,7 +189,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
             ln_f=make_norm(config, config.n_embd),
         ))
         if config.pos_encoding == "learned":
@@ -207,14 +239,18 @@ class GPT(nn.Module):
 
     # -- forward -----------------------------------------------------------
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, cache=None):
+        """Logits (and the loss when `targets` is given). With a KV cache
+        (engine.model.generation.KVCache) idx continues the positions the cache holds, and
+        their keys and values are read from it; idx's are added to it."""
         B, T = idx.size()
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
+        start = 0 if cache is None else cache.pos
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of length {start + T} exceeds block_size {self.config.block_size}")
         x = self.transformer.wte(idx)
         rope = None
         if "wpe" in self.transformer:
-            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
+            x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
         else:
             rope = self.rope
         x = self.transformer.drop(x)
@@ -222,7 +258,9 @@ class GPT(nn.Module):
             if self.config.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope, use_reentrant=False)
             else:
-                x = block(x, rope)
+                x = block(x, rope, cache)
+        if cache is not None:
+            cache.advance(T)
         x = self.transformer.ln_f(x)
         if targets is None:
             # generation needs only the last position's logits
@@ -231,33 +269,17 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
 
-    @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None):
         """idx (B, T) continued by max_new_tokens tokens; temperature 0 is greedy decoding."""
-        for next_id in self.generate_tokens(idx, max_new_tokens, temperature, top_k, generator):
-            idx = torch.cat((idx, next_id), dim=1)
-        return idx
+        new = list(self.generate_tokens(idx, max_new_tokens, temperature, top_k, generator))
+        return torch.cat((idx, *new), dim=1)
 
-    @torch.no_grad()
     def generate_tokens(self, idx, max_new_tokens: int, temperature: float = 1.0,
                         top_k: int | None = None, generator: torch.Generator | None = None):
-        """Yield each new token (B, 1) as it is chosen, so a front end can stream them."""
-        for _ in range(max_new_tokens):
-            context = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
-            logits, _ = self(context)
-            logits = logits[:, -1, :]
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)   # greedy: the most likely token
-            else:
-                logits = logits / temperature
-                if top_k:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("inf")
-                probs = F.softmax(logits, dim=-1)
-                next_id = torch.multinomial(probs, 1, generator=generator)
-            idx = torch.cat((idx, next_id), dim=1)
-            yield next_id
+        """Yield each new token (B, 1) as it is chosen, so a front end can stream them
+        (engine.model.generation: a KV cache, nanoGPT's tokens)."""
+        return generate_tokens(self, idx, max_new_tokens, temperature, top_k, generator)
 
 
 def gpt_config(cfg, vocab_size: int) -> GPTConfig:
@@ -266,8 +288,11 @@ def gpt_config(cfg, vocab_size: int) -> GPTConfig:
     if m.vocab_size and m.vocab_size < vocab_size:
         raise ConfigError(f"model.vocab_size = {m.vocab_size} is smaller than the tokenizer's "
                           f"vocabulary ({vocab_size}); use 0 or at least {vocab_size}")
+    # n_kv_head = n_head is multi-head attention, as 0 is: one form, so a checkpoint's model
+    # fingerprint (NEW_FIELDS) does not depend on which of the two was written
+    n_kv_head = 0 if m.n_kv_head == m.n_head else m.n_kv_head
     return GPTConfig(vocab_size=m.vocab_size or vocab_size, n_layer=m.n_layer, n_head=m.n_head,
-                     n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
+                     n_kv_head=n_kv_head, n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
                      bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
                      tie_embeddings=m.tie_embeddings,
                      gradient_checkpointing=m.gradient_checkpointing, norm=m.norm, mlp=m.mlp,

@@ -14,6 +14,12 @@ def ff_width(n_embd: int, d_ff: int, mlp: str) -> int:
     return 4 * n_embd
 
 
+def kv_heads(n_head: int, n_kv_head: int) -> int:
+    """Key/value heads of attention: n_kv_head, or n_head when it is 0 (multi-head attention).
+    Grouped-query attention shares each key/value head among n_head / n_kv_head query heads."""
+    return n_kv_head or n_head
+
+
 MUON_NS_STEPS = 5      # torch.optim.Muon's default Newton-Schulz iterations
 
 

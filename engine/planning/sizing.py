@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmtui.engine.model.shapes import MUON_NS_STEPS, ff_width, newton_schulz_flops
+from llmtui.engine.model.shapes import MUON_NS_STEPS, ff_width, kv_heads, newton_schulz_flops
 from llmtui.engine.planning.gpu_table import find_gpu, peak_flops
 
 # measured with bench/estimate_memory.py on this repo's CPU machine (see README "Estimates")
@@ -93,15 +93,21 @@ def vocab_for(cfg, vocab_size: int | None = None) -> int:
     return CHAR_VOCAB_GUESS
 
 
+def kv_width(m) -> int:
+    """Width of the key (and of the value) projection: n_kv_head heads of n_embd / n_head."""
+    return kv_heads(m.n_head, m.n_kv_head) * (m.n_embd // m.n_head)
+
+
 def count_params(m, vocab: int) -> tuple[int, int]:
     """(all, non-embedding) parameters of engine.model.gpt.GPT, tied weights once;
     non-embedding follows GPT.num_params (nanoGPT's convention)."""
     C, F, b = m.n_embd, ff_width(m.n_embd, m.d_ff, m.mlp), int(m.bias)
+    qkv = C + 2 * kv_width(m)                              # q, k and v in one matrix
     norm = C * (1 + b) if m.norm == "layernorm" else C     # RMSNorm has no bias
     up = 2 * F if m.mlp == "swiglu" else F                 # SwiGLU: gate and up in one matrix
     qk = 2 * (C // m.n_head) if m.qk_norm else 0           # QK-norm gains
-    qkv_b = 3 * C * int(m.bias or m.qkv_bias)                # qkv_bias: on q/k/v alone (Qwen2)
-    layer = (2 * norm + C * 3 * C + qkv_b + C * C + C * b + C * up + up * b + F * C + C * b + qk)
+    layer = (2 * norm + C * qkv + qkv * int(m.bias or m.qkv_bias) + C * C + C * b + C * up + up * b + F * C
+             + C * b + qk)
     wte, wpe = vocab * C, (m.block_size * C if m.pos_encoding == "learned" else 0)
     head = 0 if m.tie_embeddings else vocab * C
     total = m.n_layer * layer + norm + wte + wpe + head
@@ -109,8 +115,17 @@ def count_params(m, vocab: int) -> tuple[int, int]:
     return total, non_embedding
 
 
+def kv_cache_bytes(m, positions: int, bytes_per_number: int = 4) -> int:
+    """Generation's KV cache (engine.model.generation.KVCache) of one sequence: the keys
+    and values of every layer for `positions` positions (n_kv_head heads: grouped-query
+    attention shrinks it by n_head / n_kv_head)."""
+    return 2 * bytes_per_number * m.n_layer * positions * kv_width(m)
+
+
 def flops_per_token(m, n_non_embedding: int) -> float:
-    """Training FLOPs per token: 6N + 12*L*T*d (PaLM appendix B, as GPT.flops_per_token)."""
+    """Training FLOPs per token: 6N + 12*L*T*d (PaLM appendix B, as GPT.flops_per_token).
+    Grouped-query attention has fewer parameters (N) but the same attention term: every
+    query head still attends over T positions."""
     return 6 * n_non_embedding + 12 * m.n_layer * m.block_size * m.n_embd
 
 
@@ -118,7 +133,7 @@ def muon_matrices(m) -> list[tuple[int, int]]:
     """Shapes of the matrices optimizer.name = "muon" gives to Muon: the blocks' weights."""
     C, F = m.n_embd, ff_width(m.n_embd, m.d_ff, m.mlp)
     up = 2 * F if m.mlp == "swiglu" else F
-    return [(3 * C, C), (C, C), (up, C), (C, F)] * m.n_layer
+    return [(C + 2 * kv_width(m), C), (C, C), (up, C), (C, F)] * m.n_layer
 
 
 def optimizer_flops_per_step(cfg) -> int:
@@ -147,6 +162,8 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     B, T, C, H = batch, m.block_size, m.n_embd, m.n_head
     F = ff_width(C, m.d_ff, m.mlp)
     BTC, BT = B * T * C, B * T
+    # keys and values: as wide as the queries, or narrower with grouped-query attention
+    BTK, KV = B * T * kv_width(m), kv_heads(m.n_head, m.n_kv_head)
     a = 4 if precision == "fp32" else 2       # matmul inputs/outputs (16-bit under autocast)
     p = m.dropout > 0
     cpu = kind == "cpu"
@@ -157,27 +174,28 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     math_path = cpu and p
     if math_path:
         # no fused CPU kernel takes dropout: the math path, in fp32 even under autocast, saves
-        # scaled copies of q, k, v and three T x T tensors (softmax, dropout mask, dropped scores)
+        # scaled copies of q, k, v (k and v repeated to every query head when grouped) and
+        # three T x T tensors (softmax, dropout mask, dropped scores)
         attn = 3 * 4 * BTC + 3 * 4 * B * H * T * T
     else:
         # flash / memory-efficient kernels: q, k, v (views of one qkv tensor), RoPE's rotated
         # copies of q and k, the output, and a log-sum-exp per row; on CPU with learned
         # positions (q, k, v strided views of qkv) the output is the c_proj input itself
         shared_out = cpu and m.pos_encoding == "learned" and not m.qk_norm
-        attn = (3 * a * BTC + (2 * a * BTC if m.pos_encoding == "rope" else 0)
+        attn = (a * (BTC + 2 * BTK) + (a * (BTC + BTK) if m.pos_encoding == "rope" else 0)
                 + (0 if shared_out else a * BTC) + 4 * B * H * T)
     if m.qk_norm:
         # RMSNorm of q and k (composite kernels): each head row's rstd and the fp32 normalized
         # q and k; its inputs: fp32 copies of 16-bit q and k under autocast, or the qkv
         # tensor itself, which the math path otherwise does not keep; and with learned
         # positions the normed q and k that attention reads are no longer views of qkv
-        attn += 8 * B * H * T + 8 * BTC
+        attn += 4 * B * (H + KV) * T + 4 * (BTC + BTK)
         if a == 2:
-            attn += 8 * BTC
+            attn += 4 * (BTC + BTK)
         elif math_path:
-            attn += 3 * 4 * BTC
+            attn += 4 * (BTC + 2 * BTK)
         if not math_path and m.pos_encoding == "learned":
-            attn += 2 * a * BTC
+            attn += a * (BTC + BTK)
     # LayerNorm saves a mean and an rstd per row; RMSNorm (composite) an rstd and its fp32
     # normalized input, for the gain's gradient
     norm_stats = 8 * BT if m.norm == "layernorm" else 4 * BT + 4 * BTC

@@ -29,7 +29,7 @@ from llmtui.engine.model import import_hf
 from llmtui.engine.model.gpt import GPT, gpt_config
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, gib, placement_target
 from llmtui.engine.planning.device import Placement, resolve_device
-from llmtui.engine.planning.sizing import activation_bytes, count_params
+from llmtui.engine.planning.sizing import activation_bytes, count_params, kv_cache_bytes
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training.snapshot import check_model_state, load_model_state
 
@@ -147,13 +147,15 @@ def load_hf_folder(folder: Path, device: str = "auto", *, force: bool = False) -
 def inference_memory(cfg: Config, vocab: int, kind: str) -> int:
     """Estimated bytes to hold a model and run one forward pass of up to FORWARD_TOKENS
     tokens in fp32 without autograd: the weights, one layer's tensors (without autograd
-    each layer's are freed before the next) and the logits with their log-softmax."""
+    each layer's are freed before the next), the logits with their log-softmax, and
+    generation's KV cache (keys and values of every layer for block_size positions)."""
     m = cfg.model
     n, _ = count_params(m, vocab)
     tokens = max(1, min(FORWARD_TOKENS, LOGITS_BYTES // (4 * vocab)))
     batch = max(1, tokens // m.block_size)
     one_layer = dataclasses.replace(m, n_layer=1, gradient_checkpointing=False)
-    return 4 * n + activation_bytes(one_layer, batch, kind, "fp32") + 12 * tokens * vocab
+    return (4 * n + activation_bytes(one_layer, batch, kind, "fp32") + 12 * tokens * vocab
+            + kv_cache_bytes(m, m.block_size))
 
 
 def device_warning(device: str) -> str:
