@@ -31,9 +31,10 @@ FAMILIES = {
     "llama": ("LlamaConfig", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                                   num_key_value_heads=2, max_position_embeddings=BLOCK, rms_norm_eps=1e-6,
                                   tie_word_embeddings=False)),
-    # SmolLM2 is a llama with tied embeddings, rope_theta 1e5 and eps 1e-5
+    # SmolLM2 is a llama with tied embeddings, rope_theta 1e5, eps 1e-5 and grouped-query
+    # attention (135M: 9 query heads share 3 key/value heads)
     "smollm2": ("LlamaConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                    num_key_value_heads=4, max_position_embeddings=BLOCK, rms_norm_eps=1e-5,
+                                    num_key_value_heads=2, max_position_embeddings=BLOCK, rms_norm_eps=1e-5,
                                     rope_theta=100000.0, tie_word_embeddings=True)),
     "mistral": ("MistralConfig", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                                       num_key_value_heads=2, max_position_embeddings=BLOCK, sliding_window=4096,
@@ -281,7 +282,7 @@ def test_a_context_longer_than_the_sources_is_refused(folders, tmp_path):
 
 
 @pytest.mark.parametrize("field,value,named", [
-    ("num_key_value_heads", 1, "num_key_value_heads"),
+    ("num_key_value_heads", 3, "num_key_value_heads"),      # must divide the 2 query heads
     ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_scaling"),
     ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}, "rope_parameters"),
     ("hidden_act", "gelu", "hidden_act"),

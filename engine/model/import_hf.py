@@ -44,11 +44,9 @@ WEIGHTS_INDEX = "model.safetensors.index.json"
 FAMILIES = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
 ROTARY_FAMILIES = FAMILIES[1:]
 
-# Grouped-query attention: num_key_value_heads becomes this [model] key once the model
-# has it (engine.model.gpt); until then a source with fewer key/value heads than query
-# heads is refused. The weights need nothing more: c_attn is [q; k; v] with k and v
-# num_key_value_heads heads wide.
-KV_HEADS_KEY: str | None = None
+# Grouped-query attention: num_key_value_heads becomes model.n_kv_head. The weights need
+# nothing more: c_attn is [q; k; v] with k and v num_key_value_heads heads wide.
+KV_HEADS_KEY: str | None = "n_kv_head"
 
 # fields that change nothing llmtui computes: metadata, token ids, generation and
 # dropout (imported models fine-tune with model.dropout, 0 by default)
