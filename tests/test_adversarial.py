@@ -385,13 +385,13 @@ def test_a_diverged_run_says_so_on_stderr_with_the_good_step_count(tiny, monkeyp
     from llmtui.engine.model.gpt import GPT
     real_forward, calls = GPT.forward, {"train": 0}
 
-    def blow_up(self, idx, targets=None):
+    def blow_up(self, idx, targets=None, **kwargs):   # kwargs: the generator's KV cache
         if self.training:
             calls["train"] += 1
             if calls["train"] == 13:
                 with torch.no_grad():
                     self.lm_head.weight.fill_(float("nan"))
-        return real_forward(self, idx, targets)
+        return real_forward(self, idx, targets, **kwargs)
     monkeypatch.setattr(GPT, "forward", blow_up)
     code, out, err = cli(capsys, *tiny_args(tiny, "--max-iters", "40", "-o", "logging.every_n_steps=1"))
     assert code == 1 and "non-finite" in err and "step 13" in err and "non-finite" not in out
