@@ -66,6 +66,8 @@ def test_saving_a_config_made_from_a_preset_describes_what_it_holds_now(tmp_path
             app.screen.open_preset("cpu")
             await wait_screen(pilot, "WizardScreen")
             await set_field(pilot, app.screen, "model.n_layer", "2")
+            # the form applies a typed value once it validates: on a busy machine, a moment later
+            await wait_for(pilot, lambda: app.screen.doc.get("model.n_layer") == 2, what="the edit")
             app.screen._saved_as(config)
             assert "Data: builtin; 1,300 steps." in ConfigDocument.load(config).header()
             await pilot.press("escape")
@@ -73,6 +75,7 @@ def test_saving_a_config_made_from_a_preset_describes_what_it_holds_now(tmp_path
             app.screen.open_file(str(config))            # opened again: no longer "the preset"
             await wait_screen(pilot, "WizardScreen")
             await set_field(pilot, app.screen, "training.max_steps", "200")
+            await wait_for(pilot, lambda: app.screen.doc.get("training.max_steps") == 200, what="the edit")
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: not app.screen.doc.dirty, what="saved")
 
