@@ -168,7 +168,10 @@ class WizardScreen(Screen):
         panel.show(cfg, est, vocab_known=session.data_is_current())
 
     def refresh_derived(self) -> None:
-        """Hardware detection finished (or the data changed): estimate again."""
+        """Hardware detection finished (or the data changed): estimate again. A wizard
+        pushed but not composed yet has nothing to refresh: its mount validates."""
+        if not self.is_mounted or not self.query("#save"):
+            return
         self._revalidate()
 
     def _show_file(self) -> None:
