@@ -28,6 +28,9 @@ TINY = [
     "eval.every_n_steps=10", "eval.max_batches=2", "logging.every_n_steps=5",
     "checkpoint.every_n_steps=0", "optimizer.learning_rate=3e-3",
     "scheduler.min_learning_rate=3e-4",
+    # a sample at each evaluation, short: the preset's 150 tokens, one at a time on two
+    # busy cores, cost tiny runs more than their training
+    "eval.sample_tokens=16",
 ]
 # nanoGPT's model and optimizer, which the tests' figures assume; the cpu preset trains a
 # modern recipe (tests/test_recipe_options.py sets those options where it tests them)

@@ -287,7 +287,7 @@ def test_second_interrupt_exits_at_once(tiny, tmp_path):
 @pytest.mark.subprocess
 @pytest.mark.train
 def test_kill_9_at_random_instants_always_leaves_a_resumable_run(tiny, tmp_path):
-    """12 kill -9 trials; each next trial resumes from what the killed one left. Every kill
+    """6 kill -9 trials; each next trial resumes from what the killed one left. Every kill
     comes after the process saved a checkpoint of its own: a kill during start-up, before it
     writes anything, would prove nothing about saving."""
     rng = random.Random(20261121)
@@ -299,7 +299,7 @@ def test_kill_9_at_random_instants_always_leaves_a_resumable_run(tiny, tmp_path)
     def newest_saved() -> int:
         return max((ckpt.checkpoint_step(p) for p in ckpt.candidates(run_dir)), default=-1)
 
-    for trial in range(12):
+    for trial in range(6):
         resume = ["--resume"] if trial else []
         before = newest_saved()
         proc = subprocess.Popen(_cli(tiny, *args, *resume), cwd=tmp_path,
