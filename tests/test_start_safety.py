@@ -351,6 +351,22 @@ def test_printing_commands_end_quietly_on_a_closed_pipe(command, finished_run, t
     assert "Traceback" not in err and "Error" not in err, err
 
 
+@pytest.mark.subprocess
+@pytest.mark.train
+def test_commands_that_only_read_never_import_torch(finished_run, tmp_path):
+    """`llmtui --help`, `runs` (table and JSON) and `config` answer without importing
+    torch (seconds on a small machine): only training, sampling and detection need it."""
+    commands = [["--help"], ["runs", str(finished_run.parent)], ["runs", str(finished_run.parent), "--json"],
+                ["config", "cpu"]]
+    for command in commands:
+        code = ("import sys\nfrom llmtui.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+                "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)" % command)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
+                              cwd=tmp_path, timeout=120)
+        assert done.stderr.strip().splitlines()[-1] == "no torch", (command, done.stderr[-500:])
+        assert done.stdout.strip(), command
+
+
 def _metrics_fd(run_dir: Path) -> int:
     target = str((run_dir / "metrics.jsonl").resolve())
     for fd in os.listdir("/proc/self/fd"):
