@@ -31,6 +31,10 @@ TINY = [
     # a sample at each evaluation, short: the preset's 150 tokens, one at a time on two
     # busy cores, cost tiny runs more than their training
     "eval.sample_tokens=16",
+    # one thread: a 16k-parameter model's ops are too small to split, and the second core
+    # is left to the app's UI thread and pytest (two threads made the tiny runs of
+    # test_training and test_tui_first_use 1.5x slower on the busy 2-core machine)
+    "run.threads=1",
 ]
 # nanoGPT's model and optimizer, which the tests' figures assume; the cpu preset trains a
 # modern recipe (tests/test_recipe_options.py sets those options where it tests them)
