@@ -259,6 +259,42 @@ def test_a_finetuned_run_can_be_the_source_of_another(folders, tmp_path, capsys)
     assert load_config(second.run_dir / "config.toml").model.n_layer == 2
 
 
+@pytest.mark.parametrize("kind", ["char", "trained"])
+def test_a_run_with_a_tokenizer_of_its_corpus_passes_it_on(kind, tmp_path, capsys):
+    """A run whose tokenizer was made from its own corpus (a char vocabulary, a BPE trained on
+    it) as model.init_from: the new run reads its text with that tokenizer, not one made
+    from the new corpus (whose ids would mean other things to the weights)."""
+    from conftest import TINY
+    from llmtui import load_config
+    from llmtui.engine.data.tokenizers import tokenizer_from_json
+    from llmtui.engine.training.trainer import Trainer
+
+    own = ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"] if kind == "trained" else []
+    first = Trainer(load_config(None, TINY + finetune_overrides(tmp_path / "a", "scratch", *own)[1:] +
+                                ["training.max_steps=2"])).run()
+    # the new corpus: the same lines in another order (no character the first run lacks),
+    # where a vocabulary made from it would differ (char: the same set, BPE: other merges)
+    lines = TEXT[:15000].splitlines()
+    second_dir = tmp_path / "b"
+    overrides = TINY + finetune_overrides(second_dir, first.run_dir, "training.max_steps=2")
+    (second_dir / "corpus.txt").write_text("\n".join(lines[::-1][:200]), encoding="utf-8")
+    second = Trainer(load_config(None, overrides)).run()
+
+    def tokenizer(run):
+        return tokenizer_from_json(json.loads((run.run_dir / "last" / "tokenizer.json").read_text()))
+    assert tokenizer(second).kind == kind
+    assert tokenizer(second).fingerprint() == tokenizer(first).fingerprint()
+    saved = load_config(second.run_dir / "config.toml").tokenizer
+    assert saved.kind == kind and Path(saved.path).parent.parent == first.run_dir.resolve()
+    if kind == "char":   # text the vocabulary cannot read: one line naming the file
+        (second_dir / "corpus.txt").write_text("Naïve ☃\n" * 50, encoding="utf-8")
+        (tmp_path / "c.toml").write_text("")
+        again = [a for a in overrides if not a.startswith("run.name")] + ['run.name="c"']
+        code, _, err = cli(capsys, "--run", tmp_path / "c.toml", *[x for a in again for x in ("-o", a)])
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "corpus.txt" in err and "not in the char vocabulary" in err
+
+
 # ---------------------------------------------------------------------------
 # refusals: one line, exit 2, nothing written
 

@@ -16,7 +16,8 @@ looks at it (the memory estimate, data preparation, the saved config.toml):
   at most FINETUNE_BLOCK_SIZE tokens.
 - the tokenizer is the source's: a Hugging Face folder's tokenizer.json (its
   end-of-text token between documents), an llmtui run's tiktoken encoding or
-  tokenizer.json file. After preparing the data the trainer checks that the
+  tokenizer.path file, or (a char vocabulary or a BPE trained on that run's
+  corpus) the checkpoint's own tokenizer.json as tokenizer.path. After preparing the data the trainer checks that the
   data's tokenizer is exactly the source's (`check_tokenizer`).
 - fine-tuning defaults, for the keys left at their schema defaults: a peak
   learning rate of FINETUNE_LEARNING_RATE (the from-scratch 1e-3 wrecks a
@@ -139,10 +140,11 @@ def _llmtui_source(spec: str, path: Path) -> InitSource:
     elif tokenizer.kind == "trained" and t.path:
         settings = {"kind": "trained", "path": t.path, "special_tokens": list(t.special_tokens)}
     else:
-        made = "built from its corpus" if tokenizer.kind == "char" else "trained on its corpus"
-        raise ConfigError(f"{where}: its {tokenizer.kind} tokenizer was {made}, and a new run cannot take "
-                          "it over yet (only tiktoken encodings and tokenizer.path files can); resume "
-                          "that run instead, or start from a run with tokenizer.kind = \"bpe\"")
+        # a char vocabulary built from that run's corpus, or a BPE trained on it: the
+        # checkpoint's own tokenizer.json holds it (engine.data.bpe_training.load_tokenizer_file)
+        settings = {"kind": tokenizer.kind, "path": str((found / "tokenizer.json").resolve())}
+        if tokenizer.kind == "trained":
+            settings["special_tokens"] = list(tokenizer.special_tokens)
     return InitSource(spec, "llmtui", found, model, tokenizer, settings)
 
 
