@@ -175,6 +175,27 @@ def test_export_of_a_folder_computes_what_the_folder_computes(family, folders, e
         hf_mean_loss(hf_model(folder), ids, BLOCK), abs=1e-5)
 
 
+def test_a_qwen2_model_exports_to_gguf_with_its_qkv_biases(folders, eval_file, tmp_path, capsys):
+    """Qwen2's biases on q/k/v alone (model.qkv_bias) go into GGUF as llama.cpp's qwen2 reads
+    them (attn_q.bias, attn_k.bias, attn_v.bias); transformers' GGUF reader loads the file
+    back and computes what the folder computes."""
+    import gguf
+
+    folder = folders["qwen2"]
+    code, _, err = cli(capsys, "export", folder, tmp_path / "out", "--format", "gguf")
+    assert code == 0, err
+    reader = gguf.GGUFReader(str(tmp_path / "out" / "model.gguf"))
+    assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "qwen2"
+    names = {t.name for t in reader.tensors}
+    assert {"blk.0.attn_q.bias", "blk.0.attn_k.bias", "blk.0.attn_v.bias"} <= names
+    assert "blk.0.attn_output.bias" not in names and "blk.0.ffn_up.bias" not in names
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", gguf_file="model.gguf",
+                                                               dtype=torch.float32).eval()
+    assert type(loaded).__name__ == "Qwen2ForCausalLM"
+    ids = hf_ids(folder, eval_file.read_text(encoding="utf-8"))
+    assert hf_mean_loss(loaded, ids, BLOCK) == pytest.approx(hf_mean_loss(hf_model(folder), ids, BLOCK), abs=1e-4)
+
+
 def test_a_gpt2_file_as_the_hub_ships_it(folders, eval_file, tmp_path, capsys):
     """openai-community/gpt2's model.safetensors: GPT2Model's names (no "transformer."),
     with the causal-mask buffers older transformers versions saved beside the weights."""
