@@ -359,6 +359,22 @@ def test_an_unmapped_source_is_refused_naming_the_field(field, value, named, fol
     assert f"field {named} = " in err
 
 
+def test_a_qwen3_with_its_own_head_size_is_refused_naming_head_dim(tmp_path, capsys):
+    """Qwen3's config.json may give head_dim apart from hidden_size / num_attention_heads (the
+    released Qwen3 models do: 0.6B has 16 heads of 128 in a 1,024-wide model); llmtui's heads
+    are n_embd / n_head wide, so such a model is refused with one line naming the field, by
+    eval, sample, export and model.init_from alike."""
+    folder = make_folder(tmp_path / "qwen3-wide-heads", "qwen3", head_dim=32)   # 32 wide, 2 heads of 32
+    assert json.loads((folder / "config.json").read_text())["head_dim"] == 32
+    capsys.readouterr()                       # transformers' own progress output
+    for args in (("sample", folder, "--tokens", "2"), ("export", folder, tmp_path / "out"),
+                 ("--run", "cpu", "-o", f'model.init_from="{folder}"', "-o", f'run.out_dir="{tmp_path / "runs"}"')):
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "field head_dim = 32 cannot be imported" in err and "= 16 wide" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
 def test_an_hf_id_missing_offline_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
