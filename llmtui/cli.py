@@ -444,7 +444,11 @@ def cmd_eval(argv: list[str]) -> int:
                             "file or a .bin/.npy token file (every token predicted once, in windows "
                             "of block_size).")
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
-    p.add_argument("--data", required=True, metavar="FILE", help="a text file, or a .bin/.npy token file")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="a text file, a .jsonl/.json/.csv/.parquet record file (each record's text "
+                        "field one document, as in training) or a .bin/.npy token file")
+    p.add_argument("--text-field", metavar="NAME",
+                   help="the records' field that holds the text (default: the run's data.text_field)")
     p.add_argument("--max-tokens", type=bounded(int, 2, 10**12), metavar="N",
                    help="evaluate only the first N tokens")
     p.add_argument("--strict", action="store_true",
@@ -461,7 +465,8 @@ def cmd_eval(argv: list[str]) -> int:
     bar = _progress_bar("evaluating")
     try:
         result = evaluate(args.checkpoint, args.data, max_tokens=args.max_tokens, strict=args.strict,
-                          device=args.device, progress=bar.update if bar else None, force=args.force)
+                          device=args.device, progress=bar.update if bar else None, force=args.force,
+                          text_field=args.text_field)
     except UserError as exc:
         return fail(str(exc))
     finally:

@@ -196,8 +196,12 @@ def fixed_recommendation(hardware):
     for key, value in settings.items():
         section, name = key.split(".")
         setattr(getattr(tuned, section), name, value)
+    from llmtui.engine.planning.recommend import finetune_proposal
+
+    finetune, why = finetune_proposal(hardware.gpus[0] if hardware.gpus else None)
     return Recommendation(preset=preset, reasons=reasons, device=device, settings=settings,
-                          estimate=estimate(tuned, hardware=hardware))
+                          estimate=estimate(tuned, hardware=hardware), finetune_preset=finetune,
+                          finetune_reason=why)
 
 
 def static_text(widget) -> str:

@@ -121,6 +121,33 @@ def test_eval_on_token_files(run_dir, tmp_path, capsys):
     assert "token id 9999 is outside the checkpoint's vocabulary" in err and err.count("\n") == 1
 
 
+def test_eval_reads_the_text_of_records_as_training_does(run_dir, bpe_run, tmp_path, capsys):
+    """A JSONL of lines scores what the .txt of the same lines scores (a char vocabulary
+    joins records with a newline, as training does): the records' text, not their JSON."""
+    lines = [line for line in shakespeare_text()[50_000:53_000].splitlines() if line.strip()]
+    txt, jsonl = tmp_path / "lines.txt", tmp_path / "lines.jsonl"
+    txt.write_text("\n".join(lines))
+    jsonl.write_text("".join(json.dumps({"text": line, "id": i}) + "\n" for i, line in enumerate(lines)))
+    from_txt = eval_json(capsys, str(run_dir), "--data", str(txt))
+    from_jsonl = eval_json(capsys, str(run_dir), "--data", str(jsonl))
+    assert from_jsonl["tokens"] == from_txt["tokens"] and from_jsonl["bytes"] == from_txt["bytes"]
+    assert from_jsonl["loss"] == pytest.approx(from_txt["loss"], rel=1e-6)
+    assert from_jsonl["skipped_characters"] == 0          # no braces or quotes reached the model
+    # another field, named on the command line
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"body": line}) + "\n" for line in lines))
+    assert eval_json(capsys, str(run_dir), "--data", str(other), "--text-field", "body") == \
+        dict(from_jsonl, data=str(other))
+    # a BPE with an end-of-text token: that token between records, as in the prepared data
+    result = eval_json(capsys, str(bpe_run), "--data", str(jsonl))
+    loaded = load_checkpoint_model(bpe_run, "cpu")
+    ids = []
+    for i, line in enumerate(lines):
+        ids += ([loaded.tokenizer.eot_token] if i else []) + loaded.tokenizer.encode(line)
+    nats, _, count = reference(loaded, ids)
+    assert result["tokens"] == count and result["loss"] == pytest.approx(nats / count, rel=1e-5)
+
+
 def test_characters_a_char_vocabulary_lacks_are_skipped_or_refused(run_dir, tmp_path, capsys):
     data = tmp_path / "accents.txt"
     data.write_text("To be, or not to bé: that is the quéstion ☃", encoding="utf-8")

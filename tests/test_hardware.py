@@ -116,6 +116,8 @@ def test_no_driver_means_cpu_preset(monkeypatch, error, words):
     rec = recommend(info)
     assert rec.preset == "cpu" and rec.device == "cpu"
     assert any(words in r for r in rec.reasons)
+    # a CPU: fine-tuning a pretrained model is proposed beside training from scratch
+    assert rec.finetune_preset == "finetune-cpu" and "fine-tuned on your text" in rec.finetune_reason
     assert rec.settings["training.precision"] == "fp32"
     assert rec.settings["run.threads"] == info.cpu.physical_cores
     assert rec.settings["training.batch_size"] * rec.settings["training.grad_accum_steps"] == 12
@@ -157,6 +159,7 @@ def test_one_gtx1660_super(monkeypatch):
     assert gpu.usable_by_torch and gpu.torch_index == 0 and not gpu.bf16
     rec = recommend(info)
     assert rec.preset == "gtx1660" and rec.device == "cuda:0"
+    assert rec.finetune_preset == "finetune-gpt2" and "6 GiB of GPU memory" in rec.finetune_reason
     assert rec.settings["training.precision"] == "fp16"      # Turing: no bf16, fp16 + GradScaler
     assert any("7.5" in r and "6 GB" in r for r in rec.reasons)
     assert any("GradScaler" in r for r in rec.reasons)
@@ -173,6 +176,7 @@ def test_one_rtx4060(monkeypatch):
     assert info.gpus[0].bf16
     rec = recommend(info)
     assert rec.preset == "rtx4060"
+    assert rec.finetune_preset == "finetune-gpt2"          # 8 GB is still small
     assert rec.settings["training.precision"] == "bf16"
     assert any("8.9" in r and "8 GB tier" in r for r in rec.reasons)
     s = rec.settings
@@ -187,6 +191,7 @@ def test_two_different_gpus_plan_for_the_bigger_one(monkeypatch):
     assert [g.torch_index for g in info.gpus] == [0, 1]
     rec = recommend(info)
     assert rec.preset == "rtx4090" and rec.device == "cuda:1"
+    assert rec.finetune_preset is None and rec.finetune_reason == ""   # 24 GB: not small
     assert rec.settings["run.device"] == "cuda:1"
     assert any("2 usable GPUs" in r and "cuda:1" in r and "RTX 3090" in r for r in rec.reasons)
     assert rec.settings["training.precision"] == "bf16"
@@ -256,6 +261,7 @@ def test_torch_sees_a_subset_matched_by_uuid(monkeypatch):
     assert second.usable_by_torch and second.torch_index == 0
     rec = recommend(info)
     assert rec.preset == "gtx1660" and rec.device == "cuda:0"
+    assert rec.finetune_preset == "finetune-gpt2" and "6 GiB of GPU memory" in rec.finetune_reason
 
 
 @pytest.mark.unit

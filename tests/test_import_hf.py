@@ -175,6 +175,27 @@ def test_export_of_a_folder_computes_what_the_folder_computes(family, folders, e
         hf_mean_loss(hf_model(folder), ids, BLOCK), abs=1e-5)
 
 
+def test_a_qwen2_model_exports_to_gguf_with_its_qkv_biases(folders, eval_file, tmp_path, capsys):
+    """Qwen2's biases on q/k/v alone (model.qkv_bias) go into GGUF as llama.cpp's qwen2 reads
+    them (attn_q.bias, attn_k.bias, attn_v.bias); transformers' GGUF reader loads the file
+    back and computes what the folder computes."""
+    import gguf
+
+    folder = folders["qwen2"]
+    code, _, err = cli(capsys, "export", folder, tmp_path / "out", "--format", "gguf")
+    assert code == 0, err
+    reader = gguf.GGUFReader(str(tmp_path / "out" / "model.gguf"))
+    assert bytes(reader.fields["general.architecture"].parts[-1]).decode() == "qwen2"
+    names = {t.name for t in reader.tensors}
+    assert {"blk.0.attn_q.bias", "blk.0.attn_k.bias", "blk.0.attn_v.bias"} <= names
+    assert "blk.0.attn_output.bias" not in names and "blk.0.ffn_up.bias" not in names
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", gguf_file="model.gguf",
+                                                               dtype=torch.float32).eval()
+    assert type(loaded).__name__ == "Qwen2ForCausalLM"
+    ids = hf_ids(folder, eval_file.read_text(encoding="utf-8"))
+    assert hf_mean_loss(loaded, ids, BLOCK) == pytest.approx(hf_mean_loss(hf_model(folder), ids, BLOCK), abs=1e-4)
+
+
 def test_a_gpt2_file_as_the_hub_ships_it(folders, eval_file, tmp_path, capsys):
     """openai-community/gpt2's model.safetensors: GPT2Model's names (no "transformer."),
     with the causal-mask buffers older transformers versions saved beside the weights."""
@@ -259,6 +280,42 @@ def test_a_finetuned_run_can_be_the_source_of_another(folders, tmp_path, capsys)
     assert load_config(second.run_dir / "config.toml").model.n_layer == 2
 
 
+@pytest.mark.parametrize("kind", ["char", "trained"])
+def test_a_run_with_a_tokenizer_of_its_corpus_passes_it_on(kind, tmp_path, capsys):
+    """A run whose tokenizer was made from its own corpus (a char vocabulary, a BPE trained on
+    it) as model.init_from: the new run reads its text with that tokenizer, not one made
+    from the new corpus (whose ids would mean other things to the weights)."""
+    from conftest import TINY
+    from llmtui import load_config
+    from llmtui.engine.data.tokenizers import tokenizer_from_json
+    from llmtui.engine.training.trainer import Trainer
+
+    own = ['tokenizer.kind="trained"', "tokenizer.vocab_size=300"] if kind == "trained" else []
+    first = Trainer(load_config(None, TINY + finetune_overrides(tmp_path / "a", "scratch", *own)[1:] +
+                                ["training.max_steps=2"])).run()
+    # the new corpus: the same lines in another order (no character the first run lacks),
+    # where a vocabulary made from it would differ (char: the same set, BPE: other merges)
+    lines = TEXT[:15000].splitlines()
+    second_dir = tmp_path / "b"
+    overrides = TINY + finetune_overrides(second_dir, first.run_dir, "training.max_steps=2")
+    (second_dir / "corpus.txt").write_text("\n".join(lines[::-1][:200]), encoding="utf-8")
+    second = Trainer(load_config(None, overrides)).run()
+
+    def tokenizer(run):
+        return tokenizer_from_json(json.loads((run.run_dir / "last" / "tokenizer.json").read_text()))
+    assert tokenizer(second).kind == kind
+    assert tokenizer(second).fingerprint() == tokenizer(first).fingerprint()
+    saved = load_config(second.run_dir / "config.toml").tokenizer
+    assert saved.kind == kind and Path(saved.path).parent.parent == first.run_dir.resolve()
+    if kind == "char":   # text the vocabulary cannot read: one line naming the file
+        (second_dir / "corpus.txt").write_text("Naïve ☃\n" * 50, encoding="utf-8")
+        (tmp_path / "c.toml").write_text("")
+        again = [a for a in overrides if not a.startswith("run.name")] + ['run.name="c"']
+        code, _, err = cli(capsys, "--run", tmp_path / "c.toml", *[x for a in again for x in ("-o", a)])
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "corpus.txt" in err and "not in the char vocabulary" in err
+
+
 # ---------------------------------------------------------------------------
 # refusals: one line, exit 2, nothing written
 
@@ -300,6 +357,22 @@ def test_an_unmapped_source_is_refused_naming_the_field(field, value, named, fol
     code, _, err = cli(capsys, "sample", folder, "--tokens", "2")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"field {named} = " in err
+
+
+def test_a_qwen3_with_its_own_head_size_is_refused_naming_head_dim(tmp_path, capsys):
+    """Qwen3's config.json may give head_dim apart from hidden_size / num_attention_heads (the
+    released Qwen3 models do: 0.6B has 16 heads of 128 in a 1,024-wide model); llmtui's heads
+    are n_embd / n_head wide, so such a model is refused with one line naming the field, by
+    eval, sample, export and model.init_from alike."""
+    folder = make_folder(tmp_path / "qwen3-wide-heads", "qwen3", head_dim=32)   # 32 wide, 2 heads of 32
+    assert json.loads((folder / "config.json").read_text())["head_dim"] == 32
+    capsys.readouterr()                       # transformers' own progress output
+    for args in (("sample", folder, "--tokens", "2"), ("export", folder, tmp_path / "out"),
+                 ("--run", "cpu", "-o", f'model.init_from="{folder}"', "-o", f'run.out_dir="{tmp_path / "runs"}"')):
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "field head_dim = 32 cannot be imported" in err and "= 16 wide" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
 
 
 def test_an_hf_id_missing_offline_is_one_line(monkeypatch, tmp_path, capsys):

@@ -59,10 +59,13 @@ def test_special_tokens_are_checked(override, words):
 
 
 @pytest.mark.unit
-def test_a_tokenizer_path_needs_the_trained_kind():
+def test_a_tokenizer_path_needs_a_kind_that_reads_one():
+    """trained reads a tokenizer.json, char an llmtui checkpoint's vocabulary; bpe names a
+    tiktoken encoding and has no file."""
     with pytest.raises(ConfigError) as err:
-        load_config(None, ['tokenizer.path="tok.json"'])
+        load_config(None, ['tokenizer.kind="bpe"', 'tokenizer.path="tok.json"'])
     assert err.value.keys == ("tokenizer.path", "tokenizer.kind")
+    assert load_config(None, ['tokenizer.path="tok.json"']).tokenizer.kind == "char"
 
 
 # --- training -------------------------------------------------------------

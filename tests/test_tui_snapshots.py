@@ -77,6 +77,8 @@ def test_wizard_invalid_fields_80x24(snap_compare, tmp_path):
         wizard = app.screen
         wizard.query_one("#field-model-n_layer-control", Input).value = "0"
         await pilot.pause()
+        wizard.query_one("#field-model-n_layer").scroll_visible(animate=False)   # below Start from
+        await pilot.pause()
         steady(app)
 
     assert snap_compare(app, terminal_size=SMALL, run_before=before)

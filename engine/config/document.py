@@ -95,6 +95,14 @@ class ConfigDocument:
         self.dirty = True
         return value
 
+    def unset(self, key: str) -> None:
+        """Take `section.key` out of the document: it reads as the schema default again."""
+        spec = field_spec(key)
+        table = self.doc.get(spec.section)
+        if table is not None and spec.name in table:
+            del table[spec.name]
+            self.dirty = True
+
     # -- the comment block at the top -------------------------------------------
 
     def header(self) -> list[str]:

@@ -432,10 +432,10 @@ BYTE_TOKENS = 256  # a byte-level BPE starts from one token per byte
 
 def _validate_tokenizer(cfg: Config, fail) -> None:
     t = cfg.tokenizer
-    if t.path and t.kind != "trained":
+    if t.path and t.kind == "bpe":
         fail(f"tokenizer.path = {show_value(t.path)} is used only with tokenizer.kind = \"trained\" "
-             f"(kind is \"{t.kind}\"); set kind = \"trained\" to use that tokenizer.json, or "
-             "path = \"\"", "tokenizer.path", "tokenizer.kind")
+             f"or \"char\" (kind is \"{t.kind}\"); set kind = \"trained\" to use that "
+             "tokenizer.json, or path = \"\"", "tokenizer.path", "tokenizer.kind")
     if t.kind != "trained":
         return
     for i, token in enumerate(t.special_tokens):

@@ -95,8 +95,9 @@ class TokenizerConfig:
                                      "first one is inserted between documents (files, records). A "
                                      "string is the path of a file of them, one per line.",
                                      allowed="a list of strings, or the path of a file of them")
-    path: str = spec("", "An existing tokenizer.json (Hugging Face format) to use when "
-                     "kind = \"trained\", instead of training one (empty = train on the corpus).")
+    path: str = spec("", "An existing tokenizer.json to use instead of making one from the corpus "
+                     "(empty = make it): for kind = \"trained\" a Hugging Face one or an llmtui "
+                     "checkpoint's; for kind = \"char\" an llmtui checkpoint's (its characters).")
     retrain: bool = spec(False, "Tokenize the corpus (and train the tokenizer) again even when "
                          "prepared files with the same settings exist.", flags=("--retrain-tokenizer=true",))
 

@@ -60,20 +60,39 @@ def _pieces(texts: Iterable[str]) -> Iterator[str]:
         yield from split_text(text, PIECE_CHARS)
 
 
-def load_tokenizer_file(path: str | Path, special_tokens: Sequence[str]) -> TrainedTokenizer:
-    """The tokenizer.json (Hugging Face format) at `path` (tokenizer.path), which must
-    hold every one of `special_tokens` (tokenizer.special_tokens)."""
+def load_tokenizer_file(path: str | Path, special_tokens: Sequence[str], kind: str = "trained"):
+    """The tokenizer at `path` (tokenizer.path) for tokenizer.kind = `kind`: a tokenizer.json
+    in Hugging Face format, or the tokenizer.json of an llmtui checkpoint (a trained BPE, or a
+    char vocabulary: the one that run used). A trained one must hold every one of
+    `special_tokens` (tokenizer.special_tokens)."""
+    from llmtui.engine.data.tokenizers import tokenizer_from_json
+
     path = Path(path).expanduser()
     shown = f'tokenizer.path = "{path}"'
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{shown}: no such file; give a tokenizer.json (Hugging Face format) "
-                        'or set it to "" to train one on the corpus') from None
+        raise DataError(f"{shown}: no such file; give a tokenizer.json (Hugging Face format, or an "
+                        'llmtui checkpoint\'s) or set it to "" to make one from the corpus') from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{shown}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
     except ValueError as exc:
         raise DataError(f"{shown}: not valid JSON ({exc}); expected a tokenizer.json") from None
+    if isinstance(data, dict) and "model" not in data and "kind" in data:   # an llmtui checkpoint's
+        try:
+            own = tokenizer_from_json(data)
+        except DataError as exc:
+            raise DataError(f"{shown}: {exc.detail}") from None
+        if own.kind != kind:
+            raise DataError(f'{shown}: holds a {own.kind} tokenizer, not the tokenizer.kind = "{kind}" '
+                            f'of this config; set tokenizer.kind = "{own.kind}"')
+        if kind == "char":
+            return own
+        data = own.hf_json
+    elif kind == "char":
+        raise DataError(f'{shown}: tokenizer.kind = "char" reads the tokenizer.json of an llmtui '
+                        "checkpoint (its character vocabulary), not a Hugging Face one; set "
+                        'tokenizer.kind = "trained" for that')
     if not isinstance(data, dict) or "model" not in data:
         raise DataError(f'{shown}: not a tokenizer.json (Hugging Face format: an object with "model")')
     try:
@@ -103,7 +122,12 @@ def tokenizer_file_vocab_size(path: str | Path) -> int | None:
 
 @functools.lru_cache(maxsize=8)
 def _vocab_size_of(path: str, size: int, mtime_ns: int) -> int | None:
+    from llmtui.engine.data.tokenizers import tokenizer_from_json
+
     try:
-        return TrainedTokenizer(json.loads(Path(path).read_text(encoding="utf-8"))).vocab_size
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "model" not in data and "kind" in data:   # an llmtui checkpoint's
+            return tokenizer_from_json(data).vocab_size
+        return TrainedTokenizer(data).vocab_size
     except (OSError, ValueError, DataError):
         return None

@@ -210,8 +210,8 @@ def check_sources(cfg) -> None:
     _configured_sources(cfg, load=False)
     _val_source(cfg, load=False)
     t = cfg.tokenizer
-    if t.kind == "trained" and t.path:
-        load_tokenizer_file(t.path, t.special_tokens)   # a file that does not parse: refused now
+    if t.kind in ("trained", "char") and t.path:
+        load_tokenizer_file(t.path, t.special_tokens, t.kind)   # a file that does not parse: refused now
 
 
 def check_tokenizer(cfg) -> None:
@@ -309,8 +309,8 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
     given: Tokenizer | None = None
     if kind == "bpe":
         given = BpeTokenizer(t.encoding)
-    elif kind == "trained" and t.path:
-        given = load_tokenizer_file(t.path, t.special_tokens)
+    elif kind in ("trained", "char") and t.path:
+        given = load_tokenizer_file(t.path, t.special_tokens, kind)
     for src in sources + ([val] if val else []):
         if not any(d.size for d in src.docs):
             raise DataError(f"{src.key}: the corpus is empty ({src.identity})")
@@ -330,6 +330,8 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
     if kind == "trained":   # what decides the trained tokenizer: retrained when it changes
         wanted["trained"] = ({"path": str(Path(t.path).expanduser().resolve()), "special_tokens": t.special_tokens}
                              if t.path else {"vocab_size": t.vocab_size, "special_tokens": t.special_tokens})
+    if kind == "char" and t.path:
+        wanted["char"] = {"path": str(Path(t.path).expanduser().resolve())}
     if given is not None:
         wanted["tokenizer_fingerprint"] = given.fingerprint()
     if any(d.records for s in sources + ([val] if val else []) for d in s.docs):
@@ -694,8 +696,11 @@ def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path:
 
     separator = RECORD_SEPARATOR if tokenizer.eot_token is None else None
 
+    reading = [""]    # the document being read, for errors
+
     def texts():
         for i, doc in enumerate(docs):
+            reading[0] = doc.name
             # BPE marks document boundaries with end-of-text (None here), as
             # GPT-2 training did; a single file gets none, like nanoGPT's scripts.
             if i and tokenizer.eot_token is not None:
@@ -703,7 +708,15 @@ def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path:
             yield from _doc_texts(doc, report, separator)
 
     if isinstance(tokenizer, CharTokenizer):
-        arrays = (tokenizer.encode_array(text).astype(dtype) for text in texts())
+        def char_arrays():
+            for text in texts():
+                try:
+                    yield tokenizer.encode_array(text).astype(dtype)
+                except DataError as exc:   # only a given vocabulary (tokenizer.path) lacks some
+                    raise DataError(f"{reading[0]}: {exc.detail} (tokenizer.path); a char model reads "
+                                    "only the characters of its vocabulary: remove those characters, "
+                                    "or use a BPE tokenizer") from None
+        arrays = char_arrays()
     elif (isinstance(tokenizer, BpeTokenizer) and total >= BPE_PROCESS_MIN_BYTES
           and (os.cpu_count() or 1) > 1 and sys.executable):
         arrays = encode_processes(tokenizer, texts(), dtype)

@@ -11,6 +11,12 @@ whole file rather than sampled batches). Reported:
   bits_per_byte   total nats / ln 2 / UTF-8 bytes of the predicted tokens:
                   comparable across tokenizers, unlike loss per token
 
+A record file (.jsonl/.json/.csv/.parquet, engine.data.records) is read as
+training reads it: each record's text field (the run's data.text_field unless
+`text_field` is given) is one document, and documents are joined as the
+prepared data joins them (the end-of-text token between them, or a newline for
+a tokenizer without one). JSON syntax is never scored.
+
 Characters a char vocabulary lacks cannot be encoded: they are skipped and
 counted (a warning names how many), or refused with `strict`.
 """
@@ -27,7 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmtui.engine.data.prepare import TOKEN_SUFFIXES, text_chunks
+from llmtui.engine.data import records
+from llmtui.engine.data.prepare import RECORD_SEPARATOR, TOKEN_SUFFIXES, text_chunks
 from llmtui.engine.data.tokenizers import CharTokenizer
 from llmtui.engine.errors import DataError
 from llmtui.engine.training.loader import LoadedModel, load_checkpoint_model
@@ -60,10 +67,10 @@ class EvalResult:
 
 def evaluate(checkpoint: str | Path, data: str | Path, *, max_tokens: int | None = None,
              strict: bool = False, device: str = "auto", progress: Progress | None = None,
-             force: bool = False) -> EvalResult:
-    """Evaluate `checkpoint` (a checkpoint or run directory) on `data`: a text file, or a
-    .bin/.npy token file in the checkpoint's vocabulary; the first `max_tokens` tokens only
-    when given. `warnings` of the result say which damaged checkpoints were skipped, a
+             force: bool = False, text_field: str | None = None) -> EvalResult:
+    """Evaluate `checkpoint` (a checkpoint or run directory) on `data`: a text file, a record
+    file (its records' `text_field`, by default the run's data.text_field), or a .bin/.npy
+    token file in the checkpoint's vocabulary; the first `max_tokens` tokens only when given. `warnings` of the result say which damaged checkpoints were skipped, a
     device that was not available and characters skipped."""
     path = Path(data).expanduser()
     if not path.is_file():
@@ -72,8 +79,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, max_tokens: int | None
     if max_tokens is not None and max_tokens < 2:
         raise DataError(f"--max-tokens {max_tokens}: at least 2 tokens are needed (one to predict)")
     loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device, force=force)
+    fmt = records.file_format(path)
     if path.suffix.lower() in TOKEN_SUFFIXES:
         source = _TokenFile(path, loaded)
+    elif fmt is not None:
+        source = _RecordFile(path, loaded, strict, fmt, text_field or loaded.config.data.text_field)
     else:
         source = _TextFile(path, loaded, strict)
     scores = _score(loaded, source.tokens(max_tokens, progress))
@@ -105,7 +115,7 @@ class _TextFile:
     def _refuse_unknown(self) -> None:
         """--strict: a first pass counts the characters the vocabulary lacks."""
         count, first = 0, None
-        for text in text_chunks(self.path):
+        for text in self._pieces(None):
             ids = self.tokenizer.encode_array(text, strict=False)
             if len(ids) < len(text):
                 count += len(text) - len(ids)
@@ -124,7 +134,7 @@ class _TextFile:
             if progress:
                 progress(min(done, total), total)
 
-        for text in text_chunks(self.path, read, block=READ_PIECE):
+        for text in self._pieces(read):
             ids = self._encode(text)
             if left is not None:
                 ids, left = ids[:left], left - min(left, len(ids))
@@ -134,8 +144,13 @@ class _TextFile:
         if progress:
             progress(total, total)
 
-    def _encode(self, text: str) -> np.ndarray:
+    def _pieces(self, on_read: Callable[[int], None] | None) -> Iterator[str]:
+        return text_chunks(self.path, on_read, block=READ_PIECE)
+
+    def _encode(self, text: str | None) -> np.ndarray:
         tok = self.tokenizer
+        if text is None:             # between two records: the end-of-text token
+            return np.array([tok.eot_token], dtype=np.int64)
         if isinstance(tok, CharTokenizer):
             ids = tok.encode_array(text, strict=False)
             missing = len(text) - len(ids)
@@ -145,6 +160,28 @@ class _TextFile:
                 self.skipped += missing
             return ids.astype(np.int64)
         return np.array(tok.encode(text), dtype=np.int64)
+
+
+class _RecordFile(_TextFile):
+    """A record file's documents, joined as engine.data.prepare joins them for training:
+    the end-of-text token between two documents (None among the pieces), or
+    RECORD_SEPARATOR for a tokenizer without one."""
+
+    def __init__(self, path: Path, loaded: LoadedModel, strict: bool, fmt: str, field_name: str):
+        self.fmt, self.field = fmt, field_name
+        super().__init__(path, loaded, strict)
+
+    def _pieces(self, on_read: Callable[[int], None] | None) -> Iterator[str | None]:
+        separator = RECORD_SEPARATOR if self.tokenizer.eot_token is None else None
+        first = True
+        for text in records.file_texts(self.path, self.fmt, self.field, on_read or (lambda n: None)):
+            if not first:
+                if separator is None:
+                    yield None
+                else:
+                    text = separator + text
+            first = False
+            yield text
 
 
 class _TokenFile:

@@ -3,8 +3,10 @@
 Written with the `gguf` package (the writer maintained with llama.cpp). The
 architectures are those of the hf export (engine.inference.mapping): gpt2
 (learned positions, LayerNorm, GELU), starcoder2 (rotary, LayerNorm, GELU),
-llama (rotary, RMSNorm, SwiGLU) and qwen3 (llama with QK-norm), which
-llama.cpp runs and transformers' GGUF loader reads back. A squared-ReLU MLP
+llama (rotary, RMSNorm, SwiGLU), qwen3 (llama with QK-norm) and qwen2 (llama
+with biases on q/k/v alone: attn_q.bias, attn_k.bias, attn_v.bias, the
+tensors llama.cpp's qwen2 reads), which llama.cpp runs and transformers' GGUF
+loader reads back. A squared-ReLU MLP
 has no GGUF form (llama.cpp's gpt2 and starcoder2 compute GELU) and is
 refused. Tensor names come from gguf's own name map for the transformers
 names, so they are what both readers expect. Linear weights are stored as
@@ -15,8 +17,8 @@ converters keep them.
 Rotary layouts: llama.cpp's llama rotates interleaved pairs, llmtui's own
 layout (its converter permutes HF Llama's halves into pairs, and
 transformers' GGUF loader permutes them back), so llama's q and k are written
-as llmtui holds them; starcoder2 and qwen3 rotate halves (NeoX), so theirs
-are written in the hf export's halves layout.
+as llmtui holds them; starcoder2, qwen2 and qwen3 rotate halves (NeoX), so
+theirs (biases included) are written in the hf export's halves layout.
 
 The tokenizer goes in as a byte-level BPE (tokenizer.ggml.model "gpt2": token
 list, types, merges, split pattern name, end-of-text as bos/eos). A char

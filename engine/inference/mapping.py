@@ -23,8 +23,8 @@ llmtui rotates interleaved pairs (x[2i], x[2i+1]); Starcoder2, Llama and Qwen3
 (like NeoX) rotate halves (x[i], x[i + d/2]). Permuting the rows of q and k
 (and QK-norm's gains) within each head to [0, 2, 4, ..., 1, 3, 5, ...] turns
 one into the other; q.k is unchanged by a permutation applied to both, and an
-RMSNorm of a head by one too. All four are architectures llama.cpp and
-transformers' GGUF loader know (engine.inference.export_gguf).
+RMSNorm of a head by one too. All four, and Qwen2 below, are architectures
+llama.cpp and transformers' GGUF loader know (engine.inference.export_gguf).
 
 - the Llama shape with biases on q/k/v alone (model.qkv_bias) -> Qwen2
   (Qwen2ForCausalLM). GPT-2's tanh GELU (model.mlp = "gelu_tanh") is its
@@ -101,9 +101,6 @@ def architecture(cfg: Config, fmt: str) -> str:
         if m.qkv_bias and not m.bias:
             if qk_norm:
                 raise refuse("qkv_bias", "no class llmtui maps to has QK-norm with biases on q/k/v alone")
-            if fmt == "gguf":
-                raise refuse("qkv_bias", "biases on q/k/v alone (Qwen2) are not mapped to gguf yet; "
-                                         "export --format hf instead")
             return "qwen2"
         return "qwen3" if qk_norm else "llama"
     if norm != "layernorm":

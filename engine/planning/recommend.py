@@ -23,6 +23,9 @@ The rules (README "Estimates" has the table for users):
 
 4. engine.planning.autotune then fits micro-batch, accumulation, precision and threads
    to the device, keeping the preset's tokens per optimizer step.
+5. On a small machine (no usable GPU, or one under FINETUNE_BELOW_GIB) the proposal also
+   names a fine-tuning preset: there a pretrained model fine-tuned on the user's text
+   beats anything trained from scratch in an evening.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ TIERS = [
     ("gtx1660", 0.0, "6 GB"),
 ]
 NO_TENSOR_CORES_MAX = "rtx4060"
+# GPUs with less memory than this (8 GB cards included) and CPUs: fine-tuning is proposed too
+FINETUNE_BELOW_GIB = 8.5
+FINETUNE_PRESETS = {"cpu": ("finetune-cpu", "SmolLM2-135M"), "gpu": ("finetune-gpt2", "GPT-2 124M")}
 
 
 @dataclass
@@ -54,11 +60,14 @@ class Recommendation:
     estimate: Estimate
     warnings: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)   # the user's, applied to the preset first
+    finetune_preset: str | None = None   # a small machine: the fine-tuning preset proposed too
+    finetune_reason: str = ""
 
     def to_json(self) -> dict:
         return {"preset": self.preset, "device": self.device, "reasons": self.reasons,
                 "settings": self.settings, "warnings": self.warnings, "overrides": self.overrides,
-                "estimate": self.estimate.to_json()}
+                "estimate": self.estimate.to_json(), "finetune_preset": self.finetune_preset,
+                "finetune_reason": self.finetune_reason}
 
 
 def rank(gpu) -> tuple:
@@ -142,8 +151,25 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
     est = estimate(tuned, hardware=hardware)
     # hardware warnings already given as a reason are not repeated
     warnings = [w for w in hardware.warnings if w not in reasons] + warnings
+    finetune, why_finetune = finetune_proposal(usable[0] if usable else None)
     return Recommendation(preset=preset, reasons=reasons, device=device, settings=settings,
-                          estimate=est, warnings=warnings, overrides=list(overrides))
+                          estimate=est, warnings=warnings, overrides=list(overrides),
+                          finetune_preset=finetune, finetune_reason=why_finetune)
+
+
+def finetune_proposal(gpu) -> tuple[str | None, str]:
+    """(preset, why) of fine-tuning for a machine whose best usable GPU is `gpu` (None: the
+    CPU), when it is small; (None, "") otherwise."""
+    if gpu is None:
+        preset, model = FINETUNE_PRESETS["cpu"]
+        where = "on a CPU"
+    elif gpu.total_memory_bytes / 2**30 < FINETUNE_BELOW_GIB:
+        preset, model = FINETUNE_PRESETS["gpu"]
+        where = f"with {gpu.total_memory_bytes / 2**30:.0f} GiB of GPU memory"
+    else:
+        return None, ""
+    return preset, (f"{where}, a pretrained model ({model}, downloaded once from Hugging Face) "
+                    "fine-tuned on your text beats anything trained from scratch here")
 
 
 # ---------------------------------------------------------------------------
@@ -248,6 +274,8 @@ def report_text(hardware, rec: Recommendation) -> str:
     lines.append(f"torch    {hardware.torch_version} ({cuda})")
     lines += ["", f"Preset   {rec.preset}  (device {rec.device})"]
     lines += [f"  - {r}" for r in rec.reasons]
+    if rec.finetune_preset:
+        lines += ["", f"Fine-tune {rec.finetune_preset}: {rec.finetune_reason}"]
     lines += ["", "Settings (autotuned; override any with --override section.key=value)"]
     lines += [f"  {k} = {_toml(v)}" for k, v in rec.settings.items()]
     e = rec.estimate

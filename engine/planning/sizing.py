@@ -85,6 +85,9 @@ def vocab_for(cfg, vocab_size: int | None = None) -> int:
     t = cfg.tokenizer
     if t.kind == "bpe":
         return BPE_VOCAB.get(t.encoding, 50257)
+    if t.kind == "char" and t.path:   # the vocabulary of an llmtui checkpoint's tokenizer.json
+        from llmtui.engine.data.bpe_training import tokenizer_file_vocab_size
+        return tokenizer_file_vocab_size(t.path) or CHAR_VOCAB_GUESS
     if t.kind == "trained":
         # the file's own size when a tokenizer.json is given; else what training aims for
         # (a small corpus can end with fewer tokens: then this slightly overestimates)

@@ -16,7 +16,8 @@ looks at it (the memory estimate, data preparation, the saved config.toml):
   at most FINETUNE_BLOCK_SIZE tokens.
 - the tokenizer is the source's: a Hugging Face folder's tokenizer.json (its
   end-of-text token between documents), an llmtui run's tiktoken encoding or
-  tokenizer.json file. After preparing the data the trainer checks that the
+  tokenizer.path file, or (a char vocabulary or a BPE trained on that run's
+  corpus) the checkpoint's own tokenizer.json as tokenizer.path. After preparing the data the trainer checks that the
   data's tokenizer is exactly the source's (`check_tokenizer`).
 - fine-tuning defaults, for the keys left at their schema defaults: a peak
   learning rate of FINETUNE_LEARNING_RATE (the from-scratch 1e-3 wrecks a
@@ -133,17 +134,23 @@ def _llmtui_source(spec: str, path: Path) -> InitSource:
         raise CheckpointError(f"{where}: cannot read {found} ({exc})") from None
     model = {name: getattr(cfg.model, name) for name in (*ARCHITECTURE, "block_size")}
     model["vocab_size"] = cfg.model.vocab_size or tokenizer.vocab_size
-    t = cfg.tokenizer
-    if tokenizer.kind == "bpe":
-        settings = {"kind": "bpe", "encoding": t.encoding}
-    elif tokenizer.kind == "trained" and t.path:
-        settings = {"kind": "trained", "path": t.path, "special_tokens": list(t.special_tokens)}
-    else:
-        made = "built from its corpus" if tokenizer.kind == "char" else "trained on its corpus"
-        raise ConfigError(f"{where}: its {tokenizer.kind} tokenizer was {made}, and a new run cannot take "
-                          "it over yet (only tiktoken encodings and tokenizer.path files can); resume "
-                          "that run instead, or start from a run with tokenizer.kind = \"bpe\"")
+    settings = _llmtui_tokenizer_settings(cfg, tokenizer.kind, found, list(getattr(tokenizer, "special_tokens", [])))
     return InitSource(spec, "llmtui", found, model, tokenizer, settings)
+
+
+def _llmtui_tokenizer_settings(cfg: Config, kind: str, found: Path, special: list[str]) -> dict[str, Any]:
+    """[tokenizer] settings that read text as the run in checkpoint `found` (config `cfg`) did."""
+    t = cfg.tokenizer
+    if kind == "bpe":
+        return {"kind": "bpe", "encoding": t.encoding}
+    if kind == "trained" and t.path:
+        return {"kind": "trained", "path": t.path, "special_tokens": list(t.special_tokens)}
+    # a char vocabulary built from that run's corpus, or a BPE trained on it: the
+    # checkpoint's own tokenizer.json holds it (engine.data.bpe_training.load_tokenizer_file)
+    settings: dict[str, Any] = {"kind": kind, "path": str((found / "tokenizer.json").resolve())}
+    if kind == "trained":
+        settings["special_tokens"] = special
+    return settings
 
 
 def apply(cfg: Config) -> tuple[Config, InitSource | None]:
@@ -153,23 +160,128 @@ def apply(cfg: Config) -> tuple[Config, InitSource | None]:
     if spec == "scratch":
         return cfg, None
     source = source_of(spec)
+    return _described(cfg, source.model, source.tokenizer_settings, source.describe()), source
+
+
+def _described(cfg: Config, model: dict[str, Any], tokenizer: dict[str, Any], where: str) -> Config:
+    """A copy of `cfg` that describes the source whose [model] and [tokenizer] settings are
+    `model` and `tokenizer` (`where` names it in refusals), with the fine-tuning defaults."""
     cfg = copy.deepcopy(cfg)
-    for name, value in source.model.items():
+    for name, value in model.items():
         if name != "block_size":
-            _take(cfg, "model", name, value, source)
-    block, default = cfg.model.block_size, FIELDS["model"]["block_size"].default
-    if block == default and block != source.max_block_size:
-        cfg.model.block_size = min(source.max_block_size, FINETUNE_BLOCK_SIZE)
-    elif block > source.max_block_size:
-        raise ConfigError(f"model.block_size = {block} is longer than the {source.max_block_size:,}-token "
-                          f"context of {source.describe()}; use at most {source.max_block_size}")
-    for name, value in source.tokenizer_settings.items():
-        _take(cfg, "tokenizer", name, value, source)
+            _take(cfg, "model", name, value, where)
+    block, default, longest = cfg.model.block_size, FIELDS["model"]["block_size"].default, model["block_size"]
+    if block == default and block != longest:
+        cfg.model.block_size = min(longest, FINETUNE_BLOCK_SIZE)
+    elif block > longest:
+        raise ConfigError(f"model.block_size = {block} is longer than the {longest:,}-token "
+                          f"context of {where}; use at most {longest}", key="model.block_size",
+                          related=("model.init_from",))
+    for name, value in tokenizer.items():
+        _take(cfg, "tokenizer", name, value, where)
     _finetune_defaults(cfg)
-    return cfg, source
+    return cfg
 
 
-def _take(cfg: Config, section: str, name: str, value: Any, source: InitSource) -> None:
+# ---------------------------------------------------------------------------
+# a cheap look at a source, for a form that checks model.init_from as it is typed
+
+@dataclass
+class SourcePeek:
+    kind: str                              # scratch | hub | hf | llmtui
+    summary: str                           # one line: what the source is
+    model: dict[str, Any] | None = None    # its [model] settings, when read without loading it
+    tokenizer: dict[str, Any] | None = None
+
+
+def peek(spec: str) -> SourcePeek:
+    """What `spec` (model.init_from) names, without loading weights, verifying checkpoints or
+    downloading: an "hf:ORG/NAME" id is checked for its shape only; a folder must be an
+    llmtui run or checkpoint (its config.toml is read) or a Hugging Face model folder (its
+    config.json is read and checked). ConfigError, one line, when it is none of these."""
+    key = "model.init_from"
+    where = f'{key} = "{spec}"'
+    if spec == "scratch":
+        return SourcePeek("scratch", "random weights, the model the settings below describe")
+    if spec.startswith("hf:"):
+        match = import_hf.HF_ID.match(spec)
+        if not match:
+            raise ConfigError(f'{where}: not a Hugging Face model id; expected "hf:ORG/NAME"', key=key)
+        repo = match["repo"]
+        hf = _cached_model(repo)
+        if hf is not None:
+            return SourcePeek("hub", f"{repo} (in the Hugging Face cache), a {hf.family} model: "
+                                     f"{_shape(hf.settings)}; architecture and tokenizer come from it",
+                              hf.settings, import_hf.tokenizer_settings(hf))
+        return SourcePeek("hub", f"{repo} from the Hugging Face Hub (fetched into its cache when the "
+                                 "run starts): architecture and tokenizer come from it")
+    path = Path(spec).expanduser()
+    if not spec.strip() or not path.exists():
+        raise ConfigError(f'{where}: no such folder; give "scratch", an llmtui run or checkpoint, a '
+                          'Hugging Face model folder (config.json + safetensors) or "hf:ORG/NAME"', key=key)
+    if not path.is_dir():
+        raise ConfigError(f"{where}: is a file; give an llmtui run or checkpoint folder or a Hugging "
+                          "Face model folder", key=key)
+    if not (path / ckpt.MANIFEST).exists() and import_hf.is_hf_folder(path):
+        try:
+            hf = import_hf.read_model(path)
+        except UserError as exc:
+            raise ConfigError(f"{where}: {exc.detail}", key=key) from None
+        if not (path / import_hf.TOKENIZER).is_file():
+            raise ConfigError(f"{where}: has no {import_hf.TOKENIZER} (its tokenizer, in the `tokenizers` "
+                              "library's format)", key=key)
+        m = hf.settings
+        return SourcePeek("hf", f"Hugging Face {hf.family} model: {_shape(m)}; architecture and "
+                                "tokenizer come from it", m, import_hf.tokenizer_settings(hf))
+    found = path if (path / ckpt.MANIFEST).exists() else next(iter(ckpt.candidates(path)), None)
+    if found is None:
+        raise ConfigError(f"{where}: neither an llmtui run or checkpoint (no checkpoint in it) nor a "
+                          "Hugging Face model folder (config.json + safetensors)", key=key)
+    try:
+        cfg = config_from_dict(tomllib.loads((found / "config.toml").read_text(encoding="utf-8")),
+                               str(found / "config.toml"))
+    except (OSError, ValueError, UserError) as exc:
+        raise ConfigError(f"{where}: cannot read {found / 'config.toml'} ({getattr(exc, 'detail', exc)})",
+                          key=key) from None
+    model = {name: getattr(cfg.model, name) for name in (*ARCHITECTURE, "block_size")}
+    if not model["vocab_size"]:
+        model.pop("vocab_size")       # the tokenizer's: known once its file is read
+    tokenizer = _llmtui_tokenizer_settings(cfg, cfg.tokenizer.kind, found, list(cfg.tokenizer.special_tokens))
+    what = "checkpoint" if found == path else f"run (its {found.name} checkpoint)"
+    return SourcePeek("llmtui", f"llmtui {what}: {_shape(model)}; architecture and tokenizer come "
+                                "from it", model, tokenizer)
+
+
+def _cached_model(repo: str) -> import_hf.HfModel | None:
+    """The model `repo` names when the Hugging Face cache holds it whole, read from there
+    (never the network); None when it does not, or huggingface_hub is not installed."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(repo, import_hf.CONFIG)
+    except Exception:   # not installed, or a cache it cannot read: known when the run starts
+        return None
+    if not isinstance(cached, str):
+        return None
+    try:
+        return import_hf.read_model(Path(cached).parent)
+    except UserError:   # only part of it is cached: the run fetches the rest
+        return None
+
+
+def _shape(m: dict[str, Any]) -> str:
+    return f"{m['n_layer']} layers x {m['n_embd']} wide, {m['n_head']} heads, context {m['block_size']:,}"
+
+
+def preview(cfg: Config, source: SourcePeek) -> Config:
+    """`cfg` as a run would start it from `source` (peeked): the source's architecture and
+    tokenizer, the fine-tuning defaults; ConfigError naming both values when a setting
+    contradicts the source. `cfg` itself when nothing was read from the source."""
+    if source.model is None:
+        return cfg
+    return _described(cfg, source.model, source.tokenizer or {}, f'model.init_from = "{cfg.model.init_from}"')
+
+
+def _take(cfg: Config, section: str, name: str, value: Any, where: str) -> None:
     """Set section.name to the source's value, unless the user set another one."""
     current = getattr(getattr(cfg, section), name)
     if _same(current, value):
@@ -177,9 +289,9 @@ def _take(cfg: Config, section: str, name: str, value: Any, source: InitSource) 
     if _same(current, FIELDS[section][name].default):
         setattr(getattr(cfg, section), name, value)
         return
-    raise ConfigError(f"{section}.{name} = {show_value(current)} contradicts {source.describe()}, whose "
+    raise ConfigError(f"{section}.{name} = {show_value(current)} contradicts {where}, whose "
                       f"model has {section}.{name} = {show_value(value)}; remove the setting or set it "
-                      f"to {show_value(value)}")
+                      f"to {show_value(value)}", key=f"{section}.{name}", related=("model.init_from",))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -4,6 +4,12 @@ Every field is checked as it is typed (inline error under it); rules that
 span keys are checked on the whole config after each change. Save and Save
 As are disabled while anything is invalid. The side panel shows derived
 figures for the current values.
+
+The model form opens with "Start from" (model.init_from): scratch, an llmtui
+run or checkpoint, a Hugging Face folder or "hf:ORG/NAME". When it names a
+source, the settings that come from it are marked as such (with the source's
+value when its config could be read), a setting that contradicts it is an
+error on the spot, and the derived figures describe the source's model.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from textual.widgets.option_list import Option
 
 from llmtui.engine.config.schema import FIELDS
 from llmtui.engine.errors import ConfigError, UserError
-from llmtui.tui.widgets.config_field import ConfigField
+from llmtui.tui.widgets.config_field import START_FROM, ConfigField
 from llmtui.tui.widgets.derived_panel import DerivedPanel
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -34,6 +40,10 @@ SECTION_TITLES = {
     "training": "Training", "optimizer": "Optimizer", "scheduler": "Scheduler",
     "eval": "Evaluation", "checkpoint": "Checkpoints", "logging": "Logging",
 }
+# fields shown first in their form
+FIRST = {"model": ("init_from",)}
+# [tokenizer] settings that a start model (model.init_from) brings
+SOURCE_TOKENIZER = ("kind", "encoding", "path", "special_tokens", "vocab_size")
 
 
 class WizardScreen(Screen):
@@ -51,6 +61,9 @@ class WizardScreen(Screen):
         self.first_section = section
         self.invalid: dict[str, str] = {}     # field path -> error
         self.cross_error: ConfigError | None = None   # a rule across fields that fails
+        self.source = None          # engine.training.init_from.SourcePeek of model.init_from
+        self._source_error: str | None = None   # what is wrong with the value the file held
+        self._displaced: dict[str, object] = {}  # settings the start model took the place of
         self._built: set[str] = set()
 
     def compose(self) -> ComposeResult:
@@ -73,6 +86,7 @@ class WizardScreen(Screen):
     def on_mount(self) -> None:
         sections = self.query_one("#wizard-sections", OptionList)
         sections.highlighted = list(FIELDS).index(self.first_section)
+        self._read_source()
         self._build_section(self.first_section)
         self._revalidate()
         self._show_file()
@@ -93,9 +107,13 @@ class WizardScreen(Screen):
         self._built.add(section)
         form = self.query_one(f"#form-{section}", VerticalScroll)
         form.border_title = escape(f"[{section}]")   # a border title is markup
-        fields = [ConfigField(spec, self.doc.get(spec.path)) for spec in FIELDS[section].values()]
-        form.mount_all(fields)
+        first = FIRST.get(section, ())
+        specs = [FIELDS[section][name] for name in first] + \
+            [spec for name, spec in FIELDS[section].items() if name not in first]
+        fields = [ConfigField(spec, self.doc.get(spec.path)) for spec in specs]
         self._mark_rule_error(fields)
+        self._mark_source(fields)
+        form.mount_all(fields)
 
     @on(OptionList.OptionHighlighted, "#wizard-sections")
     def _section_chosen(self, event: OptionList.OptionHighlighted) -> None:
@@ -117,8 +135,111 @@ class WizardScreen(Screen):
                 self.doc.set(event.path, event.value)
             except UserError as exc:  # cannot happen: the field checked it with the same rules
                 self.invalid[event.path] = str(exc)
+        if event.path == START_FROM:
+            if event.error is None:
+                self._read_source()
+                self._make_room_for_source()
+            else:                                    # what was typed names nothing (yet)
+                self.source, self._source_error = None, None
+            self._mark_source(self.query(ConfigField))
         self._revalidate()
         self._show_file()
+
+    # -- the start model (model.init_from) ------------------------------------------
+
+    def _read_source(self) -> None:
+        """Look at what model.init_from names (no download, no weights loaded); a value
+        that names nothing usable is an error of the field, also when the file held it."""
+        from llmtui.engine.training.init_from import peek
+
+        self.source, self._source_error = None, None
+        try:
+            self.source = peek(self.doc.get(START_FROM))
+        except ConfigError as exc:
+            self._source_error = self.invalid[START_FROM] = exc.short()
+
+    def _make_room_for_source(self) -> None:
+        """Settings of this config that the start model would contradict (a preset's own
+        architecture) are taken out of it, kept, and put back when the start goes back to
+        scratch; a toast says which."""
+        from llmtui.engine.training.init_from import ARCHITECTURE
+
+        doc, source = self.doc, self.source
+        if source is None:
+            return
+        if source.kind == "scratch":
+            back = [path for path in self._displaced
+                    if path.split(".")[1] not in doc.values().get(path.split(".")[0], {})]
+            for path in back:
+                doc.set(path, self._displaced[path])
+            self._displaced = {}
+            self._show_values(back)
+            if back:
+                self.notify(f"Put back: {', '.join(back)}.", markup=False)
+            return
+        moved = []
+        for section, names, known in (("model", ARCHITECTURE, source.model),
+                                      ("tokenizer", SOURCE_TOKENIZER, source.tokenizer)):
+            written = doc.values().get(section, {})
+            for name in names:
+                path, value = f"{section}.{name}", doc.get(f"{section}.{name}")
+                # kept: what the file does not say, and what says the start model's own value
+                if name not in written or (known is not None and known.get(name) == value):
+                    continue
+                self._displaced.setdefault(path, value)
+                doc.unset(path)
+                moved.append(path)
+        for _ in range(8):   # settings tied by a rule to one taken out go with it (a head learning rate)
+            try:
+                doc.to_config()
+                break
+            except ConfigError as exc:
+                tied = [k for k in exc.keys if k not in moved and k != START_FROM]
+                if not tied or not any(k in moved for k in exc.keys):
+                    break
+                for path in tied:
+                    self._displaced.setdefault(path, doc.get(path))
+                    doc.unset(path)
+                    moved.append(path)
+        self._show_values(moved)
+        if moved:
+            self.notify(f"The start model sets these, so they were taken out of this config: "
+                        f"{', '.join(moved)} (Start from scratch puts them back).", markup=False, timeout=8)
+
+    def _show_values(self, paths: list[str]) -> None:
+        for field in self.query(ConfigField):
+            if field.spec.path in paths:
+                field.show_value(self.doc.get(field.spec.path))
+
+    def _mark_source(self, fields) -> None:
+        """Show which fields the start model sets, with its values where they are known."""
+        from llmtui.engine.config.loading import show_value
+        from llmtui.engine.training.init_from import ARCHITECTURE
+
+        source = self.source if self.source is not None and self.source.kind != "scratch" else None
+        for field in fields:
+            section, name = field.spec.path.split(".")
+            if field.spec.path == START_FROM:
+                field.show_info(self.source.summary if self.source is not None else None)
+                if self._source_error:
+                    field.show_error(self._source_error)
+                continue
+            known = (source.model if section == "model" else source.tokenizer) if source else None
+            note, lock = None, False
+            if source is None:
+                pass
+            elif section == "model" and name == "block_size":
+                longest = (known or {}).get("block_size")
+                note = (f"at most {longest:,}, the start model's context (left at the default: "
+                        f"{min(longest, 1024):,})" if longest else "at most the start model's context")
+            elif (section == "model" and name in ARCHITECTURE) or \
+                    (section == "tokenizer" and name in SOURCE_TOKENIZER):
+                note = "from the start model"
+                if known and name in known:
+                    note += f": {show_value(known[name])}"
+                # a value of the user's that differs is left editable: the rule marks it
+                lock = field.value == field.spec.default or (known is not None and field.value == known.get(name))
+            field.show_from_source(note, lock, (known or {}).get(name) if note else None)
 
     def _revalidate(self) -> None:
         cfg, error = None, None
@@ -126,6 +247,13 @@ class WizardScreen(Screen):
             cfg = self.doc.to_config()
         except ConfigError as exc:
             error = exc
+        if cfg is not None and self.source is not None and self.source.model is not None \
+                and START_FROM not in self.invalid:
+            from llmtui.engine.training.init_from import preview
+            try:
+                cfg = preview(cfg, self.source)      # what the run will build: the source's model
+            except ConfigError as exc:
+                cfg, error = None, exc
         self.cross_error = error
         self._mark_rule_error(self.query(ConfigField))
         message = ""
@@ -154,18 +282,25 @@ class WizardScreen(Screen):
         est = None
         session = self.app.session
         hardware = self.app.hardware
+        source = self.source
+        if source is not None and source.kind != "scratch" and source.model is None:
+            panel.show(cfg, None, model_from=f"from {cfg.model.init_from}: its size is known once it "
+                                             "is in the Hugging Face cache (the run fetches it)")
+            return
         if hardware is None and self.app.detection_error:
             panel.show(cfg, None, "no estimates: hardware detection failed")
             return
+        # data prepared for a model from scratch says nothing of a start model's vocabulary
+        vocab_known = session.data_is_current() and (self.source is None or self.source.kind == "scratch")
         if hardware is not None:  # without it estimate() would detect (torch) on this thread
             from llmtui.engine.planning.estimate import estimate
             try:
-                est = estimate(cfg, vocab_size=session.vocab_size if session.data_is_current() else None,
+                est = estimate(cfg, vocab_size=session.vocab_size if vocab_known else None,
                                hardware=hardware)
             except UserError as exc:
                 panel.show(None, None, exc.detail)
                 return
-        panel.show(cfg, est, vocab_known=session.data_is_current())
+        panel.show(cfg, est, vocab_known=vocab_known)
 
     def refresh_derived(self) -> None:
         """Hardware detection finished (or the data changed): estimate again. A wizard
@@ -264,10 +399,13 @@ class WizardScreen(Screen):
         n, _ = count_params(m, vocab_for(cfg))
         sources = ", ".join([cfg.data.source, *cfg.data.sources])
         tokenizer = cfg.tokenizer.kind if cfg.tokenizer.kind != "bpe" else f"bpe ({cfg.tokenizer.encoding})"
+        model = (f"Model: {m.n_layer} layers x {m.n_embd} wide, context {m.block_size}, about "
+                 f"{n / 1e6:.2f}M parameters (an estimate); tokenizer: {tokenizer}.")
+        if m.init_from != "scratch":    # the architecture and tokenizer are the start model's
+            model = f"Model: starts from {m.init_from} (its architecture, weights and tokenizer)."
         self.doc.set_header([
             f"llmtui config, made from preset {preset} and then changed.",
-            f"Model: {m.n_layer} layers x {m.n_embd} wide, context {m.block_size}, about "
-            f"{n / 1e6:.2f}M parameters (an estimate); tokenizer: {tokenizer}.",
+            model,
             f"Data: {sources}; {cfg.training.max_steps:,} steps.",
             "Every key is documented below; edit it here or in the app's wizard."])
 

@@ -14,10 +14,15 @@ from llmtui.tui.widgets.stat_panel import Row, StatPanel
 
 
 def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
-                 vocab_known: bool = False) -> list[Row]:
+                 vocab_known: bool = False, model_from: str | None = None) -> list[Row]:
+    """`model_from`: the model comes from a source that is not at hand yet (an hf: id not
+    in the cache): that is said instead of figures of a model the run will not build."""
     rows: list[Row] = []
     if cfg is None:
         return [("Fix the settings", "", "heading"), ("", error or "", "bad wrap")]
+    if model_from:
+        est = None
+        error = "once the start model is at hand"
     t, m = cfg.training, cfg.model
     auto = is_auto(t.batch_size) or is_auto(t.grad_accum_steps)
     if est is not None:
@@ -27,13 +32,16 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
     else:
         batch = accum = None
     rows.append(("Model", "", "heading"))
-    if est is not None:
+    if model_from:
+        rows.append(("", model_from, "dim wrap"))
+    elif est is not None:
         rows.append(("parameters", fmt_count(est.n_params) + ("" if vocab_known else " (est.)")))
         rows.append(("non-embed.", fmt_count(est.n_params_non_embedding)))
         rows.append(("per token", fmt_flops(est.flops_per_token)))
         if est.optimizer_flops_per_step:   # Muon's orthogonalization: once a step, not per token
             rows.append(("optimizer", fmt_flops(est.optimizer_flops_per_step) + "/step"))
-    rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
+    if not model_from:
+        rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
     rows.append(("Batch" + (" (auto, est.)" if auto else ""), "", "heading"))
     if batch is not None:
         tokens_step = batch * accum * m.block_size
@@ -81,5 +89,6 @@ class DerivedPanel(StatPanel):
     def __init__(self, **kwargs):
         super().__init__("Derived", label_width=12, **kwargs)
 
-    def show(self, cfg: Any, est: Any | None, error: str | None = None, vocab_known: bool = False) -> None:
-        self.set_rows(derived_rows(cfg, est, error, vocab_known))
+    def show(self, cfg: Any, est: Any | None, error: str | None = None, vocab_known: bool = False,
+             model_from: str | None = None) -> None:
+        self.set_rows(derived_rows(cfg, est, error, vocab_known, model_from))

@@ -95,6 +95,12 @@ def recommendation_renderable(rec: Any) -> Group:
     for warning in getattr(rec, "warnings", None) or []:
         reasons.add_row(Text("!", "yellow"), Text(warning, "yellow"))
     parts.append(reasons)
+    if getattr(rec, "finetune_preset", None):
+        finetune = Text()
+        finetune.append("Or fine-tune: ", "bold")
+        finetune.append(rec.finetune_preset, "bold green")
+        finetune.append(f" — {rec.finetune_reason}. Pick it under Another preset.")
+        parts.append(finetune)
     if rec.settings:
         parts.append(Text("Tuned for this machine", "bold"))
         settings = Table.grid(padding=(0, 1))
