@@ -47,8 +47,9 @@ class RunConfig:
     out_dir: str = spec("checkpoints", "Folder that holds run directories (relative paths are "
                         "relative to the current directory).")
     seed: int = spec(1337, "Seed for model init, batch sampling and dropout.", min=0, max=2**32 - 1)
-    device: str = spec("auto", "Where to train: auto picks CUDA when torch can use it, else CPU.",
-                       pattern=r"^(auto|cpu|cuda|cuda:\d+)$", allowed="auto, cpu, cuda or cuda:N")
+    device: str = spec("auto", "Where to train: auto picks CUDA when torch can use it, else an Apple "
+                       "GPU (mps), else CPU.",
+                       pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$", allowed="auto, cpu, cuda, cuda:N or mps")
     threads: int = spec(0, "CPU threads for PyTorch's math (0 = one per physical core).",
                         min=0, max=1024)
 

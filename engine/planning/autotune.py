@@ -202,6 +202,11 @@ def placement_target(placement) -> Target:
         name = torch.cuda.get_device_name(device)
         return Target("cuda", placement.precision, int(free), None,
                       f"cuda:{device.index or 0} ({name})")
+    if device.type == "mps":
+        import torch
+
+        free = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+        return Target("mps", placement.precision, int(free), None, f"mps ({torch.backends.mps.get_name()})")
     import psutil
 
     return Target("cpu", placement.precision, int(psutil.virtual_memory().available), None, "cpu")

@@ -60,7 +60,7 @@ DEFAULT_AUTO_BATCH = 32              # sequences per step when batch size is "au
 @dataclass
 class Target:
     """Where a config will run, as far as the estimate is concerned."""
-    kind: str                        # cpu | cuda
+    kind: str                        # cpu | cuda | mps
     precision: str                   # what will really run
     memory: int | None               # bytes the run may use (free RAM / free VRAM)
     peak_flops: float | None         # FLOP/s of the format, published (GPU) or typical (CPU)
@@ -228,7 +228,8 @@ def memory_parts(cfg, batch: int, vocab: int, target: Target) -> dict[str, int]:
     logits = logits_bytes(m, batch, vocab, target.precision)
     cpu = target.kind == "cpu"
     parts = {
-        "runtime": CPU_RUNTIME_BYTES if cpu else CUDA_RUNTIME_BYTES,
+        # an Apple GPU's memory is the process's too (unified): the CPU's runtime figure
+        "runtime": CUDA_RUNTIME_BYTES if target.kind == "cuda" else CPU_RUNTIME_BYTES,
         "weights": 4 * n,
         "gradients": 4 * n,
         "optimizer": optimizer_bytes(cfg, n),
@@ -293,6 +294,13 @@ def target_for(device: str, precision: str, hardware) -> Target:
             notes.append(f"run.device = \"{device}\": no such GPU here; estimated for the CPU")
     elif device.startswith("cuda"):
         notes.append(f"run.device = \"{device}\" but torch cannot use a GPU here; estimated for the CPU")
+    mps = getattr(hardware, "mps", None)
+    if gpu is None and mps is not None and (device == "mps" or (device == "auto" and not usable)):
+        real = "fp16" if precision == "bf16" and not mps.bf16 else precision
+        return Target("mps", real, mps.memory_bytes, None, f"mps ({mps.name})", notes=notes + [
+            "Apple GPU: no time estimate (unmeasured; `llmtui detect --calibrate` measures a step)"])
+    if device == "mps":
+        notes.append("run.device = \"mps\" but torch cannot use an Apple GPU here; estimated for the CPU")
     if gpu is None:
         cpu = hardware.cpu
         real = cpu_precision(precision, cpu)

@@ -714,7 +714,9 @@ class Trainer:
         setup = self.setup()
         model, device = setup.model, setup.device
         model.eval()
-        total_loss = torch.zeros((), device=device, dtype=torch.float64)
+        # float64 sums (exact over many batches); Apple GPUs have no float64: float32 there
+        wide = torch.float32 if device.type == "mps" else torch.float64
+        total_loss = torch.zeros((), device=device, dtype=wide)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         count, total, told = 0, len(setup.eval_offsets), time.monotonic()
         batches = iter_eval_batches(setup.data.val, setup.eval_offsets, setup.config.model.block_size)
@@ -725,7 +727,7 @@ class Trainer:
             x, y = self._to_device(x, y)
             with self._autocast():
                 logits, loss = model(x, y)
-            total_loss += loss.double() * y.numel()
+            total_loss += loss.to(wide) * y.numel()
             correct += (logits.argmax(-1) == y).sum()
             count += y.numel()
         model.train()
@@ -755,6 +757,8 @@ class Trainer:
         if device.type == "cuda":
             return (x.pin_memory().to(device, non_blocking=True),
                     y.pin_memory().to(device, non_blocking=True))
+        if device.type != "cpu":
+            return x.to(device), y.to(device)
         return x, y
 
     def _handle_commands(self) -> None:
@@ -798,6 +802,9 @@ class Trainer:
             return {"memory_allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
                     "memory_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
         import psutil
+        if device.type == "mps":   # unified memory: the GPU's tensors and the process
+            return {"memory_allocated_mb": torch.mps.current_allocated_memory() / 2**20,
+                    "memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
         return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
 
     def _on_eval(self) -> None:
@@ -907,6 +914,8 @@ class Trainer:
         gc.collect()
         if setup.device.type == "cuda":
             torch.cuda.empty_cache()
+        elif setup.device.type == "mps":
+            torch.mps.empty_cache()
         if self._oom_halvings >= OOM_HALVINGS or t.batch_size == 1:
             raise OutOfMemory(
                 f"out of memory at step {self.state.step:,} even with a micro-batch of {t.batch_size} "
