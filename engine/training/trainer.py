@@ -157,6 +157,19 @@ SLOW_STEP_EFFICIENCY = 0.6
 EVAL_PROGRESS_SECONDS = 0.5
 
 
+def global_batch_accum(batch: int, accum: int, world: int, new_world: int, source: str) -> int:
+    """grad_accum_steps that keeps batch * accum * world sequences per optimizer step on
+    `new_world` processes with the same micro-batch; ResumeMismatch when none does."""
+    sequences = batch * accum * world
+    if sequences % (batch * new_world):
+        raise ResumeMismatch(
+            f"{source}: trained with a global batch of {sequences} sequences ({batch} x {accum} "
+            f"accumulation x {world} processes), which {new_world} processes of {batch} cannot "
+            f"make; resume on {world} processes, or set training.batch_size and "
+            f"training.grad_accum_steps for {new_world} (the batch then changes)")
+    return sequences // (batch * new_world)
+
+
 class StopTraining(Exception):
     """Raised inside the loop when a command or a check ends training."""
 
@@ -377,16 +390,21 @@ class Trainer:
         threads = None
         if device.type == "cpu":  # processes on one machine share its cores
             threads = configure_threads(cfg.run.threads, share=self.dist.local_world_size)
-        # rank 0 prepares the data; the others then find it ready and reuse it
-        if not self.dist.is_main:
-            distributed.barrier(self.dist)
-        self._check_memory(cfg, placement, None)   # before minutes of data preparation
-        data = prepare_data(cfg, progress=self._preparing)
-        if self.dist.is_main:
-            distributed.barrier(self.dist)
+        # rank 0 prepares the data; then the first process of every other machine, which
+        # finds it ready when the machines share a filesystem (else prepares its own copy);
+        # then the rest, which find it ready and reuse it
+        turn = 0 if self.dist.is_main else 1 if self.dist.local_rank == 0 else 2
+        for now in range(3):
+            if now == turn:
+                self._check_memory(cfg, placement, None)   # before minutes of data preparation
+                data = prepare_data(cfg, progress=self._preparing)
+            if now < 2:
+                distributed.barrier(self.dist)
         for note in data.notes:
             self.warn(note)
         config = self._resolve(placement, data.vocab_size)
+        if self.resume_from:
+            config = self._keep_global_batch(config)
         self._check_memory(config, placement, data.vocab_size)
 
         t = config.training
@@ -518,6 +536,27 @@ class Trainer:
         for note in notes:
             self.warn(note)
         return resolve(resolved, batch, accum)
+
+    def _keep_global_batch(self, config: ResolvedConfig) -> ResolvedConfig:
+        """Resumed on another number of processes with the batch settings it was trained
+        with: the global batch (sequences per optimizer step over all ranks) is kept by
+        changing grad_accum_steps, or the resume is refused with one line when it cannot
+        be. Batch settings the user changed are the user's choice and are kept."""
+        path = self._resume_checkpoint()
+        try:
+            world = int(json.loads((path / "state.json").read_text(encoding="utf-8"))["world_size"])
+            before = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))["training"]
+            batch, accum = int(before["batch_size"]), int(before["grad_accum_steps"])
+        except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
+            return config     # a damaged checkpoint is refused, with its cause, when it is loaded
+        t, now = config.training, self.dist.world_size
+        if world == now or (t.batch_size, t.grad_accum_steps) != (batch, accum):
+            return config
+        new_accum = global_batch_accum(batch, accum, world, now, str(path))
+        self.warn(f"{path} was trained by {world} process(es), this run has {now}: "
+                  f"training.grad_accum_steps {accum} -> {new_accum} keeps the global batch of "
+                  f"{batch * accum * world} sequences per step")
+        return resolve(config, batch, new_accum)
 
     def _resume_checkpoint(self) -> Path:
         """The checkpoint to resume from (found once, damaged ones skipped with a warning)."""
