@@ -124,3 +124,40 @@ def test_two_nodes_through_c10d_rendezvous_train_one_run(tiny, tmp_path):
     assert any("grad_accum_steps 1 -> 2 keeps the global batch of 8" in e["message"]
                for e in events if e["kind"] == "warning")
 
+
+
+def test_fsdp_shards_training_and_saves_one_consolidated_checkpoint(tiny, tmp_path):
+    """training.parallel = "fsdp" (FSDP2's fully_shard, gloo on CPU): checkpoints hold the whole
+    model as one safetensors file and the whole optimizer state; a resume on the same number
+    of processes continues the exact trajectory, and one process can resume it too."""
+    import shutil
+
+    from safetensors import safe_open
+
+    fsdp = ["-o", 'optimizer.name="adamw"', "-o", 'training.parallel="fsdp"', "-o", "checkpoint.every_n_steps=5",
+            "-o", "eval.every_n_steps=10", "--max-iters", "10"]
+    proc = torchrun(tiny, tmp_path, *fsdp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "runs" / "tiny"
+    with safe_open(str(run / "step_5" / "model.safetensors"), "pt") as f:   # whole tensors, not shards
+        assert f.get_tensor("transformer.wte.weight").shape[1] == 32
+        assert f.get_tensor("transformer.h.0.mlp.c_fc.weight").shape == (128, 32)
+    with safe_open(str(run / "step_5" / "state.safetensors"), "pt") as f:
+        assert f.get_tensor("optimizer.0.exp_avg").shape == f.get_tensor("optimizer.0.exp_avg_sq").shape
+    straight = {e["step"]: e["loss"] for e in read_jsonl(run / "metrics.jsonl") if e["kind"] == "train"}
+
+    shutil.copytree(run, tmp_path / "runs" / "again")
+    again = torchrun(tiny, tmp_path, *fsdp, "-o", 'run.name="again"',
+                     "--resume-from", str(tmp_path / "runs" / "again" / "step_5"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = {e["step"]: e["loss"] for e in read_jsonl(tmp_path / "runs" / "again" / "metrics.jsonl")
+               if e["kind"] == "train"}
+    assert resumed[10] == straight[10]
+
+    from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
+    shutil.copytree(run, tmp_path / "runs" / "alone")
+    alone = Trainer(load_config("cpu", tiny + ['run.name="alone"', 'optimizer.name="adamw"',
+                                               'training.parallel="fsdp"', "training.max_steps=10"]),
+                    resume_from=tmp_path / "runs" / "alone" / "step_5").run()
+    assert alone.steps == 10 and alone.final_train_loss is not None

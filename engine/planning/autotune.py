@@ -230,10 +230,10 @@ def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[Resolve
 
 
 
-def estimated_peak(cfg, placement, vocab_size: int | None = None) -> tuple[int, Target]:
-    """(estimated peak bytes of one training step, the placed device with its free
-    memory now) for cfg on the device the trainer placed it on."""
+def estimated_peak(cfg, placement, vocab_size: int | None = None, world: int = 1) -> tuple[int, Target]:
+    """(estimated peak bytes of one training step in one of `world` processes, the placed
+    device with its free memory now) for cfg on the device the trainer placed it on."""
     target = placement_target(placement)
     vocab = vocab_for(cfg, vocab_size)
     batch, _, _ = choose_batch(cfg, vocab, target)
-    return sum(memory_parts(cfg, batch, vocab, target).values()), target
+    return sum(memory_parts(cfg, batch, vocab, target, world).values()), target

@@ -35,6 +35,7 @@ Memory is the peak of one training step, by component (bytes):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from llmtui.engine.model.shapes import MUON_NS_STEPS, ff_width, kv_heads, newton_schulz_flops
@@ -220,10 +221,14 @@ def logits_bytes(m, batch: int, vocab: int, precision: str) -> int:
     return 12 * batch * m.block_size * vocab
 
 
-def memory_parts(cfg, batch: int, vocab: int, target: Target) -> dict[str, int]:
-    """Peak memory of one training step by component, bytes (see module doc)."""
+def memory_parts(cfg, batch: int, vocab: int, target: Target, world: int = 1) -> dict[str, int]:
+    """Peak memory of one training step by component, bytes (see module doc), of one of
+    `world` processes: with training.parallel = "fsdp" a process keeps 1/world of every
+    weight, gradient and optimizer moment, and the whole of what it computes with now (the
+    embeddings, final norm and head, unsharded through the step, and one block at a time)."""
     m = cfg.model
     n, _ = count_params(m, vocab)
+    shards = world if world > 1 and getattr(cfg.training, "parallel", "ddp") == "fsdp" else 1
     acts = activation_bytes(m, batch, target.kind, target.precision)
     logits = logits_bytes(m, batch, vocab, target.precision)
     cpu = target.kind == "cpu"
@@ -237,6 +242,13 @@ def memory_parts(cfg, batch: int, vocab: int, target: Target) -> dict[str, int]:
         "activations": acts,
         "logits": logits,
     }
+    if shards > 1:
+        layer = n - count_params(dataclasses.replace(m, n_layer=m.n_layer - 1), vocab)[0]
+        whole = (n - m.n_layer * layer) + layer          # the root's weights and one block's
+        half = 0 if target.precision == "fp32" else 2
+        parts.update(weights=4 * n // shards + 4 * whole, gradients=4 * n // shards + 4 * whole,
+                     optimizer=optimizer_bytes(cfg, n) // shards,
+                     autocast_weights=half * (n // shards + whole))
     share = CPU_ALLOCATOR_SHARE if cpu else CUDA_ALLOCATOR_SHARE
     parts["allocator"] = int(share * (acts + parts["autocast_weights"]))
     return {k: int(v) for k, v in parts.items() if v}

@@ -49,7 +49,7 @@ from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import distributed, init_from, rundir
+from llmtui.engine.training import distributed, init_from, rundir, sharded
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -84,6 +84,7 @@ from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
 from llmtui.engine.training.schedule import lr_at, wsd_decay_start
 from llmtui.engine.training.snapshot import (
+    check_model_state,
     checkpoint_files,
     load_model_state,
     optimizers_from_files,
@@ -432,7 +433,12 @@ class Trainer:
         if self._init_source is not None and not self.resume_from:   # resumed: from its checkpoint
             self._init_source.load_into(raw_model)
         model: torch.nn.Module = raw_model
-        if self.dist.enabled:
+        if self.fsdp:
+            sharded.shard(raw_model)    # the module itself, its parameters now shards
+            if config.eval.sample_tokens:
+                self.warn("eval.sample_tokens: no samples at evaluations with training.parallel = "
+                          "\"fsdp\" (sample the checkpoints: llmtui sample RUN)")
+        elif self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -458,6 +464,11 @@ class Trainer:
         setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
         self._warn_if_slow(setup)
         return setup
+
+    @property
+    def fsdp(self) -> bool:
+        """Sharded training (training.parallel = "fsdp" under torchrun)."""
+        return self.dist.enabled and self.cfg.training.parallel == "fsdp"
 
     def _model_of_shape(self, shape: GPTConfig) -> GPT:
         """A new model, or the one given as Trainer(model=...), trained in place. Its
@@ -499,7 +510,7 @@ class Trainer:
         """Refuse before allocating when the estimated peak memory is far beyond what the
         device has (`force` trains anyway). With vocab_size None the vocabulary is a guess
         (the data is not prepared yet), so only an unmistakable case is refused then."""
-        need, target = estimated_peak(cfg, placement, vocab_size)
+        need, target = estimated_peak(cfg, placement, vocab_size, self.dist.world_size)
         if target.memory is None or need <= REFUSE_MEMORY_FACTOR * target.memory or self.force:
             return
         raise UserError(f"{will_not_fit(need, target)} (estimated {need / 2**30:,.1f} GiB is over "
@@ -616,9 +627,17 @@ class Trainer:
                 raise ResumeMismatch(f"{path}: {label} of the checkpoint does not match the config; "
                                      f"resume with the config it was trained with "
                                      f"({path / 'config.toml'})")
-        load_model_state(setup.raw_model, loaded.model_state, str(path))
+        if self.fsdp:
+            check_model_state(setup.raw_model, loaded.model_state, str(path))
+            sharded.load_model_state(setup.raw_model, loaded.model_state)
+        else:
+            load_model_state(setup.raw_model, loaded.model_state, str(path))
+        load = None
+        if self.fsdp:
+            def load(optimizer, state):
+                sharded.load_optimizer_state(setup.raw_model, optimizer, state)
         try:
-            optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source)
+            optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source, load=load)
             if saved.scaler and setup.scaler.is_enabled():
                 setup.scaler.load_state_dict(saved.scaler)
             if len(saved.samplers) == self.dist.world_size:
@@ -664,8 +683,10 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------
 
-    def _files(self, setup: TrainingSetup) -> dict[str, bytes]:
+    def _files(self, setup: TrainingSetup, gathered: tuple | None = None) -> dict[str, bytes]:
+        model_state, optimizer_state = gathered or (None, None)
         return checkpoint_files(model=setup.raw_model, optimizers=setup.optimizers, scaler=setup.scaler,
+                                model_state=model_state, optimizer_state=optimizer_state,
                                 run=self.state, samplers=self._sampler_states,
                                 world_size=self.dist.world_size,
                                 compat=self._compat_fingerprint(setup), time=time.time(),
@@ -694,13 +715,18 @@ class Trainer:
         setup = self.setup()
         self._count_training_time()
         self._sampler_states = distributed.gather(self.dist, setup.sampler.state_dict())
+        gathered = None
+        if self.fsdp:   # every rank gives its shards; rank 0 receives the whole
+            gathered = (sharded.gather_model_state(setup.raw_model),
+                        sharded.gather_optimizer_state(setup.raw_model, setup.optimizers.adam))
         if not self.dist.is_main:
             return None
-        if not all(bool(torch.isfinite(p).all()) for p in setup.raw_model.parameters()):
+        weights = gathered[0].values() if gathered else setup.raw_model.parameters()
+        if not all(bool(torch.isfinite(p).all()) for p in weights):
             self.warn(f"step {self.state.step}: weights are not finite; checkpoint not saved")
             return None
         self._check_lock()
-        files = self._files(setup)
+        files = self._files(setup, gathered)
         keep = self.restored_from
         run_dir = self.run_dir
         # every folder is recorded before it is written: a kill in between leaves a name in
@@ -826,7 +852,7 @@ class Trainer:
                                                          setup.device)
             stop = (stop or StopReason.INTERRUPTED) if stop_flag else None
             save = bool(save_flag)
-            prompt = prompt if self.dist.is_main else None
+            prompt = prompt if self.dist.is_main and not self.fsdp else None
         if save:
             self.save("manual")
         if prompt is not None:
@@ -870,7 +896,7 @@ class Trainer:
         if lowest and t.save_best:
             self.save("best")
         e = setup.config.eval
-        if e.sample_tokens and self.dist.is_main:
+        if e.sample_tokens and self.dist.is_main and not self.fsdp:
             self.emit(SampleEvent, text=self.sample(e.sample_prompt, e.sample_tokens),
                       prompt=e.sample_prompt)
         if self.early_stopping and state.bad_evals >= t.early_stopping_patience:
@@ -893,7 +919,9 @@ class Trainer:
             x, y = self._to_device(*setup.sampler.next_batch())
             # under DDP, gradients are averaged across ranks only on the last micro-step
             sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
-            with self._autocast(), (contextlib.nullcontext() if sync else model.no_sync()):
+            if self.fsdp:
+                setup.raw_model.set_requires_gradient_sync(sync)
+            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else model.no_sync()):
                 # keep no reference to the logits: backward does not need them, and
                 # B*T*vocab floats is the largest tensor of a BPE model
                 loss = model(x, y)[1]
@@ -902,7 +930,7 @@ class Trainer:
         if t.grad_clip > 0:
             for optimizer in optimizers:
                 scaler.unscale_(optimizer)
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            self._grad_norm = sharded.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
         else:
             self._grad_norm = None
         for optimizer in optimizers:   # one GradScaler for several optimizers: update once
