@@ -36,6 +36,20 @@ def _clone_layout() -> None:
 
 _clone_layout()
 
+
+def _enable_mps_fallback() -> None:
+    """On macOS, let ops the Apple GPU (MPS) lacks run on the CPU, as PyTorch documents:
+    PYTORCH_ENABLE_MPS_FALLBACK=1, read when torch loads (so set here, before it does).
+    A value the user set is kept."""
+    import os
+    import sys
+
+    if sys.platform == "darwin":
+        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+
+_enable_mps_fallback()
+
 _API = {
     "load_config": "llmtui.engine.config.loading",
     "train": "llmtui.engine.api",

@@ -60,7 +60,7 @@ def run_parser() -> argparse.ArgumentParser:
                    help="train even when the estimated memory is far beyond what the device has")
     p.add_argument("--max-iters", "--max-steps", "--max_steps", type=int, metavar="N",
                    help="same as --override training.max_steps=N")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="same as --override run.device=...")
+    p.add_argument("--device", choices=["cpu", "cuda", "mps", "auto"], help="same as --override run.device=...")
     p.add_argument("--tokenizer", choices=field_spec("tokenizer.kind").choices, help="same as --override tokenizer.kind=...")
     p.add_argument("--plain", action="store_true", help="plain log lines instead of a progress bar")
     p.add_argument("--version", action="version", version=_version())

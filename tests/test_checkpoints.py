@@ -335,3 +335,16 @@ def test_rotation_never_deletes_the_checkpoint_being_resumed_from(tiny):
     assert step_10.is_dir()  # resumed from: kept although keep_last = 1
     ckpt.verify(step_10)
     assert (first.run_dir / "step_20").is_dir() and not (first.run_dir / "step_15").exists()
+
+
+@pytest.mark.unit
+def test_a_global_batch_another_world_size_cannot_make_is_refused_in_one_line():
+    from llmtui.engine.errors import ResumeMismatch
+    from llmtui.engine.training.trainer import global_batch_accum
+
+    assert global_batch_accum(4, 1, 4, 1, "ckpt") == 4
+    assert global_batch_accum(4, 2, 2, 4, "ckpt") == 1
+    with pytest.raises(ResumeMismatch) as refused:
+        global_batch_accum(3, 1, 2, 4, "ckpt")       # 6 sequences; 4 processes of 3 make 12
+    message = str(refused.value)
+    assert "\n" not in message and "global batch of 6" in message and "resume on 2 processes" in message

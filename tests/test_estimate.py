@@ -193,3 +193,28 @@ def test_auto_batch_is_resolved_for_a_planned_card():
     cfg.training.batch_size = "auto"
     est = estimate(cfg, hardware=hw)
     assert isinstance(est.batch_size, int) and est.batch_size >= 1
+
+
+@pytest.mark.unit
+def test_fsdp_estimate_per_process_shards_weights_gradients_and_optimizer_state():
+    from llmtui.engine.planning.sizing import Target, memory_parts
+
+    cfg = load_config("rtx4090", ['optimizer.name="adamw"', 'training.parallel="fsdp"'])
+    gpu = Target("cuda", "bf16", 24 * 2**30, None, "cuda:0")
+    one, four = memory_parts(cfg, 8, 50257, gpu), memory_parts(cfg, 8, 50257, gpu, world=4)
+    assert four["optimizer"] == one["optimizer"] // 4
+    assert one["weights"] // 4 < four["weights"] < one["weights"]   # plus what is gathered
+    assert four["activations"] == one["activations"]                # a process's own batch
+    ddp = load_config("rtx4090", ['optimizer.name="adamw"'])
+    assert memory_parts(ddp, 8, 50257, gpu, world=4) == one         # DDP: every process holds all
+
+
+@pytest.mark.unit
+def test_fsdp_refuses_what_it_cannot_shard_in_one_line():
+    from llmtui.engine.errors import ConfigError
+
+    for extra, key in ((['optimizer.name="muon"'], "optimizer.name"),
+                       (['optimizer.name="adamw"', 'training.precision="fp16"'], "training.precision")):
+        with pytest.raises(ConfigError) as refused:
+            load_config("cpu", ['training.parallel="fsdp"', *extra])
+        assert refused.value.key == key and "\n" not in str(refused.value)

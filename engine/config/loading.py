@@ -402,6 +402,14 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
     if not cfg.data.source and not cfg.data.sources:
         fail("data.source is empty; give a text file, a folder, a .bin/.npy file or \"builtin\"",
              "data.source")
+    if cfg.training.parallel == "fsdp" and o.name == "muon":
+        fail("optimizer.name = \"muon\" cannot be used with training.parallel = \"fsdp\": Muon "
+             "orthogonalizes whole matrices and FSDP shards them; use \"adamw\" (or \"ddp\")",
+             "optimizer.name", "training.parallel")
+    if cfg.training.parallel == "fsdp" and cfg.training.precision == "fp16":
+        fail("training.precision = \"fp16\" cannot be used with training.parallel = \"fsdp\" (loss "
+             "scaling of sharded gradients is not supported here); use \"bf16\" or \"fp32\"",
+             "training.precision", "training.parallel")
     if cfg.eval.sample_tokens and not cfg.eval.sample_prompt:
         fail("eval.sample_prompt must not be empty when eval.sample_tokens > 0",
              "eval.sample_prompt", "eval.sample_tokens")

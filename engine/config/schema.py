@@ -47,8 +47,9 @@ class RunConfig:
     out_dir: str = spec("checkpoints", "Folder that holds run directories (relative paths are "
                         "relative to the current directory).")
     seed: int = spec(1337, "Seed for model init, batch sampling and dropout.", min=0, max=2**32 - 1)
-    device: str = spec("auto", "Where to train: auto picks CUDA when torch can use it, else CPU.",
-                       pattern=r"^(auto|cpu|cuda|cuda:\d+)$", allowed="auto, cpu, cuda or cuda:N")
+    device: str = spec("auto", "Where to train: auto picks CUDA when torch can use it, else an Apple "
+                       "GPU (mps), else CPU.",
+                       pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$", allowed="auto, cpu, cuda, cuda:N or mps")
     threads: int = spec(0, "CPU threads for PyTorch's math (0 = one per physical core).",
                         min=0, max=1024)
 
@@ -159,6 +160,10 @@ class TrainingConfig:
                           "runs it fast (else fp32 with a warning).", choices=("fp32", "bf16", "fp16"),
                           flags=("--use-amp=fp16", "--no-amp=fp32"))
     grad_clip: float = spec(1.0, "Clip the global gradient norm to this (0 = off).", min=0.0, max=1e6, flags=("--grad-clip",))
+    parallel: str = spec("ddp", "Under torchrun: ddp (every process holds the whole model, gradients "
+                         "averaged) or fsdp (FSDP2: weights, gradients and optimizer state sharded over "
+                         "the processes, for models that do not fit one GPU; AdamW, bf16 or fp32).",
+                         choices=("ddp", "fsdp"))
     compile: bool = spec(False, "torch.compile the model (slow first step, can be faster after).",
                          flags=("--compile=true", "--no-compile=false"))
     early_stopping: bool = spec(False, "Stop when val loss has not improved for `patience` evaluations.")

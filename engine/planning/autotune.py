@@ -202,6 +202,11 @@ def placement_target(placement) -> Target:
         name = torch.cuda.get_device_name(device)
         return Target("cuda", placement.precision, int(free), None,
                       f"cuda:{device.index or 0} ({name})")
+    if device.type == "mps":
+        import torch
+
+        free = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+        return Target("mps", placement.precision, int(free), None, f"mps ({torch.backends.mps.get_name()})")
     import psutil
 
     return Target("cpu", placement.precision, int(psutil.virtual_memory().available), None, "cpu")
@@ -225,10 +230,10 @@ def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[Resolve
 
 
 
-def estimated_peak(cfg, placement, vocab_size: int | None = None) -> tuple[int, Target]:
-    """(estimated peak bytes of one training step, the placed device with its free
-    memory now) for cfg on the device the trainer placed it on."""
+def estimated_peak(cfg, placement, vocab_size: int | None = None, world: int = 1) -> tuple[int, Target]:
+    """(estimated peak bytes of one training step in one of `world` processes, the placed
+    device with its free memory now) for cfg on the device the trainer placed it on."""
     target = placement_target(placement)
     vocab = vocab_for(cfg, vocab_size)
     batch, _, _ = choose_batch(cfg, vocab, target)
-    return sum(memory_parts(cfg, batch, vocab, target).values()), target
+    return sum(memory_parts(cfg, batch, vocab, target, world).values()), target

@@ -12,7 +12,7 @@ import torch
 from llmtui.engine.model.gpt import GPT, gpt_config
 from llmtui.engine.model.optim import build_optimizers
 from llmtui.engine.planning.autotune import resolve_auto
-from llmtui.engine.planning.device import configure_threads, place
+from llmtui.engine.planning.device import configure_threads, place, synchronize
 from llmtui.engine.planning.sizing import vocab_for
 
 
@@ -44,8 +44,7 @@ def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
         optimizers.zero_grad()
 
     def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
 
     step()
     sync()

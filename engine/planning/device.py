@@ -1,7 +1,10 @@
 """Pick the torch device and a precision it really runs fast.
 
-The facts come from `torch.cuda` queries and /proc/cpuinfo flags; nothing is
-assumed from a device's name. Hardware detection for the hardware screen lives
+The facts come from `torch.cuda` and `torch.backends.mps` queries and
+/proc/cpuinfo flags; nothing is assumed from a device's name. Apple GPUs
+(`mps`) run fp16 everywhere and bf16 where torch says so (macOS 14 and later);
+they have no float64. Ops MPS lacks run on the CPU when PYTORCH_ENABLE_MPS_FALLBACK=1,
+which `import llmtui` sets on macOS before torch loads (PyTorch reads it then). Hardware detection for the hardware screen lives
 in engine/planning/hardware.py; this module is only what the trainer needs.
 """
 
@@ -36,7 +39,26 @@ class Placement:
     @property
     def uses_grad_scaler(self) -> bool:
         # fp16 has too few exponent bits for small gradients; bf16 does not need scaling
-        return self.precision == "fp16" and self.device.type == "cuda"
+        return self.precision == "fp16" and self.device.type in ("cuda", "mps")
+
+
+def mps_available() -> bool:
+    """Whether torch can train on an Apple GPU here (torch.backends.mps)."""
+    try:
+        return bool(torch.backends.mps.is_available())
+    except Exception:  # noqa: BLE001 - a torch without MPS support at all
+        return False
+
+
+def mps_bf16() -> bool:
+    """bf16 on MPS: torch supports it from macOS 14 (torch.backends.mps.is_macos_or_newer)."""
+    try:
+        return bool(torch.backends.mps.is_macos_or_newer(14, 0))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+MPS_FALLBACK = "PYTORCH_ENABLE_MPS_FALLBACK"
 
 
 @functools.cache
@@ -65,8 +87,17 @@ def resolve_device(requested: str) -> tuple[torch.device, list[str]]:
     warnings: list[str] = []
     if requested == "cpu":
         return torch.device("cpu"), warnings
+    if requested == "mps":
+        if mps_available():
+            return torch.device("mps"), warnings
+        why = "this torch build has no MPS support" if not torch.backends.mps.is_built() else \
+            "no Apple GPU here (MPS needs an Apple silicon Mac with macOS 12.3 or later)"
+        warnings.append(f"run.device = \"mps\" but torch cannot use an Apple GPU ({why}); training on CPU")
+        return torch.device("cpu"), warnings
     available = torch.cuda.is_available()
     if requested == "auto":
+        if not available and mps_available():
+            return torch.device("mps"), warnings
         return torch.device("cuda" if available else "cpu"), warnings
     if not available:
         warnings.append(f"run.device = \"{requested}\" but this torch build cannot use CUDA "
@@ -92,6 +123,11 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, list[s
             return "fp32", [f"training.precision = \"fp16\" but {torch.cuda.get_device_name(device)} "
                             f"(compute capability {major}.x) has no fast fp16; training in fp32"]
         return precision, []
+    if device.type == "mps":
+        if precision == "bf16" and not mps_bf16():
+            return "fp16", ["training.precision = \"bf16\" but torch supports bf16 on Apple GPUs from "
+                            "macOS 14 only; training in fp16 (with loss scaling)"]
+        return precision, []
     if device.type == "cpu" and cpu_has_native(precision):
         return precision, []
     return "fp32", [f"training.precision = \"{precision}\" but this {device.type.upper()} has no native "
@@ -104,6 +140,10 @@ def place(requested_device: str, precision: str, local_rank: int | None = None) 
     if local_rank is not None and device.type == "cuda":
         device = torch.device("cuda", local_rank)
     precision, more = resolve_precision(precision, device)
+    if device.type == "mps" and os.environ.get(MPS_FALLBACK) != "1":
+        more.append(f"{MPS_FALLBACK} is not 1 (torch was imported before llmtui, or it was set to 0): "
+                    "an op the Apple GPU lacks will stop training instead of running on the CPU; "
+                    f"set {MPS_FALLBACK}=1 before Python starts")
     return Placement(device, precision, warnings + more)
 
 
@@ -127,22 +167,28 @@ def configure_threads(threads: int, share: int = 1) -> int:
 def matmul_peak_flops(device_type: str, precision: str, device_index: int = 0) -> float:
     """FLOP/s of a large square matmul measured now: the MFU denominator."""
     dtype = DTYPES[precision]
-    n = 1024 if device_type == "cpu" else 8192
-    device = torch.device(device_type, device_index) if device_type == "cuda" else torch.device("cpu")
+    n = 1024 if device_type == "cpu" else 8192 if device_type == "cuda" else 4096
+    device = torch.device(device_type, device_index) if device_type == "cuda" else torch.device(device_type)
     # a private generator: measuring must not move the training RNG stream
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     best = float("inf")
     for _ in range(4):
-        if device_type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        if device_type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (GPUs run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 # ---------------------------------------------------------------------------
@@ -156,6 +202,8 @@ def _peak_cache_path() -> Path:
 def _peak_key(device_type: str, precision: str, device_index: int) -> str:
     if device_type == "cuda":
         name = torch.cuda.get_device_name(device_index)
+    elif device_type == "mps":
+        name = torch.backends.mps.get_name()
     else:
         name = f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
     return f"{device_type}|{name}|{precision}|torch {torch.__version__}"

@@ -1,4 +1,4 @@
-"""What this machine has: CPU, RAM, every NVIDIA GPU, and what torch can use.
+"""What this machine has: CPU, RAM, every NVIDIA GPU, an Apple GPU, and what torch can use.
 
 GPUs come from NVML (the `pynvml` module of nvidia-ml-py), which sees the card
 and the driver even when this torch build cannot use them; torch's own view
@@ -6,6 +6,7 @@ and the driver even when this torch build cannot use them; torch's own view
 its own: no driver, a missing library or a metric the card does not report
 leaves that value as None (shown as unavailable) and adds a note, never an
 exception. NVML is initialised once, lazily, and left open for live monitors.
+An Apple GPU comes from torch.backends.mps (and torch.mps for its memory).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ class GpuInfo:
 
 
 @dataclass
+class MpsInfo:
+    """An Apple GPU torch can train on (run.device = "mps")."""
+    name: str                      # Metal's name for it ("Apple M2 Pro")
+    cores: int | None              # GPU cores
+    memory_bytes: int              # unified memory torch recommends this process use
+    bf16: bool                     # torch runs bf16 on it (macOS 14 and later)
+
+
+@dataclass
 class HardwareInfo:
     cpu: CpuInfo
     gpus: list[GpuInfo]
@@ -61,6 +71,7 @@ class HardwareInfo:
     torch_cuda_version: str | None
     torch_device_count: int
     warnings: list[str]
+    mps: MpsInfo | None = None     # an Apple GPU torch can use
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -173,7 +184,21 @@ def _detect() -> HardwareInfo:
                 gpu.usable_by_torch = False
     return HardwareInfo(cpu=cpu, gpus=gpus, torch_version=str(torch.__version__).split("+")[0],
                         torch_cuda_available=cuda_ok, torch_cuda_version=torch.version.cuda,
-                        torch_device_count=count, warnings=warnings)
+                        torch_device_count=count, warnings=warnings, mps=detect_mps(cpu))
+
+
+def detect_mps(cpu: CpuInfo) -> MpsInfo | None:
+    """The Apple GPU, when torch.backends.mps says torch can use one."""
+    import torch
+
+    from llmtui.engine.planning.device import mps_available, mps_bf16
+
+    if not mps_available():
+        return None
+    memory = _safe(torch.mps.recommended_max_memory, 0) or cpu.total_ram_bytes
+    return MpsInfo(name=str(_safe(torch.backends.mps.get_name, "") or "Apple GPU"),
+                   cores=_safe(torch.backends.mps.get_core_count, None), memory_bytes=int(memory),
+                   bf16=mps_bf16())
 
 
 def _safe(fn, default, *args):

@@ -55,7 +55,7 @@ FINETUNE_PRESETS = {"cpu": ("finetune-cpu", "SmolLM2-135M"), "gpu": ("finetune-g
 class Recommendation:
     preset: str                          # file stem in presets/
     reasons: list[str]
-    device: str                          # cpu | cuda:N
+    device: str                          # cpu | cuda:N | mps
     settings: dict[str, object]          # 'section.key' -> autotuned value
     estimate: Estimate
     warnings: list[str] = field(default_factory=list)
@@ -115,6 +115,13 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
                            f"({best.name}), the one with the most memory (others: {others}); "
                            "train on all of them with torchrun (data-parallel)")
         reasons.append(why)
+    elif hardware.mps is not None:
+        m = hardware.mps
+        preset, device = "mps", "mps"
+        reasons.append(f"Apple GPU {m.name}" + (f" ({m.cores} cores)" if m.cores else "")
+                       + f", {m.memory_bytes / 2**30:.1f} GiB of unified memory for torch, bf16 "
+                       + ("yes" if m.bf16 else "no (fp16)") + " -> mps.toml (unmeasured: llmtui has not "
+                       "been run on an Apple GPU yet)")
     else:
         preset, device = "cpu", "cpu"
         if unusable:
@@ -136,12 +143,12 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
     cfg = load_config(preset, overrides)
     if overrides:
         reasons.append(f"with your settings: {', '.join(overrides)}")
-    if device != "cpu" and device != "cuda:0":
+    if device not in ("cpu", "cuda:0", "mps"):
         cfg.run.device = device
     target = target_for(cfg.run.device if device != "cpu" else "cpu", cfg.training.precision,
                         hardware)
     settings, more, warnings = autotune(cfg, hardware, target)
-    if device not in ("cpu", "cuda:0"):
+    if device not in ("cpu", "cuda:0", "mps"):
         settings = {"run.device": device, **settings}
     reasons += more
     tuned = copy.deepcopy(cfg)
@@ -269,6 +276,11 @@ def report_text(hardware, rec: Recommendation) -> str:
         usable = f"yes, as cuda:{g.torch_index}" if g.usable_by_torch else "no"
         lines.append(f"         usable by torch: {usable}; native bf16: {yes[g.bf16]}")
         lines += [f"         note: {n}" for n in g.notes]
+    if hardware.mps is not None:
+        m = hardware.mps
+        lines.append(f"Apple    {m.name}" + (f", {m.cores} GPU cores" if m.cores else "")
+                     + f", {_size(m.memory_bytes)} unified memory for torch; usable by torch: yes, "
+                     f"as mps; bf16: {yes[m.bf16]}")
     cuda = (f"CUDA {hardware.torch_cuda_version}, {hardware.torch_device_count} device(s) usable"
             if hardware.torch_cuda_version else "CPU-only build")
     lines.append(f"torch    {hardware.torch_version} ({cuda})")

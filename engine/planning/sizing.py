@@ -35,6 +35,7 @@ Memory is the peak of one training step, by component (bytes):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from llmtui.engine.model.shapes import MUON_NS_STEPS, ff_width, kv_heads, newton_schulz_flops
@@ -60,7 +61,7 @@ DEFAULT_AUTO_BATCH = 32              # sequences per step when batch size is "au
 @dataclass
 class Target:
     """Where a config will run, as far as the estimate is concerned."""
-    kind: str                        # cpu | cuda
+    kind: str                        # cpu | cuda | mps
     precision: str                   # what will really run
     memory: int | None               # bytes the run may use (free RAM / free VRAM)
     peak_flops: float | None         # FLOP/s of the format, published (GPU) or typical (CPU)
@@ -223,15 +224,20 @@ def logits_bytes(m, batch: int, vocab: int, precision: str) -> int:
     return 12 * batch * m.block_size * vocab
 
 
-def memory_parts(cfg, batch: int, vocab: int, target: Target) -> dict[str, int]:
-    """Peak memory of one training step by component, bytes (see module doc)."""
+def memory_parts(cfg, batch: int, vocab: int, target: Target, world: int = 1) -> dict[str, int]:
+    """Peak memory of one training step by component, bytes (see module doc), of one of
+    `world` processes: with training.parallel = "fsdp" a process keeps 1/world of every
+    weight, gradient and optimizer moment, and the whole of what it computes with now (the
+    embeddings, final norm and head, unsharded through the step, and one block at a time)."""
     m = cfg.model
     n, _ = count_params(m, vocab)
+    shards = world if world > 1 and getattr(cfg.training, "parallel", "ddp") == "fsdp" else 1
     acts = activation_bytes(m, batch, target.kind, target.precision)
     logits = logits_bytes(m, batch, vocab, target.precision)
     cpu = target.kind == "cpu"
     parts = {
-        "runtime": CPU_RUNTIME_BYTES if cpu else CUDA_RUNTIME_BYTES,
+        # an Apple GPU's memory is the process's too (unified): the CPU's runtime figure
+        "runtime": CUDA_RUNTIME_BYTES if target.kind == "cuda" else CPU_RUNTIME_BYTES,
         "weights": 4 * n,
         "gradients": 4 * n,
         "optimizer": optimizer_bytes(cfg, n),
@@ -239,6 +245,13 @@ def memory_parts(cfg, batch: int, vocab: int, target: Target) -> dict[str, int]:
         "activations": acts,
         "logits": logits,
     }
+    if shards > 1:
+        layer = n - count_params(dataclasses.replace(m, n_layer=m.n_layer - 1), vocab)[0]
+        whole = (n - m.n_layer * layer) + layer          # the root's weights and one block's
+        half = 0 if target.precision == "fp32" else 2
+        parts.update(weights=4 * n // shards + 4 * whole, gradients=4 * n // shards + 4 * whole,
+                     optimizer=optimizer_bytes(cfg, n) // shards,
+                     autocast_weights=half * (n // shards + whole))
     share = CPU_ALLOCATOR_SHARE if cpu else CUDA_ALLOCATOR_SHARE
     parts["allocator"] = int(share * (acts + parts["autocast_weights"]))
     return {k: int(v) for k, v in parts.items() if v}
@@ -296,6 +309,13 @@ def target_for(device: str, precision: str, hardware) -> Target:
             notes.append(f"run.device = \"{device}\": no such GPU here; estimated for the CPU")
     elif device.startswith("cuda"):
         notes.append(f"run.device = \"{device}\" but torch cannot use a GPU here; estimated for the CPU")
+    mps = getattr(hardware, "mps", None)
+    if gpu is None and mps is not None and (device == "mps" or (device == "auto" and not usable)):
+        real = "fp16" if precision == "bf16" and not mps.bf16 else precision
+        return Target("mps", real, mps.memory_bytes, None, f"mps ({mps.name})", notes=notes + [
+            "Apple GPU: no time estimate (unmeasured; `llmtui detect --calibrate` measures a step)"])
+    if device == "mps":
+        notes.append("run.device = \"mps\" but torch cannot use an Apple GPU here; estimated for the CPU")
     if gpu is None:
         cpu = hardware.cpu
         real = cpu_precision(precision, cpu)

@@ -70,7 +70,11 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer, prefix: str = "optimizer"
                        ) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = optimizer.state_dict()
+    return state_dict_to_files(optimizer.state_dict(), prefix)
+
+
+def state_dict_to_files(sd: dict, prefix: str = "optimizer") -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state_dict (keyed by parameter index) as tensors and JSON."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, values in sd["state"].items():
@@ -94,8 +98,9 @@ def optimizers_to_files(optimizers: Optimizers) -> tuple[dict[str, torch.Tensor]
 
 
 def optimizers_from_files(optimizers: Optimizers, tensors: dict[str, torch.Tensor], meta: dict,
-                          source: str) -> None:
-    """Load the run's optimizers from a checkpoint, every tensor checked first."""
+                          source: str, load=None) -> None:
+    """Load the run's optimizers from a checkpoint, every tensor checked first. `load(optimizer,
+    state_dict)` puts a checked state into an optimizer (a sharded one: engine.training.sharded)."""
     saved_muon = meta.get("muon")
     if (saved_muon is not None) != (optimizers.muon is not None):
         trained, configured = ("muon", "adamw or adam") if saved_muon is not None else ("adamw or adam", "muon")
@@ -108,7 +113,10 @@ def optimizers_from_files(optimizers: Optimizers, tensors: dict[str, torch.Tenso
         states.append((optimizers.muon, optimizer_from_files(optimizers.muon, tensors, saved_muon, source,
                                                              prefix="muon")))
     for optimizer, state in states:   # all checked before any is loaded
-        optimizer.load_state_dict(state)
+        if load is None:
+            optimizer.load_state_dict(state)
+        else:
+            load(optimizer, state)
 
 
 def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
@@ -173,14 +181,19 @@ def rng_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
 def checkpoint_files(*, model, optimizers: Optimizers, scaler, run: RunState, samplers: list[dict],
                      world_size: int, compat: dict, time: float, config_toml: str,
-                     tokenizer_json: dict) -> dict[str, bytes]:
-    """All files of one checkpoint as bytes, ready for an atomic write."""
-    opt_tensors, opt_meta = optimizers_to_files(optimizers)
+                     tokenizer_json: dict, model_state: dict | None = None,
+                     optimizer_state: dict | None = None) -> dict[str, bytes]:
+    """All files of one checkpoint as bytes, ready for an atomic write. A sharded run
+    gives its gathered `model_state` and (AdamW's) `optimizer_state` (engine.training.sharded)."""
+    if optimizer_state is not None:
+        opt_tensors, opt_meta = state_dict_to_files(optimizer_state)
+    else:
+        opt_tensors, opt_meta = optimizers_to_files(optimizers)
     rng_tensors, rng_meta = rng_to_files()
     saved = SavedState(run=run, samplers=samplers, world_size=world_size, compat=compat, time=time,
                        optimizer=opt_meta, rng=rng_meta, scaler=_scaler_state(scaler))
     return {
-        "model.safetensors": save_tensors(clean_model_state(model)),
+        "model.safetensors": save_tensors(model_state if model_state is not None else clean_model_state(model)),
         "state.safetensors": save_tensors({**opt_tensors, **rng_tensors}),
         "state.json": json.dumps(saved.to_json(), indent=1).encode(),
         "config.toml": config_toml.encode(),

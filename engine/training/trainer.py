@@ -49,7 +49,7 @@ from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import distributed, init_from, rundir
+from llmtui.engine.training import distributed, init_from, rundir, sharded
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -84,6 +84,7 @@ from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
 from llmtui.engine.training.schedule import lr_at, wsd_decay_start
 from llmtui.engine.training.snapshot import (
+    check_model_state,
     checkpoint_files,
     load_model_state,
     optimizers_from_files,
@@ -155,6 +156,19 @@ SLOW_STEP_SECONDS = 10.0
 SLOW_STEP_EFFICIENCY = 0.6
 # while evaluating, tell front ends how far it got at most this often
 EVAL_PROGRESS_SECONDS = 0.5
+
+
+def global_batch_accum(batch: int, accum: int, world: int, new_world: int, source: str) -> int:
+    """grad_accum_steps that keeps batch * accum * world sequences per optimizer step on
+    `new_world` processes with the same micro-batch; ResumeMismatch when none does."""
+    sequences = batch * accum * world
+    if sequences % (batch * new_world):
+        raise ResumeMismatch(
+            f"{source}: trained with a global batch of {sequences} sequences ({batch} x {accum} "
+            f"accumulation x {world} processes), which {new_world} processes of {batch} cannot "
+            f"make; resume on {world} processes, or set training.batch_size and "
+            f"training.grad_accum_steps for {new_world} (the batch then changes)")
+    return sequences // (batch * new_world)
 
 
 class StopTraining(Exception):
@@ -377,16 +391,21 @@ class Trainer:
         threads = None
         if device.type == "cpu":  # processes on one machine share its cores
             threads = configure_threads(cfg.run.threads, share=self.dist.local_world_size)
-        # rank 0 prepares the data; the others then find it ready and reuse it
-        if not self.dist.is_main:
-            distributed.barrier(self.dist)
-        self._check_memory(cfg, placement, None)   # before minutes of data preparation
-        data = prepare_data(cfg, progress=self._preparing)
-        if self.dist.is_main:
-            distributed.barrier(self.dist)
+        # rank 0 prepares the data; then the first process of every other machine, which
+        # finds it ready when the machines share a filesystem (else prepares its own copy);
+        # then the rest, which find it ready and reuse it
+        turn = 0 if self.dist.is_main else 1 if self.dist.local_rank == 0 else 2
+        for now in range(3):
+            if now == turn:
+                self._check_memory(cfg, placement, None)   # before minutes of data preparation
+                data = prepare_data(cfg, progress=self._preparing)
+            if now < 2:
+                distributed.barrier(self.dist)
         for note in data.notes:
             self.warn(note)
         config = self._resolve(placement, data.vocab_size)
+        if self.resume_from:
+            config = self._keep_global_batch(config)
         self._check_memory(config, placement, data.vocab_size)
 
         t = config.training
@@ -414,7 +433,12 @@ class Trainer:
         if self._init_source is not None and not self.resume_from:   # resumed: from its checkpoint
             self._init_source.load_into(raw_model)
         model: torch.nn.Module = raw_model
-        if self.dist.enabled:
+        if self.fsdp:
+            sharded.shard(raw_model)    # the module itself, its parameters now shards
+            if config.eval.sample_tokens:
+                self.warn("eval.sample_tokens: no samples at evaluations with training.parallel = "
+                          "\"fsdp\" (sample the checkpoints: llmtui sample RUN)")
+        elif self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -440,6 +464,11 @@ class Trainer:
         setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
         self._warn_if_slow(setup)
         return setup
+
+    @property
+    def fsdp(self) -> bool:
+        """Sharded training (training.parallel = "fsdp" under torchrun)."""
+        return self.dist.enabled and self.cfg.training.parallel == "fsdp"
 
     def _model_of_shape(self, shape: GPTConfig) -> GPT:
         """A new model, or the one given as Trainer(model=...), trained in place. Its
@@ -481,7 +510,7 @@ class Trainer:
         """Refuse before allocating when the estimated peak memory is far beyond what the
         device has (`force` trains anyway). With vocab_size None the vocabulary is a guess
         (the data is not prepared yet), so only an unmistakable case is refused then."""
-        need, target = estimated_peak(cfg, placement, vocab_size)
+        need, target = estimated_peak(cfg, placement, vocab_size, self.dist.world_size)
         if target.memory is None or need <= REFUSE_MEMORY_FACTOR * target.memory or self.force:
             return
         raise UserError(f"{will_not_fit(need, target)} (estimated {need / 2**30:,.1f} GiB is over "
@@ -518,6 +547,27 @@ class Trainer:
         for note in notes:
             self.warn(note)
         return resolve(resolved, batch, accum)
+
+    def _keep_global_batch(self, config: ResolvedConfig) -> ResolvedConfig:
+        """Resumed on another number of processes with the batch settings it was trained
+        with: the global batch (sequences per optimizer step over all ranks) is kept by
+        changing grad_accum_steps, or the resume is refused with one line when it cannot
+        be. Batch settings the user changed are the user's choice and are kept."""
+        path = self._resume_checkpoint()
+        try:
+            world = int(json.loads((path / "state.json").read_text(encoding="utf-8"))["world_size"])
+            before = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))["training"]
+            batch, accum = int(before["batch_size"]), int(before["grad_accum_steps"])
+        except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
+            return config     # a damaged checkpoint is refused, with its cause, when it is loaded
+        t, now = config.training, self.dist.world_size
+        if world == now or (t.batch_size, t.grad_accum_steps) != (batch, accum):
+            return config
+        new_accum = global_batch_accum(batch, accum, world, now, str(path))
+        self.warn(f"{path} was trained by {world} process(es), this run has {now}: "
+                  f"training.grad_accum_steps {accum} -> {new_accum} keeps the global batch of "
+                  f"{batch * accum * world} sequences per step")
+        return resolve(config, batch, new_accum)
 
     def _resume_checkpoint(self) -> Path:
         """The checkpoint to resume from (found once, damaged ones skipped with a warning)."""
@@ -577,9 +627,17 @@ class Trainer:
                 raise ResumeMismatch(f"{path}: {label} of the checkpoint does not match the config; "
                                      f"resume with the config it was trained with "
                                      f"({path / 'config.toml'})")
-        load_model_state(setup.raw_model, loaded.model_state, str(path))
+        if self.fsdp:
+            check_model_state(setup.raw_model, loaded.model_state, str(path))
+            sharded.load_model_state(setup.raw_model, loaded.model_state)
+        else:
+            load_model_state(setup.raw_model, loaded.model_state, str(path))
+        load = None
+        if self.fsdp:
+            def load(optimizer, state):
+                sharded.load_optimizer_state(setup.raw_model, optimizer, state)
         try:
-            optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source)
+            optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source, load=load)
             if saved.scaler and setup.scaler.is_enabled():
                 setup.scaler.load_state_dict(saved.scaler)
             if len(saved.samplers) == self.dist.world_size:
@@ -625,8 +683,10 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------
 
-    def _files(self, setup: TrainingSetup) -> dict[str, bytes]:
+    def _files(self, setup: TrainingSetup, gathered: tuple | None = None) -> dict[str, bytes]:
+        model_state, optimizer_state = gathered or (None, None)
         return checkpoint_files(model=setup.raw_model, optimizers=setup.optimizers, scaler=setup.scaler,
+                                model_state=model_state, optimizer_state=optimizer_state,
                                 run=self.state, samplers=self._sampler_states,
                                 world_size=self.dist.world_size,
                                 compat=self._compat_fingerprint(setup), time=time.time(),
@@ -655,13 +715,18 @@ class Trainer:
         setup = self.setup()
         self._count_training_time()
         self._sampler_states = distributed.gather(self.dist, setup.sampler.state_dict())
+        gathered = None
+        if self.fsdp:   # every rank gives its shards; rank 0 receives the whole
+            gathered = (sharded.gather_model_state(setup.raw_model),
+                        sharded.gather_optimizer_state(setup.raw_model, setup.optimizers.adam))
         if not self.dist.is_main:
             return None
-        if not all(bool(torch.isfinite(p).all()) for p in setup.raw_model.parameters()):
+        weights = gathered[0].values() if gathered else setup.raw_model.parameters()
+        if not all(bool(torch.isfinite(p).all()) for p in weights):
             self.warn(f"step {self.state.step}: weights are not finite; checkpoint not saved")
             return None
         self._check_lock()
-        files = self._files(setup)
+        files = self._files(setup, gathered)
         keep = self.restored_from
         run_dir = self.run_dir
         # every folder is recorded before it is written: a kill in between leaves a name in
@@ -714,7 +779,9 @@ class Trainer:
         setup = self.setup()
         model, device = setup.model, setup.device
         model.eval()
-        total_loss = torch.zeros((), device=device, dtype=torch.float64)
+        # float64 sums (exact over many batches); Apple GPUs have no float64: float32 there
+        wide = torch.float32 if device.type == "mps" else torch.float64
+        total_loss = torch.zeros((), device=device, dtype=wide)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         count, total, told = 0, len(setup.eval_offsets), time.monotonic()
         batches = iter_eval_batches(setup.data.val, setup.eval_offsets, setup.config.model.block_size)
@@ -725,7 +792,7 @@ class Trainer:
             x, y = self._to_device(x, y)
             with self._autocast():
                 logits, loss = model(x, y)
-            total_loss += loss.double() * y.numel()
+            total_loss += loss.to(wide) * y.numel()
             correct += (logits.argmax(-1) == y).sum()
             count += y.numel()
         model.train()
@@ -755,6 +822,8 @@ class Trainer:
         if device.type == "cuda":
             return (x.pin_memory().to(device, non_blocking=True),
                     y.pin_memory().to(device, non_blocking=True))
+        if device.type != "cpu":
+            return x.to(device), y.to(device)
         return x, y
 
     def _handle_commands(self) -> None:
@@ -783,7 +852,7 @@ class Trainer:
                                                          setup.device)
             stop = (stop or StopReason.INTERRUPTED) if stop_flag else None
             save = bool(save_flag)
-            prompt = prompt if self.dist.is_main else None
+            prompt = prompt if self.dist.is_main and not self.fsdp else None
         if save:
             self.save("manual")
         if prompt is not None:
@@ -798,6 +867,9 @@ class Trainer:
             return {"memory_allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
                     "memory_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
         import psutil
+        if device.type == "mps":   # unified memory: the GPU's tensors and the process
+            return {"memory_allocated_mb": torch.mps.current_allocated_memory() / 2**20,
+                    "memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
         return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
 
     def _on_eval(self) -> None:
@@ -824,7 +896,7 @@ class Trainer:
         if lowest and t.save_best:
             self.save("best")
         e = setup.config.eval
-        if e.sample_tokens and self.dist.is_main:
+        if e.sample_tokens and self.dist.is_main and not self.fsdp:
             self.emit(SampleEvent, text=self.sample(e.sample_prompt, e.sample_tokens),
                       prompt=e.sample_prompt)
         if self.early_stopping and state.bad_evals >= t.early_stopping_patience:
@@ -847,7 +919,9 @@ class Trainer:
             x, y = self._to_device(*setup.sampler.next_batch())
             # under DDP, gradients are averaged across ranks only on the last micro-step
             sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
-            with self._autocast(), (contextlib.nullcontext() if sync else model.no_sync()):
+            if self.fsdp:
+                setup.raw_model.set_requires_gradient_sync(sync)
+            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else model.no_sync()):
                 # keep no reference to the logits: backward does not need them, and
                 # B*T*vocab floats is the largest tensor of a BPE model
                 loss = model(x, y)[1]
@@ -856,7 +930,7 @@ class Trainer:
         if t.grad_clip > 0:
             for optimizer in optimizers:
                 scaler.unscale_(optimizer)
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            self._grad_norm = sharded.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
         else:
             self._grad_norm = None
         for optimizer in optimizers:   # one GradScaler for several optimizers: update once
@@ -907,6 +981,8 @@ class Trainer:
         gc.collect()
         if setup.device.type == "cuda":
             torch.cuda.empty_cache()
+        elif setup.device.type == "mps":
+            torch.mps.empty_cache()
         if self._oom_halvings >= OOM_HALVINGS or t.batch_size == 1:
             raise OutOfMemory(
                 f"out of memory at step {self.state.step:,} even with a micro-batch of {t.batch_size} "

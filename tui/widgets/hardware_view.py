@@ -42,9 +42,17 @@ def hardware_renderable(hw: Any) -> Group:
     g.add_row("RAM", f"{fmt_bytes(cpu.total_ram_bytes)}, {fmt_bytes(cpu.available_ram_bytes)} free")
     g.add_row("native", f"bf16 {_yes(cpu.bf16_native)}, fp16 {_yes(cpu.fp16_native)}")
 
-    if not hw.gpus:
+    mps = getattr(hw, "mps", None)
+    if not hw.gpus and mps is None:
         g = section("GPU")
         g.add_row("", Text("no NVIDIA GPU found", "dim"))
+    if mps is not None:
+        g = section("Apple GPU")
+        g.add_row("name", Text(mps.name + (f", {mps.cores} cores" if mps.cores else "")))
+        g.add_row("memory", f"{fmt_bytes(mps.memory_bytes)} unified, for torch")
+        g.add_row("torch", Text("can use it (mps)", "green"))
+        g.add_row("bf16", _yes(mps.bf16) + ("" if mps.bf16 else " (fp16; bf16 from macOS 14)"))
+        g.add_row("note", Text("unmeasured: llmtui has not been run on an Apple GPU yet", "dim"))
     for gpu in hw.gpus:
         g = section(f"GPU {gpu.index}")
         g.add_row("name", Text(gpu.name))
