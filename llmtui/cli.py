@@ -57,7 +57,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run's existing checkpoints and start over")
     p.add_argument("--force", action="store_true",
-                   help="train even when the estimated memory is far beyond what the device has")
+                   help="train even when the estimated memory is far beyond what the device has, "
+                        "or a pretrained model (model.init_from) at a from-scratch learning rate")
     p.add_argument("--max-iters", "--max-steps", "--max_steps", type=int, metavar="N",
                    help="same as --override training.max_steps=N")
     p.add_argument("--device", choices=["cpu", "cuda", "mps", "auto"], help="same as --override run.device=...")

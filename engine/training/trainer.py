@@ -493,7 +493,7 @@ class Trainer:
     def _apply_init_from(self) -> None:
         """Make the config describe model.init_from's model (engine.training.init_from)."""
         if self._init_source is None:
-            self.cfg, self._init_source = init_from.apply(self.cfg)
+            self.cfg, self._init_source = init_from.apply(self.cfg, force=self.force)
 
     def _preparing(self, stage: str, done: int, total: int) -> None:
         """Data preparation's progress (a few times a second): tell the front ends, and

@@ -205,6 +205,30 @@ class WizardScreen(Screen):
         if moved:
             self.notify(f"The start model sets these, so they were taken out of this config: "
                         f"{', '.join(moved)} (Start from scratch puts them back).", markup=False, timeout=8)
+        self._make_room_for_finetuning()
+
+    def _make_room_for_finetuning(self) -> None:
+        """A from-scratch preset's learning rates would wreck a pretrained model (the engine
+        refuses them: init_from.check_finetune_rates): they are taken out too, so the
+        fine-tuning defaults apply, and put back with Start from scratch."""
+        from llmtui.engine.training.init_from import FINETUNE_LEARNING_RATE, too_high_rates
+
+        if self.source is None or self.source.kind not in ("hf", "hub"):
+            return
+        try:
+            high = too_high_rates(self.doc.to_config())
+        except ConfigError:
+            return
+        written = self.doc.values().get("optimizer", {})
+        moved = [path for path in high if path.split(".")[1] in written]
+        for path in moved:
+            self._displaced.setdefault(path, self.doc.get(path))
+            self.doc.unset(path)
+        self._show_values(moved)
+        if moved:
+            self.notify(f"From-scratch learning rates would wreck a pretrained model: took out "
+                        f"{', '.join(moved)}, so fine-tuning's {FINETUNE_LEARNING_RATE:g} applies "
+                        "(Start from scratch puts them back).", markup=False, timeout=8)
 
     def _show_values(self, paths: list[str]) -> None:
         for field in self.query(ConfigField):
