@@ -809,11 +809,17 @@ class Trainer:
         # a private generator: sampling must not shift the training RNG stream
         gen = torch.Generator(device=device).manual_seed(c.run.seed + self.state.step)
         model.eval()
+        new: list[int] = []
         with self._autocast():
-            out = model.generate(idx, max_tokens, temperature=c.eval.temperature,
-                                 top_k=c.eval.top_k or None, generator=gen)
+            for token in model.generate_tokens(idx, max_tokens, temperature=c.eval.temperature,
+                                               top_k=c.eval.top_k or None, generator=gen):
+                new.append(int(token[0, 0]))
+                with self._lock:
+                    stopping = self._stop_reason is not None
+                if stopping:     # Stop or Ctrl+C must not wait for a long sample: cut it short
+                    break
         model.train()
-        return setup.tokenizer.decode(out[0, len(ids):].tolist())
+        return setup.tokenizer.decode(new)
 
     # -- the loop ------------------------------------------------------------
 
