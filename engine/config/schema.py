@@ -11,6 +11,7 @@ them): add new keys beside the existing ones, never rename them.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -273,8 +274,9 @@ class FieldSpec:
 
     section: str
     name: str
-    type: type            # int, float, bool, str or list
-    item_type: type | None  # element type of a list field
+    # `builtins.type`: in the class body the field `type` shadows the builtin
+    type: builtins.type            # int, float, bool, str or list
+    item_type: builtins.type | None  # element type of a list field
     default: Any
     help: str
     min: float | None
@@ -298,7 +300,8 @@ class FieldSpec:
             return "one of " + ", ".join(str(c) for c in self.choices)
         kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
         if self.type is list:
-            base = f"a list of {kind.get(self.item_type, 'values').split(' ', 1)[-1]}s"
+            item = kind.get(self.item_type, "values") if self.item_type is not None else "values"
+            base = f"a list of {item.split(' ', 1)[-1]}s"
         else:
             base = kind[self.type]
         if self.min is not None and self.max is not None:
@@ -335,7 +338,11 @@ def _field_specs() -> dict[str, dict[str, FieldSpec]]:
                 typ, item = list, typing.get_args(hint)[0]
             else:
                 typ, item = hint, None
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                assert f.default_factory is not dataclasses.MISSING, f"{section}.{f.name} has no default"
+                default = f.default_factory()
             m = f.metadata
             out[section][f.name] = FieldSpec(
                 section=section, name=f.name, type=typ, item_type=item, default=default,

@@ -178,7 +178,8 @@ def remembered_peak(device_type: str, precision: str, device_index: int = 0,
             known = {}
     except (OSError, ValueError):
         known = {}
-    before = known.get(key) if isinstance(known.get(key), (int, float)) else 0.0
+    seen = known.get(key)
+    before = float(seen) if isinstance(seen, (int, float)) else 0.0
     best = max(before, at_least, matmul_peak_flops(device_type, precision, device_index))
     if best > before:
         known[key] = best

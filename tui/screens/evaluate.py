@@ -12,13 +12,14 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.cancellation import WorkerCancelled, cancellation_check
 from llmtui.tui.messages import EvalFinished, EvalProgress, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
@@ -42,6 +43,7 @@ def result_table(result: Any) -> Table:
 
 
 class EvaluateScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "evaluate"
     BINDINGS = [Binding("escape", "back", "Back")]
 
