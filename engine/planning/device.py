@@ -19,6 +19,7 @@ import torch
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import ConfigError
+from llmtui.engine.planning import cpu
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,27 +41,6 @@ class Placement:
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_native(precision: str) -> bool:
-    """Whether this CPU has matrix instructions for the format. Without them
-    PyTorch emulates bf16/fp16 matmuls, measured over 100x slower than fp32."""
-    flags = cpu_flags()
-    if precision == "bf16":
-        return bool({"avx512_bf16", "amx_bf16"} & flags)
-    if precision == "fp16":
-        return bool({"amx_fp16", "avx512_fp16"} & flags)
-    return True
-
-
 def resolve_device(requested: str) -> tuple[torch.device, list[str]]:
     warnings: list[str] = []
     if requested == "cpu":
@@ -92,7 +72,7 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, list[s
             return "fp32", [f"training.precision = \"fp16\" but {torch.cuda.get_device_name(device)} "
                             f"(compute capability {major}.x) has no fast fp16; training in fp32"]
         return precision, []
-    if device.type == "cpu" and cpu_has_native(precision):
+    if device.type == "cpu" and cpu.cpu_has_native(precision):
         return precision, []
     return "fp32", [f"training.precision = \"{precision}\" but this {device.type.upper()} has no native "
                     f"{precision} math (it would run many times slower); training in fp32"]
