@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Auto = Literal["auto"]   # a setting with auto=True may say "auto": chosen at run time (config.resolved)
 
 
 def spec(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -141,10 +144,10 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    batch_size: int = spec(12, "Sequences per micro-batch (\"auto\": the largest that fits the "
+    batch_size: int | Auto = spec(12, "Sequences per micro-batch (\"auto\": the largest that fits the "
                            "device's free memory, see target_tokens_per_step).", min=1, max=65536,
                            auto=True, flags=("--batch-size",))
-    grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimizer step "
+    grad_accum_steps: int | Auto = spec(1, "Micro-batches accumulated per optimizer step "
                                  "(effective batch = batch_size * grad_accum_steps; \"auto\": "
                                  "as many as reach target_tokens_per_step).", min=1, max=65536,
                                  auto=True, flags=("--grad-accum-steps",))
@@ -336,6 +339,8 @@ def _field_specs() -> dict[str, dict[str, FieldSpec]]:
             origin = typing.get_origin(hint)
             if origin is list:
                 typ, item = list, typing.get_args(hint)[0]
+            elif origin in (typing.Union, types.UnionType):   # `int | Auto`: the number's type
+                typ, item = next(a for a in typing.get_args(hint) if typing.get_origin(a) is not Literal), None
             else:
                 typ, item = hint, None
             if f.default is not dataclasses.MISSING:
