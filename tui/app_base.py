@@ -18,12 +18,15 @@ from llmtui.tui.training import TrainingRun
 if TYPE_CHECKING:
     from textual.worker import Worker
 
+    from llmtui.engine.planning.hardware import HardwareInfo
+    from llmtui.engine.planning.recommend import Recommendation
+
 
 class LlmtuiAppBase(App[int]):
     """Shared state (set by LlmtuiApp.__init__) and the app's methods screens call."""
 
-    hardware: Any                   # engine HardwareInfo, None until detection ends
-    recommendation: Any             # engine Recommendation, None until detection ends
+    hardware: HardwareInfo | None   # None until detection ends
+    recommendation: Recommendation | None
     detection_error: str | None
     runs_dir: Path
     refresh_rate: float             # the monitor's polling period, seconds
@@ -41,6 +44,7 @@ class LlmtuiAppBase(App[int]):
         def open_generate(self, checkpoint: str | Path, defaults: dict[str, Any] | None = None) -> None: ...
         def open_evaluate(self, checkpoint: str | Path, device: str = "auto") -> None: ...
         def new_run(self) -> None: ...
+        def resume_run(self, run_dir: Path, max_steps: int) -> None: ...
         def start_training(self, cfg: Any, resume_from: str | None = None, overwrite: bool = False) -> None: ...
         def training_finished(self, monitor: Any) -> None: ...
         def action_quit_app(self, code: int = 0) -> None: ...

@@ -8,7 +8,7 @@ and its result as messages.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -26,6 +26,9 @@ from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from llmtui.engine.inference.evaluate import EvalResult  # torch: only in the worker
 
 
 def result_table(result: Any) -> Table:
@@ -51,7 +54,7 @@ class EvaluateScreen(ReportsWorkerErrors, Screen):
         super().__init__()
         self.checkpoint = Path(checkpoint)
         self.device = device
-        self.result = None
+        self.result: EvalResult | None = None
 
     def compose(self) -> ComposeResult:
         yield TitleBar()

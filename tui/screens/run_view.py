@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Sparkline, Static, TabbedContent, TabPane
 
 from llmtui.engine.training.history import MetricsFollower, RunHistory
+from llmtui.engine.training.runs import RunInfo
 from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_num
 from llmtui.tui.messages import CheckpointsVerified, RunFollowed, RunLoaded
@@ -50,7 +51,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
     def __init__(self, run_dir: Path):
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.info = None
+        self.info: RunInfo | None = None
         self.history = RunHistory()
         self.config_text = ""
         self.follower: MetricsFollower | None = None
@@ -256,8 +257,8 @@ class RunScreen(ReportsWorkerErrors, Screen):
         if r is None:
             return
         if r.status == "running":
-            self.notify(f"{r.name} is being trained now ({r.holder.describe()}).", severity="warning",
-                        markup=False)
+            who = r.holder.describe() if r.holder is not None else "by another process"
+            self.notify(f"{r.name} is being trained now ({who}).", severity="warning", markup=False)
             return
         if not r.checkpoints:
             self.notify(f"{r.name} has no checkpoint to resume from.", severity="warning", markup=False)
