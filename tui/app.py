@@ -17,23 +17,25 @@ document being edited) and `training` (the TrainingRun, if any).
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable
 
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from llmtui.engine.training.commands import StopReason
 from llmtui.exits import EXIT_HANGUP, EXIT_INTERRUPTED
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.session import Session
 from llmtui.tui.training import TrainingRun
 
-CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
+CSS_FILES: list[str | PurePath] = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
              "runs.tcss", "generate.tcss", "evaluate.tcss"]
 
 
-class LlmtuiApp(App[int]):
+class LlmtuiApp(LlmtuiAppBase):
     TITLE = "llmtui"
     CSS_PATH = CSS_FILES
     BINDINGS = [
@@ -125,7 +127,7 @@ class LlmtuiApp(App[int]):
 
         def exit_when_saved() -> None:
             if run is not None and run.running:
-                run.stop("interrupted")
+                run.stop(StopReason.INTERRUPTED)
                 run.wait()
             os._exit(EXIT_HANGUP)
 
@@ -139,6 +141,8 @@ class LlmtuiApp(App[int]):
         from llmtui.engine.config.document import ConfigDocument
         from llmtui.engine.errors import UserError
 
+        if self.open_config_at_start is None:
+            return
         try:
             doc = ConfigDocument.load(self.open_config_at_start)
         except UserError as exc:
@@ -259,7 +263,9 @@ class LlmtuiApp(App[int]):
         return True
 
     def new_run(self) -> None:
-        if self.go_home():
+        from llmtui.tui.screens.hardware import HardwareScreen
+
+        if self.go_home() and isinstance(self.screen, HardwareScreen):
             self.screen.action_rescan()
 
     # -- training ---------------------------------------------------------------------
@@ -371,7 +377,7 @@ class LlmtuiApp(App[int]):
             return
         self._quitting = True
         self._exit_code = code
-        run.stop("interrupted" if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else "stopped")
+        run.stop(StopReason.INTERRUPTED if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else StopReason.STOPPED)
         from llmtui.tui.screens.monitor import MonitorScreen
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
@@ -420,7 +426,8 @@ class LlmtuiApp(App[int]):
             return
         from llmtui.tui.messages import WorkerFailed, error_text
 
-        text = error_text(event.worker.error)
+        error = event.worker.error
+        text = error_text(error) if error is not None else f"worker {event.worker.name!r} failed"
         self.notify(text, title="Error", severity="error", timeout=10, markup=False)
         node = event.worker.node
         if node is not self:

@@ -167,7 +167,7 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
     C, H, KV = c.n_embd, c.n_head, c.kv_heads
     K = KV * (C // H)                  # the width of k and of v
 
-    def get(name: str, size: int | None = None) -> torch.Tensor:
+    def get(name: str, size: int) -> torch.Tensor:
         # llmtui's absent biases are zeros in formats that always have them
         return w[name] if name in w else torch.zeros(size)
 

@@ -2,6 +2,7 @@
 
     hardware    CPU, RAM and NVIDIA GPUs (NVML, torch.cuda queries)
     gpu_table   published figures of known GPUs
+    cpu         the CPU's matrix-instruction flags (/proc/cpuinfo; no torch)
     device      the torch device and the precision it really runs; CPU threads; matmul peak
     sizing      parameters, FLOPs per token and peak memory by component, by arithmetic (no torch)
     estimate    the labelled estimate of a run from the config alone: memory against the device, time

@@ -39,7 +39,7 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -49,6 +49,9 @@ from llmtui.engine.data.tokenizers import Tokenizer, tokenizer_from_json
 from llmtui.engine.errors import CheckpointError, ConfigError, UserError
 from llmtui.engine.model import import_hf
 from llmtui.engine.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from llmtui.engine.model.gpt import GPT
 
 # [model] keys that describe the network (the rest are training choices: dropout,
 # gradient checkpointing, block_size up to the source's context)
@@ -88,7 +91,7 @@ class InitSource:
                               f"({self.tokenizer.kind}, {self.tokenizer.vocab_size:,} tokens); remove the "
                               "[tokenizer] settings, or give text rather than pre-tokenized files")
 
-    def load_into(self, model: torch.nn.Module) -> None:
+    def load_into(self, model: GPT) -> None:
         """Copy the source's weights into `model` (built from the applied config)."""
         from llmtui.engine.training.snapshot import load_model_state
 

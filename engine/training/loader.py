@@ -180,6 +180,7 @@ def check_memory(path: Path, cfg: Config, vocab: int, device: torch.device, forc
 def check_temperature(value: float) -> float:
     """`value` when it is 0 (greedy) or in eval.temperature's range, else UserError."""
     spec = field_spec("eval.temperature")
+    assert spec.min is not None and spec.max is not None   # the schema gives its range
     if not (value == 0 or spec.min <= value <= spec.max):    # NaN fails both
         raise UserError(f"temperature {value!r} is not allowed; expected 0 (greedy) or a number "
                         f">= {spec.min:g} and <= {spec.max:g}")

@@ -104,6 +104,11 @@ def _number(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _whole(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
 def run_info(run_dir: Path) -> RunInfo | None:
     """What a run directory holds, or None when it is not a run of llmtui's."""
     if rundir.state_of(run_dir) not in ("ours", "legacy"):
@@ -124,7 +129,7 @@ def run_info(run_dir: Path) -> RunInfo | None:
     model, tokenizer = config.get("model", {}), config.get("tokenizer", {})
     kind = tokenizer.get("kind", "char")
     steps = _number(newest.get("step")) or _number(summary.get("steps")) or 0
-    tokens_seen = _number(newest.get("tokens_seen", summary.get("tokens_seen")))
+    tokens_seen = _whole(newest.get("tokens_seen", summary.get("tokens_seen")))
     if status == "running":   # its checkpoints lag its progress (the first comes after a while)
         tail = progress(run_dir / "metrics.jsonl")
         if tail is not None and tail[0] >= steps:
@@ -132,12 +137,12 @@ def run_info(run_dir: Path) -> RunInfo | None:
     modified = max([p.stat().st_mtime for p in [run_dir, *found] if p.exists()] or [0.0])
     return RunInfo(
         name=run_dir.name, path=run_dir, status=status, holder=held, steps=int(steps),
-        max_steps=_number(config.get("training", {}).get("max_steps")),
+        max_steps=_whole(config.get("training", {}).get("max_steps")),
         best_val_loss=_number(newest.get("best_val_loss", summary.get("best_val_loss"))),
         last_val_loss=_number(newest.get("val_loss", summary.get("final_val_loss"))),
         tokens_seen=tokens_seen,
         training_time=_number(summary.get("total_training_time")) or _number(summary.get("training_time")),
-        modified=modified, n_params=_number(summary.get("n_params")),
+        modified=modified, n_params=_whole(summary.get("n_params")),
         tokenizer=kind if kind != "bpe" else f"bpe {tokenizer.get('encoding', '')}".strip(),
         model=(f"{model.get('n_layer', '?')}x{model.get('n_embd', '?')}, "
                f"block {model.get('block_size', '?')}"),

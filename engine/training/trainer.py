@@ -24,7 +24,7 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
@@ -124,7 +124,7 @@ class TrainingSetup:
     placement: Placement
     threads: int | None                 # CPU intra-op threads (None on CUDA)
     data: PreparedData
-    sampler: BatchSampler
+    sampler: BatchSampler | EpochSampler
     eval_offsets: list[np.ndarray]
     gpt_config: GPTConfig
     raw_model: GPT                      # the module itself, for checkpoints and sampling
@@ -202,7 +202,7 @@ class Trainer:
             raise UserError("Trainer needs a config (llmtui.load_config(...)), or model=, "
                             "train_dataset= and config=")
         self.cfg = cfg                                   # as given: may hold "auto"
-        self.resume_from = "latest" if resume_from is True else resume_from
+        self.resume_from: str | Path | None = "latest" if resume_from is True else (resume_from or None)
         self.overwrite = overwrite
         self.force = force
         self.run_dir = run_dir_of(cfg)
@@ -443,7 +443,8 @@ class Trainer:
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         if t.compile:
-            model = torch.compile(model)
+            # an OptimizedModule (typed as a callable): the module, compiled on first call
+            model = cast(torch.nn.Module, torch.compile(model))
 
         optimizers = build_optimizers(raw_model, config.optimizer, autocast_dtype=placement.autocast_dtype)
         scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
@@ -579,6 +580,7 @@ class Trainer:
                 if path is None:
                     raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from")
             else:
+                assert self.resume_from is not None, "only a resumed run has a checkpoint to resume from"
                 path = Path(self.resume_from)
                 ckpt.verify(path)   # a damaged checkpoint named by the user: say so first
             self._checkpoint_to_resume = path
@@ -610,11 +612,12 @@ class Trainer:
                 if self.resume_from != "latest":
                     raise
                 self.warn(f"skipped damaged checkpoint: {exc}")
-                path = next((p for p, _ in ckpt.intact_newest_first(self.run_dir)
-                             if p is not None and p not in tried), None)
-                if path is None:
+                following = next((p for p, _ in ckpt.intact_newest_first(self.run_dir)
+                                  if p is not None and p not in tried), None)
+                if following is None:
                     raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from "
                                           f"(the last one tried: {exc})") from None
+                path = following
                 tried.add(path)
 
     def _restore_from(self, setup: TrainingSetup, path: Path) -> None:
@@ -755,7 +758,7 @@ class Trainer:
         self.emit(CheckpointEvent, path=str(path), reason=reason)
         return path
 
-    def _record_checkpoints(self, add: list[str] = (), remove: list[str] = ()) -> None:
+    def _record_checkpoints(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         """Keep the run's record of the checkpoint folders llmtui wrote (the only ones
         it will ever delete) in step with the disk: added before anything is deleted."""
         names = (rundir.recorded_checkpoints(self.run_dir) | set(add)) - set(remove)
@@ -927,7 +930,7 @@ class Trainer:
             sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
             if self.fsdp:
                 setup.raw_model.set_requires_gradient_sync(sync)
-            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else model.no_sync()):
+            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else getattr(model, "no_sync")()):
                 # keep no reference to the logits: backward does not need them, and
                 # B*T*vocab floats is the largest tensor of a BPE model
                 loss = model(x, y)[1]
@@ -1008,7 +1011,8 @@ class Trainer:
 
     def _check_finite(self) -> None:
         device = self.setup().device
-        bad = distributed.agree_max(self.dist, [int(self._first_bad_step)], device)[0]
+        first_bad = -1 if self._first_bad_step is None else int(self._first_bad_step)
+        bad = distributed.agree_max(self.dist, [first_bad], device)[0]
         if bad >= 0:
             self._diverged_at = bad
             self.emit(ErrorEvent, message=f"loss became non-finite (nan or inf) at step {bad}; "

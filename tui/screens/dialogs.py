@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -10,16 +11,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Static
+from textual.widgets.button import ButtonVariant
 
 from llmtui.tui.widgets.error_text import ErrorText
 
+R = TypeVar("R")
+InputType = Literal["integer", "number", "text"]   # Input's `type`
 
-class ChoiceScreen(ModalScreen[str | None]):
-    """A question with buttons; dismisses with the chosen button's key (None on Escape)."""
+
+class _ButtonsScreen(ModalScreen[R]):
+    """A question with buttons; dismisses with `result_of` the chosen button's key."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = "",
+    def __init__(self, question: str, choices: list[tuple[str, str, ButtonVariant]], title: str = "",
                  focus: str | None = None):
         """`choices`: (key, label, variant) per button; the button `focus` (else the
         first one) has the focus, so Enter presses it."""
@@ -41,22 +46,29 @@ class ChoiceScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one(f"#choice-{self.focus_key}", Button).focus()
 
-    def result_of(self, key: str):
+    def result_of(self, key: str) -> R:
         """What the dialog dismisses with when the button `key` is pressed."""
-        return key
+        raise NotImplementedError
 
     @on(Button.Pressed)
     def _chosen(self, event: Button.Pressed) -> None:
         # one handler, in the base class only: Textual also runs handlers of base
         # classes, so a subclass overriding on_button_pressed would dismiss twice
         event.stop()
-        self.dismiss(self.result_of(event.button.id.removeprefix("choice-")))
+        self.dismiss(self.result_of((event.button.id or "").removeprefix("choice-")))
+
+
+class ChoiceScreen(_ButtonsScreen[str | None]):
+    """A question with buttons; dismisses with the chosen button's key (None on Escape)."""
+
+    def result_of(self, key: str) -> str | None:
+        return key
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
 
-class ConfirmScreen(ChoiceScreen):
+class ConfirmScreen(_ButtonsScreen[bool]):
     """Yes/no; dismisses with True or False. Every question asked this way does
     something that cannot be undone (delete, discard, replace, stop), so the safe
     answer has the focus: Enter keeps things, `y` or a click confirms."""
@@ -85,7 +97,7 @@ class AskScreen(ModalScreen):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, value: str = "", action: str = "OK", placeholder: str = "",
-                 question: str = "", input_type: str = "text"):
+                 question: str = "", input_type: InputType = "text"):
         super().__init__(classes="dialog-screen")
         self.title_text, self.value, self.action_label = title, value, action
         self.placeholder, self.question, self.input_type = placeholder, question, input_type

@@ -16,12 +16,13 @@ import time
 from typing import Iterable
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import var
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Label, RichLog, Sparkline, Static
 
 from llmtui.engine.training.commands import Command, Pause, SampleNow, SaveNow, SetEarlyStopping, Unpause
@@ -43,6 +44,7 @@ from llmtui.engine.training.events import (
     WarningEvent,
 )
 from llmtui.eta import Eta
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
@@ -70,6 +72,7 @@ TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping"
 
 
 class MonitorScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
@@ -111,7 +114,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self._started = False                   # the first training step has been seen
         self._sample_asked = False              # g was pressed; its sample has not come yet
         self._finalized = False
-        self._timer = None
+        self._timer: Timer | None = None
         self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from textual import on
+from textual import getters, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -28,6 +28,7 @@ from textual.widgets.option_list import Option
 
 from llmtui.engine.config.schema import FIELDS
 from llmtui.engine.errors import ConfigError, UserError
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.widgets.config_field import START_FROM, ConfigField
 from llmtui.tui.widgets.derived_panel import DerivedPanel
 from llmtui.tui.widgets.error_text import ErrorText
@@ -47,6 +48,8 @@ SOURCE_TOKENIZER = ("kind", "encoding", "path", "special_tokens", "vocab_size")
 
 
 class WizardScreen(Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
+
     SUB_TITLE = "config"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
@@ -117,7 +120,8 @@ class WizardScreen(Screen):
 
     @on(OptionList.OptionHighlighted, "#wizard-sections")
     def _section_chosen(self, event: OptionList.OptionHighlighted) -> None:
-        self.show_section(event.option.id)
+        if event.option.id is not None:   # every section's option has its name as id
+            self.show_section(event.option.id)
 
     def show_section(self, section: str) -> None:
         self._build_section(section)
