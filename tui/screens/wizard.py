@@ -52,6 +52,7 @@ class WizardScreen(Screen):
         self.invalid: dict[str, str] = {}     # field path -> error
         self.cross_error: ConfigError | None = None   # a rule across fields that fails
         self._built: set[str] = set()
+        self._tokens_estimate: tuple[tuple, int | None] | None = None   # (data settings, tokens)
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -165,7 +166,21 @@ class WizardScreen(Screen):
             except UserError as exc:
                 panel.show(None, None, exc.detail)
                 return
-        panel.show(cfg, est, vocab_known=session.data_is_current())
+        panel.show(cfg, est, vocab_known=session.data_is_current(), train_tokens=self._train_tokens(cfg))
+
+    def _train_tokens(self, cfg) -> tuple[int, bool] | None:
+        """The training split's tokens: counted once the data step prepared these data
+        settings, else estimated from the corpus size (file sizes: cheap, and asked again
+        only when the data settings change)."""
+        session = self.app.session
+        if session.data_is_current() and session.data_summary.get("train_tokens"):
+            return int(session.data_summary["train_tokens"]), True
+        key = session.data_settings()
+        if self._tokens_estimate is None or self._tokens_estimate[0] != key:
+            from llmtui.engine.data.prepare import estimate_train_tokens
+            self._tokens_estimate = (key, estimate_train_tokens(cfg))
+        tokens = self._tokens_estimate[1]
+        return (tokens, False) if tokens else None
 
     def refresh_derived(self) -> None:
         """Hardware detection finished (or the data changed): estimate again. A wizard
