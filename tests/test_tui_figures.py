@@ -57,3 +57,32 @@ def test_the_wizard_shows_the_epochs_the_steps_make_estimated_then_counted(tmp_p
             assert row(derived, "train set").startswith(f"{tokens / 1000:.2f}K tokens")
 
     run(drive())
+
+
+# ---------------------------------------------------------------------------
+# elapsed time, tokens seen and epochs in the monitor
+
+@pytest.mark.tui
+def test_the_monitor_shows_the_elapsed_time_the_tokens_seen_and_the_epochs_beside_the_bar(tmp_path, monkeypatch):
+    from pilot import open_monitor
+
+    from fakes import T0, scripted_factory
+
+    monkeypatch.setattr("llmtui.tui.screens.monitor.wall_clock", lambda: T0 + 125.0)
+    app = make_app(tmp_path, trainer_factory=scripted_factory())
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            monitor = await open_monitor(pilot, tmp_path)
+            await wait_for(pilot, lambda: monitor.step == 300, what="events")
+            await pilot.pause()
+            figures = static_text(monitor.query_one("#mon-figures"))
+            # 300 steps x 768 tokens of a 1,003,854-token training split, 2m05s after the start
+            assert figures == "2m05s elapsed · 230.40K tokens · epoch 0.23"
+            line = next(line for line in screen_text(app).splitlines() if "%" in line)
+            assert line.rstrip().endswith(figures)       # all of it shows at 80 columns
+            app.training.stop()
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "SummaryScreen", what="summary")
+            assert static_text(monitor.query_one("#mon-figures")).startswith("22s elapsed")  # stopped at the done record
+
+    run(drive())

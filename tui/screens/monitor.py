@@ -64,6 +64,9 @@ STATUS_TEXT = {
     "done": ("✔", "finished", "green"),
     "failed": ("✖", "failed", "red"),
 }
+# the wall clock the elapsed time is read from (the trainer's events carry time.time());
+# snapshot tests fix it
+wall_clock = time.time
 SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
 # actions that command the trainer: hidden (footer, palette) once the run has ended
 TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping", "sample_now", "stop"})
@@ -114,13 +117,18 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self._timer = None
         self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
+        self._started_at: float | None = None   # the StartEvent's time (the trainer's clock)
+        self._ended_at: float | None = None     # the DoneEvent's, or when the run ended
 
     # -- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
         yield Static("", id="mon-status")
-        yield StillProgressBar(total=None, show_eta=False, show_percentage=True, id="mon-progress")
+        with Horizontal(id="mon-progress-row"):
+            yield StillProgressBar(total=None, show_eta=False, show_percentage=True, id="mon-progress")
+            # elapsed time, tokens seen, epochs: beside the bar, as a progress bar shows them
+            yield Static("", id="mon-figures", markup=False)
         with Horizontal(id="mon-main"):
             chart = LossChart(id="mon-chart", classes="panel")
             chart.border_title = "Loss"
@@ -172,6 +180,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         elif self.status in ("evaluating", "sampling"):
             self._update_eta()     # counts down while an evaluation or a sample sends no events
         self._render_stats()
+        self._render_figures()
         if finished and not self._finalized:
             self._finalize()
 
@@ -242,6 +251,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                     log.write(Text(f"error: {e.message}", "bold red"))
                 case DoneEvent():
                     self.done_event = e
+                    self._ended_at = e.time
                     log.write(f"step {e.step:>6}  done ({e.stop_reason})")
             if e.step > self.step:
                 self.step = e.step
@@ -260,6 +270,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
 
     def _on_start(self, e: StartEvent, log: RichLog) -> None:
         self.info = e
+        self._started_at, self._ended_at = e.time, None
         self.max_steps = e.max_steps
         self.query_one(LossChart).set_total_steps(e.max_steps)
         if self.status in ("starting", "preparing"):
@@ -335,11 +346,6 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             else label
         text.append(f" {symbol} {detail}", style)
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
-        epoch = self.last_train.epoch if self.last_train is not None else None
-        if epoch is not None:      # training.epochs: how much of the data it has seen
-            epochs = getattr(getattr(self.run, "cfg", None), "training", None)
-            of = f"/{epochs.epochs:g}" if epochs is not None and epochs.epochs else ""
-            text.append(f"   epoch {epoch:.2f}{of}")
         if self._eta and self.status in ("running", "pausing", "evaluating", "sampling"):
             text.append(f"   {self._eta}")
         if self.info is not None:
@@ -347,6 +353,30 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                         f"{fmt_count(self.info.n_params)} params", "dim")
         # one fixed-height line: no layout pass needed
         self.query_one("#mon-status", Static).update(text, layout=False)
+
+    def _render_figures(self) -> None:
+        """Beside the bar: the time since training started (this session's, pauses
+        included), the tokens seen (the whole run's, across resumes) and the epochs
+        they make (the share of the training split seen)."""
+        parts = []
+        if self._started_at is not None:
+            end = self._ended_at if self._ended_at is not None else wall_clock()
+            parts.append(f"{fmt_duration(end - self._started_at)} elapsed")
+        t = self.last_train
+        if t is not None:
+            parts.append(f"{fmt_count(t.tokens_seen)} tokens")
+            if t.epoch is not None:       # training.epochs: the trainer counts them
+                epochs = self.run.cfg.training.epochs
+                parts.append(f"epoch {t.epoch:.2f}" + (f"/{epochs:g}" if epochs else ""))
+            elif self.info is not None and self.info.train_tokens:
+                parts.append(f"epoch {t.tokens_seen / self.info.train_tokens:.2f}")
+        text = " · ".join(parts)
+        figures = self.query_one("#mon-figures", Static)
+        if text != getattr(figures, "_shown", None):
+            # a new width needs a layout pass; the same width (seconds ticking) does not
+            width_changed = len(text) != len(getattr(figures, "_shown", "") or "")
+            figures._shown = text
+            figures.update(text, layout=width_changed)
 
     def _render_stats(self) -> None:
         t, ev = self.last_train, self.last_eval
@@ -377,6 +407,9 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
 
     def _finalize(self) -> None:
         self._finalized = True
+        if self._started_at is not None and self._ended_at is None:
+            self._ended_at = wall_clock()    # failed or stopped without a done record
+            self._render_figures()
         if self._timer is not None:
             self._timer.stop()
         run = self.run
