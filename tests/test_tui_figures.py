@@ -86,3 +86,86 @@ def test_the_monitor_shows_the_elapsed_time_the_tokens_seen_and_the_epochs_besid
             assert static_text(monitor.query_one("#mon-figures")).startswith("22s elapsed")  # stopped at the done record
 
     run(drive())
+
+
+# ---------------------------------------------------------------------------
+# the CPU load, and a warning when other processes hold the CPU
+
+def machine(monkeypatch, busy_cores: float, own_cores: float, cores: int = 2) -> None:
+    """The hardware boundary: the machine's CPU counters, as if all processes used
+    `busy_cores` cores and this one `own_cores` of them, on a machine of `cores` CPUs."""
+    import time
+
+    monkeypatch.setattr("llmtui.engine.planning.load.cpu_seconds",
+                        lambda: (busy_cores * time.monotonic(), own_cores * time.monotonic()))
+    monkeypatch.setattr("llmtui.engine.planning.load.cpu_cores", lambda: cores)
+    # exact counters: any span tells (real ones tick every 10 ms)
+    monkeypatch.setattr("llmtui.engine.planning.load.MIN_SPAN_SECONDS", 0.0)
+
+
+def train_events(tiny, extra=()):
+    from llmtui import load_config
+    from llmtui.engine.training.trainer import Trainer
+
+    events = []
+    Trainer(load_config("cpu", tiny + ["run.threads=2", *extra]),
+            listeners=[events.append]).run()
+    return events
+
+
+@pytest.mark.train
+def test_training_warns_once_when_other_processes_hold_the_cpu(tiny, monkeypatch):
+    machine(monkeypatch, busy_cores=2.0, own_cores=0.4)
+    # tiny steps are quick: any step counts as slow here (the rule's 3x the estimate stays)
+    monkeypatch.setattr("llmtui.engine.training.trainer.BUSY_MIN_STEP_SECONDS", 0.0)
+    events = train_events(tiny)
+    start = next(e for e in events if e.kind == "start")
+    assert start.cpu_cores == 2
+    trains = [e for e in events if e.kind == "train"]
+    assert trains[-1].cpu_busy == pytest.approx(2.0, abs=0.05)
+    assert trains[-1].cpu_others == pytest.approx(1.6, abs=0.05)
+    busy = [e.message for e in events if e.kind == "warning" and "machine is busy" in e.message]
+    assert len(busy) == 1, busy                      # once while it lasts, not every interval
+    assert "1.6 of its 2 CPU cores" in busy[0] and "2 threads" in busy[0] and "estimated" in busy[0]
+
+
+@pytest.mark.train
+def test_a_machine_that_training_has_to_itself_gives_no_busy_warning(tiny, monkeypatch):
+    machine(monkeypatch, busy_cores=2.0, own_cores=1.9)
+    monkeypatch.setattr("llmtui.engine.training.trainer.BUSY_MIN_STEP_SECONDS", 0.0)
+    events = train_events(tiny)
+    assert not [e for e in events if e.kind == "warning" and "busy" in e.message]
+    assert [e for e in events if e.kind == "train"][-1].cpu_others == pytest.approx(0.1, abs=0.05)
+
+
+@pytest.mark.tui
+def test_the_monitor_shows_the_cpu_load_beside_tokens_per_second_and_marks_a_busy_machine(tmp_path):
+    import dataclasses
+
+    from pilot import open_monitor
+
+    from fakes import scripted_events, scripted_factory
+    from llmtui.engine.training.events import TrainEvent, WarningEvent
+
+    quiet = scripted_events(upto=100)
+    start = dataclasses.replace(quiet[0], cpu_cores=2, threads=2)
+    busy = [dataclasses.replace(e, step=e.step + 100, time=e.time + 7, cpu_busy=2.0, cpu_others=1.5)
+            for e in quiet if isinstance(e, TrainEvent)]
+    said = WarningEvent(step=200, message="the machine is busy: other processes use 1.5 of its 2 CPU cores")
+    events = [start, *quiet[1:]]      # 2.1 cores busy, 0.2 of them other processes
+    app = make_app(tmp_path, trainer_factory=scripted_factory(events=events + busy + [said]))
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            monitor = await open_monitor(pilot, tmp_path)
+            await wait_for(pilot, lambda: monitor.step == 200, what="events")
+            await pilot.pause()
+            assert monitor.query_one("#mon-side").border_title == "Now · CPU busy"
+            text = screen_text(app)
+            assert "tok/s   12,000\ncpu     2.0/2, others 1.5" in "\n".join(
+                line.strip("│ ").split("││")[-1] for line in text.splitlines())
+            assert "Now · CPU busy" in text
+            assert "warning: the machine is busy" in text
+            app.training.stop()
+
+    run(drive())

@@ -42,6 +42,7 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
+from llmtui.engine.planning.load import contended
 from llmtui.eta import Eta
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
@@ -390,6 +391,20 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             lr += f"  grad {t.grad_norm:.2f}"
         rows.append(("lr", lr))
         rows.append(("tok/s", f"{t.tokens_per_sec:,.0f}" if t else "–"))
+        busy = False
+        if t is not None and t.cpu_busy is not None:
+            # the machine's CPU: the cores busy, and those other processes take when they
+            # leave the training threads short (then the row and the panel's title warn)
+            info = self.info
+            cores = info.cpu_cores if info is not None else None
+            busy = contended(t.cpu_others, cores, info.threads if info is not None else None)
+            of = f"/{cores}" if cores else ""
+            rows.append(("cpu", f"{t.cpu_busy:.1f}{of}, others {t.cpu_others:.1f}" if busy
+                         else f"{t.cpu_busy:.1f}{of} cores busy", "warn" if busy else ""))
+        side = self.query_one("#mon-side")
+        title = "Now · CPU busy" if busy else "Now"
+        if side.border_title != title:
+            side.border_title = title
         rows.append(("ms/step", f"{t.ms_per_step:,.1f}  MFU {100 * t.mfu:.0f}%" if t else "–"))
         if t and t.memory_allocated_mb is not None:
             rows.append(("torch", f"{fmt_mb(t.memory_allocated_mb)} (peak {fmt_mb(t.memory_peak_mb)})"))
