@@ -169,3 +169,40 @@ def test_the_monitor_shows_the_cpu_load_beside_tokens_per_second_and_marks_a_bus
             app.training.stop()
 
     run(drive())
+
+
+# ---------------------------------------------------------------------------
+# the whole sample
+
+@pytest.mark.tui
+def test_v_opens_the_whole_latest_sample_in_a_window_that_scrolls(tmp_path):
+    from pilot import open_monitor
+
+    from fakes import scripted_events, scripted_factory
+    from llmtui.engine.training.events import SampleEvent
+
+    long_text = "".join(f"line {i} of a long sample [b]as written[/b]\n" for i in range(80)) + "THE END"
+    events = scripted_events(upto=100) + [SampleEvent(step=100, prompt="ROMEO:", text=long_text)]
+    app = make_app(tmp_path, trainer_factory=scripted_factory(events=events))
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            monitor = await open_monitor(pilot, tmp_path)
+            await wait_for(pilot, lambda: monitor._sample is not None and "THE END" in monitor._sample[1],
+                           what="the sample")
+            await pilot.pause()
+            assert "THE END" not in screen_text(app)          # the panel cuts it
+            assert "v: read it all" in screen_text(app)
+            await pilot.press("v")
+            await wait_screen(pilot, "TextScreen")
+            body = app.screen.query_one("#text-body")
+            assert static_text(body) == "ROMEO:" + long_text   # whole, brackets as written
+            scroll = app.screen.query_one("#text-scroll")
+            await pilot.press("end")
+            await pilot.pause()
+            assert scroll.scroll_y > 0 and "THE END" in screen_text(app)
+            await pilot.press("escape")
+            await wait_screen(pilot, "MonitorScreen")
+            app.training.stop()
+
+    run(drive())

@@ -1,4 +1,4 @@
-"""Small modal dialogs: confirm, choose one of several, ask for a path."""
+"""Small modal dialogs: confirm, choose one of several, ask for a path, read a long text."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Static
 
@@ -222,3 +222,40 @@ class BrowseScreen(ModalScreen[Path | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class TextScreen(ModalScreen[None]):
+    """A text to read whole (a sample the monitor's panel cuts), as it was written:
+    it scrolls (arrows, PgUp/PgDn, the mouse wheel); `c` copies it; Esc, q or Close
+    goes back."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close"), Binding("c", "copy", "Copy")]
+
+    def __init__(self, title: str, text: str):
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-tall dialog-wide"):
+            yield Label(self.title_text, classes="dialog-title", markup=False)
+            with VerticalScroll(id="text-scroll"):
+                yield Static(self.text, id="text-body", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Label("↑/↓ PgUp/PgDn scroll · c copy · esc close", classes="dialog-hint")
+                yield Button("Close", variant="primary", id="text-close")
+
+    def on_mount(self) -> None:
+        self.query_one("#text-scroll", VerticalScroll).focus()   # the keys scroll it at once
+
+    @on(Button.Pressed, "#text-close")
+    def _close_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.text)
+        self.notify("Copied the text to the clipboard.")

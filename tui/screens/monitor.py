@@ -84,6 +84,8 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         Binding("x", "stop", "Stop"),
         Binding("l", "toggle_log", "Log y"),
         Binding("m", "toggle_smoothing", "Smooth"),
+        # not in the footer (full at 80 columns): the sample panel's subtitle names it
+        Binding("v", "read_sample", "Read the whole sample", show=False),
         Binding("enter", "summary", "Summary"),      # a finished run's (listed once there is one)
         Binding("escape", "back", "Back", show=False),
     ]
@@ -118,6 +120,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self._timer = None
         self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
+        self._sample: tuple[int, str] | None = None   # (step, prompt + text) of the latest sample
         self._started_at: float | None = None   # the StartEvent's time (the trainer's clock)
         self._ended_at: float | None = None     # the DoneEvent's, or when the run ended
 
@@ -233,7 +236,9 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                     self._sample_asked = False
                     if self.status == "sampling":
                         self.status = "running"
+                    self._sample = (e.step, e.prompt + e.text)
                     self.query_one("#mon-sample", Static).update(f"step {e.step}:\n{e.prompt}{e.text}")
+                    self.query_one("#mon-sample-box").border_subtitle = "v: read it all"
                     log.write(f"step {e.step:>6}  sample")
                 case PausedEvent():
                     self.status = "paused"
@@ -510,6 +515,16 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             self.run.stop()
             self.status = "stopping"
 
+    def action_read_sample(self) -> None:
+        """The latest sample whole, in a dialog that scrolls (the panel cuts it)."""
+        if self._sample is None:
+            self.notify("No sample yet: one comes at each evaluation, or press g.", severity="warning")
+            return
+        from llmtui.tui.screens.dialogs import TextScreen
+
+        step, text = self._sample
+        self.app.push_screen(TextScreen(f"Sample at step {step:,} ({len(text):,} characters)", text))
+
     def action_toggle_log(self) -> None:
         chart = self.query_one(LossChart)
         chart.log_scale = not chart.log_scale
@@ -528,6 +543,8 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         yield SystemCommand("Toggle log scale", "Loss chart y axis: linear or log", self.action_toggle_log)
         yield SystemCommand("Toggle smoothing", "Loss chart: smoothed or raw train loss",
                             self.action_toggle_smoothing)
+        yield SystemCommand("Read the whole sample", "The latest sample in full, in a window that scrolls",
+                            self.action_read_sample)
         if not self.run.running:
             return
         yield SystemCommand("Pause / resume training", "Pause at the next step, or continue",
