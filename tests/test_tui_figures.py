@@ -206,3 +206,57 @@ def test_v_opens_the_whole_latest_sample_in_a_window_that_scrolls(tmp_path):
             app.training.stop()
 
     run(drive())
+
+
+# ---------------------------------------------------------------------------
+# the learning-rate jump of a resume
+
+@pytest.mark.train
+@pytest.mark.tui
+def test_the_resume_dialogs_show_the_learning_rate_jump_a_new_length_causes(tmp_path, shared_data_dir):
+    from conftest import TINY
+    from llmtui import load_config
+    from llmtui.engine.training.schedule import lr_at
+    from llmtui.engine.training.trainer import Trainer
+
+    def cfg(*more):
+        return load_config("cpu", TINY + [f'run.out_dir="{tmp_path / "runs"}"', 'run.device="cpu"',
+                                          f'data.prepared_dir="{shared_data_dir}"', *more])
+
+    done = cfg("training.max_steps=20", "training.save_best=false")
+    run_dir = Trainer(done).run().run_dir          # cosine: at step 20 of 20 the rate is at its floor
+    floor = lr_at(20, done.scheduler, done.optimizer.learning_rate, 20)
+    app = make_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "HardwareScreen")
+            app.open_run(run_dir)
+            await wait_screen(pilot, "RunScreen")
+            await wait_for(pilot, lambda: app.screen.info is not None, what="run read")
+            await pilot.press("r")
+            await wait_screen(pilot, "NumberScreen")
+            dialog = app.screen
+            note = lambda: static_text(dialog.query_one("#ask-note"))  # noqa: E731
+            at_40 = lr_at(20, done.scheduler, done.optimizer.learning_rate, 40)
+            assert note().startswith(f"Learning rate at step 20: {floor:.3g} -> {at_40:.3g} "
+                                     "(the 20-step schedule becomes one of 40 steps)")
+            assert 'scheduler.kind = "wsd"' in note()
+            dialog.query_one("#ask-input").value = "30"                  # as it is typed
+            await pilot.pause()
+            assert f"-> {lr_at(20, done.scheduler, done.optimizer.learning_rate, 30):.3g} " in note()
+            await pilot.press("escape")
+            await wait_screen(pilot, "RunScreen")
+            # the same run started again from the wizard with a longer config: the choice says it too
+            app.start_training(cfg("training.max_steps=40", "training.save_best=false"))
+            await wait_screen(pilot, "ChoiceScreen")
+            question = static_text(app.screen.query_one(".dialog-question"))
+            assert f"Resuming with this config: Learning rate at step 20: {floor:.3g} -> {at_40:.3g}" in question
+            await pilot.press("escape")
+            await wait_screen(pilot, "RunScreen")
+            app.start_training(done)                                     # the same length: no jump
+            await wait_screen(pilot, "ChoiceScreen")
+            assert "Learning rate" not in static_text(app.screen.query_one(".dialog-question"))
+            await pilot.press("escape")
+
+    run(drive())

@@ -277,6 +277,9 @@ class LlmtuiApp(App[int]):
 
             question = (f"{run_dir} already holds checkpoints (up to step {step:,}).\n"
                         "Resume that run, or delete its checkpoints and start over?")
+            note = self._resume_lr_note(run_dir, cfg)
+            if note:
+                question += f"\n\nResuming with this config: {note}"
 
             def chosen(choice: str | None) -> None:
                 if choice == "resume":
@@ -295,6 +298,17 @@ class LlmtuiApp(App[int]):
         self.training = run
         self.push_screen(MonitorScreen(run))
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
+
+    def _resume_lr_note(self, run_dir: Path, cfg) -> str | None:
+        """What resuming `run_dir` with `cfg` does to the learning rate where it goes on."""
+        from llmtui.engine.training.checkpoint import candidates
+        from llmtui.engine.training.runs import resume_point
+
+        if cfg.training.epochs > 0:    # the length comes from the data: known once training starts
+            return None
+        newest = candidates(run_dir)   # not verified here (the resume does it): a note, no hashing
+        point = resume_point(newest[0]) if newest else None
+        return point.lr_change(cfg.training.max_steps, cfg) if point is not None else None
 
     def resume_run(self, run_dir: Path, max_steps: int) -> None:
         """Continue a run from its newest intact checkpoint, to `max_steps`."""

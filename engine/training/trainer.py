@@ -83,7 +83,7 @@ from llmtui.engine.training.events import (
 )
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
-from llmtui.engine.training.schedule import lr_at, wsd_decay_start
+from llmtui.engine.training.schedule import lr_at, lr_jump, lr_jump_hint
 from llmtui.engine.training.snapshot import (
     checkpoint_files,
     load_model_state,
@@ -635,21 +635,12 @@ class Trainer:
         """Say so when a resume with another max_steps changes the learning rate at the
         resume point (the schedule follows the config's length)."""
         c, step, new = setup.config, self.state.step, self.state.max_steps
-        if saved_max_steps == new or step == 0:
+        jump = lr_jump(c.scheduler, c.optimizer.learning_rate, step, saved_max_steps, new)
+        if jump is None:
             return
-        peak = c.optimizer.learning_rate
-        before, after = lr_at(step, c.scheduler, peak, saved_max_steps), lr_at(step, c.scheduler, peak, new)
-        if before == after:
-            return
-        if c.scheduler.kind == "wsd":
-            start = wsd_decay_start(c.scheduler, saved_max_steps)
-            hint = (f"step {step} is inside the decay of the {saved_max_steps:,}-step run (from step "
-                    f"{start:,}); resume from a checkpoint before step {start:,} to extend without a jump")
-        else:
-            hint = ("scheduler.kind = \"wsd\" extends a run without a jump (or set scheduler.decay_steps "
-                    "to keep the old schedule)")
+        before, after = jump
         self.warn(f"max_steps {saved_max_steps:,} -> {new:,}: the learning rate at step {step:,} goes "
-                  f"from {before:.3g} to {after:.3g}; {hint}")
+                  f"from {before:.3g} to {after:.3g}; {lr_jump_hint(c.scheduler, step, saved_max_steps)}")
 
     # -- checkpoints -------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -97,6 +98,9 @@ class AskScreen(ModalScreen):
                 yield Static(self.question, classes="dialog-question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, type=self.input_type, id="ask-input")
             yield ErrorText(id="ask-error")
+            note = Static("", id="ask-note", classes="dialog-note", markup=False)
+            note.display = False      # only for a question that explains its answer
+            yield note
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.action_label, variant="primary", id="ask-ok")
                 yield Button("Cancel", id="ask-cancel")
@@ -146,11 +150,34 @@ class PathScreen(AskScreen):
 
 
 class NumberScreen(AskScreen):
-    """Ask for a whole number in [low, high] (e.g. a new max_steps)."""
+    """Ask for a whole number in [low, high] (e.g. a new max_steps). `explain(n)`, when
+    given, says what choosing n would do (shown under the box as it is typed)."""
 
-    def __init__(self, title: str, question: str, value: int, low: int, high: int, action: str = "OK"):
+    def __init__(self, title: str, question: str, value: int, low: int, high: int, action: str = "OK",
+                 explain: Callable[[int], str | None] | None = None):
         super().__init__(title, str(value), action, question=question, input_type="integer")
         self.low, self.high = low, high
+        self.explain = explain
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._explain(self.value)
+
+    @on(Input.Changed, "#ask-input")
+    def _changed(self, event: Input.Changed) -> None:
+        self._explain(event.value)
+
+    def _explain(self, text: str) -> None:
+        if self.explain is None:
+            return
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        note = self.explain(value) if value is not None and self.low <= value <= self.high else None
+        widget = self.query_one("#ask-note", Static)
+        widget.update(note or "")
+        widget.display = bool(note)
 
     def read(self, text: str) -> int:
         try:
