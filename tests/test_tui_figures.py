@@ -260,3 +260,39 @@ def test_the_resume_dialogs_show_the_learning_rate_jump_a_new_length_causes(tmp_
             await pilot.press("escape")
 
     run(drive())
+
+
+# ---------------------------------------------------------------------------
+# other runs while one trains
+
+@pytest.mark.tui
+def test_escape_from_a_training_monitor_browses_while_it_trains_and_ctrl_t_comes_back(tmp_path):
+    from pilot import open_monitor
+
+    from fakes import scripted_factory
+
+    app = make_app(tmp_path, trainer_factory=scripted_factory())
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            monitor = await open_monitor(pilot, tmp_path)
+            await wait_for(pilot, lambda: monitor.step == 300, what="events")
+            await pilot.press("escape")                      # was: "stop it first"
+            await wait_screen(pilot, "HardwareScreen")
+            assert app.training.running and monitor in app.screen_stack
+            top = static_text(app.screen.query_one("TitleBar"))
+            assert top == "llmtui · hardware   ·   ● cpu training: step 300/600 (ctrl+t)"
+            await pilot.press("r")                           # the runs view, over the training run
+            await wait_screen(pilot, "RunsScreen")
+            await wait_for(pilot, lambda: "● cpu training: step 300/600" in screen_text(app), 5, "top line")
+            app.training.stop()                              # it ends while the user is elsewhere
+            await wait_for(pilot, lambda: monitor.status == "done", what="the covered monitor's poll")
+            assert type(app.screen).__name__ == "RunsScreen"             # not pulled away
+            await wait_for(pilot, lambda: "✔ cpu finished at step 300" in screen_text(app), 5, "top line")
+            await pilot.press("ctrl+t")
+            await wait_screen(pilot, "MonitorScreen")
+            assert app.screen is monitor
+            await pilot.press("enter")                       # its summary, as after any run
+            await wait_screen(pilot, "SummaryScreen")
+
+    run(drive())

@@ -87,7 +87,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         # not in the footer (full at 80 columns): the sample panel's subtitle names it
         Binding("v", "read_sample", "Read the whole sample", show=False),
         Binding("enter", "summary", "Summary"),      # a finished run's (listed once there is one)
-        Binding("escape", "back", "Back", show=False),
+        Binding("escape", "back", "Back (while training: browse; ctrl+t returns)", show=False),
     ]
 
     # `var`, not `reactive`: a reactive on a screen repaints the whole screen when it
@@ -121,6 +121,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
         self._sample: tuple[int, str] | None = None   # (step, prompt + text) of the latest sample
+        self.ended_unseen = False               # the run ended while another screen was shown
         self._started_at: float | None = None   # the StartEvent's time (the trainer's clock)
         self._ended_at: float | None = None     # the DoneEvent's, or when the run ended
 
@@ -446,6 +447,8 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             self.status = "done" if self.done_event else "failed"
         self._update_progress()
         self.refresh_bindings()   # the trainer's keys leave the footer
+        if self.app.background_monitor() is self:   # the user is elsewhere: the top line tells
+            self.ended_unseen = True
         self.app.training_finished(self)
 
     # -- commands --------------------------------------------------------------------
@@ -535,9 +538,28 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
 
     def action_back(self) -> None:
         if self.run.running:
-            self.notify("Training is running: stop it first (x) or quit (ctrl+q).", severity="warning")
+            # browse while it trains: the home screen opens over this one, which goes on
+            # polling; ctrl+t (or the top line) comes back
+            from llmtui.tui.screens.hardware import HardwareScreen
+
+            self.app.push_screen(HardwareScreen())
+            self.notify("Training goes on. Ctrl+T (or the top line) brings its monitor back.",
+                        title=f"{self.run.cfg.run.name} is training")
         else:
             self.app.pop_screen()
+
+    def on_screen_resume(self) -> None:
+        self.ended_unseen = False
+
+    def progress_line(self) -> str | None:
+        """The run in one line, for the title of a screen shown over this one."""
+        symbol, label, _ = STATUS_TEXT.get(self.status, ("?", self.status, ""))
+        name = self.run.cfg.run.name
+        if self.run.running:
+            return f"{symbol} {name} {label.split(':')[0]}: step {self.step:,}/{self.max_steps:,}"
+        if self.ended_unseen:      # it ended while the user was elsewhere: until they look
+            return f"{symbol} {name} {label} at step {self.step:,}"
+        return None
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Toggle log scale", "Loss chart y axis: linear or log", self.action_toggle_log)
