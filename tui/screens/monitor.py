@@ -540,9 +540,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         if self.run.running:
             # browse while it trains: the home screen opens over this one, which goes on
             # polling; ctrl+t (or the top line) comes back
-            from llmtui.tui.screens.hardware import HardwareScreen
-
-            self.app.push_screen(HardwareScreen())
+            self.app.push_screen(self.app.get_default_screen())
             self.notify("Training goes on. Ctrl+T (or the top line) brings its monitor back.",
                         title=f"{self.run.cfg.run.name} is training")
         else:

@@ -41,9 +41,8 @@ class TitleBar(Static):
 
     def on_mount(self) -> None:
         self._refresh_line()
-        from llmtui.tui.screens.monitor import MonitorScreen
-
-        if not isinstance(self.screen, MonitorScreen) and self.app.background_monitor() is not None:
+        monitor = self.app.background_monitor()
+        if monitor is not None and self.screen is not monitor:
             self.set_interval(TRAINING_LINE_SECONDS, self._refresh_line)
 
     def _refresh_line(self) -> None:
