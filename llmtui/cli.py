@@ -302,7 +302,9 @@ def cmd_sample(argv: list[str]) -> int:
     try:
         text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
                                       temperature=args.temperature, top_k=args.top_k,
-                                      seed=args.seed, device=args.device, force=args.force, warn=warn)
+                                      seed=args.seed, device=args.device, force=args.force, warn=warn,
+                                      loaded_from=lambda m: print(f"sampling from {m.describe()}",
+                                                                  file=sys.stderr, flush=True))
     except UserError as exc:
         return fail(str(exc))
     sys.stdout.write(args.prompt + text + "\n")

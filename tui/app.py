@@ -47,6 +47,9 @@ class LlmtuiApp(LlmtuiAppBase):
         Binding("ctrl+c", "interrupt", "Copy selection, else quit", show=False, priority=True,
                 tooltip="(a run being trained saves first)"),
         Binding("question_mark,f1", "toggle_keys", "Keys", key_display="?"),
+        # back to the monitor from a screen opened over it while it trains (the top line says
+        # so); before a screen's own ctrl+t (the data step's Start training, refused then)
+        Binding("ctrl+t", "show_training", "Back to the training run", show=False, priority=True),
         Binding("escape", "hide_keys", "Close keys", show=False, priority=True),
     ]
 
@@ -251,6 +254,45 @@ class LlmtuiApp(LlmtuiAppBase):
         if isinstance(self.screen, HardwareScreen):
             self.screen.open_preset(name)
 
+    def background_monitor(self):
+        """The monitor of this session's run when another screen (not a dialog) is shown
+        over it (browsing while it trains, or after it ended there), else None."""
+        from textual.screen import ModalScreen
+
+        from llmtui.tui.screens.monitor import MonitorScreen
+
+        stack = self.screen_stack
+        for i, screen in enumerate(stack):
+            if isinstance(screen, MonitorScreen):
+                if any(not isinstance(above, ModalScreen) for above in stack[i + 1:]):
+                    return screen
+        return None
+
+    def action_show_training(self) -> None:
+        """Back to the monitor: the screens opened over it close (a config with unsaved
+        changes among them asks first)."""
+        monitor = self.background_monitor()
+        if monitor is None:
+            return
+        above = self.screen_stack[self.screen_stack.index(monitor) + 1:]
+        dirty = [s for s in above if getattr(getattr(s, "doc", None), "dirty", False)
+                 and type(s).__name__ == "WizardScreen"]
+
+        def back(yes: bool | None = True) -> None:
+            if yes:
+                while self.screen is not monitor and monitor in self.screen_stack:
+                    self.pop_screen()
+
+        if dirty:
+            from llmtui.tui.screens.dialogs import ConfirmScreen
+
+            doc = getattr(dirty[-1], "doc")     # a WizardScreen's (imported lazily: no cycle)
+            self.push_screen(ConfirmScreen(f"{doc.path or doc.origin} has changes that are not saved. "
+                                           "Go back to the training run and discard them?", yes="Discard",
+                                           title="Unsaved changes"), back)
+            return
+        back()
+
     def go_home(self) -> bool:
         """Back to the hardware screen; False (and a notice) while training runs."""
         from llmtui.tui.screens.hardware import HardwareScreen
@@ -283,6 +325,9 @@ class LlmtuiApp(LlmtuiAppBase):
 
             question = (f"{run_dir} already holds checkpoints (up to step {step:,}).\n"
                         "Resume that run, or delete its checkpoints and start over?")
+            note = self._resume_lr_note(run_dir, cfg)
+            if note:
+                question += f"\n\nResuming with this config: {note}"
 
             def chosen(choice: str | None) -> None:
                 if choice == "resume":
@@ -301,6 +346,17 @@ class LlmtuiApp(LlmtuiAppBase):
         self.training = run
         self.push_screen(MonitorScreen(run))
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
+
+    def _resume_lr_note(self, run_dir: Path, cfg) -> str | None:
+        """What resuming `run_dir` with `cfg` does to the learning rate where it goes on."""
+        from llmtui.engine.training.checkpoint import candidates
+        from llmtui.engine.training.runs import resume_point
+
+        if cfg.training.epochs > 0:    # the length comes from the data: known once training starts
+            return None
+        newest = candidates(run_dir)   # not verified here (the resume does it): a note, no hashing
+        point = resume_point(newest[0]) if newest else None
+        return point.lr_change(cfg.training.max_steps, cfg) if point is not None else None
 
     def resume_run(self, run_dir: Path, max_steps: int) -> None:
         """Continue a run from its newest intact checkpoint, to `max_steps`."""
@@ -345,12 +401,17 @@ class LlmtuiApp(LlmtuiAppBase):
             return
         from textual.screen import ModalScreen
 
-        while self.screen is not monitor and isinstance(self.screen, ModalScreen):
-            self.pop_screen()  # e.g. a stop confirmation that is moot now
+        while self.background_monitor() is None and self.screen is not monitor \
+                and isinstance(self.screen, ModalScreen):
+            self.pop_screen()  # e.g. a stop confirmation that is moot now (not a dialog of another screen)
         monitor.summary = (summary, defaults)   # the finished monitor opens it again (enter)
         monitor.refresh_bindings()
         if self.screen is monitor:
             self.push_screen(SummaryScreen(summary, defaults))
+        elif self.background_monitor() is monitor:    # the user is browsing elsewhere
+            self.notify(f"{cfg.run.name} finished at step {summary.get('steps', monitor.step):,}. "
+                        "Ctrl+T shows its monitor (enter: the summary).", title="Training finished",
+                        timeout=10, markup=False)
 
     # -- quitting ---------------------------------------------------------------------
 
@@ -412,6 +473,8 @@ class LlmtuiApp(LlmtuiAppBase):
         self.action_hide_help_panel()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_training":
+            return self.background_monitor() is not None
         if action == "hide_keys":
             # Esc closes the keys panel when it is open; otherwise it is the screen's
             return bool(self.screen.query("HelpPanel"))

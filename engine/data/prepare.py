@@ -221,6 +221,27 @@ def check_sources(cfg) -> None:
         load_tokenizer_file(t.path, t.special_tokens, t.kind)   # a file that does not parse: refused now
 
 
+# bytes of UTF-8 text per token, for estimates made before the data is prepared: a
+# character each (char), about 4 for English with a BPE vocabulary (GPT-2's, or a trained one)
+BYTES_PER_TOKEN = {"char": 1.0, "bpe": 4.0, "trained": 4.0}
+
+
+def estimate_train_tokens(cfg) -> int | None:
+    """About how many training tokens the configured text sources make, before they are
+    prepared: their size in bytes over BYTES_PER_TOKEN, less the validation share. Cheap
+    (file sizes only; nothing is read). None when it cannot be told cheaply: token
+    files, records (JSONL, CSV, Parquet, datasets), or a source that does not exist."""
+    try:
+        sources = _configured_sources(cfg, load=False)
+    except (DataError, OSError):
+        return None
+    if any(s.kind not in ("builtin", "text", "folder") or any(d.records for d in s.docs) for s in sources):
+        return None
+    size = sum(d.size for s in sources for d in s.docs)
+    share = 1.0 if (cfg.data.val_source or cfg.data.val_sources) else 1 - cfg.data.val_fraction
+    return int(size / BYTES_PER_TOKEN.get(cfg.tokenizer.kind, 4.0) * share)
+
+
 def check_tokenizer(cfg) -> None:
     """Fail now, writing nothing, when the tokenizer of a text corpus cannot be had (a
     tiktoken encoding that is unknown or not downloaded) or data.prepared_dir cannot be

@@ -117,6 +117,8 @@ class _TextFile:
         """--strict: a first pass counts the characters the vocabulary lacks."""
         count, first = 0, None
         for text in self._pieces(None):
+            if text is None:
+                continue
             ids = tokenizer.encode_array(text, strict=False)
             if len(ids) < len(text):
                 count += len(text) - len(ids)
@@ -145,7 +147,8 @@ class _TextFile:
         if progress:
             progress(total, total)
 
-    def _pieces(self, on_read: Callable[[int], None] | None) -> Iterator[str]:
+    def _pieces(self, on_read: Callable[[int], None] | None) -> Iterator[str | None]:
+        """The text, in pieces; None stands for the end-of-text token (between records)."""
         return text_chunks(self.path, on_read, block=READ_PIECE)
 
     def _encode(self, text: str | None) -> np.ndarray:

@@ -8,6 +8,7 @@
     estimate    the labelled estimate of a run from the config alone: memory against the device, time
     autotune    micro-batch, accumulation and precision fitted to a device
     calibrate   seconds per step measured with the real model
+    load        how busy the CPU is while training, and whether other processes hold it
     recommend   the preset for this machine, with the reasons
 
 May import: llmtui.engine.config, data, model, errors. Never training.

@@ -10,6 +10,7 @@ lists at once.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,51 @@ def newest_checkpoint_step(run_dir: Path) -> int | None:
 def newest_intact_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
     """The newest checkpoint whose files verify, and a note for each damaged one skipped."""
     return ckpt.latest_intact(run_dir)
+
+
+@dataclass
+class ResumePoint:
+    """Where a resume of a run starts: a checkpoint's step, the length of the run that
+    wrote it and the config it was trained with."""
+    checkpoint: Path
+    step: int
+    max_steps: int
+    config: Config
+
+    def lr_change(self, new_max_steps: int, config: Config | None = None) -> str | None:
+        """What resuming to `new_max_steps` with `config` (by default the checkpoint's own)
+        does to the learning rate at the resume point, in one sentence, or None when it
+        stays: the schedule follows the new length and the new config's settings."""
+        from llmtui.engine.training.schedule import lr_at, lr_jump_hint
+
+        old, new = self.config, config or self.config
+        before = lr_at(self.step, old.scheduler, old.optimizer.learning_rate, self.max_steps)
+        after = lr_at(self.step, new.scheduler, new.optimizer.learning_rate, new_max_steps)
+        if self.step == 0 or math.isclose(before, after, rel_tol=1e-6):
+            return None
+        same = old.scheduler == new.scheduler and old.optimizer.learning_rate == new.optimizer.learning_rate
+        why = (f"the {self.max_steps:,}-step schedule becomes one of {new_max_steps:,} steps" if same
+               else "the new config's learning rate or schedule")
+        hint = f"; {lr_jump_hint(old.scheduler, self.step, self.max_steps)}" if same else ""
+        return (f"Learning rate at step {self.step:,}: {before:.3g} -> {after:.3g} ({why}){hint}.")
+
+
+def resume_point(checkpoint: Path) -> ResumePoint | None:
+    """The ResumePoint of a checkpoint directory, or None when its state.json or its
+    config.toml cannot be read (the resume itself then says why)."""
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.errors import UserError
+
+    state = _json(checkpoint / "state.json")
+    step, max_steps = state.get("step"), state.get("max_steps")
+    if not (isinstance(step, int) and isinstance(max_steps, int)) or isinstance(step, bool) \
+            or isinstance(max_steps, bool) or step < 0 or max_steps < 0:
+        return None
+    try:
+        cfg = load_config(str(checkpoint / "config.toml"))
+    except (UserError, OSError):
+        return None
+    return ResumePoint(checkpoint, step, max_steps, cfg)
 
 
 def _json(path: Path) -> dict:

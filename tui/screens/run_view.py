@@ -275,8 +275,18 @@ class RunScreen(ReportsWorkerErrors, Screen):
             if steps is not None:
                 self.app.resume_run(self.run_dir, steps)
 
+        # the learning rate where training goes on: a new length moves the schedule under it
+        from llmtui.engine.training.checkpoint import candidates
+        from llmtui.engine.training.runs import resume_point
+
+        # the newest intact one once the Checkpoints tab verified them; else the newest (no
+        # hashing here: the resume verifies)
+        checkpoint = self._newest_checkpoint() if self.verified is not None else \
+            next(iter(candidates(self.run_dir)), None)
+        point = resume_point(checkpoint) if checkpoint is not None else None
         self.app.push_screen(NumberScreen("Resume run", question, default, r.steps + 1, 10**9,
-                                          action="Resume"), chosen)
+                                          action="Resume", explain=point.lr_change if point else None),
+                             chosen)
 
     def action_generate(self) -> None:
         checkpoint = self._newest_checkpoint()

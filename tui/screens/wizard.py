@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import getters, on
 from textual.app import ComposeResult
@@ -33,6 +34,9 @@ from llmtui.tui.widgets.config_field import START_FROM, ConfigField
 from llmtui.tui.widgets.derived_panel import DerivedPanel
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.title_bar import TitleBar
+
+if TYPE_CHECKING:
+    from llmtui.engine.training.init_from import SourcePeek
 
 # the first header line _refresh_header writes
 MADE_FROM = re.compile(r"^llmtui config, made from preset (\S+) and then changed\.$")
@@ -64,10 +68,11 @@ class WizardScreen(Screen):
         self.first_section = section
         self.invalid: dict[str, str] = {}     # field path -> error
         self.cross_error: ConfigError | None = None   # a rule across fields that fails
-        self.source = None          # engine.training.init_from.SourcePeek of model.init_from
+        self.source: SourcePeek | None = None     # what model.init_from names, peeked
         self._source_error: str | None = None   # what is wrong with the value the file held
         self._displaced: dict[str, object] = {}  # settings the start model took the place of
         self._built: set[str] = set()
+        self._tokens_estimate: tuple[tuple, int | None] | None = None   # (data settings, tokens)
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -328,7 +333,21 @@ class WizardScreen(Screen):
             except UserError as exc:
                 panel.show(None, None, exc.detail)
                 return
-        panel.show(cfg, est, vocab_known=vocab_known)
+        panel.show(cfg, est, vocab_known=vocab_known, train_tokens=self._train_tokens(cfg))
+
+    def _train_tokens(self, cfg) -> tuple[int, bool] | None:
+        """The training split's tokens: counted once the data step prepared these data
+        settings, else estimated from the corpus size (file sizes: cheap, and asked again
+        only when the data settings change)."""
+        session = self.app.session
+        if session.data_is_current() and session.data_summary.get("train_tokens"):
+            return int(session.data_summary["train_tokens"]), True
+        key = session.data_settings()
+        if self._tokens_estimate is None or self._tokens_estimate[0] != key:
+            from llmtui.engine.data.prepare import estimate_train_tokens
+            self._tokens_estimate = (key, estimate_train_tokens(cfg))
+        tokens = self._tokens_estimate[1]
+        return (tokens, False) if tokens else None
 
     def refresh_derived(self) -> None:
         """Hardware detection finished (or the data changed): estimate again. A wizard

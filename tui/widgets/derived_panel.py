@@ -6,6 +6,7 @@ Everything here is computed (parameter count, batch arithmetic) or estimated
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from llmtui.engine.config.resolved import is_auto
@@ -18,9 +19,12 @@ if TYPE_CHECKING:
 
 
 def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = None,
-                 vocab_known: bool = False, model_from: str | None = None) -> list[Row]:
+                 vocab_known: bool = False, model_from: str | None = None,
+                 train_tokens: tuple[int, bool] | None = None) -> list[Row]:
     """`model_from`: the model comes from a source that is not at hand yet (an hf: id not
-    in the cache): that is said instead of figures of a model the run will not build."""
+    in the cache): that is said instead of figures of a model the run will not build.
+    `train_tokens`: (tokens in the training split, whether that is the prepared count
+    rather than an estimate from the corpus size), or None when unknown."""
     rows: list[Row] = []
     if cfg is None:
         return [("Fix the settings", "", "heading"), ("", error or "", "bad wrap")]
@@ -55,12 +59,26 @@ def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = N
         rows.append(("tokens/step", f"{tokens_step:,}"))
     else:
         rows.append(("effective", "auto (needs hardware)"))
+    tokens, exact = train_tokens if train_tokens and train_tokens[0] > 0 else (None, False)
+    approx = "" if exact else "~"
     if t.epochs > 0:
         rows.append(("length", f"{t.epochs:g} epochs"))
+        if batch is not None and tokens:
+            # as the trainer counts them: every window of block_size once per epoch
+            windows = max(1, (tokens - 1) // m.block_size)
+            steps = max(1, math.ceil(t.epochs * math.ceil(windows / (batch * accum))))
+            rows.append(("steps", f"{approx}{steps:,}"))
     else:
         rows.append(("steps", f"{t.max_steps:,}"))
         if tokens_step:
             rows.append(("tokens", fmt_count(tokens_step * t.max_steps)))
+            if tokens:   # the share of the training split that many tokens make
+                rows.append(("epochs", f"{approx}{tokens_step * t.max_steps / tokens:,.2f}"
+                             + ("" if exact else " (est.)")))
+    if tokens:
+        rows.append(("train set", f"{approx}{fmt_count(tokens)} tokens"))
+    else:
+        rows.append(("train set", "not prepared", "dim"))
     if est is None:
         rows.append(("Estimates", "", "heading"))
         rows.append(("", error or "waiting for hardware detection", "dim wrap"))
@@ -94,5 +112,6 @@ class DerivedPanel(StatPanel):
         super().__init__("Derived", label_width=12, **kwargs)
 
     def show(self, cfg: Config | None, est: Estimate | None, error: str | None = None,
-             vocab_known: bool = False, model_from: str | None = None) -> None:
-        self.set_rows(derived_rows(cfg, est, error, vocab_known, model_from))
+             vocab_known: bool = False, model_from: str | None = None,
+             train_tokens: tuple[int, bool] | None = None) -> None:
+        self.set_rows(derived_rows(cfg, est, error, vocab_known, model_from, train_tokens))

@@ -106,11 +106,11 @@ def recommendation_renderable(rec: Recommendation) -> Group:
     for warning in rec.warnings:
         reasons.add_row(Text("!", "yellow"), Text(warning, "yellow"))
     parts.append(reasons)
-    if getattr(rec, "finetune_preset", None):
+    if rec.finetune_preset:
         finetune = Text()
         finetune.append("Or fine-tune: ", "bold")
         finetune.append(rec.finetune_preset, "bold green")
-        finetune.append(f" — {rec.finetune_reason}. Pick it under Another preset.")
+        finetune.append(f" — {rec.finetune_reason or ''}. Pick it under Another preset.")
         parts.append(finetune)
     if rec.settings:
         parts.append(Text("Tuned for this machine", "bold"))
