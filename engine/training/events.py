@@ -74,6 +74,9 @@ class StartEvent(Event):
     # matmul FLOPs of the optimizer per step (Muon's Newton-Schulz iterations), apart from
     # the model's FLOPs that `mfu` counts
     optimizer_flops_per_step: int = optional(0)
+    # torchrun --max-restarts: how many times torchrun restarted the processes before
+    # this start (TORCHELASTIC_RESTART_COUNT); a restarted group resumes its run
+    restart: int = optional(0)
 
 
 @dataclass(frozen=True, kw_only=True)
