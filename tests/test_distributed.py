@@ -1,8 +1,12 @@
 """torchrun: data-parallel training on CPU with gloo; rank 0 alone writes."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -11,64 +15,139 @@ from conftest import read_jsonl
 pytestmark = [pytest.mark.subprocess, pytest.mark.train]
 
 
+def torchrun_cmd(tiny, *extra, restarts: int = 0) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "--max-restarts", str(restarts), "-m", "llmtui", "--", "--run", "cpu", "--plain",
+            *sum((["-o", o] for o in tiny), []), *extra]
+
+
 def torchrun(tiny, cwd, *extra):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "llmtui", "--", "--run", "cpu", "--plain",
-           *sum((["-o", o] for o in tiny), []), *extra]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=240)
+    return subprocess.run(torchrun_cmd(tiny, *extra), cwd=cwd, capture_output=True, text=True, timeout=240)
 
 
-def test_two_processes_train_one_run_and_resume(tiny, tmp_path):
-    args = ["--max-iters", "10", "-o", "checkpoint.every_n_steps=5", "-o", "eval.every_n_steps=5"]
-    proc = torchrun(tiny, tmp_path, *args)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    run = tmp_path / "runs" / "tiny"
-    events = read_jsonl(run / "metrics.jsonl")
-    start = next(e for e in events if e["kind"] == "start")
-    assert start["world_size"] == 2 and start["tokens_per_step"] == 2 * 4 * 16
-    # one record per step, not one per process
-    assert [e["step"] for e in events if e["kind"] == "train"] == [5, 10]
-    assert proc.stdout.count("step 10/10") == 1
-    state = json.loads((run / "last" / "state.json").read_text())
-    assert state["world_size"] == 2 and len(state["samplers"]) == 2
-    assert state["samplers"][0] != state["samplers"][1]  # each rank its own batches
-
-    again = torchrun(tiny, tmp_path, "--resume", "--max-iters", "15",
-                     "-o", "checkpoint.every_n_steps=5", "-o", "eval.every_n_steps=5")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert json.loads((run / "train_log.json").read_text())["steps"] == 15
+def wait_for(condition, proc, what: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert proc.poll() is None, f"torchrun ended before {what}: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {seconds:.0f} s"
+        time.sleep(0.05)
 
 
-def test_rank_0_holds_the_run_lock(tiny, tmp_path):
-    """Under torchrun the run's lock is rank 0's; a second writer is refused naming it."""
-    import signal
-    import time
-    from pathlib import Path
-
+def test_two_processes_train_one_run_hold_its_lock_resume_and_survive_a_killed_rank(tiny, tmp_path, capsys):
+    """One run under torchrun (two processes, gloo), its launches shared by what they test.
+    First: rank 0 holds the run's lock, a second writer is refused naming it, and SIGTERM
+    stops both processes with `last` saved and the lock gone. Then `--resume` under
+    `torchrun --max-restarts 1`: rank 0 (the lock's holder) is killed with SIGKILL after a
+    checkpoint; torchrun restarts the group, which takes over the dead holder's lock,
+    continues from that checkpoint and finishes: exit 0, every step recorded once (not
+    once per process), the full step count in train_log.json."""
+    from llmtui.cli import main
     from llmtui.engine.training import rundir
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "llmtui", "--", "--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []),
-           "--max-iters", "100000"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    every = 20
+    args = ["-o", f"checkpoint.every_n_steps={every}", "-o", "eval.every_n_steps=100000"]
+    first = subprocess.Popen(torchrun_cmd(tiny, "--max-iters", "100000", *args), cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "runs" / "tiny"
+    metrics = run / "metrics.jsonl"
     try:
-        deadline = time.monotonic() + 180
-        while not ((run / "metrics.jsonl").exists() and "train" in (run / "metrics.jsonl").read_text()):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-2000:]
-            time.sleep(0.2)
+        wait_for(lambda: metrics.exists() and '"train"' in metrics.read_text(), first, "train record")
         holder = rundir.holder(run)
         assert holder is not None and holder.alive
         environ = Path(f"/proc/{holder.pid}/environ").read_bytes().split(b"\0")
         assert b"RANK=0" in environ and b"WORLD_SIZE=2" in environ
-        second = subprocess.run([sys.executable, "-m", "llmtui", "--run", "cpu", "--plain",
-                                 *sum((["-o", o] for o in tiny), []), "--resume"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2 and f"PID {holder.pid}" in second.stderr
+        second = main(["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []), "--resume"])
+        assert second == 2 and f"PID {holder.pid}" in capsys.readouterr().err
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(120)
+        first.send_signal(signal.SIGTERM)
+        first.wait(120)
     assert rundir.holder(run) is None
+    stopped = json.loads((run / "last" / "state.json").read_text())["step"]
+    assert stopped >= 5
+
+    # --resume under torchrun --max-restarts 1, and rank 0 killed after its first checkpoint
+    max_steps = (stopped // every + 10) * every
+    killed_after = (stopped // every + 1) * every
+    again = subprocess.Popen(torchrun_cmd(tiny, "--resume", "--max-iters", str(max_steps), *args,
+                                          restarts=1),
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (run / f"step_{killed_after}" / "manifest.json").exists(), again, "checkpoint")
+    holder = rundir.holder(run)
+    assert holder is not None and holder.alive
+    os.kill(holder.pid, signal.SIGKILL)
+    out, err = again.communicate(timeout=240)
+    assert again.returncode == 0, err[-3000:]
+
+    events = read_jsonl(metrics)
+    starts = [e for e in events if e["kind"] == "start"]
+    assert len(starts) == 3
+    assert starts[0]["world_size"] == 2 and starts[0]["tokens_per_step"] == 2 * 4 * 16
+    assert starts[0]["resumed_from"] is None and "restart" not in starts[0]
+    # the --resume, then the restart from the checkpoint rank 0 left (or a later one)
+    assert starts[1]["start_step"] == stopped and starts[1]["resumed_from"].endswith("last")
+    assert starts[-1]["restart"] == 1 and starts[-1]["start_step"] >= killed_after
+    assert starts[-1]["world_size"] == 2 and starts[-1]["resumed_from"]
+    warnings = [e["message"] for e in events if e["kind"] == "warning"]
+    assert any(f"took over the lock left by PID {holder.pid}" in w for w in warnings)
+    assert any(w.startswith("torchrun restarted the processes (restart 1 of at most 1): continuing from")
+               for w in warnings)
+    # one record per step, not one per process, and none twice across the restart
+    assert [e["step"] for e in events if e["kind"] == "train"] == list(range(5, max_steps + 1, 5))
+    assert out.count(f"step {max_steps:,}/{max_steps:,}") == 1
+    assert json.loads((run / "train_log.json").read_text())["steps"] == max_steps
+    state = json.loads((run / "last" / "state.json").read_text())
+    assert state["step"] == max_steps
+    assert state["world_size"] == 2 and len(state["samplers"]) == 2
+    assert state["samplers"][0] != state["samplers"][1]  # each rank its own batches
+    assert rundir.holder(run) is None
+
+
+def test_a_restarted_process_continues_from_the_checkpoint_its_job_wrote(tiny, monkeypatch):
+    """torchrun restarts a process with TORCHELASTIC_RESTART_COUNT > 0: a start that
+    would refuse the run (no --resume) or start it over (--overwrite) continues it
+    instead, from the newest checkpoint the job saved. With --max-restarts and no step
+    checkpoints the user is told a restart would start over."""
+    from llmtui import load_config
+    from llmtui.engine.training.events import StartEvent, WarningEvent
+    from llmtui.engine.training.trainer import Trainer
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "2")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    first = Trainer(load_config("cpu", tiny + ["training.max_steps=6", "eval.every_n_steps=100"]))
+    assert first.run().steps == 6
+    assert any("checkpoint.every_n_steps = 0 saves no step checkpoints" in e.message
+               for e in first.events.since(0)[1] if isinstance(e, WarningEvent))
+
+    for restart, steps, overwrite in ((1, 9, False), (2, 12, True)):
+        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", str(restart))
+        again = Trainer(load_config("cpu", tiny + [f"training.max_steps={steps}", "eval.every_n_steps=100"]),
+                        overwrite=overwrite)
+        assert again.run().steps == steps
+        events = again.events.since(0)[1]
+        start = next(e for e in events if isinstance(e, StartEvent))
+        assert start.restart == restart and start.start_step == steps - 3 and start.resumed_from
+        assert any(e.message.startswith(f"torchrun restarted the processes (restart {restart} of at "
+                                        f"most 2): continuing from") and e.step == steps - 3
+                   for e in events if isinstance(e, WarningEvent))
+
+
+def test_a_restart_does_not_resume_a_run_an_earlier_job_wrote(tiny, monkeypatch):
+    """A checkpoint saved before this torchrun job started is not the job's: a restart
+    keeps the first attempt's answer (refused without --resume), never a silent resume."""
+    from llmtui import load_config
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.training import distributed
+    from llmtui.engine.training.trainer import Trainer
+
+    cfg = load_config("cpu", tiny + ["training.max_steps=4", "eval.every_n_steps=100"])
+    Trainer(cfg).run()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    # torchrun's agent (the parent process) started after that checkpoint was saved
+    monkeypatch.setattr(distributed, "agent_started", lambda: time.time())
+    with pytest.raises(UserError, match="already holds a run with checkpoints"):
+        Trainer(load_config("cpu", tiny + ["training.max_steps=8"])).run()
 
 
 def free_port() -> int:
@@ -78,12 +157,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_nodes_through_c10d_rendezvous_train_one_run(tiny, tmp_path):
+def test_two_nodes_through_c10d_rendezvous_train_one_run(tiny, tmp_path, capsys):
     """Two "machines" (two torchrun agents on 127.0.0.1) meet through torchrun's c10d
     rendezvous: one writer, each record and checkpoint once, the loss of one process with
     the same global batch; then a resume on one process keeps that batch. One process a
     machine: two each took over 60 s on the 2-core CI machine."""
-    import os
     port = free_port()
     args = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []), "--max-iters", "10",
             "-o", "checkpoint.every_n_steps=5", "-o", "eval.every_n_steps=10"]
@@ -114,16 +192,16 @@ def test_two_nodes_through_c10d_rendezvous_train_one_run(tiny, tmp_path):
     assert abs(alone.final_val_loss - nodes_val) < 0.1, (alone.final_val_loss, nodes_val)
 
     # resumed by one process: twice the accumulation keeps the global batch of 8
-    again = subprocess.run([sys.executable, "-m", "llmtui", *args[:-6], "--max-iters", "12", "--resume",
-                            "-o", "checkpoint.every_n_steps=0", "-o", "eval.every_n_steps=12"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr[-2000:]
+    from llmtui.cli import main
+    capsys.readouterr()
+    again = main([*args[:-6], "--max-iters", "12", "--resume",
+                  "-o", "checkpoint.every_n_steps=0", "-o", "eval.every_n_steps=12"])
+    assert again == 0, capsys.readouterr().err[-2000:]
     events = read_jsonl(run / "metrics.jsonl")
     start = [e for e in events if e["kind"] == "start"][-1]
     assert start["world_size"] == 1 and start["effective_batch"] == 8 and start["start_step"] == 10
     assert any("grad_accum_steps 1 -> 2 keeps the global batch of 8" in e["message"]
                for e in events if e["kind"] == "warning")
-
 
 
 def test_fsdp_shards_training_and_saves_one_consolidated_checkpoint(tiny, tmp_path):

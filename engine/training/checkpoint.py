@@ -163,6 +163,15 @@ def checkpoint_step(path: Path) -> int:
         return -1
 
 
+def checkpoint_time(path: Path) -> float | None:
+    """When the checkpoint was saved (Unix time, state.json's "time"), or None when unreadable."""
+    try:
+        stamp = parse_json((path / "state.json").read_text(encoding="utf-8"), "")["time"]
+        return float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None
+    except (OSError, UnicodeDecodeError, CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
 def candidates(run_dir: Path) -> list[Path]:
     """Every checkpoint directory of a run (llmtui's names only), newest step first."""
     if not run_dir.is_dir():

@@ -75,6 +75,9 @@ class StartEvent(Event):
     # the model's FLOPs that `mfu` counts
     optimizer_flops_per_step: int = optional(0)
     cpu_cores: int | None = optional()    # the logical CPUs train events' cpu_busy is out of
+    # torchrun --max-restarts: how many times torchrun restarted the processes before
+    # this start (TORCHELASTIC_RESTART_COUNT); a restarted group resumes its run
+    restart: int = optional(0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -219,6 +219,7 @@ class Trainer:
         self.force = force
         self.run_dir = run_dir_of(cfg)
         self.dist = distributed.from_env()
+        self.elastic = distributed.elastic_from_env()    # torchrun --max-restarts
         self.events = EventBuffer()
         # events before the metrics file may be opened (nothing is written to the run
         # directory until every check that can refuse has passed) wait here
@@ -257,6 +258,7 @@ class Trainer:
         self._sampler_states: list[dict] = []
         self._oom_halvings = 0
         self._init_source: init_from.InitSource | None = None   # model.init_from's, once applied
+        self._restart_note: str | None = None        # said once the restarted run is restored
 
     # -- commands (any thread) ---------------------------------------------
 
@@ -365,6 +367,49 @@ class Trainer:
                                   f"{self.cfg.training.max_steps:,}; nothing to resume (raise "
                                   "training.max_steps, e.g. --max-iters N, to train it further)")
 
+    def _continue_after_restart(self) -> None:
+        """`torchrun --max-restarts N`: when a process dies, torchrun restarts the group,
+        which continues from the newest intact checkpoint its torchrun job wrote, whatever
+        --resume or --overwrite said: the first attempt acted on them already, and acting
+        again would refuse the run it started or start it over. "Its job wrote it": saved
+        after torchrun's agent started. On the first attempt the job has saved nothing, so
+        it never resumes there; a checkpoint older than the job is an earlier run's, and
+        the arguments stand (a start refused for want of --resume is refused again, not
+        turned into a resume). TORCHELASTIC_RESTART_COUNT is not the test: each machine's
+        agent counts its own restarts (one that restarts because another machine's process
+        died does not count it), so rank 0 may be on a machine that counted none; it is
+        the test only where the agent's start cannot be read. The dead group's lock is
+        stale by then (its processes are gone): the commit takes it over with a warning."""
+        elastic, saving = self.elastic, self.cfg.checkpoint
+        if not elastic.enabled:
+            return
+        if elastic.max_restarts and elastic.restart == 0 and not saving.every_n_steps \
+                and not (self.cfg.training.epochs and saving.every_n_epochs):
+            self.warn(f"torchrun --max-restarts {elastic.max_restarts}: checkpoint.every_n_steps = 0 "
+                      "saves no step checkpoints, so a restarted group starts over (or from `best`); "
+                      "set it to save every few minutes of training")
+        job_started = distributed.agent_started()
+        if job_started is None and not elastic.restart:
+            return
+
+        def ours(checkpoint: Path) -> bool:
+            if job_started is None:
+                return True
+            saved = ckpt.checkpoint_time(checkpoint)
+            return saved is not None and saved >= job_started
+
+        # a look at state.json first: the full check (every file's sha256) only when it counts
+        if not any(ours(p) for p in ckpt.candidates(self.run_dir)):
+            return
+        path, notes = ckpt.latest_intact(self.run_dir)
+        if path is None or not ours(path):
+            return
+        for note in notes:
+            self.warn(f"skipped damaged checkpoint: {note}")
+        self.resume_from, self.overwrite, self._checkpoint_to_resume = "latest", False, path
+        count = f" (restart {elastic.restart} of at most {elastic.max_restarts})" if elastic.restart else ""
+        self._restart_note = f"torchrun restarted the processes{count}: continuing from {path}"
+
     def _commit_start(self) -> None:
         """Lock the run directory for this process (refusing a second writer), mark it
         as llmtui's, and move an overwritten run aside; every change is undone by
@@ -404,6 +449,11 @@ class Trainer:
                           local_rank=self.dist.local_rank if self.dist.enabled else None)
         device = placement.device
         distributed.init(self.dist, device)
+        if self.elastic.enabled:   # rank 0 decided whether (and from where) the group continues
+            self.resume_from, chosen = distributed.from_main(self.dist, (
+                self.resume_from, None if self._checkpoint_to_resume is None else str(self._checkpoint_to_resume)))
+            if chosen is not None:
+                self._checkpoint_to_resume = Path(chosen)
         threads = None
         if device.type == "cpu":  # processes on one machine share its cores
             threads = configure_threads(cfg.run.threads, share=self.dist.local_world_size)
@@ -1080,6 +1130,7 @@ class Trainer:
         clean = False
         try:
             if self.dist.is_main:  # under torchrun, rank 0 alone owns the run directory
+                self._continue_after_restart()
                 self.plan()
                 self._commit_start()
             result = self._run()
@@ -1160,7 +1211,8 @@ class Trainer:
                   resumed_from=str(self.restored_from) if self.restored_from else None,
                   start_step=self.state.step,
                   optimizer_flops_per_step=setup.optimizers.extra_flops_per_step,
-                  cpu_cores=self._load_meter.cores if self._load_meter is not None else None)
+                  cpu_cores=self._load_meter.cores if self._load_meter is not None else None,
+                  restart=self.elastic.restart)
 
     def _run(self) -> TrainResult:
         setup = self.setup()
@@ -1170,6 +1222,8 @@ class Trainer:
                               f"{state.max_steps:,}; nothing to resume (raise training.max_steps, "
                               "e.g. --max-iters N, or training.epochs, to train it further)")
         self._open_record(setup)
+        if self._restart_note:     # at the step the run continues from
+            self.warn(f"{self._restart_note} at step {state.step:,}")
         for message in setup.placement.warnings:
             self.warn(message)
         self._load_meter = _load_meter()
