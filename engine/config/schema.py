@@ -110,10 +110,9 @@ class ModelConfig:
     n_kv_head: int = spec(0, "Key/value heads per block, shared by groups of query heads "
                           "(grouped-query attention: a smaller KV cache; 0 = n_head, plain multi-head "
                           "attention); must divide n_head.", min=0, max=128, flags=("--n-kv-head",))
-    head_dim: int = spec(0, "Width of each attention head (0 = n_embd / n_head). Set apart from it (Qwen3: "
-                         "16 heads of 128 in a 1,024-wide model), q, k and v are n_head (n_kv_head) heads of "
-                         "head_dim and the output projection maps n_head * head_dim back to n_embd; even with "
-                         "rotary positions.", min=0, max=1024, flags=("--head-dim",))
+    head_dim: int = spec(0, "Width of each attention head (0 = n_embd / n_head); Qwen3 sets its own "
+                         "(0.6B: 16 heads of 128 in a 1,024-wide model). Even with rotary positions.",
+                         min=0, max=1024, flags=("--head-dim",))
     n_embd: int = spec(128, "Embedding (model) width.", min=8, max=16384, flags=("--n-embd", "--d-model"))
     block_size: int = spec(64, "Context length in tokens.", min=2, max=65536, flags=("--block-size", "--context-length"))
     d_ff: int = spec(0, "MLP hidden width (0 = 4 * n_embd; with mlp = \"swiglu\" 8/3 * n_embd, rounded "
