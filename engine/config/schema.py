@@ -106,7 +106,8 @@ class TokenizerConfig:
 @dataclass
 class ModelConfig:
     n_layer: int = spec(4, "Transformer blocks.", min=1, max=96, flags=("--n-layer", "--num-layers"))
-    n_head: int = spec(4, "Attention heads per block; must divide n_embd (unless head_dim is set).", min=1, max=128, flags=("--n-head", "--num-heads"))
+    n_head: int = spec(4, "Attention heads per block; must divide n_embd (unless head_dim is set).", min=1, max=128,
+                       flags=("--n-head", "--num-heads"))
     n_kv_head: int = spec(0, "Key/value heads per block, shared by groups of query heads "
                           "(grouped-query attention: a smaller KV cache; 0 = n_head, plain multi-head "
                           "attention); must divide n_head.", min=0, max=128, flags=("--n-kv-head",))

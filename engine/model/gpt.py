@@ -306,7 +306,8 @@ def gpt_config(cfg, vocab_size: int) -> GPTConfig:
     # likewise head_dim = n_embd / n_head is the default head size
     head_dim = 0 if m.n_head * m.head_dim == m.n_embd else m.head_dim
     return GPTConfig(vocab_size=m.vocab_size or vocab_size, n_layer=m.n_layer, n_head=m.n_head,
-                     n_kv_head=n_kv_head, head_dim=head_dim, n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
+                     n_kv_head=n_kv_head, head_dim=head_dim, n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff,
+                     dropout=m.dropout,
                      bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
                      tie_embeddings=m.tie_embeddings,
                      gradient_checkpointing=m.gradient_checkpointing, norm=m.norm, mlp=m.mlp,
