@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from llmtui.engine.builder_api import TextDataset, build_model
 from llmtui.engine.config.loading import config_replace, load_config
@@ -27,7 +27,7 @@ __all__ = ["load_config", "train", "Trainer", "TrainResult", "export", "ExportRe
            "EvalResult", "generate", "build_model", "train_model", "TextDataset"]
 
 
-def train(config: Config | str | Path | None = None, *, overrides: list[str] = (),
+def train(config: Config | str | Path | None = None, *, overrides: Sequence[str] = (),
           resume_from: str | Path | bool | None = None, overwrite: bool = False,
           listeners: list[Listener] | None = None, **settings: Any) -> TrainResult:
     """Train `config` (a Config, a TOML path or a preset name).

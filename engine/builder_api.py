@@ -67,7 +67,8 @@ def build_model(model: ModelConfig | Config | None = None, *, vocab_size: int | 
     model = model if model is not None else ModelConfig()
     if not isinstance(model, ModelConfig):
         raise UserError(f"build_model takes config.model (a ModelConfig), not {type(model).__name__}")
-    cfg = copy.deepcopy(parent_of(model)) if parent_of(model) is not None else Config()
+    parent = parent_of(model)
+    cfg = copy.deepcopy(parent) if parent is not None else Config()
     cfg.model = copy.deepcopy(model)
     vocab = vocab_size or model.vocab_size or PROVISIONAL_VOCAB
     module = GPT(gpt_config(cfg, vocab))
@@ -89,7 +90,8 @@ def config_for(model, train_dataset: TextDataset, val_dataset: TextDataset | Non
     if isinstance(training, Config):
         base = copy.deepcopy(training)
     elif isinstance(training, TrainingConfig):
-        base = copy.deepcopy(parent_of(training)) if parent_of(training) is not None else Config()
+        parent = parent_of(training)
+        base = copy.deepcopy(parent) if parent is not None else Config()
         base.training = copy.deepcopy(training)
     elif training is None:
         base = Config()

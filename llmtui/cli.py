@@ -57,7 +57,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run's existing checkpoints and start over")
     p.add_argument("--force", action="store_true",
-                   help="train even when the estimated memory is far beyond what the device has")
+                   help="train even when the estimated memory is far beyond what the device has, "
+                        "or a pretrained model (model.init_from) at a from-scratch learning rate")
     p.add_argument("--max-iters", "--max-steps", "--max_steps", type=int, metavar="N",
                    help="same as --override training.max_steps=N")
     p.add_argument("--device", choices=["cpu", "cuda", "mps", "auto"], help="same as --override run.device=...")
@@ -301,7 +302,9 @@ def cmd_sample(argv: list[str]) -> int:
     try:
         text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
                                       temperature=args.temperature, top_k=args.top_k,
-                                      seed=args.seed, device=args.device, force=args.force, warn=warn)
+                                      seed=args.seed, device=args.device, force=args.force, warn=warn,
+                                      loaded_from=lambda m: print(f"sampling from {m.describe()}",
+                                                                  file=sys.stderr, flush=True))
     except UserError as exc:
         return fail(str(exc))
     sys.stdout.write(args.prompt + text + "\n")

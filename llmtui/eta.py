@@ -83,7 +83,7 @@ class Eta:
     def _on_train(self, e: TrainEvent) -> None:
         prev = self._prev
         steps = e.step - prev.step if prev is not None else 0
-        if steps > 0:
+        if prev is not None and steps > 0:
             self._intervals.append((steps * e.ms_per_step / 1000, steps))
             if self._evaluated:
                 wall = e.time - prev.time - self._paused

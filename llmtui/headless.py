@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from llmtui.engine.training.events import (
     CheckpointEvent,
@@ -31,6 +31,11 @@ from llmtui.engine.training.events import (
     WarningEvent,
 )
 from llmtui.exits import EXIT_FAILED, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK, SafeStream, fail, say
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from llmtui.eta import Eta
 
 
 def fmt_duration(seconds: float) -> str:
@@ -155,7 +160,7 @@ class RunClock:
 
     def __init__(self, lost: "OutputLost"):
         self.lost = lost
-        self.eta = None
+        self.eta: Eta | None = None
         self.done = False
 
     def add(self, e: Event) -> None:
@@ -234,12 +239,13 @@ class RichReporter:
         lost = lost or OutputLost()
         self.lost = lost
         self.clock = RunClock(lost)
-        self.console = Console(file=SafeStream(sys.stdout, lost("standard output")))
-        self.errors = Console(file=SafeStream(sys.stderr, lost("standard error")))
+        # a SafeStream is file enough for a Console: write and flush are what it calls
+        self.console = Console(file=cast(IO[str], SafeStream(sys.stdout, lost("standard output"))))
+        self.errors = Console(file=cast(IO[str], SafeStream(sys.stderr, lost("standard error"))))
         # one line at any width (a bar that wraps is drawn again on every refresh): the
         # bar and the figures share what the count, the ETA and the elapsed time leave;
         # {task.fields[count]} is steps, or bytes while the data is prepared
-        fixed = dict(table_column=Column(no_wrap=True))
+        fixed: dict[str, Any] = dict(table_column=Column(no_wrap=True))
         self.progress = Progress(TextColumn("[bold]{task.description}", **fixed),
                                  BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=6)),
                                  TextColumn("{task.fields[count]}", **fixed), EtaColumn(**fixed),
@@ -248,8 +254,8 @@ class RichReporter:
                                      ratio=3, no_wrap=True, overflow="ellipsis")),
                                  console=self.console, refresh_per_second=2, expand=True)
         self.progress.start()
-        self.task = None
-        self.prepare_task = None
+        self.task: TaskID | None = None
+        self.prepare_task: TaskID | None = None
 
     def __call__(self, e: Event) -> None:
         if isinstance(e, PrepareEvent):
@@ -269,7 +275,7 @@ class RichReporter:
                                                counts_down=True, eta=None, eta_at=None)
         if self.task is not None and not isinstance(e, StartEvent):
             left = self.clock.seconds_left()
-            fields = {"eta": left, "eta_at": time.monotonic()} if left is not None else {}
+            fields: dict[str, Any] = {"eta": left, "eta_at": time.monotonic()} if left is not None else {}
             if isinstance(e, TrainEvent):
                 fields.update(completed=e.step, total=e.max_steps, count=_steps(e.step, e.max_steps),
                               info=f"{e.ms_per_step:,.0f} ms/step  loss {e.loss:.4f}  "

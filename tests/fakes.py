@@ -71,11 +71,13 @@ def scripted_events(max_steps: int = 600, upto: int = 300, run_dir: str = "check
     ev(StartEvent, 0, run_dir=run_dir, device=device, precision=precision, threads=2,
        n_params=800_640, n_params_non_embedding=783_872, vocab_size=65, max_steps=max_steps,
        tokens_per_step=768, effective_batch=12, world_size=1, train_tokens=1_003_854,
-       val_tokens=111_540, data_dir="data/x", data_reused=True, resumed_from=None, start_step=0)
+       val_tokens=111_540, data_dir="data/x", data_reused=True, resumed_from=None, start_step=0,
+       cpu_cores=4)
     for step in range(10, upto + 1, 10):
         ev(TrainEvent, step, loss=loss_at(step), lr=1e-3 * min(1.0, step / 100),
            grad_norm=0.5 + 0.1 * math.cos(step), tokens_per_sec=12_000.0, ms_per_step=64.0,
-           mfu=0.41, tokens_seen=step * 768, max_steps=max_steps, memory_rss_mb=370.0)
+           mfu=0.41, tokens_seen=step * 768, max_steps=max_steps, memory_rss_mb=370.0,
+           cpu_busy=2.1, cpu_others=0.2)
         if step % 100 == 0:
             val = loss_at(step) + 0.05
             ev(EvalEvent, step, val_loss=val, val_perplexity=math.exp(val), val_accuracy=0.3,

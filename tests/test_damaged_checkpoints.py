@@ -75,6 +75,14 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
+def sampled(err: str, checkpoint: Path) -> str:
+    """What `llmtui sample` said on stderr before its last line, which names the
+    checkpoint it sampled from (asserted here)."""
+    *before, last = err.strip().splitlines()
+    assert last.startswith(f"sampling from {checkpoint} (step "), err
+    return "\n".join(before)
+
+
 def edit_state(path: Path, change) -> None:
     state = json.loads((path / "state.json").read_text())
     change(state)
@@ -125,7 +133,7 @@ def test_a_damaged_state_json_is_refused_naming_the_field_and_skipped(kind, run,
     line = one_line(err)
     assert code == 2 and "step_30/state.json" in line and named in line, line
     code, _, err = cli(capsys, "sample", run, "--tokens", "3")
-    line = one_line(err)
+    line = one_line(sampled(err, run / "step_20"))
     assert code == 0 and line.startswith("llmtui: warning: skipped damaged checkpoint: ")
     assert "step_30/state.json" in line and named in line
 
@@ -215,7 +223,7 @@ def test_a_config_claiming_a_huge_model_is_refused_before_allocation(run, monkey
     line = one_line(err)
     assert code == 2 and "step_30" in line and "do not fit" in line
     code, _, err = cli(capsys, "sample", run, "--tokens", "3")
-    assert code == 0 and "skipped damaged checkpoint" in one_line(err)
+    assert code == 0 and "skipped damaged checkpoint" in one_line(sampled(err, run / "step_20"))
 
 
 def test_a_model_far_beyond_free_memory_is_refused_unless_forced(run, monkeypatch, capsys):
@@ -228,7 +236,7 @@ def test_a_model_far_beyond_free_memory_is_refused_unless_forced(run, monkeypatc
     line = one_line(err)
     assert code == 2 and "will not fit" in line and "GiB" in line and "--force" in line
     code, _, err = cli(capsys, "sample", run / "step_30", "--tokens", "3", "--device", "cpu", "--force")
-    assert code == 0 and err == ""
+    assert code == 0 and sampled(err, run / "step_30") == ""
 
 
 def test_a_run_whose_every_checkpoint_is_damaged_is_one_line(run, capsys):

@@ -5,19 +5,19 @@ import torch
 
 from conftest import read_jsonl
 from llmtui import load_config
-from llmtui.engine.planning import device
+from llmtui.engine.planning import cpu, device
 from llmtui.engine.training.trainer import Trainer
 
 
 @pytest.fixture
 def plain_cpu(monkeypatch):
     """A CPU without bf16/fp16 matrix instructions (the /proc/cpuinfo boundary)."""
-    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
 
 
 @pytest.fixture
 def bf16_cpu(monkeypatch):
-    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
 
 
 @pytest.mark.unit

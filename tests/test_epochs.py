@@ -33,6 +33,16 @@ def test_each_epoch_visits_every_window_once_in_a_new_order():
 
 
 @pytest.mark.unit
+def test_every_batch_holds_batch_size_windows_across_epoch_ends():
+    tokens = np.arange(1001, dtype=np.uint16)
+    sampler = EpochSampler(tokens, block_size=10, batch_size=7, seed=3)
+    for _ in range(30):                     # 210 windows: two epoch ends crossed mid-batch
+        x, y = sampler.next_batch()
+        assert x.shape == y.shape == (7, 10)
+    assert sampler.epoch == 2 and sampler.index == 10
+
+
+@pytest.mark.unit
 def test_the_ranks_share_each_epoch_without_overlap():
     tokens = np.arange(1001, dtype=np.uint16)
     seen = []

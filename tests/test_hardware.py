@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from llmtui.cli import main
-from llmtui.engine.planning import device as planning_device
+from llmtui.engine.planning import cpu as planning_cpu
 from llmtui.engine.planning import hardware as hw
 from llmtui.engine.planning.recommend import recommend
 
@@ -27,8 +27,7 @@ AVX2_ONLY = frozenset({"avx", "avx2", "fma", "f16c"})
 @pytest.fixture(autouse=True)
 def fresh_detection(monkeypatch):
     """Each test detects from scratch, on a CPU with AVX2 only (no native bf16)."""
-    monkeypatch.setattr(planning_device, "cpu_flags", lambda: AVX2_ONLY)
-    monkeypatch.setattr(hw, "cpu_flags", lambda: AVX2_ONLY)
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: AVX2_ONLY)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     hw._cache.clear()
     hw._reset_nvml()
@@ -125,11 +124,22 @@ def test_no_driver_means_cpu_preset(monkeypatch, error, words):
     assert hw.gpu_memory_used(0) is None
 
 
+@pytest.mark.subprocess
+def test_the_hardware_types_import_without_torch():
+    """The TUI imports HardwareInfo and its parts for its messages and views; torch
+    loads only when detection runs (in a worker)."""
+    import subprocess
+    import sys
+    code = ("import sys; from llmtui.engine.planning.hardware import CpuInfo, GpuInfo, HardwareInfo; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 @pytest.mark.unit
 def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16"}
-    monkeypatch.setattr(planning_device, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: flags)
     info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     rec = recommend(info)
     assert info.cpu.bf16_native
@@ -140,8 +150,7 @@ def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
 @pytest.mark.unit
 def test_cpu_with_amx_picks_bf16(monkeypatch):
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
-    monkeypatch.setattr(planning_device, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: flags)
     info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     rec = recommend(info)
     assert rec.settings["training.precision"] == "bf16"

@@ -449,6 +449,28 @@ def test_a_missing_hf_extra_is_one_line(monkeypatch, capsys):
 # ---------------------------------------------------------------------------
 # fine-tuning that works the first time
 
+def test_a_from_scratch_learning_rate_on_a_pretrained_model_is_refused(folders, tmp_path, capsys):
+    """A from-scratch recipe (the cpu preset's muon at 5e-3) on pretrained weights wrecks
+    them in a few steps. Refused in one line naming the key and the limit, nothing
+    written; --force trains anyway; a fine-tuning rate passes."""
+    config = tmp_path / "scratch-rates.toml"
+    config.write_text(f'[model]\ninit_from = "{folders["llama"]}"\nblock_size = 32\n'
+                      '[optimizer]\nname = "muon"\nlearning_rate = 0.005\nembedding_learning_rate = 0.01\n'
+                      f'[run]\nout_dir = "{tmp_path / "runs"}"\ndevice = "cpu"\n'
+                      f'[data]\nprepared_dir = "{tmp_path / "prepared"}"\n'
+                      '[training]\nmax_steps = 1\n[eval]\nsample_tokens = 0\n[checkpoint]\nevery_n_steps = 0\n')
+    code, _, err = cli(capsys, "--run", config)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "optimizer.learning_rate = 0.005 (and optimizer.embedding_learning_rate)" in err, err
+    assert "from-scratch rate" in err and "at most 0.001" in err and "--force" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "prepared").exists()
+    code, _, err = cli(capsys, "--run", config, "-o", "optimizer.learning_rate=1e-4",
+                       "-o", "optimizer.embedding_learning_rate=0")
+    assert code == 0, err
+    code, _, err = cli(capsys, "--run", config, "-o", 'run.name="forced"', "--force")
+    assert code == 0, err
+
+
 def test_finetuning_defaults_and_what_the_user_set(folders):
     from llmtui import load_config
     from llmtui.engine.training import init_from

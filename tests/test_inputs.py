@@ -42,6 +42,21 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
+def sampled(err: str) -> str:
+    """What `llmtui sample` said on stderr before its last line, the checkpoint it used."""
+    *before, last = err.strip().splitlines()
+    assert last.startswith("sampling from "), err
+    return "\n".join(before)
+
+
+def test_sample_says_which_checkpoint_it_sampled_from(run_dir, capsys):
+    code, out, err = cli(capsys, "sample", run_dir, "--tokens", "5", "--prompt", "ROMEO:")
+    assert code == 0 and out.startswith("ROMEO:")
+    assert err == f"sampling from {run_dir / 'last'} (step 10)\n"     # stdout holds the text alone
+    code, out, err = cli(capsys, "sample", run_dir / "best", "--tokens", "5")
+    assert code == 0 and err == f"sampling from {run_dir / 'best'} (step 10)\n"
+
+
 def test_a_temperature_too_small_to_sample_with_is_refused(run_dir, capsys):
     code, _, err = cli(capsys, "sample", run_dir, "--tokens", "5", "--temperature", "1e-45")
     line = one_line(err)
@@ -64,7 +79,7 @@ def test_eval_temperature_in_a_config_is_bounded_by_the_schema(tiny, capsys):
 def test_cuda_asked_of_a_torch_without_cuda_warns_and_runs_on_cpu(run_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, out, err = cli(capsys, "sample", run_dir, "--tokens", "5", "--device", "cuda")
-    line = one_line(err)
+    line = one_line(sampled(err))
     assert code == 0 and out and line.startswith("llmtui: warning: ")
     assert "cannot use CUDA" in line and "running on CPU" in line
     data = tmp_path / "text.txt"
@@ -75,10 +90,10 @@ def test_cuda_asked_of_a_torch_without_cuda_warns_and_runs_on_cpu(run_dir, tmp_p
 
 def test_prompt_characters_outside_the_char_vocabulary_are_named(run_dir, capsys):
     code, out, err = cli(capsys, "sample", run_dir, "--tokens", "5", "--prompt", "ROMEO: é€é")
-    line = one_line(err)
+    line = one_line(sampled(err))
     assert code == 0 and out.startswith("ROMEO: é€é")
     assert "dropped 3 character(s)" in line and "'é' (U+00E9)" in line and "'€' (U+20AC)" in line
-    assert cli(capsys, "sample", run_dir, "--tokens", "5", "--prompt", "ROMEO:")[2] == ""
+    assert sampled(cli(capsys, "sample", run_dir, "--tokens", "5", "--prompt", "ROMEO:")[2]) == ""
     with pytest.warns(UserWarning, match=r"dropped 1 character\(s\).*'€'"):
         generate(run_dir, "ROMEO: €", max_tokens=5)
     with warnings.catch_warnings():

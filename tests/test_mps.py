@@ -15,6 +15,7 @@ import torch
 from llmtui import load_config
 from llmtui.cli import main
 from llmtui.engine.errors import ConfigError
+from llmtui.engine.planning import cpu as planning_cpu
 from llmtui.engine.planning import device as planning_device
 from llmtui.engine.planning import hardware as hw
 from llmtui.engine.planning.recommend import recommend
@@ -25,17 +26,18 @@ GiB = 2**30
 
 @pytest.fixture(autouse=True)
 def fresh_detection(monkeypatch):
-    monkeypatch.setattr(planning_device, "cpu_flags", lambda: frozenset({"asimd"}))
-    monkeypatch.setattr(hw, "cpu_flags", lambda: frozenset({"asimd"}))
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: frozenset({"asimd"}))    # an Apple CPU
     def no_driver():                                       # a Mac: no NVIDIA driver
         raise pynvml.NVMLError_LibraryNotFound()
     monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     hw._cache.clear()
     hw._reset_nvml()
+    planning_device.resolve_device.cache_clear()     # an earlier test's answer for "auto"
     yield
     hw._cache.clear()
     hw._reset_nvml()
+    planning_device.resolve_device.cache_clear()
 
 
 def apple_gpu(monkeypatch, *, macos14=True, available=True):

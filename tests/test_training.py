@@ -249,6 +249,27 @@ def test_non_editable_install_layout_finds_presets(tmp_path):
 
 
 @pytest.mark.train
+def test_a_stop_during_an_evaluation_sample_cuts_it_short(tiny):
+    """A Stop (the app's x, Ctrl+C) that comes while the sample of an evaluation is being
+    written ends it at the next token: 100,000 tokens, one at a time, would take minutes."""
+    from llmtui.engine.training.trainer import Trainer
+
+    trainer = Trainer(load_config("cpu", tiny + ["training.max_steps=50", "eval.every_n_steps=10",
+                                                 "eval.sample_tokens=100000"]))
+    samples = []
+
+    def on_event(event):
+        if event.kind == "eval":
+            trainer.stop()           # from the trainer's thread, just before the sample starts
+        if event.kind == "sample":
+            samples.append(event.text)
+    trainer.subscribe(on_event)
+    result = trainer.run()
+    assert result.steps == 10 and (result.run_dir / "last").is_dir()
+    assert samples and all(len(text) <= 1 for text in samples), [len(t) for t in samples]
+
+
+@pytest.mark.train
 def test_commands_from_another_thread_pause_save_sample_resume(tiny):
     import threading
 

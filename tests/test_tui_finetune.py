@@ -107,6 +107,8 @@ def test_the_start_from_field_checks_the_source_as_it_is_typed(tmp_path, monkeyp
             assert first.spec.path == "model.init_from"
             assert "Start from" in screen_text(app) and "random weights" in under("model.init_from")
             preset_layers = wizard.doc.get("model.n_layer")
+            preset_rate = wizard.doc.get("optimizer.learning_rate")
+            assert preset_rate > 1e-3                                        # from scratch: muon at 5e-3
 
             await start_from(str(tmp_path / "nowhere"), "no such folder")
             assert field("model.init_from").has_class("-invalid") and wizard.query_one("#save").disabled
@@ -126,6 +128,12 @@ def test_the_start_from_field_checks_the_source_as_it_is_typed(tmp_path, monkeyp
             assert "at most 512" in under("model.block_size")
             assert not field("model.dropout").has_class("-from-source")      # the user's choice
             assert not wizard.query_one("#save").disabled
+            # the preset's from-scratch rates would wreck the pretrained weights: out, so the
+            # fine-tuning default applies (the engine refuses them: test_import_hf)
+            written = wizard.doc.values().get("optimizer", {})
+            assert not {"learning_rate", "embedding_learning_rate", "gain_learning_rate"} & set(written)
+            from llmtui.engine.training.init_from import preview
+            assert preview(wizard.doc.to_config(), wizard.source).optimizer.learning_rate == 1e-4
             wizard.show_section("tokenizer")
             await pilot.pause()
             assert "from the start model" in under("tokenizer.kind")
@@ -138,6 +146,7 @@ def test_the_start_from_field_checks_the_source_as_it_is_typed(tmp_path, monkeyp
 
             await start_from("scratch", "random weights")
             assert wizard.doc.get("model.n_layer") == preset_layers          # the preset's, put back
+            assert wizard.doc.get("optimizer.learning_rate") == preset_rate
             assert not field("model.n_layer").has_class("-from-source")
             assert not field("model.n_layer").control_widget.disabled
             assert field("model.n_layer").control_widget.value == str(preset_layers)

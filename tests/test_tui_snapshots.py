@@ -109,9 +109,12 @@ async def start_scripted(pilot, tmp_path):
 
 
 @pytest.mark.parametrize("size", [SMALL, MEDIUM, LARGE], ids=["80x24", "100x30", "160x48"])
-def test_monitor(snap_compare, tmp_path, size):
+def test_monitor(snap_compare, tmp_path, size, monkeypatch):
     """Everything the monitor shows fits without scrolling, down to 80x24: every
     figure of the side panel, every key in the footer."""
+    from fakes import T0
+
+    monkeypatch.setattr("llmtui.tui.screens.monitor.wall_clock", lambda: T0 + 83.0)   # 1m23s elapsed
     app = make_app(tmp_path, gpu=False, trainer_factory=scripted_factory(), refresh_rate=60)
 
     async def before(pilot):

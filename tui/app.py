@@ -17,23 +17,25 @@ document being edited) and `training` (the TrainingRun, if any).
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable
 
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from llmtui.engine.training.commands import StopReason
 from llmtui.exits import EXIT_HANGUP, EXIT_INTERRUPTED
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.session import Session
 from llmtui.tui.training import TrainingRun
 
-CSS_FILES = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
+CSS_FILES: list[str | PurePath] = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
              "runs.tcss", "generate.tcss", "evaluate.tcss"]
 
 
-class LlmtuiApp(App[int]):
+class LlmtuiApp(LlmtuiAppBase):
     TITLE = "llmtui"
     CSS_PATH = CSS_FILES
     BINDINGS = [
@@ -45,6 +47,9 @@ class LlmtuiApp(App[int]):
         Binding("ctrl+c", "interrupt", "Copy selection, else quit", show=False, priority=True,
                 tooltip="(a run being trained saves first)"),
         Binding("question_mark,f1", "toggle_keys", "Keys", key_display="?"),
+        # back to the monitor from a screen opened over it while it trains (the top line says
+        # so); before a screen's own ctrl+t (the data step's Start training, refused then)
+        Binding("ctrl+t", "show_training", "Back to the training run", show=False, priority=True),
         Binding("escape", "hide_keys", "Close keys", show=False, priority=True),
     ]
 
@@ -125,7 +130,7 @@ class LlmtuiApp(App[int]):
 
         def exit_when_saved() -> None:
             if run is not None and run.running:
-                run.stop("interrupted")
+                run.stop(StopReason.INTERRUPTED)
                 run.wait()
             os._exit(EXIT_HANGUP)
 
@@ -139,6 +144,8 @@ class LlmtuiApp(App[int]):
         from llmtui.engine.config.document import ConfigDocument
         from llmtui.engine.errors import UserError
 
+        if self.open_config_at_start is None:
+            return
         try:
             doc = ConfigDocument.load(self.open_config_at_start)
         except UserError as exc:
@@ -247,6 +254,45 @@ class LlmtuiApp(App[int]):
         if isinstance(self.screen, HardwareScreen):
             self.screen.open_preset(name)
 
+    def background_monitor(self):
+        """The monitor of this session's run when another screen (not a dialog) is shown
+        over it (browsing while it trains, or after it ended there), else None."""
+        from textual.screen import ModalScreen
+
+        from llmtui.tui.screens.monitor import MonitorScreen
+
+        stack = self.screen_stack
+        for i, screen in enumerate(stack):
+            if isinstance(screen, MonitorScreen):
+                if any(not isinstance(above, ModalScreen) for above in stack[i + 1:]):
+                    return screen
+        return None
+
+    def action_show_training(self) -> None:
+        """Back to the monitor: the screens opened over it close (a config with unsaved
+        changes among them asks first)."""
+        monitor = self.background_monitor()
+        if monitor is None:
+            return
+        above = self.screen_stack[self.screen_stack.index(monitor) + 1:]
+        dirty = [s for s in above if getattr(getattr(s, "doc", None), "dirty", False)
+                 and type(s).__name__ == "WizardScreen"]
+
+        def back(yes: bool | None = True) -> None:
+            if yes:
+                while self.screen is not monitor and monitor in self.screen_stack:
+                    self.pop_screen()
+
+        if dirty:
+            from llmtui.tui.screens.dialogs import ConfirmScreen
+
+            doc = getattr(dirty[-1], "doc")     # a WizardScreen's (imported lazily: no cycle)
+            self.push_screen(ConfirmScreen(f"{doc.path or doc.origin} has changes that are not saved. "
+                                           "Go back to the training run and discard them?", yes="Discard",
+                                           title="Unsaved changes"), back)
+            return
+        back()
+
     def go_home(self) -> bool:
         """Back to the hardware screen; False (and a notice) while training runs."""
         from llmtui.tui.screens.hardware import HardwareScreen
@@ -259,7 +305,9 @@ class LlmtuiApp(App[int]):
         return True
 
     def new_run(self) -> None:
-        if self.go_home():
+        from llmtui.tui.screens.hardware import HardwareScreen
+
+        if self.go_home() and isinstance(self.screen, HardwareScreen):
             self.screen.action_rescan()
 
     # -- training ---------------------------------------------------------------------
@@ -277,6 +325,9 @@ class LlmtuiApp(App[int]):
 
             question = (f"{run_dir} already holds checkpoints (up to step {step:,}).\n"
                         "Resume that run, or delete its checkpoints and start over?")
+            note = self._resume_lr_note(run_dir, cfg)
+            if note:
+                question += f"\n\nResuming with this config: {note}"
 
             def chosen(choice: str | None) -> None:
                 if choice == "resume":
@@ -295,6 +346,17 @@ class LlmtuiApp(App[int]):
         self.training = run
         self.push_screen(MonitorScreen(run))
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
+
+    def _resume_lr_note(self, run_dir: Path, cfg) -> str | None:
+        """What resuming `run_dir` with `cfg` does to the learning rate where it goes on."""
+        from llmtui.engine.training.checkpoint import candidates
+        from llmtui.engine.training.runs import resume_point
+
+        if cfg.training.epochs > 0:    # the length comes from the data: known once training starts
+            return None
+        newest = candidates(run_dir)   # not verified here (the resume does it): a note, no hashing
+        point = resume_point(newest[0]) if newest else None
+        return point.lr_change(cfg.training.max_steps, cfg) if point is not None else None
 
     def resume_run(self, run_dir: Path, max_steps: int) -> None:
         """Continue a run from its newest intact checkpoint, to `max_steps`."""
@@ -339,12 +401,17 @@ class LlmtuiApp(App[int]):
             return
         from textual.screen import ModalScreen
 
-        while self.screen is not monitor and isinstance(self.screen, ModalScreen):
-            self.pop_screen()  # e.g. a stop confirmation that is moot now
+        while self.background_monitor() is None and self.screen is not monitor \
+                and isinstance(self.screen, ModalScreen):
+            self.pop_screen()  # e.g. a stop confirmation that is moot now (not a dialog of another screen)
         monitor.summary = (summary, defaults)   # the finished monitor opens it again (enter)
         monitor.refresh_bindings()
         if self.screen is monitor:
             self.push_screen(SummaryScreen(summary, defaults))
+        elif self.background_monitor() is monitor:    # the user is browsing elsewhere
+            self.notify(f"{cfg.run.name} finished at step {summary.get('steps', monitor.step):,}. "
+                        "Ctrl+T shows its monitor (enter: the summary).", title="Training finished",
+                        timeout=10, markup=False)
 
     # -- quitting ---------------------------------------------------------------------
 
@@ -371,7 +438,7 @@ class LlmtuiApp(App[int]):
             return
         self._quitting = True
         self._exit_code = code
-        run.stop("interrupted" if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else "stopped")
+        run.stop(StopReason.INTERRUPTED if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else StopReason.STOPPED)
         from llmtui.tui.screens.monitor import MonitorScreen
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
@@ -406,6 +473,8 @@ class LlmtuiApp(App[int]):
         self.action_hide_help_panel()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show_training":
+            return self.background_monitor() is not None
         if action == "hide_keys":
             # Esc closes the keys panel when it is open; otherwise it is the screen's
             return bool(self.screen.query("HelpPanel"))
@@ -420,7 +489,8 @@ class LlmtuiApp(App[int]):
             return
         from llmtui.tui.messages import WorkerFailed, error_text
 
-        text = error_text(event.worker.error)
+        error = event.worker.error
+        text = error_text(error) if error is not None else f"worker {event.worker.name!r} failed"
         self.notify(text, title="Error", severity="error", timeout=10, markup=False)
         node = event.worker.node
         if node is not self:

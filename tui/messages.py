@@ -9,14 +9,22 @@ worker's screen so it can put its controls back.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 from textual.worker import Worker
 
+if TYPE_CHECKING:   # the payloads' types; the modules load in the workers that make them
+    from llmtui.engine.inference.evaluate import EvalResult
+    from llmtui.engine.planning.hardware import HardwareInfo
+    from llmtui.engine.planning.recommend import Recommendation
+    from llmtui.engine.training.events import Event
+    from llmtui.engine.training.history import RunHistory
+    from llmtui.engine.training.runs import RunInfo
+
 
 class HardwareDetected(Message):
-    def __init__(self, hardware: Any, recommendation: Any):
+    def __init__(self, hardware: HardwareInfo, recommendation: Recommendation):
         super().__init__()
         self.hardware = hardware
         self.recommendation = recommendation
@@ -44,7 +52,7 @@ class HistoryLoaded(Message):
 
 
 class RunsListed(Message):
-    def __init__(self, runs: list, seconds: float):
+    def __init__(self, runs: list[RunInfo], seconds: float):
         super().__init__()
         self.runs = runs
         self.seconds = seconds
@@ -53,7 +61,7 @@ class RunsListed(Message):
 class RunLoaded(Message):
     """A run's details read in a worker: its info, history and config text."""
 
-    def __init__(self, info: Any, history: Any, config_text: str):
+    def __init__(self, info: RunInfo | None, history: RunHistory, config_text: str):
         super().__init__()
         self.info = info
         self.history = history
@@ -63,7 +71,7 @@ class RunLoaded(Message):
 class RunFollowed(Message):
     """New lines of a followed run's metrics.jsonl (reset: the file was cut back)."""
 
-    def __init__(self, events: list, reset: bool, info: Any):
+    def __init__(self, events: list[Event], reset: bool, info: RunInfo | None):
         super().__init__()
         self.events = events
         self.reset = reset
@@ -104,9 +112,9 @@ class EvalProgress(Message):
 
 
 class EvalFinished(Message):
-    def __init__(self, result: Any):
+    def __init__(self, result: EvalResult):
         super().__init__()
-        self.result = result      # engine.inference.evaluate.EvalResult
+        self.result = result
 
 
 class WorkerFailed(Message):

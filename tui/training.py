@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from llmtui.engine.training.commands import Command, Stop, TrainerControl
+from llmtui.engine.training.commands import Command, Stop, StopReason, TrainerControl
 
 TrainerFactory = Callable[..., TrainerControl]
 
@@ -79,7 +79,7 @@ class TrainingRun:
         trainer.send(command)
         return True
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: StopReason = StopReason.STOPPED) -> None:
         with self._lock:
             self.cancelled = True
             trainer = self.trainer

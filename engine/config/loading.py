@@ -223,8 +223,8 @@ def set_value(cfg: Config, section: str, key: str, value: Any, origin: Origin | 
 def _special_tokens_file(path_text: str, origin: Origin) -> list[str]:
     """The special tokens a file lists, one per line (blank lines skipped)."""
     shown = f"tokenizer.special_tokens = {show_value(path_text)}"
-    where = dict(origin=origin.name, line=origin.line_of("tokenizer", "special_tokens"),
-                 key="tokenizer.special_tokens")
+    where: dict[str, Any] = dict(origin=origin.name, line=origin.line_of("tokenizer", "special_tokens"),
+                                 key="tokenizer.special_tokens")
     if "\0" in path_text or not path_text.strip():
         raise ConfigError(f"{shown}: expected a list of strings or the path of a special-tokens "
                           "file (one token per line)", **where)
@@ -253,6 +253,7 @@ def coerce(spec: FieldSpec, value: Any, origin: Origin | str = "config") -> Any:
     if spec.type is list:
         if not isinstance(value, (list, tuple)):
             raise bad()
+        assert spec.item_type is not None, f"{spec.path}: a list field names its item type"
         return [_coerce_scalar(spec, spec.item_type, item, bad) for item in value]
     return _coerce_scalar(spec, spec.type, value, bad)
 

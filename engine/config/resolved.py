@@ -16,9 +16,10 @@ holds it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
-from llmtui.engine.config.schema import SECTIONS, Config
+from llmtui.engine.config.schema import SECTIONS, Config, TrainingConfig
 
 AUTO = "auto"
 
@@ -27,8 +28,17 @@ def is_auto(value: Any) -> bool:
     return isinstance(value, str) and value == AUTO
 
 
+class ResolvedTrainingConfig(TrainingConfig):
+    """A [training] section whose batch settings are numbers (the schema allows "auto")."""
+
+    batch_size: int
+    grad_accum_steps: int
+
+
 class ResolvedConfig(Config):
     """A Config whose batch settings are numbers. Made by `resolve` only."""
+
+    training: ResolvedTrainingConfig
 
 
 def resolve(cfg: Config, batch_size: int, grad_accum_steps: int) -> ResolvedConfig:
@@ -36,7 +46,8 @@ def resolve(cfg: Config, batch_size: int, grad_accum_steps: int) -> ResolvedConf
     if is_auto(batch_size) or is_auto(grad_accum_steps) or min(batch_size, grad_accum_steps) < 1:
         raise ValueError(f"resolve: batch settings must be numbers >= 1, not "
                          f"{batch_size!r} x {grad_accum_steps!r}")
-    resolved = ResolvedConfig(**{name: copy.deepcopy(getattr(cfg, name)) for name in SECTIONS})
-    resolved.training.batch_size = int(batch_size)
-    resolved.training.grad_accum_steps = int(grad_accum_steps)
-    return resolved
+    sections = {name: copy.deepcopy(getattr(cfg, name)) for name in SECTIONS}
+    training = {f.name: getattr(cfg.training, f.name) for f in dataclasses.fields(TrainingConfig)}
+    sections["training"] = ResolvedTrainingConfig(**{**copy.deepcopy(training), "batch_size": int(batch_size),
+                                                     "grad_accum_steps": int(grad_accum_steps)})
+    return ResolvedConfig(**sections)

@@ -11,10 +11,14 @@ them): add new keys beside the existing ones, never rename them.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Auto = Literal["auto"]   # a setting with auto=True may say "auto": chosen at run time (config.resolved)
 
 
 def spec(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -146,10 +150,10 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    batch_size: int = spec(12, "Sequences per micro-batch (\"auto\": the largest that fits the "
+    batch_size: int | Auto = spec(12, "Sequences per micro-batch (\"auto\": the largest that fits the "
                            "device's free memory, see target_tokens_per_step).", min=1, max=65536,
                            auto=True, flags=("--batch-size",))
-    grad_accum_steps: int = spec(1, "Micro-batches accumulated per optimizer step "
+    grad_accum_steps: int | Auto = spec(1, "Micro-batches accumulated per optimizer step "
                                  "(effective batch = batch_size * grad_accum_steps; \"auto\": "
                                  "as many as reach target_tokens_per_step).", min=1, max=65536,
                                  auto=True, flags=("--grad-accum-steps",))
@@ -283,8 +287,9 @@ class FieldSpec:
 
     section: str
     name: str
-    type: type            # int, float, bool, str or list
-    item_type: type | None  # element type of a list field
+    # `builtins.type`: in the class body the field `type` shadows the builtin
+    type: builtins.type            # int, float, bool, str or list
+    item_type: builtins.type | None  # element type of a list field
     default: Any
     help: str
     min: float | None
@@ -308,7 +313,8 @@ class FieldSpec:
             return "one of " + ", ".join(str(c) for c in self.choices)
         kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
         if self.type is list:
-            base = f"a list of {kind.get(self.item_type, 'values').split(' ', 1)[-1]}s"
+            item = kind.get(self.item_type, "values") if self.item_type is not None else "values"
+            base = f"a list of {item.split(' ', 1)[-1]}s"
         else:
             base = kind[self.type]
         if self.min is not None and self.max is not None:
@@ -343,9 +349,15 @@ def _field_specs() -> dict[str, dict[str, FieldSpec]]:
             origin = typing.get_origin(hint)
             if origin is list:
                 typ, item = list, typing.get_args(hint)[0]
+            elif origin in (typing.Union, types.UnionType):   # `int | Auto`: the number's type
+                typ, item = next(a for a in typing.get_args(hint) if typing.get_origin(a) is not Literal), None
             else:
                 typ, item = hint, None
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                assert f.default_factory is not dataclasses.MISSING, f"{section}.{f.name} has no default"
+                default = f.default_factory()
             m = f.metadata
             out[section][f.name] = FieldSpec(
                 section=section, name=f.name, type=typ, item_type=item, default=default,

@@ -110,14 +110,16 @@ class EpochSampler:
         return self.epoch + self.index / len(self._order)
 
     def next_batch(self):
-        picked = []
-        while len(picked) < self.batch_size:
+        picked: list[np.ndarray] = []   # runs of window indices, batch_size windows in all
+        count = 0
+        while count < self.batch_size:
             if self.index >= len(self._order):
                 self.epoch += 1
                 self.index = 0
                 self._order = self._epoch_order(self.epoch)
-            take = self._order[self.index:self.index + self.batch_size - len(picked)]
+            take = self._order[self.index:self.index + self.batch_size - count]
             picked.append(take)
+            count += len(take)
             self.index += len(take)
         self.batches_drawn += 1
         offsets = np.concatenate(picked).astype(np.int64) * self.block_size

@@ -86,7 +86,7 @@ def load_tokenizer_file(path: str | Path, special_tokens: Sequence[str], kind: s
         if own.kind != kind:
             raise DataError(f'{shown}: holds a {own.kind} tokenizer, not the tokenizer.kind = "{kind}" '
                             f'of this config; set tokenizer.kind = "{own.kind}"')
-        if kind == "char":
+        if kind == "char" or not isinstance(own, TrainedTokenizer):
             return own
         data = own.hf_json
     elif kind == "char":
@@ -102,9 +102,9 @@ def load_tokenizer_file(path: str | Path, special_tokens: Sequence[str], kind: s
     vocab = tokenizer.vocabulary()
     missing = [t for t in special_tokens if t not in vocab]
     if missing:
-        own = [t["content"] for t in data.get("added_tokens") or []
-               if isinstance(t, dict) and t.get("special") and isinstance(t.get("content"), str)]
-        has = f"it has {', '.join(json.dumps(t) for t in own[:5])}" if own else "it has none"
+        specials = [t["content"] for t in data.get("added_tokens") or []
+                    if isinstance(t, dict) and t.get("special") and isinstance(t.get("content"), str)]
+        has = f"it has {', '.join(json.dumps(t) for t in specials[:5])}" if specials else "it has none"
         raise DataError(f"tokenizer.special_tokens: {json.dumps(missing[0])} is not in the vocabulary "
                         f"of {shown} ({has}); list that file's own special tokens, or []")
     return TrainedTokenizer(data, special_tokens)

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -181,18 +182,20 @@ class BpeWorkers:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         cmd = [sys.executable, "-c", f"from {__name__} import worker_main; worker_main()",
                encoding, dtype.str]
-        self.count, self.procs = count, []
-        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+        self.count = count
+        self.procs: list[_Worker] = []
+        self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         for _ in range(count):
             # stderr goes to a file, not a pipe: a chatty child can never block on it.
             err = tempfile.TemporaryFile()
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env)
-            proc.err_file = err
-            self.procs.append(proc)
-            self.idle.put(proc)
+            assert proc.stdin is not None and proc.stdout is not None  # PIPE makes both
+            worker = _Worker(proc, proc.stdin, proc.stdout, err)
+            self.procs.append(worker)
+            self.idle.put(worker)
         self.threads = ThreadPoolExecutor(count, thread_name_prefix="bpe-io")
 
-    def submit(self, text: str | list[str]):
+    def submit(self, text: str | list[str]) -> Future[bytes]:
         """Ids of a text, or of a list of whole documents with end-of-text between them."""
         if isinstance(text, list):
             data = b"".join(len(b).to_bytes(8, "little") + b for b in (t.encode("utf-8") for t in text))
@@ -200,40 +203,51 @@ class BpeWorkers:
         return self.threads.submit(self._encode, text.encode("utf-8"))
 
     def _encode(self, data: bytes, flags: int = 0) -> bytes:
-        proc = self.idle.get()
+        worker = self.idle.get()
         try:
-            proc.stdin.write((len(data) | flags).to_bytes(8, "little") + data)
-            proc.stdin.flush()
-            size = int.from_bytes(_read_exact(proc, 8), "little")
-            return _read_exact(proc, size)
+            worker.stdin.write((len(data) | flags).to_bytes(8, "little") + data)
+            worker.stdin.flush()
+            size = int.from_bytes(_read_exact(worker, 8), "little")
+            return _read_exact(worker, size)
         except BrokenPipeError:
-            raise _worker_error(proc) from None
+            raise _worker_error(worker) from None
         finally:
-            self.idle.put(proc)
+            self.idle.put(worker)
 
     def close(self) -> None:
         self.threads.shutdown(wait=True, cancel_futures=True)
-        for proc in self.procs:
+        for worker in self.procs:
             try:
-                proc.stdin.close()  # end of input: the child exits
-                proc.wait(timeout=10)
+                worker.stdin.close()  # end of input: the child exits
+                worker.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-            proc.stdout.close()
-            proc.err_file.close()
+                worker.proc.kill()
+            worker.stdout.close()
+            worker.err_file.close()
 
 
-def _read_exact(proc: subprocess.Popen, size: int) -> bytes:
-    data = proc.stdout.read(size)
+@dataclass
+class _Worker:
+    """One child process, its pipes and the file its stderr goes to."""
+
+    proc: subprocess.Popen[bytes]
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    err_file: IO[bytes]
+
+
+def _read_exact(worker: _Worker, size: int) -> bytes:
+    data = worker.stdout.read(size)
     if len(data) != size:
-        raise _worker_error(proc)
+        raise _worker_error(worker)
     return data
 
 
-def _worker_error(proc: subprocess.Popen) -> RuntimeError:
+def _worker_error(worker: _Worker) -> RuntimeError:
+    proc = worker.proc
     proc.wait()
-    proc.err_file.seek(0)
-    err = proc.err_file.read().decode(errors="replace").strip().splitlines()
+    worker.err_file.seek(0)
+    err = worker.err_file.read().decode(errors="replace").strip().splitlines()
     return RuntimeError(f"BPE worker process failed (exit code {proc.returncode}): "
                         f"{err[-1] if err else 'no output'}")
 

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
+from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Protocol, overload
 
 import numpy as np
 
@@ -93,6 +93,13 @@ class _Source:
     path: Path | None
     docs: list[_Doc]
     parts: list[_Source] = field(default_factory=list)   # kind "several": the sources it joins
+
+    @property
+    def file(self) -> Path:
+        """The path of a source that has one (text, folder, tokens, a dataset folder)."""
+        if self.path is None:
+            raise AssertionError(f"{self.key}: a {self.kind} source has no path")
+        return self.path
 
 
 KINDS = ('give a text file, a folder of .txt files, a .jsonl/.json/.csv/.parquet file of records, '
@@ -212,6 +219,27 @@ def check_sources(cfg) -> None:
     t = cfg.tokenizer
     if t.kind in ("trained", "char") and t.path:
         load_tokenizer_file(t.path, t.special_tokens, t.kind)   # a file that does not parse: refused now
+
+
+# bytes of UTF-8 text per token, for estimates made before the data is prepared: a
+# character each (char), about 4 for English with a BPE vocabulary (GPT-2's, or a trained one)
+BYTES_PER_TOKEN = {"char": 1.0, "bpe": 4.0, "trained": 4.0}
+
+
+def estimate_train_tokens(cfg) -> int | None:
+    """About how many training tokens the configured text sources make, before they are
+    prepared: their size in bytes over BYTES_PER_TOKEN, less the validation share. Cheap
+    (file sizes only; nothing is read). None when it cannot be told cheaply: token
+    files, records (JSONL, CSV, Parquet, datasets), or a source that does not exist."""
+    try:
+        sources = _configured_sources(cfg, load=False)
+    except (DataError, OSError):
+        return None
+    if any(s.kind not in ("builtin", "text", "folder") or any(d.records for d in s.docs) for s in sources):
+        return None
+    size = sum(d.size for s in sources for d in s.docs)
+    share = 1.0 if (cfg.data.val_source or cfg.data.val_sources) else 1 - cfg.data.val_fraction
+    return int(size / BYTES_PER_TOKEN.get(cfg.tokenizer.kind, 4.0) * share)
 
 
 def check_tokenizer(cfg) -> None:
@@ -409,7 +437,7 @@ def _source_entry(src: _Source, report: _Reporter) -> dict:
         # Folder hash covers names too: adding, removing or renaming a file changes it.
         h = hashlib.sha256()
         for d in src.docs:
-            h.update(f"{Path(d.name).relative_to(src.path).as_posix()}\0{_hash_doc(d, report)}\n".encode())
+            h.update(f"{Path(d.name).relative_to(src.file).as_posix()}\0{_hash_doc(d, report)}\n".encode())
         digest = h.hexdigest()
     else:
         digest = _hash_doc(src.docs[0], report)
@@ -427,6 +455,8 @@ def _hash_doc(doc: _Doc, report: _Reporter) -> str:
 
 
 def _opened(doc: _Doc) -> BinaryIO:
+    if doc.open is None:
+        raise AssertionError(f"{doc.name}: a loaded dataset is read by its records, not opened")
     try:
         return doc.open()
     except OSError as exc:
@@ -595,7 +625,11 @@ def _open_prepared(directory: Path, meta: dict, reused: bool) -> PreparedData:
 # ---------------------------------------------------------------------------
 # streaming text -> tokens
 
-def _text_chunks(doc: _Doc, report: _Reporter, block: int | None = None) -> Iterator[str]:
+class _Advances(Protocol):
+    def advance(self, n: int) -> None: ...
+
+
+def _text_chunks(doc: _Doc, report: _Advances, block: int | None = None) -> Iterator[str]:
     """The document's text in pieces of about `block` (CHUNK_BYTES) bytes, cut at safe points."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     carry, offset = "", 0
@@ -631,10 +665,16 @@ def text_chunks(path: Path, on_read: Callable[[int], None] | None = None,
         doc = _file_doc(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return _text_chunks(doc, _Counter, block)
+    return _text_chunks(doc, _Counter(), block)
 
 
 RECORD_SEPARATOR = "\n"   # between records, for a tokenizer without an end-of-text token (char)
+
+
+@overload
+def _doc_texts(doc: _Doc, report: _Reporter, separator: str) -> Iterator[str]: ...
+@overload
+def _doc_texts(doc: _Doc, report: _Reporter, separator: str | None) -> Iterator[str | None | list[str]]: ...
 
 
 def _doc_texts(doc: _Doc, report: _Reporter, separator: str | None) -> Iterator[str | None | list[str]]:
@@ -767,13 +807,13 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
         raise DataError(f"{sources[1].key}: only one pre-tokenized .bin/.npy source can be used "
                         "(concatenate the token files, or tokenize text sources together)")
     src = sources[0]
-    side = _side_meta(src.path, cfg)
+    side = _side_meta(src.file, cfg)
     tokens = _open_token_file(src, side, cfg)
-    sibling = src.path.with_name("val" + src.path.suffix)
+    sibling = src.file.with_name("val" + src.file.suffix)
     if val:
-        train, val_tokens = tokens, _open_token_file(val, _side_meta(val.path, cfg), cfg)
+        train, val_tokens = tokens, _open_token_file(val, _side_meta(val.file, cfg), cfg)
         val_name = val.identity
-    elif src.path.stem == "train" and sibling.is_file():
+    elif src.file.stem == "train" and sibling.is_file():
         # nanoGPT's data/<name>/train.bin + val.bin layout
         train = tokens
         val_tokens = _open_token_file(_Source("data.source", "tokens", str(sibling.resolve()),
@@ -786,7 +826,7 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
     tokenizer, vocab_size = _pretokenized_vocab(src, side, cfg)
     for arr, name in ((train, src.identity), (val_tokens, val_name or src.identity)):
         _check_ids(arr, vocab_size, name)
-    meta = {
+    meta: dict[str, Any] = {
         "format": "llmtui-tokens", "version": FORMAT_VERSION, "pretokenized": True,
         "dtype": tokens.dtype.name, "vocab_size": vocab_size,
         "tokenizer": tokenizer.to_json(), "tokenizer_fingerprint": tokenizer.fingerprint(),
@@ -796,10 +836,11 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
         "train_tokens": len(train), "val_tokens": len(val_tokens),
         "side_meta": side,
     }
-    meta["fingerprint"] = _sha256_json({"train": _sampled_digest(train), "val": _sampled_digest(val_tokens),
-                                        "vocab_size": vocab_size})
+    fingerprint = _sha256_json({"train": _sampled_digest(train), "val": _sampled_digest(val_tokens),
+                                "vocab_size": vocab_size})
+    meta["fingerprint"] = fingerprint
     return PreparedData(train=train, val=val_tokens, vocab_size=vocab_size, tokenizer=tokenizer,
-                        meta=meta, directory=src.path.parent, reused=True, fingerprint=meta["fingerprint"])
+                        meta=meta, directory=src.file.parent, reused=True, fingerprint=fingerprint)
 
 
 def _side_meta(path: Path, cfg) -> dict:
@@ -817,7 +858,7 @@ def _side_meta(path: Path, cfg) -> dict:
 
 
 def _open_token_file(src: _Source, side: dict, cfg) -> np.ndarray:
-    path = src.path
+    path = src.file
     if path.suffix.lower() == ".npy":
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -849,7 +890,7 @@ def _pretokenized_vocab(src: _Source, side: dict, cfg) -> tuple[Tokenizer, int]:
     """Tokenizer and vocab size for token files: meta.json's vocabulary (ours,
     or a "chars" list), else the configured BPE encoding. A char tokenizer
     cannot be guessed, and training without one could not show samples."""
-    meta_path = _meta_path(src.path, cfg)
+    meta_path = _meta_path(src.file, cfg)
     vocab = side.get("vocab_size")
     if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
         raise DataError(f'{meta_path}: "vocab_size" = {vocab!r} must be a positive integer')

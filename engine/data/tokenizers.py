@@ -291,7 +291,10 @@ class TrainedTokenizer:
         special = d.get("special_tokens", [])
         if not isinstance(special, list) or not all(isinstance(t, str) for t in special):
             raise DataError('trained tokenizer JSON: "special_tokens" must be a list of strings')
-        return cls(d.get("tokenizer"), special)
+        hf_json = d.get("tokenizer")
+        if not isinstance(hf_json, dict):
+            raise DataError("trained tokenizer JSON: \"tokenizer\" must be a tokenizer.json object")
+        return cls(hf_json, special)
 
     def fingerprint(self) -> str:
         return self._fingerprint

@@ -80,6 +80,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, max_tokens: int | None
         raise DataError(f"--max-tokens {max_tokens}: at least 2 tokens are needed (one to predict)")
     loaded = load_checkpoint_model(Path(checkpoint).expanduser(), device, force=force)
     fmt = records.file_format(path)
+    source: _TokenFile | _RecordFile | _TextFile
     if path.suffix.lower() in TOKEN_SUFFIXES:
         source = _TokenFile(path, loaded)
     elif fmt is not None:
@@ -110,19 +111,21 @@ class _TextFile:
         self.path, self.tokenizer = path, loaded.tokenizer
         self.skipped, self.first_skipped = 0, ""
         if strict and isinstance(self.tokenizer, CharTokenizer):
-            self._refuse_unknown()
+            self._refuse_unknown(self.tokenizer)
 
-    def _refuse_unknown(self) -> None:
+    def _refuse_unknown(self, tokenizer: CharTokenizer) -> None:
         """--strict: a first pass counts the characters the vocabulary lacks."""
         count, first = 0, None
         for text in self._pieces(None):
-            ids = self.tokenizer.encode_array(text, strict=False)
+            if text is None:
+                continue
+            ids = tokenizer.encode_array(text, strict=False)
             if len(ids) < len(text):
                 count += len(text) - len(ids)
-                first = first or next(c for c in text if c not in self.tokenizer)
+                first = first or next(c for c in text if c not in tokenizer)
         if count:
             raise DataError(f"{self.path}: {count:,} character(s) are not in the char vocabulary of "
-                            f"{self.tokenizer.vocab_size} (first {_show(first)}); without --strict "
+                            f"{tokenizer.vocab_size} (first {_show(first)}); without --strict "
                             "they are skipped")
 
     def tokens(self, limit: int | None, progress: Progress | None) -> Iterator[np.ndarray]:
@@ -144,7 +147,8 @@ class _TextFile:
         if progress:
             progress(total, total)
 
-    def _pieces(self, on_read: Callable[[int], None] | None) -> Iterator[str]:
+    def _pieces(self, on_read: Callable[[int], None] | None) -> Iterator[str | None]:
+        """The text, in pieces; None stands for the end-of-text token (between records)."""
         return text_chunks(self.path, on_read, block=READ_PIECE)
 
     def _encode(self, text: str | None) -> np.ndarray:

@@ -165,7 +165,7 @@ def remove_leftovers(out: Path) -> list[str]:
     """Remove what killed exports to `out` left beside it (see the module docstring);
     returns the names removed."""
     pattern = re.compile(rf"^\.(tmp|trash)-{re.escape(out.name)}-[0-9a-f]{{8}}$")
-    removed = []
+    removed: list[str] = []
     try:
         siblings = [p for p in out.parent.iterdir() if pattern.match(p.name)]
     except OSError:

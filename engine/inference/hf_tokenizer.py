@@ -131,10 +131,16 @@ def _from_hf(tokenizer: TrainedTokenizer) -> BpeVocabulary:
             or pre.get("add_prefix_space") or tokenizer.hf_json.get("normalizer"):
         raise UserError("the tokenizer is not a plain byte-level BPE (as llmtui trains them), so it "
                         "has no GGUF form; export --format hf instead")
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+    merges = [_merge_pair(m) for m in model.get("merges", [])]
     vocab = tokenizer.vocabulary()
     added = {t["id"]: t["content"] for t in tokenizer.hf_json.get("added_tokens") or []}
     return BpeVocabulary(tokens={i: t for t, i in vocab.items()}, merges=merges, special=added, pattern="")
+
+
+def _merge_pair(merge: str | list[str]) -> tuple[str, str]:
+    """One merge of tokenizer.json: "a b" (older files) or ["a", "b"] (newer ones)."""
+    left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+    return left, right
 
 
 def tokenizer_files(tokenizer: Tokenizer, model_max_length: int) -> dict[str, str]:

@@ -174,7 +174,7 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
     C, H, KV, D = c.n_embd, c.n_head, c.kv_heads, c.head_size
     Q, K = H * D, KV * D               # the width of q (C unless head_dim is set), of k and of v
 
-    def get(name: str, size: int | None = None) -> torch.Tensor:
+    def get(name: str, size: int) -> torch.Tensor:
         # llmtui's absent biases are zeros in formats that always have them
         return w[name] if name in w else torch.zeros(size)
 

@@ -46,11 +46,11 @@ class KVCache:
         end = self.pos + k.size(2)
         if end > self.length:
             raise ValueError(f"KV cache of {self.length} positions cannot hold {end}")
-        if self.keys[layer] is None:
-            B, H, _, D = k.shape
-            self.keys[layer] = k.new_empty(B, H, self.length, D)
-            self.values[layer] = v.new_empty(B, H, self.length, D)
         keys, values = self.keys[layer], self.values[layer]
+        if keys is None or values is None:
+            B, H, _, D = k.shape
+            keys = self.keys[layer] = k.new_empty(B, H, self.length, D)
+            values = self.values[layer] = v.new_empty(B, H, self.length, D)
         keys[:, :, self.pos:end] = k
         values[:, :, self.pos:end] = v
         return keys[:, :, :end], values[:, :, :end]

@@ -23,6 +23,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from llmtui.engine.config.schema import ModelConfig
 from llmtui.engine.errors import ConfigError
 from llmtui.engine.model.generation import generate_tokens
 from llmtui.engine.model.shapes import attention_width, ff_width, head_size, kv_heads
@@ -193,11 +194,27 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+class _Layers(nn.ModuleDict):
+    """GPT's `transformer` ModuleDict, its entries declared for the type checker
+    (the state dict's names, "transformer.wte.weight" and so on, are the ModuleDict's)."""
+
+    wte: nn.Embedding
+    wpe: nn.Embedding        # learned positions only (pos_encoding = "learned")
+    drop: nn.Dropout
+    h: nn.ModuleList         # of Block
+    ln_f: nn.Module
+
+
 class GPT(nn.Module):
+    rope: torch.Tensor       # the RoPE tables (a buffer), without learned positions
+    # set by llmtui.build_model (engine.builder_api) on the models it makes
+    llmtui_model_config: ModelConfig
+    llmtui_vocab_provisional: bool
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
+        self.transformer = _Layers(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),

@@ -128,7 +128,8 @@ class _Fields:
     """config.json's fields, each taken once; what is left over is refused."""
 
     def __init__(self, path: Path, config: dict):
-        self.path, self.config, self.taken = path, config, set()
+        self.path, self.config = path, config
+        self.taken: set[str] = set()
 
     def take(self, name: str, default: Any = None) -> Any:
         self.taken.add(name)
@@ -380,7 +381,8 @@ def llmtui_state_dict(model: HfModel, weights: dict[str, torch.Tensor], gpt) -> 
             src, dst = f"model.layers.{i}.", f"transformer.h.{i}."
             out[dst + "ln_1.weight"] = get(src + "input_layernorm.weight")
             out[dst + "ln_2.weight"] = get(src + "post_attention_layernorm.weight")
-            qkv_w, qkv_b = [], []
+            qkv_w: list[torch.Tensor] = []
+            qkv_b: list[torch.Tensor] = []
             for proj, rotated in (("q_proj", True), ("k_proj", True), ("v_proj", False)):
                 weight = get(src + f"self_attn.{proj}.weight")
                 bias = get(src + f"self_attn.{proj}.bias") if gpt.bias or gpt.qkv_bias else None
@@ -388,7 +390,8 @@ def llmtui_state_dict(model: HfModel, weights: dict[str, torch.Tensor], gpt) -> 
                     weight = _per_head(weight, head_dim, back)
                     bias = None if bias is None else _per_head(bias, head_dim, back)
                 qkv_w.append(weight)
-                qkv_b.append(bias)
+                if bias is not None:
+                    qkv_b.append(bias)
             out[dst + "attn.c_attn.weight"] = torch.cat(qkv_w)
             if gpt.bias or gpt.qkv_bias:
                 out[dst + "attn.c_attn.bias"] = torch.cat(qkv_b)

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, cast
 
 import torch
 import torch.nn as nn
 
 from llmtui.engine.model.shapes import MUON_NS_STEPS, newton_schulz_flops
+
+if TYPE_CHECKING:
+    from llmtui.engine.model.gpt import GPT
 
 
 class Muon(torch.optim.Muon):
@@ -72,7 +76,7 @@ class Muon(torch.optim.Muon):
         args = (group["ns_coefficients"], group["ns_steps"], group["eps"], self.ns_dtype)
         if self.ns_dtype == torch.bfloat16:
             return [orthogonalize(u, *args) for u in updates]
-        out: list[torch.Tensor | None] = [None] * len(updates)
+        out: dict[int, torch.Tensor] = {}
         by_shape: dict[tuple, list[int]] = {}
         for i, u in enumerate(updates):
             by_shape.setdefault(tuple(u.shape), []).append(i)
@@ -80,7 +84,7 @@ class Muon(torch.optim.Muon):
             stacked = orthogonalize(torch.stack([updates[i] for i in indices]), *args)
             for i, result in zip(indices, stacked.unbind(0)):
                 out[i] = result
-        return out
+        return [out[i] for i in range(len(updates))]
 
 
 def orthogonalize(grad: torch.Tensor, coefficients, steps: int, eps: float,
@@ -153,16 +157,17 @@ class Optimizers:
 def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices (Linear weights and embeddings, as nanoGPT does),
     never on biases or norm gains: shrinking those only hurts."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in unique_parameters(model):
         (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def unique_parameters(model: nn.Module):
+def unique_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     """Trainable parameters, a tied weight once."""
-    seen = set()
+    seen: set[int] = set()
     for p in model.parameters():
         if p.requires_grad and id(p) not in seen:
             seen.add(id(p))
@@ -183,7 +188,7 @@ def build_optimizers(model: nn.Module, o, *, autocast_dtype: torch.dtype | None 
         groups = optimizer_groups(model, o.weight_decay)
         adam = adam_class(groups, lr=o.learning_rate, fused=True, **adam_args)
         return Optimizers(adam=adam, base_lrs=[o.learning_rate] * len(groups))
-    raw = getattr(model, "_orig_mod", model)
+    raw = cast("GPT", getattr(model, "_orig_mod", model))   # the GPT (under torch.compile's wrapper)
     outer = {id(p) for name in ("wte", "wpe") if name in raw.transformer
              for p in raw.transformer[name].parameters()}
     head = {id(raw.lm_head.weight)} - outer         # a tied head is the token embedding

@@ -183,7 +183,8 @@ def autotune(cfg, hardware, target: Target, vocab: int | None = None
 
 
 def will_not_fit(need: int, target: Target) -> str:
-    return (f"will not fit: estimated {gib(need)} > {gib(target.memory)} available on "
+    available = gib(target.memory) if target.memory is not None else "an unknown amount"
+    return (f"will not fit: estimated {gib(need)} > {available} available on "
             f"{target.label}; lower training.batch_size, model.block_size, model.n_embd or "
             "model.n_layer, or set model.gradient_checkpointing = true")
 
@@ -224,7 +225,7 @@ def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[Resolve
     resolved = resolve(cfg, batch, accum)
     need = sum(memory_parts(resolved, batch, vocab, target).values())
     messages = list(notes)
-    if need > target.memory:
+    if target.memory is not None and need > target.memory:
         messages.append(will_not_fit(need, target))
     return resolved, messages
 

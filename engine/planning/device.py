@@ -22,6 +22,7 @@ import torch
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import ConfigError
+from llmtui.engine.planning import cpu
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,27 +63,6 @@ MPS_FALLBACK = "PYTORCH_ENABLE_MPS_FALLBACK"
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_native(precision: str) -> bool:
-    """Whether this CPU has matrix instructions for the format. Without them
-    PyTorch emulates bf16/fp16 matmuls, measured over 100x slower than fp32."""
-    flags = cpu_flags()
-    if precision == "bf16":
-        return bool({"avx512_bf16", "amx_bf16"} & flags)
-    if precision == "fp16":
-        return bool({"amx_fp16", "avx512_fp16"} & flags)
-    return True
-
-
 def resolve_device(requested: str) -> tuple[torch.device, list[str]]:
     warnings: list[str] = []
     if requested == "cpu":
@@ -128,7 +108,7 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, list[s
             return "fp16", ["training.precision = \"bf16\" but torch supports bf16 on Apple GPUs from "
                             "macOS 14 only; training in fp16 (with loss scaling)"]
         return precision, []
-    if device.type == "cpu" and cpu_has_native(precision):
+    if device.type == "cpu" and cpu.cpu_has_native(precision):
         return precision, []
     return "fp32", [f"training.precision = \"{precision}\" but this {device.type.upper()} has no native "
                     f"{precision} math (it would run many times slower); training in fp32"]
@@ -226,7 +206,8 @@ def remembered_peak(device_type: str, precision: str, device_index: int = 0,
             known = {}
     except (OSError, ValueError):
         known = {}
-    before = known.get(key) if isinstance(known.get(key), (int, float)) else 0.0
+    seen = known.get(key)
+    before = float(seen) if isinstance(seen, (int, float)) else 0.0
     best = max(before, at_least, matmul_peak_flops(device_type, precision, device_index))
     if best > before:
         known[key] = best

@@ -17,9 +17,9 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llmtui.engine.planning.device import cpu_flags, cpu_has_native
+from llmtui.engine.planning import cpu
 
-# CPU flags that decide which precisions run fast (see engine.planning.device.cpu_has_native)
+# CPU flags that decide which precisions run fast (see engine.planning.cpu.cpu_has_native)
 PRECISION_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16",
                    "amx_bf16", "amx_fp16", "amx_tile", "asimd", "sve")
 
@@ -214,10 +214,10 @@ def detect_cpu() -> CpuInfo:
     mem = psutil.virtual_memory()
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
-    flags = sorted(f for f in cpu_flags() | _arm_features() if f in PRECISION_FLAGS)
+    flags = sorted(f for f in cpu.cpu_flags() | _arm_features() if f in PRECISION_FLAGS)
     return CpuInfo(model=_cpu_model(), physical_cores=physical, logical_cores=logical,
                    total_ram_bytes=int(mem.total), available_ram_bytes=int(mem.available),
-                   bf16_native=cpu_has_native("bf16"), fp16_native=cpu_has_native("fp16"),
+                   bf16_native=cpu.cpu_has_native("bf16"), fp16_native=cpu.cpu_has_native("fp16"),
                    flags=flags)
 
 

@@ -130,8 +130,8 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
                            f"{unusable[0].name} is not usable by torch: training on the CPU")
         else:
             from llmtui.engine.planning.hardware import nvml_error
-            why = nvml_error() if gpu is None else None
-            reasons.append("no NVIDIA GPU found" + (f" ({why})" if why else "")
+            nvml_why = nvml_error() if gpu is None else None
+            reasons.append("no NVIDIA GPU found" + (f" ({nvml_why})" if nvml_why else "")
                            + ": training on the CPU")
         cpu = hardware.cpu
         reasons.append(f"CPU: {cpu.model}, {cpu.physical_cores} physical / {cpu.logical_cores} "
@@ -208,9 +208,9 @@ def parse_gpu_spec(text: str):
         raise UserError(f"--gpu {text!r}: CC must look like 8.6; {GPU_SPEC_HELP}")
     if memory_gb is not None and not 0.5 <= memory_gb <= 4096:
         raise UserError(f"--gpu {text!r}: VRAM_GB must be between 0.5 and 4096")
-    if known is None and memory_gb is None:
-        raise UserError(f"--gpu {text!r}: not a known card; {GPU_SPEC_HELP}")
     if memory_gb is None:
+        if known is None:
+            raise UserError(f"--gpu {text!r}: not a known card; {GPU_SPEC_HELP}")
         memory_gb = known.memory_gb
     if cc is None and known is not None:
         cc = known.compute_capability

@@ -164,7 +164,8 @@ def optimizer_bytes(cfg, n_params: int) -> int:
         return 8 * n_params
     shapes = muon_matrices(cfg.model)
     matrices = sum(r * c for r, c in shapes)
-    small, big = sorted(max(shapes, key=lambda s: s[0] * s[1]))
+    largest = max(shapes, key=lambda s: s[0] * s[1])
+    small, big = sorted(largest)
     return 8 * (n_params - matrices) + 4 * matrices + 4 * (3 * small * big + 2 * small * small)
 
 

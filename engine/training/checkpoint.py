@@ -74,10 +74,11 @@ def _build_atomically(target: Path, fill) -> Path:
 def write_checkpoint_dir(target: Path, files: dict[str, bytes]) -> Path:
     """Atomically create or replace directory `target` holding `files` and their manifest."""
     def fill(tmp: Path) -> None:
-        manifest = {"format_version": FORMAT_VERSION, "files": {}}
+        listed: dict[str, dict[str, Any]] = {}
+        manifest = {"format_version": FORMAT_VERSION, "files": listed}
         for name, data in files.items():
             fsutil.write_synced(tmp / name, data)
-            manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            listed[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         fsutil.write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
     return _build_atomically(target, fill)
 
@@ -178,7 +179,7 @@ def candidates(run_dir: Path) -> list[Path]:
 
 def latest_intact(run_dir: Path) -> tuple[Path | None, list[str]]:
     """The newest checkpoint that verifies, and a note for each one skipped."""
-    notes = []
+    notes: list[str] = []
     for path in candidates(run_dir):
         try:
             verify(path)

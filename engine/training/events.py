@@ -74,6 +74,7 @@ class StartEvent(Event):
     # matmul FLOPs of the optimizer per step (Muon's Newton-Schulz iterations), apart from
     # the model's FLOPs that `mfu` counts
     optimizer_flops_per_step: int = optional(0)
+    cpu_cores: int | None = optional()    # the logical CPUs train events' cpu_busy is out of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +102,9 @@ class TrainEvent(Event):
     memory_peak_mb: float | None = optional()        # CUDA
     memory_rss_mb: float | None = optional()         # CPU
     epoch: float | None = optional()                 # epochs done, with training.epochs
+    # the machine's CPU cores busy over the interval: all processes, and the other processes
+    cpu_busy: float | None = optional()
+    cpu_others: float | None = optional()
 
 
 @dataclass(frozen=True, kw_only=True)

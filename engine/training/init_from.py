@@ -24,6 +24,11 @@ looks at it (the memory estimate, data preparation, the saved config.toml):
   pretrained model in a few steps), warmup over 5% of the run (at most 100
   steps) and a cosine decay to 10% of the peak. Weight decay never touches
   norm gains or biases (engine.model.optim), pretrained or not.
+- a from-scratch learning rate (above FINETUNE_MAX_LEARNING_RATE: a from-scratch
+  preset's 5e-3 with Muon, say) on a pretrained Hugging Face model is refused in one
+  line naming the key, unless forced (`--force`): it wrecks the weights in a few
+  steps, the failure users report most after fine-tuning's fp16 NaNs. A start from
+  an llmtui run (continued training of one's own small model) is left alone.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -45,6 +50,9 @@ from llmtui.engine.errors import CheckpointError, ConfigError, UserError
 from llmtui.engine.model import import_hf
 from llmtui.engine.training import checkpoint as ckpt
 
+if TYPE_CHECKING:
+    from llmtui.engine.model.gpt import GPT
+
 # [model] keys that describe the network (the rest are training choices: dropout,
 # gradient checkpointing, block_size up to the source's context)
 ARCHITECTURE = ("n_layer", "n_head", "n_embd", "d_ff", "bias", "qkv_bias", "pos_encoding", "rope_theta",
@@ -54,6 +62,9 @@ FINETUNE_BLOCK_SIZE = 1024
 FINETUNE_LEARNING_RATE = 1e-4
 FINETUNE_WARMUP_SHARE = 0.05
 FINETUNE_MIN_LR_SHARE = 0.1
+FINETUNE_MAX_LEARNING_RATE = 1e-3
+# the peak rates a run uses: learning_rate, and with muon the AdamW groups' own (0 = learning_rate)
+RATES = ("learning_rate", "embedding_learning_rate", "head_learning_rate", "gain_learning_rate")
 
 
 @dataclass
@@ -81,7 +92,7 @@ class InitSource:
                               f"({self.tokenizer.kind}, {self.tokenizer.vocab_size:,} tokens); remove the "
                               "[tokenizer] settings, or give text rather than pre-tokenized files")
 
-    def load_into(self, model: torch.nn.Module) -> None:
+    def load_into(self, model: GPT) -> None:
         """Copy the source's weights into `model` (built from the applied config)."""
         from llmtui.engine.training.snapshot import load_model_state
 
@@ -154,14 +165,43 @@ def _llmtui_tokenizer_settings(cfg: Config, kind: str, found: Path, special: lis
     return settings
 
 
-def apply(cfg: Config) -> tuple[Config, InitSource | None]:
+def apply(cfg: Config, force: bool = False) -> tuple[Config, InitSource | None]:
     """`cfg` (a copy) made to describe model.init_from's model, with the fine-tuning
-    defaults (module docstring), and the source; `cfg` itself and None for "scratch"."""
+    defaults (module docstring), and the source; `cfg` itself and None for "scratch".
+    `force` trains a pretrained model at a from-scratch learning rate all the same."""
     spec = cfg.model.init_from
     if spec == "scratch":
         return cfg, None
     source = source_of(spec)
-    return _described(cfg, source.model, source.tokenizer_settings, source.describe()), source
+    described = _described(cfg, source.model, source.tokenizer_settings, source.describe())
+    if source.kind == "hf" and not force:
+        check_finetune_rates(described)
+    return described, source
+
+
+def too_high_rates(cfg: Config) -> list[str]:
+    """The optimizer's learning-rate keys of `cfg` above FINETUNE_MAX_LEARNING_RATE (with
+    muon the AdamW groups' own rates count, where set)."""
+    o = cfg.optimizer
+    names = RATES if o.name == "muon" else RATES[:1]
+    return [f"optimizer.{name}" for name in names if getattr(o, name) > FINETUNE_MAX_LEARNING_RATE]
+
+
+def check_finetune_rates(cfg: Config) -> None:
+    """Refuse a from-scratch learning rate on pretrained weights (module docstring)."""
+    high = too_high_rates(cfg)
+    if not high:
+        return
+    first = high[0]
+    value = getattr(cfg.optimizer, first.split(".")[1])
+    more = f" (and {', '.join(high[1:])})" if len(high) > 1 else ""
+    raise ConfigError(f"{first} = {show_value(value)}{more} is a from-scratch rate: it would wreck the "
+                      f'pretrained weights of model.init_from = "{cfg.model.init_from}" in a few steps; '
+                      f"fine-tuning needs at most {show_value(FINETUNE_MAX_LEARNING_RATE)} (remove the "
+                      f"setting for the fine-tuning default {show_value(FINETUNE_LEARNING_RATE)}, as "
+                      "presets/finetune-cpu.toml does; --force trains anyway)",
+                      key=first, related=("model.init_from", *high[1:]),
+                      allowed=f"at most {show_value(FINETUNE_MAX_LEARNING_RATE)}")
 
 
 def _described(cfg: Config, model: dict[str, Any], tokenizer: dict[str, Any], where: str) -> Config:
@@ -279,7 +319,10 @@ def preview(cfg: Config, source: SourcePeek) -> Config:
     contradicts the source. `cfg` itself when nothing was read from the source."""
     if source.model is None:
         return cfg
-    return _described(cfg, source.model, source.tokenizer or {}, f'model.init_from = "{cfg.model.init_from}"')
+    described = _described(cfg, source.model, source.tokenizer or {}, f'model.init_from = "{cfg.model.init_from}"')
+    if source.kind in ("hf", "hub"):
+        check_finetune_rates(described)
+    return described
 
 
 def _take(cfg: Config, section: str, name: str, value: Any, where: str) -> None:

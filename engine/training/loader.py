@@ -65,6 +65,11 @@ class LoadedModel:
     path: Path          # the checkpoint directory
     # what loading has to say: damaged checkpoints skipped, a device that was not available
     warnings: list[str] = field(default_factory=list)
+    step: int | None = None   # the training step the checkpoint holds (None: a Hugging Face folder)
+
+    def describe(self) -> str:
+        """Which weights these are, for a front end to say: `checkpoints/x/best (step 250)`."""
+        return f"{self.path} (step {self.step:,})" if self.step is not None else str(self.path)
 
     @property
     def device(self) -> torch.device:
@@ -122,7 +127,8 @@ def _load(path: Path, device: str, force: bool) -> LoadedModel:
     check_memory(path, cfg, shape.vocab_size, torch_device, force)
     model = GPT(shape)
     load_model_state(model, loaded.model_state, str(path))
-    return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path, warnings)
+    return LoadedModel(model.to(torch_device).eval(), tokenizer, cfg, path, warnings,
+                       step=loaded.state.run.step)
 
 
 def load_hf_folder(folder: Path, device: str = "auto", *, force: bool = False) -> LoadedModel:
@@ -180,6 +186,7 @@ def check_memory(path: Path, cfg: Config, vocab: int, device: torch.device, forc
 def check_temperature(value: float) -> float:
     """`value` when it is 0 (greedy) or in eval.temperature's range, else UserError."""
     spec = field_spec("eval.temperature")
+    assert spec.min is not None and spec.max is not None   # the schema gives its range
     if not (value == 0 or spec.min <= value <= spec.max):    # NaN fails both
         raise UserError(f"temperature {value!r} is not allowed; expected 0 (greedy) or a number "
                         f">= {spec.min:g} and <= {spec.max:g}")
@@ -201,9 +208,11 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> tuple[list[int], str | N
 
 def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, temperature: float = 0.8,
                            top_k: int | None = 200, seed: int = 1337, device: str = "auto",
-                           force: bool = False, warn: Warn | None = None) -> str:
+                           force: bool = False, warn: Warn | None = None,
+                           loaded_from: Callable[[LoadedModel], None] | None = None) -> str:
     """The continuation of `prompt`; `warn` is told what loading and encoding the prompt
-    had to say (damaged checkpoints skipped, the device, dropped characters)."""
+    had to say (damaged checkpoints skipped, the device, dropped characters), and
+    `loaded_from` which checkpoint was loaded (a run directory names none)."""
     check_temperature(temperature)
     loaded = load_checkpoint_model(path, device, force=force)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -211,6 +220,8 @@ def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, temperat
     for message in loaded.warnings + ([dropped] if dropped else []):
         if warn is not None:
             warn(message)
+    if loaded_from is not None:
+        loaded_from(loaded)
     ids = ids or [0]
     dev = next(model.parameters()).device
     idx = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long, device=dev)

@@ -64,7 +64,7 @@ def is_own_name(name: str) -> bool:
     if name in OWN_FILES or is_checkpoint_name(name):
         return True
     temp = _TEMP.match(name)
-    return bool(temp) and (temp["name"] in OWN_FILES or is_checkpoint_name(temp["name"]))
+    return temp is not None and (temp["name"] in OWN_FILES or is_checkpoint_name(temp["name"]))
 
 
 def own_temp_name(name: str) -> bool:
@@ -152,7 +152,9 @@ def check_writable(run_dir: Path) -> str:
         raise RunDirError(f"{run_dir}: folder exists, is not empty and was not made by llmtui; "
                           "llmtui will not write into it (choose another run.name or run.out_dir)")
     if state == "bad_marker":
-        raise RunDirError(marker_problem(run_dir))
+        # (the marker changed between the two reads: report what state_of saw)
+        raise RunDirError(marker_problem(run_dir) or f"{run_dir / MARKER}: is not an llmtui run marker; "
+                          "llmtui will not write into this folder")
     return state
 
 

@@ -10,6 +10,7 @@ lists at once.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,51 @@ def newest_intact_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
     return ckpt.latest_intact(run_dir)
 
 
+@dataclass
+class ResumePoint:
+    """Where a resume of a run starts: a checkpoint's step, the length of the run that
+    wrote it and the config it was trained with."""
+    checkpoint: Path
+    step: int
+    max_steps: int
+    config: Config
+
+    def lr_change(self, new_max_steps: int, config: Config | None = None) -> str | None:
+        """What resuming to `new_max_steps` with `config` (by default the checkpoint's own)
+        does to the learning rate at the resume point, in one sentence, or None when it
+        stays: the schedule follows the new length and the new config's settings."""
+        from llmtui.engine.training.schedule import lr_at, lr_jump_hint
+
+        old, new = self.config, config or self.config
+        before = lr_at(self.step, old.scheduler, old.optimizer.learning_rate, self.max_steps)
+        after = lr_at(self.step, new.scheduler, new.optimizer.learning_rate, new_max_steps)
+        if self.step == 0 or math.isclose(before, after, rel_tol=1e-6):
+            return None
+        same = old.scheduler == new.scheduler and old.optimizer.learning_rate == new.optimizer.learning_rate
+        why = (f"the {self.max_steps:,}-step schedule becomes one of {new_max_steps:,} steps" if same
+               else "the new config's learning rate or schedule")
+        hint = f"; {lr_jump_hint(old.scheduler, self.step, self.max_steps)}" if same else ""
+        return (f"Learning rate at step {self.step:,}: {before:.3g} -> {after:.3g} ({why}){hint}.")
+
+
+def resume_point(checkpoint: Path) -> ResumePoint | None:
+    """The ResumePoint of a checkpoint directory, or None when its state.json or its
+    config.toml cannot be read (the resume itself then says why)."""
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.errors import UserError
+
+    state = _json(checkpoint / "state.json")
+    step, max_steps = state.get("step"), state.get("max_steps")
+    if not (isinstance(step, int) and isinstance(max_steps, int)) or isinstance(step, bool) \
+            or isinstance(max_steps, bool) or step < 0 or max_steps < 0:
+        return None
+    try:
+        cfg = load_config(str(checkpoint / "config.toml"))
+    except (UserError, OSError):
+        return None
+    return ResumePoint(checkpoint, step, max_steps, cfg)
+
+
 def _json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -104,6 +150,11 @@ def _number(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _whole(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
 def run_info(run_dir: Path) -> RunInfo | None:
     """What a run directory holds, or None when it is not a run of llmtui's."""
     if rundir.state_of(run_dir) not in ("ours", "legacy"):
@@ -124,7 +175,7 @@ def run_info(run_dir: Path) -> RunInfo | None:
     model, tokenizer = config.get("model", {}), config.get("tokenizer", {})
     kind = tokenizer.get("kind", "char")
     steps = _number(newest.get("step")) or _number(summary.get("steps")) or 0
-    tokens_seen = _number(newest.get("tokens_seen", summary.get("tokens_seen")))
+    tokens_seen = _whole(newest.get("tokens_seen", summary.get("tokens_seen")))
     if status == "running":   # its checkpoints lag its progress (the first comes after a while)
         tail = progress(run_dir / "metrics.jsonl")
         if tail is not None and tail[0] >= steps:
@@ -132,12 +183,12 @@ def run_info(run_dir: Path) -> RunInfo | None:
     modified = max([p.stat().st_mtime for p in [run_dir, *found] if p.exists()] or [0.0])
     return RunInfo(
         name=run_dir.name, path=run_dir, status=status, holder=held, steps=int(steps),
-        max_steps=_number(config.get("training", {}).get("max_steps")),
+        max_steps=_whole(config.get("training", {}).get("max_steps")),
         best_val_loss=_number(newest.get("best_val_loss", summary.get("best_val_loss"))),
         last_val_loss=_number(newest.get("val_loss", summary.get("final_val_loss"))),
         tokens_seen=tokens_seen,
         training_time=_number(summary.get("total_training_time")) or _number(summary.get("training_time")),
-        modified=modified, n_params=_number(summary.get("n_params")),
+        modified=modified, n_params=_whole(summary.get("n_params")),
         tokenizer=kind if kind != "bpe" else f"bpe {tokenizer.get('encoding', '')}".strip(),
         model=(f"{model.get('n_layer', '?')}x{model.get('n_embd', '?')}, "
                f"block {model.get('block_size', '?')}"),

@@ -44,3 +44,23 @@ def wsd_decay_start(scheduler: SchedulerConfig, total_steps: int) -> int:
     """The first step of a wsd schedule's decay."""
     decay_end = scheduler.decay_steps or total_steps
     return max(scheduler.warmup_steps, decay_end - round(scheduler.decay_fraction * decay_end))
+
+
+def lr_jump(scheduler: SchedulerConfig, peak: float, step: int, old_total: int,
+            new_total: int) -> tuple[float, float] | None:
+    """The learning rate at `step` in a run of `old_total` steps and in one of `new_total`
+    (a resume with another max_steps follows the new length), or None when they are the same."""
+    if old_total == new_total or step == 0:
+        return None
+    before, after = lr_at(step, scheduler, peak, old_total), lr_at(step, scheduler, peak, new_total)
+    return None if before == after else (before, after)
+
+
+def lr_jump_hint(scheduler: SchedulerConfig, step: int, old_total: int) -> str:
+    """How to go on without the jump lr_jump found."""
+    if scheduler.kind == "wsd":
+        start = wsd_decay_start(scheduler, old_total)
+        return (f"step {step:,} is inside the decay of the {old_total:,}-step run (from step "
+                f"{start:,}); resume from a checkpoint before step {start:,} to extend without a jump")
+    return ("scheduler.kind = \"wsd\" extends a run without a jump (or set scheduler.decay_steps "
+            "to keep the old schedule)")

@@ -31,7 +31,8 @@ LOAD = StateDictOptions(full_state_dict=True)                       # every rank
 
 def shard(model: torch.nn.Module) -> torch.nn.Module:
     """Shard each block, then the rest (embeddings, final norm, head) as the root."""
-    for block in model.transformer.h:
+    blocks: Any = getattr(model.transformer, "h")   # a ModuleList (nn.Module's __getattr__ is untyped)
+    for block in blocks:
         fully_shard(block)
     fully_shard(model)
     return model
@@ -58,14 +59,14 @@ def gather_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     state = get_model_state_dict(model, options=GATHER)
     if getattr(model.config, "tie_embeddings", False):
         state.pop("lm_head.weight", None)
-    return {k: v.contiguous() for k, v in state.items()}
+    return {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def gather_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer's full state_dict, keyed by parameter index as an unsharded optimizer's
     is (engine.training.snapshot saves that form): on rank 0; {} elsewhere. Every rank
     must call it."""
-    full = get_optimizer_state_dict(model, optimizer, options=GATHER)
+    full: Any = get_optimizer_state_dict(model, optimizer, options=GATHER)
     if not full:
         return {}
     names = _names(model, optimizer)
@@ -78,7 +79,7 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -
     weights = dict(weights)
     if getattr(model.config, "tie_embeddings", False) and "transformer.wte.weight" in weights:
         weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
-    set_model_state_dict(model, weights, options=LOAD)
+    set_model_state_dict(model, dict[str, Any](weights), options=LOAD)
 
 
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:

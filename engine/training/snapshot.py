@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from safetensors.torch import save as save_tensors
 from llmtui.engine.errors import CheckpointError, ResumeMismatch
 from llmtui.engine.model.optim import Optimizers
 from llmtui.engine.training.state import RunState, SavedState
+
+if TYPE_CHECKING:
+    from llmtui.engine.model.gpt import GPT
 
 
 def clean_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -37,11 +40,11 @@ def clean_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> GPT:
     """The GPT inside torch.compile and DDP wrappers."""
     while hasattr(model, "_orig_mod") or hasattr(model, "module"):
-        model = getattr(model, "_orig_mod", None) or model.module
-    return model
+        model = getattr(model, "_orig_mod", None) or getattr(model, "module")
+    return cast("GPT", model)
 
 
 def check_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
@@ -161,6 +164,7 @@ def rng_to_files() -> tuple[dict[str, torch.Tensor], dict]:
             tensors[f"rng.cuda.{i}"] = s
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)   # the legacy form (legacy=True, the default) of MT19937
     meta = {"python": [version, list(internal), gauss],
             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
                       float(np_state[4])]}

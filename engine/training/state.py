@@ -46,7 +46,7 @@ class RunState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str) -> "RunState":
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             value = _required(d, f.name, source)
             if f.name in ("train_loss", "val_loss", "best_val_loss"):
@@ -386,6 +386,6 @@ def _scaler(scaler: dict, source: str) -> None:
     for name, (low, high) in _SCALER_RANGES.items():
         value = _required(scaler, name, source, "scaler.")
         if isinstance(low, int):
-            _count(value, f"scaler.{name}", source, high, low)
+            _count(value, f"scaler.{name}", source, int(high), low)
         else:
             _number(value, f"scaler.{name}", source, low, high)

@@ -141,9 +141,9 @@ class WandbLogger:
             self.run.finish()
 
 
-def trackers(cfg: Config) -> list:
+def trackers(cfg: Config) -> list[TensorBoardLogger | WandbLogger]:
     """The listeners the config asks for; a one-line error if a package is missing."""
-    out = []
+    out: list[TensorBoardLogger | WandbLogger] = []
     if cfg.logging.tensorboard_dir:
         out.append(TensorBoardLogger(cfg.logging.tensorboard_dir, cfg.logging.tensorboard_flush_every_n))
     if cfg.logging.wandb_project:

@@ -24,7 +24,7 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
 from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
+from llmtui.engine.planning.load import LoadMeter, contended
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed, init_from, rundir, sharded
 from llmtui.engine.training.commands import (
@@ -82,7 +83,7 @@ from llmtui.engine.training.events import (
 )
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
-from llmtui.engine.training.schedule import lr_at, wsd_decay_start
+from llmtui.engine.training.schedule import lr_at, lr_jump, lr_jump_hint
 from llmtui.engine.training.snapshot import (
     check_model_state,
     checkpoint_files,
@@ -124,7 +125,7 @@ class TrainingSetup:
     placement: Placement
     threads: int | None                 # CPU intra-op threads (None on CUDA)
     data: PreparedData
-    sampler: BatchSampler
+    sampler: BatchSampler | EpochSampler
     eval_offsets: list[np.ndarray]
     gpt_config: GPTConfig
     raw_model: GPT                      # the module itself, for checkpoints and sampling
@@ -154,6 +155,11 @@ OOM_HALVINGS = 3
 # measured matmul peak, what training steps reach on CPUs here)
 SLOW_STEP_SECONDS = 10.0
 SLOW_STEP_EFFICIENCY = 0.6
+# warn that the machine is busy when other processes hold cores the training threads need
+# and a step takes this many times the estimate (and at least BUSY_MIN_STEP_SECONDS: tiny
+# models are far off a FLOP estimate anyway, and nobody waits for them)
+BUSY_SLOWDOWN = 3.0
+BUSY_MIN_STEP_SECONDS = 0.2
 # while evaluating, tell front ends how far it got at most this often
 EVAL_PROGRESS_SECONDS = 0.5
 
@@ -202,7 +208,7 @@ class Trainer:
             raise UserError("Trainer needs a config (llmtui.load_config(...)), or model=, "
                             "train_dataset= and config=")
         self.cfg = cfg                                   # as given: may hold "auto"
-        self.resume_from = "latest" if resume_from is True else resume_from
+        self.resume_from: str | Path | None = "latest" if resume_from is True else (resume_from or None)
         self.overwrite = overwrite
         self.force = force
         self.run_dir = run_dir_of(cfg)
@@ -231,6 +237,8 @@ class Trainer:
         # loop bookkeeping
         self._checkpoint_to_resume: Path | None = None
         self._start_step = 0
+        self._load_meter: LoadMeter | None = None    # the CPU load between train events
+        self._busy_warned = False
         self._pause_time = 0.0
         self._interval_start = 0.0
         self._lr = 0.0
@@ -443,7 +451,8 @@ class Trainer:
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         if t.compile:
-            model = torch.compile(model)
+            # an OptimizedModule (typed as a callable): the module, compiled on first call
+            model = cast(torch.nn.Module, torch.compile(model))
 
         optimizers = build_optimizers(raw_model, config.optimizer, autocast_dtype=placement.autocast_dtype)
         scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
@@ -493,7 +502,7 @@ class Trainer:
     def _apply_init_from(self) -> None:
         """Make the config describe model.init_from's model (engine.training.init_from)."""
         if self._init_source is None:
-            self.cfg, self._init_source = init_from.apply(self.cfg)
+            self.cfg, self._init_source = init_from.apply(self.cfg, force=self.force)
 
     def _preparing(self, stage: str, done: int, total: int) -> None:
         """Data preparation's progress (a few times a second): tell the front ends, and
@@ -528,6 +537,26 @@ class Trainer:
                       f"{self.state.max_steps - self.state.step:,} steps to go (an estimate from "
                       "the FLOPs and this device's matmul speed); lower model.block_size, "
                       "model.n_layer or model.n_embd, or the batch size, to go faster")
+
+    def _warn_if_busy(self, setup: TrainingSetup, load, step_seconds: float) -> None:
+        """Say so, once while it lasts, when other processes hold the CPU cores training
+        needs and a step takes far longer than estimated for this machine."""
+        if load is None or setup.device.type != "cpu":
+            return
+        if not contended(load.others, load.cores, setup.threads):
+            self._busy_warned = False       # it cleared: a later spell is told again
+            return
+        if self._busy_warned or not setup.peak_flops:
+            return
+        expected = ((setup.flops_per_token * setup.tokens_per_step + setup.optimizers.extra_flops_per_step)
+                    / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
+        if step_seconds < BUSY_MIN_STEP_SECONDS or step_seconds < BUSY_SLOWDOWN * expected:
+            return
+        self._busy_warned = True
+        self.warn(f"the machine is busy: other processes use {load.others:.1f} of its {load.cores} CPU "
+                  f"cores while training runs {setup.threads} threads; a step takes "
+                  f"{_seconds(step_seconds)}, {step_seconds / expected:,.0f}x the {_seconds(expected)} "
+                  "estimated for a free machine (the ETA follows the measured time)")
 
     def _resolve(self, placement: Placement, vocab_size: int) -> ResolvedConfig:
         """The config with "auto" batch settings made numbers for this device (and a
@@ -579,6 +608,7 @@ class Trainer:
                 if path is None:
                     raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from")
             else:
+                assert self.resume_from is not None, "only a resumed run has a checkpoint to resume from"
                 path = Path(self.resume_from)
                 ckpt.verify(path)   # a damaged checkpoint named by the user: say so first
             self._checkpoint_to_resume = path
@@ -610,11 +640,12 @@ class Trainer:
                 if self.resume_from != "latest":
                     raise
                 self.warn(f"skipped damaged checkpoint: {exc}")
-                path = next((p for p, _ in ckpt.intact_newest_first(self.run_dir)
-                             if p is not None and p not in tried), None)
-                if path is None:
+                following = next((p for p, _ in ckpt.intact_newest_first(self.run_dir)
+                                  if p is not None and p not in tried), None)
+                if following is None:
                     raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from "
                                           f"(the last one tried: {exc})") from None
+                path = following
                 tried.add(path)
 
     def _restore_from(self, setup: TrainingSetup, path: Path) -> None:
@@ -665,21 +696,12 @@ class Trainer:
         """Say so when a resume with another max_steps changes the learning rate at the
         resume point (the schedule follows the config's length)."""
         c, step, new = setup.config, self.state.step, self.state.max_steps
-        if saved_max_steps == new or step == 0:
+        jump = lr_jump(c.scheduler, c.optimizer.learning_rate, step, saved_max_steps, new)
+        if jump is None:
             return
-        peak = c.optimizer.learning_rate
-        before, after = lr_at(step, c.scheduler, peak, saved_max_steps), lr_at(step, c.scheduler, peak, new)
-        if before == after:
-            return
-        if c.scheduler.kind == "wsd":
-            start = wsd_decay_start(c.scheduler, saved_max_steps)
-            hint = (f"step {step} is inside the decay of the {saved_max_steps:,}-step run (from step "
-                    f"{start:,}); resume from a checkpoint before step {start:,} to extend without a jump")
-        else:
-            hint = ("scheduler.kind = \"wsd\" extends a run without a jump (or set scheduler.decay_steps "
-                    "to keep the old schedule)")
+        before, after = jump
         self.warn(f"max_steps {saved_max_steps:,} -> {new:,}: the learning rate at step {step:,} goes "
-                  f"from {before:.3g} to {after:.3g}; {hint}")
+                  f"from {before:.3g} to {after:.3g}; {lr_jump_hint(c.scheduler, step, saved_max_steps)}")
 
     # -- checkpoints -------------------------------------------------------
 
@@ -755,7 +777,7 @@ class Trainer:
         self.emit(CheckpointEvent, path=str(path), reason=reason)
         return path
 
-    def _record_checkpoints(self, add: list[str] = (), remove: list[str] = ()) -> None:
+    def _record_checkpoints(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         """Keep the run's record of the checkpoint folders llmtui wrote (the only ones
         it will ever delete) in step with the disk: added before anything is deleted."""
         names = (rundir.recorded_checkpoints(self.run_dir) | set(add)) - set(remove)
@@ -809,11 +831,17 @@ class Trainer:
         # a private generator: sampling must not shift the training RNG stream
         gen = torch.Generator(device=device).manual_seed(c.run.seed + self.state.step)
         model.eval()
+        new: list[int] = []
         with self._autocast():
-            out = model.generate(idx, max_tokens, temperature=c.eval.temperature,
-                                 top_k=c.eval.top_k or None, generator=gen)
+            for token in model.generate_tokens(idx, max_tokens, temperature=c.eval.temperature,
+                                               top_k=c.eval.top_k or None, generator=gen):
+                new.append(int(token[0, 0]))
+                with self._lock:
+                    stopping = self._stop_reason is not None
+                if stopping:     # Stop or Ctrl+C must not wait for a long sample: cut it short
+                    break
         model.train()
-        return setup.tokenizer.decode(out[0, len(ids):].tolist())
+        return setup.tokenizer.decode(new)
 
     # -- the loop ------------------------------------------------------------
 
@@ -920,8 +948,9 @@ class Trainer:
             # under DDP, gradients are averaged across ranks only on the last micro-step
             sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
             if self.fsdp:
-                setup.raw_model.set_requires_gradient_sync(sync)
-            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else model.no_sync()):
+                getattr(setup.raw_model, "set_requires_gradient_sync")(sync)   # FSDP2's (fully_shard)
+            no_sync: Any = getattr(model, "no_sync", None)     # DDP's (a compiled wrapper passes it through)
+            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else no_sync()):
                 # keep no reference to the logits: backward does not need them, and
                 # B*T*vocab floats is the largest tensor of a BPE model
                 loss = model(x, y)[1]
@@ -1002,7 +1031,8 @@ class Trainer:
 
     def _check_finite(self) -> None:
         device = self.setup().device
-        bad = distributed.agree_max(self.dist, [int(self._first_bad_step)], device)[0]
+        first_bad = -1 if self._first_bad_step is None else int(self._first_bad_step)
+        bad = distributed.agree_max(self.dist, [first_bad], device)[0]
         if bad >= 0:
             self._diverged_at = bad
             self.emit(ErrorEvent, message=f"loss became non-finite (nan or inf) at step {bad}; "
@@ -1096,7 +1126,8 @@ class Trainer:
                   data_dir=str(data.directory), data_reused=data.reused,
                   resumed_from=str(self.restored_from) if self.restored_from else None,
                   start_step=self.state.step,
-                  optimizer_flops_per_step=setup.optimizers.extra_flops_per_step)
+                  optimizer_flops_per_step=setup.optimizers.extra_flops_per_step,
+                  cpu_cores=self._load_meter.cores if self._load_meter is not None else None)
 
     def _run(self) -> TrainResult:
         setup = self.setup()
@@ -1108,6 +1139,8 @@ class Trainer:
         self._open_record(setup)
         for message in setup.placement.warnings:
             self.warn(message)
+        self._load_meter = _load_meter()
+        self._busy_warned = False
         self._emit_start(setup)
         self._start_step = state.step
 
@@ -1148,12 +1181,16 @@ class Trainer:
                     elapsed = time.perf_counter() - self._interval_start - excluded
                     state.train_loss = loss
                     tps = interval_steps * setup.tokens_per_step / max(elapsed, 1e-9)
+                    load = self._load_meter.read() if self._load_meter is not None else None
+                    self._warn_if_busy(setup, load, elapsed / interval_steps)
                     self.emit(TrainEvent, loss=loss, lr=self._lr,
                               grad_norm=None if self._grad_norm is None else float(self._grad_norm),
                               tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
                               mfu=self._mfu(setup, tps),
                               tokens_seen=state.tokens_seen, max_steps=state.max_steps,
-                              epoch=self._epochs_at(setup, state.step), **self._memory())
+                              epoch=self._epochs_at(setup, state.step),
+                              cpu_busy=None if load is None else round(load.busy, 2),
+                              cpu_others=None if load is None else round(load.others, 2), **self._memory())
                     interval_steps, excluded = 0, 0.0
                     interval_loss = torch.zeros((), device=setup.device)
                     self._interval_start = time.perf_counter()
@@ -1221,3 +1258,15 @@ class Trainer:
         an earlier one)."""
         path = self.run_dir / name
         return path if (path / ckpt.MANIFEST).is_file() else None
+
+
+def _load_meter():
+    """The CPU load meter, or None where psutil cannot read CPU times."""
+    try:
+        return LoadMeter()
+    except Exception:
+        return None
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.1f} s"

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.messages import RunsCompared
 from llmtui.tui.widgets.loss_chart import LossChart
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -19,6 +20,7 @@ from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
 class CompareScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "compare"
     BINDINGS = [Binding("t", "toggle_metric", "Train/val"), Binding("l", "toggle_log", "Log y"),
                 Binding("m", "toggle_smoothing", "Smooth"), Binding("escape", "back", "Back")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -33,6 +33,7 @@ from textual.widgets import (
 from llmtui.engine.config.schema import field_spec
 from llmtui.engine.errors import ConfigError, UserError
 from llmtui.engine.training.events import EventBuffer, PrepareEvent
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.cancellation import WorkerCancelled, cancellation_check
 from llmtui.tui.fields import field_text, parse_field_text
 from llmtui.tui.messages import DataPrepared, WorkerFailed
@@ -53,12 +54,15 @@ class ChoiceButton(RadioButton):
     both states and tells them apart by colour alone, so in a terminal with few
     colours (or a dark theme) both corpus choices looked selected."""
 
+    # ToggleButton reads the class attribute BUTTON_INNER when it renders; a property
+    # makes the dot depend on the button's state (mypy: a property over an attribute)
     @property
-    def BUTTON_INNER(self) -> str:  # noqa: N802 - the name ToggleButton reads
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802 - the name ToggleButton reads
         return "●" if self.value else " "
 
 
 class DataScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "data"
     BINDINGS = [
         Binding("ctrl+r", "prepare", "Prepare data"),
@@ -184,7 +188,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
 
     @on(Select.Changed, "#tokenizer-kind")
     def _tokenizer_kind(self, event: Select.Changed) -> None:
-        if event.value is Select.NULL:
+        if not isinstance(event.value, str):   # Select.NULL: nothing chosen
             return
         if event.value != "trained" and self.doc.get("tokenizer.path"):
             # a tokenizer.json is only used by a trained tokenizer (a cross-key rule)

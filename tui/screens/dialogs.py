@@ -1,25 +1,30 @@
-"""Small modal dialogs: confirm, choose one of several, ask for a path."""
+"""Small modal dialogs: confirm, choose one of several, ask for a path, read a long text."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Literal, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, Label, Static
+from textual.widgets.button import ButtonVariant
 
 from llmtui.tui.widgets.error_text import ErrorText
 
+R = TypeVar("R")
+InputType = Literal["integer", "number", "text"]   # Input's `type`
 
-class ChoiceScreen(ModalScreen[str | None]):
-    """A question with buttons; dismisses with the chosen button's key (None on Escape)."""
+
+class _ButtonsScreen(ModalScreen[R]):
+    """A question with buttons; dismisses with `result_of` the chosen button's key."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, question: str, choices: list[tuple[str, str, str]], title: str = "",
+    def __init__(self, question: str, choices: list[tuple[str, str, ButtonVariant]], title: str = "",
                  focus: str | None = None):
         """`choices`: (key, label, variant) per button; the button `focus` (else the
         first one) has the focus, so Enter presses it."""
@@ -41,22 +46,29 @@ class ChoiceScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one(f"#choice-{self.focus_key}", Button).focus()
 
-    def result_of(self, key: str):
+    def result_of(self, key: str) -> R:
         """What the dialog dismisses with when the button `key` is pressed."""
-        return key
+        raise NotImplementedError
 
     @on(Button.Pressed)
     def _chosen(self, event: Button.Pressed) -> None:
         # one handler, in the base class only: Textual also runs handlers of base
         # classes, so a subclass overriding on_button_pressed would dismiss twice
         event.stop()
-        self.dismiss(self.result_of(event.button.id.removeprefix("choice-")))
+        self.dismiss(self.result_of((event.button.id or "").removeprefix("choice-")))
+
+
+class ChoiceScreen(_ButtonsScreen[str | None]):
+    """A question with buttons; dismisses with the chosen button's key (None on Escape)."""
+
+    def result_of(self, key: str) -> str | None:
+        return key
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
 
-class ConfirmScreen(ChoiceScreen):
+class ConfirmScreen(_ButtonsScreen[bool]):
     """Yes/no; dismisses with True or False. Every question asked this way does
     something that cannot be undone (delete, discard, replace, stop), so the safe
     answer has the focus: Enter keeps things, `y` or a click confirms."""
@@ -85,7 +97,7 @@ class AskScreen(ModalScreen):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, value: str = "", action: str = "OK", placeholder: str = "",
-                 question: str = "", input_type: str = "text"):
+                 question: str = "", input_type: InputType = "text"):
         super().__init__(classes="dialog-screen")
         self.title_text, self.value, self.action_label = title, value, action
         self.placeholder, self.question, self.input_type = placeholder, question, input_type
@@ -97,6 +109,9 @@ class AskScreen(ModalScreen):
                 yield Static(self.question, classes="dialog-question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, type=self.input_type, id="ask-input")
             yield ErrorText(id="ask-error")
+            note = Static("", id="ask-note", classes="dialog-note", markup=False)
+            note.display = False      # only for a question that explains its answer
+            yield note
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.action_label, variant="primary", id="ask-ok")
                 yield Button("Cancel", id="ask-cancel")
@@ -146,11 +161,34 @@ class PathScreen(AskScreen):
 
 
 class NumberScreen(AskScreen):
-    """Ask for a whole number in [low, high] (e.g. a new max_steps)."""
+    """Ask for a whole number in [low, high] (e.g. a new max_steps). `explain(n)`, when
+    given, says what choosing n would do (shown under the box as it is typed)."""
 
-    def __init__(self, title: str, question: str, value: int, low: int, high: int, action: str = "OK"):
+    def __init__(self, title: str, question: str, value: int, low: int, high: int, action: str = "OK",
+                 explain: Callable[[int], str | None] | None = None):
         super().__init__(title, str(value), action, question=question, input_type="integer")
         self.low, self.high = low, high
+        self.explain = explain
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._explain(self.value)
+
+    @on(Input.Changed, "#ask-input")
+    def _changed(self, event: Input.Changed) -> None:
+        self._explain(event.value)
+
+    def _explain(self, text: str) -> None:
+        if self.explain is None:
+            return
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        note = self.explain(value) if value is not None and self.low <= value <= self.high else None
+        widget = self.query_one("#ask-note", Static)
+        widget.update(note or "")
+        widget.display = bool(note)
 
     def read(self, text: str) -> int:
         try:
@@ -222,3 +260,40 @@ class BrowseScreen(ModalScreen[Path | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class TextScreen(ModalScreen[None]):
+    """A text to read whole (a sample the monitor's panel cuts), as it was written:
+    it scrolls (arrows, PgUp/PgDn, the mouse wheel); `c` copies it; Esc, q or Close
+    goes back."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close"), Binding("c", "copy", "Copy")]
+
+    def __init__(self, title: str, text: str):
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-tall dialog-wide"):
+            yield Label(self.title_text, classes="dialog-title", markup=False)
+            with VerticalScroll(id="text-scroll"):
+                yield Static(self.text, id="text-body", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Label("↑/↓ PgUp/PgDn scroll · c copy · esc close", classes="dialog-hint")
+                yield Button("Close", variant="primary", id="text-close")
+
+    def on_mount(self) -> None:
+        self.query_one("#text-scroll", VerticalScroll).focus()   # the keys scroll it at once
+
+    @on(Button.Pressed, "#text-close")
+    def _close_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.text)
+        self.notify("Copied the text to the clipboard.")

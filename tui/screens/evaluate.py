@@ -8,23 +8,27 @@ and its result as messages.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.cancellation import WorkerCancelled, cancellation_check
 from llmtui.tui.messages import EvalFinished, EvalProgress, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from llmtui.engine.inference.evaluate import EvalResult  # torch: only in the worker
 
 
 def result_table(result: Any) -> Table:
@@ -42,6 +46,7 @@ def result_table(result: Any) -> Table:
 
 
 class EvaluateScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "evaluate"
     BINDINGS = [Binding("escape", "back", "Back")]
 
@@ -49,7 +54,7 @@ class EvaluateScreen(ReportsWorkerErrors, Screen):
         super().__init__()
         self.checkpoint = Path(checkpoint)
         self.device = device
-        self.result = None
+        self.result: EvalResult | None = None
 
     def compose(self) -> ComposeResult:
         yield TitleBar()

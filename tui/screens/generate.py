@@ -15,9 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 from textual.worker import get_current_worker
 
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.fields import escape_text, unescape_text
 from llmtui.tui.messages import GenerationEnded, TextGenerated, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
@@ -32,10 +33,14 @@ from llmtui.tui.widgets.prompt_input import PromptInput
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
 
+if TYPE_CHECKING:
+    from llmtui.engine.training.loader import LoadedModel  # torch: only in the worker
+
 GENERATION_POST_SECONDS = 0.1
 
 
 class GenerateScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "generate"
     BINDINGS = [Binding("escape", "stop_or_back", "Stop / Back")]
 
@@ -43,7 +48,7 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         super().__init__()
         self.checkpoint = Path(checkpoint)
         self.defaults = defaults or {}
-        self.loaded = None                    # the model, loaded by the worker on first use
+        self.loaded: LoadedModel | None = None   # the model, loaded by the worker on first use
         self._stop = threading.Event()
         self._streaming = False               # the status says "Generating…" since the first text
         self.generating = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -27,6 +27,7 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from llmtui.engine.errors import UserError
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.messages import HardwareDetected, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
@@ -37,6 +38,7 @@ RECENT_RUNS = 5   # runs listed here; the runs view (r) has them all
 
 
 class HardwareScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "hardware"
     BINDINGS = [
         Binding("u", "use_recommended", "Use recommended"),

@@ -16,12 +16,13 @@ import time
 from typing import Iterable
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import var
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Label, RichLog, Sparkline, Static
 
 from llmtui.engine.training.commands import Command, Pause, SampleNow, SaveNow, SetEarlyStopping, Unpause
@@ -42,7 +43,9 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
+from llmtui.engine.planning.load import contended
 from llmtui.eta import Eta
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
@@ -64,12 +67,16 @@ STATUS_TEXT = {
     "done": ("✔", "finished", "green"),
     "failed": ("✖", "failed", "red"),
 }
+# the wall clock the elapsed time is read from (the trainer's events carry time.time());
+# snapshot tests fix it
+wall_clock = time.time
 SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
 # actions that command the trainer: hidden (footer, palette) once the run has ended
 TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping", "sample_now", "stop"})
 
 
 class MonitorScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
@@ -80,8 +87,10 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         Binding("x", "stop", "Stop"),
         Binding("l", "toggle_log", "Log y"),
         Binding("m", "toggle_smoothing", "Smooth"),
+        # not in the footer (full at 80 columns): the sample panel's subtitle names it
+        Binding("v", "read_sample", "Read the whole sample", show=False),
         Binding("enter", "summary", "Summary"),      # a finished run's (listed once there is one)
-        Binding("escape", "back", "Back", show=False),
+        Binding("escape", "back", "Back (while training: browse; ctrl+t returns)", show=False),
     ]
 
     # `var`, not `reactive`: a reactive on a screen repaints the whole screen when it
@@ -103,6 +112,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self.errors: list[str] = []
         self.polls = 0
         self._seq = 0
+        self._figures_shown: str | None = None   # the figures beside the bar, as last drawn
         self._phase: str | None = None          # "evaluating 12/20 batches", "preparing data: ..."
         self._clock = Eta(run.cfg.eval, run.cfg.training.max_steps)   # the time left, from the events
         self._lr: collections.deque[float] = collections.deque(maxlen=SPARK_POINTS)
@@ -111,16 +121,23 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self._started = False                   # the first training step has been seen
         self._sample_asked = False              # g was pressed; its sample has not come yet
         self._finalized = False
-        self._timer = None
+        self._timer: Timer | None = None
         self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
+        self._sample: tuple[int, str] | None = None   # (step, prompt + text) of the latest sample
+        self.ended_unseen = False               # the run ended while another screen was shown
+        self._started_at: float | None = None   # the StartEvent's time (the trainer's clock)
+        self._ended_at: float | None = None     # the DoneEvent's, or when the run ended
 
     # -- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
         yield Static("", id="mon-status")
-        yield StillProgressBar(total=None, show_eta=False, show_percentage=True, id="mon-progress")
+        with Horizontal(id="mon-progress-row"):
+            yield StillProgressBar(total=None, show_eta=False, show_percentage=True, id="mon-progress")
+            # elapsed time, tokens seen, epochs: beside the bar, as a progress bar shows them
+            yield Static("", id="mon-figures", markup=False)
         with Horizontal(id="mon-main"):
             chart = LossChart(id="mon-chart", classes="panel")
             chart.border_title = "Loss"
@@ -172,6 +189,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         elif self.status in ("evaluating", "sampling"):
             self._update_eta()     # counts down while an evaluation or a sample sends no events
         self._render_stats()
+        self._render_figures()
         if finished and not self._finalized:
             self._finalize()
 
@@ -223,7 +241,9 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                     self._sample_asked = False
                     if self.status == "sampling":
                         self.status = "running"
+                    self._sample = (e.step, e.prompt + e.text)
                     self.query_one("#mon-sample", Static).update(f"step {e.step}:\n{e.prompt}{e.text}")
+                    self.query_one("#mon-sample-box").border_subtitle = "v: read it all"
                     log.write(f"step {e.step:>6}  sample")
                 case PausedEvent():
                     self.status = "paused"
@@ -242,6 +262,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                     log.write(Text(f"error: {e.message}", "bold red"))
                 case DoneEvent():
                     self.done_event = e
+                    self._ended_at = e.time
                     log.write(f"step {e.step:>6}  done ({e.stop_reason})")
             if e.step > self.step:
                 self.step = e.step
@@ -260,6 +281,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
 
     def _on_start(self, e: StartEvent, log: RichLog) -> None:
         self.info = e
+        self._started_at, self._ended_at = e.time, None
         self.max_steps = e.max_steps
         self.query_one(LossChart).set_total_steps(e.max_steps)
         if self.status in ("starting", "preparing"):
@@ -335,11 +357,6 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             else label
         text.append(f" {symbol} {detail}", style)
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
-        epoch = self.last_train.epoch if self.last_train is not None else None
-        if epoch is not None:      # training.epochs: how much of the data it has seen
-            epochs = getattr(getattr(self.run, "cfg", None), "training", None)
-            of = f"/{epochs.epochs:g}" if epochs is not None and epochs.epochs else ""
-            text.append(f"   epoch {epoch:.2f}{of}")
         if self._eta and self.status in ("running", "pausing", "evaluating", "sampling"):
             text.append(f"   {self._eta}")
         if self.info is not None:
@@ -347,6 +364,30 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                         f"{fmt_count(self.info.n_params)} params", "dim")
         # one fixed-height line: no layout pass needed
         self.query_one("#mon-status", Static).update(text, layout=False)
+
+    def _render_figures(self) -> None:
+        """Beside the bar: the time since training started (this session's, pauses
+        included), the tokens seen (the whole run's, across resumes) and the epochs
+        they make (the share of the training split seen)."""
+        parts = []
+        if self._started_at is not None:
+            end = self._ended_at if self._ended_at is not None else wall_clock()
+            parts.append(f"{fmt_duration(end - self._started_at)} elapsed")
+        t = self.last_train
+        if t is not None:
+            parts.append(f"{fmt_count(t.tokens_seen)} tokens")
+            if t.epoch is not None:       # training.epochs: the trainer counts them
+                epochs = self.run.cfg.training.epochs
+                parts.append(f"epoch {t.epoch:.2f}" + (f"/{epochs:g}" if epochs else ""))
+            elif self.info is not None and self.info.train_tokens:
+                parts.append(f"epoch {t.tokens_seen / self.info.train_tokens:.2f}")
+        text = " · ".join(parts)
+        figures = self.query_one("#mon-figures", Static)
+        if text != self._figures_shown:
+            # a new width needs a layout pass; the same width (seconds ticking) does not
+            width_changed = len(text) != len(self._figures_shown or "")
+            self._figures_shown = text
+            figures.update(text, layout=width_changed)
 
     def _render_stats(self) -> None:
         t, ev = self.last_train, self.last_eval
@@ -360,6 +401,20 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             lr += f"  grad {t.grad_norm:.2f}"
         rows.append(("lr", lr))
         rows.append(("tok/s", f"{t.tokens_per_sec:,.0f}" if t else "–"))
+        busy = False
+        if t is not None and t.cpu_busy is not None:
+            # the machine's CPU: the cores busy, and those other processes take when they
+            # leave the training threads short (then the row and the panel's title warn)
+            info = self.info
+            cores = info.cpu_cores if info is not None else None
+            busy = contended(t.cpu_others, cores, info.threads if info is not None else None)
+            of = f"/{cores}" if cores else ""
+            rows.append(("cpu", f"{t.cpu_busy:.1f}{of}, others {t.cpu_others:.1f}" if busy
+                         else f"{t.cpu_busy:.1f}{of} cores busy", "warn" if busy else ""))
+        side = self.query_one("#mon-side")
+        title = "Now · CPU busy" if busy else "Now"
+        if side.border_title != title:
+            side.border_title = title
         rows.append(("ms/step", f"{t.ms_per_step:,.1f}  MFU {100 * t.mfu:.0f}%" if t else "–"))
         if t and t.memory_allocated_mb is not None:
             rows.append(("torch", f"{fmt_mb(t.memory_allocated_mb)} (peak {fmt_mb(t.memory_peak_mb)})"))
@@ -377,6 +432,9 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
 
     def _finalize(self) -> None:
         self._finalized = True
+        if self._started_at is not None and self._ended_at is None:
+            self._ended_at = wall_clock()    # failed or stopped without a done record
+            self._render_figures()
         if self._timer is not None:
             self._timer.stop()
         run = self.run
@@ -393,6 +451,8 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             self.status = "done" if self.done_event else "failed"
         self._update_progress()
         self.refresh_bindings()   # the trainer's keys leave the footer
+        if self.app.background_monitor() is self:   # the user is elsewhere: the top line tells
+            self.ended_unseen = True
         self.app.training_finished(self)
 
     # -- commands --------------------------------------------------------------------
@@ -462,6 +522,16 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             self.run.stop()
             self.status = "stopping"
 
+    def action_read_sample(self) -> None:
+        """The latest sample whole, in a dialog that scrolls (the panel cuts it)."""
+        if self._sample is None:
+            self.notify("No sample yet: one comes at each evaluation, or press g.", severity="warning")
+            return
+        from llmtui.tui.screens.dialogs import TextScreen
+
+        step, text = self._sample
+        self.app.push_screen(TextScreen(f"Sample at step {step:,} ({len(text):,} characters)", text))
+
     def action_toggle_log(self) -> None:
         chart = self.query_one(LossChart)
         chart.log_scale = not chart.log_scale
@@ -472,14 +542,33 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
 
     def action_back(self) -> None:
         if self.run.running:
-            self.notify("Training is running: stop it first (x) or quit (ctrl+q).", severity="warning")
+            # browse while it trains: the home screen opens over this one, which goes on
+            # polling; ctrl+t (or the top line) comes back
+            self.app.push_screen(self.app.get_default_screen())
+            self.notify("Training goes on. Ctrl+T (or the top line) brings its monitor back.",
+                        title=f"{self.run.cfg.run.name} is training")
         else:
             self.app.pop_screen()
+
+    def on_screen_resume(self) -> None:
+        self.ended_unseen = False
+
+    def progress_line(self) -> str | None:
+        """The run in one line, for the title of a screen shown over this one."""
+        symbol, label, _ = STATUS_TEXT.get(self.status, ("?", self.status, ""))
+        name = self.run.cfg.run.name
+        if self.run.running:
+            return f"{symbol} {name} {label.split(':')[0]}: step {self.step:,}/{self.max_steps:,}"
+        if self.ended_unseen:      # it ended while the user was elsewhere: until they look
+            return f"{symbol} {name} {label} at step {self.step:,}"
+        return None
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Toggle log scale", "Loss chart y axis: linear or log", self.action_toggle_log)
         yield SystemCommand("Toggle smoothing", "Loss chart: smoothed or raw train loss",
                             self.action_toggle_smoothing)
+        yield SystemCommand("Read the whole sample", "The latest sample in full, in a window that scrolls",
+                            self.action_read_sample)
         if not self.run.running:
             return
         yield SystemCommand("Pause / resume training", "Pause at the next step, or continue",

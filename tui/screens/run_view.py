@@ -12,14 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Sparkline, Static, TabbedContent, TabPane
 
-from llmtui.engine.training.history import RunHistory
+from llmtui.engine.training.history import MetricsFollower, RunHistory
+from llmtui.engine.training.runs import RunInfo
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_num
 from llmtui.tui.messages import CheckpointsVerified, RunFollowed, RunLoaded
 from llmtui.tui.widgets.config_view import ConfigView
@@ -32,6 +34,7 @@ STATUS_STYLE = {"running": "bold green", "finished": "green", "stopped": "yellow
 
 
 class RunScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "run"
     BINDINGS = [
         Binding("r", "resume", "Resume"),
@@ -48,10 +51,10 @@ class RunScreen(ReportsWorkerErrors, Screen):
     def __init__(self, run_dir: Path):
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.info = None
+        self.info: RunInfo | None = None
         self.history = RunHistory()
         self.config_text = ""
-        self.follower = None
+        self.follower: MetricsFollower | None = None
         self.follows = 0            # polls of a live run (tests, the bench)
         self.verified: list[tuple[str, int, str | None]] | None = None   # checkpoints checked
 
@@ -75,7 +78,7 @@ class RunScreen(ReportsWorkerErrors, Screen):
                 with VerticalScroll():
                     yield ConfigView(id="run-config")
             with TabPane("Checkpoints", id="tab-checkpoints"):
-                table = DataTable(id="run-checkpoints", cursor_type="row")
+                table: DataTable[str | Text] = DataTable(id="run-checkpoints", cursor_type="row")
                 for label in ("checkpoint", "step", "val loss", "files", "verified"):
                     table.add_column(label, key=label)
                 yield table
@@ -254,8 +257,8 @@ class RunScreen(ReportsWorkerErrors, Screen):
         if r is None:
             return
         if r.status == "running":
-            self.notify(f"{r.name} is being trained now ({r.holder.describe()}).", severity="warning",
-                        markup=False)
+            who = r.holder.describe() if r.holder is not None else "by another process"
+            self.notify(f"{r.name} is being trained now ({who}).", severity="warning", markup=False)
             return
         if not r.checkpoints:
             self.notify(f"{r.name} has no checkpoint to resume from.", severity="warning", markup=False)
@@ -272,8 +275,18 @@ class RunScreen(ReportsWorkerErrors, Screen):
             if steps is not None:
                 self.app.resume_run(self.run_dir, steps)
 
+        # the learning rate where training goes on: a new length moves the schedule under it
+        from llmtui.engine.training.checkpoint import candidates
+        from llmtui.engine.training.runs import resume_point
+
+        # the newest intact one once the Checkpoints tab verified them; else the newest (no
+        # hashing here: the resume verifies)
+        checkpoint = self._newest_checkpoint() if self.verified is not None else \
+            next(iter(candidates(self.run_dir)), None)
+        point = resume_point(checkpoint) if checkpoint is not None else None
         self.app.push_screen(NumberScreen("Resume run", question, default, r.steps + 1, 10**9,
-                                          action="Resume"), chosen)
+                                          action="Resume", explain=point.lr_change if point else None),
+                             chosen)
 
     def action_generate(self) -> None:
         checkpoint = self._newest_checkpoint()

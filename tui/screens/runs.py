@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from llmtui.engine.training.runs import RunInfo
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
 from llmtui.tui.messages import RunsListed
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -28,7 +30,7 @@ from llmtui.tui.worker_errors import ReportsWorkerErrors
 STATUS_STYLE = {"running": "bold green", "finished": "green", "stopped": "yellow",
                 "interrupted": "yellow", "diverged": "red"}
 # column key, label, sort key
-COLUMNS = [
+COLUMNS: list[tuple[str, str, Callable[[RunInfo], Any] | None]] = [   # key, heading, sort key
     ("pick", " ", None),
     ("name", "name", lambda r: r.name.lower()),
     ("status", "status", lambda r: r.status),
@@ -88,6 +90,7 @@ class RunsTable(DataTable):
 
 
 class RunsScreen(ReportsWorkerErrors, Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "runs"
     BINDINGS = [
         Binding("enter", "open", "Open"),
@@ -147,8 +150,8 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     def _fill(self) -> None:
         table = self.query_one(DataTable)
         keep = table.cursor_row
-        sort_key = dict((k, f) for k, _, f in COLUMNS)[self.sort_column]
-        self.runs.sort(key=sort_key, reverse=self.sort_reverse)
+        sort_keys = {k: f for k, _, f in COLUMNS if f is not None}
+        self.runs.sort(key=sort_keys[self.sort_column], reverse=self.sort_reverse)
         rows = {r.name: self._cells(r) for r in self.runs}
         if list(rows) == [key.value for key in table.rows]:
             # the same runs in the same order (the refresh every few seconds): cells change
@@ -203,7 +206,7 @@ class RunsScreen(ReportsWorkerErrors, Screen):
     @on(DataTable.HeaderSelected)
     def _header_selected(self, event: DataTable.HeaderSelected) -> None:
         key = event.column_key.value
-        if key == "pick":
+        if key is None or key == "pick":
             return
         if key == self.sort_column:
             self.sort_reverse = not self.sort_reverse

@@ -8,13 +8,14 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual import on
+from textual import getters, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
 from llmtui.tui.widgets.sample_box import SampleBox
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -29,14 +30,14 @@ TITLES = {"max_steps": "Training finished", "early_stopping": "Training finished
 
 def summary_renderable(s: dict[str, Any]) -> Group:
     """Results side by side (fits 80 columns), then the paths."""
-    reason = s.get("stop_reason")
+    reason = str(s.get("stop_reason"))
     good = reason in ("max_steps", "early_stopping")
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(min_width=14)
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
-    grid.add_row("result", Text(STOP_REASONS.get(reason, str(reason)), "green" if good else "yellow"),
+    grid.add_row("result", Text(STOP_REASONS.get(reason, reason), "green" if good else "yellow"),
                  "final train loss", fmt_loss(s.get("final_train_loss")))
     # the last evaluation may be older than the last step (a stop between evaluations)
     val_step = s.get("final_val_step")
@@ -65,6 +66,8 @@ def summary_renderable(s: dict[str, Any]) -> Group:
 
 
 class SummaryScreen(Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
+
     SUB_TITLE = "summary"
     BINDINGS = [
         Binding("escape", "back", "Monitor"),
@@ -84,7 +87,7 @@ class SummaryScreen(Screen):
         yield TitleBar()
         with VerticalScroll(id="sum-body"):
             with Vertical(id="sum-box", classes="panel") as box:
-                box.border_title = TITLES.get(s.get("stop_reason"), "Training ended")
+                box.border_title = TITLES.get(str(s.get("stop_reason")), "Training ended")
                 yield Static(summary_renderable(s), id="sum-text")
             with Vertical(id="sum-sample", classes="panel") as sample:
                 sample.border_title = "Sample from the model"
@@ -104,7 +107,9 @@ class SummaryScreen(Screen):
     @property
     def checkpoint(self) -> Path:
         """The checkpoint to use: the best one, else the last."""
-        return Path(self.summary.get("best_checkpoint") or self.summary.get("last_checkpoint"))
+        checkpoint = self.summary.get("best_checkpoint") or self.summary.get("last_checkpoint")
+        assert checkpoint, "the buttons that use it are disabled without a checkpoint"
+        return Path(checkpoint)
 
     @on(Button.Pressed, "#generate")
     def _generate_pressed(self) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from textual import on
+from textual import getters, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -28,10 +29,14 @@ from textual.widgets.option_list import Option
 
 from llmtui.engine.config.schema import FIELDS
 from llmtui.engine.errors import ConfigError, UserError
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.widgets.config_field import START_FROM, ConfigField
 from llmtui.tui.widgets.derived_panel import DerivedPanel
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.title_bar import TitleBar
+
+if TYPE_CHECKING:
+    from llmtui.engine.training.init_from import SourcePeek
 
 # the first header line _refresh_header writes
 MADE_FROM = re.compile(r"^llmtui config, made from preset (\S+) and then changed\.$")
@@ -47,6 +52,8 @@ SOURCE_TOKENIZER = ("kind", "encoding", "path", "special_tokens", "vocab_size")
 
 
 class WizardScreen(Screen):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
+
     SUB_TITLE = "config"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
@@ -61,10 +68,11 @@ class WizardScreen(Screen):
         self.first_section = section
         self.invalid: dict[str, str] = {}     # field path -> error
         self.cross_error: ConfigError | None = None   # a rule across fields that fails
-        self.source = None          # engine.training.init_from.SourcePeek of model.init_from
+        self.source: SourcePeek | None = None     # what model.init_from names, peeked
         self._source_error: str | None = None   # what is wrong with the value the file held
         self._displaced: dict[str, object] = {}  # settings the start model took the place of
         self._built: set[str] = set()
+        self._tokens_estimate: tuple[tuple, int | None] | None = None   # (data settings, tokens)
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -117,7 +125,8 @@ class WizardScreen(Screen):
 
     @on(OptionList.OptionHighlighted, "#wizard-sections")
     def _section_chosen(self, event: OptionList.OptionHighlighted) -> None:
-        self.show_section(event.option.id)
+        if event.option.id is not None:   # every section's option has its name as id
+            self.show_section(event.option.id)
 
     def show_section(self, section: str) -> None:
         self._build_section(section)
@@ -205,6 +214,30 @@ class WizardScreen(Screen):
         if moved:
             self.notify(f"The start model sets these, so they were taken out of this config: "
                         f"{', '.join(moved)} (Start from scratch puts them back).", markup=False, timeout=8)
+        self._make_room_for_finetuning()
+
+    def _make_room_for_finetuning(self) -> None:
+        """A from-scratch preset's learning rates would wreck a pretrained model (the engine
+        refuses them: init_from.check_finetune_rates): they are taken out too, so the
+        fine-tuning defaults apply, and put back with Start from scratch."""
+        from llmtui.engine.training.init_from import FINETUNE_LEARNING_RATE, too_high_rates
+
+        if self.source is None or self.source.kind not in ("hf", "hub"):
+            return
+        try:
+            high = too_high_rates(self.doc.to_config())
+        except ConfigError:
+            return
+        written = self.doc.values().get("optimizer", {})
+        moved = [path for path in high if path.split(".")[1] in written]
+        for path in moved:
+            self._displaced.setdefault(path, self.doc.get(path))
+            self.doc.unset(path)
+        self._show_values(moved)
+        if moved:
+            self.notify(f"From-scratch learning rates would wreck a pretrained model: took out "
+                        f"{', '.join(moved)}, so fine-tuning's {FINETUNE_LEARNING_RATE:g} applies "
+                        "(Start from scratch puts them back).", markup=False, timeout=8)
 
     def _show_values(self, paths: list[str]) -> None:
         for field in self.query(ConfigField):
@@ -300,7 +333,21 @@ class WizardScreen(Screen):
             except UserError as exc:
                 panel.show(None, None, exc.detail)
                 return
-        panel.show(cfg, est, vocab_known=vocab_known)
+        panel.show(cfg, est, vocab_known=vocab_known, train_tokens=self._train_tokens(cfg))
+
+    def _train_tokens(self, cfg) -> tuple[int, bool] | None:
+        """The training split's tokens: counted once the data step prepared these data
+        settings, else estimated from the corpus size (file sizes: cheap, and asked again
+        only when the data settings change)."""
+        session = self.app.session
+        if session.data_is_current() and session.data_summary.get("train_tokens"):
+            return int(session.data_summary["train_tokens"]), True
+        key = session.data_settings()
+        if self._tokens_estimate is None or self._tokens_estimate[0] != key:
+            from llmtui.engine.data.prepare import estimate_train_tokens
+            self._tokens_estimate = (key, estimate_train_tokens(cfg))
+        tokens = self._tokens_estimate[1]
+        return (tokens, False) if tokens else None
 
     def refresh_derived(self) -> None:
         """Hardware detection finished (or the data changed): estimate again. A wizard

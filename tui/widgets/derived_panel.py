@@ -6,17 +6,25 @@ Everything here is computed (parameter count, batch arithmetic) or estimated
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING
 
 from llmtui.engine.config.resolved import is_auto
 from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration, fmt_flops
 from llmtui.tui.widgets.stat_panel import Row, StatPanel
 
+if TYPE_CHECKING:
+    from llmtui.engine.config.schema import Config
+    from llmtui.engine.planning.estimate import Estimate
 
-def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
-                 vocab_known: bool = False, model_from: str | None = None) -> list[Row]:
+
+def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = None,
+                 vocab_known: bool = False, model_from: str | None = None,
+                 train_tokens: tuple[int, bool] | None = None) -> list[Row]:
     """`model_from`: the model comes from a source that is not at hand yet (an hf: id not
-    in the cache): that is said instead of figures of a model the run will not build."""
+    in the cache): that is said instead of figures of a model the run will not build.
+    `train_tokens`: (tokens in the training split, whether that is the prepared count
+    rather than an estimate from the corpus size), or None when unknown."""
     rows: list[Row] = []
     if cfg is None:
         return [("Fix the settings", "", "heading"), ("", error or "", "bad wrap")]
@@ -25,12 +33,11 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
         error = "once the start model is at hand"
     t, m = cfg.training, cfg.model
     auto = is_auto(t.batch_size) or is_auto(t.grad_accum_steps)
+    numbers: tuple[int, int] | None = None   # micro-batch, accumulation
     if est is not None:
-        batch, accum = est.batch_size, est.grad_accum_steps
-    elif not auto:
-        batch, accum = t.batch_size, t.grad_accum_steps
-    else:
-        batch = accum = None
+        numbers = est.batch_size, est.grad_accum_steps
+    elif isinstance(t.batch_size, int) and isinstance(t.grad_accum_steps, int):   # neither "auto"
+        numbers = t.batch_size, t.grad_accum_steps
     rows.append(("Model", "", "heading"))
     if model_from:
         rows.append(("", model_from, "dim wrap"))
@@ -46,20 +53,35 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
         else:
             rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
     rows.append(("Batch" + (" (auto, est.)" if auto else ""), "", "heading"))
-    if batch is not None:
+    tokens_step: int | None = None
+    if numbers is not None:
+        batch, accum = numbers
         tokens_step = batch * accum * m.block_size
         rows.append(("micro-batch", f"{batch:,} x {accum:,} accum."))
         rows.append(("effective", f"{batch * accum:,} sequences"))
         rows.append(("tokens/step", f"{tokens_step:,}"))
     else:
-        tokens_step = None
         rows.append(("effective", "auto (needs hardware)"))
+    tokens, exact = train_tokens if train_tokens and train_tokens[0] > 0 else (None, False)
+    approx = "" if exact else "~"
     if t.epochs > 0:
         rows.append(("length", f"{t.epochs:g} epochs"))
+        if batch is not None and tokens:
+            # as the trainer counts them: every window of block_size once per epoch
+            windows = max(1, (tokens - 1) // m.block_size)
+            steps = max(1, math.ceil(t.epochs * math.ceil(windows / (batch * accum))))
+            rows.append(("steps", f"{approx}{steps:,}"))
     else:
         rows.append(("steps", f"{t.max_steps:,}"))
         if tokens_step:
             rows.append(("tokens", fmt_count(tokens_step * t.max_steps)))
+            if tokens:   # the share of the training split that many tokens make
+                rows.append(("epochs", f"{approx}{tokens_step * t.max_steps / tokens:,.2f}"
+                             + ("" if exact else " (est.)")))
+    if tokens:
+        rows.append(("train set", f"{approx}{fmt_count(tokens)} tokens"))
+    else:
+        rows.append(("train set", "not prepared", "dim"))
     if est is None:
         rows.append(("Estimates", "", "heading"))
         rows.append(("", error or "waiting for hardware detection", "dim wrap"))
@@ -74,7 +96,7 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
                      "bad wrap"))
     for name, size in sorted(est.memory.items(), key=lambda kv: -kv[1])[:4]:
         rows.append((f" {name}", fmt_bytes(size), "dim"))
-    rows.append(("Time (" + ("measured" if getattr(est, "calibrated", False) else "estimate") + ")",
+    rows.append(("Time (" + ("measured" if est.calibrated else "estimate") + ")",
                  "", "heading"))
     if est.step_seconds:
         rows.append(("per step", f"~{est.step_seconds * 1000:,.0f} ms"
@@ -83,7 +105,7 @@ def derived_rows(cfg: Any, est: Any | None, error: str | None = None,
         rows.append(("whole run", "~" + fmt_duration(est.total_seconds)))
     if not est.step_seconds and not est.total_seconds:
         rows.append(("", "no estimate for this device", "dim"))
-    for note in getattr(est, "notes", None) or []:
+    for note in est.notes:
         rows.append(("note", note, "warn wrap"))
     return rows
 
@@ -92,6 +114,7 @@ class DerivedPanel(StatPanel):
     def __init__(self, **kwargs):
         super().__init__("Derived", label_width=12, **kwargs)
 
-    def show(self, cfg: Any, est: Any | None, error: str | None = None, vocab_known: bool = False,
-             model_from: str | None = None) -> None:
-        self.set_rows(derived_rows(cfg, est, error, vocab_known, model_from))
+    def show(self, cfg: Config | None, est: Estimate | None, error: str | None = None,
+             vocab_known: bool = False, model_from: str | None = None,
+             train_tokens: tuple[int, bool] | None = None) -> None:
+        self.set_rows(derived_rows(cfg, est, error, vocab_known, model_from, train_tokens))

@@ -3,7 +3,7 @@ and the recommended preset with its reasons."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -11,6 +11,10 @@ from rich.text import Text
 from textual.widgets import Static
 
 from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
+
+if TYPE_CHECKING:
+    from llmtui.engine.planning.hardware import HardwareInfo
+    from llmtui.engine.planning.recommend import Recommendation
 
 
 def _yes(flag: bool | None) -> str:
@@ -24,7 +28,7 @@ def _grid(label_width: int = 10) -> Table:
     return grid
 
 
-def hardware_renderable(hw: Any) -> Group:
+def hardware_renderable(hw: HardwareInfo) -> Group:
     parts: list[Any] = []
 
     def section(title: str) -> Table:
@@ -68,8 +72,7 @@ def hardware_renderable(hw: Any) -> Group:
             live.append(f"{gpu.temperature_c:.0f} °C")
         if live:
             g.add_row("now", ", ".join(live))
-        torch_index = getattr(gpu, "torch_index", None)
-        usable = (f"can use it (cuda:{torch_index})" if torch_index is not None else "can use it")
+        usable = f"can use it (cuda:{gpu.torch_index})" if gpu.torch_index is not None else "can use it"
         g.add_row("torch", Text(usable if gpu.usable_by_torch else "cannot use it",
                                 "green" if gpu.usable_by_torch else "yellow"))
         g.add_row("bf16", _yes(gpu.bf16))
@@ -88,7 +91,7 @@ def hardware_renderable(hw: Any) -> Group:
     return Group(*parts)
 
 
-def recommendation_renderable(rec: Any) -> Group:
+def recommendation_renderable(rec: Recommendation) -> Group:
     parts: list[Any] = []
     head = Text()
     head.append("Recommended: ", "bold")
@@ -100,14 +103,14 @@ def recommendation_renderable(rec: Any) -> Group:
     reasons.add_column(ratio=1)
     for reason in rec.reasons:
         reasons.add_row("•", Text(reason))
-    for warning in getattr(rec, "warnings", None) or []:
+    for warning in rec.warnings:
         reasons.add_row(Text("!", "yellow"), Text(warning, "yellow"))
     parts.append(reasons)
-    if getattr(rec, "finetune_preset", None):
+    if rec.finetune_preset:
         finetune = Text()
         finetune.append("Or fine-tune: ", "bold")
         finetune.append(rec.finetune_preset, "bold green")
-        finetune.append(f" — {rec.finetune_reason}. Pick it under Another preset.")
+        finetune.append(f" — {rec.finetune_reason or ''}. Pick it under Another preset.")
         parts.append(finetune)
     if rec.settings:
         parts.append(Text("Tuned for this machine", "bold"))
@@ -118,7 +121,7 @@ def recommendation_renderable(rec: Any) -> Group:
                 if isinstance(value, bool) else str(value)
             settings.add_row(Text(f"{key} = {shown}"))
         parts.append(settings)
-    est = getattr(rec, "estimate", None)
+    est = rec.estimate
     if est is not None:
         parts.append(Text("Estimates", "bold"))
         grid = _grid(9)
@@ -140,5 +143,5 @@ def recommendation_renderable(rec: Any) -> Group:
 class HardwareView(Static):
     DEFAULT_CSS = "HardwareView { height: auto; }"
 
-    def show(self, hw: Any) -> None:
+    def show(self, hw: HardwareInfo) -> None:
         self.update(hardware_renderable(hw))

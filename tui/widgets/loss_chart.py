@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
 from rich.style import Style
 from rich.text import Text
@@ -38,6 +39,9 @@ class Series:
 
     def __init__(self, capacity: int = 512):
         self.capacity = capacity
+        self.clear()
+
+    def clear(self) -> None:
         self.width = 1                                # steps per bucket
         self._buckets: list[list[float]] = []         # [bucket id, sum step, sum value, count]
         self.count = 0
@@ -75,9 +79,6 @@ class Series:
 
     def points(self) -> list[tuple[float, float]]:
         return [(s / n, v / n) for _, s, v, n in self._buckets]
-
-    def clear(self) -> None:
-        self.__init__(self.capacity)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -153,7 +154,7 @@ class LossChart(Widget):
 
     # -- data ----------------------------------------------------------------
 
-    def add_points(self, train: list[tuple[int, float]] = (), val: list[tuple[int, float]] = ()) -> None:
+    def add_points(self, train: Iterable[tuple[int, float]] = (), val: Iterable[tuple[int, float]] = ()) -> None:
         """Add new points and redraw once (nothing happens without points)."""
         for step, value in train:
             self.train.add(step, value)
@@ -237,10 +238,10 @@ class LossChart(Widget):
         if legend_row:
             plot_h -= 1
         if not any(pts for c, pts in drawn if c.rank > 0):
-            lines = [Text(" " * width) for _ in range(plot_h)]
-            lines[plot_h // 2] = Text("waiting for the first loss values…".center(width), label_style)
-            lines.append(legend)
-            return Text("\n").join(lines)
+            waiting = [Text(" " * width) for _ in range(plot_h)]
+            waiting[plot_h // 2] = Text("waiting for the first loss values…".center(width), label_style)
+            waiting.append(legend)
+            return Text("\n").join(waiting)
 
         xs = [x for _, pts in drawn for x, _ in pts]
         ys = [y for _, pts in drawn for _, y in pts]
@@ -271,9 +272,9 @@ class LossChart(Widget):
             pts = [(x, y) for x, y in pts if x <= x_max]
             if curve.joined:
                 dense = curve.marker is None or curve.smoothed    # a train curve: a point a step
-                line = _per_column(pts, x_min, x_max, px_w) if dense else pts
+                joined = _per_column(pts, x_min, x_max, px_w) if dense else pts
                 dots: dict[tuple[int, int], int] = {}
-                self._plot(dots, [to_px(x, y) for x, y in line])
+                self._plot(dots, [to_px(x, y) for x, y in joined])
                 for (row, col), bits in dots.items():   # only the cells the curve touches
                     if curve.rank >= cell_rank[row][col]:
                         cell_rank[row][col], cell_style[row][col] = curve.rank, style
@@ -309,11 +310,11 @@ class LossChart(Widget):
                     ch = chr(0x2800 + cell_dots[row][col])
                 else:
                     ch = " "
-                style = cell_style[row][col] if ch != " " else None
-                if style is not run_style and run:
+                ch_style = cell_style[row][col] if ch != " " else None
+                if ch_style is not run_style and run:
                     line.append("".join(run), run_style)
                     run = []
-                run_style = style
+                run_style = ch_style
                 run.append(ch)
             if run:
                 line.append("".join(run), run_style)

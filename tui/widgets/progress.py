@@ -13,7 +13,9 @@ from textual.widgets import ProgressBar
 
 
 class StillProgressBar(ProgressBar):
-    def on_mount(self, event: events.Mount) -> None:
+    # Textual passes the Mount event to a handler that takes it (ProgressBar's takes none):
+    # it is needed to prevent the base class's handler
+    def on_mount(self, event: events.Mount) -> None:  # type: ignore[override]
         if not self.show_eta:
             event.prevent_default()     # skip ProgressBar's once-a-second update timer
             self.update()

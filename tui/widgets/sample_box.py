@@ -10,17 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
+from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.fields import escape_text, unescape_text
 from llmtui.tui.messages import SampleReady, WorkerFailed
 from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
 class SampleBox(ReportsWorkerErrors, Vertical):
+    app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     DEFAULT_CSS = """
     SampleBox { height: auto; }
     SampleBox .sample-row { height: 1; margin-top: 1; }
