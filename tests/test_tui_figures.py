@@ -130,6 +130,51 @@ def test_training_warns_once_when_other_processes_hold_the_cpu(tiny, monkeypatch
 
 
 @pytest.mark.train
+def test_threads_follow_the_cores_other_processes_leave_free(tiny, monkeypatch):
+    """With run.threads = 0 (one per core) a busy machine trains on the cores left free
+    (two threads on two cores of which others hold 1.6 wait for each other at every op),
+    and on all of them again once they are free for two readings in a row."""
+    import time
+
+    import psutil
+    import torch
+
+    class Counters:      # the hardware boundary: others hold 1.6 cores for 10 readings, then none
+        def __init__(self):
+            self.calls, self.last, self.busy, self.own = 0, time.monotonic(), 0.0, 0.0
+
+        def __call__(self):
+            now = time.monotonic()
+            span, self.last = now - self.last, now
+            others, own = (1.6, 0.4) if self.calls < 10 else (0.0, 1.9)
+            self.busy += (others + own) * span
+            self.own += own * span
+            self.calls += 1
+            return self.busy, self.own
+
+    machine(monkeypatch, busy_cores=0, own_cores=0)
+    monkeypatch.setattr("llmtui.engine.planning.load.cpu_seconds", Counters())
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 2)     # two cores, one thread each
+    before = torch.get_num_threads()
+    try:
+        events = train_events(tiny, ["run.threads=0", "logging.every_n_steps=1"])
+    finally:
+        torch.set_num_threads(before)
+    assert next(e for e in events if e.kind == "start").threads == 2
+    said = [e.message for e in events if e.kind == "warning" and "goes on with" in e.message]
+    assert len(said) == 2, said
+    assert "1.6 of the 2 CPU cores" in said[0] and "goes on with 1 thread instead of 2" in said[0]
+    assert "free again" in said[1] and "2 threads" in said[1]
+    # nothing changes where the user chose the threads
+    monkeypatch.setattr("llmtui.engine.planning.load.cpu_seconds", Counters())
+    try:
+        events = train_events(tiny, ["run.threads=2", "logging.every_n_steps=1", 'run.name="mine"'])
+    finally:
+        torch.set_num_threads(before)
+    assert not [e for e in events if e.kind == "warning" and "goes on with" in e.message]
+
+
+@pytest.mark.train
 def test_a_machine_that_training_has_to_itself_gives_no_busy_warning(tiny, monkeypatch):
     machine(monkeypatch, busy_cores=2.0, own_cores=1.9)
     monkeypatch.setattr("llmtui.engine.training.trainer.BUSY_MIN_STEP_SECONDS", 0.0)

@@ -48,7 +48,7 @@ from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
 from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
-from llmtui.engine.planning.load import LoadMeter, contended
+from llmtui.engine.planning.load import CpuLoad, LoadMeter, contended
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed, init_from, rundir, sharded
 from llmtui.engine.training.commands import (
@@ -160,6 +160,12 @@ SLOW_STEP_EFFICIENCY = 0.6
 # models are far off a FLOP estimate anyway, and nobody waits for them)
 BUSY_SLOWDOWN = 3.0
 BUSY_MIN_STEP_SECONDS = 0.2
+# with run.threads = 0 (one per core), train on the cores other processes leave free: two
+# intra-op threads on two cores of which other processes hold 1.6 waited for each other
+# at every op, 1.9 s per forward+backward of the cpu preset against 0.2 s on one thread
+# (measured here, load average 5). Fewer threads at once, more only after this many
+# readings in a row say the cores are free again (no flapping on a passing spike).
+THREADS_BACK_AFTER_READINGS = 2
 # while evaluating, tell front ends how far it got at most this often
 EVAL_PROGRESS_SECONDS = 0.5
 
@@ -239,6 +245,8 @@ class Trainer:
         self._start_step = 0
         self._load_meter: LoadMeter | None = None    # the CPU load between train events
         self._busy_warned = False
+        self._auto_threads: int | None = None          # run.threads = 0 on CPU: one per core
+        self._free_readings = 0                        # readings in a row with cores to spare
         self._pause_time = 0.0
         self._interval_start = 0.0
         self._lr = 0.0
@@ -557,6 +565,31 @@ class Trainer:
                   f"cores while training runs {setup.threads} threads; a step takes "
                   f"{_seconds(step_seconds)}, {step_seconds / expected:,.0f}x the {_seconds(expected)} "
                   "estimated for a free machine (the ETA follows the measured time)")
+
+    def _fit_threads_to_load(self, setup: TrainingSetup, load: CpuLoad | None) -> None:
+        """Train on the cores other processes leave free (THREADS_BACK_AFTER_READINGS)."""
+        if self._auto_threads is None or load is None or setup.threads is None:
+            return
+        free = load.cores - load.others
+        want = max(1, min(self._auto_threads, int(free + 0.25)))
+        now = setup.threads
+        if want > now:
+            self._free_readings += 1
+            if self._free_readings < THREADS_BACK_AFTER_READINGS:
+                return
+        else:
+            self._free_readings = 0
+        if want == now:
+            return
+        torch.set_num_threads(want)
+        setup.threads = want
+        self._free_readings = 0
+        if want < now:
+            self.warn(f"other processes use {load.others:.1f} of the {load.cores} CPU cores: training "
+                      f"goes on with {want} thread{'s' if want > 1 else ''} instead of {now} (threads "
+                      "that wait for a busy core slow every step down), and back when the cores are free")
+        else:
+            self.warn(f"the CPU cores are free again: training goes on with {want} threads")
 
     def _resolve(self, placement: Placement, vocab_size: int) -> ResolvedConfig:
         """The config with "auto" batch settings made numbers for this device (and a
@@ -1141,6 +1174,11 @@ class Trainer:
             self.warn(message)
         self._load_meter = _load_meter()
         self._busy_warned = False
+        # the thread count follows the load only where llmtui chose it (run.threads = 0),
+        # and under torchrun the processes of a machine share its cores already
+        self._auto_threads = setup.threads if (setup.threads and self.cfg.run.threads == 0
+                                               and not self.dist.enabled) else None
+        self._free_readings = 0
         self._emit_start(setup)
         self._start_step = state.step
 
@@ -1183,6 +1221,7 @@ class Trainer:
                     tps = interval_steps * setup.tokens_per_step / max(elapsed, 1e-9)
                     load = self._load_meter.read() if self._load_meter is not None else None
                     self._warn_if_busy(setup, load, elapsed / interval_steps)
+                    self._fit_threads_to_load(setup, load)
                     self.emit(TrainEvent, loss=loss, lr=self._lr,
                               grad_norm=None if self._grad_norm is None else float(self._grad_norm),
                               tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
