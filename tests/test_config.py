@@ -218,6 +218,23 @@ def test_grouped_query_attention_heads_must_divide_the_query_heads():
     assert gpt_config(load_config("cpu", ["model.n_kv_head=2"]), 65).n_kv_head == 2
 
 
+def test_head_dim_sets_the_heads_apart_and_is_even_with_rotary_positions():
+    """model.head_dim (Qwen3's head size): 0 = n_embd / n_head; else any width (n_head then
+    need not divide n_embd), even with rotary positions; one-line errors naming it."""
+    from llmtui.engine.model.gpt import NEW_FIELDS, gpt_config
+
+    error = errors_of("cpu", ["model.head_dim=7"])                 # the cpu preset is rotary
+    assert error.keys == ("model.head_dim", "model.pos_encoding")
+    assert error.detail.startswith("model.head_dim = 7 must be even with model.pos_encoding = \"rope\"")
+    assert "\n" not in str(error)
+    assert "model.head_dim" in error_of(None, ["model.head_dim=-2"]) and ">= 0" in error_of(None, ["model.head_dim=-2"])
+    assert load_config(None, ["model.head_dim=7"]).model.head_dim == 7   # learned positions: any width
+    wide = load_config("cpu", ["model.n_head=5", "model.head_dim=48"])   # 5 heads of 48 in 128
+    assert gpt_config(wide, 65).head_dim == 48 and gpt_config(wide, 65).attention_width == 240
+    # head_dim = n_embd / n_head is the default model, as 0 is: the fingerprint of older checkpoints
+    assert gpt_config(load_config("cpu", ["model.head_dim=32"]), 65).head_dim == NEW_FIELDS["head_dim"] == 0
+
+
 def test_a_cross_key_error_names_where_its_keys_were_set(tmp_path):
     assert errors_of("cpu", ["model.n_head=5"]).origin == "--override"    # not "preset cpu"
     assert errors_of("cpu", model__n_head=5).origin == "argument"          # the Python API's keywords

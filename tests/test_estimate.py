@@ -47,7 +47,10 @@ MODELS = [dict(n_layer=2, n_head=4, n_embd=64, block_size=32, **extra) for extra
     {"dropout": 0.1}, {"dropout": 0.1, "pos_encoding": "rope", "bias": True},
     {"norm": "rmsnorm", "bias": True}, {"mlp": "relu2"}, {"mlp": "swiglu"}, {"mlp": "swiglu", "d_ff": 96},
     {"qk_norm": True}, {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "tie_embeddings": False},
-    {"n_kv_head": 2}, {"n_kv_head": 1, "pos_encoding": "rope", "qk_norm": True, "bias": True})]
+    {"n_kv_head": 2}, {"n_kv_head": 1, "pos_encoding": "rope", "qk_norm": True, "bias": True},
+    # heads of their own width (Qwen3's head_dim): wider and narrower than n_embd / n_head = 16
+    {"head_dim": 24, "pos_encoding": "rope", "n_kv_head": 2, "qk_norm": True, "bias": True},
+    {"head_dim": 8, "qkv_bias": True, "tie_embeddings": False})]
 
 
 @pytest.mark.parametrize("shape", MODELS)
@@ -94,7 +97,8 @@ def test_activation_formula_matches_autograd(dropout, pos, d_ff, bf16):
 NEW_OPTIONS = {"rmsnorm": {"norm": "rmsnorm"}, "relu2": {"mlp": "relu2"}, "swiglu": {"mlp": "swiglu"},
                "qk_norm": {"qk_norm": True},
                "all": {"norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "bias": True},
-               "gqa": {"n_kv_head": 2}, "mqa_qk_norm": {"n_kv_head": 1, "qk_norm": True}}
+               "gqa": {"n_kv_head": 2}, "mqa_qk_norm": {"n_kv_head": 1, "qk_norm": True},
+               "head_dim": {"head_dim": 24}, "head_dim_gqa_qk_norm": {"head_dim": 8, "n_kv_head": 2, "qk_norm": True}}
 
 
 @pytest.mark.parametrize("option", NEW_OPTIONS)
@@ -113,6 +117,13 @@ def test_muon_matrices_are_the_model_matrices_with_grouped_query_attention():
     blocks = [tuple(p.shape) for name, p in GPT(gc).named_parameters() if ".h." in name and p.dim() == 2]
     assert sorted(muon_matrices(gc)) == sorted(blocks)
     assert muon_matrices(gc)[0] == (64 + 2 * 16, 64)       # q, then one key and one value head
+
+
+def test_muon_matrices_are_the_model_matrices_with_heads_of_their_own_width():
+    gc = GPTConfig(vocab_size=50, n_layer=2, n_head=4, n_kv_head=2, head_dim=24, n_embd=64, block_size=32)
+    blocks = [tuple(p.shape) for name, p in GPT(gc).named_parameters() if ".h." in name and p.dim() == 2]
+    assert sorted(muon_matrices(gc)) == sorted(blocks)
+    assert muon_matrices(gc)[:2] == [(4 * 24 + 2 * 2 * 24, 64), (64, 4 * 24)]   # [q; k; v] and back to n_embd
 
 
 def test_gradient_checkpointing_saves_memory():

@@ -281,6 +281,8 @@ def test_a_model_setting_without_a_mapping_is_refused_by_name(runs, tmp_path, ca
     (['model.pos_encoding="rope"', 'model.mlp="relu2"'], "gguf", 'model.mlp = "relu2" cannot be exported to gguf'),
     (["model.n_kv_head=2"], "hf", "model.n_kv_head = 2 cannot be exported to hf"),
     (["model.n_kv_head=1"], "gguf", "model.n_kv_head = 1 cannot be exported to gguf"),
+    (["model.head_dim=48"], "hf", "model.head_dim = 48 cannot be exported to hf: GPT-2"),
+    (['model.pos_encoding="rope"', "model.head_dim=48"], "gguf", "model.head_dim = 48 cannot be exported to gguf: Starcoder2"),
 ])
 def test_unmapped_combinations_are_refused_by_setting(settings, fmt, refused):
     """RMSNorm, SwiGLU and QK-norm export only together as Llama / Qwen3 (rotary), GELU and

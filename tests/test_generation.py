@@ -22,6 +22,8 @@ MODELS = {
     "rope-rmsnorm-swiglu-qknorm": dict(pos_encoding="rope", norm="rmsnorm", mlp="swiglu", qk_norm=True),
     "rope-gqa": dict(pos_encoding="rope", n_kv_head=2, bias=True),
     "learned-gqa-mqa": dict(pos_encoding="learned", n_kv_head=1, norm="rmsnorm"),
+    # heads of their own width (model.head_dim, Qwen3's): 4 heads of 12 in a 32-wide model
+    "rope-head-dim-qknorm": dict(pos_encoding="rope", head_dim=12, n_kv_head=2, qk_norm=True, norm="rmsnorm"),
 }
 
 
@@ -128,7 +130,7 @@ def test_each_token_is_computed_once_within_the_context():
 
 def test_the_memory_estimate_counts_the_cache_as_allocated():
     """sizing.kv_cache_bytes (in the inference memory check) is what a full cache holds."""
-    for name in ("learned-layernorm", "rope-gqa", "learned-gqa-mqa"):
+    for name in ("learned-layernorm", "rope-head-dim-qknorm", "rope-gqa", "learned-gqa-mqa"):
         model = tiny_model(**MODELS[name])
         cache = KVCache(model.config.n_layer, 24)
         with torch.no_grad():
@@ -146,6 +148,11 @@ def test_cache_is_sized_for_the_generation_and_refuses_overflow():
         assert tuple(cache.keys[0].shape) == (1, 2, 6, 8)       # n_kv_head = 2 heads of 8
         with pytest.raises(ValueError, match="cannot hold 7"):
             model(torch.tensor([[1, 2]]), cache=cache)
+    wide = tiny_model(**MODELS["rope-head-dim-qknorm"])
+    cache = KVCache(wide.config.n_layer, 6)
+    with torch.no_grad():
+        wide(torch.tensor([[1, 2, 3]]), cache=cache)
+    assert tuple(cache.keys[0].shape) == (1, 2, 6, 12)          # 2 heads of head_dim = 12
 
 
 def test_evaluation_samples_come_from_the_generator(tiny):

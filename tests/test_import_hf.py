@@ -45,6 +45,11 @@ FAMILIES = {
     "qwen3": ("Qwen3Config", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                                   num_key_value_heads=2, head_dim=16, max_position_embeddings=BLOCK,
                                   tie_word_embeddings=False)),
+    # every released Qwen3 has a head_dim apart from hidden_size / heads (0.6B: 16 heads of 128
+    # in 1,024): here 4 heads of 16 (q 64 wide) in a 32-wide model, 2 key/value heads
+    "qwen3-head-dim": ("Qwen3Config", dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                           max_position_embeddings=BLOCK, tie_word_embeddings=True)),
 }
 
 
@@ -165,7 +170,7 @@ def test_greedy_sample_of_a_folder_equals_transformers_generate(family, folders,
     assert out == prompt + expected + "\n"
 
 
-@pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3"])
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3", "qwen3-head-dim"])
 def test_export_of_a_folder_computes_what_the_folder_computes(family, folders, eval_file, tmp_path, capsys):
     folder = folders[family]
     code, out, err = cli(capsys, "export", folder, tmp_path / "out")
@@ -248,9 +253,11 @@ def test_finetuning_a_folder_lowers_val_loss_and_exports_back(family, folders, e
     model = hf_model(out.out)
     ids = hf_ids(out.out, eval_file.read_text(encoding="utf-8"))
     assert hf_mean_loss(model, ids, 32) == pytest.approx(after["loss"], abs=1e-4)
-    if family in ("qwen2", "qwen3", "gpt2"):
+    if family in ("qwen2", "qwen3", "gpt2", "qwen3-head-dim"):
         assert type(model).__name__ == {"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-                                        "gpt2": "GPT2LMHeadModel"}[family]
+                                        "gpt2": "GPT2LMHeadModel", "qwen3-head-dim": "Qwen3ForCausalLM"}[family]
+    if family == "qwen3-head-dim":      # the fine-tuned run keeps its heads of 16, and says so
+        assert saved.model.head_dim == 16 and model.config.head_dim == 16
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -343,7 +350,7 @@ def test_a_context_longer_than_the_sources_is_refused(folders, tmp_path):
     ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_scaling"),
     ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}, "rope_parameters"),
     ("hidden_act", "gelu", "hidden_act"),
-    ("head_dim", 8, "head_dim"),
+    ("head_dim", 7, "head_dim"),                             # rotary heads turn pairs: even
     ("some_new_field", 3, "some_new_field"),
 ])
 def test_an_unmapped_source_is_refused_naming_the_field(field, value, named, folders, tmp_path, capsys):
@@ -359,20 +366,67 @@ def test_an_unmapped_source_is_refused_naming_the_field(field, value, named, fol
     assert f"field {named} = " in err
 
 
-def test_a_qwen3_with_its_own_head_size_is_refused_naming_head_dim(tmp_path, capsys):
-    """Qwen3's config.json may give head_dim apart from hidden_size / num_attention_heads (the
-    released Qwen3 models do: 0.6B has 16 heads of 128 in a 1,024-wide model); llmtui's heads
-    are n_embd / n_head wide, so such a model is refused with one line naming the field, by
-    eval, sample, export and model.init_from alike."""
-    folder = make_folder(tmp_path / "qwen3-wide-heads", "qwen3", head_dim=32)   # 32 wide, 2 heads of 32
-    assert json.loads((folder / "config.json").read_text())["head_dim"] == 32
-    capsys.readouterr()                       # transformers' own progress output
-    for args in (("sample", folder, "--tokens", "2"), ("export", folder, tmp_path / "out"),
-                 ("--run", "cpu", "-o", f'model.init_from="{folder}"', "-o", f'run.out_dir="{tmp_path / "runs"}"')):
-        code, _, err = cli(capsys, *args)
-        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-        assert "field head_dim = 32 cannot be imported" in err and "= 16 wide" in err
-    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+def test_a_qwen3_with_its_own_head_size_exports_to_gguf_as_llama_cpp_reads_it(folders, eval_file, tmp_path,
+                                                                              capsys):
+    """llama.cpp's qwen3 reads the head size from attention.key_length / value_length (and
+    rotates rope.dimension_count of each head): 16 here, not hidden_size / heads = 8.
+    transformers' GGUF reader does not map key_length for qwen3, so it is given the file's."""
+    import gguf
+
+    folder = folders["qwen3-head-dim"]
+    code, _, err = cli(capsys, "export", folder, tmp_path / "out", "--format", "gguf")
+    assert code == 0, err
+    reader = gguf.GGUFReader(str(tmp_path / "out" / "model.gguf"))
+
+    def number(key: str) -> int:
+        return int(reader.fields[key].parts[-1][0])
+    assert [number(f"qwen3.{k}") for k in ("attention.key_length", "attention.value_length",
+                                             "rope.dimension_count", "attention.head_count",
+                                             "attention.head_count_kv", "embedding_length")] == [16, 16, 16, 4, 2, 32]
+    shapes = {t.name: [int(n) for n in t.shape] for t in reader.tensors}       # GGUF lists (in, out)
+    assert shapes["blk.0.attn_q.weight"] == [32, 64] and shapes["blk.0.attn_k.weight"] == [32, 32]
+    assert shapes["blk.0.attn_output.weight"] == [64, 32] and shapes["blk.0.attn_q_norm.weight"] == [16]
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "out", gguf_file="model.gguf", dtype=torch.float32,
+        head_dim=number("qwen3.attention.key_length")).eval()
+    ids = hf_ids(folder, eval_file.read_text(encoding="utf-8"))
+    theirs, ours = hf_model(folder), loaded
+    with torch.no_grad():
+        window = torch.tensor([ids[:BLOCK]])
+        assert (theirs(window).logits - ours(window).logits).abs().max().item() < 1e-4
+
+
+# Qwen3-0.6B's config.json as the Hub ships it (Qwen/Qwen3-0.6B)
+QWEN3_06B = {"architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+             "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+             "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 3072,
+             "max_position_embeddings": 40960, "max_window_layers": 28, "model_type": "qwen3",
+             "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+             "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None, "tie_word_embeddings": True,
+             "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": True,
+             "use_sliding_window": False, "vocab_size": 151936}
+
+
+def test_the_released_qwen3_shape_imports_with_its_head_size(tmp_path):
+    """Qwen3-0.6B (16 heads of 128 in a 1,024-wide model, 8 key/value heads) is read as
+    model.head_dim = 128, and llmtui counts the parameters transformers builds from the same
+    config.json (on the meta device: nothing allocated), 596,049,920."""
+    from llmtui.engine.model.import_hf import read_model
+    from llmtui.engine.planning.sizing import count_params, kv_cache_bytes
+
+    folder = tmp_path / "Qwen3-0.6B"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(QWEN3_06B))
+    (folder / "model.safetensors").write_bytes(b"")        # read_model looks at config.json alone
+    settings = read_model(folder).settings
+    assert (settings["n_embd"], settings["n_head"], settings["n_kv_head"], settings["head_dim"]) == (1024, 16, 8, 128)
+    from llmtui import load_config
+    cfg = load_config(None, [f"model.{k}={json.dumps(v)}" for k, v in settings.items()])
+    with torch.device("meta"):
+        reference = transformers.AutoModelForCausalLM.from_config(transformers.Qwen3Config(**QWEN3_06B))
+    assert count_params(cfg.model, settings["vocab_size"])[0] == reference.num_parameters() == 596_049_920
+    # the KV cache holds 8 heads of 128 per layer and position, not 8 of 1,024 / 16 = 64
+    assert kv_cache_bytes(cfg.model, 1, bytes_per_number=2) == 2 * 2 * 28 * 8 * 128
 
 
 def test_an_hf_id_missing_offline_is_one_line(monkeypatch, tmp_path, capsys):
@@ -434,7 +488,7 @@ def test_finetuning_defaults_and_what_the_user_set(folders):
     assert again == cfg
 
 
-@pytest.mark.parametrize("family", ["gpt2", "qwen2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "llama", "qwen3-head-dim"])
 def test_the_memory_estimate_counts_the_imported_model(family, folders):
     from llmtui import load_config
     from llmtui.engine.planning.sizing import count_params

@@ -146,6 +146,17 @@ def test_the_derived_panel_wraps_messages_under_themselves_and_names_flop_units(
     run(drive())
 
 
+def test_the_derived_panel_gives_the_head_size_model_head_dim_sets():
+    from llmtui import load_config
+    from llmtui.tui.widgets.derived_panel import derived_rows
+
+    def head_size(*overrides):
+        return dict((label, value) for label, value, *_ in derived_rows(load_config("cpu", list(overrides)), None))[
+            "head size"]
+    assert head_size() == "32"                                           # n_embd / n_head = 128 / 4
+    assert head_size("model.n_head=5", "model.head_dim=48") == "48 (head_dim)"
+
+
 def test_flops_read_in_decimal_units():
     from llmtui.tui.format import fmt_flops
 

@@ -367,13 +367,16 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
         where = next((set_by[k] for k in keys if k in set_by), origin)
         raise ConfigError(msg, origin=where, key=keys[0], related=keys[1:])
 
-    if m.n_embd % m.n_head:
+    if m.n_embd % m.n_head and not m.head_dim:
         fail(f"model.n_head = {m.n_head} must divide model.n_embd = {m.n_embd}",
              "model.n_head", "model.n_embd")
     if m.n_kv_head and m.n_head % m.n_kv_head:
         fail(f"model.n_kv_head = {m.n_kv_head} must divide model.n_head = {m.n_head} (each key/value "
              "head serves the same number of query heads; 0 = n_head)", "model.n_kv_head", "model.n_head")
-    if m.pos_encoding == "rope" and (m.n_embd // m.n_head) % 2:
+    if m.pos_encoding == "rope" and m.head_dim % 2:
+        fail(f"model.head_dim = {m.head_dim} must be even with model.pos_encoding = \"rope\" (rotary "
+             "positions turn pairs of numbers; 0 = n_embd / n_head)", "model.head_dim", "model.pos_encoding")
+    if m.pos_encoding == "rope" and not m.head_dim and (m.n_embd // m.n_head) % 2:
         fail(f"model.pos_encoding = \"rope\" needs an even head size; "
              f"n_embd / n_head = {m.n_embd // m.n_head}", "model.pos_encoding", "model.n_embd",
              "model.n_head")

@@ -110,10 +110,14 @@ class TokenizerConfig:
 @dataclass
 class ModelConfig:
     n_layer: int = spec(4, "Transformer blocks.", min=1, max=96, flags=("--n-layer", "--num-layers"))
-    n_head: int = spec(4, "Attention heads per block; must divide n_embd.", min=1, max=128, flags=("--n-head", "--num-heads"))
+    n_head: int = spec(4, "Attention heads per block; must divide n_embd (unless head_dim is set).", min=1, max=128,
+                       flags=("--n-head", "--num-heads"))
     n_kv_head: int = spec(0, "Key/value heads per block, shared by groups of query heads "
                           "(grouped-query attention: a smaller KV cache; 0 = n_head, plain multi-head "
                           "attention); must divide n_head.", min=0, max=128, flags=("--n-kv-head",))
+    head_dim: int = spec(0, "Width of each attention head (0 = n_embd / n_head); Qwen3 sets its own "
+                         "(0.6B: 16 heads of 128 in a 1,024-wide model). Even with rotary positions.",
+                         min=0, max=1024, flags=("--head-dim",))
     n_embd: int = spec(128, "Embedding (model) width.", min=8, max=16384, flags=("--n-embd", "--d-model"))
     block_size: int = spec(64, "Context length in tokens.", min=2, max=65536, flags=("--block-size", "--context-length"))
     d_ff: int = spec(0, "MLP hidden width (0 = 4 * n_embd; with mlp = \"swiglu\" 8/3 * n_embd, rounded "

@@ -19,6 +19,8 @@ layout (its converter permutes HF Llama's halves into pairs, and
 transformers' GGUF loader permutes them back), so llama's q and k are written
 as llmtui holds them; starcoder2, qwen2 and qwen3 rotate halves (NeoX), so
 theirs (biases included) are written in the hf export's halves layout.
+The head size (model.head_dim, or n_embd / n_head) is attention.key_length and
+value_length (llama.cpp's llama, qwen2 and qwen3 read it there) and rope.dimension_count.
 
 The tokenizer goes in as a byte-level BPE (tokenizer.ggml.model "gpt2": token
 list, types, merges, split pattern name, end-of-text as bos/eos). A char
@@ -68,12 +70,12 @@ def write_gguf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[s
         writer.add_layer_norm_eps(c.norm_eps)
     else:
         writer.add_layer_norm_rms_eps(c.norm_eps)
-        writer.add_key_length(c.n_embd // c.n_head)
-        writer.add_value_length(c.n_embd // c.n_head)
+        writer.add_key_length(c.head_size)      # model.head_dim, or n_embd / n_head
+        writer.add_value_length(c.head_size)
     if arch != "gpt2":
         writer.add_head_count_kv(c.kv_heads)     # grouped-query attention (gpt2 has none)
         writer.add_rope_freq_base(c.rope_theta)
-        writer.add_rope_dimension_count(c.n_embd // c.n_head)
+        writer.add_rope_dimension_count(c.head_size)
     _add_tokenizer(writer, loaded, pre)
 
     for hf_name, tensor in weights.items():

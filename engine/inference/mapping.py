@@ -33,7 +33,10 @@ llama.cpp and transformers' GGUF loader know (engine.inference.export_gguf).
 Grouped-query attention (model.n_kv_head) maps to the rotary classes'
 num_key_value_heads (GGUF's head_count_kv): c_attn's rows are [q; k; v] with k
 and v n_kv_head heads each. GPT-2 has no form of it, so with learned positions
-only multi-head attention exports.
+only multi-head attention exports. Heads of their own width (model.head_dim,
+Qwen3's) are the Llama-shaped classes' head_dim (GGUF's attention.key_length and
+value_length): q, k and v are heads of head_dim and o_proj maps n_head * head_dim
+back to hidden_size. GPT-2 and Starcoder2 exports keep n_embd / n_head.
 
 Any other combination of model.norm, model.mlp, model.qk_norm and
 model.pos_encoding is refused with one line naming the setting. Every other
@@ -55,7 +58,7 @@ from llmtui.engine.training.loader import LoadedModel
 # checkpointing only act during training)
 HANDLED = {"n_layer", "n_head", "n_embd", "block_size", "d_ff", "dropout", "bias", "pos_encoding",
            "rope_theta", "tie_embeddings", "vocab_size", "gradient_checkpointing", "norm", "mlp", "qk_norm",
-           "norm_eps", "qkv_bias", "init_from", "n_kv_head"}
+           "norm_eps", "qkv_bias", "init_from", "n_kv_head", "head_dim"}
 # architecture -> the transformers class of the hf export
 HF_CLASSES = {"gpt2": "GPT2LMHeadModel", "starcoder2": "Starcoder2ForCausalLM", "llama": "LlamaForCausalLM",
               "qwen3": "Qwen3ForCausalLM", "qwen2": "Qwen2ForCausalLM"}
@@ -88,7 +91,7 @@ def architecture(cfg: Config, fmt: str) -> str:
 
     if pos not in POSITIONS:
         raise refuse("pos_encoding", f"only {', '.join(POSITIONS)} positions are mapped")
-    if norm == "rmsnorm":
+    if norm == "rmsnorm":     # (the Llama-shaped classes take any head_dim)
         if pos != "rope":
             raise refuse("norm", 'RMSNorm exports only with rotary positions and model.mlp = "swiglu" '
                                  '(Llama, Qwen3); learned positions export with model.norm = "layernorm" (GPT-2)')
@@ -120,6 +123,10 @@ def architecture(cfg: Config, fmt: str) -> str:
         raise refuse("n_kv_head", "GPT-2 (learned positions) has no grouped-query attention; with learned "
                                   "positions only model.n_kv_head = 0 (= n_head) exports (rotary models "
                                   "export with it)")
+    if m.head_dim and m.head_dim * m.n_head != m.n_embd:
+        raise refuse("head_dim", f"{'GPT-2' if pos == 'learned' else 'Starcoder2'} heads are n_embd / n_head "
+                                 f"wide; only model.head_dim = 0 exports with model.norm = \"layernorm\" "
+                                 '(Llama, Qwen2 and Qwen3 export with it: model.norm = "rmsnorm", model.mlp = "swiglu")')
     return "gpt2" if pos == "learned" else "starcoder2"
 
 
@@ -146,7 +153,7 @@ def hf_config(loaded: LoadedModel, arch: str, dtype: str) -> dict:
         return {**rotary, "hidden_act": STARCODER2_ACTIVATIONS[c.mlp], "norm_epsilon": c.norm_eps,
                 "sliding_window": None, "residual_dropout": 0.0, "embedding_dropout": 0.0,
                 "use_bias": c.bias or c.qkv_bias}
-    llama = {**rotary, "hidden_act": "silu", "head_dim": c.n_embd // c.n_head, "rms_norm_eps": c.norm_eps,
+    llama = {**rotary, "hidden_act": "silu", "head_dim": c.head_size, "rms_norm_eps": c.norm_eps,
              "attention_bias": c.bias}
     if arch == "llama":
         return {**llama, "mlp_bias": c.bias, "pretraining_tp": 1}
@@ -164,8 +171,8 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
     model = loaded.model
     c = model.config
     w = {name: t.detach().to("cpu", torch.float32) for name, t in model.state_dict().items()}
-    C, H, KV = c.n_embd, c.n_head, c.kv_heads
-    K = KV * (C // H)                  # the width of k and of v
+    C, H, KV, D = c.n_embd, c.n_head, c.kv_heads, c.head_size
+    Q, K = H * D, KV * D               # the width of q (C unless head_dim is set), of k and of v
 
     def get(name: str, size: int) -> torch.Tensor:
         # llmtui's absent biases are zeros in formats that always have them
@@ -195,7 +202,7 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
     # Qwen2's q/k/v alone have them
     biases = c.bias or (layer_norm and (all_biases or c.qkv_bias))
     qkv_biases = biases or c.qkv_bias
-    order = _halves_order(C // H) if halves else torch.arange(C // H)
+    order = _halves_order(D) if halves else torch.arange(D)
     out["model.embed_tokens.weight"] = w["transformer.wte.weight"]
     for i in range(c.n_layer):
         src, dst = f"transformer.h.{i}.", f"model.layers.{i}."
@@ -203,8 +210,8 @@ def hf_state_dict(loaded: LoadedModel, arch: str, *, all_biases: bool = False,
             out[dst + f"{name}.weight"] = w[src + f"{ln}.weight"]
             if layer_norm:
                 out[dst + f"{name}.bias"] = get(src + f"{ln}.bias", C)
-        qkv_w = w[src + "attn.c_attn.weight"].split((C, K, K), dim=0)
-        qkv_b = get(src + "attn.c_attn.bias", C + 2 * K).split((C, K, K), dim=0)
+        qkv_w = w[src + "attn.c_attn.weight"].split((Q, K, K), dim=0)
+        qkv_b = get(src + "attn.c_attn.bias", Q + 2 * K).split((Q, K, K), dim=0)
         for proj, weight, bias, heads in zip(("q_proj", "k_proj", "v_proj"), qkv_w, qkv_b, (H, KV, None)):
             if heads:       # q and k are rotated: their rows in the class's rotary layout
                 weight, bias = _per_head(weight, heads, order), _per_head(bias, heads, order)

@@ -3,7 +3,8 @@
 Pre-norm blocks (LayerNorm or RMSNorm), causal self-attention through
 `F.scaled_dot_product_attention` (flash / memory-efficient kernels where the
 device has them) with optional QK-norm and grouped-query attention, an MLP (GELU, squared ReLU or SwiGLU)
-of configurable width, learned or rotary (RoPE) positions, optional bias,
+of configurable width, learned or rotary (RoPE) positions, heads as wide as
+n_embd / n_head or of their own size (model.head_dim, Qwen3's), optional bias,
 tied or untied input/output embeddings, GPT-2 style init and optional
 gradient checkpointing. The defaults are nanoGPT's model.
 
@@ -25,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from llmtui.engine.config.schema import ModelConfig
 from llmtui.engine.errors import ConfigError
 from llmtui.engine.model.generation import generate_tokens
-from llmtui.engine.model.shapes import ff_width, kv_heads
+from llmtui.engine.model.shapes import attention_width, ff_width, head_size, kv_heads
 
 
 @dataclass
@@ -35,6 +36,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     n_kv_head: int = 0             # 0 = n_head (multi-head attention)
+    head_dim: int = 0              # 0 = n_embd // n_head
     block_size: int = 64
     d_ff: int = 0               # 0 = shapes.ff_width's default
     dropout: float = 0.0
@@ -57,11 +59,20 @@ class GPTConfig:
     def kv_heads(self) -> int:
         return kv_heads(self.n_head, self.n_kv_head)
 
+    @property
+    def head_size(self) -> int:
+        return head_size(self.n_embd, self.n_head, self.head_dim)
+
+    @property
+    def attention_width(self) -> int:
+        """n_head * head_size: the queries' width (n_embd unless head_dim is set)."""
+        return attention_width(self.n_embd, self.n_head, self.head_dim)
+
 
 # fields added after 0.1.0: a checkpoint's model fingerprint leaves them out while they
 # hold these defaults, so checkpoints of earlier versions still match
 NEW_FIELDS = {"norm": "layernorm", "mlp": "gelu", "qk_norm": False, "norm_eps": 1e-5, "qkv_bias": False,
-              "n_kv_head": 0}
+              "n_kv_head": 0, "head_dim": 0}
 
 
 def make_norm(config: GPTConfig, dim: int) -> nn.Module:
@@ -93,28 +104,28 @@ def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
-        assert config.n_embd % config.n_head == 0 and config.n_head % config.kv_heads == 0
+        assert (config.head_dim or config.n_embd % config.n_head == 0) and config.n_head % config.kv_heads == 0
         self.layer = layer                  # its place in a KV cache
         self.n_head = config.n_head
         self.n_kv_head = config.kv_heads
-        self.head_dim = config.n_embd // config.n_head
+        self.head_dim = config.head_size
         self.n_embd = config.n_embd
         self.dropout = config.dropout
-        # one matmul for q, k and v (rows [q; k; v], k and v n_kv_head heads each): fewer,
-        # larger kernels run faster on every device
-        kv_width = self.n_kv_head * self.head_dim
-        self.widths = (config.n_embd, kv_width, kv_width)
+        # one matmul for q, k and v (rows [q; k; v], q n_head heads and k and v n_kv_head
+        # heads of head_dim each): fewer, larger kernels run faster on every device
+        q_width, kv_width = config.attention_width, self.n_kv_head * self.head_dim
+        self.widths = (q_width, kv_width, kv_width)
         self.c_attn = nn.Linear(config.n_embd, sum(self.widths), bias=config.bias or config.qkv_bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(q_width, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         if config.qk_norm:
             # QK-norm: RMSNorm of each head's queries and keys (with a learned gain) bounds the
             # attention logits, so higher learning rates stay stable
-            self.q_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=config.norm_eps)
-            self.k_norm = nn.RMSNorm(config.n_embd // config.n_head, eps=config.norm_eps)
+            self.q_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
+            self.k_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
 
     def forward(self, x, rope=None, cache=None):
-        B, T, C = x.size()
+        B, T, _ = x.size()
         q, k, v = self.c_attn(x).split(self.widths, dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
@@ -140,7 +151,7 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
             is_causal=causal, **groups)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, self.widths[0])
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -213,8 +224,8 @@ class GPT(nn.Module):
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         else:
             # a buffer follows .to(device) but is not a parameter and not saved
-            self.register_buffer("rope", rope_tables(config.n_embd // config.n_head, config.block_size,
-                                                     config.rope_theta), persistent=False)
+            self.register_buffer("rope", rope_tables(config.head_size, config.block_size, config.rope_theta),
+                                 persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
@@ -250,9 +261,10 @@ class GPT(nn.Module):
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6N for the matmuls plus 12*L*T*d for attention
-        (PaLM appendix B; nanoGPT's estimate_mfu uses the same)."""
+        (PaLM appendix B; nanoGPT's estimate_mfu uses the same), d the queries' width
+        (n_head * head_size: n_embd unless model.head_dim sets the heads apart)."""
         c = self.config
-        return 6 * self.num_params() + 12 * c.n_layer * c.block_size * c.n_embd
+        return 6 * self.num_params() + 12 * c.n_layer * c.block_size * c.attention_width
 
     # -- forward -----------------------------------------------------------
 
@@ -308,8 +320,11 @@ def gpt_config(cfg, vocab_size: int) -> GPTConfig:
     # n_kv_head = n_head is multi-head attention, as 0 is: one form, so a checkpoint's model
     # fingerprint (NEW_FIELDS) does not depend on which of the two was written
     n_kv_head = 0 if m.n_kv_head == m.n_head else m.n_kv_head
+    # likewise head_dim = n_embd / n_head is the default head size
+    head_dim = 0 if m.n_head * m.head_dim == m.n_embd else m.head_dim
     return GPTConfig(vocab_size=m.vocab_size or vocab_size, n_layer=m.n_layer, n_head=m.n_head,
-                     n_kv_head=n_kv_head, n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff, dropout=m.dropout,
+                     n_kv_head=n_kv_head, head_dim=head_dim, n_embd=m.n_embd, block_size=m.block_size, d_ff=m.d_ff,
+                     dropout=m.dropout,
                      bias=m.bias, pos_encoding=m.pos_encoding, rope_theta=m.rope_theta,
                      tie_embeddings=m.tie_embeddings,
                      gradient_checkpointing=m.gradient_checkpointing, norm=m.norm, mlp=m.mlp,

@@ -17,6 +17,8 @@ Families and what each config.json field becomes:
   and interleaved pairs in llmtui, so their rows (and Qwen3's QK-norm gains)
   are permuted per head back to llmtui's layout (mapping._halves_order).
   Qwen2's q/k/v biases are model.qkv_bias; Qwen3's QK-norm is model.qk_norm.
+  A head_dim apart from hidden_size / num_attention_heads (every released Qwen3:
+  0.6B has 16 heads of 128 in a 1,024-wide model) is model.head_dim.
 
 Every config.json field is either mapped, checked (it must hold the value
 llmtui computes, e.g. no rope scaling, no sliding window shorter than the
@@ -47,6 +49,9 @@ ROTARY_FAMILIES = FAMILIES[1:]
 # Grouped-query attention: num_key_value_heads becomes model.n_kv_head. The weights need
 # nothing more: c_attn is [q; k; v] with k and v num_key_value_heads heads wide.
 KV_HEADS_KEY: str | None = "n_kv_head"
+# head_dim apart from hidden_size / num_attention_heads becomes model.head_dim: q, k and v are
+# heads of head_dim, o_proj maps num_attention_heads * head_dim back to hidden_size
+HEAD_DIM_KEY = "head_dim"
 
 # fields that change nothing llmtui computes: metadata, token ids, generation and
 # dropout (imported models fine-tune with model.dropout, 0 by default)
@@ -174,13 +179,16 @@ def _gpt2(f: _Fields) -> dict[str, Any]:
 
 def _rotary(f: _Fields, family: str) -> dict[str, Any]:
     n_embd, n_head = f.positive("hidden_size"), f.positive("num_attention_heads")
-    if n_embd % n_head:
-        raise f.refuse("num_attention_heads", n_head, f"it must divide hidden_size ({n_embd})")
-    head_dim = f.take("head_dim")
-    if head_dim is not None and head_dim != n_embd // n_head:
-        raise f.refuse("head_dim", head_dim, f"llmtui's heads are hidden_size / num_attention_heads "
-                                             f"= {n_embd // n_head} wide")
     settings: dict[str, Any] = {}
+    head_dim = f.take("head_dim")
+    if head_dim is None:        # transformers' default: hidden_size / num_attention_heads
+        if n_embd % n_head:
+            raise f.refuse("num_attention_heads", n_head, f"it must divide hidden_size ({n_embd})")
+        head_dim = n_embd // n_head
+    elif not isinstance(head_dim, int) or isinstance(head_dim, bool) or head_dim < 2 or head_dim % 2:
+        raise f.refuse("head_dim", head_dim, "a positive even integer (rotary positions turn pairs of numbers)")
+    # heads of their own width (Qwen3's), or 0: n_embd / n_head, as llmtui writes the default
+    settings[HEAD_DIM_KEY] = head_dim if n_head * head_dim != n_embd else 0
     kv_heads = f.positive("num_key_value_heads", n_head)
     if kv_heads != n_head:
         if KV_HEADS_KEY is None:
@@ -366,7 +374,7 @@ def llmtui_state_dict(model: HfModel, weights: dict[str, torch.Tensor], gpt) -> 
         taken.update(k for k in w if k.endswith((".attn.bias", ".attn.masked_bias")) and k not in taken
                      and w[k].dim() != 1)
     else:
-        head_dim = gpt.n_embd // gpt.n_head
+        head_dim = gpt.head_size
         back = torch.argsort(_halves_order(head_dim))     # halves layout -> interleaved pairs
         out["transformer.wte.weight"] = get("model.embed_tokens.weight")
         for i in range(gpt.n_layer):

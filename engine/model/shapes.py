@@ -20,6 +20,19 @@ def kv_heads(n_head: int, n_kv_head: int) -> int:
     return n_kv_head or n_head
 
 
+def head_size(n_embd: int, n_head: int, head_dim: int) -> int:
+    """Width of one attention head: head_dim, or n_embd / n_head when it is 0. Qwen3 sets it
+    apart (0.6B: 16 heads of 128 in a 1,024-wide model): q, k and v are then n_head (n_kv_head)
+    heads of head_dim, and the output projection maps n_head * head_dim back to n_embd."""
+    return head_dim or n_embd // n_head
+
+
+def attention_width(n_embd: int, n_head: int, head_dim: int) -> int:
+    """Width of the queries (and of attention's output, the input of its projection): n_head
+    heads of head_size; n_embd when head_dim is 0."""
+    return n_head * head_dim if head_dim else n_embd
+
+
 MUON_NS_STEPS = 5      # torch.optim.Muon's default Newton-Schulz iterations
 
 

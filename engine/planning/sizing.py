@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from llmtui.engine.model.shapes import MUON_NS_STEPS, ff_width, kv_heads, newton_schulz_flops
+from llmtui.engine.model.shapes import MUON_NS_STEPS, attention_width, ff_width, head_size, kv_heads, newton_schulz_flops
 from llmtui.engine.planning.gpu_table import find_gpu, peak_flops
 
 # measured with bench/estimate_memory.py on this repo's CPU machine (see README "Estimates")
@@ -98,19 +98,26 @@ def vocab_for(cfg, vocab_size: int | None = None) -> int:
 
 
 def kv_width(m) -> int:
-    """Width of the key (and of the value) projection: n_kv_head heads of n_embd / n_head."""
-    return kv_heads(m.n_head, m.n_kv_head) * (m.n_embd // m.n_head)
+    """Width of the key (and of the value) projection: n_kv_head heads of head_size
+    (model.head_dim, or n_embd / n_head)."""
+    return kv_heads(m.n_head, m.n_kv_head) * head_size(m.n_embd, m.n_head, m.head_dim)
+
+
+def q_width(m) -> int:
+    """Width of the queries and of attention's output: n_head heads of head_size (n_embd
+    unless model.head_dim sets the heads apart)."""
+    return attention_width(m.n_embd, m.n_head, m.head_dim)
 
 
 def count_params(m, vocab: int) -> tuple[int, int]:
     """(all, non-embedding) parameters of engine.model.gpt.GPT, tied weights once;
     non-embedding follows GPT.num_params (nanoGPT's convention)."""
-    C, F, b = m.n_embd, ff_width(m.n_embd, m.d_ff, m.mlp), int(m.bias)
-    qkv = C + 2 * kv_width(m)                              # q, k and v in one matrix
+    C, F, b, Q = m.n_embd, ff_width(m.n_embd, m.d_ff, m.mlp), int(m.bias), q_width(m)
+    qkv = Q + 2 * kv_width(m)                              # q, k and v in one matrix
     norm = C * (1 + b) if m.norm == "layernorm" else C     # RMSNorm has no bias
     up = 2 * F if m.mlp == "swiglu" else F                 # SwiGLU: gate and up in one matrix
-    qk = 2 * (C // m.n_head) if m.qk_norm else 0           # QK-norm gains
-    layer = (2 * norm + C * qkv + qkv * int(m.bias or m.qkv_bias) + C * C + C * b + C * up + up * b + F * C
+    qk = 2 * head_size(m.n_embd, m.n_head, m.head_dim) if m.qk_norm else 0   # QK-norm gains
+    layer = (2 * norm + C * qkv + qkv * int(m.bias or m.qkv_bias) + Q * C + C * b + C * up + up * b + F * C
              + C * b + qk)
     wte, wpe = vocab * C, (m.block_size * C if m.pos_encoding == "learned" else 0)
     head = 0 if m.tie_embeddings else vocab * C
@@ -127,17 +134,18 @@ def kv_cache_bytes(m, positions: int, bytes_per_number: int = 4) -> int:
 
 
 def flops_per_token(m, n_non_embedding: int) -> float:
-    """Training FLOPs per token: 6N + 12*L*T*d (PaLM appendix B, as GPT.flops_per_token).
-    Grouped-query attention has fewer parameters (N) but the same attention term: every
-    query head still attends over T positions."""
-    return 6 * n_non_embedding + 12 * m.n_layer * m.block_size * m.n_embd
+    """Training FLOPs per token: 6N + 12*L*T*d (PaLM appendix B, as GPT.flops_per_token), d
+    the queries' width (n_embd unless model.head_dim is set). Grouped-query attention has
+    fewer parameters (N) but the same attention term: every query head still attends over
+    T positions."""
+    return 6 * n_non_embedding + 12 * m.n_layer * m.block_size * q_width(m)
 
 
 def muon_matrices(m) -> list[tuple[int, int]]:
     """Shapes of the matrices optimizer.name = "muon" gives to Muon: the blocks' weights."""
     C, F = m.n_embd, ff_width(m.n_embd, m.d_ff, m.mlp)
     up = 2 * F if m.mlp == "swiglu" else F
-    return [(C + 2 * kv_width(m), C), (C, C), (up, C), (C, F)] * m.n_layer
+    return [(q_width(m) + 2 * kv_width(m), C), (C, q_width(m)), (up, C), (C, F)] * m.n_layer
 
 
 def optimizer_flops_per_step(cfg) -> int:
@@ -167,6 +175,7 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     B, T, C, H = batch, m.block_size, m.n_embd, m.n_head
     F = ff_width(C, m.d_ff, m.mlp)
     BTC, BT = B * T * C, B * T
+    BTQ = B * T * q_width(m)           # queries and attention's output: BTC unless head_dim is set
     # keys and values: as wide as the queries, or narrower with grouped-query attention
     BTK, KV = B * T * kv_width(m), kv_heads(m.n_head, m.n_kv_head)
     a = 4 if precision == "fp32" else 2       # matmul inputs/outputs (16-bit under autocast)
@@ -181,26 +190,26 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
         # no fused CPU kernel takes dropout: the math path, in fp32 even under autocast, saves
         # scaled copies of q, k, v (k and v repeated to every query head when grouped) and
         # three T x T tensors (softmax, dropout mask, dropped scores)
-        attn = 3 * 4 * BTC + 3 * 4 * B * H * T * T
+        attn = 3 * 4 * BTQ + 3 * 4 * B * H * T * T
     else:
         # flash / memory-efficient kernels: q, k, v (views of one qkv tensor), RoPE's rotated
         # copies of q and k, the output, and a log-sum-exp per row; on CPU with learned
         # positions (q, k, v strided views of qkv) the output is the c_proj input itself
         shared_out = cpu and m.pos_encoding == "learned" and not m.qk_norm
-        attn = (a * (BTC + 2 * BTK) + (a * (BTC + BTK) if m.pos_encoding == "rope" else 0)
-                + (0 if shared_out else a * BTC) + 4 * B * H * T)
+        attn = (a * (BTQ + 2 * BTK) + (a * (BTQ + BTK) if m.pos_encoding == "rope" else 0)
+                + (0 if shared_out else a * BTQ) + 4 * B * H * T)
     if m.qk_norm:
         # RMSNorm of q and k (composite kernels): each head row's rstd and the fp32 normalized
         # q and k; its inputs: fp32 copies of 16-bit q and k under autocast, or the qkv
         # tensor itself, which the math path otherwise does not keep; and with learned
         # positions the normed q and k that attention reads are no longer views of qkv
-        attn += 4 * B * (H + KV) * T + 4 * (BTC + BTK)
+        attn += 4 * B * (H + KV) * T + 4 * (BTQ + BTK)
         if a == 2:
-            attn += 4 * (BTC + BTK)
+            attn += 4 * (BTQ + BTK)
         elif math_path:
-            attn += 4 * (BTC + 2 * BTK)
+            attn += 4 * (BTQ + 2 * BTK)
         if not math_path and m.pos_encoding == "learned":
-            attn += a * (BTC + BTK)
+            attn += a * (BTQ + BTK)
     # LayerNorm saves a mean and an rstd per row; RMSNorm (composite) an rstd and its fp32
     # normalized input, for the gain's gradient
     norm_stats = 8 * BT if m.norm == "layernorm" else 4 * BT + 4 * BTC
@@ -208,7 +217,7 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     # (2F wide), silu(gate) and the product
     mlp = (4 if m.mlp == "swiglu" else 2) * a * B * T * F
     layer = (4 * BTC + a * BTC          # ln_1 input (the fp32 residual stream), c_attn input
-             + attn + a * BTC           # attention, c_proj input
+             + attn + a * BTQ           # attention, c_proj input
              + mask * BTC + 4 * BTC     # residual dropout mask, ln_2 input
              + a * BTC + mlp            # c_fc input, the MLP's own tensors
              + mask * BTC + 2 * norm_stats)  # MLP dropout mask, the two norms' statistics

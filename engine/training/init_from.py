@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 # [model] keys that describe the network (the rest are training choices: dropout,
 # gradient checkpointing, block_size up to the source's context)
 ARCHITECTURE = ("n_layer", "n_head", "n_embd", "d_ff", "bias", "qkv_bias", "pos_encoding", "rope_theta",
-                "tie_embeddings", "vocab_size", "norm", "mlp", "qk_norm", "norm_eps", "n_kv_head")
+                "tie_embeddings", "vocab_size", "norm", "mlp", "qk_norm", "norm_eps", "n_kv_head",
+                "head_dim")
 FINETUNE_BLOCK_SIZE = 1024
 FINETUNE_LEARNING_RATE = 1e-4
 FINETUNE_WARMUP_SHARE = 0.05

@@ -48,7 +48,10 @@ def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = N
         if est.optimizer_flops_per_step:   # Muon's orthogonalization: once a step, not per token
             rows.append(("optimizer", fmt_flops(est.optimizer_flops_per_step) + "/step"))
     if not model_from:
-        rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
+        if m.head_dim:      # heads of their own width (Qwen3's model.head_dim)
+            rows.append(("head size", f"{m.head_dim} (head_dim)"))
+        else:
+            rows.append(("head size", f"{m.n_embd // m.n_head}" if m.n_embd % m.n_head == 0 else "n/a"))
     rows.append(("Batch" + (" (auto, est.)" if auto else ""), "", "heading"))
     tokens_step: int | None = None
     if numbers is not None:
