@@ -18,6 +18,7 @@ Train small GPT-style language models on this machine.
 
   llmtui                              open the app (hardware, config wizard, live monitor)
   llmtui CONFIG.toml                  open the app on that config, in the wizard
+  llmtui PRESET                       ... on a shipped preset (cpu, rtx4060, ...)
   llmtui --run CONFIG.toml            train headless from a config file or preset name
   llmtui --run cpu --max-iters 200    ... with quick overrides
   llmtui detect [--json]              show the hardware and the preset that fits it
@@ -213,9 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             if argv[0] in PRINTING_COMMANDS and from_command_line and _is_main_thread():
                 _die_quietly_on_closed_pipe()
             return COMMANDS[argv[0]](argv[1:])
-        if len(argv) == 1 and argv[0].endswith(".toml"):
+        if len(argv) == 1 and not argv[0].startswith("-"):
+            from llmtui.engine.config.presets import is_preset, preset_names
+
+            if is_preset(argv[0]) and not Path(argv[0]).exists():   # `llmtui cpu`: that preset
+                return open_app(open_config=argv[0])
             if not Path(argv[0]).is_file():
-                raise UsageError(f"{argv[0]}: no such config file")
+                raise UsageError(f"{argv[0]}: no such config file or preset (presets: "
+                                 f"{', '.join(preset_names())}; commands: {', '.join(COMMANDS)})")
             return open_app(open_config=argv[0])
         args = run_parser().parse_args(argv)
         if args.resume_from is not None:

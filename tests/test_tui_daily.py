@@ -698,6 +698,14 @@ def test_llmtui_opens_on_a_config_or_a_run_given_on_the_command_line(tmp_path, s
             assert app.screen.doc.get("model.n_layer") == 3 and app.screen.doc.path == config
 
     run(wizard())
+    preset = make_app(tmp_path, open_config="rtx4060")            # `llmtui rtx4060`: a shipped preset
+
+    async def preset_wizard():
+        async with preset.run_test(size=(100, 32)) as pilot:
+            await wait_screen(pilot, "WizardScreen")
+            assert preset.screen.doc.origin == "preset rtx4060" and preset.screen.doc.path is None
+
+    run(preset_wizard())
     run_dir = Trainer(tiny_cfg(tmp_path, shared_data_dir, "training.max_steps=5")).run().run_dir
     watch = make_app(tmp_path, open_run=run_dir)
 
@@ -711,5 +719,9 @@ def test_llmtui_opens_on_a_config_or_a_run_given_on_the_command_line(tmp_path, s
     run(watching())
     # without a terminal the app says what to use instead, in one line
     assert main([str(config)]) == 2 and "needs a terminal" in capsys.readouterr().err
+    assert main(["cpu"]) == 2 and "needs a terminal" in capsys.readouterr().err
+    assert main(["cpuu"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no such config file or preset" in err and "rtx4060" in err
     assert main(["watch", str(run_dir)]) == 2 and "needs a terminal" in capsys.readouterr().err
     assert main(["watch", str(tmp_path)]) == 2 and "not a run directory" in capsys.readouterr().err

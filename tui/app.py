@@ -142,12 +142,16 @@ class LlmtuiApp(LlmtuiAppBase):
 
     def _open_config_at_start(self) -> None:
         from llmtui.engine.config.document import ConfigDocument
+        from llmtui.engine.config.presets import is_preset
         from llmtui.engine.errors import UserError
 
         if self.open_config_at_start is None:
             return
         try:
-            doc = ConfigDocument.load(self.open_config_at_start)
+            if is_preset(str(self.open_config_at_start)) and not self.open_config_at_start.exists():
+                doc = ConfigDocument.from_preset(str(self.open_config_at_start))   # `llmtui cpu`
+            else:
+                doc = ConfigDocument.load(self.open_config_at_start)
         except UserError as exc:
             self.notify(str(exc), title="Cannot open the config", severity="error", timeout=10, markup=False)
             return
