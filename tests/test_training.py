@@ -249,6 +249,32 @@ def test_non_editable_install_layout_finds_presets(tmp_path):
 
 
 @pytest.mark.train
+def test_many_passes_over_a_small_corpus_are_said_before_training(tiny, tmp_path):
+    """2,000 steps of 64 tokens over a corpus of a few thousand characters is dozens of
+    passes: the model learns it by heart. Said before the first step, with the figures
+    and what to do; a run that passes a few times over its text says nothing."""
+    from llmtui.engine.training.events import WarningEvent
+    from llmtui.engine.training.trainer import Trainer
+
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(60)))
+    small = [f'data.source="{corpus}"', f'data.prepared_dir="{tmp_path / "prepared"}"']
+    trainer = Trainer(load_config("cpu", tiny + small + ["training.max_steps=2000"]))
+    said = []
+
+    def on_event(event):
+        if isinstance(event, WarningEvent) and "passes over" in event.message:
+            said.append(event.message)
+            trainer.stop()
+    trainer.subscribe(on_event)
+    assert trainer.run().steps < 2000
+    assert len(said) == 1 and "training.max_steps = 2,000" in said[0] and "by heart" in said[0], said
+    result = train(load_config("cpu", tiny + small + ["training.max_steps=20", 'run.name="few"']))
+    warnings = [e["message"] for e in read_jsonl(result.metrics_path) if e["kind"] == "warning"]
+    assert not [w for w in warnings if "passes over" in w], warnings
+
+
+@pytest.mark.train
 def test_a_stop_during_an_evaluation_sample_cuts_it_short(tiny):
     """A Stop (the app's x, Ctrl+C) that comes while the sample of an evaluation is being
     written ends it at the next token: 100,000 tokens, one at a time, would take minutes."""

@@ -55,6 +55,9 @@ CPU_EFFICIENCY = 0.60
 CHAR_VOCAB_GUESS = 100               # distinct characters of a typical English corpus
 BPE_VOCAB = {"gpt2": 50257, "r50k_base": 50257, "p50k_base": 50281, "p50k_edit": 50284,
              "cl100k_base": 100277, "o200k_base": 200019}
+# more passes over the training split than this and a model learns it by heart (val loss
+# turns up long before the end): the trainer says so before starting, the wizard shows it
+MANY_EPOCHS = 20.0
 DEFAULT_AUTO_BATCH = 32              # sequences per step when batch size is "auto" (see autotune)
 
 

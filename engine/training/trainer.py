@@ -49,6 +49,7 @@ from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.planning.load import CpuLoad, LoadMeter, contended
+from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed, init_from, rundir, sharded
 from llmtui.engine.training.commands import (
@@ -530,7 +531,21 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
         self._warn_if_slow(setup)
+        self._warn_if_many_epochs(setup)
         return setup
+
+    def _warn_if_many_epochs(self, setup: TrainingSetup) -> None:
+        """Say so before starting when the steps make far more passes over the training
+        split than a model can take without learning it by heart."""
+        t, train = setup.config.training, len(setup.data.train)
+        if t.epochs > 0 or not train:
+            return
+        epochs = setup.tokens_per_step * self.state.max_steps / train
+        if epochs > MANY_EPOCHS:
+            self.warn(f"training.max_steps = {self.state.max_steps:,} makes {epochs:,.0f} passes over the "
+                      f"{train:,} training tokens: the model will learn them by heart (val loss rises "
+                      "after the first passes); give more text (data.source) or fewer steps "
+                      f"(training.epochs = {MANY_EPOCHS:g} or less)")
 
     @property
     def fsdp(self) -> bool:

@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING
 
 from llmtui.engine.config.resolved import is_auto
+from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration, fmt_flops
 from llmtui.tui.widgets.stat_panel import Row, StatPanel
 
@@ -76,8 +77,13 @@ def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = N
         if tokens_step:
             rows.append(("tokens", fmt_count(tokens_step * t.max_steps)))
             if tokens:   # the share of the training split that many tokens make
-                rows.append(("epochs", f"{approx}{tokens_step * t.max_steps / tokens:,.2f}"
-                             + ("" if exact else " (est.)")))
+                epochs = tokens_step * t.max_steps / tokens
+                many = epochs > MANY_EPOCHS
+                rows.append(("epochs", f"{approx}{epochs:,.2f}" + ("" if exact else " (est.)"),
+                             "warn" if many else ""))
+                if many:
+                    rows.append(("", "many passes over the text: the model will learn it by heart; "
+                                     "more text or fewer steps", "warn wrap"))
     if tokens:
         rows.append(("train set", f"{approx}{fmt_count(tokens)} tokens"))
     else:
