@@ -443,10 +443,10 @@ class LlmtuiApp(LlmtuiAppBase):
         self._quitting = True
         self._exit_code = code
         run.stop(StopReason.INTERRUPTED if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else StopReason.STOPPED)
-        from llmtui.tui.screens.monitor import MonitorScreen
+        from llmtui.tui.screens.monitor import MonitorScreen, Status
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
-                screen.status = "stopping"
+                screen.status = Status.STOPPING
         self.notify("Stopping: finishing the step and saving a checkpoint, then quitting…",
                     timeout=60)
         self.set_interval(0.2, self._exit_when_stopped)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import time
+from enum import StrEnum
 from typing import Iterable
 
 from rich.text import Text
@@ -55,17 +56,31 @@ from llmtui.tui.widgets.stat_panel import StatPanel
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
 
+class Status(StrEnum):
+    """What the monitor shows its run doing (the status line's word comes from STATUS_TEXT)."""
+    STARTING = "starting"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    EVALUATING = "evaluating"
+    SAMPLING = "sampling"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    DONE = "done"
+    FAILED = "failed"
+
+
 STATUS_TEXT = {
-    "starting": ("◌", "starting (loading torch, checking the run)", "dim"),
-    "preparing": ("◌", "preparing data", "dim"),
-    "running": ("●", "training", "green"),
-    "evaluating": ("◔", "evaluating", "cyan"),
-    "sampling": ("◔", "sampling: writing a text sample", "cyan"),
-    "pausing": ("◐", "pausing at the next step", "yellow"),
-    "paused": ("❚❚", "paused", "yellow"),
-    "stopping": ("◐", "stopping: saving a checkpoint", "yellow"),
-    "done": ("✔", "finished", "green"),
-    "failed": ("✖", "failed", "red"),
+    Status.STARTING: ("◌", "starting (loading torch, checking the run)", "dim"),
+    Status.PREPARING: ("◌", "preparing data", "dim"),
+    Status.RUNNING: ("●", "training", "green"),
+    Status.EVALUATING: ("◔", "evaluating", "cyan"),
+    Status.SAMPLING: ("◔", "sampling: writing a text sample", "cyan"),
+    Status.PAUSING: ("◐", "pausing at the next step", "yellow"),
+    Status.PAUSED: ("❚❚", "paused", "yellow"),
+    Status.STOPPING: ("◐", "stopping: saving a checkpoint", "yellow"),
+    Status.DONE: ("✔", "finished", "green"),
+    Status.FAILED: ("✖", "failed", "red"),
 }
 # the wall clock the elapsed time is read from (the trainer's events carry time.time());
 # snapshot tests fix it
@@ -96,7 +111,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
     # `var`, not `reactive`: a reactive on a screen repaints the whole screen when it
     # changes (measured: every frame redrew every widget); the watchers below redraw
     # only what shows the value
-    status: var[str] = var("starting")
+    status: var[Status] = var(Status.STARTING)
     step: var[int] = var(0)
     max_steps: var[int] = var(0)
     early_stopping: var[bool] = var(False)
@@ -186,7 +201,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self._seq, events = run.events_since(self._seq)
         if events:
             self._process(events)
-        elif self.status in ("evaluating", "sampling"):
+        elif self.status in (Status.EVALUATING, Status.SAMPLING):
             self._update_eta()     # counts down while an evaluation or a sample sends no events
         self._render_stats()
         self._render_figures()
@@ -207,18 +222,18 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                     self._tps.append(e.tokens_per_sec)
                     self._started = True
                     phase = None
-                    if self.status in ("starting", "preparing", "evaluating"):
-                        self.status = "running"
+                    if self.status in (Status.STARTING, Status.PREPARING, Status.EVALUATING):
+                        self.status = Status.RUNNING
                 case EvalProgressEvent():
                     phase = f"evaluating {e.done}/{e.total} batches"
-                    if self.status in ("running", "sampling"):
-                        self.status = "evaluating"
+                    if self.status in (Status.RUNNING, Status.SAMPLING):
+                        self.status = Status.EVALUATING
                 case EvalEvent():
                     phase = None
-                    if self.status in ("evaluating", "running"):
+                    if self.status in (Status.EVALUATING, Status.RUNNING):
                         # the trainer writes the evaluation's sample before the next step
                         samples = self.run.cfg.eval.sample_tokens > 0 or self._sample_asked
-                        self.status = "sampling" if samples else "running"
+                        self.status = Status.SAMPLING if samples else Status.RUNNING
                     val_pts.append((e.step, e.val_loss))
                     self.last_eval = e
                     best = "  (best)" if e.improved else ""
@@ -228,8 +243,8 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                 case PrepareEvent():
                     pct = 100 * e.done / max(1, e.total)
                     phase = f"preparing data: {e.stage} {pct:.0f}%"
-                    if self.status == "starting":
-                        self.status = "preparing"
+                    if self.status == Status.STARTING:
+                        self.status = Status.PREPARING
                 case StartEvent():
                     self._on_start(e, log)
                     phase = None
@@ -239,18 +254,18 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
                     log.write(Text(f"warning: {e.message}", "yellow"))
                 case SampleEvent():
                     self._sample_asked = False
-                    if self.status == "sampling":
-                        self.status = "running"
+                    if self.status == Status.SAMPLING:
+                        self.status = Status.RUNNING
                     self._sample = (e.step, e.prompt + e.text)
                     self.query_one("#mon-sample", Static).update(f"step {e.step}:\n{e.prompt}{e.text}")
                     self.query_one("#mon-sample-box").border_subtitle = "v: read it all"
                     log.write(f"step {e.step:>6}  sample")
                 case PausedEvent():
-                    self.status = "paused"
+                    self.status = Status.PAUSED
                     log.write(f"step {e.step:>6}  paused")
                 case UnpausedEvent():
-                    if self.status in ("paused", "pausing"):
-                        self.status = "running"
+                    if self.status in (Status.PAUSED, Status.PAUSING):
+                        self.status = Status.RUNNING
                     log.write(f"step {e.step:>6}  resumed")
                 case EpochEvent():
                     log.write(f"step {e.step:>6}  epoch {e.epoch}/{e.epochs:g}  train loss "
@@ -284,8 +299,8 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         self._started_at, self._ended_at = e.time, None
         self.max_steps = e.max_steps
         self.query_one(LossChart).set_total_steps(e.max_steps)
-        if self.status in ("starting", "preparing"):
-            self.status = "running"
+        if self.status in (Status.STARTING, Status.PREPARING):
+            self.status = Status.RUNNING
         resumed = f", resumed at step {e.start_step:,}" if e.resumed_from else ""
         log.write(f"start  {e.device} {e.precision}, {fmt_count(e.n_params)} "
                   f"parameters, vocab {e.vocab_size:,}{resumed}")
@@ -317,7 +332,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         """The steps and evaluations left (llmtui.eta: pauses never inflate it)."""
         eta = ""
         left = self._clock.seconds_left(time.time())   # the trainer's events carry time.time()
-        if left is not None and self.status in ("running", "pausing", "evaluating", "sampling"):
+        if left is not None and self.status in (Status.RUNNING, Status.PAUSING, Status.EVALUATING, Status.SAMPLING):
             eta = "ETA ~" + fmt_duration(left)
         if eta != self._eta:
             self._eta = eta
@@ -327,7 +342,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         bar = self.query_one("#mon-progress", StillProgressBar)
         if self._started:
             bar.update(total=max(1, self.max_steps), progress=self.step)
-        elif self.status == "preparing" or not self.run.running:
+        elif self.status == Status.PREPARING or not self.run.running:
             bar.update(total=None)   # indeterminate until the first step
 
     # -- rendering (only on change) --------------------------------------------------
@@ -336,7 +351,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         if not self.is_mounted:   # reactives also fire when first read, maybe before compose
             return
         self._render_status()
-        self.query_one("#mon-progress", StillProgressBar).set_class(self.status == "failed", "-failed")
+        self.query_one("#mon-progress", StillProgressBar).set_class(self.status == Status.FAILED, "-failed")
 
     def watch_step(self) -> None:
         self._render_status()
@@ -353,11 +368,11 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             return
         symbol, label, style = STATUS_TEXT.get(self.status, ("?", self.status, ""))
         text = Text(no_wrap=True, overflow="ellipsis")
-        detail = self._phase if self.status in ("preparing", "evaluating", "starting") and self._phase \
+        detail = self._phase if self.status in (Status.PREPARING, Status.EVALUATING, Status.STARTING) and self._phase \
             else label
         text.append(f" {symbol} {detail}", style)
         text.append(f"   step {self.step:,}/{self.max_steps:,}")
-        if self._eta and self.status in ("running", "pausing", "evaluating", "sampling"):
+        if self._eta and self.status in (Status.RUNNING, Status.PAUSING, Status.EVALUATING, Status.SAMPLING):
             text.append(f"   {self._eta}")
         if self.info is not None:
             text.append(f"   {self.info.device} · {self.info.precision} · "
@@ -440,15 +455,15 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         run = self.run
         log = self.query_one(RichLog)
         if run.result is not None:
-            self.status = "done"
+            self.status = Status.DONE
         elif run.error is not None:
-            self.status = "failed"
+            self.status = Status.FAILED
             if run.error not in self.errors:
                 log.write(Text(f"error: {run.error}", "bold red"))
             if not run.error_is_notice:
                 self.notify(run.error, title="Training failed", severity="error", timeout=10, markup=False)
         else:  # cancelled before it started
-            self.status = "done" if self.done_event else "failed"
+            self.status = Status.DONE if self.done_event else Status.FAILED
         self._update_progress()
         self.refresh_bindings()   # the trainer's keys leave the footer
         if self.app.background_monitor() is self:   # the user is elsewhere: the top line tells
@@ -480,15 +495,15 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
         return True
 
     def action_toggle_pause(self) -> None:
-        if self.status in ("paused", "pausing"):
+        if self.status in (Status.PAUSED, Status.PAUSING):
             if self._command(Unpause()):
-                self.status = "running"
-        elif self.status in ("running", "evaluating", "sampling", "starting", "preparing"):
+                self.status = Status.RUNNING
+        elif self.status in (Status.RUNNING, Status.EVALUATING, Status.SAMPLING, Status.STARTING, Status.PREPARING):
             if self._command(Pause()):
-                self.status = "pausing"
+                self.status = Status.PAUSING
 
     def action_save_now(self) -> None:
-        paused = self.status == "paused"
+        paused = self.status == Status.PAUSED
         if self._command(SaveNow()):
             self.notify("Saving a checkpoint now (training is paused)." if paused
                         else "A checkpoint will be saved after the current step.")
@@ -499,11 +514,11 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
             self.query_one(RichLog).write(f"early stopping {'on' if self.early_stopping else 'off'}")
 
     def action_sample_now(self) -> None:
-        paused = self.status == "paused"
+        paused = self.status == Status.PAUSED
         if self._command(SampleNow()):
             self._sample_asked = True
-            if self.status == "running":    # written before the next step: sampling until it comes
-                self.status = "sampling"
+            if self.status == Status.RUNNING:    # written before the next step: sampling until it comes
+                self.status = Status.SAMPLING
             self.notify("Sampling now (training is paused)." if paused
                         else "A sample will be generated after the current step.")
 
@@ -520,7 +535,7 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
     def _confirmed_stop(self, yes: bool | None) -> None:
         if yes and self.run.running:
             self.run.stop()
-            self.status = "stopping"
+            self.status = Status.STOPPING
 
     def action_read_sample(self) -> None:
         """The latest sample whole, in a dialog that scrolls (the panel cuts it)."""
