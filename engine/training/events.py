@@ -19,6 +19,7 @@ import itertools
 import json
 import threading
 import time
+from enum import StrEnum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -148,11 +149,22 @@ class SampleEvent(Event):
     prompt: str
 
 
+class SaveReason(StrEnum):
+    """Why a checkpoint was written, and so where: `last` (the end, a stop, a signal),
+    `best` (a new best val loss), `step` (checkpoint.every_n_steps: step_N, and last),
+    `epoch` (checkpoint.every_n_epochs: epoch_N, and last), `manual` (Save now: last)."""
+    LAST = "last"
+    BEST = "best"
+    STEP = "step"
+    EPOCH = "epoch"
+    MANUAL = "manual"
+
+
 @dataclass(frozen=True, kw_only=True)
 class CheckpointEvent(Event):
     kind: ClassVar[str] = "checkpoint"
     path: str
-    reason: str            # last | best | step | manual | interrupted
+    reason: SaveReason     # written as its word: "last", "best", "step", "epoch", "manual"
 
 
 @dataclass(frozen=True, kw_only=True)

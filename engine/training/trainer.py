@@ -77,6 +77,7 @@ from llmtui.engine.training.events import (
     PausedEvent,
     PrepareEvent,
     SampleEvent,
+    SaveReason,
     StartEvent,
     TrainEvent,
     UnpausedEvent,
@@ -829,7 +830,7 @@ class Trainer:
             started, before = self._segment_clock
             self.state.training_time = before + time.perf_counter() - started - self._pause_time
 
-    def save(self, reason: str, epoch: int | None = None) -> Path | None:
+    def save(self, reason: SaveReason, epoch: int | None = None) -> Path | None:
         """Write `last` (and `step_N` / `best` as the reason asks). Every rank
         calls this at the same step; rank 0 alone writes."""
         setup = self.setup()
@@ -852,9 +853,10 @@ class Trainer:
         # every folder is recorded before it is written: a kill in between leaves a name in
         # the record with no folder (harmless), never a folder of llmtui's that it disowns
         best = run_dir / "best"
-        keep_older_best = reason == "best" and setup.config.checkpoint.keep_best > 1 and best.exists()
-        target = {"step": f"step_{self.state.step}", "best": "best", "epoch": f"epoch_{epoch}"}.get(reason, "last")
-        names = [target] + (["last"] if reason in ("step", "epoch") else [])
+        keep_older_best = reason == SaveReason.BEST and setup.config.checkpoint.keep_best > 1 and best.exists()
+        target = {SaveReason.STEP: f"step_{self.state.step}", SaveReason.BEST: "best",
+                  SaveReason.EPOCH: f"epoch_{epoch}"}.get(reason, "last")
+        names = [target] + (["last"] if reason in (SaveReason.STEP, SaveReason.EPOCH) else [])
         if keep_older_best:
             names.append(f"best_step_{ckpt.checkpoint_step(best)}")
         self._record_checkpoints(add=names)
@@ -862,11 +864,11 @@ class Trainer:
         if keep_older_best:
             ckpt.copy_checkpoint(best, run_dir / names[-1])
         path = ckpt.write_checkpoint_dir(run_dir / target, files)
-        if reason in ("step", "epoch"):      # epoch_N are kept; step_N rotate
+        if reason in (SaveReason.STEP, SaveReason.EPOCH):      # epoch_N are kept; step_N rotate
             ckpt.copy_checkpoint(path, run_dir / "last")
-        if reason == "step":
+        if reason == SaveReason.STEP:
             removed = ckpt.rotate_steps(run_dir, setup.config.checkpoint.keep_last, protect=keep)
-        elif reason == "best":
+        elif reason == SaveReason.BEST:
             removed = ckpt.rotate_best(run_dir, setup.config.checkpoint.keep_best, protect=keep)
         if removed:
             self._record_checkpoints(remove=[p.name for p in removed])
@@ -980,7 +982,7 @@ class Trainer:
             save = bool(save_flag)
             prompt = prompt if self.dist.is_main and not self.fsdp else None
         if save:
-            self.save("manual")
+            self.save(SaveReason.MANUAL)
         if prompt is not None:
             text = self.sample(prompt, max(setup.config.eval.sample_tokens, 200))
             self.emit(SampleEvent, text=text, prompt=prompt)
@@ -1020,7 +1022,7 @@ class Trainer:
         self.emit(EvalEvent, **metrics, best_val_loss=state.best_val_loss, improved=improved,
                   evals_without_improvement=state.bad_evals, epoch=self._epochs_at(setup, state.step))
         if lowest and t.save_best:
-            self.save("best")
+            self.save(SaveReason.BEST)
         e = setup.config.eval
         if e.sample_tokens and self.dist.is_main and not self.fsdp:
             self.emit(SampleEvent, text=self.sample(e.sample_prompt, e.sample_tokens),
@@ -1313,9 +1315,9 @@ class Trainer:
                     epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
                     every = c.checkpoint.every_n_epochs
                     if every and ended_epoch % every == 0:
-                        self.save("epoch", epoch=ended_epoch)
+                        self.save(SaveReason.EPOCH, epoch=ended_epoch)
                 if save_now and not last_step:
-                    self.save("step")
+                    self.save(SaveReason.STEP)
                 excluded += time.perf_counter() - busy
         except StopTraining as stop:
             stop_reason = StopReason(str(stop))
@@ -1326,9 +1328,9 @@ class Trainer:
         if stop_reason != StopReason.NONFINITE_LOSS and state.step > self._start_step:
             try:
                 if stop_reason == StopReason.MAX_STEPS and ckpt_every and state.step % ckpt_every == 0:
-                    saved = self.save("step")
+                    saved = self.save(SaveReason.STEP)
                 else:
-                    saved = self.save("last")
+                    saved = self.save(SaveReason.LAST)
             except CheckpointError as exc:
                 if record_error is None:
                     raise
