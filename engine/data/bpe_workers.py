@@ -90,6 +90,26 @@ def record_jobs(records: list[str], size: int) -> Iterator[str | None | list[str
             group, chars = [], 0
 
 
+def pack_documents(docs: list[str]) -> bytes:
+    """Documents for a worker: their count, their lengths in characters, then their text as
+    one UTF-8 string. One encode of the whole list (and one decode in the worker) instead of
+    one per document: records are short, and per-record framing was a tenth of the parent's
+    time on JSON Lines."""
+    lengths = np.fromiter((len(d) for d in docs), dtype="<u8", count=len(docs))
+    return len(docs).to_bytes(8, "little") + lengths.tobytes() + "".join(docs).encode("utf-8")
+
+
+def unpack_documents(data: bytes) -> list[str]:
+    count = int.from_bytes(data[:8], "little")
+    lengths = np.frombuffer(data, dtype="<u8", count=count, offset=8).tolist()
+    text = data[8 + 8 * count:].decode("utf-8")
+    docs, at = [], 0
+    for n in lengths:
+        docs.append(text[at:at + n])
+        at += n
+    return docs
+
+
 def _joined(ids: list[list[int]], eot: int, dtype: np.dtype) -> np.ndarray:
     """Documents' ids with end-of-text between them."""
     out: list[int] = []
@@ -198,8 +218,7 @@ class BpeWorkers:
     def submit(self, text: str | list[str]) -> Future[bytes]:
         """Ids of a text, or of a list of whole documents with end-of-text between them."""
         if isinstance(text, list):
-            data = b"".join(len(b).to_bytes(8, "little") + b for b in (t.encode("utf-8") for t in text))
-            return self.threads.submit(self._encode, data, _DOCUMENTS)
+            return self.threads.submit(self._encode, pack_documents(text), _DOCUMENTS)
         return self.threads.submit(self._encode, text.encode("utf-8"))
 
     def _encode(self, data: bytes, flags: int = 0) -> bytes:
@@ -263,12 +282,8 @@ def worker_main() -> None:
         while header := inp.read(8):
             size = int.from_bytes(header, "little")
             data = inp.read(size & ~_DOCUMENTS)
-            if size & _DOCUMENTS:   # length-prefixed documents, end-of-text between them
-                docs, at = [], 0
-                while at < len(data):
-                    n = int.from_bytes(data[at:at + 8], "little")
-                    docs.append(encoding.encode_ordinary(data[at + 8:at + 8 + n].decode("utf-8")))
-                    at += 8 + n
+            if size & _DOCUMENTS:   # documents, end-of-text between them
+                docs = [encoding.encode_ordinary(doc) for doc in unpack_documents(data)]
                 ids = _joined(docs, encoding.eot_token, np.dtype(dtype)).tobytes()
             else:
                 ids = np.array(encoding.encode_ordinary(data.decode("utf-8")), dtype=dtype).tobytes()
