@@ -307,6 +307,39 @@ def test_the_resume_dialogs_show_the_learning_rate_jump_a_new_length_causes(tmp_
     run(drive())
 
 
+@pytest.mark.tui
+def test_the_events_panel_keeps_its_place_after_a_visit_to_the_runs_view(tmp_path):
+    """Issue 18 item 16: scrolled back in the Events panel, then the runs view and back:
+    the panel shows the same lines (the monitor stays mounted under the screens browsed)."""
+    from pilot import open_monitor
+    from textual.widgets import RichLog
+
+    from fakes import scripted_factory
+
+    app = make_app(tmp_path, trainer_factory=scripted_factory())
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            monitor = await open_monitor(pilot, tmp_path)
+            await wait_for(pilot, lambda: monitor.step == 300, what="events")   # it waits there
+            log = monitor.query_one(RichLog)
+            await wait_for(pilot, lambda: log.max_scroll_y > 2, what="more events than the panel shows")
+            await pilot.pause(0.5)
+            log.scroll_to(y=1, animate=False)
+            await pilot.pause()
+            place = log.scroll_y
+            assert place == 1
+            await pilot.press("escape")
+            await wait_screen(pilot, "HardwareScreen")
+            await pilot.press("r")
+            await wait_screen(pilot, "RunsScreen")
+            await pilot.press("ctrl+t")
+            await wait_screen(pilot, "MonitorScreen")
+            assert app.screen is monitor and log.scroll_y == place
+
+    run(drive())
+
+
 # ---------------------------------------------------------------------------
 # other runs while one trains
 
