@@ -14,12 +14,12 @@ from textual.widgets import Footer, Static
 
 from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.messages import RunsCompared
-from llmtui.tui.widgets.loss_chart import LossChart
+from llmtui.tui.widgets.loss_chart import LossChart, LossChartKeys
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
-class CompareScreen(ReportsWorkerErrors, Screen):
+class CompareScreen(LossChartKeys, ReportsWorkerErrors, Screen):
     app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "compare"
     BINDINGS = [Binding("t", "toggle_metric", "Train/val"), Binding("l", "toggle_log", "Log y"),
@@ -76,14 +76,6 @@ class CompareScreen(ReportsWorkerErrors, Screen):
     def action_toggle_metric(self) -> None:
         self.metric = "train" if self.metric == "val" else "val"
         self._show()
-
-    def action_toggle_log(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.log_scale = not chart.log_scale
-
-    def action_toggle_smoothing(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.smoothing = not chart.smoothing
 
     def action_back(self) -> None:
         self.app.pop_screen()

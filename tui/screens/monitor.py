@@ -50,7 +50,7 @@ from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
 from llmtui.tui.training import TrainingRun
-from llmtui.tui.widgets.loss_chart import LossChart
+from llmtui.tui.widgets.loss_chart import LossChart, LossChartKeys
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.stat_panel import StatPanel
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -90,7 +90,7 @@ SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
 TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping", "sample_now", "stop"})
 
 
-class MonitorScreen(ReportsWorkerErrors, Screen):
+class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
     app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -546,14 +546,6 @@ class MonitorScreen(ReportsWorkerErrors, Screen):
 
         step, text = self._sample
         self.app.push_screen(TextScreen(f"Sample at step {step:,} ({len(text):,} characters)", text))
-
-    def action_toggle_log(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.log_scale = not chart.log_scale
-
-    def action_toggle_smoothing(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.smoothing = not chart.smoothing
 
     def action_back(self) -> None:
         if self.run.running:

@@ -25,7 +25,7 @@ from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_num
 from llmtui.tui.messages import CheckpointsVerified, RunFollowed, RunLoaded
 from llmtui.tui.widgets.config_view import ConfigView
-from llmtui.tui.widgets.loss_chart import LossChart
+from llmtui.tui.widgets.loss_chart import LossChart, LossChartKeys
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
 
@@ -33,7 +33,7 @@ STATUS_STYLE = {"running": "bold green", "finished": "green", "stopped": "yellow
                 "interrupted": "yellow", "diverged": "red"}
 
 
-class RunScreen(ReportsWorkerErrors, Screen):
+class RunScreen(LossChartKeys, ReportsWorkerErrors, Screen):
     app = getters.app(LlmtuiAppBase)   # self.app typed as the app it runs in
     SUB_TITLE = "run"
     BINDINGS = [
@@ -343,14 +343,6 @@ class RunScreen(ReportsWorkerErrors, Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
-
-    def action_toggle_log(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.log_scale = not chart.log_scale
-
-    def action_toggle_smoothing(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.smoothing = not chart.smoothing
 
     def palette_commands(self):
         from textual.app import SystemCommand

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from rich.style import Style
 from rich.text import Text
@@ -448,3 +448,24 @@ def _round_steps(x_min: float, x_max: float, wanted: int) -> list[int]:
     step = max(1, int(step))
     first = (int(x_min) // step + 1) * step
     return [x for x in range(first, int(x_max), step) if x_min < x < x_max]
+
+
+if TYPE_CHECKING:     # the mixin is used on screens: query_one is theirs
+    _Keyed = Widget
+else:
+    _Keyed = object
+
+
+class LossChartKeys(_Keyed):
+    """The actions of the keys every screen with one LossChart binds (l, m): the log scale
+    and the smoothing of its chart. A mixin of the screen; the bindings stay in each
+    screen's BINDINGS, in its own footer order."""
+
+    def action_toggle_log(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.log_scale = not chart.log_scale
+
+    def action_toggle_smoothing(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.smoothing = not chart.smoothing
+
