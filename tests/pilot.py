@@ -55,6 +55,13 @@ async def wait_screen(pilot, name: str, timeout: float = 60.0):
     await pilot.pause()
 
 
+async def open_config(pilot, config) -> None:
+    """From the hardware screen, open the config file `config` in the wizard."""
+    await wait_screen(pilot, "HardwareScreen")
+    pilot.app.screen.open_file(str(config))
+    await wait_screen(pilot, "WizardScreen")
+
+
 async def open_monitor(pilot, tmp_path):
     """From the hardware screen, start the cpu preset (runs under tmp_path/runs) and wait
     for the monitor; with a scripted trainer factory no real training runs."""

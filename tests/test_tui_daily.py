@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pilot import make_app, open_monitor, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
+from pilot import make_app, open_config, open_monitor, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 from textual.widgets import DataTable, ProgressBar
 
 from conftest import TINY, read_jsonl
@@ -57,9 +57,7 @@ def test_discarding_an_edit_returns_to_the_hardware_screen(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.screen.open_file(str(config))
-            await wait_screen(pilot, "WizardScreen")
+            await open_config(pilot, config)
             await set_field(pilot, app.screen, "model.n_layer", "3")
             await pilot.press("escape")
             await wait_screen(pilot, "ConfirmScreen")
@@ -407,9 +405,7 @@ def test_too_small_data_is_refused_in_the_data_step(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.screen.open_file(str(config))
-            await wait_screen(pilot, "WizardScreen")
+            await open_config(pilot, config)
             await pilot.press("ctrl+n")
             await wait_screen(pilot, "DataScreen")
             await pilot.press("ctrl+r")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pilot import make_app, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
+from pilot import make_app, open_config, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
 
 from fakes import fake_hardware_cpu_only, fixed_recommendation, static_text
 
@@ -40,9 +40,7 @@ def test_the_wizard_shows_the_epochs_the_steps_make_estimated_then_counted(tmp_p
 
     async def drive():
         async with app.run_test(size=(100, 40)) as pilot:
-            await wait_screen(pilot, "HardwareScreen")
-            app.screen.open_file(str(config))
-            await wait_screen(pilot, "WizardScreen")
+            await open_config(pilot, config)
             derived = static_text(app.screen.query_one("#wizard-derived"))
             assert row(derived, "epochs") == f"~{estimated:.2f} (est.)"
             await pilot.press("ctrl+n")
