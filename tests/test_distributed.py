@@ -204,24 +204,43 @@ def test_two_nodes_through_c10d_rendezvous_train_one_run(tiny, tmp_path, capsys)
                for e in events if e["kind"] == "warning")
 
 
-def test_fsdp_shards_training_and_saves_one_consolidated_checkpoint(tiny, tmp_path):
-    """training.parallel = "fsdp" (FSDP2's fully_shard, gloo on CPU): checkpoints hold the whole
-    model as one safetensors file and the whole optimizer state; a resume on the same number
-    of processes continues the exact trajectory, and one process can resume it too."""
+def test_fsdp_saves_one_consolidated_model_and_each_process_s_optimizer_shard_and_resumes_exactly(
+        tiny, tmp_path):
+    """training.parallel = "fsdp" (FSDP2's fully_shard, gloo on CPU): a checkpoint holds the whole
+    model as one safetensors file and the optimizer state as one file per process, rows split as
+    torch.chunk splits them, with an index, every file in the manifest. A resume on the same
+    number of processes continues the exact loss curve; one process resumes it too, reading
+    the whole optimizer state from the shard files."""
     import shutil
 
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     fsdp = ["-o", 'optimizer.name="adamw"', "-o", 'training.parallel="fsdp"', "-o", "checkpoint.every_n_steps=5",
-            "-o", "eval.every_n_steps=10", "--max-iters", "10"]
+            "-o", "eval.every_n_steps=10", "-o", "logging.every_n_steps=1", "--max-iters", "10"]
     proc = torchrun(tiny, tmp_path, *fsdp)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "runs" / "tiny"
-    with safe_open(str(run / "step_5" / "model.safetensors"), "pt") as f:   # whole tensors, not shards
+    step_5 = run / "step_5"
+    with safe_open(str(step_5 / "model.safetensors"), "pt") as f:   # whole tensors, not shards
         assert f.get_tensor("transformer.wte.weight").shape[1] == 32
         assert f.get_tensor("transformer.h.0.mlp.c_fc.weight").shape == (128, 32)
-    with safe_open(str(run / "step_5" / "state.safetensors"), "pt") as f:
-        assert f.get_tensor("optimizer.0.exp_avg").shape == f.get_tensor("optimizer.0.exp_avg_sq").shape
+    files = ["optim-rank00000-of-00002.safetensors", "optim-rank00001-of-00002.safetensors"]
+    manifest = json.loads((step_5 / "manifest.json").read_text())
+    assert manifest["format_version"] == 2
+    assert set(manifest["files"]) == {"model.safetensors", "state.safetensors", "state.json", "config.toml",
+                                      "tokenizer.json", "optim-index.json", *files}
+    index = json.loads((step_5 / "optim-index.json").read_text())
+    assert index["world_size"] == 2 and index["files"] == files
+    whole = load_file(step_5 / "state.safetensors")
+    assert "optimizer.0.step" in whole and not any(k.endswith("exp_avg") for k in whole)  # no moment whole
+    shards = [load_file(step_5 / name) for name in files]
+    weights = load_file(step_5 / "model.safetensors")
+    wte = index["tensors"]["optimizer.0.exp_avg"]
+    rows = -(-wte["shape"][0] // 2)   # torch.chunk: the first rank ceil(n / 2) rows
+    assert wte["rows"] == [[0, rows], [rows, wte["shape"][0]]]
+    assert [s["optimizer.0.exp_avg"].shape[0] for s in shards] == [rows, wte["shape"][0] - rows]
+    assert sum(s["optimizer.0.exp_avg"].numel() for s in shards) == weights["transformer.wte.weight"].numel()
     straight = {e["step"]: e["loss"] for e in read_jsonl(run / "metrics.jsonl") if e["kind"] == "train"}
 
     shutil.copytree(run, tmp_path / "runs" / "again")
@@ -230,12 +249,23 @@ def test_fsdp_shards_training_and_saves_one_consolidated_checkpoint(tiny, tmp_pa
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = {e["step"]: e["loss"] for e in read_jsonl(tmp_path / "runs" / "again" / "metrics.jsonl")
                if e["kind"] == "train"}
-    assert resumed[10] == straight[10]
+    assert [resumed[s] for s in range(6, 11)] == [straight[s] for s in range(6, 11)]
+
+    # one process (2 -> 1): the whole optimizer state, read from both processes' files
+    import torch
 
     from llmtui import load_config
     from llmtui.engine.training.trainer import Trainer
     shutil.copytree(run, tmp_path / "runs" / "alone")
-    alone = Trainer(load_config("cpu", tiny + ['run.name="alone"', 'optimizer.name="adamw"',
-                                               'training.parallel="fsdp"', "training.max_steps=10"]),
-                    resume_from=tmp_path / "runs" / "alone" / "step_5").run()
-    assert alone.steps == 10 and alone.final_train_loss is not None
+    alone_cfg = load_config("cpu", tiny + ['run.name="alone"', 'optimizer.name="adamw"',
+                                           'training.parallel="fsdp"', "training.max_steps=10"])
+    alone = Trainer(alone_cfg, resume_from=tmp_path / "runs" / "alone" / "step_5")
+    adam = alone.setup().optimizers.adam
+    first = adam.state[adam.param_groups[0]["params"][0]]
+    assert torch.equal(first["exp_avg"], torch.cat([s["optimizer.0.exp_avg"] for s in shards]))
+    assert torch.equal(first["exp_avg_sq"], torch.cat([s["optimizer.0.exp_avg_sq"] for s in shards]))
+    assert float(first["step"]) == 5
+    result = alone.run()
+    assert result.steps == 10 and result.final_train_loss is not None
+    state = json.loads((tmp_path / "runs" / "alone" / "last" / "manifest.json").read_text())
+    assert state["format_version"] == 1 and "optim-index.json" not in state["files"]  # unsharded again

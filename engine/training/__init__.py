@@ -12,7 +12,8 @@
     start        the commit half of a start: what it changes on disk, and how a refusal undoes it
     schedule     the learning-rate schedule
     distributed  torchrun data parallelism
-    sharded      training.parallel = "fsdp": FSDP2 sharding, consolidated checkpoints of a sharded run
+    sharded      training.parallel = "fsdp": FSDP2 sharding, a sharded run's checkpoints saved and loaded
+    optim_shards a sharded run's optimizer state on disk: one safetensors file per process, a JSON index
     trackers     optional TensorBoard and W&B listeners
     trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
     loader       a saved checkpoint loaded for use: model, tokenizer, config (inference's start)

@@ -10,6 +10,12 @@ Layout of a checkpoint directory (`last`, `best`, `step_N`, ...):
   tokenizer.json      the tokenizer (char vocabulary or encoding name)
   manifest.json       format version, sha256 and size of every file above
 
+A sharded run's checkpoint (training.parallel = "fsdp") has the same files, the model
+consolidated, and its optimizer moments sharded beside them, one file per process
+(engine.training.optim_shards: optim-rank*-of-*.safetensors and optim-index.json);
+its manifest says format version 2, which llmtui before them refuses in one line
+rather than resuming without the moments. Every file is in the manifest.
+
 Nothing here calls pickle: tensors go through safetensors, the rest is JSON.
 A save writes into a temporary directory on the same filesystem, fsyncs each
 file and the directory, then renames it into place; the previous directory of
@@ -32,10 +38,12 @@ from typing import Any
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
+from llmtui.engine.training import optim_shards
 from llmtui.engine.training.rundir import is_checkpoint_name, own_temp_name, recorded_checkpoints
 from llmtui.engine.training.state import MAX_STEPS, SavedState, parse_json, read_state
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1          # every checkpoint but a sharded run's
+SHARDED_FORMAT_VERSION = 2  # optimizer state in optim-rank*-of-*.safetensors files (engine.training.optim_shards)
 MANIFEST = "manifest.json"
 REQUIRED = ("model.safetensors", "state.safetensors", "state.json", "config.toml", "tokenizer.json")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -71,12 +79,17 @@ def _build_atomically(target: Path, fill) -> Path:
     return target
 
 
-def write_checkpoint_dir(target: Path, files: dict[str, bytes]) -> Path:
-    """Atomically create or replace directory `target` holding `files` and their manifest."""
+def write_checkpoint_dir(target: Path, files: dict[str, Any]) -> Path:
+    """Atomically create or replace directory `target` holding `files` and their manifest.
+    A file's content is bytes (any buffer), or a function that returns them when the file
+    is written (a rank's optimizer shard, received then: one at a time in memory)."""
     def fill(tmp: Path) -> None:
         listed: dict[str, dict[str, Any]] = {}
-        manifest = {"format_version": FORMAT_VERSION, "files": listed}
+        version = SHARDED_FORMAT_VERSION if optim_shards.INDEX in files else FORMAT_VERSION
+        manifest = {"format_version": version, "files": listed}
         for name, data in files.items():
+            if callable(data):
+                data = data()
             fsutil.write_synced(tmp / name, data)
             listed[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         fsutil.write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
@@ -133,10 +146,11 @@ def verify(path: Path) -> dict[str, Any]:
             for info in files.values()):
         raise CheckpointError(f"{manifest_path}: damaged: every file needs a \"size\" and a "
                               "\"sha256\"; the checkpoint cannot be verified")
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, SHARDED_FORMAT_VERSION):
         raise CheckpointError(f"{manifest_path}: format version {version} is not supported "
-                              f"(this llmtui reads version {FORMAT_VERSION})")
-    for name in REQUIRED:
+                              f"(this llmtui reads versions {FORMAT_VERSION} and {SHARDED_FORMAT_VERSION})")
+    required = REQUIRED + ((optim_shards.INDEX,) if version == SHARDED_FORMAT_VERSION else ())
+    for name in required:
         if name not in files:
             raise CheckpointError(f"{path / name}: not listed in the manifest; the checkpoint is incomplete")
     for name, info in files.items():
@@ -151,7 +165,16 @@ def verify(path: Path) -> dict[str, Any]:
         if fsutil.sha256_file(file) != info["sha256"]:
             raise CheckpointError(f"{file}: sha256 does not match the manifest; the file is corrupt or altered")
     read_state(_read_text(path / "state.json"), str(path / "state.json"))
+    if version == SHARDED_FORMAT_VERSION:
+        for name in shard_index(path).files:
+            if name not in files:
+                raise CheckpointError(f"{path / name}: not listed in the manifest; the checkpoint is incomplete")
     return manifest
+
+
+def shard_index(path: Path) -> optim_shards.ShardIndex:
+    """The index of a sharded run's optimizer state (engine.training.optim_shards), checked."""
+    return optim_shards.read_index(_read_json(path / optim_shards.INDEX), str(path / optim_shards.INDEX))
 
 
 def checkpoint_step(path: Path) -> int:
@@ -290,6 +313,8 @@ class LoadedCheckpoint:
     state: SavedState          # state.json
     config_toml: str
     tokenizer: dict
+    # a sharded run's optimizer state: its moments are in the files this names, not in `tensors`
+    optimizer_shards: optim_shards.ShardIndex | None = None
 
 
 def _read_safetensors(file: Path) -> dict:
@@ -326,8 +351,9 @@ def check_finite(tensors: dict, file: Path) -> None:
 
 def load(path: Path) -> LoadedCheckpoint:
     """Verify and read a checkpoint, every value checked that a manifest cannot vouch
-    for (one crafted with a recomputed manifest verifies). Never unpickles anything."""
-    verify(path)
+    for (one crafted with a recomputed manifest verifies). Never unpickles anything.
+    A sharded optimizer state is only indexed: read it with optim_shards.ShardReader."""
+    manifest = verify(path)
     model_state = _read_safetensors(path / "model.safetensors")
     check_finite(model_state, path / "model.safetensors")
     tensors = _read_safetensors(path / "state.safetensors")
@@ -335,4 +361,5 @@ def load(path: Path) -> LoadedCheckpoint:
     state = read_state(_read_text(path / "state.json"), str(path / "state.json"))
     tokenizer = _read_json(path / "tokenizer.json")
     config_toml = _read_text(path / "config.toml")
-    return LoadedCheckpoint(path, model_state, tensors, state, config_toml, tokenizer)
+    shards = shard_index(path) if manifest["format_version"] == SHARDED_FORMAT_VERSION else None
+    return LoadedCheckpoint(path, model_state, tensors, state, config_toml, tokenizer, shards)

@@ -136,6 +136,7 @@ def shutdown(ctx: DistContext, clean: bool = True) -> None:
     if ctx.enabled and dist.is_initialized():
         if clean:
             dist.barrier()
+        _channels.clear()
         dist.destroy_process_group()
 
 
@@ -177,3 +178,34 @@ def gather(ctx: DistContext, obj) -> list:
     out: list = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+_channels: list = []   # the gloo group for bytes, once made
+
+
+def byte_channel(ctx: DistContext) -> "dist.ProcessGroup | None":
+    """The group that carries bytes between processes (checkpoint files): the default group
+    under gloo, else a gloo group of the same processes, made on first use, so that the
+    bytes stay in host memory. Every rank calls it at the same point (making it is a
+    collective)."""
+    if not ctx.enabled or dist.get_backend() == "gloo":
+        return None
+    if not _channels:
+        _channels.append(dist.new_group(backend="gloo"))
+    return _channels[0]
+
+
+def send_to_main(data: bytes, channel: "dist.ProcessGroup | None") -> None:
+    """Send `data` to rank 0, which takes it with `receive_from` (blocks until it does)."""
+    payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    dist.send(torch.tensor([payload.numel()], dtype=torch.int64), dst=0, group=channel)
+    dist.send(payload, dst=0, group=channel)
+
+
+def receive_from(rank: int, channel: "dist.ProcessGroup | None") -> memoryview:
+    """The bytes rank `rank` sends with `send_to_main` (on rank 0)."""
+    size = torch.zeros(1, dtype=torch.int64)
+    dist.recv(size, src=rank, group=channel)
+    payload = torch.empty(int(size.item()), dtype=torch.uint8)
+    dist.recv(payload, src=rank, group=channel)
+    return memoryview(payload.numpy())

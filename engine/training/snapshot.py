@@ -186,11 +186,14 @@ def rng_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 def checkpoint_files(*, model, optimizers: Optimizers, scaler, run: RunState, samplers: list[dict],
                      world_size: int, compat: dict, time: float, config_toml: str,
                      tokenizer_json: dict, model_state: dict | None = None,
-                     optimizer_state: dict | None = None) -> dict[str, bytes]:
+                     optimizer_files: tuple[dict[str, torch.Tensor], dict] | None = None,
+                     extra_files: dict[str, Any] | None = None) -> dict[str, Any]:
     """All files of one checkpoint as bytes, ready for an atomic write. A sharded run
-    gives its gathered `model_state` and (AdamW's) `optimizer_state` (engine.training.sharded)."""
-    if optimizer_state is not None:
-        opt_tensors, opt_meta = state_dict_to_files(optimizer_state)
+    gives its gathered `model_state`, the optimizer's whole tensors and JSON as
+    `optimizer_files`, and its sharded optimizer state as `extra_files`
+    (engine.training.sharded)."""
+    if optimizer_files is not None:
+        opt_tensors, opt_meta = optimizer_files
     else:
         opt_tensors, opt_meta = optimizers_to_files(optimizers)
     rng_tensors, rng_meta = rng_to_files()
@@ -202,6 +205,7 @@ def checkpoint_files(*, model, optimizers: Optimizers, scaler, run: RunState, sa
         "state.json": json.dumps(saved.to_json(), indent=1).encode(),
         "config.toml": config_toml.encode(),
         "tokenizer.json": json.dumps(tokenizer_json).encode(),
+        **(extra_files or {}),
     }
 
 

@@ -28,6 +28,7 @@ from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
+from safetensors.torch import save as save_tensors
 
 from llmtui.engine.config.loading import config_to_toml
 from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
@@ -51,7 +52,7 @@ from llmtui.engine.planning.device import Placement, configure_threads, place, r
 from llmtui.engine.planning.load import CpuLoad, LoadMeter, contended
 from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import distributed, init_from, rundir, sharded
+from llmtui.engine.training import distributed, init_from, optim_shards, rundir, sharded
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -767,7 +768,10 @@ class Trainer:
             def load(optimizer, state):
                 sharded.load_optimizer_state(setup.raw_model, optimizer, state)
         try:
-            optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source, load=load)
+            if loaded.optimizer_shards is None:
+                optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source, load=load)
+            else:   # a sharded run's optimizer state: this rank's rows, or all of it when not sharded
+                self._restore_optimizer_shards(setup, loaded, source)
             if saved.scaler and setup.scaler.is_enabled():
                 setup.scaler.load_state_dict(saved.scaler)
             if len(saved.samplers) == self.dist.world_size:
@@ -791,6 +795,25 @@ class Trainer:
         self.restored_from = path
         self._warn_if_lr_jumps(setup, saved_max_steps)
 
+    def _restore_optimizer_shards(self, setup: TrainingSetup, loaded: ckpt.LoadedCheckpoint,
+                                  source: str) -> None:
+        """The optimizer state of a sharded run's checkpoint (engine.training.optim_shards): a
+        sharded run reads its rows from the files that hold them; one process (or DDP) reads
+        the whole of it."""
+        assert loaded.optimizer_shards is not None
+        saved = loaded.state.optimizer
+        if "muon" in saved:   # FSDP refuses Muon
+            raise CheckpointError(f"{source}: Muon's state beside a sharded optimizer state; llmtui "
+                                  "writes no such checkpoint (damaged or crafted)")
+        if setup.optimizers.muon is not None:   # refused before anything is loaded, naming the optimizer
+            optimizers_from_files(setup.optimizers, {}, saved, source)
+        with optim_shards.ShardReader(loaded.path, loaded.optimizer_shards) as reader:
+            if self.fsdp:
+                sharded.load_optimizer_shards(setup.raw_model, setup.optimizers.adam, reader,
+                                              loaded.tensors, saved, source)
+            else:
+                optimizers_from_files(setup.optimizers, {**loaded.tensors, **reader.whole()}, saved, source)
+
     def _warn_if_lr_jumps(self, setup: TrainingSetup, saved_max_steps: int) -> None:
         """Say so when a resume with another max_steps changes the learning rate at the
         resume point (the schedule follows the config's length)."""
@@ -804,10 +827,11 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------
 
-    def _files(self, setup: TrainingSetup, gathered: tuple | None = None) -> dict[str, bytes]:
-        model_state, optimizer_state = gathered or (None, None)
+    def _files(self, setup: TrainingSetup, model_state: dict | None = None,
+               optimizer_files: tuple | None = None, extra_files: dict | None = None) -> dict[str, Any]:
         return checkpoint_files(model=setup.raw_model, optimizers=setup.optimizers, scaler=setup.scaler,
-                                model_state=model_state, optimizer_state=optimizer_state,
+                                model_state=model_state, optimizer_files=optimizer_files,
+                                extra_files=extra_files,
                                 run=self.state, samplers=self._sampler_states,
                                 world_size=self.dist.world_size,
                                 compat=self._compat_fingerprint(setup), time=time.time(),
@@ -836,18 +860,53 @@ class Trainer:
         setup = self.setup()
         self._count_training_time()
         self._sampler_states = distributed.gather(self.dist, setup.sampler.state_dict())
-        gathered = None
-        if self.fsdp:   # every rank gives its shards; rank 0 receives the whole
-            gathered = (sharded.gather_model_state(setup.raw_model),
-                        sharded.gather_optimizer_state(setup.raw_model, setup.optimizers.adam))
-        if not self.dist.is_main:
+        if not self.fsdp:
+            if not self.dist.is_main or not self._may_write(setup.raw_model.parameters()):
+                return None
+            return self._write(setup, reason, epoch, self._files(setup))
+        # sharded: every rank gives its weights to rank 0, which writes them consolidated, and
+        # sends rank 0 its optimizer rows once rank 0 has decided to write (one file per rank)
+        model_state = sharded.gather_model_state(setup.raw_model)
+        shard = sharded.optimizer_shard(setup.optimizers.adam, self.dist.rank, self.dist.world_size)
+        channel = distributed.byte_channel(self.dist)
+        refused: UserError | None = None
+        write = False
+        if self.dist.is_main:
+            try:
+                write = self._may_write(model_state.values())
+            except UserError as exc:     # the lock is lost: said after the others know
+                refused = exc
+        if not distributed.from_main(self.dist, write):
+            if refused is not None:
+                raise refused
             return None
-        weights = gathered[0].values() if gathered else setup.raw_model.parameters()
+        own = save_tensors(shard.rows)
+        if not self.dist.is_main:
+            distributed.send_to_main(own, channel)
+            return None
+        inbox = sharded.ShardInbox(self.dist.world_size, channel)
+        world = self.dist.world_size
+        shard_files = {optim_shards.INDEX: json.dumps(shard.index.to_json(), indent=1).encode(),
+                       optim_shards.shard_file(0, world): own,
+                       **{optim_shards.shard_file(r, world): inbox.file(r) for r in range(1, world)}}
+        try:
+            return self._write(setup, reason, epoch,
+                               self._files(setup, model_state, (shard.whole, shard.meta), shard_files))
+        finally:
+            inbox.drain()
+
+    def _may_write(self, weights) -> bool:
+        """On rank 0 before a save: finite weights (else a warning) and the run's lock still held
+        (else UserError)."""
         if not all(bool(torch.isfinite(p).all()) for p in weights):
             self.warn(f"step {self.state.step}: weights are not finite; checkpoint not saved")
-            return None
+            return False
         self._check_lock()
-        files = self._files(setup, gathered)
+        return True
+
+    def _write(self, setup: TrainingSetup, reason: SaveReason, epoch: int | None,
+               files: dict[str, Any]) -> Path:
+        """Rank 0 writes the checkpoint's `files` where `reason` puts them, and rotates."""
         keep = self.restored_from
         run_dir = self.run_dir
         # every folder is recorded before it is written: a kill in between leaves a name in
