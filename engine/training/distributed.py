@@ -208,4 +208,4 @@ def receive_from(rank: int, channel: "dist.ProcessGroup | None") -> memoryview:
     dist.recv(size, src=rank, group=channel)
     payload = torch.empty(int(size.item()), dtype=torch.uint8)
     dist.recv(payload, src=rank, group=channel)
-    return memoryview(payload.numpy())
+    return payload.numpy().data
