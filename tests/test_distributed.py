@@ -210,7 +210,7 @@ def test_fsdp_saves_one_consolidated_model_and_each_process_s_optimizer_shard_an
     model as one safetensors file and the optimizer state as one file per process, rows split as
     torch.chunk splits them, with an index, every file in the manifest. A resume on the same
     number of processes continues the exact loss curve; one process resumes it too, reading
-    the whole optimizer state from the shard files."""
+    the whole optimizer state from the shard files. Evaluations show a sample, as unsharded."""
     import shutil
 
     from safetensors import safe_open
@@ -241,7 +241,10 @@ def test_fsdp_saves_one_consolidated_model_and_each_process_s_optimizer_shard_an
     assert wte["rows"] == [[0, rows], [rows, wte["shape"][0]]]
     assert [s["optimizer.0.exp_avg"].shape[0] for s in shards] == [rows, wte["shape"][0] - rows]
     assert sum(s["optimizer.0.exp_avg"].numel() for s in shards) == weights["transformer.wte.weight"].numel()
-    straight = {e["step"]: e["loss"] for e in read_jsonl(run / "metrics.jsonl") if e["kind"] == "train"}
+    events = read_jsonl(run / "metrics.jsonl")
+    straight = {e["step"]: e["loss"] for e in events if e["kind"] == "train"}
+    # a sample at the evaluation: every rank takes part in its forward passes, rank 0 shows it
+    assert [(e["step"], len(e["text"]) > 0) for e in events if e["kind"] == "sample"] == [(10, True)]
 
     shutil.copytree(run, tmp_path / "runs" / "again")
     again = torchrun(tiny, tmp_path, *fsdp, "-o", 'run.name="again"',

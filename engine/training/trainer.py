@@ -504,9 +504,6 @@ class Trainer:
         model: torch.nn.Module = raw_model
         if self.fsdp:
             sharded.shard(raw_model)    # the module itself, its parameters now shards
-            if config.eval.sample_tokens:
-                self.warn("eval.sample_tokens: no samples at evaluations with training.parallel = "
-                          "\"fsdp\" (sample the checkpoints: llmtui sample RUN)")
         elif self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
             model = DistributedDataParallel(
@@ -997,7 +994,9 @@ class Trainer:
                 new.append(int(token[0, 0]))
                 with self._lock:
                     stopping = self._stop_reason is not None
-                if stopping:     # Stop or Ctrl+C must not wait for a long sample: cut it short
+                # Stop or Ctrl+C must not wait for a long sample: cut it short; but sharded, every
+                # rank takes part in each forward pass, so all make the same number of them
+                if stopping and not self.fsdp:
                     break
         model.train()
         return setup.tokenizer.decode(new)
@@ -1035,16 +1034,20 @@ class Trainer:
             stop, save, prompt = self._stop_reason, self._save_requested, self._sample_prompt
             self._save_requested, self._sample_prompt = False, None
         if self.dist.enabled:  # a signal may reach the ranks at different steps: agree first
-            stop_flag, save_flag = distributed.agree_max(self.dist, [int(bool(stop)), int(save)],
-                                                         setup.device)
+            asked = int(prompt is not None and self.dist.is_main)
+            stop_flag, save_flag, sample_flag = distributed.agree_max(
+                self.dist, [int(bool(stop)), int(save), asked], setup.device)
             stop = (stop or StopReason.INTERRUPTED) if stop_flag else None
             save = bool(save_flag)
-            prompt = prompt if self.dist.is_main and not self.fsdp else None
+            if self.fsdp:   # sharded, every rank takes part in sampling: rank 0's prompt, everywhere
+                prompt = distributed.from_main(self.dist, prompt) if sample_flag else None
+            else:
+                prompt = prompt if self.dist.is_main else None
         if save:
             self.save(SaveReason.MANUAL)
         if prompt is not None:
             text = self.sample(prompt, max(setup.config.eval.sample_tokens, 200))
-            self.emit(SampleEvent, text=text, prompt=prompt)
+            self.emit(SampleEvent, text=text, prompt=prompt)   # rank 0's
         if stop:
             raise StopTraining(stop)
 
@@ -1083,7 +1086,8 @@ class Trainer:
         if lowest and t.save_best:
             self.save(SaveReason.BEST)
         e = setup.config.eval
-        if e.sample_tokens and self.dist.is_main and not self.fsdp:
+        # rank 0 samples; sharded, every rank takes part in each forward pass and rank 0 shows it
+        if e.sample_tokens and (self.dist.is_main or self.fsdp):
             self.emit(SampleEvent, text=self.sample(e.sample_prompt, e.sample_tokens),
                       prompt=e.sample_prompt)
         if self.early_stopping and state.bad_evals >= t.early_stopping_patience:
