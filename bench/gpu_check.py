@@ -26,7 +26,8 @@
 
 Runs that would pass --budget-s (seconds, 450 by default) are listed as skipped.
 --dry-run runs the same code on the CPU with tiny shapes and few steps, two runs of
-one preset that take every path (--full and --presets for more): fp16 and bf16 fall back to what the CPU runs (shown), compile uses torch.compile's "eager"
+one preset that take every path (--full and --presets for more): fp16 and bf16 fall
+back to what the CPU runs (shown), compile uses torch.compile's "eager"
 backend (no C++ toolchain needed), the memory check is n/a. Prints one table and
 writes bench/out/gpu_check.json (--json). Exit code 0 when every check passed, 1 otherwise.
 """
@@ -346,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="llmtui-gpu-check-"))
     args.data_dir = (args.data_dir or work / "data").resolve()
     lines, checks = detection()
-    cases = [c for c in plan(presets, args.nanogpt is not None, full=args.full or not args.dry_run) if not (args.no_compile and c.compile)]
+    cases = [c for c in plan(presets, args.nanogpt is not None, full=args.full or not args.dry_run)
+             if not (args.no_compile and c.compile)]
     rows = []
     try:
         for case in cases:

@@ -5,8 +5,6 @@ other runs while one trains. Each test failed before its change."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pilot import make_app, open_config, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
 

@@ -70,8 +70,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, max_tokens: int | None
              force: bool = False, text_field: str | None = None) -> EvalResult:
     """Evaluate `checkpoint` (a checkpoint or run directory) on `data`: a text file, a record
     file (its records' `text_field`, by default the run's data.text_field), or a .bin/.npy
-    token file in the checkpoint's vocabulary; the first `max_tokens` tokens only when given. `warnings` of the result say which damaged checkpoints were skipped, a
-    device that was not available and characters skipped."""
+    token file in the checkpoint's vocabulary; the first `max_tokens` tokens only when given.
+    `warnings` of the result say which damaged checkpoints were skipped, a device that was
+    not available and characters skipped."""
     path = Path(data).expanduser()
     if not path.is_file():
         raise DataError(f"--data {path}: " + ("a folder; give one text or token file" if path.is_dir()
