@@ -89,6 +89,16 @@ def scripted_events(max_steps: int = 600, upto: int = 300, run_dir: str = "check
     return events
 
 
+def done_event(**fields: Any) -> DoneEvent:
+    """A run's done record: a finished 10-step run without checkpoints, with `fields` instead."""
+    record: dict[str, Any] = {
+        "step": 10, "time": T0, "final_train_loss": None, "final_val_loss": None, "best_val_loss": None,
+        "training_time": 0.0, "steps": 10, "tokens_seen": 0, "stop_reason": "max_steps", "run_dir": "",
+        "last_checkpoint": None, "best_checkpoint": None, "metrics_path": "", "n_params": 0, "device": "",
+        "precision": ""}
+    return DoneEvent(**(record | fields))
+
+
 class ScriptedTrainer:
     """Stands in for engine.training.trainer.Trainer behind the same protocol
     (TrainerControl): emits a script of events, records the commands it is

@@ -144,8 +144,9 @@ def test_the_monitor_and_the_summary_show_the_epoch(tmp_path):
     run(drive())
     from rich.console import Console
 
+    from fakes import done_event
     from llmtui.tui.screens.summary import summary_renderable
     console = Console(width=100, record=True)
-    console.print(summary_renderable({"stop_reason": "max_steps", "steps": 40, "epoch": 2.0, "tokens_seen": 1}))
+    console.print(summary_renderable(done_event(steps=40, epoch=2.0, tokens_seen=1)))
     text = console.export_text()
     assert "epochs" in text and "2.00" in text

@@ -196,7 +196,7 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
             await pilot.click("#prepare")
             await wait_for(pilot, lambda: app.session.data_is_current(), what="data prepared")
             assert "vocabulary" in static_text(data.query_one("#prepare-result"))
-            assert app.session.vocab_size > 10
+            assert app.session.data.vocab_size > 10
             await pilot.click("#train")
             await pilot.pause()
             await wait_screen(pilot, "MonitorScreen")

@@ -52,7 +52,7 @@ def test_the_data_step_forgets_a_summary_once_the_corpus_changes_and_shows_where
                            what="prepared")
             text = screen_text(app)
             assert "vocabulary" in text
-            directory = app.session.data_summary["directory"]
+            directory = str(app.session.data.directory)
             assert "prep[b]x" in directory
             assert f"token files in {directory}" in text
             # another corpus: the summary of the first one is not this data

@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 from llmtui.engine.training.commands import StopReason
 from llmtui.exits import EXIT_HANGUP, EXIT_INTERRUPTED
 from llmtui.tui.app_base import LlmtuiAppBase
-from llmtui.tui.session import Session
+from llmtui.tui.session import SampleSettings, Session
 from llmtui.tui.training import TrainingRun
 
 CSS_FILES: list[str | PurePath] = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
@@ -241,10 +241,10 @@ class LlmtuiApp(LlmtuiAppBase):
         from llmtui.tui.screens.run_view import RunScreen
         self.push_screen(RunScreen(Path(run_dir)))
 
-    def open_generate(self, checkpoint: str | Path, defaults: dict[str, Any] | None = None) -> None:
-        """The generate screen on a checkpoint or run directory."""
+    def open_generate(self, checkpoint: str | Path, settings: SampleSettings | None = None) -> None:
+        """The generate screen on a checkpoint or run directory, its fields set from `settings`."""
         from llmtui.tui.screens.generate import GenerateScreen
-        self.push_screen(GenerateScreen(checkpoint, defaults))
+        self.push_screen(GenerateScreen(checkpoint, settings))
 
     def open_evaluate(self, checkpoint: str | Path, device: str = "auto") -> None:
         """The evaluation screen on a checkpoint or run directory."""
@@ -390,17 +390,9 @@ class LlmtuiApp(LlmtuiAppBase):
             if run.error_is_notice:
                 self.notify(run.error, title="Nothing to train", timeout=10, markup=False)
             return  # failed or cancelled: the monitor shows why and stays usable
-        from llmtui.tui.screens.summary import SummaryScreen
-
-        summary = monitor.done_event.to_json() if monitor.done_event else run.result.to_json()
-        if monitor.last_eval is not None:   # the step final_val_loss is from
-            summary["final_val_step"] = monitor.last_eval.step
-        cfg = run.cfg
-        device = summary.get("device") or cfg.run.device
-        defaults = {"prompt": cfg.eval.sample_prompt, "temperature": cfg.eval.temperature,
-                    "top_k": cfg.eval.top_k, "seed": cfg.run.seed,
-                    "device": "cpu" if str(device).startswith("cpu") else cfg.run.device,
-                    "tokens": max(cfg.eval.sample_tokens, 200)}
+        summary = monitor.summary_screen()
+        if summary is None:
+            return
         if monitor not in self.screen_stack:
             return
         from textual.screen import ModalScreen
@@ -408,12 +400,10 @@ class LlmtuiApp(LlmtuiAppBase):
         while self.background_monitor() is None and self.screen is not monitor \
                 and isinstance(self.screen, ModalScreen):
             self.pop_screen()  # e.g. a stop confirmation that is moot now (not a dialog of another screen)
-        monitor.summary = (summary, defaults)   # the finished monitor opens it again (enter)
-        monitor.refresh_bindings()
         if self.screen is monitor:
-            self.push_screen(SummaryScreen(summary, defaults))
+            self.push_screen(summary)
         elif self.background_monitor() is monitor:    # the user is browsing elsewhere
-            self.notify(f"{cfg.run.name} finished at step {summary.get('steps', monitor.step):,}. "
+            self.notify(f"{run.cfg.run.name} finished at step {summary.done.steps:,}. "
                         "Ctrl+T shows its monitor (enter: the summary).", title="Training finished",
                         timeout=10, markup=False)
 

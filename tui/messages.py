@@ -9,12 +9,13 @@ worker's screen so it can put its controls back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 from textual.worker import Worker
 
 if TYPE_CHECKING:   # the payloads' types; the modules load in the workers that make them
+    from llmtui.engine.data.prepare import PreparedData
     from llmtui.engine.inference.evaluate import EvalResult
     from llmtui.engine.planning.hardware import HardwareInfo
     from llmtui.engine.planning.recommend import Recommendation
@@ -31,9 +32,9 @@ class HardwareDetected(Message):
 
 
 class DataPrepared(Message):
-    def __init__(self, summary: dict[str, Any]):
+    def __init__(self, data: PreparedData):
         super().__init__()
-        self.summary = summary
+        self.data = data
 
 
 class SampleReady(Message):
