@@ -405,6 +405,49 @@ def test_scripted_monitor_commands_and_summary(tmp_path):
 
 
 @pytest.mark.tui
+def test_quitting_while_training_says_stopping_until_the_run_has_saved(tmp_path):
+    """Ctrl+Q during a run: the monitor says it is stopping (saving) while the trainer
+    finishes, and the app exits once the run has ended, not before."""
+    import threading
+
+    from fakes import ScriptedTrainer
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.training.commands import Stop
+
+    saved = threading.Event()   # the test lets the "save" end
+
+    class SavesSlowly(ScriptedTrainer):
+        def send(self, command):
+            if isinstance(command, Stop):   # the stop takes effect once saved is set
+                self.commands.append(command)
+                threading.Thread(target=lambda: saved.wait(30) and self._stop.set(), daemon=True).start()
+            else:
+                super().send(command)
+
+    made: list[SavesSlowly] = []
+    app = make_app(tmp_path, trainer_factory=lambda cfg, **kw: made.append(SavesSlowly(cfg, **kw)) or made[-1],
+                   refresh_rate=0.05)
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
+            monitor = app.screen
+            await wait_for(pilot, lambda: made and made[0].emitted.is_set() and monitor.step == 300,
+                           what="events shown")
+            await pilot.press("ctrl+q")
+            status = monitor.query_one("#mon-status")
+            await wait_for(pilot, lambda: "stopping: saving a checkpoint" in static_text(status), what="stopping")
+            await pilot.pause(0.3)
+            assert app.is_running and app.training.running
+            saved.set()
+            await wait_for(pilot, lambda: not app.is_running, what="the app to exit", timeout=30)
+
+    run(drive())
+    assert app.return_code == 0 and Stop() in made[0].commands
+
+
+@pytest.mark.tui
 def test_real_detection_runs_in_a_worker(tmp_path):
     app = make_app(tmp_path, hardware=None)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePath
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from textual.app import SystemCommand
 from textual.binding import Binding
@@ -30,6 +30,10 @@ from llmtui.exits import EXIT_HANGUP, EXIT_INTERRUPTED
 from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.session import SampleSettings, Session
 from llmtui.tui.training import TrainingRun
+
+if TYPE_CHECKING:   # the screens load when first shown (start-up time)
+    from llmtui.tui.messages import HardwareReady
+    from llmtui.tui.screens.monitor import TrainingFinished
 
 CSS_FILES: list[str | PurePath] = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
              "runs.tcss", "generate.tcss", "evaluate.tcss"]
@@ -208,7 +212,7 @@ class LlmtuiApp(LlmtuiAppBase):
         if commands is not None:
             yield from commands()
 
-    def hardware_ready(self) -> None:
+    def on_hardware_ready(self, _: HardwareReady) -> None:
         """Detection finished: screens showing estimates compute them again."""
         for screen in self.screen_stack:
             refresh = getattr(screen, "refresh_derived", None)
@@ -380,14 +384,15 @@ class LlmtuiApp(LlmtuiAppBase):
         self.session = Session(doc=doc)
         self.start_training(cfg, resume_from="latest")
 
-    def training_finished(self, monitor) -> None:
-        """Called by the monitor once the worker has ended and every event is shown."""
+    def on_training_finished(self, event: TrainingFinished) -> None:
+        """The monitor's run ended and every event of it is shown."""
         if self._quitting:
             self.exit(self._exit_code, return_code=self._exit_code)
             return
+        monitor = event.monitor
         run = monitor.run
         if run.result is None:
-            if run.error_is_notice:
+            if run.error_is_notice and run.error is not None:
                 self.notify(run.error, title="Nothing to train", timeout=10, markup=False)
             return  # failed or cancelled: the monitor shows why and stays usable
         summary = monitor.summary_screen()
@@ -433,10 +438,10 @@ class LlmtuiApp(LlmtuiAppBase):
         self._quitting = True
         self._exit_code = code
         run.stop(StopReason.INTERRUPTED if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else StopReason.STOPPED)
-        from llmtui.tui.screens.monitor import MonitorScreen, Status
+        from llmtui.tui.screens.monitor import MonitorScreen, TrainingStopping
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
-                screen.status = Status.STOPPING
+                screen.post_message(TrainingStopping())
         self.notify("Stopping: finishing the step and saving a checkpoint, then quitting…",
                     timeout=60)
         self.set_interval(0.2, self._exit_when_stopped)

@@ -1,10 +1,16 @@
-"""Typed messages that thread workers post to their screens.
+"""Typed messages: what thread workers post to their screens, and what screens and
+the app tell each other.
 
 A worker (`@work(thread=True)`) never touches widgets: it posts one of these
 when it is done, and the screen handles it with `@on(...)` on the UI thread.
 A worker that raises is reported once by the app's central handler
 (LlmtuiApp.on_worker_state_changed), which then posts WorkerFailed to the
 worker's screen so it can put its controls back.
+
+A screen tells the app what happened by posting a message to itself that
+bubbles up to the app (HardwareReady here; the monitor's TrainingFinished);
+it does not call the app's methods for that. The app tells a screen by posting
+to it a message that does not bubble (the monitor's TrainingStopping).
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ class HardwareDetected(Message):
         super().__init__()
         self.hardware = hardware
         self.recommendation = recommendation
+
+
+class HardwareReady(Message):
+    """To the app: hardware detection ended (app.hardware or app.detection_error is
+    set), so what is estimated from the hardware can be estimated again."""
 
 
 class DataPrepared(Message):

@@ -21,6 +21,7 @@ from textual import getters, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
 from textual.timer import Timer
@@ -92,6 +93,21 @@ wall_clock = time.time
 SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
 # actions that command the trainer: hidden (footer, palette) once the run has ended
 TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping", "sample_now", "stop"})
+
+
+class TrainingFinished(Message):
+    """To the app (it bubbles up): the monitor's run ended (finished, stopped or failed)
+    and every event of it is shown. The app opens the summary, or quits when it was
+    quitting."""
+
+    def __init__(self, monitor: MonitorScreen):
+        super().__init__()
+        self.monitor = monitor
+
+
+class TrainingStopping(Message, bubble=False):
+    """From the app to a monitor: its run was told to stop (the app quits); the step
+    finishes and a checkpoint is saved first."""
 
 
 class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
@@ -471,7 +487,7 @@ class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
         self.refresh_bindings()   # the trainer's keys leave the footer
         if self.app.background_monitor() is self:   # the user is elsewhere: the top line tells
             self.ended_unseen = True
-        self.app.training_finished(self)
+        self.post_message(TrainingFinished(self))
 
     # -- commands --------------------------------------------------------------------
 
@@ -554,6 +570,11 @@ class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
     def _confirmed_stop(self, yes: bool | None) -> None:
         if yes and self.run.running:
             self.run.stop()
+            self.status = Status.STOPPING
+
+    @on(TrainingStopping)
+    def _stopping(self) -> None:
+        if self.run.running:
             self.status = Status.STOPPING
 
     def action_read_sample(self) -> None:
