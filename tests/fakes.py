@@ -105,7 +105,7 @@ class ScriptedTrainer:
     sent, then waits for Stop and finishes like a real run (a done event and a
     result)."""
 
-    def __init__(self, cfg, *, resume_from=None, overwrite=False, events: list[Event] | None = None,
+    def __init__(self, cfg, *, resume_from=None, overwrite=False, prepared=None, events: list[Event] | None = None,
                  finish_at_once: bool = False):
         self.cfg = cfg
         self.events = EventBuffer()
@@ -153,8 +153,8 @@ def scripted_factory(**kwargs):
     """A trainer_factory for LlmtuiApp that builds ScriptedTrainers and keeps them."""
     made: list[ScriptedTrainer] = []
 
-    def factory(cfg, *, resume_from=None, overwrite=False):
-        trainer = ScriptedTrainer(cfg, resume_from=resume_from, overwrite=overwrite, **kwargs)
+    def factory(cfg, *, resume_from=None, overwrite=False, prepared=None):
+        trainer = ScriptedTrainer(cfg, resume_from=resume_from, overwrite=overwrite, prepared=prepared, **kwargs)
         made.append(trainer)
         return trainer
 

@@ -126,7 +126,7 @@ def test_the_monitor_and_the_summary_show_the_epoch(tmp_path):
         out.append(EpochEvent(step=20, epoch=1, epochs=2.0, train_loss=2.9, val_loss=3.1))
         return out
 
-    def factory(cfg, *, resume_from=None, overwrite=False):
+    def factory(cfg, *, resume_from=None, overwrite=False, prepared=None):
         return ScriptedTrainer(cfg, events=events(str(tmp_path / "runs" / "ep")))
 
     app = make_app(tmp_path, trainer_factory=factory)

@@ -124,9 +124,21 @@ def test_tui_modules_do_not_import_torch():
 
 @pytest.mark.train
 @pytest.mark.tui
-def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
+def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir, monkeypatch):
     from textual.widgets import Button, RichLog
 
+    from llmtui.engine.data import prepare
+    from llmtui.engine.training import trainer
+
+    # the corpus is prepared (tokenized or hashed) once: by the data step, not again by
+    # the trainer, which takes the data step's preparation (the engine's own function,
+    # counted where each of them calls it)
+    prepared_by: list[str] = []
+    for module, who in ((prepare, "data step"), (trainer, "trainer")):
+        def counted(*args, real=module.prepare_data, who=who, **kwargs):
+            prepared_by.append(who)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, "prepare_data", counted)
 
     app = make_app(tmp_path)
     saved = tmp_path / "configs" / "tiny.toml"
@@ -203,6 +215,7 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
             monitor = app.screen
             run_ = app.training
             await wait_for(pilot, lambda: run_.finished.is_set(), what="training")
+            assert prepared_by == ["data step"] and monitor.info is not None and monitor.info.data_reused
             await wait_screen(pilot, "SummaryScreen")
             assert monitor.last_eval is not None and monitor.query_one("#mon-chart").train.count >= 6
             summary = static_text(app.screen.query_one("#sum-text"))
@@ -339,7 +352,7 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
 def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
     from llmtui.engine.config.loading import load_config
 
-    def broken(cfg, *, resume_from=None, overwrite=False):
+    def broken(cfg, *, resume_from=None, overwrite=False, prepared=None):
         from llmtui.engine.training.events import EventBuffer
 
         class Broken:

@@ -350,7 +350,10 @@ class LlmtuiApp(LlmtuiAppBase):
             return
         from llmtui.tui.screens.monitor import MonitorScreen
 
-        run = TrainingRun(cfg, resume_from=resume_from, overwrite=overwrite, factory=self.trainer_factory)
+        # the data step's preparation, if it is of these data settings (the trainer checks the files)
+        prepared = self.session.data if self.session.data_is_current() else None
+        run = TrainingRun(cfg, resume_from=resume_from, overwrite=overwrite, prepared=prepared,
+                          factory=self.trainer_factory)
         self.training = run
         self.push_screen(MonitorScreen(run))
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
