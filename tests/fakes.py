@@ -89,13 +89,23 @@ def scripted_events(max_steps: int = 600, upto: int = 300, run_dir: str = "check
     return events
 
 
+def done_event(**fields: Any) -> DoneEvent:
+    """A run's done record: a finished 10-step run without checkpoints, with `fields` instead."""
+    record: dict[str, Any] = {
+        "step": 10, "time": T0, "final_train_loss": None, "final_val_loss": None, "best_val_loss": None,
+        "training_time": 0.0, "steps": 10, "tokens_seen": 0, "stop_reason": "max_steps", "run_dir": "",
+        "last_checkpoint": None, "best_checkpoint": None, "metrics_path": "", "n_params": 0, "device": "",
+        "precision": ""}
+    return DoneEvent(**(record | fields))
+
+
 class ScriptedTrainer:
     """Stands in for engine.training.trainer.Trainer behind the same protocol
     (TrainerControl): emits a script of events, records the commands it is
     sent, then waits for Stop and finishes like a real run (a done event and a
     result)."""
 
-    def __init__(self, cfg, *, resume_from=None, overwrite=False, events: list[Event] | None = None,
+    def __init__(self, cfg, *, resume_from=None, overwrite=False, prepared=None, events: list[Event] | None = None,
                  finish_at_once: bool = False):
         self.cfg = cfg
         self.events = EventBuffer()
@@ -143,8 +153,8 @@ def scripted_factory(**kwargs):
     """A trainer_factory for LlmtuiApp that builds ScriptedTrainers and keeps them."""
     made: list[ScriptedTrainer] = []
 
-    def factory(cfg, *, resume_from=None, overwrite=False):
-        trainer = ScriptedTrainer(cfg, resume_from=resume_from, overwrite=overwrite, **kwargs)
+    def factory(cfg, *, resume_from=None, overwrite=False, prepared=None):
+        trainer = ScriptedTrainer(cfg, resume_from=resume_from, overwrite=overwrite, prepared=prepared, **kwargs)
         made.append(trainer)
         return trainer
 

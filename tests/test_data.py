@@ -117,6 +117,38 @@ def test_reuse_when_unchanged_and_redo_when_changed(tmp_path):
     assert prepare_data(cfg).reused
 
 
+def test_a_preparation_is_taken_again_without_hashing_until_something_changed(tmp_path, monkeypatch):
+    """reuse_prepared (the app's data step hands its preparation to the trainer): the
+    same data while the settings and files are the same, with no byte hashed again;
+    None (prepare again) once a corpus file, a token file or a data setting changed."""
+    from dataclasses import replace
+
+    folder = tmp_path / "corpus"
+    write(folder / "a.txt", TEXT)
+    cfg = make_cfg(tmp_path, folder)
+    first = prepare_data(cfg)
+    hashed: list[str] = []
+    real_hash = data._hash_doc
+    monkeypatch.setattr(data, "_hash_doc", lambda doc, report: hashed.append(doc.name) or real_hash(doc, report))
+
+    again = data.reuse_prepared(first, make_cfg(tmp_path, folder))
+    assert again is not None and again.reused and again.train is first.train and not again.notes
+    assert hashed == []
+    assert data.reuse_prepared(first, make_cfg(tmp_path, folder, data__val_fraction=0.2)) is None
+    assert data.reuse_prepared(first, make_cfg(tmp_path, folder, tokenizer__retrain=True)) is None
+    write(folder / "b.txt", "another file\n")                  # a file more in the folder
+    assert data.reuse_prepared(first, cfg) is None
+    (folder / "b.txt").unlink()
+    assert data.reuse_prepared(first, cfg) is not None
+    os.utime(first.directory / "val.bin", ns=(0, 0))            # the token files were touched
+    assert data.reuse_prepared(first, cfg) is None
+    write(folder / "a.txt", TEXT)                               # the same text, written again
+    assert data.reuse_prepared(prepare_data(cfg), cfg) is not None
+    write(folder / "a.txt", TEXT.upper())                       # changed in place
+    assert data.reuse_prepared(first, cfg) is None
+    assert data.reuse_prepared(replace(first, stamp=None), cfg) is None   # no stamp: prepare
+
+
 def test_redo_when_tokenizer_changes(tmp_path, gpt2_cache):
     src = write(tmp_path / "c.txt", TEXT)
     char = prepare_data(make_cfg(tmp_path, src))

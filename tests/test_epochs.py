@@ -126,7 +126,7 @@ def test_the_monitor_and_the_summary_show_the_epoch(tmp_path):
         out.append(EpochEvent(step=20, epoch=1, epochs=2.0, train_loss=2.9, val_loss=3.1))
         return out
 
-    def factory(cfg, *, resume_from=None, overwrite=False):
+    def factory(cfg, *, resume_from=None, overwrite=False, prepared=None):
         return ScriptedTrainer(cfg, events=events(str(tmp_path / "runs" / "ep")))
 
     app = make_app(tmp_path, trainer_factory=factory)
@@ -144,8 +144,9 @@ def test_the_monitor_and_the_summary_show_the_epoch(tmp_path):
     run(drive())
     from rich.console import Console
 
+    from fakes import done_event
     from llmtui.tui.screens.summary import summary_renderable
     console = Console(width=100, record=True)
-    console.print(summary_renderable({"stop_reason": "max_steps", "steps": 40, "epoch": 2.0, "tokens_seen": 1}))
+    console.print(summary_renderable(done_event(steps=40, epoch=2.0, tokens_seen=1)))
     text = console.export_text()
     assert "epochs" in text and "2.00" in text

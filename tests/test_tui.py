@@ -124,9 +124,21 @@ def test_tui_modules_do_not_import_torch():
 
 @pytest.mark.train
 @pytest.mark.tui
-def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
+def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir, monkeypatch):
     from textual.widgets import Button, RichLog
 
+    from llmtui.engine.data import prepare
+    from llmtui.engine.training import trainer
+
+    # the corpus is prepared (tokenized or hashed) once: by the data step, not again by
+    # the trainer, which takes the data step's preparation (the engine's own function,
+    # counted where each of them calls it)
+    prepared_by: list[str] = []
+    for module, who in ((prepare, "data step"), (trainer, "trainer")):
+        def counted(*args, real=module.prepare_data, who=who, **kwargs):
+            prepared_by.append(who)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, "prepare_data", counted)
 
     app = make_app(tmp_path)
     saved = tmp_path / "configs" / "tiny.toml"
@@ -196,13 +208,14 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir):
             await pilot.click("#prepare")
             await wait_for(pilot, lambda: app.session.data_is_current(), what="data prepared")
             assert "vocabulary" in static_text(data.query_one("#prepare-result"))
-            assert app.session.vocab_size > 10
+            assert app.session.data.vocab_size > 10
             await pilot.click("#train")
             await pilot.pause()
             await wait_screen(pilot, "MonitorScreen")
             monitor = app.screen
             run_ = app.training
             await wait_for(pilot, lambda: run_.finished.is_set(), what="training")
+            assert prepared_by == ["data step"] and monitor.info is not None and monitor.info.data_reused
             await wait_screen(pilot, "SummaryScreen")
             assert monitor.last_eval is not None and monitor.query_one("#mon-chart").train.count >= 6
             summary = static_text(app.screen.query_one("#sum-text"))
@@ -339,7 +352,7 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
 def test_worker_exception_is_shown_and_app_stays_usable(tmp_path):
     from llmtui.engine.config.loading import load_config
 
-    def broken(cfg, *, resume_from=None, overwrite=False):
+    def broken(cfg, *, resume_from=None, overwrite=False, prepared=None):
         from llmtui.engine.training.events import EventBuffer
 
         class Broken:
@@ -402,6 +415,49 @@ def test_scripted_monitor_commands_and_summary(tmp_path):
             assert Stop() in trainer.commands
 
     run(drive())
+
+
+@pytest.mark.tui
+def test_quitting_while_training_says_stopping_until_the_run_has_saved(tmp_path):
+    """Ctrl+Q during a run: the monitor says it is stopping (saving) while the trainer
+    finishes, and the app exits once the run has ended, not before."""
+    import threading
+
+    from fakes import ScriptedTrainer
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.training.commands import Stop
+
+    saved = threading.Event()   # the test lets the "save" end
+
+    class SavesSlowly(ScriptedTrainer):
+        def send(self, command):
+            if isinstance(command, Stop):   # the stop takes effect once saved is set
+                self.commands.append(command)
+                threading.Thread(target=lambda: saved.wait(30) and self._stop.set(), daemon=True).start()
+            else:
+                super().send(command)
+
+    made: list[SavesSlowly] = []
+    app = make_app(tmp_path, trainer_factory=lambda cfg, **kw: made.append(SavesSlowly(cfg, **kw)) or made[-1],
+                   refresh_rate=0.05)
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            app.start_training(load_config("cpu", [f'run.out_dir="{tmp_path / "runs"}"']))
+            monitor = app.screen
+            await wait_for(pilot, lambda: made and made[0].emitted.is_set() and monitor.step == 300,
+                           what="events shown")
+            await pilot.press("ctrl+q")
+            status = monitor.query_one("#mon-status")
+            await wait_for(pilot, lambda: "stopping: saving a checkpoint" in static_text(status), what="stopping")
+            await pilot.pause(0.3)
+            assert app.is_running and app.training.running
+            saved.set()
+            await wait_for(pilot, lambda: not app.is_running, what="the app to exit", timeout=30)
+
+    run(drive())
+    assert app.return_code == 0 and Stop() in made[0].commands
 
 
 @pytest.mark.tui

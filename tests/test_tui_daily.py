@@ -197,7 +197,7 @@ def test_progress_is_indeterminate_until_the_first_step(tmp_path):
 @pytest.mark.train
 @pytest.mark.tui
 def test_a_failed_run_shows_its_progress_in_the_error_colour(tmp_path):
-    def broken(cfg, *, resume_from=None, overwrite=False):
+    def broken(cfg, *, resume_from=None, overwrite=False, prepared=None):
         from llmtui.engine.training.events import EventBuffer
 
         class Broken:

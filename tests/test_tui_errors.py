@@ -19,6 +19,7 @@ from conftest import TINY, shakespeare_text
 from fakes import static_text
 from llmtui import load_config, train
 from llmtui.cli import main
+from llmtui.tui.session import SampleSettings
 
 CLI_PREFIX = "llmtui: error: "
 
@@ -132,7 +133,7 @@ def test_data_step_prepares_a_trained_tokenizer(tmp_path, monkeypatch):
             assert static_text(status) == "Data ready.", static_text(screen.query_one("#prepare-result"))
             _, events = screen.progress_events.since(0)
             assert "train tokenizer" in {e.stage for e in events}
-            assert app.session.data_is_current() and app.session.vocab_size == 300
+            assert app.session.data_is_current() and app.session.data.vocab_size == 300
 
     run(drive())
 
@@ -171,7 +172,7 @@ def test_generate_screen_shows_a_missing_checkpoint_as_the_cli_does(tmp_path, ca
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
-            app.open_generate(gone, {"device": "cpu"})
+            app.open_generate(gone, SampleSettings(device="cpu"))
             await wait_screen(pilot, "GenerateScreen")
             screen = app.screen
             await pilot.press("enter")

@@ -45,7 +45,7 @@ def test_the_wizard_shows_the_epochs_the_steps_make_estimated_then_counted(tmp_p
             await wait_screen(pilot, "DataScreen")
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: app.session.data_is_current(), what="prepared")
-            tokens = app.session.data_summary["train_tokens"]
+            tokens = len(app.session.data.train)
             await pilot.press("escape")
             await wait_screen(pilot, "WizardScreen")
             derived = static_text(app.screen.query_one("#wizard-derived"))

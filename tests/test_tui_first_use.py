@@ -14,6 +14,7 @@ pytestmark = pytest.mark.tui
 def test_user_text_with_brackets_is_shown_as_typed(tmp_path, monkeypatch):
     """Paths and names are shown as they are, never read as markup: '[modified]',
     '[model]' and a folder 'exp [1]' were eaten."""
+    from fakes import done_event
     from llmtui.tui.screens.summary import SummaryScreen
 
     monkeypatch.chdir(tmp_path)
@@ -42,8 +43,7 @@ def test_user_text_with_brackets_is_shown_as_typed(tmp_path, monkeypatch):
             await wait_screen(pilot, "RunsScreen")
             await wait_for(pilot, lambda: any("x[1]: not a run made by llmtui" in t for t in toast_texts(app)),
                            5, "toast")
-            app.push_screen(SummaryScreen({"stop_reason": "max_steps", "steps": 10,
-                                           "run_dir": "runs [a]/r", "last_checkpoint": "runs [a]/r/last"}))
+            app.push_screen(SummaryScreen(done_event(run_dir="runs [a]/r", last_checkpoint="runs [a]/r/last")))
             await wait_screen(pilot, "SummaryScreen")
             text = screen_text(app)
             assert "runs [a]/r" in text and "runs [a]/r/last" in text
@@ -402,11 +402,12 @@ def test_the_summary_after_a_stop_says_where_each_figure_is_from(tmp_path):
 def test_a_resumed_runs_times_do_not_run_into_the_next_column():
     from rich.console import Console
 
+    from fakes import done_event
     from llmtui.tui.screens.summary import summary_renderable
 
     console = Console(width=80, record=True, file=open("/dev/null", "w"))
-    console.print(summary_renderable({"stop_reason": "stopped", "steps": 300, "training_time": 30.0,
-                                      "total_training_time": 1346.0, "device": "cpu", "precision": "fp32"}))
+    console.print(summary_renderable(done_event(stop_reason="stopped", steps=300, training_time=30.0,
+                                                total_training_time=1346.0, device="cpu", precision="fp32")))
     lines = console.export_text().splitlines()
     time_line = next(line for line in lines if line.startswith("training time"))
     assert time_line.split() == ["training", "time", "30s", "this", "segment", "device", "cpu", "(fp32)"]

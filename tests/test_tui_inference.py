@@ -7,8 +7,9 @@ import pytest
 from pilot import click_button, make_app, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 
 from conftest import TINY, shakespeare_text
-from fakes import static_text
+from fakes import done_event, static_text
 from llmtui import load_config, train
+from llmtui.tui.session import SampleSettings
 
 pytestmark = [pytest.mark.train, pytest.mark.tui]
 
@@ -43,7 +44,7 @@ def test_generate_screen_streams_stops_and_remembers_prompts(tmp_path, run_dir):
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
-            app.open_generate(run_dir, {"temperature": 0, "tokens": 20, "prompt": "ROMEO:", "device": "cpu"})
+            app.open_generate(run_dir, SampleSettings(temperature=0, max_tokens=20, prompt="ROMEO:", device="cpu"))
             await wait_screen(pilot, "GenerateScreen")
             screen = app.screen
             prompt = screen.query_one("#gen-prompt", PromptInput)
@@ -115,7 +116,7 @@ def test_quitting_stops_a_long_generation(tmp_path, run_dir):
     app = make_app(tmp_path)
 
     async def start(pilot):
-        app.open_generate(run_dir, {"temperature": 1.0, "tokens": 100_000, "prompt": "ROMEO:", "device": "cpu"})
+        app.open_generate(run_dir, SampleSettings(temperature=1.0, max_tokens=100_000, prompt="ROMEO:", device="cpu"))
         await wait_screen(pilot, "GenerateScreen")
         screen = app.screen
         await pilot.press("enter")
@@ -203,13 +204,13 @@ def test_summary_opens_generate_and_evaluate_on_its_checkpoint(tmp_path, run_dir
     from llmtui.tui.screens.summary import SummaryScreen
 
     app = make_app(tmp_path)
-    summary = {"stop_reason": "max_steps", "steps": 20, "last_checkpoint": str(run_dir / "last"),
-               "best_checkpoint": str(run_dir / "best"), "run_dir": str(run_dir)}
+    summary = done_event(steps=20, last_checkpoint=str(run_dir / "last"), best_checkpoint=str(run_dir / "best"),
+                         run_dir=str(run_dir))
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
-            app.push_screen(SummaryScreen(summary, {"device": "cpu"}))
+            app.push_screen(SummaryScreen(summary, SampleSettings(device="cpu")))
             await wait_screen(pilot, "SummaryScreen")
             await pilot.click("#generate")
             await wait_screen(pilot, "GenerateScreen")
@@ -268,7 +269,7 @@ def test_data_step_trains_a_tokenizer_and_the_wizard_estimates_with_its_size(tmp
             _, events = data.progress_events.since(0)
             assert "train tokenizer" in {e.stage for e in events}
             assert "vocabulary 300" in static_text(data.query_one("#prepare-result"))
-            assert (tmp_path / "prepared").is_dir() and app.session.vocab_size == 300
+            assert (tmp_path / "prepared").is_dir() and app.session.data.vocab_size == 300
             # a char tokenizer has no tokenizer.json: choosing it clears and disables the path
             data.query_one("#tokenizer-path", Input).value = "x.json"
             await pilot.pause()

@@ -50,11 +50,11 @@ def test_the_data_step_forgets_a_summary_once_the_corpus_changes_and_shows_where
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: "Data ready" in static_text(data.query_one("#prepare-status")),
                            what="prepared")
-            text = screen_text(app)
-            assert "vocabulary" in text
-            directory = app.session.data_summary["directory"]
+            directory = str(app.session.data.directory)
             assert "prep[b]x" in directory
-            assert f"token files in {directory}" in text
+            # drawn (the two lines of the summary are laid out after the status is set)
+            await wait_for(pilot, lambda: f"token files in {directory}" in screen_text(app), what="the summary")
+            assert "vocabulary" in screen_text(app)
             # another corpus: the summary of the first one is not this data
             data.query_one("#source-path").value = str(second)
             await pilot.pause()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePath
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from textual.app import SystemCommand
 from textual.binding import Binding
@@ -28,8 +28,12 @@ from textual.worker import Worker, WorkerState
 from llmtui.engine.training.commands import StopReason
 from llmtui.exits import EXIT_HANGUP, EXIT_INTERRUPTED
 from llmtui.tui.app_base import LlmtuiAppBase
-from llmtui.tui.session import Session
+from llmtui.tui.session import SampleSettings, Session
 from llmtui.tui.training import TrainingRun
+
+if TYPE_CHECKING:   # the screens load when first shown (start-up time)
+    from llmtui.tui.messages import HardwareReady
+    from llmtui.tui.screens.monitor import TrainingFinished
 
 CSS_FILES: list[str | PurePath] = ["app.tcss", "hardware.tcss", "wizard.tcss", "data.tcss", "monitor.tcss", "summary.tcss",
              "runs.tcss", "generate.tcss", "evaluate.tcss"]
@@ -208,7 +212,7 @@ class LlmtuiApp(LlmtuiAppBase):
         if commands is not None:
             yield from commands()
 
-    def hardware_ready(self) -> None:
+    def on_hardware_ready(self, _: HardwareReady) -> None:
         """Detection finished: screens showing estimates compute them again."""
         for screen in self.screen_stack:
             refresh = getattr(screen, "refresh_derived", None)
@@ -241,10 +245,10 @@ class LlmtuiApp(LlmtuiAppBase):
         from llmtui.tui.screens.run_view import RunScreen
         self.push_screen(RunScreen(Path(run_dir)))
 
-    def open_generate(self, checkpoint: str | Path, defaults: dict[str, Any] | None = None) -> None:
-        """The generate screen on a checkpoint or run directory."""
+    def open_generate(self, checkpoint: str | Path, settings: SampleSettings | None = None) -> None:
+        """The generate screen on a checkpoint or run directory, its fields set from `settings`."""
         from llmtui.tui.screens.generate import GenerateScreen
-        self.push_screen(GenerateScreen(checkpoint, defaults))
+        self.push_screen(GenerateScreen(checkpoint, settings))
 
     def open_evaluate(self, checkpoint: str | Path, device: str = "auto") -> None:
         """The evaluation screen on a checkpoint or run directory."""
@@ -346,7 +350,10 @@ class LlmtuiApp(LlmtuiAppBase):
             return
         from llmtui.tui.screens.monitor import MonitorScreen
 
-        run = TrainingRun(cfg, resume_from=resume_from, overwrite=overwrite, factory=self.trainer_factory)
+        # the data step's preparation, if it is of these data settings (the trainer checks the files)
+        prepared = self.session.data if self.session.data_is_current() else None
+        run = TrainingRun(cfg, resume_from=resume_from, overwrite=overwrite, prepared=prepared,
+                          factory=self.trainer_factory)
         self.training = run
         self.push_screen(MonitorScreen(run))
         self.run_worker(run.run, thread=True, exit_on_error=False, group="training", name="training")
@@ -380,27 +387,20 @@ class LlmtuiApp(LlmtuiAppBase):
         self.session = Session(doc=doc)
         self.start_training(cfg, resume_from="latest")
 
-    def training_finished(self, monitor) -> None:
-        """Called by the monitor once the worker has ended and every event is shown."""
+    def on_training_finished(self, event: TrainingFinished) -> None:
+        """The monitor's run ended and every event of it is shown."""
         if self._quitting:
             self.exit(self._exit_code, return_code=self._exit_code)
             return
+        monitor = event.monitor
         run = monitor.run
         if run.result is None:
-            if run.error_is_notice:
+            if run.error_is_notice and run.error is not None:
                 self.notify(run.error, title="Nothing to train", timeout=10, markup=False)
             return  # failed or cancelled: the monitor shows why and stays usable
-        from llmtui.tui.screens.summary import SummaryScreen
-
-        summary = monitor.done_event.to_json() if monitor.done_event else run.result.to_json()
-        if monitor.last_eval is not None:   # the step final_val_loss is from
-            summary["final_val_step"] = monitor.last_eval.step
-        cfg = run.cfg
-        device = summary.get("device") or cfg.run.device
-        defaults = {"prompt": cfg.eval.sample_prompt, "temperature": cfg.eval.temperature,
-                    "top_k": cfg.eval.top_k, "seed": cfg.run.seed,
-                    "device": "cpu" if str(device).startswith("cpu") else cfg.run.device,
-                    "tokens": max(cfg.eval.sample_tokens, 200)}
+        summary = monitor.summary_screen()
+        if summary is None:
+            return
         if monitor not in self.screen_stack:
             return
         from textual.screen import ModalScreen
@@ -408,12 +408,10 @@ class LlmtuiApp(LlmtuiAppBase):
         while self.background_monitor() is None and self.screen is not monitor \
                 and isinstance(self.screen, ModalScreen):
             self.pop_screen()  # e.g. a stop confirmation that is moot now (not a dialog of another screen)
-        monitor.summary = (summary, defaults)   # the finished monitor opens it again (enter)
-        monitor.refresh_bindings()
         if self.screen is monitor:
-            self.push_screen(SummaryScreen(summary, defaults))
+            self.push_screen(summary)
         elif self.background_monitor() is monitor:    # the user is browsing elsewhere
-            self.notify(f"{cfg.run.name} finished at step {summary.get('steps', monitor.step):,}. "
+            self.notify(f"{run.cfg.run.name} finished at step {summary.done.steps:,}. "
                         "Ctrl+T shows its monitor (enter: the summary).", title="Training finished",
                         timeout=10, markup=False)
 
@@ -443,10 +441,10 @@ class LlmtuiApp(LlmtuiAppBase):
         self._quitting = True
         self._exit_code = code
         run.stop(StopReason.INTERRUPTED if code in (EXIT_INTERRUPTED, EXIT_HANGUP) else StopReason.STOPPED)
-        from llmtui.tui.screens.monitor import MonitorScreen, Status
+        from llmtui.tui.screens.monitor import MonitorScreen, TrainingStopping
         for screen in self.screen_stack:
             if isinstance(screen, MonitorScreen) and screen.run is run:
-                screen.status = Status.STOPPING
+                screen.post_message(TrainingStopping())
         self.notify("Stopping: finishing the step and saving a checkpoint, then quitting…",
                     timeout=60)
         self.set_interval(0.2, self._exit_when_stopped)

@@ -1,20 +1,27 @@
-"""Typed messages that thread workers post to their screens.
+"""Typed messages: what thread workers post to their screens, and what screens and
+the app tell each other.
 
 A worker (`@work(thread=True)`) never touches widgets: it posts one of these
 when it is done, and the screen handles it with `@on(...)` on the UI thread.
 A worker that raises is reported once by the app's central handler
 (LlmtuiApp.on_worker_state_changed), which then posts WorkerFailed to the
 worker's screen so it can put its controls back.
+
+A screen tells the app what happened by posting a message to itself that
+bubbles up to the app (HardwareReady here; the monitor's TrainingFinished);
+it does not call the app's methods for that. The app tells a screen by posting
+to it a message that does not bubble (the monitor's TrainingStopping).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 from textual.worker import Worker
 
 if TYPE_CHECKING:   # the payloads' types; the modules load in the workers that make them
+    from llmtui.engine.data.prepare import PreparedData
     from llmtui.engine.inference.evaluate import EvalResult
     from llmtui.engine.planning.hardware import HardwareInfo
     from llmtui.engine.planning.recommend import Recommendation
@@ -30,10 +37,15 @@ class HardwareDetected(Message):
         self.recommendation = recommendation
 
 
+class HardwareReady(Message):
+    """To the app: hardware detection ended (app.hardware or app.detection_error is
+    set), so what is estimated from the hardware can be estimated again."""
+
+
 class DataPrepared(Message):
-    def __init__(self, summary: dict[str, Any]):
+    def __init__(self, data: PreparedData):
         super().__init__()
-        self.summary = summary
+        self.data = data
 
 
 class SampleReady(Message):

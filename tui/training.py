@@ -11,24 +11,31 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from llmtui.engine.training.commands import Command, Stop, StopReason, TrainerControl
 
+if TYPE_CHECKING:   # numpy: loaded by the data step's worker
+    from llmtui.engine.data.prepare import PreparedData
+
+# called as factory(cfg, resume_from=..., overwrite=..., prepared=...)
 TrainerFactory = Callable[..., TrainerControl]
 
 
-def default_factory(cfg, *, resume_from=None, overwrite=False) -> TrainerControl:
+def default_factory(cfg, *, resume_from=None, overwrite=False, prepared=None) -> TrainerControl:
     from llmtui.engine.training.trainer import Trainer  # imports torch: only ever in the worker thread
-    return Trainer(cfg, resume_from=resume_from, overwrite=overwrite)
+    return Trainer(cfg, resume_from=resume_from, overwrite=overwrite, prepared=prepared)
 
 
 class TrainingRun:
     def __init__(self, cfg, *, resume_from: str | Path | None = None, overwrite: bool = False,
-                 factory: TrainerFactory | None = None):
+                 prepared: PreparedData | None = None, factory: TrainerFactory | None = None):
+        """`prepared`: the data step's preparation of this config's data, which the
+        trainer uses while nothing it was made from changed (else it prepares again)."""
         self.cfg = cfg
         self.resume_from = resume_from
         self.overwrite = overwrite
+        self.prepared = prepared
         self.factory = factory or default_factory
         self.trainer: TrainerControl | None = None
         self.result = None
@@ -43,7 +50,8 @@ class TrainingRun:
 
     def run(self):
         try:
-            trainer = self.factory(self.cfg, resume_from=self.resume_from, overwrite=self.overwrite)
+            trainer = self.factory(self.cfg, resume_from=self.resume_from, overwrite=self.overwrite,
+                                   prepared=self.prepared)
             with self._lock:
                 if self.cancelled:
                     return None

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Protocol, overload
@@ -70,6 +70,19 @@ class PreparedData:
     reused: bool               # True when nothing had to be tokenized this time
     fingerprint: str           # identifies the token content; checkpoints store it
     notes: list[str] = field(default_factory=list)   # what a front end should be told
+    stamp: Stamp | None = None  # what it was made from, to tell cheaply that it still is (reuse_prepared)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a preparation was made from, taken again without hashing anything: the
+    config's [data] and [tokenizer] settings and the size and modification time of
+    each corpus file, the tokenizer file and the token files. The same stamp later:
+    the same settings and untouched files, so preparing again would only hash them
+    to find the same token files (see reuse_prepared)."""
+
+    settings: str                               # [data] and [tokenizer], as JSON
+    files: tuple[tuple[str, int, int], ...]     # (path, size, mtime_ns); the builtin corpus: 0
 
 
 # ---------------------------------------------------------------------------
@@ -314,6 +327,43 @@ class _Reporter:
 # ---------------------------------------------------------------------------
 # entry point
 
+def reuse_prepared(data: PreparedData, cfg) -> PreparedData | None:
+    """`data` as prepare_data(cfg) would give it now, without reading or hashing the
+    corpus again, when nothing it was made from changed since (its Stamp: the same data
+    and tokenizer settings, every file the same size and modification time); None when
+    something did or it cannot be told cheaply (Hugging Face datasets and token files
+    have no stamp): then prepare_data again. Reported as prepare_data reports data it
+    reuses: `reused`, and no notes (they were for the first preparation)."""
+    if data.stamp is None:
+        return None
+    try:
+        stamp = _stamp(cfg, _configured_sources(cfg, load=False), _val_source(cfg, load=False), data.directory)
+    except (DataError, OSError):   # a source gone: prepare_data says so
+        return None
+    if stamp != data.stamp:
+        return None
+    return replace(data, reused=True, notes=[])
+
+
+def _stamp(cfg, sources: list[_Source], val: _Source | None, directory: Path) -> Stamp | None:
+    """The Stamp of text sources prepared into `directory` (see Stamp); None for sources
+    whose change a file's size and time do not tell (datasets, token files)."""
+    every = sources + ([val] if val else [])
+    if any(s.kind not in ("builtin", "text", "folder", "several") for s in every + [p for s in every for p in s.parts]):
+        return None
+    files = [(d.name, d.size, d.mtime_ns or 0) for s in every for d in s.docs]
+    made = [directory / n for n in ("train.bin", "val.bin", "meta.json")]
+    for path in made + ([Path(cfg.tokenizer.path).expanduser()] if cfg.tokenizer.path else []):
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        files.append((str(path), st.st_size, st.st_mtime_ns))
+    settings = json.dumps({"data": asdict(cfg.data), "tokenizer": asdict(cfg.tokenizer)}, sort_keys=True,
+                          default=str)
+    return Stamp(settings, tuple(files))
+
+
 def prepare_data(cfg, progress: Progress | None = None) -> PreparedData:
     sources = _configured_sources(cfg)
     val = _val_source(cfg)
@@ -377,7 +427,7 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
     meta = _valid_meta(directory, wanted)
     notes = []
     if meta and not cfg.tokenizer.retrain and _files_intact(directory, meta, report):
-        return _open_prepared(directory, meta, reused=True)
+        return replace(_open_prepared(directory, meta, reused=True), stamp=_stamp(cfg, sources, val, directory))
     if meta and cfg.tokenizer.retrain:
         notes.append(f"{directory}: tokenizer.retrain (--retrain-tokenizer): preparing the data and "
                      "the tokenizer again")
@@ -410,6 +460,7 @@ def _prepare_text(cfg, sources: list[_Source], val: _Source | None, report: _Rep
     meta = _valid_meta(directory, wanted) or meta
     prepared = _open_prepared(directory, meta, reused=False)
     prepared.notes.extend(notes)
+    prepared.stamp = _stamp(cfg, sources, val, directory)
     return prepared
 
 

@@ -34,7 +34,13 @@ from llmtui.engine.config.loading import config_to_toml
 from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
 from llmtui.engine.config.schema import Config
 from llmtui.engine.data.batches import BatchSampler, EpochSampler, epoch_steps, eval_offsets, iter_eval_batches
-from llmtui.engine.data.prepare import PreparedData, check_sources, check_tokenizer, prepare_data
+from llmtui.engine.data.prepare import (
+    PreparedData,
+    check_sources,
+    check_tokenizer,
+    prepare_data,
+    reuse_prepared,
+)
 from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.errors import (
     CheckpointError,
@@ -194,11 +200,15 @@ class Trainer:
     def __init__(self, cfg: Config | None = None, *, resume_from: str | Path | bool | None = None,
                  overwrite: bool = False, force: bool = False,
                  listeners: list[Listener] | None = None, model: Any = None,
-                 train_dataset: Any = None, val_dataset: Any = None, config: Any = None):
+                 train_dataset: Any = None, val_dataset: Any = None, config: Any = None,
+                 prepared: PreparedData | None = None):
         """`resume_from`: True (or "latest") continues from the run's newest intact
         checkpoint, a path from that checkpoint; `overwrite` deletes the run's
         checkpoints and starts over; `force` trains a config whose estimated memory
-        is far beyond what the device has (refused otherwise).
+        is far beyond what the device has (refused otherwise); `prepared`: this
+        config's data as prepare_data gave it earlier (the app's data step), used
+        without preparing and hashing it again while nothing it was made from
+        changed (engine.data.prepare.reuse_prepared), else prepared again.
 
         LLMBuilder's form (source document 003) is taken too: `Trainer(model=...,
         train_dataset=..., val_dataset=..., config=config.training).train()`, with a
@@ -220,6 +230,7 @@ class Trainer:
         self.resume_from: str | Path | None = "latest" if resume_from is True else (resume_from or None)
         self.overwrite = overwrite
         self.force = force
+        self._prepared = prepared
         self.run_dir = run_dir_of(cfg)
         self.dist = distributed.from_env()
         self.elastic = distributed.elastic_from_env()    # torchrun --max-restarts
@@ -467,7 +478,8 @@ class Trainer:
         for now in range(3):
             if now == turn:
                 self._check_memory(cfg, placement, None)   # before minutes of data preparation
-                data = prepare_data(cfg, progress=self._preparing)
+                reused = reuse_prepared(self._prepared, cfg) if self._prepared is not None else None
+                data = reused or prepare_data(cfg, progress=self._preparing)
             if now < 2:
                 distributed.barrier(self.dist)
         for note in data.notes:

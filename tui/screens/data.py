@@ -12,6 +12,7 @@ callback only appends to an EventBuffer, which this screen polls on a timer
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import getters, on, work
@@ -41,6 +42,9 @@ from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:   # numpy: loaded by the worker that prepares the data
+    from llmtui.engine.data.prepare import PreparedData
 
 PREPARE_HINT = "Token files are made once and reused while the corpus and tokenizer stay the same."
 STALE_HINT = ("The corpus or tokenizer changed since the data was prepared: prepare again "
@@ -293,21 +297,21 @@ class DataScreen(ReportsWorkerErrors, Screen):
         if cfg is None:
             return
         session = self.app.session
-        if session.data_is_current():
-            problem = self._too_small(session.data_summary, cfg)
+        if session.data_is_current() and session.data is not None:
+            problem = self._too_small(session.data, cfg)
             if problem:
                 self.notify(problem, title="Not enough data", severity="error", timeout=10, markup=False)
                 return
         self.app.start_training(cfg)
 
-    def _too_small(self, summary: dict, cfg) -> str | None:
+    def _too_small(self, data: PreparedData, cfg) -> str | None:
         """Why the prepared data cannot train this config (block_size too long), or None."""
         from llmtui.engine.data.batches import require_tokens
         from llmtui.engine.errors import DataError
 
         try:
-            require_tokens(summary["train_tokens"], cfg.model.block_size, "train")
-            require_tokens(summary["val_tokens"], cfg.model.block_size, "val")
+            require_tokens(len(data.train), cfg.model.block_size, "train")
+            require_tokens(len(data.val), cfg.model.block_size, "val")
         except DataError as exc:
             return str(exc)
         return None
@@ -344,10 +348,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
             data = prepare_data(cfg, progress=progress)
         except WorkerCancelled:
             return
-        self.post_message(DataPrepared({
-            "train_tokens": int(len(data.train)), "val_tokens": int(len(data.val)),
-            "vocab_size": int(data.vocab_size), "reused": data.reused,
-            "directory": str(data.directory)}))
+        self.post_message(DataPrepared(data))
 
     def _poll(self) -> None:
         self._seq, events = self.progress_events.since(self._seq)
@@ -370,8 +371,7 @@ class DataScreen(ReportsWorkerErrors, Screen):
     def _prepared(self, event: DataPrepared) -> None:
         self._preparation_ended()
         session = self.app.session
-        session.vocab_size = event.summary["vocab_size"]
-        session.data_summary = event.summary
+        session.data = event.data
         session.data_key = self._key
         self._shown_key = None
         self._show_data_state()
@@ -395,19 +395,19 @@ class DataScreen(ReportsWorkerErrors, Screen):
             return
         self._shown_key = key
         status = self.query_one("#prepare-status", Static)
-        if not key:
+        if not key or session.data is None:
             self.query_one("#prepare-result", Static).update("")
             status.update(STALE_HINT if session.data_key is not None else PREPARE_HINT)
             return
-        self._show_summary(session.data_summary)
+        self._show_summary(session.data)
         cfg = self._checked_config(quiet=True)
-        problem = self._too_small(session.data_summary, cfg) if cfg is not None else None
+        problem = self._too_small(session.data, cfg) if cfg is not None else None
         self.query_one("#train", Button).disabled = bool(problem)
         status.update(Text(f"Not enough data: {problem}", style="bold red") if problem else "Data ready.")
 
-    def _show_summary(self, summary: dict) -> None:
-        how = "reused" if summary.get("reused") else "prepared"
+    def _show_summary(self, data: PreparedData) -> None:
+        how = "reused" if data.reused else "prepared"
         self.query_one("#prepare-result", Static).update(
-            f"{summary['train_tokens']:,} train / {summary['val_tokens']:,} val tokens, "
-            f"vocabulary {summary['vocab_size']:,} ({how})\n"
-            f"token files in {summary['directory']}")
+            f"{len(data.train):,} train / {len(data.val):,} val tokens, "
+            f"vocabulary {data.vocab_size:,} ({how})\n"
+            f"token files in {data.directory}")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import getters, on, work
 from textual.app import ComposeResult
@@ -28,6 +29,7 @@ from textual.worker import get_current_worker
 from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.fields import escape_text, unescape_text
 from llmtui.tui.messages import GenerationEnded, TextGenerated, WorkerFailed
+from llmtui.tui.session import SampleSettings
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.prompt_input import PromptInput
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -44,32 +46,32 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
     SUB_TITLE = "generate"
     BINDINGS = [Binding("escape", "stop_or_back", "Stop / Back")]
 
-    def __init__(self, checkpoint: str | Path, defaults: dict[str, Any] | None = None):
+    def __init__(self, checkpoint: str | Path, settings: SampleSettings | None = None):
         super().__init__()
         self.checkpoint = Path(checkpoint)
-        self.defaults = defaults or {}
+        self.settings = settings or SampleSettings()   # what the fields start with
         self.loaded: LoadedModel | None = None   # the model, loaded by the worker on first use
         self._stop = threading.Event()
         self._streaming = False               # the status says "Generating…" since the first text
         self.generating = False
 
     def compose(self) -> ComposeResult:
-        d = self.defaults
+        d = self.settings
         yield TitleBar()
         with Vertical(id="gen-body"):
             yield Static(f"checkpoint {self.checkpoint}", id="gen-checkpoint", markup=False)
             with Horizontal(classes="gen-row"):
                 yield Label("temperature", classes="gen-label")
-                yield Input(str(d.get("temperature", 0.8)), compact=True, type="number", id="gen-temperature",
+                yield Input(str(d.temperature), compact=True, type="number", id="gen-temperature",
                             tooltip="0 = greedy: always the most likely token")
                 yield Label("top-k", classes="gen-label")
-                yield Input(str(d.get("top_k", 200)), compact=True, type="integer", id="gen-top-k",
+                yield Input(str(d.top_k), compact=True, type="integer", id="gen-top-k",
                             tooltip="sample among the k most likely tokens (0 = all)")
                 yield Label("max tokens", classes="gen-label")
-                yield Input(str(d.get("tokens", 200)), compact=True, type="integer", id="gen-tokens")
+                yield Input(str(d.max_tokens), compact=True, type="integer", id="gen-tokens")
             with Horizontal(classes="gen-row"):
                 yield Label("prompt", classes="gen-label")
-                yield PromptInput(escape_text(d.get("prompt", "\n")), history=self.app.session.prompts,
+                yield PromptInput(escape_text(d.prompt), history=self.app.session.prompts,
                                   compact=True, id="gen-prompt",
                                   placeholder="text to continue (\\n for a new line; up/down: earlier prompts)")
                 yield Button("Generate", id="gen-go", variant="primary", compact=True)
@@ -114,7 +116,8 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         else:
             self.app.pop_screen()
 
-    def _settings(self) -> dict[str, Any] | None:
+    def _settings(self) -> SampleSettings | None:
+        """The settings the fields give, or None (the error line says why)."""
         error = self.query_one("#gen-error", ErrorText)
         try:
             temperature = float(self.query_one("#gen-temperature", Input).value)
@@ -127,8 +130,7 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
                        "max tokens 1..100000")
             return None
         error.show(None)
-        return {"temperature": temperature, "top_k": top_k, "max_tokens": tokens,
-                "seed": self.defaults.get("seed", 1337)}
+        return replace(self.settings, temperature=temperature, top_k=top_k, max_tokens=tokens)
 
     def action_generate(self) -> None:
         if self.generating:
@@ -148,7 +150,7 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
         self._streaming = False
         self._set_generating(True)
         self.query_one("#gen-status", Static).update("Generating…" if self.loaded else "Loading the model…")
-        self.generate(prompt, settings)
+        self.generate(replace(settings, prompt=prompt))
 
     def _set_generating(self, on_: bool) -> None:
         self.generating = on_
@@ -158,18 +160,18 @@ class GenerateScreen(ReportsWorkerErrors, Screen):
     # -- the worker ---------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def generate(self, prompt: str, settings: dict[str, Any]) -> None:
+    def generate(self, settings: SampleSettings) -> None:
         from llmtui.engine.inference.generate import stream  # torch: off the UI thread
         from llmtui.engine.training.loader import load_checkpoint_model
 
         if self.loaded is None:
-            self.loaded = load_checkpoint_model(self.checkpoint, self.defaults.get("device", "auto"))
+            self.loaded = load_checkpoint_model(self.checkpoint, settings.device)
         worker = get_current_worker()   # cancelled when the screen goes or the app exits
         start = last_post = time.monotonic()
         pending, count = [], 0
-        for piece in stream(self.loaded, prompt, max_tokens=settings["max_tokens"],
-                            temperature=settings["temperature"], top_k=settings["top_k"],
-                            seed=settings["seed"], stop=lambda: self._stop.is_set() or worker.is_cancelled):
+        for piece in stream(self.loaded, settings.prompt, max_tokens=settings.max_tokens,
+                            temperature=settings.temperature, top_k=settings.top_k,
+                            seed=settings.seed, stop=lambda: self._stop.is_set() or worker.is_cancelled):
             pending.append(piece)
             count += 1          # one piece per token
             now = time.monotonic()

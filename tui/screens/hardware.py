@@ -28,7 +28,7 @@ from textual.widgets.option_list import Option
 
 from llmtui.engine.errors import UserError
 from llmtui.tui.app_base import LlmtuiAppBase
-from llmtui.tui.messages import HardwareDetected, WorkerFailed
+from llmtui.tui.messages import HardwareDetected, HardwareReady, WorkerFailed
 from llmtui.tui.widgets.error_text import ErrorText
 from llmtui.tui.widgets.hardware_view import HardwareView, recommendation_renderable
 from llmtui.tui.widgets.title_bar import TitleBar
@@ -106,12 +106,12 @@ class HardwareScreen(ReportsWorkerErrors, Screen):
     def _detected(self, event: HardwareDetected) -> None:
         self.app.hardware, self.app.recommendation = event.hardware, event.recommendation
         self._show(event.hardware, event.recommendation)
-        self.app.hardware_ready()
+        self.post_message(HardwareReady())
 
     @on(WorkerFailed)
     def _detection_failed(self, event: WorkerFailed) -> None:
         self.app.detection_error = event.text
-        self.app.hardware_ready()
+        self.post_message(HardwareReady())
         self._remove_spinner()
         self.query_one("#hw-detecting", Static).update(
             f"Hardware detection failed: {event.text}\nYou can still start from any preset.")

@@ -14,18 +14,20 @@ from __future__ import annotations
 import collections
 import time
 from enum import StrEnum
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from rich.text import Text
 from textual import getters, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Label, RichLog, Sparkline, Static
 
+from llmtui.engine.planning.load import contended
 from llmtui.engine.training.commands import Command, Pause, SampleNow, SaveNow, SetEarlyStopping, Unpause
 from llmtui.engine.training.events import (
     CheckpointEvent,
@@ -44,17 +46,20 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
-from llmtui.engine.planning.load import contended
 from llmtui.eta import Eta
 from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss, fmt_mb, fmt_num
 from llmtui.tui.messages import HistoryLoaded
+from llmtui.tui.session import SampleSettings
 from llmtui.tui.training import TrainingRun
 from llmtui.tui.widgets.loss_chart import LossChart, LossChartKeys
 from llmtui.tui.widgets.progress import StillProgressBar
 from llmtui.tui.widgets.stat_panel import StatPanel
 from llmtui.tui.widgets.title_bar import TitleBar
 from llmtui.tui.worker_errors import ReportsWorkerErrors
+
+if TYPE_CHECKING:
+    from llmtui.tui.screens.summary import SummaryScreen
 
 class Status(StrEnum):
     """What the monitor shows its run doing (the status line's word comes from STATUS_TEXT)."""
@@ -88,6 +93,21 @@ wall_clock = time.time
 SPARK_POINTS = 60   # the last this-many train records drawn in the sparklines
 # actions that command the trainer: hidden (footer, palette) once the run has ended
 TRAINER_ACTIONS = frozenset({"toggle_pause", "save_now", "toggle_early_stopping", "sample_now", "stop"})
+
+
+class TrainingFinished(Message):
+    """To the app (it bubbles up): the monitor's run ended (finished, stopped or failed)
+    and every event of it is shown. The app opens the summary, or quits when it was
+    quitting."""
+
+    def __init__(self, monitor: MonitorScreen):
+        super().__init__()
+        self.monitor = monitor
+
+
+class TrainingStopping(Message, bubble=False):
+    """From the app to a monitor: its run was told to stop (the app quits); the step
+    finishes and a checkpoint is saved first."""
 
 
 class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
@@ -137,7 +157,6 @@ class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
         self._sample_asked = False              # g was pressed; its sample has not come yet
         self._finalized = False
         self._timer: Timer | None = None
-        self.summary: tuple[dict, dict] | None = None   # (summary, sample defaults) once finished
         self._memory_rows: list[tuple] = []
         self._sample: tuple[int, str] | None = None   # (step, prompt + text) of the latest sample
         self.ended_unseen = False               # the run ended while another screen was shown
@@ -468,7 +487,7 @@ class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
         self.refresh_bindings()   # the trainer's keys leave the footer
         if self.app.background_monitor() is self:   # the user is elsewhere: the top line tells
             self.ended_unseen = True
-        self.app.training_finished(self)
+        self.post_message(TrainingFinished(self))
 
     # -- commands --------------------------------------------------------------------
 
@@ -476,14 +495,30 @@ class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
         if action in TRAINER_ACTIONS and not self.run.running:
             return False   # nothing left to pause, save or stop: not listed, not run
         if action == "summary":
-            return self.summary is not None
+            return self.finished_run is not None
         return True
 
-    def action_summary(self) -> None:
+    @property
+    def finished_run(self) -> DoneEvent | None:
+        """The done record of a run that finished (not one that failed), once every
+        event is shown; None before, and for a run that failed."""
+        return self.done_event if self._finalized and self.run.result is not None else None
+
+    def summary_screen(self) -> SummaryScreen | None:
+        """The summary of the finished run (None: see `finished_run`), sampling with the
+        run's own settings."""
         from llmtui.tui.screens.summary import SummaryScreen
 
-        if self.summary is not None:
-            self.app.push_screen(SummaryScreen(*self.summary))
+        done = self.finished_run
+        if done is None:
+            return None
+        return SummaryScreen(done, SampleSettings.of_run(self.run.cfg, done.device),
+                             final_val_step=self.last_eval.step if self.last_eval is not None else None)
+
+    def action_summary(self) -> None:
+        screen = self.summary_screen()
+        if screen is not None:
+            self.app.push_screen(screen)
 
     def _command(self, command: Command) -> bool:
         if not self.run.running:
@@ -535,6 +570,11 @@ class MonitorScreen(LossChartKeys, ReportsWorkerErrors, Screen):
     def _confirmed_stop(self, yes: bool | None) -> None:
         if yes and self.run.running:
             self.run.stop()
+            self.status = Status.STOPPING
+
+    @on(TrainingStopping)
+    def _stopping(self) -> None:
+        if self.run.running:
             self.status = Status.STOPPING
 
     def action_read_sample(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -15,53 +14,59 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
+from llmtui.engine.training.commands import StopReason
+from llmtui.engine.training.events import DoneEvent
 from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.format import fmt_count, fmt_duration, fmt_loss
+from llmtui.tui.session import SampleSettings
 from llmtui.tui.widgets.sample_box import SampleBox
 from llmtui.tui.widgets.title_bar import TitleBar
 
-STOP_REASONS = {"max_steps": "reached max_steps", "early_stopping": "early stopping",
-                "stopped": "stopped by you", "interrupted": "interrupted",
-                "nonfinite_loss": "loss became non-finite"}
-TITLES = {"max_steps": "Training finished", "early_stopping": "Training finished (early stop)",
-          "stopped": "Training stopped", "interrupted": "Training interrupted",
-          "nonfinite_loss": "Training diverged"}
+# keyed by StopReason (a StrEnum): the done event's string finds its entry
+STOP_REASONS: dict[str, str] = {
+    StopReason.MAX_STEPS: "reached max_steps", StopReason.EARLY_STOPPING: "early stopping",
+    StopReason.STOPPED: "stopped by you", StopReason.INTERRUPTED: "interrupted",
+    StopReason.NONFINITE_LOSS: "loss became non-finite"}
+TITLES: dict[str, str] = {
+    StopReason.MAX_STEPS: "Training finished", StopReason.EARLY_STOPPING: "Training finished (early stop)",
+    StopReason.STOPPED: "Training stopped", StopReason.INTERRUPTED: "Training interrupted",
+    StopReason.NONFINITE_LOSS: "Training diverged"}
 
 
-def summary_renderable(s: dict[str, Any]) -> Group:
-    """Results side by side (fits 80 columns), then the paths."""
-    reason = str(s.get("stop_reason"))
-    good = reason in ("max_steps", "early_stopping")
+def summary_renderable(done: DoneEvent, final_val_step: int | None = None) -> Group:
+    """Results side by side (fits 80 columns), then the paths. `final_val_step`: the step
+    of the last evaluation, when known (final_val_loss is from it)."""
+    reason = done.stop_reason
+    good = reason in (StopReason.MAX_STEPS, StopReason.EARLY_STOPPING)
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(min_width=14)
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
     grid.add_row("result", Text(STOP_REASONS.get(reason, reason), "green" if good else "yellow"),
-                 "final train loss", fmt_loss(s.get("final_train_loss")))
+                 "final train loss", fmt_loss(done.final_train_loss))
     # the last evaluation may be older than the last step (a stop between evaluations)
-    val_step = s.get("final_val_step")
-    val_label = "final val loss" if val_step in (None, s.get("steps")) else f"val loss (step {val_step:,})"
-    grid.add_row("steps", f"{s.get('steps', 0):,}", val_label, fmt_loss(s.get("final_val_loss")))
-    grid.add_row("tokens seen", fmt_count(s.get("tokens_seen")),
-                 "best val loss", Text(fmt_loss(s.get("best_val_loss")), "bold"))
-    resumed = s.get("total_training_time") is not None   # this segment resumed an earlier run
-    grid.add_row("training time", fmt_duration(s.get("training_time")) + (" this segment" if resumed else ""),
-                 "device", f"{s.get('device', 'n/a')} ({s.get('precision', '')})"
-                 if s.get("device") else "n/a")
-    if resumed:
-        grid.add_row("in all", fmt_duration(s["total_training_time"]), "", "")
-    if s.get("n_params"):
-        grid.add_row("parameters", fmt_count(s["n_params"]), "", "")
-    if s.get("epoch") is not None:      # training.epochs: passes over the training data
-        grid.add_row("epochs", f"{s['epoch']:.2f}", "", "")
+    val_label = ("final val loss" if final_val_step in (None, done.steps)
+                 else f"val loss (step {final_val_step:,})")
+    grid.add_row("steps", f"{done.steps:,}", val_label, fmt_loss(done.final_val_loss))
+    grid.add_row("tokens seen", fmt_count(done.tokens_seen),
+                 "best val loss", Text(fmt_loss(done.best_val_loss), "bold"))
+    resumed = done.total_training_time is not None   # this segment resumed an earlier run
+    grid.add_row("training time", fmt_duration(done.training_time) + (" this segment" if resumed else ""),
+                 "device", f"{done.device} ({done.precision})" if done.device else "n/a")
+    if done.total_training_time is not None:
+        grid.add_row("in all", fmt_duration(done.total_training_time), "", "")
+    if done.n_params:
+        grid.add_row("parameters", fmt_count(done.n_params), "", "")
+    if done.epoch is not None:      # training.epochs: passes over the training data
+        grid.add_row("epochs", f"{done.epoch:.2f}", "", "")
     paths = Table.grid(padding=(0, 1))
     paths.add_column(style="dim", no_wrap=True)
     paths.add_column(ratio=1)
     # Text, not str: a table reads str cells as markup, and paths are the user's
-    paths.add_row("run folder", Text(str(s.get("run_dir") or "n/a")))
-    paths.add_row("last checkpoint", Text(str(s.get("last_checkpoint") or "none")))
-    paths.add_row("best checkpoint", Text(str(s.get("best_checkpoint") or "none")))
+    paths.add_row("run folder", Text(done.run_dir or "n/a"))
+    paths.add_row("last checkpoint", Text(done.last_checkpoint or "none"))
+    paths.add_row("best checkpoint", Text(done.best_checkpoint or "none"))
     return Group(grid, Text(""), paths)
 
 
@@ -76,22 +81,25 @@ class SummaryScreen(Screen):
         Binding("ctrl+n", "new_run", "New run"),
     ]
 
-    def __init__(self, summary: dict[str, Any], sample_defaults: dict[str, Any] | None = None):
+    def __init__(self, done: DoneEvent, sample: SampleSettings | None = None, *,
+                 final_val_step: int | None = None):
+        """`done`: the run's done event; `sample`: what sampling starts with;
+        `final_val_step`: the step of the run's last evaluation, when known."""
         super().__init__()
-        self.summary = summary
-        self.sample_defaults = sample_defaults or {}
+        self.done = done
+        self.sample = sample or SampleSettings()
+        self.final_val_step = final_val_step
 
     def compose(self) -> ComposeResult:
-        s = self.summary
-        checkpoint = s.get("best_checkpoint") or s.get("last_checkpoint")
+        checkpoint = self.done.best_checkpoint or self.done.last_checkpoint
         yield TitleBar()
         with VerticalScroll(id="sum-body"):
             with Vertical(id="sum-box", classes="panel") as box:
-                box.border_title = TITLES.get(str(s.get("stop_reason")), "Training ended")
-                yield Static(summary_renderable(s), id="sum-text")
+                box.border_title = TITLES.get(self.done.stop_reason, "Training ended")
+                yield Static(summary_renderable(self.done, self.final_val_step), id="sum-text")
             with Vertical(id="sum-sample", classes="panel") as sample:
                 sample.border_title = "Sample from the model"
-                yield SampleBox(Path(checkpoint) if checkpoint else None, self.sample_defaults)
+                yield SampleBox(Path(checkpoint) if checkpoint else None, self.sample)
         with Horizontal(id="sum-buttons"):
             yield Button("◂ Monitor", id="back", compact=True)
             yield Button("Generate…", id="generate", compact=True, disabled=not self.has_checkpoint)
@@ -102,12 +110,12 @@ class SummaryScreen(Screen):
 
     @property
     def has_checkpoint(self) -> bool:
-        return bool(self.summary.get("best_checkpoint") or self.summary.get("last_checkpoint"))
+        return bool(self.done.best_checkpoint or self.done.last_checkpoint)
 
     @property
     def checkpoint(self) -> Path:
         """The checkpoint to use: the best one, else the last."""
-        checkpoint = self.summary.get("best_checkpoint") or self.summary.get("last_checkpoint")
+        checkpoint = self.done.best_checkpoint or self.done.last_checkpoint
         assert checkpoint, "the buttons that use it are disabled without a checkpoint"
         return Path(checkpoint)
 
@@ -121,11 +129,11 @@ class SummaryScreen(Screen):
 
     def action_evaluate(self) -> None:
         if self.has_checkpoint:
-            self.app.open_evaluate(self.checkpoint, self.sample_defaults.get("device", "auto"))
+            self.app.open_evaluate(self.checkpoint, self.sample.device)
 
     def action_generate(self) -> None:
         if self.has_checkpoint:
-            self.app.open_generate(self.checkpoint, self.sample_defaults)
+            self.app.open_generate(self.checkpoint, self.sample)
 
     @on(Button.Pressed, "#back")
     def _back_pressed(self) -> None:

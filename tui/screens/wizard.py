@@ -328,7 +328,7 @@ class WizardScreen(Screen):
         if hardware is not None:  # without it estimate() would detect (torch) on this thread
             from llmtui.engine.planning.estimate import estimate
             try:
-                est = estimate(cfg, vocab_size=session.vocab_size if vocab_known else None,
+                est = estimate(cfg, vocab_size=session.data.vocab_size if vocab_known and session.data else None,
                                hardware=hardware)
             except UserError as exc:
                 panel.show(None, None, exc.detail)
@@ -340,8 +340,8 @@ class WizardScreen(Screen):
         settings, else estimated from the corpus size (file sizes: cheap, and asked again
         only when the data settings change)."""
         session = self.app.session
-        if session.data_is_current() and session.data_summary.get("train_tokens"):
-            return int(session.data_summary["train_tokens"]), True
+        if session.data_is_current() and session.data is not None and len(session.data.train):
+            return len(session.data.train), True
         key = session.data_settings()
         if self._tokens_estimate is None or self._tokens_estimate[0] != key:
             from llmtui.engine.data.prepare import estimate_train_tokens

@@ -7,8 +7,8 @@ worker-error handler as WorkerFailed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from textual import getters, on, work
 from textual.app import ComposeResult
@@ -18,6 +18,7 @@ from textual.widgets import Button, Input, Label, Static
 from llmtui.tui.app_base import LlmtuiAppBase
 from llmtui.tui.fields import escape_text, unescape_text
 from llmtui.tui.messages import SampleReady, WorkerFailed
+from llmtui.tui.session import SampleSettings
 from llmtui.tui.worker_errors import ReportsWorkerErrors
 
 
@@ -32,22 +33,22 @@ class SampleBox(ReportsWorkerErrors, Vertical):
     SampleBox #sample-output { height: auto; margin-top: 1; }
     """
 
-    def __init__(self, checkpoint: Path | None, defaults: dict[str, Any] | None = None, **kwargs):
+    def __init__(self, checkpoint: Path | None, settings: SampleSettings | None = None, **kwargs):
         super().__init__(**kwargs)
         self.checkpoint = checkpoint
-        self.defaults = defaults or {}
+        self.settings = settings or SampleSettings()
 
     def compose(self) -> ComposeResult:
-        d = self.defaults
+        d = self.settings
         with Horizontal(classes="sample-row"):
             yield Label("prompt", classes="sample-label")
-            yield Input(escape_text(d.get("prompt", "\n")), compact=True, id="sample-prompt",
+            yield Input(escape_text(d.prompt), compact=True, id="sample-prompt",
                         placeholder="text to continue (\\n for a new line)")
         with Horizontal(classes="sample-row"):
             yield Label("tokens", classes="sample-label")
-            yield Input(str(d.get("tokens", 200)), compact=True, id="sample-tokens", type="integer")
+            yield Input(str(d.max_tokens), compact=True, id="sample-tokens", type="integer")
             yield Label("temperature", classes="sample-label")
-            yield Input(str(d.get("temperature", 0.8)), compact=True, id="sample-temperature",
+            yield Input(str(d.temperature), compact=True, id="sample-temperature",
                         type="number")
             yield Button("Sample", id="sample", variant="primary", compact=True,
                          disabled=self.checkpoint is None)
@@ -79,17 +80,16 @@ class SampleBox(ReportsWorkerErrors, Vertical):
         prompt = unescape_text(self.query_one("#sample-prompt", Input).value)
         button.disabled = True
         output.update("Sampling…")
-        self._generate(self.checkpoint, prompt, tokens, temperature)
+        self._generate(self.checkpoint, replace(self.settings, prompt=prompt, max_tokens=tokens,
+                                                temperature=temperature))
 
     @work(thread=True, exclusive=True, group="sample", exit_on_error=False)
-    def _generate(self, path: Path, prompt: str, tokens: int, temperature: float) -> None:
+    def _generate(self, path: Path, d: SampleSettings) -> None:
         from llmtui.engine.training.loader import sample_from_checkpoint  # torch: off the UI thread
 
-        d = self.defaults
-        text = sample_from_checkpoint(path, prompt, tokens, temperature=temperature,
-                                      top_k=d.get("top_k", 200), seed=d.get("seed", 1337),
-                                      device=d.get("device", "auto"))
-        self.post_message(SampleReady(prompt + text))
+        text = sample_from_checkpoint(path, d.prompt, d.max_tokens, temperature=d.temperature,
+                                      top_k=d.top_k, seed=d.seed, device=d.device)
+        self.post_message(SampleReady(d.prompt + text))
 
     @on(SampleReady)
     def _sampled(self, event: SampleReady) -> None:
