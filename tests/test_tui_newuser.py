@@ -437,3 +437,31 @@ def test_compare_names_runs_without_an_evaluation_and_draws_train_loss_on_t(tmp_
             assert not chart.smoothing and chart.log_scale
 
     run(drive())
+
+
+def test_the_data_step_tells_when_damaged_token_files_were_prepared_again(tmp_path):
+    """The engine's notes on a preparation (here: token files that no longer match their
+    hashes, made again) reach the user in the data step, not only in a headless run."""
+    source = corpus(tmp_path / "text.txt")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[data]\nsource = "{source}"\nprepared_dir = "{tmp_path / "prepared"}"\n')
+    app = recommended_app(tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_config(pilot, config)
+            await pilot.press("ctrl+n")
+            await wait_screen(pilot, "DataScreen")
+            data = app.screen
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: "Data ready" in static_text(data.query_one("#prepare-status")),
+                           what="prepared")
+            assert "Note:" not in screen_text(app)
+            token_files = sorted(app.session.data.directory.glob("*.bin"))
+            assert token_files
+            token_files[0].write_bytes(bytes(token_files[0].stat().st_size))   # same size, other bytes
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: "do not match the hashes" in screen_text(app), what="the note")
+            assert "Data ready" in static_text(data.query_one("#prepare-status"))
+
+    run(drive())

@@ -407,7 +407,9 @@ class DataScreen(ReportsWorkerErrors, Screen):
 
     def _show_summary(self, data: PreparedData) -> None:
         how = "reused" if data.reused else "prepared"
+        # the engine's notes (e.g. damaged token files made again) are told once, with the summary
+        notes = "".join(f"\nNote: {note}" for note in data.notes)
         self.query_one("#prepare-result", Static).update(
             f"{len(data.train):,} train / {len(data.val):,} val tokens, "
             f"vocabulary {data.vocab_size:,} ({how})\n"
-            f"token files in {data.directory}")
+            f"token files in {data.directory}{notes}")
