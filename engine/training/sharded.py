@@ -31,6 +31,7 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor, Shard
 
 from llmtui.engine.errors import CheckpointError
+from llmtui.engine.model.optim import Optimizer
 from llmtui.engine.training import distributed, optim_shards
 from llmtui.engine.training.optim_shards import ShardReader, chunk_rows
 from llmtui.engine.training.snapshot import optimizer_from_files
@@ -57,7 +58,7 @@ def full_tensor(value: torch.Tensor) -> torch.Tensor:
     return value.full_tensor() if isinstance(value, DTensor) else value
 
 
-def _names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+def _names(model: torch.nn.Module, optimizer: Optimizer) -> list[str]:
     """The parameter names of `optimizer`'s parameters, in its order (its state's indices)."""
     names = {id(p): n for n, p in model.named_parameters()}
     return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
@@ -81,7 +82,7 @@ class OptimizerShard:
     index: optim_shards.ShardIndex     # what the files of all ranks hold
 
 
-def optimizer_shard(optimizer: torch.optim.Optimizer, rank: int, world: int) -> OptimizerShard:
+def optimizer_shard(optimizer: Optimizer, rank: int, world: int) -> OptimizerShard:
     """This rank's rows of the optimizer's state, keyed as an unsharded optimizer's state is
     saved ("optimizer.<parameter index>.<key>"); no collective."""
     sd = optimizer.state_dict()
@@ -110,7 +111,7 @@ def optimizer_shard(optimizer: torch.optim.Optimizer, rank: int, world: int) -> 
                           optim_shards.build_index(world, shapes))
 
 
-def load_optimizer_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, reader: ShardReader,
+def load_optimizer_shards(model: torch.nn.Module, optimizer: Optimizer, reader: ShardReader,
                           whole: dict[str, torch.Tensor], meta: dict, source: str) -> None:
     """This rank's rows of a sharded checkpoint's optimizer state into the sharded optimizer:
     read from its own file when the checkpoint was written by as many processes, else as
@@ -136,7 +137,8 @@ def load_optimizer_shards(model: torch.nn.Module, optimizer: torch.optim.Optimiz
     names = _names(model, optimizer)
     by_name = {names[i]: values for i, values in state["state"].items()}
     groups = [{**group, "params": [names[i] for i in group["params"]]} for group in state["param_groups"]]
-    set_optimizer_state_dict(model, optimizer, {"state": by_name, "param_groups": groups},
+    # in a list: torch.distributed.checkpoint takes a lone optimizer only as a torch.optim one
+    set_optimizer_state_dict(model, [optimizer], {"state": by_name, "param_groups": groups},
                              options=StateDictOptions())
 
 
@@ -148,14 +150,14 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -
     set_model_state_dict(model, dict[str, Any](weights), options=LOAD)
 
 
-def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def load_optimizer_state(model: torch.nn.Module, optimizer: Optimizer, state: dict) -> None:
     """A full, index-keyed optimizer state_dict (checked by engine.training.snapshot) into
     the sharded optimizer: a checkpoint of an unsharded run, or of a sharded run of an
     llmtui before optim_shards (it saved the whole state in state.safetensors)."""
     names = _names(model, optimizer)
     by_name = {names[i]: values for i, values in state["state"].items()}
     groups = [{**group, "params": [names[i] for i in group["params"]]} for group in state["param_groups"]]
-    set_optimizer_state_dict(model, optimizer, {"state": by_name, "param_groups": groups}, options=LOAD)
+    set_optimizer_state_dict(model, [optimizer], {"state": by_name, "param_groups": groups}, options=LOAD)
 
 
 class ShardInbox:
