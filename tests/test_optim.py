@@ -94,7 +94,7 @@ def test_muon_steps_and_state_are_torch_optim_muons_bit_for_bit():
     model, twin = twin_models(norm="rmsnorm", tie_embeddings=False)
     cfg = load_config(None, ['optimizer.name="muon"', "optimizer.embedding_learning_rate=0.02"]).optimizer
     mine = build_optimizers(model, cfg, autocast_dtype=torch.bfloat16)
-    assert mine.muon is not None and mine.muon.ns_dtype == torch.bfloat16
+    assert isinstance(mine.muon, Muon) and mine.muon.ns_dtype == torch.bfloat16
     muon_group = {k: v for k, v in mine.muon.param_groups[0].items() if k != "params"}
     torch_muon = torch.optim.Muon(same_groups(mine.muon.param_groups, model, twin)[0]["params"], **muon_group)
     torch_adam = torch.optim.AdamW(same_groups(mine.adam.param_groups, model, twin), lr=cfg.learning_rate,
@@ -184,21 +184,23 @@ def test_grad_scaler_steps_through_the_fused_kernel_as_with_torch_optim():
 
 
 @pytest.mark.subprocess
-def test_a_training_run_never_imports_torch_dynamo(tmp_path, shared_data_dir):
+def test_a_training_run_imports_neither_torch_dynamo_nor_fsdp(tmp_path, shared_data_dir):
     """What a user sees as start-up: torch.optim's optimizers import torch._dynamo when they
-    are made (about the CPU time of importing torch, before the first step). A whole short
-    run (AdamW and Muon, evaluation, sample, checkpoints) must not."""
+    are made (about the CPU time of importing torch, before the first step), and FSDP's
+    modules bring sympy. A whole short run (AdamW and Muon, evaluation, sample,
+    checkpoints) that neither compiles nor shards imports none of them."""
     args = ["--run", "cpu", "--plain", "--max-iters", "2"]
     for override in ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
                      "training.batch_size=4", 'optimizer.name="muon"', "eval.every_n_steps=2",
                      "eval.max_batches=1", "eval.sample_tokens=4", "run.threads=1", 'run.device="cpu"',
                      f'run.out_dir="{tmp_path / "runs"}"', f'data.prepared_dir="{shared_data_dir}"']:
         args += ["-o", override]
+    heavy = ["torch._dynamo", "torch.distributed.tensor", "torch.distributed.fsdp", "sympy"]
     code = ("import runpy, sys; sys.argv = ['llmtui', *sys.argv[1:]]\n"
             "try:\n    runpy.run_module('llmtui', run_name='__main__', alter_sys=True)\n"
-            "finally:\n    print('torch._dynamo imported:', 'torch._dynamo' in sys.modules)")
+            f"finally:\n    print('imported:', [m for m in {heavy!r} if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "saved last checkpoint" in proc.stdout
-    assert proc.stdout.strip().splitlines()[-1] == "torch._dynamo imported: False"
+    assert proc.stdout.strip().splitlines()[-1] == "imported: []"

@@ -109,7 +109,8 @@ def optimizers_from_files(optimizers: Optimizers, tensors: dict[str, torch.Tenso
         trained, configured = ("muon", "adamw or adam") if saved_muon is not None else ("adamw or adam", "muon")
         raise ResumeMismatch(f"{source}: the checkpoint was trained with optimizer.name = {trained}, the "
                              f"config says {configured}; resume with the optimizer it was trained with")
-    states = [(optimizers.adam, optimizer_from_files(optimizers.adam, tensors, meta, source))]
+    states: list[tuple[Optimizer, dict]] = [
+        (optimizers.adam, optimizer_from_files(optimizers.adam, tensors, meta, source))]
     if optimizers.muon is not None:
         if not isinstance(saved_muon, dict):
             raise CheckpointError(f"{source}: optimizer \"muon\" must be a JSON object")
