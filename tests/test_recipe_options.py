@@ -93,7 +93,7 @@ def test_qk_norm_bounds_the_attention_logits():
 
 @pytest.mark.unit
 def test_muon_step_is_torch_optim_muons_step_bit_for_bit():
-    """Our Muon is torch.optim.Muon with a choice of Newton-Schulz format: in bf16 (PyTorch's)
+    """Our Muon takes torch.optim.Muon's steps with a choice of Newton-Schulz format: in bf16 (PyTorch's)
     it takes exactly torch's steps."""
     torch.manual_seed(1)
     weights = [torch.randn(48, 16), torch.randn(16, 64)]

@@ -184,8 +184,8 @@ class TrainingConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = spec("adamw", "adamw (decoupled weight decay), adam, or muon (torch.optim.Muon for the "
-                     "blocks' matrices, AdamW for embeddings, head, gains and biases).",
+    name: str = spec("adamw", "adamw (decoupled weight decay), adam, or muon (Muon, torch.optim.Muon's "
+                     "algorithm, for the blocks' matrices, AdamW for embeddings, head, gains and biases).",
                      choices=("adamw", "adam", "muon"))
     learning_rate: float = spec(1e-3, "Peak learning rate (muon: of the blocks' matrices, scaled to "
                                 "AdamW's update size).", min=0.0, max=10.0, min_exclusive=True, flags=("--learning-rate", "--lr"))

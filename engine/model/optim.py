@@ -11,13 +11,29 @@ Muon's learning rate follows the "match_rms_adamw" rule of torch.optim.Muon (Moo
 "Muon is Scalable for LLM Training"): the update of an A x B matrix is scaled by
 0.2 * sqrt(max(A, B)), so its size matches an AdamW update's and learning rates and
 weight decay keep AdamW's meaning.
+
+None of them is a torch.optim optimizer, for start-up: torch.optim.Optimizer wraps
+__init__, add_param_group, zero_grad, state_dict and load_state_dict in
+torch._disable_dynamo (and step in a graph break), and the first call of any of them
+imports torch._dynamo (with torch._inductor, sympy, ...), which costs about as much CPU
+as importing torch itself (measured on this repo's 2-core machine under load: import
+torch 2.1 s, then torch.optim.AdamW([p], fused=True) 1.7 s more). These classes do the
+same arithmetic (AdamW's step is the very kernel torch.optim.AdamW(fused=True) runs,
+Muon's is torch.optim.Muon's loop; tests/test_optim.py checks both bit for bit) and keep
+the interface the rest of the engine, torch.amp.GradScaler and
+torch.distributed.checkpoint use: `param_groups`, `state` (torch's keys: "step",
+"exp_avg", "exp_avg_sq", "momentum_buffer"), `state_dict()` / `load_state_dict()` in
+torch's format (each loads the other's), `zero_grad(set_to_none=True)`, and for the
+fused AdamW `_step_supports_amp_scaling` with GradScaler's grad_scale / found_inf.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, cast
+from typing import TYPE_CHECKING, Any, Iterator, cast
 
 import torch
 import torch.nn as nn
@@ -27,20 +43,307 @@ from llmtui.engine.model.shapes import MUON_NS_STEPS, newton_schulz_flops
 if TYPE_CHECKING:
     from llmtui.engine.model.gpt import GPT
 
+MUON_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)   # torch.optim.Muon's quintic Newton-Schulz coefficients
 
-class Muon(torch.optim.Muon):
-    """torch.optim.Muon, with its Newton-Schulz iteration in a chosen float format.
+
+class Optimizer:
+    """What llmtui, torch.amp.GradScaler and torch.distributed.checkpoint use of a
+    torch.optim.Optimizer, without torch.optim (see the module's docstring: start-up).
+
+    `param_groups` is a list of dicts ("params" and the hyperparameters, each group
+    completed from `defaults`), `state` maps a parameter to its dict of state.
+    `state_dict()` packs both as torch does (parameters as indices in group order) and
+    `load_state_dict()` reads that format back, whichever optimizer wrote it; the group
+    keys in `FLAGS` say how this class computes (fused or not, ...), not what it
+    computes with, and are kept as they are on load.
+    """
+
+    FLAGS: tuple[str, ...] = ()
+
+    def __init__(self, params, defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.state: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(dict(group))
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, torch.Tensor) else list(params)
+        for p in group["params"]:
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"an optimizer can only optimize tensors, not {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("an optimizer can't optimize a non-leaf tensor")
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        ids = [id(p) for p in group["params"]]
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if len(set(ids)) != len(ids) or taken.intersection(ids):
+            raise ValueError("a parameter appears twice in an optimizer's parameter groups")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    if p.grad.grad_fn is not None:
+                        p.grad.detach_()
+                    else:
+                        p.grad.requires_grad_(False)
+                    p.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch.optim.Optimizer.state_dict()'s format: {"state": {index: {key: value}},
+        "param_groups": [{..., "params": [index, ...]}]}; the tensors are the live state."""
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {index[id(p)] if isinstance(p, torch.Tensor) else p: values for p, values in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A state_dict in torch's format (ours or a torch.optim optimizer's of the same
+        kind): the saved groups' hyperparameters, and each state tensor moved to its
+        parameter's device (and a moment to its dtype), as torch.optim loads them."""
+        saved_groups = deepcopy(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(s["params"]) != len(g["params"]) for s, g in zip(saved_groups, self.param_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size "
+                             "of optimizer's group")
+        group_of: dict[int, dict[str, Any]] = {}
+        params: dict[Any, torch.Tensor] = {}
+        for saved, group in zip(saved_groups, self.param_groups):
+            for i, p in zip(saved["params"], group["params"]):
+                params[i], group_of[id(p)] = p, group
+        state: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
+        for key, values in state_dict["state"].items():
+            if key not in params:
+                state[key] = values
+                continue
+            p = params[key]
+            state[p] = {name: self._cast(p, name, value, group_of[id(p)]) for name, value in values.items()}
+        for saved, group in zip(saved_groups, self.param_groups):
+            saved["params"] = group["params"]
+            saved.update({flag: group[flag] for flag in self.FLAGS})
+        self.state, self.param_groups = state, saved_groups
+        self._loaded()
+
+    def _cast(self, p: torch.Tensor, key: str, value: Any, group: dict[str, Any]) -> Any:
+        """A loaded state value as torch.optim.Optimizer puts it in place."""
+        if not isinstance(value, torch.Tensor):
+            return value
+        if key == "step":
+            return value.to(dtype=torch.float32, device=p.device) if group.get("fused") else value
+        return value.to(dtype=p.dtype, device=p.device) if p.is_floating_point() else value.to(device=p.device)
+
+    def _loaded(self) -> None:
+        """After load_state_dict: what an optimizer completes in a loaded state."""
+
+    def step(self, closure=None):
+        raise NotImplementedError
+
+
+class Adam(Optimizer):
+    """Adam (weight decay as an L2 term of the gradient) or, with decoupled_weight_decay,
+    AdamW: torch.optim.Adam's / AdamW's algorithm, hyperparameters, state and state_dict.
+
+    fused=True: each step runs the kernel torch.optim.AdamW(fused=True) runs (one kernel
+    for all parameters of a device and dtype, on CUDA, CPU and MPS), bit for bit its
+    result, with torch.amp.GradScaler's scale and inf check inside it. fused=False:
+    torch.optim.AdamW(foreach=False)'s per-tensor loop, bit for bit. fused=None: fused
+    where the kernel exists for every parameter (floating point, on a device it supports).
+    """
+
+    FLAGS = ("amsgrad", "maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay")
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, *, fused: bool | None = None, decoupled_weight_decay: bool = False):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        # torch.optim.Adam's group keys, so that a state_dict is the same either way
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "amsgrad": False,
+                    "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+                    "fused": fused, "decoupled_weight_decay": decoupled_weight_decay}
+        super().__init__(params, defaults)
+        every = [p for group in self.param_groups for p in group["params"]]
+        supported = all(fused_kernel_supports(p) for p in every)
+        if fused and not supported:
+            raise ValueError(f"fused {type(self).__name__} needs floating point parameters on one of "
+                             f"{', '.join(_fused_devices())}")
+        if fused is None:
+            for group in self.param_groups:
+                group["fused"] = supported
+            self.defaults["fused"] = supported
+        # GradScaler: hand this optimizer grad_scale and found_inf, the kernel unscales
+        # and skips the step on an inf itself (torch.optim.AdamW(fused=True) does the same)
+        self._step_supports_amp_scaling = bool(self.defaults["fused"])
+
+    def _loaded(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and "step" in state and not torch.is_tensor(state["step"]):
+                    state["step"] = self._new_step(p, group, float(state["step"]))
+
+    @staticmethod
+    def _new_step(p: torch.Tensor, group: dict[str, Any], value: float = 0.0) -> torch.Tensor:
+        """torch.optim.Adam's step count: a float32 scalar on the parameter's device for the
+        fused kernel, else on the CPU (in float64 where that is the default dtype)."""
+        if group["fused"]:
+            return torch.tensor(value, dtype=torch.float32, device=p.device)
+        dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        return torch.tensor(value, dtype=dtype)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse or torch.is_complex(p):
+                    raise RuntimeError(f"{type(self).__name__} takes dense real parameters and gradients")
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = self._new_step(p, group)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                params.append(p)
+                grads.append(p.grad)
+                exp_avgs.append(state["exp_avg"])
+                exp_avg_sqs.append(state["exp_avg_sq"])
+                steps.append(state["step"])
+            if params:
+                (self._fused_step if group["fused"] else self._loop_step)(
+                    group, params, grads, exp_avgs, exp_avg_sqs, steps)
+        return loss
+
+    def _fused_step(self, group, params, grads, exp_avgs, exp_avg_sqs, steps) -> None:
+        """torch.optim.adam._fused_adam: per device and dtype, the step counts + 1, then one
+        fused kernel updates every moment and parameter; with GradScaler's scale the kernel
+        unscales the gradients, and with an inf found it leaves all as they were (the step
+        counts go back). torch._fused_adamw_ is a private op, called here directly rather
+        than through torch.optim for start-up (the module's docstring: importing
+        torch._dynamo measured 1.7 s of CPU); it is the op torch.optim.AdamW(fused=True)
+        calls, so a change of its signature fails tests/test_optim.py."""
+        beta1, beta2 = group["betas"]
+        kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
+        by_device: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, p in enumerate(params):
+            by_device.setdefault((p.device, p.dtype), []).append(i)
+        for (device, _), indices in by_device.items():
+            device_steps = [steps[i] for i in indices]
+            scale = None if grad_scale is None else grad_scale.to(device, non_blocking=True)
+            inf = None if found_inf is None else found_inf.to(device, non_blocking=True)
+            torch._foreach_add_(device_steps, 1)
+            kernel([params[i] for i in indices], [grads[i] for i in indices], [exp_avgs[i] for i in indices],
+                   [exp_avg_sqs[i] for i in indices], [], device_steps, amsgrad=False, lr=group["lr"],
+                   beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                   maximize=False, grad_scale=scale, found_inf=inf)
+            if inf is not None:
+                torch._foreach_sub_(device_steps, [inf] * len(device_steps))
+
+    def _loop_step(self, group, params, grads, exp_avgs, exp_avg_sqs, steps) -> None:
+        """torch.optim.adam._single_tensor_adam (not capturable, not differentiable): one
+        parameter at a time, the same operations in the same order."""
+        if getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None:
+            raise RuntimeError("only the fused Adam takes GradScaler's grad_scale and found_inf")
+        beta1, beta2 = group["betas"]
+        lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
+        for param, grad, exp_avg, exp_avg_sq, step_t in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+            step_t += 1
+            if weight_decay != 0:
+                if group["decoupled_weight_decay"]:
+                    param.mul_(1 - lr * weight_decay)
+                else:
+                    grad = grad.add(param, alpha=weight_decay)
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            step = step_t.item()
+            step_size = lr / (1 - beta1 ** step)
+            bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay (see Adam)."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, *, fused: bool | None = None):
+        super().__init__(params, lr, betas, eps, weight_decay, fused=fused, decoupled_weight_decay=True)
+
+
+def _fused_devices() -> list[str]:
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    return _get_fused_kernels_supported_devices()
+
+
+def fused_kernel_supports(p: torch.Tensor) -> bool:
+    """Whether torch's fused Adam kernel takes this parameter (torch.optim's own check)."""
+    return p.device.type in _fused_devices() and torch.is_floating_point(p)
+
+
+class Muon(Optimizer):
+    """torch.optim.Muon's algorithm, hyperparameters, state ("momentum_buffer") and
+    state_dict, with its Newton-Schulz iteration in a chosen float format.
 
     PyTorch runs the iteration in bfloat16: right on GPUs and CPUs with bf16 matrix units,
     but a CPU without them emulates bf16 matmuls (measured on this repo's AVX2 machine:
     ~0.8 s per 128x512 matrix, seconds per step). There `ns_dtype` = float32 runs the
-    same iteration at the fp32 matmul speed. Everything else (hyperparameters, the
-    momentum_buffer state, state_dict) is torch.optim.Muon's; with ns_dtype = bfloat16
-    a step is bit for bit torch.optim.Muon's (tests/test_optimizers.py checks it).
+    same iteration at the fp32 matmul speed. With ns_dtype = bfloat16 a step is bit for
+    bit torch.optim.Muon's (tests/test_optim.py checks it).
     """
 
-    def __init__(self, params, *, ns_dtype: torch.dtype = torch.bfloat16, **kwargs):
-        super().__init__(params, **kwargs)
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
+                 nesterov: bool = True, ns_coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
+                 eps: float = 1e-7, ns_steps: int = MUON_NS_STEPS, adjust_lr_fn: str | None = None, *,
+                 ns_dtype: torch.dtype = torch.bfloat16):
+        if not 0.0 <= lr:
+            raise ValueError(f"Learning rate should be >= 0 but is: {lr}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"momentum should be >= 0 but is: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"weight decay should be >= 0 but is: {weight_decay}")
+        if adjust_lr_fn not in (None, "original", "match_rms_adamw"):
+            raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
+        # torch.optim.Muon's group keys, so that a state_dict is the same either way
+        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
+                    "ns_coefficients": ns_coefficients, "eps": eps, "ns_steps": ns_steps,
+                    "adjust_lr_fn": adjust_lr_fn}
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.ndim != 2:
+                    raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter with "
+                                     f"size: {p.size()}")
         self.ns_dtype = ns_dtype
 
     @torch.no_grad()
@@ -129,7 +432,7 @@ class Optimizers:
     param group's peak learning rate (adam's groups, then muon's): the schedule scales
     them all by the same factor."""
 
-    adam: torch.optim.Optimizer
+    adam: Adam
     muon: Muon | None = None
     base_lrs: list[float] = field(default_factory=list)
     extra_flops_per_step: int = 0     # Newton-Schulz matmuls, not part of the model's FLOPs
@@ -180,13 +483,13 @@ def build_optimizers(model: nn.Module, o, *, autocast_dtype: torch.dtype | None 
     bf16 where the run does (the device has fast bf16 matmuls), else in fp32 (CPUs
     without bf16 units emulate it, far too slowly)."""
     ns_dtype = torch.bfloat16 if autocast_dtype == torch.bfloat16 else torch.float32
-    adam_class = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+    adam_class = Adam if o.name == "adam" else AdamW
     adam_args = dict(betas=tuple(o.betas), eps=o.eps)
     if o.name != "muon":
-        # fused AdamW runs one kernel for all parameters, on CUDA and (torch >= 2.4) on
-        # CPU; measured here 1.9 ms vs 3.1 ms per step for the 0.8M-parameter recipe
+        # fused (the default where the kernel exists: CUDA, CPU, MPS) runs one kernel for all
+        # parameters; measured here 1.9 ms vs 3.1 ms per step for the 0.8M-parameter recipe
         groups = optimizer_groups(model, o.weight_decay)
-        adam = adam_class(groups, lr=o.learning_rate, fused=True, **adam_args)
+        adam = adam_class(groups, lr=o.learning_rate, **adam_args)
         return Optimizers(adam=adam, base_lrs=[o.learning_rate] * len(groups))
     raw = cast("GPT", getattr(model, "_orig_mod", model))   # the GPT (under torch.compile's wrapper)
     outer = {id(p) for name in ("wte", "wpe") if name in raw.transformer
@@ -207,7 +510,7 @@ def build_optimizers(model: nn.Module, o, *, autocast_dtype: torch.dtype | None 
               {"params": heads, "lr": lr_of(o.head_learning_rate), "weight_decay": o.weight_decay},
               {"params": gains, "lr": lr_of(o.gain_learning_rate), "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    adam = adam_class(groups, lr=o.learning_rate, fused=True, **adam_args)
+    adam = adam_class(groups, lr=o.learning_rate, **adam_args)
     muon = Muon(matrices, lr=o.learning_rate, weight_decay=o.weight_decay, momentum=o.muon_momentum,
                 nesterov=True, ns_steps=MUON_NS_STEPS, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype)
     return Optimizers(adam=adam, muon=muon, base_lrs=[g["lr"] for g in groups] + [o.learning_rate],

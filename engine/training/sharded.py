@@ -17,30 +17,50 @@ llmtui, whose state.safetensors holds the whole optimizer state, load through
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
-from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor, Shard
 
 from llmtui.engine.errors import CheckpointError
+from llmtui.engine.model.optim import Optimizer
 from llmtui.engine.training import distributed, optim_shards
 from llmtui.engine.training.optim_shards import ShardReader, chunk_rows
 from llmtui.engine.training.snapshot import optimizer_from_files
 
-GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True)   # rank 0 gets it, on the CPU
-LOAD = StateDictOptions(full_state_dict=True)                       # every rank holds it
+if TYPE_CHECKING:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+# torch.distributed's FSDP, DTensor and checkpoint modules are imported where a sharded run
+# uses them, not with this module: the trainer imports it for every run, and they bring
+# sympy and much of torch.fx, among the largest imports of a training start in
+# `python -X importtime` (before the first step of a run that never shards).
+
+
+def _options(**kwargs) -> StateDictOptions:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+    return StateDictOptions(**kwargs)
+
+
+def _gather() -> StateDictOptions:
+    return _options(full_state_dict=True, cpu_offload=True)   # rank 0 gets it, on the CPU
+
+
+def _load() -> StateDictOptions:
+    return _options(full_state_dict=True)                      # every rank holds it
+
+
+def _dtensor_class() -> type | None:
+    """DTensor, or None while torch.distributed.tensor has not been imported (then no
+    tensor is a DTensor)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
 
 
 def shard(model: torch.nn.Module) -> torch.nn.Module:
     """Shard each block, then the rest (embeddings, final norm, head) as the root."""
+    from torch.distributed.fsdp import fully_shard
     blocks: Any = getattr(model.transformer, "h")   # a ModuleList (nn.Module's __getattr__ is untyped)
     for block in blocks:
         fully_shard(block)
@@ -49,15 +69,24 @@ def shard(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
-    return any(isinstance(p, DTensor) for p in model.parameters())
+    dtensor = _dtensor_class()
+    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
 
 
 def full_tensor(value: torch.Tensor) -> torch.Tensor:
     """A DTensor's whole value (a collective: every rank calls it); a tensor as it is."""
-    return value.full_tensor() if isinstance(value, DTensor) else value
+    dtensor = _dtensor_class()
+    return cast(Any, value).full_tensor() if dtensor is not None and isinstance(value, dtensor) else value
 
 
-def _names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+def _for_dcp(optimizer: Optimizer) -> Any:
+    """`optimizer` as torch.distributed.checkpoint's set_optimizer_state_dict takes it: in a
+    list, since it takes a lone optimizer only as a torch.optim one. It uses what llmtui's
+    optimizers have (param_groups, state, step, zero_grad, state_dict, load_state_dict)."""
+    return [optimizer]
+
+
+def _names(model: torch.nn.Module, optimizer: Optimizer) -> list[str]:
     """The parameter names of `optimizer`'s parameters, in its order (its state's indices)."""
     names = {id(p): n for n, p in model.named_parameters()}
     return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
@@ -66,7 +95,8 @@ def _names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str
 def gather_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The full weights by their plain names (a tied head once): on rank 0; {} elsewhere.
     Every rank must call it."""
-    state = get_model_state_dict(model, options=GATHER)
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    state = get_model_state_dict(model, options=_gather())
     if getattr(model.config, "tie_embeddings", False):
         state.pop("lm_head.weight", None)
     return {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -81,9 +111,10 @@ class OptimizerShard:
     index: optim_shards.ShardIndex     # what the files of all ranks hold
 
 
-def optimizer_shard(optimizer: torch.optim.Optimizer, rank: int, world: int) -> OptimizerShard:
+def optimizer_shard(optimizer: Optimizer, rank: int, world: int) -> OptimizerShard:
     """This rank's rows of the optimizer's state, keyed as an unsharded optimizer's state is
     saved ("optimizer.<parameter index>.<key>"); no collective."""
+    from torch.distributed.tensor import DTensor, Shard
     sd = optimizer.state_dict()
     rows: dict[str, torch.Tensor] = {}
     whole: dict[str, torch.Tensor] = {}
@@ -110,12 +141,14 @@ def optimizer_shard(optimizer: torch.optim.Optimizer, rank: int, world: int) -> 
                           optim_shards.build_index(world, shapes))
 
 
-def load_optimizer_shards(model: torch.nn.Module, optimizer: torch.optim.Optimizer, reader: ShardReader,
+def load_optimizer_shards(model: torch.nn.Module, optimizer: Optimizer, reader: ShardReader,
                           whole: dict[str, torch.Tensor], meta: dict, source: str) -> None:
     """This rank's rows of a sharded checkpoint's optimizer state into the sharded optimizer:
     read from its own file when the checkpoint was written by as many processes, else as
     slices of the files that hold them. `whole` holds the checkpoint's whole tensors (step
     counts). Everything is checked against the parameters before it is loaded."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+    from torch.distributed.tensor import DTensor
     params = [p for group in optimizer.param_groups for p in group["params"]]
     tensors = {name: value for name, value in whole.items() if name.startswith("optimizer.")}
     for name, entry in reader.index.tensors.items():
@@ -136,26 +169,29 @@ def load_optimizer_shards(model: torch.nn.Module, optimizer: torch.optim.Optimiz
     names = _names(model, optimizer)
     by_name = {names[i]: values for i, values in state["state"].items()}
     groups = [{**group, "params": [names[i] for i in group["params"]]} for group in state["param_groups"]]
-    set_optimizer_state_dict(model, optimizer, {"state": by_name, "param_groups": groups},
-                             options=StateDictOptions())
+    set_optimizer_state_dict(model, _for_dcp(optimizer), {"state": by_name, "param_groups": groups},
+                             options=_options())
 
 
 def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     """Full weights (every rank read them) into the sharded model."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict
     weights = dict(weights)
     if getattr(model.config, "tie_embeddings", False) and "transformer.wte.weight" in weights:
         weights.setdefault("lm_head.weight", weights["transformer.wte.weight"])
-    set_model_state_dict(model, dict[str, Any](weights), options=LOAD)
+    set_model_state_dict(model, dict[str, Any](weights), options=_load())
 
 
-def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def load_optimizer_state(model: torch.nn.Module, optimizer: Optimizer, state: dict) -> None:
     """A full, index-keyed optimizer state_dict (checked by engine.training.snapshot) into
     the sharded optimizer: a checkpoint of an unsharded run, or of a sharded run of an
     llmtui before optim_shards (it saved the whole state in state.safetensors)."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
     names = _names(model, optimizer)
     by_name = {names[i]: values for i, values in state["state"].items()}
     groups = [{**group, "params": [names[i] for i in group["params"]]} for group in state["param_groups"]]
-    set_optimizer_state_dict(model, optimizer, {"state": by_name, "param_groups": groups}, options=LOAD)
+    set_optimizer_state_dict(model, _for_dcp(optimizer), {"state": by_name, "param_groups": groups},
+                             options=_load())
 
 
 class ShardInbox:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save as save_tensors
 
 from llmtui.engine.errors import CheckpointError, ResumeMismatch
-from llmtui.engine.model.optim import Optimizers
+from llmtui.engine.model.optim import Optimizer, Optimizers
 from llmtui.engine.training.state import RunState, SavedState
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
     unwrap(model).load_state_dict(weights, strict=False)
 
 
-def optimizer_to_files(optimizer: torch.optim.Optimizer, prefix: str = "optimizer"
+def optimizer_to_files(optimizer: Optimizer, prefix: str = "optimizer"
                        ) -> tuple[dict[str, torch.Tensor], dict]:
     return state_dict_to_files(optimizer.state_dict(), prefix)
 
@@ -109,7 +109,8 @@ def optimizers_from_files(optimizers: Optimizers, tensors: dict[str, torch.Tenso
         trained, configured = ("muon", "adamw or adam") if saved_muon is not None else ("adamw or adam", "muon")
         raise ResumeMismatch(f"{source}: the checkpoint was trained with optimizer.name = {trained}, the "
                              f"config says {configured}; resume with the optimizer it was trained with")
-    states = [(optimizers.adam, optimizer_from_files(optimizers.adam, tensors, meta, source))]
+    states: list[tuple[Optimizer, dict]] = [
+        (optimizers.adam, optimizer_from_files(optimizers.adam, tensors, meta, source))]
     if optimizers.muon is not None:
         if not isinstance(saved_muon, dict):
             raise CheckpointError(f"{source}: optimizer \"muon\" must be a JSON object")
@@ -122,7 +123,7 @@ def optimizers_from_files(optimizers: Optimizers, tensors: dict[str, torch.Tenso
             load(optimizer, state)
 
 
-def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+def optimizer_from_files(optimizer: Optimizer, tensors: dict[str, torch.Tensor],
                          meta: dict, source: str, prefix: str = "optimizer") -> dict:
     """The optimizer state_dict saved in `tensors` and `meta`, checked against
     `optimizer`'s parameters: every saved tensor must have the parameter's shape
