@@ -55,7 +55,7 @@ from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
 from llmtui.engine.model.optim import Optimizers, build_optimizers
 from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
-from llmtui.engine.planning.load import CpuLoad, LoadMeter, contended
+from llmtui.engine.planning.load import CpuLoad, contended
 from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed, init_from, optim_shards, rundir, sharded
@@ -90,6 +90,7 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
+from llmtui.engine.training.meter import IntervalMeter, LossSum, load_meter, mfu
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
 from llmtui.engine.training.schedule import lr_at, lr_jump, lr_jump_hint
@@ -258,12 +259,11 @@ class Trainer:
         # loop bookkeeping
         self._checkpoint_to_resume: Path | None = None
         self._start_step = 0
-        self._load_meter: LoadMeter | None = None    # the CPU load between train events
+        self._meter: IntervalMeter | None = None      # steps, loss and time between train events
         self._busy_warned = False
         self._auto_threads: int | None = None          # run.threads = 0 on CPU: one per core
         self._free_readings = 0                        # readings in a row with cores to spare
         self._pause_time = 0.0
-        self._interval_start = 0.0
         self._lr = 0.0
         self._grad_norm: torch.Tensor | None = None
         self._first_bad_step: torch.Tensor | None = None
@@ -855,7 +855,11 @@ class Trainer:
         if achieved > setup.peak_flops:
             setup.peak_flops = remembered_peak(setup.device.type, setup.placement.precision,
                                                setup.device.index or 0, at_least=achieved)
-        return min(1.0, achieved / setup.peak_flops)
+        return mfu(setup.flops_per_token, tokens_per_sec, setup.peak_flops)
+
+    def _across_ranks(self, total: torch.Tensor) -> torch.Tensor:
+        """A loss sum averaged over the processes (itself without torchrun)."""
+        return distributed.mean(self.dist, total)
 
     def _count_training_time(self) -> None:
         """Bring the run's total training time (all segments, pauses excluded) up to now."""
@@ -1035,8 +1039,10 @@ class Trainer:
             # while paused, "save now" and "sample now" are still served
             while not self._unpaused.wait(0.2):
                 self._serve_requests()
-            self._pause_time += time.perf_counter() - paused_at
-            self._interval_start += time.perf_counter() - paused_at
+            paused = time.perf_counter() - paused_at
+            self._pause_time += paused
+            if self._meter is not None:
+                self._meter.exclude(paused)
             self.emit(UnpausedEvent)
         self._serve_requests()
 
@@ -1289,7 +1295,7 @@ class Trainer:
         if note:
             self.warn(note)
 
-    def _emit_start(self, setup: TrainingSetup) -> None:
+    def _emit_start(self, setup: TrainingSetup, meter: IntervalMeter) -> None:
         c, data = setup.config, setup.data
         self.emit(StartEvent, run_dir=str(self.run_dir), device=str(setup.device),
                   precision=setup.placement.precision, threads=setup.threads,
@@ -1303,7 +1309,7 @@ class Trainer:
                   resumed_from=str(self.restored_from) if self.restored_from else None,
                   start_step=self.state.step,
                   optimizer_flops_per_step=setup.optimizers.extra_flops_per_step,
-                  cpu_cores=self._load_meter.cores if self._load_meter is not None else None,
+                  cpu_cores=meter.load.cores if meter.load is not None else None,
                   restart=self.elastic.restart)
 
     def _run(self) -> TrainResult:
@@ -1318,14 +1324,14 @@ class Trainer:
             self.warn(f"{self._restart_note} at step {state.step:,}")
         for message in setup.placement.warnings:
             self.warn(message)
-        self._load_meter = _load_meter()
+        meter = self._meter = IntervalMeter(setup.device, load=load_meter())
         self._busy_warned = False
         # the thread count follows the load only where llmtui chose it (run.threads = 0),
         # and under torchrun the processes of a machine share its cores already
         self._auto_threads = setup.threads if (setup.threads and self.cfg.run.threads == 0
                                                and not self.dist.enabled) else None
         self._free_readings = 0
-        self._emit_start(setup)
+        self._emit_start(setup, meter)
         self._start_step = state.step
 
         log_every, eval_every = c.logging.every_n_steps, setup.eval_every
@@ -1333,26 +1339,24 @@ class Trainer:
         started = time.perf_counter()
         self._segment_clock = (started, state.training_time)
         self._pause_time = 0.0
-        self._interval_start = time.perf_counter()
+        meter.restart()
         self._first_bad_step = torch.tensor(-1, device=setup.device)
-        interval_steps, interval_loss = 0, torch.zeros((), device=setup.device)
-        excluded = 0.0  # eval/checkpoint time inside the current log interval
         epochs_mode = c.training.epochs > 0
-        epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
+        epoch_loss = LossSum(setup.device)
         stop_reason = StopReason.MAX_STEPS
         setup.model.train()
         try:
             while state.step < state.max_steps:
                 self._handle_commands()
                 loss_sum = self._train_step_that_fits()
+                # the step's own accumulation: an out-of-memory halving may have doubled it
+                micro_batches = setup.config.training.grad_accum_steps
                 state.step += 1
                 state.tokens_seen += setup.tokens_per_step
-                interval_loss += loss_sum
-                interval_steps += 1
+                meter.add(loss_sum, micro_batches, setup.tokens_per_step)
                 last_step = state.step >= state.max_steps
                 if epochs_mode:
-                    epoch_loss += loss_sum
-                    epoch_micro_steps += c.training.grad_accum_steps
+                    epoch_loss.add(loss_sum, micro_batches)
                 ended_epoch = self._epoch_ended(setup, state.step)
                 log_now = state.step % log_every == 0 or last_step
                 eval_now = state.step % eval_every == 0 or last_step or ended_epoch is not None
@@ -1360,40 +1364,33 @@ class Trainer:
                 if log_now or eval_now or save_now:
                     self._check_finite()
                 if log_now:
-                    loss = distributed.mean(self.dist, interval_loss).item() / (
-                        interval_steps * c.training.grad_accum_steps)
-                    elapsed = time.perf_counter() - self._interval_start - excluded
-                    state.train_loss = loss
-                    tps = interval_steps * setup.tokens_per_step / max(elapsed, 1e-9)
-                    load = self._load_meter.read() if self._load_meter is not None else None
-                    self._warn_if_busy(setup, load, elapsed / interval_steps)
+                    interval = meter.read(self._across_ranks)
+                    state.train_loss = interval.loss
+                    load = interval.load
+                    self._warn_if_busy(setup, load, interval.step_seconds)
                     self._fit_threads_to_load(setup, load)
-                    self.emit(TrainEvent, loss=loss, lr=self._lr,
+                    self.emit(TrainEvent, loss=interval.loss, lr=self._lr,
                               grad_norm=None if self._grad_norm is None else float(self._grad_norm),
-                              tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
-                              mfu=self._mfu(setup, tps),
+                              tokens_per_sec=interval.tokens_per_sec, ms_per_step=interval.ms_per_step,
+                              mfu=self._mfu(setup, interval.tokens_per_sec),
                               tokens_seen=state.tokens_seen, max_steps=state.max_steps,
                               epoch=self._epochs_at(setup, state.step),
                               cpu_busy=None if load is None else round(load.busy, 2),
                               cpu_others=None if load is None else round(load.others, 2), **self._memory())
-                    interval_steps, excluded = 0, 0.0
-                    interval_loss = torch.zeros((), device=setup.device)
-                    self._interval_start = time.perf_counter()
+                    meter.restart()
                 busy = time.perf_counter()
                 if eval_now:
                     self._on_eval()
                 if ended_epoch is not None:
-                    train_loss = (distributed.mean(self.dist, epoch_loss).item() / epoch_micro_steps
-                                  if epoch_micro_steps else None)
                     self.emit(EpochEvent, epoch=ended_epoch, epochs=c.training.epochs,
-                              train_loss=train_loss, val_loss=state.val_loss)
-                    epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
+                              train_loss=epoch_loss.mean(self._across_ranks), val_loss=state.val_loss)
+                    epoch_loss = LossSum(setup.device)
                     every = c.checkpoint.every_n_epochs
                     if every and ended_epoch % every == 0:
                         self.save(SaveReason.EPOCH, epoch=ended_epoch)
                 if save_now and not last_step:
                     self.save(SaveReason.STEP)
-                excluded += time.perf_counter() - busy
+                meter.exclude(time.perf_counter() - busy)
         except StopTraining as stop:
             stop_reason = StopReason(str(stop))
         # a non-finite loss keeps the last good checkpoint as it is; a run that made no
@@ -1443,14 +1440,6 @@ class Trainer:
         an earlier one)."""
         path = self.run_dir / name
         return path if (path / ckpt.MANIFEST).is_file() else None
-
-
-def _load_meter():
-    """The CPU load meter, or None where psutil cannot read CPU times."""
-    try:
-        return LoadMeter()
-    except Exception:
-        return None
 
 
 def _seconds(seconds: float) -> str:
