@@ -454,9 +454,11 @@ class Trainer:
 
     def setup(self) -> TrainingSetup:
         """Place the run, prepare the data, build model and optimizer, restore a
-        checkpoint when resuming. Idempotent: a second call returns the first setup."""
+        checkpoint when resuming; held as `setup_done`. run() calls it once, at the
+        start's commit point; called directly it sets a run up without training it
+        (benchmarks, tests), and run() is not called then. Once per Trainer."""
         if self.setup_done is not None:
-            return self.setup_done
+            raise RuntimeError("Trainer.setup(): this trainer is set up already (setup_done)")
         self._apply_init_from()     # here too: under torchrun only rank 0 plans
         cfg = self.cfg
         placement = place(cfg.run.device, cfg.training.precision,
@@ -870,7 +872,7 @@ class Trainer:
     def save(self, reason: SaveReason, epoch: int | None = None) -> Path | None:
         """Write `last` (and `step_N` / `best` as the reason asks). Every rank
         calls this at the same step; rank 0 alone writes."""
-        setup = self.setup()
+        setup = self._built()
         self._count_training_time()
         self._sampler_states = distributed.gather(self.dist, setup.sampler.state_dict())
         if not self.fsdp:
@@ -961,8 +963,13 @@ class Trainer:
 
     # -- evaluation and sampling ------------------------------------------
 
-    def _autocast(self):
-        setup = self.setup()
+    def _built(self) -> TrainingSetup:
+        """The setup, for what needs the run built (it never builds it: run() does)."""
+        if self.setup_done is None:
+            raise RuntimeError("the trainer is not set up yet: run() sets it up (setup() without a run)")
+        return self.setup_done
+
+    def _autocast(self, setup: TrainingSetup):
         dtype = setup.placement.autocast_dtype
         if dtype is None:
             return contextlib.nullcontext()
@@ -970,7 +977,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        setup = self.setup()
+        setup = self._built()
         model, device = setup.model, setup.device
         model.eval()
         # float64 sums (exact over many batches); Apple GPUs have no float64: float32 there
@@ -983,8 +990,8 @@ class Trainer:
             if time.monotonic() - told >= EVAL_PROGRESS_SECONDS:   # a few times a second at most
                 told = time.monotonic()
                 self.emit(EvalProgressEvent, done=done, total=total)
-            x, y = self._to_device(x, y)
-            with self._autocast():
+            x, y = to_device(device, x, y)
+            with self._autocast(setup):
                 logits, loss = model(x, y)
             total_loss += loss.to(wide) * y.numel()
             correct += (logits.argmax(-1) == y).sum()
@@ -996,7 +1003,7 @@ class Trainer:
 
     @torch.no_grad()
     def sample(self, prompt: str, max_tokens: int) -> str:
-        setup = self.setup()
+        setup = self._built()
         c, model, device = setup.config, setup.raw_model, setup.device
         ids = setup.tokenizer.encode(prompt, strict=False) or [0]
         idx = torch.tensor([ids[-setup.gpt_config.block_size:]], dtype=torch.long, device=device)
@@ -1004,7 +1011,7 @@ class Trainer:
         gen = torch.Generator(device=device).manual_seed(c.run.seed + self.state.step)
         model.eval()
         new: list[int] = []
-        with self._autocast():
+        with self._autocast(setup):
             for token in model.generate_tokens(idx, max_tokens, temperature=c.eval.temperature,
                                                top_k=c.eval.top_k or None, generator=gen):
                 new.append(int(token[0, 0]))
@@ -1019,16 +1026,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------
 
-    def _to_device(self, x, y):
-        device = self.setup().device
-        if device.type == "cuda":
-            return (x.pin_memory().to(device, non_blocking=True),
-                    y.pin_memory().to(device, non_blocking=True))
-        if device.type != "cpu":
-            return x.to(device), y.to(device)
-        return x, y
-
-    def _handle_commands(self) -> None:
+    def _handle_commands(self, setup: TrainingSetup) -> None:
         self._check_lock()
         if self._writer is not None and self._writer.error is not None:
             with self._lock:   # through the stop path, so that every rank agrees to stop
@@ -1038,16 +1036,15 @@ class Trainer:
             self.emit(PausedEvent)
             # while paused, "save now" and "sample now" are still served
             while not self._unpaused.wait(0.2):
-                self._serve_requests()
+                self._serve_requests(setup)
             paused = time.perf_counter() - paused_at
             self._pause_time += paused
             if self._meter is not None:
                 self._meter.exclude(paused)
             self.emit(UnpausedEvent)
-        self._serve_requests()
+        self._serve_requests(setup)
 
-    def _serve_requests(self) -> None:
-        setup = self.setup()
+    def _serve_requests(self, setup: TrainingSetup) -> None:
         with self._lock:
             stop, save, prompt = self._stop_reason, self._save_requested, self._sample_prompt
             self._save_requested, self._sample_prompt = False, None
@@ -1069,19 +1066,7 @@ class Trainer:
         if stop:
             raise StopTraining(stop)
 
-    def _memory(self) -> dict[str, float]:
-        device = self.setup().device
-        if device.type == "cuda":
-            return {"memory_allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
-                    "memory_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-        import psutil
-        if device.type == "mps":   # unified memory: the GPU's tensors and the process
-            return {"memory_allocated_mb": torch.mps.current_allocated_memory() / 2**20,
-                    "memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
-        return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
-
-    def _on_eval(self) -> None:
-        setup = self.setup()
+    def _on_eval(self, setup: TrainingSetup) -> None:
         t, state = setup.config.training, self.state
         metrics = self.evaluate()
         if not math.isfinite(metrics["val_loss"]):
@@ -1117,7 +1102,7 @@ class Trainer:
     def train_step(self) -> torch.Tensor:
         """One optimizer step at the current state.step (which it does not advance);
         returns the summed micro-batch loss, on the device."""
-        setup = self.setup()
+        setup = self._built()
         c = setup.config
         t, model, optimizers, scaler = c.training, setup.model, setup.optimizers, setup.scaler
         peak = c.optimizer.learning_rate
@@ -1125,13 +1110,13 @@ class Trainer:
         optimizers.set_lr(lr, peak)
         loss_sum = torch.zeros((), device=setup.device)
         for micro in range(t.grad_accum_steps):
-            x, y = self._to_device(*setup.sampler.next_batch())
+            x, y = to_device(setup.device, *setup.sampler.next_batch())
             # under DDP, gradients are averaged across ranks only on the last micro-step
             sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
             if self.fsdp:
                 getattr(setup.raw_model, "set_requires_gradient_sync")(sync)   # FSDP2's (fully_shard)
             no_sync: Any = getattr(model, "no_sync", None)     # DDP's (a compiled wrapper passes it through)
-            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else no_sync()):
+            with self._autocast(setup), (contextlib.nullcontext() if sync or self.fsdp else no_sync()):
                 # keep no reference to the logits: backward does not need them, and
                 # B*T*vocab floats is the largest tensor of a BPE model
                 loss = model(x, y)[1]
@@ -1173,7 +1158,7 @@ class Trainer:
             return None
         return math.floor(now)
 
-    def _train_step_that_fits(self) -> torch.Tensor:
+    def _train_step_that_fits(self, setup: TrainingSetup) -> torch.Tensor:
         """One step; when the device runs out of memory, the step is done again with half
         the micro-batch and twice the accumulation (the same global batch, so the run's
         trajectory keeps its meaning), up to OOM_HALVINGS times."""
@@ -1181,10 +1166,9 @@ class Trainer:
             try:
                 return self.train_step()
             except torch.OutOfMemoryError as exc:
-                self._halve_micro_batch(exc)
+                self._halve_micro_batch(setup, exc)
 
-    def _halve_micro_batch(self, exc: torch.OutOfMemoryError) -> None:
-        setup = self.setup()
+    def _halve_micro_batch(self, setup: TrainingSetup, exc: torch.OutOfMemoryError) -> None:
         t = setup.config.training
         setup.optimizers.zero_grad()          # the half-accumulated gradients go
         self._grad_norm = None
@@ -1210,8 +1194,8 @@ class Trainer:
                   f"grad_accum_steps {t.grad_accum_steps} -> {accum} ({same} global batch); the step "
                   f"is done again ({self._oom_halvings} of {OOM_HALVINGS} halvings)")
 
-    def _check_finite(self) -> None:
-        device = self.setup().device
+    def _check_finite(self, setup: TrainingSetup) -> None:
+        device = setup.device
         first_bad = -1 if self._first_bad_step is None else int(self._first_bad_step)
         bad = distributed.agree_max(self.dist, [first_bad], device)[0]
         if bad >= 0:
@@ -1231,7 +1215,8 @@ class Trainer:
                 self._continue_after_restart()
                 self.plan()
                 self._commit_start()
-            result = self._run()
+            # the start's commit point: the setup is built here, once; nothing before needs it
+            result = self._run(self.setup())
             clean = True
             return result
         except UserError as exc:
@@ -1312,8 +1297,7 @@ class Trainer:
                   cpu_cores=meter.load.cores if meter.load is not None else None,
                   restart=self.elastic.restart)
 
-    def _run(self) -> TrainResult:
-        setup = self.setup()
+    def _run(self, setup: TrainingSetup) -> TrainResult:
         c, state = setup.config, self.state
         if self.restored_from is not None and state.step >= state.max_steps:
             raise RunFinished(f"{self.run_dir}: finished at step {state.step:,} of "
@@ -1347,8 +1331,8 @@ class Trainer:
         setup.model.train()
         try:
             while state.step < state.max_steps:
-                self._handle_commands()
-                loss_sum = self._train_step_that_fits()
+                self._handle_commands(setup)
+                loss_sum = self._train_step_that_fits(setup)
                 # the step's own accumulation: an out-of-memory halving may have doubled it
                 micro_batches = setup.config.training.grad_accum_steps
                 state.step += 1
@@ -1362,7 +1346,7 @@ class Trainer:
                 eval_now = state.step % eval_every == 0 or last_step or ended_epoch is not None
                 save_now = ckpt_every and state.step % ckpt_every == 0
                 if log_now or eval_now or save_now:
-                    self._check_finite()
+                    self._check_finite(setup)
                 if log_now:
                     interval = meter.read(self._across_ranks)
                     state.train_loss = interval.loss
@@ -1376,11 +1360,11 @@ class Trainer:
                               tokens_seen=state.tokens_seen, max_steps=state.max_steps,
                               epoch=self._epochs_at(setup, state.step),
                               cpu_busy=None if load is None else round(load.busy, 2),
-                              cpu_others=None if load is None else round(load.others, 2), **self._memory())
+                              cpu_others=None if load is None else round(load.others, 2), **memory_figures(setup.device))
                     meter.restart()
                 busy = time.perf_counter()
                 if eval_now:
-                    self._on_eval()
+                    self._on_eval(setup)
                 if ended_epoch is not None:
                     self.emit(EpochEvent, epoch=ended_epoch, epochs=c.training.epochs,
                               train_loss=epoch_loss.mean(self._across_ranks), val_loss=state.val_loss)
@@ -1440,6 +1424,28 @@ class Trainer:
         an earlier one)."""
         path = self.run_dir / name
         return path if (path / ckpt.MANIFEST).is_file() else None
+
+
+def to_device(device: torch.device, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch moved to the device (through pinned memory to a GPU, without waiting)."""
+    if device.type == "cuda":
+        return (x.pin_memory().to(device, non_blocking=True),
+                y.pin_memory().to(device, non_blocking=True))
+    if device.type != "cpu":
+        return x.to(device), y.to(device)
+    return x, y
+
+
+def memory_figures(device: torch.device) -> dict[str, float]:
+    """A train event's memory readings for the device."""
+    if device.type == "cuda":
+        return {"memory_allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
+                "memory_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    import psutil
+    if device.type == "mps":   # unified memory: the GPU's tensors and the process
+        return {"memory_allocated_mb": torch.mps.current_allocated_memory() / 2**20,
+                "memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
+    return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
 
 
 def _seconds(seconds: float) -> str:
