@@ -53,10 +53,16 @@ from llmtui.engine.errors import (
 )
 from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
 from llmtui.engine.model.optim import Optimizers, build_optimizers
-from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
+from llmtui.engine.planning.autotune import (
+    REFUSE_MEMORY_FACTOR,
+    BatchFit,
+    fit_batch,
+    smallest_peak,
+    will_not_fit,
+)
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.planning.load import CpuLoad, contended
-from llmtui.engine.planning.sizing import MANY_EPOCHS
+from llmtui.engine.planning.sizing import MANY_EPOCHS, Target
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import distributed, init_from, optim_shards, rundir, sharded
 from llmtui.engine.training.commands import (
@@ -479,17 +485,19 @@ class Trainer:
         turn = 0 if self.dist.is_main else 1 if self.dist.local_rank == 0 else 2
         for now in range(3):
             if now == turn:
-                self._check_memory(cfg, placement, None)   # before minutes of data preparation
+                self._refuse_if_far_beyond(*smallest_peak(   # before minutes of data preparation
+                    cfg, placement, None, self.dist.world_size))
                 reused = reuse_prepared(self._prepared, cfg) if self._prepared is not None else None
                 data = reused or prepare_data(cfg, progress=self._preparing)
             if now < 2:
                 distributed.barrier(self.dist)
         for note in data.notes:
             self.warn(note)
-        config = self._resolve(placement, data.vocab_size)
+        fit = self._fit_batch(placement, data.vocab_size)    # the batch, chosen once per start
         if self.resume_from:
-            config = self._keep_global_batch(config)
-        self._check_memory(config, placement, data.vocab_size)
+            fit = self._keep_global_batch(fit)
+        self._refuse_if_far_beyond(fit.need, fit.target)
+        config = fit.config
 
         t = config.training
         world = self.dist.world_size
@@ -601,11 +609,11 @@ class Trainer:
                               f"preparation ({stage}); nothing was trained or saved, and the "
                               "half-prepared files were removed")
 
-    def _check_memory(self, cfg: Config, placement: Placement, vocab_size: int | None) -> None:
+    def _refuse_if_far_beyond(self, need: int, target: Target) -> None:
         """Refuse before allocating when the estimated peak memory is far beyond what the
-        device has (`force` trains anyway). With vocab_size None the vocabulary is a guess
-        (the data is not prepared yet), so only an unmistakable case is refused then."""
-        need, target = estimated_peak(cfg, placement, vocab_size, self.dist.world_size)
+        device has (`force` trains anyway): before the data is prepared at the smallest
+        batch the config allows (the vocabulary is a guess then), after it at the batch
+        the run trains with."""
         if target.memory is None or need <= REFUSE_MEMORY_FACTOR * target.memory or self.force:
             return
         raise UserError(f"{will_not_fit(need, target)} (estimated {need / 2**30:,.1f} GiB is over "
@@ -669,10 +677,11 @@ class Trainer:
         else:
             self.warn(f"the CPU cores are free again: training goes on with {want} threads")
 
-    def _resolve(self, placement: Placement, vocab_size: int) -> ResolvedConfig:
-        """The config with "auto" batch settings made numbers for this device (and a
-        warning when it will not fit). A resumed run keeps the numbers it was
-        trained with; under torchrun every rank takes rank 0's choice."""
+    def _fit_batch(self, placement: Placement, vocab_size: int) -> BatchFit:
+        """The run's batch: "auto" settings made numbers for this device, with the
+        estimated peak memory of that batch (and a warning when it will not fit). A resumed
+        run keeps the numbers it was trained with; under torchrun every rank takes rank 0's
+        choice."""
         cfg, t = self.cfg, self.cfg.training
         if self.resume_from and (is_auto(t.batch_size) or is_auto(t.grad_accum_steps)):
             saved = self._resume_checkpoint() / "config.toml"
@@ -681,14 +690,15 @@ class Trainer:
                 cfg = resolve(cfg, before["batch_size"], before["grad_accum_steps"])
             except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
                 raise CheckpointError(f"{saved}: cannot read the batch settings the run used") from None
-        resolved, notes = resolve_auto(cfg, placement, vocab_size=vocab_size)
-        batch, accum = distributed.gather(self.dist, [resolved.training.batch_size,
-                                                      resolved.training.grad_accum_steps])[0]
-        for note in notes:
+        fit = fit_batch(cfg, placement, vocab_size, self.dist.world_size)
+        batch, accum = distributed.gather(self.dist, [fit.config.training.batch_size,
+                                                      fit.config.training.grad_accum_steps])[0]
+        fit = fit.with_batch(batch, accum)
+        for note in fit.notes + ([fit.warning] if fit.warning else []):
             self.warn(note)
-        return resolve(resolved, batch, accum)
+        return fit
 
-    def _keep_global_batch(self, config: ResolvedConfig) -> ResolvedConfig:
+    def _keep_global_batch(self, fit: BatchFit) -> BatchFit:
         """Resumed on another number of processes with the batch settings it was trained
         with: the global batch (sequences per optimizer step over all ranks) is kept by
         changing grad_accum_steps, or the resume is refused with one line when it cannot
@@ -699,15 +709,15 @@ class Trainer:
             before = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))["training"]
             batch, accum = int(before["batch_size"]), int(before["grad_accum_steps"])
         except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
-            return config     # a damaged checkpoint is refused, with its cause, when it is loaded
-        t, now = config.training, self.dist.world_size
+            return fit        # a damaged checkpoint is refused, with its cause, when it is loaded
+        t, now = fit.config.training, self.dist.world_size
         if world == now or (t.batch_size, t.grad_accum_steps) != (batch, accum):
-            return config
+            return fit
         new_accum = global_batch_accum(batch, accum, world, now, str(path))
         self.warn(f"{path} was trained by {world} process(es), this run has {now}: "
                   f"training.grad_accum_steps {accum} -> {new_accum} keeps the global batch of "
                   f"{batch * accum * world} sequences per step")
-        return resolve(config, batch, new_accum)
+        return fit.with_batch(batch, new_accum)
 
     def _resume_checkpoint(self) -> Path:
         """The checkpoint to resume from (found once, damaged ones skipped with a warning)."""
