@@ -1308,7 +1308,9 @@ class Trainer:
                   restart=self.elastic.restart)
 
     def _run(self, setup: TrainingSetup) -> TrainResult:
-        c, state = setup.config, self.state
+        """A segment of the run, set up: its record opened and its start told, the loop,
+        the finish."""
+        state = self.state
         if self.restored_from is not None and state.step >= state.max_steps:
             raise RunFinished(f"{self.run_dir}: finished at step {state.step:,} of "
                               f"{state.max_steps:,}; nothing to resume (raise training.max_steps, "
@@ -1327,17 +1329,19 @@ class Trainer:
         self._free_readings = 0
         self._emit_start(setup, meter)
         self._start_step = state.step
+        self._segment_clock = (time.perf_counter(), state.training_time)
+        self._pause_time = 0.0
+        return self._finish(setup, self._loop(setup, meter))
 
+    def _loop(self, setup: TrainingSetup, meter: IntervalMeter) -> StopReason:
+        """Train until max_steps, or until a command or a check stops it; why it stopped."""
+        c, state = setup.config, self.state
         log_every, eval_every = c.logging.every_n_steps, setup.eval_every
         ckpt_every = c.checkpoint.every_n_steps
-        started = time.perf_counter()
-        self._segment_clock = (started, state.training_time)
-        self._pause_time = 0.0
         meter.restart()
         self._first_bad_step = torch.tensor(-1, device=setup.device)
         epochs_mode = c.training.epochs > 0
         epoch_loss = LossSum(setup.device)
-        stop_reason = StopReason.MAX_STEPS
         setup.model.train()
         try:
             while state.step < state.max_steps:
@@ -1386,7 +1390,15 @@ class Trainer:
                     self.save(SaveReason.STEP)
                 meter.exclude(time.perf_counter() - busy)
         except StopTraining as stop:
-            stop_reason = StopReason(str(stop))
+            return StopReason(str(stop))
+        return StopReason.MAX_STEPS
+
+    def _finish(self, setup: TrainingSetup, stop_reason: StopReason) -> TrainResult:
+        """The end of a segment, however it stopped: its last checkpoint, the run's
+        training time, the TrainResult, the run's record of it (train_log.json) and the
+        done event; a record that could not be written (a full disk) raised as
+        RecordError once what could be saved is."""
+        state, ckpt_every = self.state, setup.config.checkpoint.every_n_steps
         # a non-finite loss keeps the last good checkpoint as it is; a run that made no
         # step (or a resume that made none) has nothing new to save
         record_error = self._writer.error if self._writer is not None else None
@@ -1405,7 +1417,8 @@ class Trainer:
             # the record cannot be written (a full disk): stop, having saved what could be
             raise RecordError(f"{record_error}; training stopped at step {state.step:,}; "
                               + (f"checkpoint saved in {saved}" if saved else "no new checkpoint"))
-        segment_time = time.perf_counter() - started - self._pause_time
+        assert self._segment_clock is not None, "a segment is timed from its start"
+        segment_time = time.perf_counter() - self._segment_clock[0] - self._pause_time
         self._count_training_time()
         steps = state.step
         if stop_reason == StopReason.NONFINITE_LOSS and self._diverged_at is not None:
