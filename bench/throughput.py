@@ -54,8 +54,9 @@ import torch  # noqa: E402
 from llmtui.engine.config.loading import load_config  # noqa: E402
 from llmtui.engine.config.presets import preset_names  # noqa: E402
 from llmtui.engine.planning.device import DTYPES, place  # noqa: E402
+from llmtui.engine.training.build import autocast, to_device  # noqa: E402
 from llmtui.engine.training.schedule import lr_at  # noqa: E402
-from llmtui.engine.training.trainer import Trainer, to_device  # noqa: E402
+from llmtui.engine.training.trainer import Trainer  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 1024, repeats: int = 15) -> float:
@@ -100,7 +101,7 @@ def split_step(trainer: Trainer) -> tuple[float, float, float]:
         x, y = to_device(device, *s.sampler.next_batch())
         sync(device)
         loaded = time.perf_counter()
-        with trainer._autocast(s):
+        with autocast(s):
             _, loss = s.model(x, y)
         s.scaler.scale(loss / t.grad_accum_steps).backward()
         sync(device)

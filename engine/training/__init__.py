@@ -16,6 +16,7 @@
     optim_shards a sharded run's optimizer state on disk: one safetensors file per process, a JSON index
     trackers     optional TensorBoard and W&B listeners
     trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
+    build        what a start builds before the first step (TrainingSetup): samplers, the wrapped model
     meter        the loop's bookkeeping between log lines: loss, tokens, time, tok/s, MFU, CPU load
     loader       a saved checkpoint loaded for use: model, tokenizer, config (inference's start)
 

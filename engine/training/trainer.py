@@ -24,16 +24,15 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 from safetensors.torch import save as save_tensors
 
 from llmtui.engine.config.loading import config_to_toml
-from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
+from llmtui.engine.config.resolved import is_auto, resolve
 from llmtui.engine.config.schema import Config
-from llmtui.engine.data.batches import BatchSampler, EpochSampler, epoch_steps, eval_offsets, iter_eval_batches
+from llmtui.engine.data.batches import BatchSampler, EpochSampler, iter_eval_batches
 from llmtui.engine.data.prepare import (
     PreparedData,
     check_sources,
@@ -41,7 +40,6 @@ from llmtui.engine.data.prepare import (
     prepare_data,
     reuse_prepared,
 )
-from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.errors import (
     CheckpointError,
     Interrupted,
@@ -52,7 +50,7 @@ from llmtui.engine.errors import (
     UserError,
 )
 from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
-from llmtui.engine.model.optim import Optimizers, build_optimizers
+from llmtui.engine.model.optim import build_optimizers
 from llmtui.engine.planning.autotune import (
     REFUSE_MEMORY_FACTOR,
     BatchFit,
@@ -62,9 +60,10 @@ from llmtui.engine.planning.autotune import (
 )
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.planning.load import CpuLoad, contended
-from llmtui.engine.planning.sizing import MANY_EPOCHS, Target
+from llmtui.engine.planning.sizing import Target
+from llmtui.engine.training import build, distributed, init_from, optim_shards, rundir, sharded
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import distributed, init_from, optim_shards, rundir, sharded
+from llmtui.engine.training.build import TrainingSetup, autocast, to_device
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -132,45 +131,9 @@ class TrainResult:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-@dataclass
-class TrainingSetup:
-    """What `Trainer.setup()` builds: the run's config as resolved for the device,
-    its data, model and optimizer."""
-
-    config: ResolvedConfig
-    placement: Placement
-    threads: int | None                 # CPU intra-op threads (None on CUDA)
-    data: PreparedData
-    sampler: BatchSampler | EpochSampler
-    eval_offsets: list[np.ndarray]
-    gpt_config: GPTConfig
-    raw_model: GPT                      # the module itself, for checkpoints and sampling
-    model: torch.nn.Module              # what the loop calls: maybe compiled, maybe DDP
-    optimizers: Optimizers
-    scaler: torch.amp.GradScaler
-    n_params: int
-    n_params_non_embedding: int
-    flops_per_token: float
-    peak_flops: float                   # MFU denominator
-    tokens_per_step: int
-    eval_every: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.placement.device
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.data.tokenizer
-
-
 # out of memory during a step: halve the micro-batch (doubling accumulation) this many
 # times before giving up with advice
 OOM_HALVINGS = 3
-# warn before starting when a step is estimated to take this long (at this share of the
-# measured matmul peak, what training steps reach on CPUs here)
-SLOW_STEP_SECONDS = 10.0
-SLOW_STEP_EFFICIENCY = 0.6
 # warn that the machine is busy when other processes hold cores the training threads need
 # and a step takes this many times the estimate (and at least BUSY_MIN_STEP_SECONDS: tiny
 # models are far off a FLOP estimate anyway, and nobody waits for them)
@@ -501,21 +464,10 @@ class Trainer:
 
         t = config.training
         world = self.dist.world_size
-        steps_per_epoch = epoch_steps(len(data.train), config, world)
-        if t.epochs > 0:
-            self.state.max_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
-        eval_every = config.eval.every_n_steps
-        if config.eval.every_n_epochs > 0:
-            eval_every = max(1, math.ceil(config.eval.every_n_epochs * steps_per_epoch))
-        sampler: BatchSampler | EpochSampler
-        if t.epochs > 0:   # real epochs: every window once per epoch, shuffled, shared out by rank
-            sampler = EpochSampler(data.train, config.model.block_size, t.batch_size, config.run.seed,
-                                   self.dist.rank, world)
-        else:              # each rank draws its own batches: a different stream per rank
-            sampler = BatchSampler(data.train, config.model.block_size, t.batch_size,
-                                   config.run.seed + self.dist.rank)
-        offsets = eval_offsets(len(data.val), config.model.block_size, t.batch_size,
-                               config.eval.max_batches)
+        max_steps, eval_every = build.schedule(config, len(data.train), world)
+        if max_steps is not None:     # training.epochs: the steps they take
+            self.state.max_steps = max_steps
+        sampler, offsets = build.samplers(config, data, self.dist.rank, world)
         torch.manual_seed(config.run.seed)
         shape = gpt_config(config, data.vocab_size)
         if self._init_source is not None:
@@ -523,17 +475,7 @@ class Trainer:
         raw_model = self._model_of_shape(shape).to(device)
         if self._init_source is not None and not self.resume_from:   # resumed: from its checkpoint
             self._init_source.load_into(raw_model)
-        model: torch.nn.Module = raw_model
-        if self.fsdp:
-            sharded.shard(raw_model)    # the module itself, its parameters now shards
-        elif self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
-        if t.compile:
-            # an OptimizedModule (typed as a callable): the module, compiled on first call
-            model = cast(torch.nn.Module, torch.compile(model))
-
+        model = build.wrap(raw_model, config, device, self.dist, self.fsdp)
         optimizers = build_optimizers(raw_model, config.optimizer, autocast_dtype=placement.autocast_dtype)
         scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
         self.setup_done = setup = TrainingSetup(
@@ -551,22 +493,11 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
-        self._warn_if_slow(setup)
-        self._warn_if_many_epochs(setup)
+        for warning in (build.slow_warning(setup, self.state.max_steps - self.state.step),
+                        build.many_epochs_warning(setup, self.state.max_steps)):
+            if warning:
+                self.warn(warning)
         return setup
-
-    def _warn_if_many_epochs(self, setup: TrainingSetup) -> None:
-        """Say so before starting when the steps make far more passes over the training
-        split than a model can take without learning it by heart."""
-        t, train = setup.config.training, len(setup.data.train)
-        if t.epochs > 0 or not train:
-            return
-        epochs = setup.tokens_per_step * self.state.max_steps / train
-        if epochs > MANY_EPOCHS:
-            self.warn(f"training.max_steps = {self.state.max_steps:,} makes {epochs:,.0f} passes over the "
-                      f"{train:,} training tokens: the model will learn them by heart (val loss rises "
-                      "after the first passes); give more text (data.source) or fewer steps "
-                      f"(training.epochs = {MANY_EPOCHS:g} or less)")
 
     @property
     def fsdp(self) -> bool:
@@ -619,19 +550,6 @@ class Trainer:
         raise UserError(f"{will_not_fit(need, target)} (estimated {need / 2**30:,.1f} GiB is over "
                         f"{REFUSE_MEMORY_FACTOR:g}x what is free; pass --force to try anyway)")
 
-    def _warn_if_slow(self, setup: TrainingSetup) -> None:
-        """Say so before starting when a step is estimated to take long."""
-        if not setup.peak_flops:
-            return
-        seconds = ((setup.flops_per_token * setup.tokens_per_step + setup.optimizers.extra_flops_per_step)
-                   / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
-        if seconds >= SLOW_STEP_SECONDS:
-            total = seconds * (self.state.max_steps - self.state.step)
-            self.warn(f"estimated {seconds:,.0f} s per step, about {total / 3600:,.1f} h for the "
-                      f"{self.state.max_steps - self.state.step:,} steps to go (an estimate from "
-                      "the FLOPs and this device's matmul speed); lower model.block_size, "
-                      "model.n_layer or model.n_embd, or the batch size, to go faster")
-
     def _warn_if_busy(self, setup: TrainingSetup, load, step_seconds: float) -> None:
         """Say so, once while it lasts, when other processes hold the CPU cores training
         needs and a step takes far longer than estimated for this machine."""
@@ -640,10 +558,9 @@ class Trainer:
         if not contended(load.others, load.cores, setup.threads):
             self._busy_warned = False       # it cleared: a later spell is told again
             return
-        if self._busy_warned or not setup.peak_flops:
+        expected = build.estimated_step_seconds(setup)
+        if self._busy_warned or expected is None:
             return
-        expected = ((setup.flops_per_token * setup.tokens_per_step + setup.optimizers.extra_flops_per_step)
-                    / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
         if step_seconds < BUSY_MIN_STEP_SECONDS or step_seconds < BUSY_SLOWDOWN * expected:
             return
         self._busy_warned = True
@@ -979,12 +896,6 @@ class Trainer:
             raise RuntimeError("the trainer is not set up yet: run() sets it up (setup() without a run)")
         return self.setup_done
 
-    def _autocast(self, setup: TrainingSetup):
-        dtype = setup.placement.autocast_dtype
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=setup.device.type, dtype=dtype)
-
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         setup = self._built()
@@ -1001,7 +912,7 @@ class Trainer:
                 told = time.monotonic()
                 self.emit(EvalProgressEvent, done=done, total=total)
             x, y = to_device(device, x, y)
-            with self._autocast(setup):
+            with autocast(setup):
                 logits, loss = model(x, y)
             total_loss += loss.to(wide) * y.numel()
             correct += (logits.argmax(-1) == y).sum()
@@ -1021,7 +932,7 @@ class Trainer:
         gen = torch.Generator(device=device).manual_seed(c.run.seed + self.state.step)
         model.eval()
         new: list[int] = []
-        with self._autocast(setup):
+        with autocast(setup):
             for token in model.generate_tokens(idx, max_tokens, temperature=c.eval.temperature,
                                                top_k=c.eval.top_k or None, generator=gen):
                 new.append(int(token[0, 0]))
@@ -1126,7 +1037,7 @@ class Trainer:
             if self.fsdp:
                 getattr(setup.raw_model, "set_requires_gradient_sync")(sync)   # FSDP2's (fully_shard)
             no_sync: Any = getattr(model, "no_sync", None)     # DDP's (a compiled wrapper passes it through)
-            with self._autocast(setup), (contextlib.nullcontext() if sync or self.fsdp else no_sync()):
+            with autocast(setup), (contextlib.nullcontext() if sync or self.fsdp else no_sync()):
                 # keep no reference to the logits: backward does not need them, and
                 # B*T*vocab floats is the largest tensor of a BPE model
                 loss = model(x, y)[1]
@@ -1447,16 +1358,6 @@ class Trainer:
         an earlier one)."""
         path = self.run_dir / name
         return path if (path / ckpt.MANIFEST).is_file() else None
-
-
-def to_device(device: torch.device, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch moved to the device (through pinned memory to a GPU, without waiting)."""
-    if device.type == "cuda":
-        return (x.pin_memory().to(device, non_blocking=True),
-                y.pin_memory().to(device, non_blocking=True))
-    if device.type != "cpu":
-        return x.to(device), y.to(device)
-    return x, y
 
 
 def memory_figures(device: torch.device) -> dict[str, float]:
