@@ -183,17 +183,13 @@ def overrides_for(case: Case, args, out: Path, name: str) -> list[str]:
 def train(cfg, resume_from=None) -> tuple[Trainer, list, int | None]:
     events: list = []
     trainer = Trainer(cfg, resume_from=resume_from, listeners=[events.append])
-
-    def reset_peak(event) -> None:
-        # the start event comes once the run is set up (the MFU matmul probe runs in the
-        # setup: not part of the run's peak) and before its first step
-        if isinstance(event, StartEvent) and trainer.setup_done.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-    trainer.subscribe(reset_peak)
+    trainer.plan()
+    setup = trainer.setup()        # the MFU matmul probe runs here: not part of the run's peak
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     trainer.run()
-    cuda = trainer.setup_done.device.type == "cuda"
-    peak = torch.cuda.max_memory_allocated() if cuda else None
+    peak = torch.cuda.max_memory_allocated() if setup.device.type == "cuda" else None
     return trainer, events, peak
 
 

@@ -424,8 +424,8 @@ class Trainer:
     def setup(self) -> TrainingSetup:
         """Place the run, prepare the data, build model and optimizer, restore a
         checkpoint when resuming; held as `setup_done`. run() calls it once, at the
-        start's commit point; called directly it sets a run up without training it
-        (benchmarks, tests), and run() is not called then. Once per Trainer."""
+        start's commit point; called before run() it sets the run up to be looked at
+        (benchmarks, tests) and run() trains that setup. Once per Trainer."""
         if self.setup_done is not None:
             raise RuntimeError("Trainer.setup(): this trainer is set up already (setup_done)")
         self._apply_init_from()     # here too: under torchrun only rank 0 plans
@@ -1136,8 +1136,9 @@ class Trainer:
                 self._continue_after_restart()
                 self.plan()
                 self._commit_start()
-            # the start's commit point: the setup is built here, once; nothing before needs it
-            result = self._run(self.setup())
+            # the start's commit point: the setup is built here, once (unless setup() built it
+            # before run(), to look at it first); nothing before needs it
+            result = self._run(self.setup_done if self.setup_done is not None else self.setup())
             clean = True
             return result
         except UserError as exc:
