@@ -17,6 +17,7 @@
     trackers     optional TensorBoard and W&B listeners
     trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
     build        what a start builds before the first step (TrainingSetup): samplers, the wrapped model
+    resume       a resumed run: the checkpoint it continues from, its batch, its state restored
     meter        the loop's bookkeeping between log lines: loss, tokens, time, tok/s, MFU, CPU load
     loader       a saved checkpoint loaded for use: model, tokenizer, config (inference's start)
 

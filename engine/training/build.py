@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -21,7 +21,7 @@ from llmtui.engine.config.resolved import ResolvedConfig
 from llmtui.engine.data.batches import BatchSampler, EpochSampler, epoch_steps, eval_offsets
 from llmtui.engine.data.prepare import PreparedData
 from llmtui.engine.data.tokenizers import Tokenizer
-from llmtui.engine.model.gpt import GPT, GPTConfig
+from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig
 from llmtui.engine.model.optim import Optimizers
 from llmtui.engine.planning.device import Placement
 from llmtui.engine.planning.sizing import MANY_EPOCHS
@@ -63,6 +63,15 @@ class TrainingSetup:
     @property
     def tokenizer(self) -> Tokenizer:
         return self.data.tokenizer
+
+    def compat_fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint of this run records so that a resume can check that it fits:
+        the model's shape, the tokenizer, the data."""
+        model = asdict(self.gpt_config) | {"dropout": None, "gradient_checkpointing": None}
+        for name, default in NEW_FIELDS.items():   # absent at their defaults, as before they existed
+            if model[name] == default:
+                del model[name]
+        return {"model": model, "tokenizer": self.tokenizer.fingerprint(), "data": self.data.fingerprint}
 
 
 def schedule(config: ResolvedConfig, train_tokens: int, world: int) -> tuple[int | None, int]:

@@ -21,7 +21,6 @@ import json
 import math
 import threading
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +31,7 @@ from safetensors.torch import save as save_tensors
 from llmtui.engine.config.loading import config_to_toml
 from llmtui.engine.config.resolved import is_auto, resolve
 from llmtui.engine.config.schema import Config
-from llmtui.engine.data.batches import BatchSampler, EpochSampler, iter_eval_batches
+from llmtui.engine.data.batches import EpochSampler, iter_eval_batches
 from llmtui.engine.data.prepare import (
     PreparedData,
     check_sources,
@@ -45,11 +44,10 @@ from llmtui.engine.errors import (
     Interrupted,
     OutOfMemory,
     RecordError,
-    ResumeMismatch,
     RunFinished,
     UserError,
 )
-from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
+from llmtui.engine.model.gpt import GPT, GPTConfig, gpt_config
 from llmtui.engine.model.optim import build_optimizers
 from llmtui.engine.planning.autotune import (
     REFUSE_MEMORY_FACTOR,
@@ -61,7 +59,7 @@ from llmtui.engine.planning.autotune import (
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.planning.load import CpuLoad, contended
 from llmtui.engine.planning.sizing import Target
-from llmtui.engine.training import build, distributed, init_from, optim_shards, rundir, sharded
+from llmtui.engine.training import build, distributed, init_from, optim_shards, resume, rundir, sharded
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training.build import TrainingSetup, autocast, to_device
 from llmtui.engine.training.commands import (
@@ -98,14 +96,8 @@ from llmtui.engine.training.events import (
 from llmtui.engine.training.meter import IntervalMeter, LossSum, load_meter, mfu
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
-from llmtui.engine.training.schedule import lr_at, lr_jump, lr_jump_hint
-from llmtui.engine.training.snapshot import (
-    check_model_state,
-    checkpoint_files,
-    load_model_state,
-    optimizers_from_files,
-    rng_from_files,
-)
+from llmtui.engine.training.schedule import lr_at
+from llmtui.engine.training.snapshot import checkpoint_files
 from llmtui.engine.training.start import StartTransaction
 from llmtui.engine.training.state import RunState
 from llmtui.engine.training.trackers import check_trackers, trackers
@@ -147,19 +139,6 @@ BUSY_MIN_STEP_SECONDS = 0.2
 THREADS_BACK_AFTER_READINGS = 2
 # while evaluating, tell front ends how far it got at most this often
 EVAL_PROGRESS_SECONDS = 0.5
-
-
-def global_batch_accum(batch: int, accum: int, world: int, new_world: int, source: str) -> int:
-    """grad_accum_steps that keeps batch * accum * world sequences per optimizer step on
-    `new_world` processes with the same micro-batch; ResumeMismatch when none does."""
-    sequences = batch * accum * world
-    if sequences % (batch * new_world):
-        raise ResumeMismatch(
-            f"{source}: trained with a global batch of {sequences} sequences ({batch} x {accum} "
-            f"accumulation x {world} processes), which {new_world} processes of {batch} cannot "
-            f"make; resume on {world} processes, or set training.batch_size and "
-            f"training.grad_accum_steps for {new_world} (the batch then changes)")
-    return sequences // (batch * new_world)
 
 
 class StopTraining(Exception):
@@ -458,7 +437,9 @@ class Trainer:
             self.warn(note)
         fit = self._fit_batch(placement, data.vocab_size)    # the batch, chosen once per start
         if self.resume_from:
-            fit = self._keep_global_batch(fit)
+            fit, kept = resume.keep_global_batch(fit, self._resume_checkpoint(), self.dist.world_size)
+            if kept:
+                self.warn(kept)
         self._refuse_if_far_beyond(fit.need, fit.target)
         config = fit.config
 
@@ -601,12 +582,7 @@ class Trainer:
         choice."""
         cfg, t = self.cfg, self.cfg.training
         if self.resume_from and (is_auto(t.batch_size) or is_auto(t.grad_accum_steps)):
-            saved = self._resume_checkpoint() / "config.toml"
-            try:
-                before = tomllib.loads(saved.read_text(encoding="utf-8"))["training"]
-                cfg = resolve(cfg, before["batch_size"], before["grad_accum_steps"])
-            except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
-                raise CheckpointError(f"{saved}: cannot read the batch settings the run used") from None
+            cfg = resolve(cfg, *resume.trained_batch(self._resume_checkpoint()))
         fit = fit_batch(cfg, placement, vocab_size, self.dist.world_size)
         batch, accum = distributed.gather(self.dist, [fit.config.training.batch_size,
                                                       fit.config.training.grad_accum_steps])[0]
@@ -615,153 +591,22 @@ class Trainer:
             self.warn(note)
         return fit
 
-    def _keep_global_batch(self, fit: BatchFit) -> BatchFit:
-        """Resumed on another number of processes with the batch settings it was trained
-        with: the global batch (sequences per optimizer step over all ranks) is kept by
-        changing grad_accum_steps, or the resume is refused with one line when it cannot
-        be. Batch settings the user changed are the user's choice and are kept."""
-        path = self._resume_checkpoint()
-        try:
-            world = int(json.loads((path / "state.json").read_text(encoding="utf-8"))["world_size"])
-            before = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))["training"]
-            batch, accum = int(before["batch_size"]), int(before["grad_accum_steps"])
-        except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
-            return fit        # a damaged checkpoint is refused, with its cause, when it is loaded
-        t, now = fit.config.training, self.dist.world_size
-        if world == now or (t.batch_size, t.grad_accum_steps) != (batch, accum):
-            return fit
-        new_accum = global_batch_accum(batch, accum, world, now, str(path))
-        self.warn(f"{path} was trained by {world} process(es), this run has {now}: "
-                  f"training.grad_accum_steps {accum} -> {new_accum} keeps the global batch of "
-                  f"{batch * accum * world} sequences per step")
-        return fit.with_batch(batch, new_accum)
-
     def _resume_checkpoint(self) -> Path:
         """The checkpoint to resume from (found once, damaged ones skipped with a warning)."""
         if self._checkpoint_to_resume is None:
-            if self.resume_from == "latest":
-                path, notes = ckpt.latest_intact(self.run_dir)
-                for note in notes:
-                    self.warn(f"skipped damaged checkpoint: {note}")
-                if path is None:
-                    raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from")
-            else:
-                assert self.resume_from is not None, "only a resumed run has a checkpoint to resume from"
-                path = Path(self.resume_from)
-                ckpt.verify(path)   # a damaged checkpoint named by the user: say so first
-            self._checkpoint_to_resume = path
+            assert self.resume_from is not None, "only a resumed run has a checkpoint to resume from"
+            self._checkpoint_to_resume = resume.find_checkpoint(self.run_dir, self.resume_from, self.warn)
         return self._checkpoint_to_resume
 
-    def _compat_fingerprint(self, setup: TrainingSetup) -> dict[str, Any]:
-        model = asdict(setup.gpt_config) | {"dropout": None, "gradient_checkpointing": None}
-        for name, default in NEW_FIELDS.items():   # absent at their defaults, as before they existed
-            if model[name] == default:
-                del model[name]
-        return {"model": model,
-                "tokenizer": setup.tokenizer.fingerprint(),
-                "data": setup.data.fingerprint}
-
     def _restore(self, setup: TrainingSetup) -> None:
-        """Load the checkpoint to resume from into the model, optimizer, scaler,
-        sampler and RNGs, and the run's state. Resuming the newest checkpoint falls
-        back to the next intact one when a checkpoint's contents are damaged (files
-        that verify but hold values this model or optimizer cannot take)."""
-        path = self._resume_checkpoint()
-        tried = {path}
-        while True:
-            try:
-                self._restore_from(setup, path)
-                return
-            except ResumeMismatch:
-                raise                      # the config's fault, not the checkpoint's
-            except CheckpointError as exc:
-                if self.resume_from != "latest":
-                    raise
-                self.warn(f"skipped damaged checkpoint: {exc}")
-                following = next((p for p, _ in ckpt.intact_newest_first(self.run_dir)
-                                  if p is not None and p not in tried), None)
-                if following is None:
-                    raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from "
-                                          f"(the last one tried: {exc})") from None
-                path = following
-                tried.add(path)
-
-    def _restore_from(self, setup: TrainingSetup, path: Path) -> None:
-        loaded = ckpt.load(path)
-        saved = loaded.state
-        source = str(path / "state.json")
-        mine = self._compat_fingerprint(setup)
-        for key, label in (("tokenizer", "tokenizer"), ("data", "data"), ("model", "model shape")):
-            if saved.compat.get(key) != mine[key]:
-                raise ResumeMismatch(f"{path}: {label} of the checkpoint does not match the config; "
-                                     f"resume with the config it was trained with "
-                                     f"({path / 'config.toml'})")
-        if self.fsdp:
-            check_model_state(setup.raw_model, loaded.model_state, str(path))
-            sharded.load_model_state(setup.raw_model, loaded.model_state)
-        else:
-            load_model_state(setup.raw_model, loaded.model_state, str(path))
-        load = None
-        if self.fsdp:
-            def load(optimizer, state):
-                sharded.load_optimizer_state(setup.raw_model, optimizer, state)
-        try:
-            if loaded.optimizer_shards is None:
-                optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source, load=load)
-            else:   # a sharded run's optimizer state: this rank's rows, or all of it when not sharded
-                self._restore_optimizer_shards(setup, loaded, source)
-            if saved.scaler and setup.scaler.is_enabled():
-                setup.scaler.load_state_dict(saved.scaler)
-            if len(saved.samplers) == self.dist.world_size:
-                setup.sampler.load_state_dict(saved.samplers[self.dist.rank])
-            else:
-                self.warn(f"checkpoint was written by {len(saved.samplers)} process(es), this run "
-                          f"has {self.dist.world_size}: batch order restarts from a new seed")
-                c = setup.config
-                if isinstance(setup.sampler, EpochSampler):   # the epoch it was in starts again
-                    epoch = int(saved.samplers[0].get("epoch", 0))
-                    setup.sampler.load_state_dict({**setup.sampler.state_dict(), "epoch": epoch, "index": 0})
-                else:
-                    setup.sampler = BatchSampler(setup.data.train, c.model.block_size, c.training.batch_size,
-                                                 c.run.seed + 1000 * saved.run.step + self.dist.rank)
-            rng_from_files(loaded.tensors, saved.rng)
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
-            raise CheckpointError(f"{source}: training state is damaged ({exc})") from None
-        max_steps, saved_max_steps = self.state.max_steps, saved.run.max_steps
-        self.state = saved.run
-        self.state.max_steps = max_steps  # the config's length wins: a resume may extend the run
-        self.restored_from = path
-        self._warn_if_lr_jumps(setup, saved_max_steps)
-
-    def _restore_optimizer_shards(self, setup: TrainingSetup, loaded: ckpt.LoadedCheckpoint,
-                                  source: str) -> None:
-        """The optimizer state of a sharded run's checkpoint (engine.training.optim_shards): a
-        sharded run reads its rows from the files that hold them; one process (or DDP) reads
-        the whole of it."""
-        assert loaded.optimizer_shards is not None
-        saved = loaded.state.optimizer
-        if "muon" in saved:   # FSDP refuses Muon
-            raise CheckpointError(f"{source}: Muon's state beside a sharded optimizer state; llmtui "
-                                  "writes no such checkpoint (damaged or crafted)")
-        if setup.optimizers.muon is not None:   # refused before anything is loaded, naming the optimizer
-            optimizers_from_files(setup.optimizers, {}, saved, source)
-        with optim_shards.ShardReader(loaded.path, loaded.optimizer_shards) as reader:
-            if self.fsdp:
-                sharded.load_optimizer_shards(setup.raw_model, setup.optimizers.adam, reader,
-                                              loaded.tensors, saved, source)
-            else:
-                optimizers_from_files(setup.optimizers, {**loaded.tensors, **reader.whole()}, saved, source)
-
-    def _warn_if_lr_jumps(self, setup: TrainingSetup, saved_max_steps: int) -> None:
-        """Say so when a resume with another max_steps changes the learning rate at the
-        resume point (the schedule follows the config's length)."""
-        c, step, new = setup.config, self.state.step, self.state.max_steps
-        jump = lr_jump(c.scheduler, c.optimizer.learning_rate, step, saved_max_steps, new)
-        if jump is None:
-            return
-        before, after = jump
-        self.warn(f"max_steps {saved_max_steps:,} -> {new:,}: the learning rate at step {step:,} goes "
-                  f"from {before:.3g} to {after:.3g}; {lr_jump_hint(c.scheduler, step, saved_max_steps)}")
+        """The checkpoint to resume from loaded into the setup (engine.training.resume),
+        and the run's state taken from it."""
+        restored = resume.restore(setup, self._resume_checkpoint(), run_dir=self.run_dir,
+                                  newest=self.resume_from == "latest", max_steps=self.state.max_steps,
+                                  dist=self.dist, fsdp=self.fsdp, warn=self.warn)
+        self.state, self.restored_from = restored.state, restored.path
+        if restored.lr_warning:     # at the step the run continues from
+            self.warn(restored.lr_warning)
 
     # -- checkpoints -------------------------------------------------------
 
@@ -772,7 +617,7 @@ class Trainer:
                                 extra_files=extra_files,
                                 run=self.state, samplers=self._sampler_states,
                                 world_size=self.dist.world_size,
-                                compat=self._compat_fingerprint(setup), time=time.time(),
+                                compat=setup.compat_fingerprint(), time=time.time(),
                                 config_toml=config_to_toml(setup.config),
                                 tokenizer_json=setup.tokenizer.to_json())
 
