@@ -18,7 +18,9 @@
     trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
     build        what a start builds before the first step (TrainingSetup): samplers, the wrapped model
     resume       a resumed run: the checkpoint it continues from, its batch, its state restored
+    evaluation   evaluation (val loss, perplexity, accuracy) and samples of the model being trained
     meter        the loop's bookkeeping between log lines: loss, tokens, time, tok/s, MFU, CPU load
+    cpushare     training on a CPU that other processes use: the busy warning, threads on the free cores
     loader       a saved checkpoint loaded for use: model, tokenizer, config (inference's start)
 
 May import: every engine layer above it (config, data, model, planning); inside it,

@@ -1,6 +1,6 @@
 """The loop's bookkeeping between two log lines: the steps, their summed loss, the
 tokens and the training time since the last line, and what a log line reports from
-them (mean loss, tokens/s, ms per step, MFU, the CPU load).
+them (mean loss, tokens/s, ms per step, MFU, the CPU load, the memory in use).
 
 The loss is summed on the device and read back once per log line (never each step,
 so a GPU is not stalled by the host), and only before the clock is read: the read
@@ -118,3 +118,15 @@ def load_meter() -> LoadMeter | None:
         return LoadMeter()
     except Exception:
         return None
+
+
+def memory_figures(device: torch.device) -> dict[str, float]:
+    """A train event's memory readings for the device."""
+    if device.type == "cuda":
+        return {"memory_allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
+                "memory_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    import psutil
+    if device.type == "mps":   # unified memory: the GPU's tensors and the process
+        return {"memory_allocated_mb": torch.mps.current_allocated_memory() / 2**20,
+                "memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
+    return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}

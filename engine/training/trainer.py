@@ -31,7 +31,7 @@ from safetensors.torch import save as save_tensors
 from llmtui.engine.config.loading import config_to_toml
 from llmtui.engine.config.resolved import is_auto, resolve
 from llmtui.engine.config.schema import Config
-from llmtui.engine.data.batches import EpochSampler, iter_eval_batches
+from llmtui.engine.data.batches import EpochSampler
 from llmtui.engine.data.prepare import (
     PreparedData,
     check_sources,
@@ -57,9 +57,8 @@ from llmtui.engine.planning.autotune import (
     will_not_fit,
 )
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
-from llmtui.engine.planning.load import CpuLoad, contended
 from llmtui.engine.planning.sizing import Target
-from llmtui.engine.training import build, distributed, init_from, optim_shards, resume, rundir, sharded
+from llmtui.engine.training import build, distributed, evaluation, init_from, optim_shards, resume, rundir, sharded
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training.build import TrainingSetup, autocast, to_device
 from llmtui.engine.training.commands import (
@@ -93,7 +92,8 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
-from llmtui.engine.training.meter import IntervalMeter, LossSum, load_meter, mfu
+from llmtui.engine.training.cpushare import CpuShare
+from llmtui.engine.training.meter import IntervalMeter, LossSum, load_meter, memory_figures, mfu
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
 from llmtui.engine.training.schedule import lr_at
@@ -126,19 +126,6 @@ class TrainResult:
 # out of memory during a step: halve the micro-batch (doubling accumulation) this many
 # times before giving up with advice
 OOM_HALVINGS = 3
-# warn that the machine is busy when other processes hold cores the training threads need
-# and a step takes this many times the estimate (and at least BUSY_MIN_STEP_SECONDS: tiny
-# models are far off a FLOP estimate anyway, and nobody waits for them)
-BUSY_SLOWDOWN = 3.0
-BUSY_MIN_STEP_SECONDS = 0.2
-# with run.threads = 0 (one per core), train on the cores other processes leave free: two
-# intra-op threads on two cores of which other processes hold 1.6 waited for each other
-# at every op, 1.9 s per forward+backward of the cpu preset against 0.2 s on one thread
-# (measured here, load average 5). Fewer threads at once, more only after this many
-# readings in a row say the cores are free again (no flapping on a passing spike).
-THREADS_BACK_AFTER_READINGS = 2
-# while evaluating, tell front ends how far it got at most this often
-EVAL_PROGRESS_SECONDS = 0.5
 
 
 class StopTraining(Exception):
@@ -208,9 +195,6 @@ class Trainer:
         self._checkpoint_to_resume: Path | None = None
         self._start_step = 0
         self._meter: IntervalMeter | None = None      # steps, loss and time between train events
-        self._busy_warned = False
-        self._auto_threads: int | None = None          # run.threads = 0 on CPU: one per core
-        self._free_readings = 0                        # readings in a row with cores to spare
         self._pause_time = 0.0
         self._lr = 0.0
         self._grad_norm: torch.Tensor | None = None
@@ -531,50 +515,6 @@ class Trainer:
         raise UserError(f"{will_not_fit(need, target)} (estimated {need / 2**30:,.1f} GiB is over "
                         f"{REFUSE_MEMORY_FACTOR:g}x what is free; pass --force to try anyway)")
 
-    def _warn_if_busy(self, setup: TrainingSetup, load, step_seconds: float) -> None:
-        """Say so, once while it lasts, when other processes hold the CPU cores training
-        needs and a step takes far longer than estimated for this machine."""
-        if load is None or setup.device.type != "cpu":
-            return
-        if not contended(load.others, load.cores, setup.threads):
-            self._busy_warned = False       # it cleared: a later spell is told again
-            return
-        expected = build.estimated_step_seconds(setup)
-        if self._busy_warned or expected is None:
-            return
-        if step_seconds < BUSY_MIN_STEP_SECONDS or step_seconds < BUSY_SLOWDOWN * expected:
-            return
-        self._busy_warned = True
-        self.warn(f"the machine is busy: other processes use {load.others:.1f} of its {load.cores} CPU "
-                  f"cores while training runs {setup.threads} threads; a step takes "
-                  f"{_seconds(step_seconds)}, {step_seconds / expected:,.0f}x the {_seconds(expected)} "
-                  "estimated for a free machine (the ETA follows the measured time)")
-
-    def _fit_threads_to_load(self, setup: TrainingSetup, load: CpuLoad | None) -> None:
-        """Train on the cores other processes leave free (THREADS_BACK_AFTER_READINGS)."""
-        if self._auto_threads is None or load is None or setup.threads is None:
-            return
-        free = load.cores - load.others
-        want = max(1, min(self._auto_threads, int(free + 0.25)))
-        now = setup.threads
-        if want > now:
-            self._free_readings += 1
-            if self._free_readings < THREADS_BACK_AFTER_READINGS:
-                return
-        else:
-            self._free_readings = 0
-        if want == now:
-            return
-        torch.set_num_threads(want)
-        setup.threads = want
-        self._free_readings = 0
-        if want < now:
-            self.warn(f"other processes use {load.others:.1f} of the {load.cores} CPU cores: training "
-                      f"goes on with {want} thread{'s' if want > 1 else ''} instead of {now} (threads "
-                      "that wait for a busy core slow every step down), and back when the cores are free")
-        else:
-            self.warn(f"the CPU cores are free again: training goes on with {want} threads")
-
     def _fit_batch(self, placement: Placement, vocab_size: int) -> BatchFit:
         """The run's batch: "auto" settings made numbers for this device, with the
         estimated peak memory of that batch (and a warning when it will not fit). A resumed
@@ -741,54 +681,23 @@ class Trainer:
             raise RuntimeError("the trainer is not set up yet: run() sets it up (setup() without a run)")
         return self.setup_done
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        setup = self._built()
-        model, device = setup.model, setup.device
-        model.eval()
-        # float64 sums (exact over many batches); Apple GPUs have no float64: float32 there
-        wide = torch.float32 if device.type == "mps" else torch.float64
-        total_loss = torch.zeros((), device=device, dtype=wide)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        count, total, told = 0, len(setup.eval_offsets), time.monotonic()
-        batches = iter_eval_batches(setup.data.val, setup.eval_offsets, setup.config.model.block_size)
-        for done, (x, y) in enumerate(batches):
-            if time.monotonic() - told >= EVAL_PROGRESS_SECONDS:   # a few times a second at most
-                told = time.monotonic()
-                self.emit(EvalProgressEvent, done=done, total=total)
-            x, y = to_device(device, x, y)
-            with autocast(setup):
-                logits, loss = model(x, y)
-            total_loss += loss.to(wide) * y.numel()
-            correct += (logits.argmax(-1) == y).sum()
-            count += y.numel()
-        model.train()
-        val_loss = (total_loss / count).item()
-        return {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 700.0)),
-                "val_accuracy": correct.item() / count}
+        """val_loss, val_perplexity and val_accuracy now (engine.training.evaluation)."""
+        return evaluation.evaluate(self._built(), lambda done, total: self.emit(
+            EvalProgressEvent, done=done, total=total))
 
-    @torch.no_grad()
     def sample(self, prompt: str, max_tokens: int) -> str:
+        """Text the model writes after `prompt` now, seeded by the step (engine.training.evaluation)."""
         setup = self._built()
-        c, model, device = setup.config, setup.raw_model, setup.device
-        ids = setup.tokenizer.encode(prompt, strict=False) or [0]
-        idx = torch.tensor([ids[-setup.gpt_config.block_size:]], dtype=torch.long, device=device)
-        # a private generator: sampling must not shift the training RNG stream
-        gen = torch.Generator(device=device).manual_seed(c.run.seed + self.state.step)
-        model.eval()
-        new: list[int] = []
-        with autocast(setup):
-            for token in model.generate_tokens(idx, max_tokens, temperature=c.eval.temperature,
-                                               top_k=c.eval.top_k or None, generator=gen):
-                new.append(int(token[0, 0]))
-                with self._lock:
-                    stopping = self._stop_reason is not None
-                # Stop or Ctrl+C must not wait for a long sample: cut it short; but sharded, every
-                # rank takes part in each forward pass, so all make the same number of them
-                if stopping and not self.fsdp:
-                    break
-        model.train()
-        return setup.tokenizer.decode(new)
+        return evaluation.sample(setup, prompt, max_tokens, seed=setup.config.run.seed + self.state.step,
+                                 cut_short=self._cut_sample_short)
+
+    def _cut_sample_short(self) -> bool:
+        """Stop or Ctrl+C must not wait for a long sample: cut it short; but sharded, every
+        rank takes part in each forward pass, so all make the same number of them."""
+        with self._lock:
+            stopping = self._stop_reason is not None
+        return stopping and not self.fsdp
 
     # -- the loop ------------------------------------------------------------
 
@@ -1078,19 +987,17 @@ class Trainer:
         for message in setup.placement.warnings:
             self.warn(message)
         meter = self._meter = IntervalMeter(setup.device, load=load_meter())
-        self._busy_warned = False
         # the thread count follows the load only where llmtui chose it (run.threads = 0),
         # and under torchrun the processes of a machine share its cores already
-        self._auto_threads = setup.threads if (setup.threads and self.cfg.run.threads == 0
-                                               and not self.dist.enabled) else None
-        self._free_readings = 0
+        cpu = CpuShare(setup, warn=self.warn, auto_threads=setup.threads if (
+            setup.threads and self.cfg.run.threads == 0 and not self.dist.enabled) else None)
         self._emit_start(setup, meter)
         self._start_step = state.step
         self._segment_clock = (time.perf_counter(), state.training_time)
         self._pause_time = 0.0
-        return self._finish(setup, self._loop(setup, meter))
+        return self._finish(setup, self._loop(setup, meter, cpu))
 
-    def _loop(self, setup: TrainingSetup, meter: IntervalMeter) -> StopReason:
+    def _loop(self, setup: TrainingSetup, meter: IntervalMeter, cpu: CpuShare) -> StopReason:
         """Train until max_steps, or until a command or a check stops it; why it stopped."""
         c, state = setup.config, self.state
         log_every, eval_every = c.logging.every_n_steps, setup.eval_every
@@ -1122,8 +1029,7 @@ class Trainer:
                     interval = meter.read(self._across_ranks)
                     state.train_loss = interval.loss
                     load = interval.load
-                    self._warn_if_busy(setup, load, interval.step_seconds)
-                    self._fit_threads_to_load(setup, load)
+                    cpu.reading(load, interval.step_seconds)
                     self.emit(TrainEvent, loss=interval.loss, lr=self._lr,
                               grad_norm=None if self._grad_norm is None else float(self._grad_norm),
                               tokens_per_sec=interval.tokens_per_sec, ms_per_step=interval.ms_per_step,
@@ -1204,19 +1110,3 @@ class Trainer:
         an earlier one)."""
         path = self.run_dir / name
         return path if (path / ckpt.MANIFEST).is_file() else None
-
-
-def memory_figures(device: torch.device) -> dict[str, float]:
-    """A train event's memory readings for the device."""
-    if device.type == "cuda":
-        return {"memory_allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
-                "memory_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-    import psutil
-    if device.type == "mps":   # unified memory: the GPU's tensors and the process
-        return {"memory_allocated_mb": torch.mps.current_allocated_memory() / 2**20,
-                "memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
-    return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
-
-
-def _seconds(seconds: float) -> str:
-    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.1f} s"
