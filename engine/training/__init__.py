@@ -17,6 +17,7 @@
     trackers     optional TensorBoard and W&B listeners
     trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
     build        what a start builds before the first step (TrainingSetup): samplers, the wrapped model
+    steps        one optimizer step (accumulation, scaling, clipping), the micro-batch halved on out-of-memory
     resume       a resumed run: the checkpoint it continues from, its batch, its state restored
     evaluation   evaluation (val loss, perplexity, accuracy) and samples of the model being trained
     meter        the loop's bookkeeping between log lines: loss, tokens, time, tok/s, MFU, CPU load

@@ -15,8 +15,6 @@ steps, never every micro-step, so a GPU is never stalled by the host.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
 import threading
@@ -42,7 +40,6 @@ from llmtui.engine.data.prepare import (
 from llmtui.engine.errors import (
     CheckpointError,
     Interrupted,
-    OutOfMemory,
     RecordError,
     RunFinished,
     UserError,
@@ -58,9 +55,19 @@ from llmtui.engine.planning.autotune import (
 )
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
 from llmtui.engine.planning.sizing import Target
-from llmtui.engine.training import build, distributed, evaluation, init_from, optim_shards, resume, rundir, sharded
+from llmtui.engine.training import (
+    build,
+    distributed,
+    evaluation,
+    init_from,
+    optim_shards,
+    resume,
+    rundir,
+    sharded,
+    steps,
+)
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training.build import TrainingSetup, autocast, to_device
+from llmtui.engine.training.build import TrainingSetup
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -71,6 +78,7 @@ from llmtui.engine.training.commands import (
     StopReason,
     Unpause,
 )
+from llmtui.engine.training.cpushare import CpuShare
 from llmtui.engine.training.events import (
     CheckpointEvent,
     DoneEvent,
@@ -92,11 +100,9 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
-from llmtui.engine.training.cpushare import CpuShare
 from llmtui.engine.training.meter import IntervalMeter, LossSum, load_meter, memory_figures, mfu
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
-from llmtui.engine.training.schedule import lr_at
 from llmtui.engine.training.snapshot import checkpoint_files
 from llmtui.engine.training.start import StartTransaction
 from llmtui.engine.training.state import RunState
@@ -123,9 +129,6 @@ class TrainResult:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-# out of memory during a step: halve the micro-batch (doubling accumulation) this many
-# times before giving up with advice
-OOM_HALVINGS = 3
 
 
 class StopTraining(Exception):
@@ -776,38 +779,10 @@ class Trainer:
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step at the current state.step (which it does not advance);
-        returns the summed micro-batch loss, on the device."""
+        returns the summed micro-batch loss, on the device (engine.training.steps)."""
         setup = self._built()
-        c = setup.config
-        t, model, optimizers, scaler = c.training, setup.model, setup.optimizers, setup.scaler
-        peak = c.optimizer.learning_rate
-        lr = lr_at(self.state.step, c.scheduler, peak, self.state.max_steps)
-        optimizers.set_lr(lr, peak)
-        loss_sum = torch.zeros((), device=setup.device)
-        for micro in range(t.grad_accum_steps):
-            x, y = to_device(setup.device, *setup.sampler.next_batch())
-            # under DDP, gradients are averaged across ranks only on the last micro-step
-            sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
-            if self.fsdp:
-                getattr(setup.raw_model, "set_requires_gradient_sync")(sync)   # FSDP2's (fully_shard)
-            no_sync: Any = getattr(model, "no_sync", None)     # DDP's (a compiled wrapper passes it through)
-            with autocast(setup), (contextlib.nullcontext() if sync or self.fsdp else no_sync()):
-                # keep no reference to the logits: backward does not need them, and
-                # B*T*vocab floats is the largest tensor of a BPE model
-                loss = model(x, y)[1]
-                scaler.scale(loss / t.grad_accum_steps).backward()
-            loss_sum += loss.detach()
-        if t.grad_clip > 0:
-            for optimizer in optimizers:
-                scaler.unscale_(optimizer)
-            self._grad_norm = sharded.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
-        else:
-            self._grad_norm = None
-        for optimizer in optimizers:   # one GradScaler for several optimizers: update once
-            scaler.step(optimizer)
-        scaler.update()
-        optimizers.zero_grad()
-        self._lr = lr
+        loss_sum, self._lr, self._grad_norm = steps.optimizer_step(
+            setup, self.state.step, self.state.max_steps, self.dist, self.fsdp)
         # remember the first step whose loss was not finite, on the device: reading
         # it every step would stall a GPU; it is read at log/eval/checkpoint steps
         if self._first_bad_step is None:
@@ -836,7 +811,7 @@ class Trainer:
     def _train_step_that_fits(self, setup: TrainingSetup) -> torch.Tensor:
         """One step; when the device runs out of memory, the step is done again with half
         the micro-batch and twice the accumulation (the same global batch, so the run's
-        trajectory keeps its meaning), up to OOM_HALVINGS times."""
+        trajectory keeps its meaning), up to steps.OOM_HALVINGS times."""
         while True:
             try:
                 return self.train_step()
@@ -844,30 +819,11 @@ class Trainer:
                 self._halve_micro_batch(setup, exc)
 
     def _halve_micro_batch(self, setup: TrainingSetup, exc: torch.OutOfMemoryError) -> None:
-        t = setup.config.training
-        setup.optimizers.zero_grad()          # the half-accumulated gradients go
         self._grad_norm = None
-        gc.collect()
-        if setup.device.type == "cuda":
-            torch.cuda.empty_cache()
-        elif setup.device.type == "mps":
-            torch.mps.empty_cache()
-        if self._oom_halvings >= OOM_HALVINGS or t.batch_size == 1:
-            raise OutOfMemory(
-                f"out of memory at step {self.state.step:,} even with a micro-batch of {t.batch_size} "
-                f"x {t.grad_accum_steps} accumulation steps ({str(exc).splitlines()[0][:120]}); lower "
-                "model.block_size, model.n_embd or model.n_layer, set model.gradient_checkpointing = "
-                "true or training.precision = \"bf16\" (\"fp16\" on GPUs without bf16), or close "
-                "other programs that use the device") from None
-        batch, accum = t.batch_size // 2, t.grad_accum_steps * 2
-        setup.config = resolve(setup.config, batch, accum)
-        setup.sampler.batch_size = batch
-        setup.tokens_per_step = batch * accum * setup.config.model.block_size * self.dist.world_size
+        message = steps.halve_micro_batch(setup, exc, step=self.state.step, halvings=self._oom_halvings,
+                                          world=self.dist.world_size)
         self._oom_halvings += 1
-        same = "the same" if batch * accum == t.batch_size * t.grad_accum_steps else "about the same"
-        self.warn(f"out of memory at step {self.state.step:,}: micro-batch {t.batch_size} -> {batch}, "
-                  f"grad_accum_steps {t.grad_accum_steps} -> {accum} ({same} global batch); the step "
-                  f"is done again ({self._oom_halvings} of {OOM_HALVINGS} halvings)")
+        self.warn(message)
 
     def _check_finite(self, setup: TrainingSetup) -> None:
         device = setup.device
