@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import save as save_tensors
@@ -637,44 +637,13 @@ class Trainer:
     def _write(self, setup: TrainingSetup, reason: SaveReason, epoch: int | None,
                files: dict[str, Any]) -> Path:
         """Rank 0 writes the checkpoint's `files` where `reason` puts them, and rotates."""
-        keep = self.restored_from
-        run_dir = self.run_dir
-        # every folder is recorded before it is written: a kill in between leaves a name in
-        # the record with no folder (harmless), never a folder of llmtui's that it disowns
-        best = run_dir / "best"
-        keep_older_best = reason == SaveReason.BEST and setup.config.checkpoint.keep_best > 1 and best.exists()
-        target = {SaveReason.STEP: f"step_{self.state.step}", SaveReason.BEST: "best",
-                  SaveReason.EPOCH: f"epoch_{epoch}"}.get(reason, "last")
-        names = [target] + (["last"] if reason in (SaveReason.STEP, SaveReason.EPOCH) else [])
-        if keep_older_best:
-            names.append(f"best_step_{ckpt.checkpoint_step(best)}")
-        self._record_checkpoints(add=names)
-        removed: list[Path] = []
-        if keep_older_best:
-            ckpt.copy_checkpoint(best, run_dir / names[-1])
-        path = ckpt.write_checkpoint_dir(run_dir / target, files)
-        if reason in (SaveReason.STEP, SaveReason.EPOCH):      # epoch_N are kept; step_N rotate
-            ckpt.copy_checkpoint(path, run_dir / "last")
-        if reason == SaveReason.STEP:
-            removed = ckpt.rotate_steps(run_dir, setup.config.checkpoint.keep_last, protect=keep)
-        elif reason == SaveReason.BEST:
-            removed = ckpt.rotate_best(run_dir, setup.config.checkpoint.keep_best, protect=keep)
-        if removed:
-            self._record_checkpoints(remove=[p.name for p in removed])
+        keep = setup.config.checkpoint
+        path = ckpt.save_set(self.run_dir, reason, files, step=self.state.step, epoch=epoch,
+                             keep_last=keep.keep_last, keep_best=keep.keep_best, protect=self.restored_from)
         if self._start is not None:
             self._start.checkpoint_saved()
         self.emit(CheckpointEvent, path=str(path), reason=reason)
         return path
-
-    def _record_checkpoints(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
-        """Keep the run's record of the checkpoint folders llmtui wrote (the only ones
-        it will ever delete) in step with the disk: added before anything is deleted."""
-        names = (rundir.recorded_checkpoints(self.run_dir) | set(add)) - set(remove)
-        try:
-            rundir.record_checkpoints(self.run_dir, names)
-        except OSError as exc:
-            raise CheckpointError(f"{self.run_dir / rundir.MARKER}: cannot write "
-                                  f"({exc.strerror or exc})") from None
 
     # -- evaluation and sampling ------------------------------------------
 
