@@ -9,7 +9,7 @@
     rundir       who owns a run directory (its marker) and who writes to it now (its lock)
     runs         run directories for front ends: where a config's run lives, runs in a folder
     init_from    model.init_from: the config and weights a new run starts from (a run, an HF model)
-    start        the commit half of a start: what it changes on disk, and how a refusal undoes it
+    start        the commit half of a start: what it changes on disk, how a refusal undoes it; torchrun restarts
     schedule     the learning-rate schedule
     distributed  torchrun data parallelism
     sharded      training.parallel = "fsdp": FSDP2 sharding, a sharded run's checkpoints saved and loaded

@@ -64,6 +64,7 @@ from llmtui.engine.training import (
     resume,
     rundir,
     sharded,
+    start,
     steps,
 )
 from llmtui.engine.training import checkpoint as ckpt
@@ -317,53 +318,20 @@ class Trainer:
                                   "training.max_steps, e.g. --max-iters N, to train it further)")
 
     def _continue_after_restart(self) -> None:
-        """`torchrun --max-restarts N`: when a process dies, torchrun restarts the group,
-        which continues from the newest intact checkpoint its torchrun job wrote, whatever
-        --resume or --overwrite said: the first attempt acted on them already, and acting
-        again would refuse the run it started or start it over. "Its job wrote it": saved
-        after torchrun's agent started. On the first attempt the job has saved nothing, so
-        it never resumes there; a checkpoint older than the job is an earlier run's, and
-        the arguments stand (a start refused for want of --resume is refused again, not
-        turned into a resume). TORCHELASTIC_RESTART_COUNT is not the test: each machine's
-        agent counts its own restarts (one that restarts because another machine's process
-        died does not count it), so rank 0 may be on a machine that counted none; it is
-        the test only where the agent's start cannot be read. The dead group's lock is
-        stale by then (its processes are gone): the commit takes it over with a warning."""
-        elastic, saving = self.elastic, self.cfg.checkpoint
-        if not elastic.enabled:
-            return
-        if elastic.max_restarts and elastic.restart == 0 and not saving.every_n_steps \
-                and not (self.cfg.training.epochs and saving.every_n_epochs):
-            self.warn(f"torchrun --max-restarts {elastic.max_restarts}: checkpoint.every_n_steps = 0 "
-                      "saves no step checkpoints, so a restarted group starts over (or from `best`); "
-                      "set it to save every few minutes of training")
-        job_started = distributed.agent_started()
-        if job_started is None and not elastic.restart:
-            return
-
-        def ours(checkpoint: Path) -> bool:
-            if job_started is None:
-                return True
-            saved = ckpt.checkpoint_time(checkpoint)
-            return saved is not None and saved >= job_started
-
-        # a look at state.json first: the full check (every file's sha256) only when it counts
-        if not any(ours(p) for p in ckpt.candidates(self.run_dir)):
-            return
-        path, notes = ckpt.latest_intact(self.run_dir)
-        if path is None or not ours(path):
-            return
-        for note in notes:
-            self.warn(f"skipped damaged checkpoint: {note}")
-        self.resume_from, self.overwrite, self._checkpoint_to_resume = "latest", False, path
-        count = f" (restart {elastic.restart} of at most {elastic.max_restarts})" if elastic.restart else ""
-        self._restart_note = f"torchrun restarted the processes{count}: continuing from {path}"
+        """`torchrun --max-restarts N`: a restarted group continues from the newest intact
+        checkpoint its torchrun job wrote, whatever --resume or --overwrite said
+        (engine.training.start.restart_checkpoint)."""
+        found = start.restart_checkpoint(self.elastic, self.cfg, self.run_dir, self.warn,
+                                         job_started=distributed.agent_started)
+        if found is not None:
+            path, self._restart_note = found
+            self.resume_from, self.overwrite, self._checkpoint_to_resume = "latest", False, path
 
     def _commit_start(self) -> None:
         """Lock the run directory for this process (refusing a second writer), mark it
         as llmtui's, and move an overwritten run aside; every change is undone by
         `self._start.finish()` when the start is refused before the run exists."""
-        start = self._start = StartTransaction(self.run_dir)
+        transaction = self._start = StartTransaction(self.run_dir)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -373,16 +341,16 @@ class Trainer:
         self.plan()  # again, under the lock: another process may have changed the run
         had_marker = rundir.state_of(self.run_dir) == "ours"
         rundir.claim(self.run_dir)
-        start.marked(had_marker)
+        transaction.marked(had_marker)
         if taken_over:
             self.warn(taken_over)
-        note = start.recover()
+        note = transaction.recover()
         if note:
             self.warn(note)
             self.plan()   # the old run is back: it may need --resume/--overwrite now
         if self.overwrite:
             try:
-                start.move_aside()
+                transaction.move_aside()
             except OSError as exc:
                 raise rundir.RunDirError(f"{self.run_dir}: cannot move the old run aside to start "
                                          f"over ({exc.strerror or exc}); nothing was deleted") from None
