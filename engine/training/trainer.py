@@ -623,8 +623,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """val_loss, val_perplexity and val_accuracy now (engine.training.evaluation)."""
-        return evaluation.evaluate(self._built(), lambda done, total: self.emit(
-            EvalProgressEvent, done=done, total=total))
+        def progress(done: int, total: int) -> None:
+            self.emit(EvalProgressEvent, done=done, total=total)
+        return evaluation.evaluate(self._built(), progress)
 
     def sample(self, prompt: str, max_tokens: int) -> str:
         """Text the model writes after `prompt` now, seeded by the step (engine.training.evaluation)."""
