@@ -15,7 +15,7 @@
     sharded      training.parallel = "fsdp": FSDP2 sharding, a sharded run's checkpoints saved and loaded
     optim_shards a sharded run's optimizer state on disk: one safetensors file per process, a JSON index
     trackers     optional TensorBoard and W&B listeners
-    trainer      Trainer: setup, the loop, evaluation; emits events, takes commands
+    trainer      Trainer: the start (plan, commit, setup), the loop, its finish; emits events, takes commands
     build        what a start builds before the first step (TrainingSetup): samplers, the wrapped model
     steps        one optimizer step (accumulation, scaling, clipping), the micro-batch halved on out-of-memory
     resume       a resumed run: the checkpoint it continues from, its batch, its state restored

@@ -9,6 +9,16 @@ effect at the next step boundary.
 Words: to *pause* and *unpause* is to wait between steps within one run; to
 *resume from* a checkpoint is to restore a saved run and continue it.
 
+The story of a run: a start is planned (`plan`: every check that can refuse,
+nothing written), committed (the run directory locked and marked:
+engine.training.start) and set up once, at that commit point (`setup`:
+engine.training.build; the batch chosen once, planning.autotune.fit_batch; a
+resume restored, engine.training.resume). Then the loop (`_loop`: optimizer
+steps, engine.training.steps; the figures of each log line,
+engine.training.meter; evaluations and samples, engine.training.evaluation),
+and the finish (`_finish`: the last checkpoint, TrainResult, train_log.json,
+the done event).
+
 The loop reads values back from the device only at log, eval and checkpoint
 steps, never every micro-step, so a GPU is never stalled by the host.
 """
@@ -277,7 +287,7 @@ class Trainer:
     def warn(self, message: str) -> None:
         self.emit(WarningEvent, message=message)
 
-    # -- setup ---------------------------------------------------------------
+    # -- the start: plan, commit, setup -------------------------------------
 
     def plan(self) -> None:
         """Every check that can refuse the start and needs only to read: the run
@@ -532,20 +542,6 @@ class Trainer:
                                 config_toml=config_to_toml(setup.config),
                                 tokenizer_json=setup.tokenizer.to_json())
 
-    def _mfu(self, setup: TrainingSetup, tokens_per_sec: float) -> float:
-        """Model FLOPs utilisation against the best peak this device has shown. Training
-        that beats the remembered matmul peak proves the peak higher: it becomes the
-        new peak, so the figure never passes 100%."""
-        achieved = setup.flops_per_token * tokens_per_sec
-        if achieved > setup.peak_flops:
-            setup.peak_flops = remembered_peak(setup.device.type, setup.placement.precision,
-                                               setup.device.index or 0, at_least=achieved)
-        return mfu(setup.flops_per_token, tokens_per_sec, setup.peak_flops)
-
-    def _across_ranks(self, total: torch.Tensor) -> torch.Tensor:
-        """A loss sum averaged over the processes (itself without torchrun)."""
-        return distributed.mean(self.dist, total)
-
     def _count_training_time(self) -> None:
         """Bring the run's total training time (all segments, pauses excluded) up to now."""
         if self._segment_clock is not None:
@@ -714,6 +710,20 @@ class Trainer:
                       f"{t.early_stopping_min_delta:g} for {t.early_stopping_patience} evaluations",
                       best_val_loss=state.best_val_loss)
             raise StopTraining(StopReason.EARLY_STOPPING)
+
+    def _mfu(self, setup: TrainingSetup, tokens_per_sec: float) -> float:
+        """Model FLOPs utilisation against the best peak this device has shown. Training
+        that beats the remembered matmul peak proves the peak higher: it becomes the
+        new peak, so the figure never passes 100%."""
+        achieved = setup.flops_per_token * tokens_per_sec
+        if achieved > setup.peak_flops:
+            setup.peak_flops = remembered_peak(setup.device.type, setup.placement.precision,
+                                               setup.device.index or 0, at_least=achieved)
+        return mfu(setup.flops_per_token, tokens_per_sec, setup.peak_flops)
+
+    def _across_ranks(self, total: torch.Tensor) -> torch.Tensor:
+        """A loss sum averaged over the processes (itself without torchrun)."""
+        return distributed.mean(self.dist, total)
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step at the current state.step (which it does not advance);
