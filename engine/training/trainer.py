@@ -208,7 +208,6 @@ class Trainer:
         # loop bookkeeping
         self._checkpoint_to_resume: Path | None = None
         self._start_step = 0
-        self._meter: IntervalMeter | None = None      # steps, loss and time between train events
         self._pause_time = 0.0
         self._lr = 0.0
         self._grad_norm: torch.Tensor | None = None
@@ -638,7 +637,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------
 
-    def _handle_commands(self, setup: TrainingSetup) -> None:
+    def _handle_commands(self, setup: TrainingSetup, meter: IntervalMeter) -> None:
         self._check_lock()
         if self._writer is not None and self._writer.error is not None:
             with self._lock:   # through the stop path, so that every rank agrees to stop
@@ -651,8 +650,7 @@ class Trainer:
                 self._serve_requests(setup)
             paused = time.perf_counter() - paused_at
             self._pause_time += paused
-            if self._meter is not None:
-                self._meter.exclude(paused)
+            meter.exclude(paused)
             self.emit(UnpausedEvent)
         self._serve_requests(setup)
 
@@ -890,7 +888,7 @@ class Trainer:
             self.warn(f"{self._restart_note} at step {state.step:,}")
         for message in setup.placement.warnings:
             self.warn(message)
-        meter = self._meter = IntervalMeter(setup.device, load=load_meter())
+        meter = IntervalMeter(setup.device, load=load_meter())
         # the thread count follows the load only where llmtui chose it (run.threads = 0),
         # and under torchrun the processes of a machine share its cores already
         cpu = CpuShare(setup, warn=self.warn, auto_threads=setup.threads if (
@@ -913,7 +911,7 @@ class Trainer:
         setup.model.train()
         try:
             while state.step < state.max_steps:
-                self._handle_commands(setup)
+                self._handle_commands(setup, meter)
                 loss_sum = self._train_step_that_fits(setup)
                 # the step's own accumulation: an out-of-memory halving may have doubled it
                 micro_batches = setup.config.training.grad_accum_steps
