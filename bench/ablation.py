@@ -70,7 +70,7 @@ def child(name: str, source: str, steps: int | None, threads: int, out: Path) ->
             ms.append(e.ms_per_step)
     trainer = Trainer(cfg, listeners=[listen])
     result = trainer.run()
-    s = trainer.setup()
+    s = trainer.setup_done
     out.write_text(json.dumps({
         "variant": name, "source": source, "steps": result.steps, "val_loss": evals,
         "final_val_loss": result.final_val_loss, "n_params": s.n_params,

@@ -54,6 +54,7 @@ import torch  # noqa: E402
 from llmtui.engine.config.loading import load_config  # noqa: E402
 from llmtui.engine.config.presets import preset_names  # noqa: E402
 from llmtui.engine.planning.device import DTYPES, place  # noqa: E402
+from llmtui.engine.training.build import autocast, to_device  # noqa: E402
 from llmtui.engine.training.schedule import lr_at  # noqa: E402
 from llmtui.engine.training.trainer import Trainer  # noqa: E402
 
@@ -82,14 +83,14 @@ def make_trainer(config: str | Path, run_dir: Path, **settings) -> Trainer:
     cfg = load_config(config, **settings, run__out_dir=str(run_dir),
                       data__prepared_dir=str(OUT / "data"))
     trainer = Trainer(cfg, overwrite=True)
-    trainer.setup()
+    trainer.setup()                # set up without a run: the steps are timed here
     return trainer
 
 
 def split_step(trainer: Trainer) -> tuple[float, float, float]:
     """One optimizer step doing what Trainer.train_step does, returning
     (data, forward+backward, optimizer) seconds."""
-    s = trainer.setup()
+    s = trainer.setup_done
     c, device = s.config, s.device
     t = c.training
     lr = lr_at(trainer.state.step, c.scheduler, c.optimizer.learning_rate, trainer.state.max_steps)
@@ -97,10 +98,10 @@ def split_step(trainer: Trainer) -> tuple[float, float, float]:
     data = fwd_bwd = 0.0
     for _ in range(t.grad_accum_steps):
         start = time.perf_counter()
-        x, y = trainer._to_device(*s.sampler.next_batch())
+        x, y = to_device(device, *s.sampler.next_batch())
         sync(device)
         loaded = time.perf_counter()
-        with trainer._autocast():
+        with autocast(s):
             _, loss = s.model(x, y)
         s.scaler.scale(loss / t.grad_accum_steps).backward()
         sync(device)
@@ -125,7 +126,7 @@ def real_step(trainer: Trainer) -> float:
     """One Trainer.train_step(), in seconds."""
     start = time.perf_counter()
     trainer.train_step()
-    sync(trainer.setup().device)
+    sync(trainer.setup_done.device)
     trainer.state.step += 1
     return time.perf_counter() - start
 
@@ -133,7 +134,7 @@ def real_step(trainer: Trainer) -> float:
 def measure(trainer: Trainer, steps: int, warmup: int, block: int = 10) -> dict:
     """Warm up, then alternate blocks of split and real steps (`steps` of each),
     so that drift in the machine's speed affects both alike."""
-    trainer.setup().model.train()
+    trainer.setup_done.model.train()
     for _ in range(warmup):
         real_step(trainer)
     splits, reals = [], []
@@ -146,13 +147,13 @@ def measure(trainer: Trainer, steps: int, warmup: int, block: int = 10) -> dict:
     return {"steps": steps, "warmup": warmup, "ms_per_step": ms,
             "ms_per_step_median": 1000 * statistics.median(reals),
             "ms_per_step_stdev": 1000 * statistics.stdev(reals) if len(reals) > 1 else 0.0,
-            "tokens_per_sec": trainer.setup().tokens_per_step * 1000 / ms,
+            "tokens_per_sec": trainer.setup_done.tokens_per_step * 1000 / ms,
             "split_ms": {"data": data, "forward_backward": fwd_bwd, "optimizer": opt,
                          "other": ms - (data + fwd_bwd + opt)}}
 
 
 def describe(trainer: Trainer) -> dict:
-    s = trainer.setup()
+    s = trainer.setup_done
     return {"device": str(s.device), "precision": s.placement.precision,
             "threads": torch.get_num_threads(), "n_params": s.n_params,
             "n_params_non_embedding": s.n_params_non_embedding,
@@ -166,7 +167,7 @@ def run_config(name: str, config, run_dir: Path, steps: int, warmup: int, **sett
     trainer = make_trainer(config, run_dir, **settings)
     setup_s = time.perf_counter() - start
     result = {"name": name, "config": str(config), "setup_s": setup_s, **describe(trainer)}
-    if trainer.setup().config.training.compile:
+    if trainer.setup_done.config.training.compile:
         # the first step compiles (forward and backward graphs); timed on its own
         start = time.perf_counter()
         real_step(trainer)

@@ -12,11 +12,14 @@ import torch
 
 from llmtui.engine.config.loading import config_to_toml, load_config
 from llmtui.engine.errors import ConfigError, UserError
+from llmtui.engine.planning import autotune as autotune_module
 from llmtui.engine.planning.autotune import (
     HEADROOM,
     autotune,
     choose_batch,
+    fit_batch,
     resolve_auto,
+    smallest_peak,
 )
 from llmtui.engine.planning.device import place
 from llmtui.engine.planning.estimate import estimate
@@ -115,6 +118,40 @@ def test_resolve_auto_on_cuda_uses_free_device_memory(monkeypatch):
     assert "cuda:0 (NVIDIA GeForce RTX 4060)" in messages[0]
 
 
+def count_choices(monkeypatch) -> list[tuple[int, int]]:
+    """The batches autotune's choose_batch returns from now on, one per call."""
+    chosen: list[tuple[int, int]] = []
+    real = autotune_module.choose_batch
+
+    def spy(*args, **kwargs):
+        batch, accum, notes = real(*args, **kwargs)
+        chosen.append((batch, accum))
+        return batch, accum, notes
+    monkeypatch.setattr(autotune_module, "choose_batch", spy)
+    return chosen
+
+
+@pytest.mark.unit
+def test_a_fit_holds_one_choice_and_the_memory_of_its_batch(monkeypatch):
+    chosen = count_choices(monkeypatch)
+    cfg = load_config("cpu", ['training.batch_size="auto"', 'training.grad_accum_steps="auto"'])
+    fit = fit_batch(cfg, place("cpu", "fp32"), vocab_size=65)
+    t = fit.config.training
+    assert chosen == [(t.batch_size, t.grad_accum_steps)] and fit.notes and fit.warning is None
+    assert fit.need == sum(memory_parts(fit.config, t.batch_size, 65, fit.target).values())
+    # another process's numbers (or a resumed run's): their memory, nothing chosen again
+    other = fit.with_batch(1, 32)
+    assert (other.config.training.batch_size, other.config.training.grad_accum_steps) == (1, 32)
+    assert other.need == sum(memory_parts(other.config, 1, 65, fit.target).values()) < fit.need
+    assert fit.with_batch(t.batch_size, t.grad_accum_steps) is fit and len(chosen) == 1
+    # before the data, an "auto" micro-batch is weighed at its smallest, 1; numbers as they are
+    assert smallest_peak(cfg, place("cpu", "fp32"), 65)[0] == other.need
+    fixed = load_config("cpu", ["training.batch_size=8"])
+    assert smallest_peak(fixed, place("cpu", "fp32"), 65)[0] == \
+        sum(memory_parts(fixed, 8, 65, fit.target).values())
+    assert len(chosen) == 1
+
+
 REPRESENTATIVE = {"gtx1660": "GTX 1660 SUPER", "rtx4060": "RTX 4060", "rtx3060": "RTX 3060",
                   "rtx4090": "RTX 4090", "a100": "A100 40GB"}
 
@@ -171,17 +208,20 @@ def test_cpu_recommendation_settings_are_valid_overrides():
 
 
 @pytest.mark.train
-def test_run_with_auto_batch_resolves_and_records_numbers(tiny):
+def test_run_with_auto_batch_resolves_and_records_numbers(tiny, monkeypatch):
     from conftest import read_jsonl
     from llmtui import load_config
     from llmtui.engine.training.trainer import Trainer
 
+    chosen = count_choices(monkeypatch)
     cfg = load_config("cpu", tiny + ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
                                      "training.target_tokens_per_step=128", "training.max_steps=4"])
     result = Trainer(cfg).run()
     resolved = load_config(result.run_dir / "config.toml")
     assert isinstance(resolved.training.batch_size, int)
     assert isinstance(resolved.training.grad_accum_steps, int)
+    # chosen once per start, and the run trains (and records) the batch that was chosen
+    assert chosen == [(resolved.training.batch_size, resolved.training.grad_accum_steps)]
     events = read_jsonl(result.metrics_path)
     start = next(e for e in events if e["kind"] == "start")
     assert start["tokens_per_step"] == resolved.training.batch_size * \

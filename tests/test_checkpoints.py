@@ -340,7 +340,7 @@ def test_rotation_never_deletes_the_checkpoint_being_resumed_from(tiny):
 @pytest.mark.unit
 def test_a_global_batch_another_world_size_cannot_make_is_refused_in_one_line():
     from llmtui.engine.errors import ResumeMismatch
-    from llmtui.engine.training.trainer import global_batch_accum
+    from llmtui.engine.training.resume import global_batch_accum
 
     assert global_batch_accum(4, 1, 4, 1, "ckpt") == 4
     assert global_batch_accum(4, 2, 2, 4, "ckpt") == 1

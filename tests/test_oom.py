@@ -12,7 +12,7 @@ import torch
 
 from llmtui import load_config
 from llmtui.engine.errors import OutOfMemory
-from llmtui.engine.training.events import StartEvent, TrainEvent, WarningEvent
+from llmtui.engine.training.events import EvalEvent, StartEvent, TrainEvent, WarningEvent
 from llmtui.engine.training.trainer import Trainer
 
 
@@ -38,9 +38,11 @@ def test_out_of_memory_halves_the_micro_batch_keeps_the_global_batch_and_goes_on
     seen: list[int] = []
     warnings: list[str] = []
     trains: list[TrainEvent] = []
+    evals: list[EvalEvent] = []
     trainer.subscribe(device_that_fits(trainer, 2, seen))
     trainer.subscribe(lambda e: isinstance(e, WarningEvent) and warnings.append(e.message))
     trainer.subscribe(lambda e: isinstance(e, TrainEvent) and trains.append(e))
+    trainer.subscribe(lambda e: isinstance(e, EvalEvent) and evals.append(e))
     result = trainer.run()
     assert result.steps == 30 and result.stop_reason == "max_steps"
     oom = [w for w in warnings if w.startswith("out of memory")]
@@ -48,6 +50,8 @@ def test_out_of_memory_halves_the_micro_batch_keeps_the_global_batch_and_goes_on
     assert "grad_accum_steps 2 -> 4" in oom[1] and "the same global batch" in oom[1]
     assert max(seen[-10:]) == 2                        # it trains on at 2 sequences a micro-batch
     assert trains[-1].tokens_seen == 30 * 8 * cfg.model.block_size   # every step had 8 sequences
+    # the train loss is a micro-batch's mean still, not summed over the extra micro-batches
+    assert trains[-1].loss < 1.5 * evals[-1].val_loss
     saved = tomllib.loads((result.run_dir / "last" / "config.toml").read_text())["training"]
     assert (saved["batch_size"], saved["grad_accum_steps"]) == (2, 4)
 

@@ -362,3 +362,19 @@ def test_old_records_of_an_unpause_are_still_read():
     from llmtui.engine.training.events import UnpausedEvent, event_from_json
     assert isinstance(event_from_json({"kind": "resumed", "step": 3, "time": 1.0}), UnpausedEvent)
     assert UnpausedEvent(step=3).to_json()["kind"] == "unpaused"
+
+
+@pytest.mark.train
+def test_a_trainer_is_set_up_once_and_run_trains_that_setup(tiny):
+    """setup() builds the run once (a second call is an error, not a second build); what
+    needs a built run says so before it exists; run() trains a setup built before it."""
+    from llmtui.engine.training.trainer import Trainer
+
+    trainer = Trainer(load_config(None, tiny + ["training.max_steps=2", "eval.every_n_steps=2"]))
+    with pytest.raises(RuntimeError, match="not set up"):
+        trainer.train_step()
+    setup = trainer.setup()
+    with pytest.raises(RuntimeError, match="set up already"):
+        trainer.setup()
+    result = trainer.run()
+    assert trainer.setup_done is setup and result.steps == 2

@@ -113,7 +113,7 @@ def train_events(tiny, extra=()):
 def test_training_warns_once_when_other_processes_hold_the_cpu(tiny, monkeypatch):
     machine(monkeypatch, busy_cores=2.0, own_cores=0.4)
     # tiny steps are quick: any step counts as slow here (the rule's 3x the estimate stays)
-    monkeypatch.setattr("llmtui.engine.training.trainer.BUSY_MIN_STEP_SECONDS", 0.0)
+    monkeypatch.setattr("llmtui.engine.training.cpushare.BUSY_MIN_STEP_SECONDS", 0.0)
     events = train_events(tiny)
     start = next(e for e in events if e.kind == "start")
     assert start.cpu_cores == 2
@@ -173,7 +173,7 @@ def test_threads_follow_the_cores_other_processes_leave_free(tiny, monkeypatch):
 @pytest.mark.train
 def test_a_machine_that_training_has_to_itself_gives_no_busy_warning(tiny, monkeypatch):
     machine(monkeypatch, busy_cores=2.0, own_cores=1.9)
-    monkeypatch.setattr("llmtui.engine.training.trainer.BUSY_MIN_STEP_SECONDS", 0.0)
+    monkeypatch.setattr("llmtui.engine.training.cpushare.BUSY_MIN_STEP_SECONDS", 0.0)
     events = train_events(tiny)
     assert not [e for e in events if e.kind == "warning" and "busy" in e.message]
     assert [e for e in events if e.kind == "train"][-1].cpu_others == pytest.approx(0.1, abs=0.05)

@@ -8,7 +8,7 @@ run was trained with), and trains with a ResolvedConfig from then on.
 Code asks whether a setting is "auto" only through `is_auto`, and only before
 that point: the loader that accepts it (config.loading), the planning code
 that chooses the numbers (planning.autotune, which the estimates call too),
-the trainer's one resolution (`Trainer._resolve`), and the app's wizard that
+the trainer's one resolution (`Trainer._fit_batch`), and the app's wizard that
 shows it (tui.fields, tui.widgets.derived_panel). A ResolvedConfig never
 holds it.
 """

@@ -5,15 +5,19 @@ trades micro-batch size against gradient accumulation until the estimated
 peak memory (engine.planning.sizing) fits the device. Every choice is returned as a
 `section.key` setting with a reason, so the user sees it and can override it.
 
-`resolve_auto(cfg, placement)` is the run-time half: the trainer calls it after
-device placement to turn `training.batch_size = "auto"` (and
-`grad_accum_steps = "auto"`) into numbers for the device it really got.
+`fit_batch(cfg, placement, vocab)` is the run-time half: the trainer calls it once
+per start, after device placement and data preparation, to turn
+`training.batch_size = "auto"` (and `grad_accum_steps = "auto"`) into numbers for
+the device it really got; the `BatchFit` it returns (the resolved config, the
+estimated peak memory of that batch, the device's free memory) is what the memory
+checks and the run use from then on. `resolve_auto` is its short form.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass, replace
 
 from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
 from llmtui.engine.planning.sizing import (
@@ -213,28 +217,67 @@ def placement_target(placement) -> Target:
     return Target("cpu", placement.precision, int(psutil.virtual_memory().available), None, "cpu")
 
 
-def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[ResolvedConfig, list[str]]:
-    """cfg with "auto" batch settings replaced by numbers for the placed device,
-    and messages: what was chosen, and a warning when the estimated peak memory
-    exceeds what the device has free ("will not fit: estimated X GiB > Y GiB
-    available"). `vocab_size` is the tokenizer's (a guess from the tokenizer
-    kind when None). Call after engine.planning.device.place(), before batches are drawn."""
+@dataclass(frozen=True)
+class BatchFit:
+    """A run's batch on the device it was placed on, chosen once (choose_batch) and
+    passed down: the config with its batch settings as numbers, what "auto" chose,
+    and the estimated peak memory of that batch against the device's free memory."""
+
+    config: ResolvedConfig
+    notes: list[str]        # what "auto" chose (none for numbers)
+    need: int               # estimated peak bytes of one training step in one of `world` processes
+    target: Target          # the placed device, with the memory it had free when the batch was chosen
+    vocab: int
+    world: int = 1
+
+    @property
+    def warning(self) -> str | None:
+        """"will not fit: ..." when the estimate exceeds what the device has free."""
+        if self.target.memory is not None and self.need > self.target.memory:
+            return will_not_fit(self.need, self.target)
+        return None
+
+    def with_batch(self, batch: int, accum: int) -> BatchFit:
+        """The same fit with other numbers (another process's choice, the global batch
+        of a resumed run): the memory of that batch, nothing chosen again."""
+        if (batch, accum) == (self.config.training.batch_size, self.config.training.grad_accum_steps):
+            return self
+        config = resolve(self.config, batch, accum)
+        return replace(self, config=config, need=_need(config, batch, self.vocab, self.target, self.world))
+
+
+def _need(cfg, batch: int, vocab: int, target: Target, world: int) -> int:
+    return sum(memory_parts(cfg, batch, vocab, target, world).values())
+
+
+def fit_batch(cfg, placement, vocab_size: int | None = None, world: int = 1) -> BatchFit:
+    """cfg's batch for the placed device, "auto" settings chosen (numbers are kept),
+    with the estimated peak memory of one step in one of `world` processes. `vocab_size`
+    is the tokenizer's (a guess from the tokenizer kind when None). Call after
+    engine.planning.device.place(), before batches are drawn; once per start."""
     target = placement_target(placement)
     vocab = vocab_for(cfg, vocab_size)
     batch, accum, notes = choose_batch(cfg, vocab, target)
     resolved = resolve(cfg, batch, accum)
-    need = sum(memory_parts(resolved, batch, vocab, target).values())
-    messages = list(notes)
-    if target.memory is not None and need > target.memory:
-        messages.append(will_not_fit(need, target))
-    return resolved, messages
+    return BatchFit(config=resolved, notes=list(notes), need=_need(resolved, batch, vocab, target, world),
+                    target=target, vocab=vocab, world=world)
 
 
+def resolve_auto(cfg, placement, vocab_size: int | None = None) -> tuple[ResolvedConfig, list[str]]:
+    """cfg with "auto" batch settings replaced by numbers for the placed device,
+    and messages: what was chosen, and a warning when the estimated peak memory
+    exceeds what the device has free ("will not fit: estimated X GiB > Y GiB
+    available"). fit_batch's short form, for one process."""
+    fit = fit_batch(cfg, placement, vocab_size)
+    return fit.config, fit.notes + ([fit.warning] if fit.warning else [])
 
-def estimated_peak(cfg, placement, vocab_size: int | None = None, world: int = 1) -> tuple[int, Target]:
+
+def smallest_peak(cfg, placement, vocab_size: int | None = None, world: int = 1) -> tuple[int, Target]:
     """(estimated peak bytes of one training step in one of `world` processes, the placed
-    device with its free memory now) for cfg on the device the trainer placed it on."""
+    device with its free memory now) for cfg at the smallest batch it can have: its
+    micro-batch, or 1 where that is "auto" (chosen later, by fit_batch, to fit). Before
+    the data is prepared, when the vocabulary is still a guess: whether even that much
+    is far beyond the device is what can be told then. Chooses nothing."""
     target = placement_target(placement)
-    vocab = vocab_for(cfg, vocab_size)
-    batch, _, _ = choose_batch(cfg, vocab, target)
-    return sum(memory_parts(cfg, batch, vocab, target, world).values()), target
+    batch = cfg.training.batch_size
+    return _need(cfg, 1 if is_auto(batch) else batch, vocab_for(cfg, vocab_size), target, world), target

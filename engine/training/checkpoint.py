@@ -20,7 +20,8 @@ Nothing here calls pickle: tensors go through safetensors, the rest is JSON.
 A save writes into a temporary directory on the same filesystem, fsyncs each
 file and the directory, then renames it into place; the previous directory of
 that name is moved aside first and only deleted once the new one is in place,
-so a crash at any instant leaves a complete checkpoint on disk.
+so a crash at any instant leaves a complete checkpoint on disk. `save_set` puts a
+save where its reason says (step_N, epoch_N, best, last) and rotates the older ones.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from llmtui.engine import fsutil
 from llmtui.engine.errors import CheckpointError
-from llmtui.engine.training import optim_shards
+from llmtui.engine.training import optim_shards, rundir
+from llmtui.engine.training.events import SaveReason
 from llmtui.engine.training.rundir import is_checkpoint_name, own_temp_name, recorded_checkpoints
 from llmtui.engine.training.state import MAX_STEPS, SavedState, parse_json, read_state
 
@@ -363,3 +365,49 @@ def load(path: Path) -> LoadedCheckpoint:
     config_toml = _read_text(path / "config.toml")
     shards = shard_index(path) if manifest["format_version"] == SHARDED_FORMAT_VERSION else None
     return LoadedCheckpoint(path, model_state, tensors, state, config_toml, tokenizer, shards)
+
+
+# ---------------------------------------------------------------------------
+# a run's checkpoints as a set: where a save goes, what it rotates out
+
+
+def save_set(run_dir: Path, reason: SaveReason, files: dict[str, Any], *, step: int, epoch: int | None,
+             keep_last: int, keep_best: int, protect: Path | None) -> Path:
+    """Write a checkpoint's `files` into the run where `reason` puts them: step_N (and a
+    copy as last), epoch_N (and last), best (the older best kept as best_step_N with
+    keep_best > 1) or last; then rotate step_N to keep_last and best_step_N to keep_best,
+    never `protect` (the checkpoint the run resumed from). The folder written."""
+    # every folder is recorded before it is written: a kill in between leaves a name in
+    # the record with no folder (harmless), never a folder of llmtui's that it disowns
+    best = run_dir / "best"
+    keep_older_best = reason == SaveReason.BEST and keep_best > 1 and best.exists()
+    target = {SaveReason.STEP: f"step_{step}", SaveReason.BEST: "best",
+              SaveReason.EPOCH: f"epoch_{epoch}"}.get(reason, "last")
+    names = [target] + (["last"] if reason in (SaveReason.STEP, SaveReason.EPOCH) else [])
+    if keep_older_best:
+        names.append(f"best_step_{checkpoint_step(best)}")
+    _update_record(run_dir, add=names)
+    removed: list[Path] = []
+    if keep_older_best:
+        copy_checkpoint(best, run_dir / names[-1])
+    path = write_checkpoint_dir(run_dir / target, files)
+    if reason in (SaveReason.STEP, SaveReason.EPOCH):      # epoch_N are kept; step_N rotate
+        copy_checkpoint(path, run_dir / "last")
+    if reason == SaveReason.STEP:
+        removed = rotate_steps(run_dir, keep_last, protect=protect)
+    elif reason == SaveReason.BEST:
+        removed = rotate_best(run_dir, keep_best, protect=protect)
+    if removed:
+        _update_record(run_dir, remove=[p.name for p in removed])
+    return path
+
+
+def _update_record(run_dir: Path, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+    """Keep the run's record of the checkpoint folders llmtui wrote (the only ones
+    it will ever delete) in step with the disk: added before anything is deleted."""
+    names = (rundir.recorded_checkpoints(run_dir) | set(add)) - set(remove)
+    try:
+        rundir.record_checkpoints(run_dir, names)
+    except OSError as exc:
+        raise CheckpointError(f"{run_dir / rundir.MARKER}: cannot write "
+                              f"({exc.strerror or exc})") from None

@@ -1,4 +1,5 @@
-"""The commit half of a start: what it changes on disk, and how a refusal undoes it.
+"""The commit half of a start: what it changes on disk, and how a refusal undoes it;
+and where a torchrun group that torchrun restarted continues from (`restart_checkpoint`).
 
 A start is planned first (every check that reads: the run directory, the
 sources, the checkpoint to resume from, trackers, tokenizer, memory; nothing
@@ -22,8 +23,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from llmtui.engine.config.schema import Config
+    from llmtui.engine.training.distributed import Elastic
 
 from llmtui.engine import fsutil
+from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import rundir
 
 
@@ -147,3 +154,50 @@ def _remove_own(run_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def restart_checkpoint(elastic: Elastic, cfg: Config, run_dir: Path, warn: Callable[[str], None], *,
+                       job_started: Callable[[], float | None]) -> tuple[Path, str] | None:
+    """`torchrun --max-restarts N`: when a process dies, torchrun restarts the group,
+    which continues from the newest intact checkpoint its torchrun job wrote, whatever
+    --resume or --overwrite said: the first attempt acted on them already, and acting
+    again would refuse the run it started or start it over. (That checkpoint, what to
+    say at the step the run continues from), or None where the start goes as asked.
+
+    "Its job wrote it": saved after torchrun's agent started (`job_started()`). On the
+    first attempt the job has saved nothing, so it never resumes there; a checkpoint
+    older than the job is an earlier run's, and the arguments stand (a start refused for
+    want of --resume is refused again, not turned into a resume). TORCHELASTIC_RESTART_COUNT
+    is not the test: each machine's agent counts its own restarts (one that restarts because
+    another machine's process died does not count it), so rank 0 may be on a machine that
+    counted none; it is the test only where the agent's start cannot be read. The dead
+    group's lock is stale by then (its processes are gone): the commit takes it over with
+    a warning."""
+    saving = cfg.checkpoint
+    if not elastic.enabled:
+        return None
+    if elastic.max_restarts and elastic.restart == 0 and not saving.every_n_steps \
+            and not (cfg.training.epochs and saving.every_n_epochs):
+        warn(f"torchrun --max-restarts {elastic.max_restarts}: checkpoint.every_n_steps = 0 "
+             "saves no step checkpoints, so a restarted group starts over (or from `best`); "
+             "set it to save every few minutes of training")
+    started = job_started()
+    if started is None and not elastic.restart:
+        return None
+
+    def ours(checkpoint: Path) -> bool:
+        if started is None:
+            return True
+        saved = ckpt.checkpoint_time(checkpoint)
+        return saved is not None and saved >= started
+
+    # a look at state.json first: the full check (every file's sha256) only when it counts
+    if not any(ours(p) for p in ckpt.candidates(run_dir)):
+        return None
+    path, notes = ckpt.latest_intact(run_dir)
+    if path is None or not ours(path):
+        return None
+    for note in notes:
+        warn(f"skipped damaged checkpoint: {note}")
+    count = f" (restart {elastic.restart} of at most {elastic.max_restarts})" if elastic.restart else ""
+    return path, f"torchrun restarted the processes{count}: continuing from {path}"

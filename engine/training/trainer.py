@@ -9,31 +9,37 @@ effect at the next step boundary.
 Words: to *pause* and *unpause* is to wait between steps within one run; to
 *resume from* a checkpoint is to restore a saved run and continue it.
 
+The story of a run: a start is planned (`plan`: every check that can refuse,
+nothing written), committed (the run directory locked and marked:
+engine.training.start) and set up once, at that commit point (`setup`:
+engine.training.build; the batch chosen once, planning.autotune.fit_batch; a
+resume restored, engine.training.resume). Then the loop (`_loop`: optimizer
+steps, engine.training.steps; the figures of each log line,
+engine.training.meter; evaluations and samples, engine.training.evaluation),
+and the finish (`_finish`: the last checkpoint, TrainResult, train_log.json,
+the done event).
+
 The loop reads values back from the device only at log, eval and checkpoint
 steps, never every micro-step, so a GPU is never stalled by the host.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
 import threading
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import save as save_tensors
 
 from llmtui.engine.config.loading import config_to_toml
-from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
+from llmtui.engine.config.resolved import is_auto, resolve
 from llmtui.engine.config.schema import Config
-from llmtui.engine.data.batches import BatchSampler, EpochSampler, epoch_steps, eval_offsets, iter_eval_batches
+from llmtui.engine.data.batches import EpochSampler
 from llmtui.engine.data.prepare import (
     PreparedData,
     check_sources,
@@ -41,24 +47,38 @@ from llmtui.engine.data.prepare import (
     prepare_data,
     reuse_prepared,
 )
-from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.errors import (
     CheckpointError,
     Interrupted,
-    OutOfMemory,
     RecordError,
-    ResumeMismatch,
     RunFinished,
     UserError,
 )
-from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig, gpt_config
-from llmtui.engine.model.optim import Optimizers, build_optimizers
-from llmtui.engine.planning.autotune import REFUSE_MEMORY_FACTOR, estimated_peak, resolve_auto, will_not_fit
+from llmtui.engine.model.gpt import GPT, GPTConfig, gpt_config
+from llmtui.engine.model.optim import build_optimizers
+from llmtui.engine.planning.autotune import (
+    REFUSE_MEMORY_FACTOR,
+    BatchFit,
+    fit_batch,
+    smallest_peak,
+    will_not_fit,
+)
 from llmtui.engine.planning.device import Placement, configure_threads, place, remembered_peak
-from llmtui.engine.planning.load import CpuLoad, LoadMeter, contended
-from llmtui.engine.planning.sizing import MANY_EPOCHS
+from llmtui.engine.planning.sizing import Target
+from llmtui.engine.training import (
+    build,
+    distributed,
+    evaluation,
+    init_from,
+    optim_shards,
+    resume,
+    rundir,
+    sharded,
+    start,
+    steps,
+)
 from llmtui.engine.training import checkpoint as ckpt
-from llmtui.engine.training import distributed, init_from, optim_shards, rundir, sharded
+from llmtui.engine.training.build import TrainingSetup
 from llmtui.engine.training.commands import (
     Command,
     Pause,
@@ -69,6 +89,7 @@ from llmtui.engine.training.commands import (
     StopReason,
     Unpause,
 )
+from llmtui.engine.training.cpushare import CpuShare
 from llmtui.engine.training.events import (
     CheckpointEvent,
     DoneEvent,
@@ -90,16 +111,10 @@ from llmtui.engine.training.events import (
     UnpausedEvent,
     WarningEvent,
 )
+from llmtui.engine.training.meter import IntervalMeter, LossSum, load_meter, memory_figures, mfu
 from llmtui.engine.training.rundir import RunLock
 from llmtui.engine.training.runs import run_dir_of
-from llmtui.engine.training.schedule import lr_at, lr_jump, lr_jump_hint
-from llmtui.engine.training.snapshot import (
-    check_model_state,
-    checkpoint_files,
-    load_model_state,
-    optimizers_from_files,
-    rng_from_files,
-)
+from llmtui.engine.training.snapshot import checkpoint_files
 from llmtui.engine.training.start import StartTransaction
 from llmtui.engine.training.state import RunState
 from llmtui.engine.training.trackers import check_trackers, trackers
@@ -125,71 +140,6 @@ class TrainResult:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-@dataclass
-class TrainingSetup:
-    """What `Trainer.setup()` builds: the run's config as resolved for the device,
-    its data, model and optimizer."""
-
-    config: ResolvedConfig
-    placement: Placement
-    threads: int | None                 # CPU intra-op threads (None on CUDA)
-    data: PreparedData
-    sampler: BatchSampler | EpochSampler
-    eval_offsets: list[np.ndarray]
-    gpt_config: GPTConfig
-    raw_model: GPT                      # the module itself, for checkpoints and sampling
-    model: torch.nn.Module              # what the loop calls: maybe compiled, maybe DDP
-    optimizers: Optimizers
-    scaler: torch.amp.GradScaler
-    n_params: int
-    n_params_non_embedding: int
-    flops_per_token: float
-    peak_flops: float                   # MFU denominator
-    tokens_per_step: int
-    eval_every: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.placement.device
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.data.tokenizer
-
-
-# out of memory during a step: halve the micro-batch (doubling accumulation) this many
-# times before giving up with advice
-OOM_HALVINGS = 3
-# warn before starting when a step is estimated to take this long (at this share of the
-# measured matmul peak, what training steps reach on CPUs here)
-SLOW_STEP_SECONDS = 10.0
-SLOW_STEP_EFFICIENCY = 0.6
-# warn that the machine is busy when other processes hold cores the training threads need
-# and a step takes this many times the estimate (and at least BUSY_MIN_STEP_SECONDS: tiny
-# models are far off a FLOP estimate anyway, and nobody waits for them)
-BUSY_SLOWDOWN = 3.0
-BUSY_MIN_STEP_SECONDS = 0.2
-# with run.threads = 0 (one per core), train on the cores other processes leave free: two
-# intra-op threads on two cores of which other processes hold 1.6 waited for each other
-# at every op, 1.9 s per forward+backward of the cpu preset against 0.2 s on one thread
-# (measured here, load average 5). Fewer threads at once, more only after this many
-# readings in a row say the cores are free again (no flapping on a passing spike).
-THREADS_BACK_AFTER_READINGS = 2
-# while evaluating, tell front ends how far it got at most this often
-EVAL_PROGRESS_SECONDS = 0.5
-
-
-def global_batch_accum(batch: int, accum: int, world: int, new_world: int, source: str) -> int:
-    """grad_accum_steps that keeps batch * accum * world sequences per optimizer step on
-    `new_world` processes with the same micro-batch; ResumeMismatch when none does."""
-    sequences = batch * accum * world
-    if sequences % (batch * new_world):
-        raise ResumeMismatch(
-            f"{source}: trained with a global batch of {sequences} sequences ({batch} x {accum} "
-            f"accumulation x {world} processes), which {new_world} processes of {batch} cannot "
-            f"make; resume on {world} processes, or set training.batch_size and "
-            f"training.grad_accum_steps for {new_world} (the batch then changes)")
-    return sequences // (batch * new_world)
 
 
 class StopTraining(Exception):
@@ -258,12 +208,7 @@ class Trainer:
         # loop bookkeeping
         self._checkpoint_to_resume: Path | None = None
         self._start_step = 0
-        self._load_meter: LoadMeter | None = None    # the CPU load between train events
-        self._busy_warned = False
-        self._auto_threads: int | None = None          # run.threads = 0 on CPU: one per core
-        self._free_readings = 0                        # readings in a row with cores to spare
         self._pause_time = 0.0
-        self._interval_start = 0.0
         self._lr = 0.0
         self._grad_norm: torch.Tensor | None = None
         self._first_bad_step: torch.Tensor | None = None
@@ -341,7 +286,7 @@ class Trainer:
     def warn(self, message: str) -> None:
         self.emit(WarningEvent, message=message)
 
-    # -- setup ---------------------------------------------------------------
+    # -- the start: plan, commit, setup -------------------------------------
 
     def plan(self) -> None:
         """Every check that can refuse the start and needs only to read: the run
@@ -382,53 +327,20 @@ class Trainer:
                                   "training.max_steps, e.g. --max-iters N, to train it further)")
 
     def _continue_after_restart(self) -> None:
-        """`torchrun --max-restarts N`: when a process dies, torchrun restarts the group,
-        which continues from the newest intact checkpoint its torchrun job wrote, whatever
-        --resume or --overwrite said: the first attempt acted on them already, and acting
-        again would refuse the run it started or start it over. "Its job wrote it": saved
-        after torchrun's agent started. On the first attempt the job has saved nothing, so
-        it never resumes there; a checkpoint older than the job is an earlier run's, and
-        the arguments stand (a start refused for want of --resume is refused again, not
-        turned into a resume). TORCHELASTIC_RESTART_COUNT is not the test: each machine's
-        agent counts its own restarts (one that restarts because another machine's process
-        died does not count it), so rank 0 may be on a machine that counted none; it is
-        the test only where the agent's start cannot be read. The dead group's lock is
-        stale by then (its processes are gone): the commit takes it over with a warning."""
-        elastic, saving = self.elastic, self.cfg.checkpoint
-        if not elastic.enabled:
-            return
-        if elastic.max_restarts and elastic.restart == 0 and not saving.every_n_steps \
-                and not (self.cfg.training.epochs and saving.every_n_epochs):
-            self.warn(f"torchrun --max-restarts {elastic.max_restarts}: checkpoint.every_n_steps = 0 "
-                      "saves no step checkpoints, so a restarted group starts over (or from `best`); "
-                      "set it to save every few minutes of training")
-        job_started = distributed.agent_started()
-        if job_started is None and not elastic.restart:
-            return
-
-        def ours(checkpoint: Path) -> bool:
-            if job_started is None:
-                return True
-            saved = ckpt.checkpoint_time(checkpoint)
-            return saved is not None and saved >= job_started
-
-        # a look at state.json first: the full check (every file's sha256) only when it counts
-        if not any(ours(p) for p in ckpt.candidates(self.run_dir)):
-            return
-        path, notes = ckpt.latest_intact(self.run_dir)
-        if path is None or not ours(path):
-            return
-        for note in notes:
-            self.warn(f"skipped damaged checkpoint: {note}")
-        self.resume_from, self.overwrite, self._checkpoint_to_resume = "latest", False, path
-        count = f" (restart {elastic.restart} of at most {elastic.max_restarts})" if elastic.restart else ""
-        self._restart_note = f"torchrun restarted the processes{count}: continuing from {path}"
+        """`torchrun --max-restarts N`: a restarted group continues from the newest intact
+        checkpoint its torchrun job wrote, whatever --resume or --overwrite said
+        (engine.training.start.restart_checkpoint)."""
+        found = start.restart_checkpoint(self.elastic, self.cfg, self.run_dir, self.warn,
+                                         job_started=distributed.agent_started)
+        if found is not None:
+            path, self._restart_note = found
+            self.resume_from, self.overwrite, self._checkpoint_to_resume = "latest", False, path
 
     def _commit_start(self) -> None:
         """Lock the run directory for this process (refusing a second writer), mark it
         as llmtui's, and move an overwritten run aside; every change is undone by
         `self._start.finish()` when the start is refused before the run exists."""
-        start = self._start = StartTransaction(self.run_dir)
+        transaction = self._start = StartTransaction(self.run_dir)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -438,25 +350,27 @@ class Trainer:
         self.plan()  # again, under the lock: another process may have changed the run
         had_marker = rundir.state_of(self.run_dir) == "ours"
         rundir.claim(self.run_dir)
-        start.marked(had_marker)
+        transaction.marked(had_marker)
         if taken_over:
             self.warn(taken_over)
-        note = start.recover()
+        note = transaction.recover()
         if note:
             self.warn(note)
             self.plan()   # the old run is back: it may need --resume/--overwrite now
         if self.overwrite:
             try:
-                start.move_aside()
+                transaction.move_aside()
             except OSError as exc:
                 raise rundir.RunDirError(f"{self.run_dir}: cannot move the old run aside to start "
                                          f"over ({exc.strerror or exc}); nothing was deleted") from None
 
     def setup(self) -> TrainingSetup:
         """Place the run, prepare the data, build model and optimizer, restore a
-        checkpoint when resuming. Idempotent: a second call returns the first setup."""
+        checkpoint when resuming; held as `setup_done`. run() calls it once, at the
+        start's commit point; called before run() it sets the run up to be looked at
+        (benchmarks, tests) and run() trains that setup. Once per Trainer."""
         if self.setup_done is not None:
-            return self.setup_done
+            raise RuntimeError("Trainer.setup(): this trainer is set up already (setup_done)")
         self._apply_init_from()     # here too: under torchrun only rank 0 plans
         cfg = self.cfg
         placement = place(cfg.run.device, cfg.training.precision,
@@ -477,35 +391,28 @@ class Trainer:
         turn = 0 if self.dist.is_main else 1 if self.dist.local_rank == 0 else 2
         for now in range(3):
             if now == turn:
-                self._check_memory(cfg, placement, None)   # before minutes of data preparation
+                self._refuse_if_far_beyond(*smallest_peak(   # before minutes of data preparation
+                    cfg, placement, None, self.dist.world_size))
                 reused = reuse_prepared(self._prepared, cfg) if self._prepared is not None else None
                 data = reused or prepare_data(cfg, progress=self._preparing)
             if now < 2:
                 distributed.barrier(self.dist)
         for note in data.notes:
             self.warn(note)
-        config = self._resolve(placement, data.vocab_size)
+        fit = self._fit_batch(placement, data.vocab_size)    # the batch, chosen once per start
         if self.resume_from:
-            config = self._keep_global_batch(config)
-        self._check_memory(config, placement, data.vocab_size)
+            fit, kept = resume.keep_global_batch(fit, self._resume_checkpoint(), self.dist.world_size)
+            if kept:
+                self.warn(kept)
+        self._refuse_if_far_beyond(fit.need, fit.target)
+        config = fit.config
 
         t = config.training
         world = self.dist.world_size
-        steps_per_epoch = epoch_steps(len(data.train), config, world)
-        if t.epochs > 0:
-            self.state.max_steps = max(1, math.ceil(t.epochs * steps_per_epoch))
-        eval_every = config.eval.every_n_steps
-        if config.eval.every_n_epochs > 0:
-            eval_every = max(1, math.ceil(config.eval.every_n_epochs * steps_per_epoch))
-        sampler: BatchSampler | EpochSampler
-        if t.epochs > 0:   # real epochs: every window once per epoch, shuffled, shared out by rank
-            sampler = EpochSampler(data.train, config.model.block_size, t.batch_size, config.run.seed,
-                                   self.dist.rank, world)
-        else:              # each rank draws its own batches: a different stream per rank
-            sampler = BatchSampler(data.train, config.model.block_size, t.batch_size,
-                                   config.run.seed + self.dist.rank)
-        offsets = eval_offsets(len(data.val), config.model.block_size, t.batch_size,
-                               config.eval.max_batches)
+        max_steps, eval_every = build.schedule(config, len(data.train), world)
+        if max_steps is not None:     # training.epochs: the steps they take
+            self.state.max_steps = max_steps
+        sampler, offsets = build.samplers(config, data, self.dist.rank, world)
         torch.manual_seed(config.run.seed)
         shape = gpt_config(config, data.vocab_size)
         if self._init_source is not None:
@@ -513,17 +420,7 @@ class Trainer:
         raw_model = self._model_of_shape(shape).to(device)
         if self._init_source is not None and not self.resume_from:   # resumed: from its checkpoint
             self._init_source.load_into(raw_model)
-        model: torch.nn.Module = raw_model
-        if self.fsdp:
-            sharded.shard(raw_model)    # the module itself, its parameters now shards
-        elif self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
-        if t.compile:
-            # an OptimizedModule (typed as a callable): the module, compiled on first call
-            model = cast(torch.nn.Module, torch.compile(model))
-
+        model = build.wrap(raw_model, config, device, self.dist, self.fsdp)
         optimizers = build_optimizers(raw_model, config.optimizer, autocast_dtype=placement.autocast_dtype)
         scaler = torch.amp.GradScaler(device.type, enabled=placement.uses_grad_scaler)
         self.setup_done = setup = TrainingSetup(
@@ -541,22 +438,11 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
-        self._warn_if_slow(setup)
-        self._warn_if_many_epochs(setup)
+        for warning in (build.slow_warning(setup, self.state.max_steps - self.state.step),
+                        build.many_epochs_warning(setup, self.state.max_steps)):
+            if warning:
+                self.warn(warning)
         return setup
-
-    def _warn_if_many_epochs(self, setup: TrainingSetup) -> None:
-        """Say so before starting when the steps make far more passes over the training
-        split than a model can take without learning it by heart."""
-        t, train = setup.config.training, len(setup.data.train)
-        if t.epochs > 0 or not train:
-            return
-        epochs = setup.tokens_per_step * self.state.max_steps / train
-        if epochs > MANY_EPOCHS:
-            self.warn(f"training.max_steps = {self.state.max_steps:,} makes {epochs:,.0f} passes over the "
-                      f"{train:,} training tokens: the model will learn them by heart (val loss rises "
-                      "after the first passes); give more text (data.source) or fewer steps "
-                      f"(training.epochs = {MANY_EPOCHS:g} or less)")
 
     @property
     def fsdp(self) -> bool:
@@ -599,240 +485,48 @@ class Trainer:
                               f"preparation ({stage}); nothing was trained or saved, and the "
                               "half-prepared files were removed")
 
-    def _check_memory(self, cfg: Config, placement: Placement, vocab_size: int | None) -> None:
+    def _refuse_if_far_beyond(self, need: int, target: Target) -> None:
         """Refuse before allocating when the estimated peak memory is far beyond what the
-        device has (`force` trains anyway). With vocab_size None the vocabulary is a guess
-        (the data is not prepared yet), so only an unmistakable case is refused then."""
-        need, target = estimated_peak(cfg, placement, vocab_size, self.dist.world_size)
+        device has (`force` trains anyway): before the data is prepared at the smallest
+        batch the config allows (the vocabulary is a guess then), after it at the batch
+        the run trains with."""
         if target.memory is None or need <= REFUSE_MEMORY_FACTOR * target.memory or self.force:
             return
         raise UserError(f"{will_not_fit(need, target)} (estimated {need / 2**30:,.1f} GiB is over "
                         f"{REFUSE_MEMORY_FACTOR:g}x what is free; pass --force to try anyway)")
 
-    def _warn_if_slow(self, setup: TrainingSetup) -> None:
-        """Say so before starting when a step is estimated to take long."""
-        if not setup.peak_flops:
-            return
-        seconds = ((setup.flops_per_token * setup.tokens_per_step + setup.optimizers.extra_flops_per_step)
-                   / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
-        if seconds >= SLOW_STEP_SECONDS:
-            total = seconds * (self.state.max_steps - self.state.step)
-            self.warn(f"estimated {seconds:,.0f} s per step, about {total / 3600:,.1f} h for the "
-                      f"{self.state.max_steps - self.state.step:,} steps to go (an estimate from "
-                      "the FLOPs and this device's matmul speed); lower model.block_size, "
-                      "model.n_layer or model.n_embd, or the batch size, to go faster")
-
-    def _warn_if_busy(self, setup: TrainingSetup, load, step_seconds: float) -> None:
-        """Say so, once while it lasts, when other processes hold the CPU cores training
-        needs and a step takes far longer than estimated for this machine."""
-        if load is None or setup.device.type != "cpu":
-            return
-        if not contended(load.others, load.cores, setup.threads):
-            self._busy_warned = False       # it cleared: a later spell is told again
-            return
-        if self._busy_warned or not setup.peak_flops:
-            return
-        expected = ((setup.flops_per_token * setup.tokens_per_step + setup.optimizers.extra_flops_per_step)
-                    / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
-        if step_seconds < BUSY_MIN_STEP_SECONDS or step_seconds < BUSY_SLOWDOWN * expected:
-            return
-        self._busy_warned = True
-        self.warn(f"the machine is busy: other processes use {load.others:.1f} of its {load.cores} CPU "
-                  f"cores while training runs {setup.threads} threads; a step takes "
-                  f"{_seconds(step_seconds)}, {step_seconds / expected:,.0f}x the {_seconds(expected)} "
-                  "estimated for a free machine (the ETA follows the measured time)")
-
-    def _fit_threads_to_load(self, setup: TrainingSetup, load: CpuLoad | None) -> None:
-        """Train on the cores other processes leave free (THREADS_BACK_AFTER_READINGS)."""
-        if self._auto_threads is None or load is None or setup.threads is None:
-            return
-        free = load.cores - load.others
-        want = max(1, min(self._auto_threads, int(free + 0.25)))
-        now = setup.threads
-        if want > now:
-            self._free_readings += 1
-            if self._free_readings < THREADS_BACK_AFTER_READINGS:
-                return
-        else:
-            self._free_readings = 0
-        if want == now:
-            return
-        torch.set_num_threads(want)
-        setup.threads = want
-        self._free_readings = 0
-        if want < now:
-            self.warn(f"other processes use {load.others:.1f} of the {load.cores} CPU cores: training "
-                      f"goes on with {want} thread{'s' if want > 1 else ''} instead of {now} (threads "
-                      "that wait for a busy core slow every step down), and back when the cores are free")
-        else:
-            self.warn(f"the CPU cores are free again: training goes on with {want} threads")
-
-    def _resolve(self, placement: Placement, vocab_size: int) -> ResolvedConfig:
-        """The config with "auto" batch settings made numbers for this device (and a
-        warning when it will not fit). A resumed run keeps the numbers it was
-        trained with; under torchrun every rank takes rank 0's choice."""
+    def _fit_batch(self, placement: Placement, vocab_size: int) -> BatchFit:
+        """The run's batch: "auto" settings made numbers for this device, with the
+        estimated peak memory of that batch (and a warning when it will not fit). A resumed
+        run keeps the numbers it was trained with; under torchrun every rank takes rank 0's
+        choice."""
         cfg, t = self.cfg, self.cfg.training
         if self.resume_from and (is_auto(t.batch_size) or is_auto(t.grad_accum_steps)):
-            saved = self._resume_checkpoint() / "config.toml"
-            try:
-                before = tomllib.loads(saved.read_text(encoding="utf-8"))["training"]
-                cfg = resolve(cfg, before["batch_size"], before["grad_accum_steps"])
-            except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
-                raise CheckpointError(f"{saved}: cannot read the batch settings the run used") from None
-        resolved, notes = resolve_auto(cfg, placement, vocab_size=vocab_size)
-        batch, accum = distributed.gather(self.dist, [resolved.training.batch_size,
-                                                      resolved.training.grad_accum_steps])[0]
-        for note in notes:
+            cfg = resolve(cfg, *resume.trained_batch(self._resume_checkpoint()))
+        fit = fit_batch(cfg, placement, vocab_size, self.dist.world_size)
+        batch, accum = distributed.gather(self.dist, [fit.config.training.batch_size,
+                                                      fit.config.training.grad_accum_steps])[0]
+        fit = fit.with_batch(batch, accum)
+        for note in fit.notes + ([fit.warning] if fit.warning else []):
             self.warn(note)
-        return resolve(resolved, batch, accum)
-
-    def _keep_global_batch(self, config: ResolvedConfig) -> ResolvedConfig:
-        """Resumed on another number of processes with the batch settings it was trained
-        with: the global batch (sequences per optimizer step over all ranks) is kept by
-        changing grad_accum_steps, or the resume is refused with one line when it cannot
-        be. Batch settings the user changed are the user's choice and are kept."""
-        path = self._resume_checkpoint()
-        try:
-            world = int(json.loads((path / "state.json").read_text(encoding="utf-8"))["world_size"])
-            before = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))["training"]
-            batch, accum = int(before["batch_size"]), int(before["grad_accum_steps"])
-        except (OSError, KeyError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError):
-            return config     # a damaged checkpoint is refused, with its cause, when it is loaded
-        t, now = config.training, self.dist.world_size
-        if world == now or (t.batch_size, t.grad_accum_steps) != (batch, accum):
-            return config
-        new_accum = global_batch_accum(batch, accum, world, now, str(path))
-        self.warn(f"{path} was trained by {world} process(es), this run has {now}: "
-                  f"training.grad_accum_steps {accum} -> {new_accum} keeps the global batch of "
-                  f"{batch * accum * world} sequences per step")
-        return resolve(config, batch, new_accum)
+        return fit
 
     def _resume_checkpoint(self) -> Path:
         """The checkpoint to resume from (found once, damaged ones skipped with a warning)."""
         if self._checkpoint_to_resume is None:
-            if self.resume_from == "latest":
-                path, notes = ckpt.latest_intact(self.run_dir)
-                for note in notes:
-                    self.warn(f"skipped damaged checkpoint: {note}")
-                if path is None:
-                    raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from")
-            else:
-                assert self.resume_from is not None, "only a resumed run has a checkpoint to resume from"
-                path = Path(self.resume_from)
-                ckpt.verify(path)   # a damaged checkpoint named by the user: say so first
-            self._checkpoint_to_resume = path
+            assert self.resume_from is not None, "only a resumed run has a checkpoint to resume from"
+            self._checkpoint_to_resume = resume.find_checkpoint(self.run_dir, self.resume_from, self.warn)
         return self._checkpoint_to_resume
 
-    def _compat_fingerprint(self, setup: TrainingSetup) -> dict[str, Any]:
-        model = asdict(setup.gpt_config) | {"dropout": None, "gradient_checkpointing": None}
-        for name, default in NEW_FIELDS.items():   # absent at their defaults, as before they existed
-            if model[name] == default:
-                del model[name]
-        return {"model": model,
-                "tokenizer": setup.tokenizer.fingerprint(),
-                "data": setup.data.fingerprint}
-
     def _restore(self, setup: TrainingSetup) -> None:
-        """Load the checkpoint to resume from into the model, optimizer, scaler,
-        sampler and RNGs, and the run's state. Resuming the newest checkpoint falls
-        back to the next intact one when a checkpoint's contents are damaged (files
-        that verify but hold values this model or optimizer cannot take)."""
-        path = self._resume_checkpoint()
-        tried = {path}
-        while True:
-            try:
-                self._restore_from(setup, path)
-                return
-            except ResumeMismatch:
-                raise                      # the config's fault, not the checkpoint's
-            except CheckpointError as exc:
-                if self.resume_from != "latest":
-                    raise
-                self.warn(f"skipped damaged checkpoint: {exc}")
-                following = next((p for p, _ in ckpt.intact_newest_first(self.run_dir)
-                                  if p is not None and p not in tried), None)
-                if following is None:
-                    raise CheckpointError(f"{self.run_dir}: no intact checkpoint to resume from "
-                                          f"(the last one tried: {exc})") from None
-                path = following
-                tried.add(path)
-
-    def _restore_from(self, setup: TrainingSetup, path: Path) -> None:
-        loaded = ckpt.load(path)
-        saved = loaded.state
-        source = str(path / "state.json")
-        mine = self._compat_fingerprint(setup)
-        for key, label in (("tokenizer", "tokenizer"), ("data", "data"), ("model", "model shape")):
-            if saved.compat.get(key) != mine[key]:
-                raise ResumeMismatch(f"{path}: {label} of the checkpoint does not match the config; "
-                                     f"resume with the config it was trained with "
-                                     f"({path / 'config.toml'})")
-        if self.fsdp:
-            check_model_state(setup.raw_model, loaded.model_state, str(path))
-            sharded.load_model_state(setup.raw_model, loaded.model_state)
-        else:
-            load_model_state(setup.raw_model, loaded.model_state, str(path))
-        load = None
-        if self.fsdp:
-            def load(optimizer, state):
-                sharded.load_optimizer_state(setup.raw_model, optimizer, state)
-        try:
-            if loaded.optimizer_shards is None:
-                optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source, load=load)
-            else:   # a sharded run's optimizer state: this rank's rows, or all of it when not sharded
-                self._restore_optimizer_shards(setup, loaded, source)
-            if saved.scaler and setup.scaler.is_enabled():
-                setup.scaler.load_state_dict(saved.scaler)
-            if len(saved.samplers) == self.dist.world_size:
-                setup.sampler.load_state_dict(saved.samplers[self.dist.rank])
-            else:
-                self.warn(f"checkpoint was written by {len(saved.samplers)} process(es), this run "
-                          f"has {self.dist.world_size}: batch order restarts from a new seed")
-                c = setup.config
-                if isinstance(setup.sampler, EpochSampler):   # the epoch it was in starts again
-                    epoch = int(saved.samplers[0].get("epoch", 0))
-                    setup.sampler.load_state_dict({**setup.sampler.state_dict(), "epoch": epoch, "index": 0})
-                else:
-                    setup.sampler = BatchSampler(setup.data.train, c.model.block_size, c.training.batch_size,
-                                                 c.run.seed + 1000 * saved.run.step + self.dist.rank)
-            rng_from_files(loaded.tensors, saved.rng)
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
-            raise CheckpointError(f"{source}: training state is damaged ({exc})") from None
-        max_steps, saved_max_steps = self.state.max_steps, saved.run.max_steps
-        self.state = saved.run
-        self.state.max_steps = max_steps  # the config's length wins: a resume may extend the run
-        self.restored_from = path
-        self._warn_if_lr_jumps(setup, saved_max_steps)
-
-    def _restore_optimizer_shards(self, setup: TrainingSetup, loaded: ckpt.LoadedCheckpoint,
-                                  source: str) -> None:
-        """The optimizer state of a sharded run's checkpoint (engine.training.optim_shards): a
-        sharded run reads its rows from the files that hold them; one process (or DDP) reads
-        the whole of it."""
-        assert loaded.optimizer_shards is not None
-        saved = loaded.state.optimizer
-        if "muon" in saved:   # FSDP refuses Muon
-            raise CheckpointError(f"{source}: Muon's state beside a sharded optimizer state; llmtui "
-                                  "writes no such checkpoint (damaged or crafted)")
-        if setup.optimizers.muon is not None:   # refused before anything is loaded, naming the optimizer
-            optimizers_from_files(setup.optimizers, {}, saved, source)
-        with optim_shards.ShardReader(loaded.path, loaded.optimizer_shards) as reader:
-            if self.fsdp:
-                sharded.load_optimizer_shards(setup.raw_model, setup.optimizers.adam, reader,
-                                              loaded.tensors, saved, source)
-            else:
-                optimizers_from_files(setup.optimizers, {**loaded.tensors, **reader.whole()}, saved, source)
-
-    def _warn_if_lr_jumps(self, setup: TrainingSetup, saved_max_steps: int) -> None:
-        """Say so when a resume with another max_steps changes the learning rate at the
-        resume point (the schedule follows the config's length)."""
-        c, step, new = setup.config, self.state.step, self.state.max_steps
-        jump = lr_jump(c.scheduler, c.optimizer.learning_rate, step, saved_max_steps, new)
-        if jump is None:
-            return
-        before, after = jump
-        self.warn(f"max_steps {saved_max_steps:,} -> {new:,}: the learning rate at step {step:,} goes "
-                  f"from {before:.3g} to {after:.3g}; {lr_jump_hint(c.scheduler, step, saved_max_steps)}")
+        """The checkpoint to resume from loaded into the setup (engine.training.resume),
+        and the run's state taken from it."""
+        restored = resume.restore(setup, self._resume_checkpoint(), run_dir=self.run_dir,
+                                  newest=self.resume_from == "latest", max_steps=self.state.max_steps,
+                                  dist=self.dist, fsdp=self.fsdp, warn=self.warn)
+        self.state, self.restored_from = restored.state, restored.path
+        if restored.lr_warning:     # at the step the run continues from
+            self.warn(restored.lr_warning)
 
     # -- checkpoints -------------------------------------------------------
 
@@ -843,19 +537,9 @@ class Trainer:
                                 extra_files=extra_files,
                                 run=self.state, samplers=self._sampler_states,
                                 world_size=self.dist.world_size,
-                                compat=self._compat_fingerprint(setup), time=time.time(),
+                                compat=setup.compat_fingerprint(), time=time.time(),
                                 config_toml=config_to_toml(setup.config),
                                 tokenizer_json=setup.tokenizer.to_json())
-
-    def _mfu(self, setup: TrainingSetup, tokens_per_sec: float) -> float:
-        """Model FLOPs utilisation against the best peak this device has shown. Training
-        that beats the remembered matmul peak proves the peak higher: it becomes the
-        new peak, so the figure never passes 100%."""
-        achieved = setup.flops_per_token * tokens_per_sec
-        if achieved > setup.peak_flops:
-            setup.peak_flops = remembered_peak(setup.device.type, setup.placement.precision,
-                                               setup.device.index or 0, at_least=achieved)
-        return min(1.0, achieved / setup.peak_flops)
 
     def _count_training_time(self) -> None:
         """Bring the run's total training time (all segments, pauses excluded) up to now."""
@@ -866,7 +550,7 @@ class Trainer:
     def save(self, reason: SaveReason, epoch: int | None = None) -> Path | None:
         """Write `last` (and `step_N` / `best` as the reason asks). Every rank
         calls this at the same step; rank 0 alone writes."""
-        setup = self.setup()
+        setup = self._built()
         self._count_training_time()
         self._sampler_states = distributed.gather(self.dist, setup.sampler.state_dict())
         if not self.fsdp:
@@ -916,115 +600,44 @@ class Trainer:
     def _write(self, setup: TrainingSetup, reason: SaveReason, epoch: int | None,
                files: dict[str, Any]) -> Path:
         """Rank 0 writes the checkpoint's `files` where `reason` puts them, and rotates."""
-        keep = self.restored_from
-        run_dir = self.run_dir
-        # every folder is recorded before it is written: a kill in between leaves a name in
-        # the record with no folder (harmless), never a folder of llmtui's that it disowns
-        best = run_dir / "best"
-        keep_older_best = reason == SaveReason.BEST and setup.config.checkpoint.keep_best > 1 and best.exists()
-        target = {SaveReason.STEP: f"step_{self.state.step}", SaveReason.BEST: "best",
-                  SaveReason.EPOCH: f"epoch_{epoch}"}.get(reason, "last")
-        names = [target] + (["last"] if reason in (SaveReason.STEP, SaveReason.EPOCH) else [])
-        if keep_older_best:
-            names.append(f"best_step_{ckpt.checkpoint_step(best)}")
-        self._record_checkpoints(add=names)
-        removed: list[Path] = []
-        if keep_older_best:
-            ckpt.copy_checkpoint(best, run_dir / names[-1])
-        path = ckpt.write_checkpoint_dir(run_dir / target, files)
-        if reason in (SaveReason.STEP, SaveReason.EPOCH):      # epoch_N are kept; step_N rotate
-            ckpt.copy_checkpoint(path, run_dir / "last")
-        if reason == SaveReason.STEP:
-            removed = ckpt.rotate_steps(run_dir, setup.config.checkpoint.keep_last, protect=keep)
-        elif reason == SaveReason.BEST:
-            removed = ckpt.rotate_best(run_dir, setup.config.checkpoint.keep_best, protect=keep)
-        if removed:
-            self._record_checkpoints(remove=[p.name for p in removed])
+        keep = setup.config.checkpoint
+        path = ckpt.save_set(self.run_dir, reason, files, step=self.state.step, epoch=epoch,
+                             keep_last=keep.keep_last, keep_best=keep.keep_best, protect=self.restored_from)
         if self._start is not None:
             self._start.checkpoint_saved()
         self.emit(CheckpointEvent, path=str(path), reason=reason)
         return path
 
-    def _record_checkpoints(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
-        """Keep the run's record of the checkpoint folders llmtui wrote (the only ones
-        it will ever delete) in step with the disk: added before anything is deleted."""
-        names = (rundir.recorded_checkpoints(self.run_dir) | set(add)) - set(remove)
-        try:
-            rundir.record_checkpoints(self.run_dir, names)
-        except OSError as exc:
-            raise CheckpointError(f"{self.run_dir / rundir.MARKER}: cannot write "
-                                  f"({exc.strerror or exc})") from None
-
     # -- evaluation and sampling ------------------------------------------
 
-    def _autocast(self):
-        setup = self.setup()
-        dtype = setup.placement.autocast_dtype
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=setup.device.type, dtype=dtype)
+    def _built(self) -> TrainingSetup:
+        """The setup, for what needs the run built (it never builds it: run() does)."""
+        if self.setup_done is None:
+            raise RuntimeError("the trainer is not set up yet: run() sets it up (setup() without a run)")
+        return self.setup_done
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        setup = self.setup()
-        model, device = setup.model, setup.device
-        model.eval()
-        # float64 sums (exact over many batches); Apple GPUs have no float64: float32 there
-        wide = torch.float32 if device.type == "mps" else torch.float64
-        total_loss = torch.zeros((), device=device, dtype=wide)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        count, total, told = 0, len(setup.eval_offsets), time.monotonic()
-        batches = iter_eval_batches(setup.data.val, setup.eval_offsets, setup.config.model.block_size)
-        for done, (x, y) in enumerate(batches):
-            if time.monotonic() - told >= EVAL_PROGRESS_SECONDS:   # a few times a second at most
-                told = time.monotonic()
-                self.emit(EvalProgressEvent, done=done, total=total)
-            x, y = self._to_device(x, y)
-            with self._autocast():
-                logits, loss = model(x, y)
-            total_loss += loss.to(wide) * y.numel()
-            correct += (logits.argmax(-1) == y).sum()
-            count += y.numel()
-        model.train()
-        val_loss = (total_loss / count).item()
-        return {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 700.0)),
-                "val_accuracy": correct.item() / count}
+        """val_loss, val_perplexity and val_accuracy now (engine.training.evaluation)."""
+        def progress(done: int, total: int) -> None:
+            self.emit(EvalProgressEvent, done=done, total=total)
+        return evaluation.evaluate(self._built(), progress)
 
-    @torch.no_grad()
     def sample(self, prompt: str, max_tokens: int) -> str:
-        setup = self.setup()
-        c, model, device = setup.config, setup.raw_model, setup.device
-        ids = setup.tokenizer.encode(prompt, strict=False) or [0]
-        idx = torch.tensor([ids[-setup.gpt_config.block_size:]], dtype=torch.long, device=device)
-        # a private generator: sampling must not shift the training RNG stream
-        gen = torch.Generator(device=device).manual_seed(c.run.seed + self.state.step)
-        model.eval()
-        new: list[int] = []
-        with self._autocast():
-            for token in model.generate_tokens(idx, max_tokens, temperature=c.eval.temperature,
-                                               top_k=c.eval.top_k or None, generator=gen):
-                new.append(int(token[0, 0]))
-                with self._lock:
-                    stopping = self._stop_reason is not None
-                # Stop or Ctrl+C must not wait for a long sample: cut it short; but sharded, every
-                # rank takes part in each forward pass, so all make the same number of them
-                if stopping and not self.fsdp:
-                    break
-        model.train()
-        return setup.tokenizer.decode(new)
+        """Text the model writes after `prompt` now, seeded by the step (engine.training.evaluation)."""
+        setup = self._built()
+        return evaluation.sample(setup, prompt, max_tokens, seed=setup.config.run.seed + self.state.step,
+                                 cut_short=self._cut_sample_short)
+
+    def _cut_sample_short(self) -> bool:
+        """Stop or Ctrl+C must not wait for a long sample: cut it short; but sharded, every
+        rank takes part in each forward pass, so all make the same number of them."""
+        with self._lock:
+            stopping = self._stop_reason is not None
+        return stopping and not self.fsdp
 
     # -- the loop ------------------------------------------------------------
 
-    def _to_device(self, x, y):
-        device = self.setup().device
-        if device.type == "cuda":
-            return (x.pin_memory().to(device, non_blocking=True),
-                    y.pin_memory().to(device, non_blocking=True))
-        if device.type != "cpu":
-            return x.to(device), y.to(device)
-        return x, y
-
-    def _handle_commands(self) -> None:
+    def _handle_commands(self, setup: TrainingSetup, meter: IntervalMeter) -> None:
         self._check_lock()
         if self._writer is not None and self._writer.error is not None:
             with self._lock:   # through the stop path, so that every rank agrees to stop
@@ -1034,14 +647,14 @@ class Trainer:
             self.emit(PausedEvent)
             # while paused, "save now" and "sample now" are still served
             while not self._unpaused.wait(0.2):
-                self._serve_requests()
-            self._pause_time += time.perf_counter() - paused_at
-            self._interval_start += time.perf_counter() - paused_at
+                self._serve_requests(setup)
+            paused = time.perf_counter() - paused_at
+            self._pause_time += paused
+            meter.exclude(paused)
             self.emit(UnpausedEvent)
-        self._serve_requests()
+        self._serve_requests(setup)
 
-    def _serve_requests(self) -> None:
-        setup = self.setup()
+    def _serve_requests(self, setup: TrainingSetup) -> None:
         with self._lock:
             stop, save, prompt = self._stop_reason, self._save_requested, self._sample_prompt
             self._save_requested, self._sample_prompt = False, None
@@ -1063,19 +676,7 @@ class Trainer:
         if stop:
             raise StopTraining(stop)
 
-    def _memory(self) -> dict[str, float]:
-        device = self.setup().device
-        if device.type == "cuda":
-            return {"memory_allocated_mb": torch.cuda.memory_allocated(device) / 2**20,
-                    "memory_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-        import psutil
-        if device.type == "mps":   # unified memory: the GPU's tensors and the process
-            return {"memory_allocated_mb": torch.mps.current_allocated_memory() / 2**20,
-                    "memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
-        return {"memory_rss_mb": psutil.Process().memory_info().rss / 2**20}
-
-    def _on_eval(self) -> None:
-        setup = self.setup()
+    def _on_eval(self, setup: TrainingSetup) -> None:
         t, state = setup.config.training, self.state
         metrics = self.evaluate()
         if not math.isfinite(metrics["val_loss"]):
@@ -1108,40 +709,26 @@ class Trainer:
                       best_val_loss=state.best_val_loss)
             raise StopTraining(StopReason.EARLY_STOPPING)
 
+    def _mfu(self, setup: TrainingSetup, tokens_per_sec: float) -> float:
+        """Model FLOPs utilisation against the best peak this device has shown. Training
+        that beats the remembered matmul peak proves the peak higher: it becomes the
+        new peak, so the figure never passes 100%."""
+        achieved = setup.flops_per_token * tokens_per_sec
+        if achieved > setup.peak_flops:
+            setup.peak_flops = remembered_peak(setup.device.type, setup.placement.precision,
+                                               setup.device.index or 0, at_least=achieved)
+        return mfu(setup.flops_per_token, tokens_per_sec, setup.peak_flops)
+
+    def _across_ranks(self, total: torch.Tensor) -> torch.Tensor:
+        """A loss sum averaged over the processes (itself without torchrun)."""
+        return distributed.mean(self.dist, total)
+
     def train_step(self) -> torch.Tensor:
         """One optimizer step at the current state.step (which it does not advance);
-        returns the summed micro-batch loss, on the device."""
-        setup = self.setup()
-        c = setup.config
-        t, model, optimizers, scaler = c.training, setup.model, setup.optimizers, setup.scaler
-        peak = c.optimizer.learning_rate
-        lr = lr_at(self.state.step, c.scheduler, peak, self.state.max_steps)
-        optimizers.set_lr(lr, peak)
-        loss_sum = torch.zeros((), device=setup.device)
-        for micro in range(t.grad_accum_steps):
-            x, y = self._to_device(*setup.sampler.next_batch())
-            # under DDP, gradients are averaged across ranks only on the last micro-step
-            sync = micro == t.grad_accum_steps - 1 or not self.dist.enabled
-            if self.fsdp:
-                getattr(setup.raw_model, "set_requires_gradient_sync")(sync)   # FSDP2's (fully_shard)
-            no_sync: Any = getattr(model, "no_sync", None)     # DDP's (a compiled wrapper passes it through)
-            with self._autocast(), (contextlib.nullcontext() if sync or self.fsdp else no_sync()):
-                # keep no reference to the logits: backward does not need them, and
-                # B*T*vocab floats is the largest tensor of a BPE model
-                loss = model(x, y)[1]
-                scaler.scale(loss / t.grad_accum_steps).backward()
-            loss_sum += loss.detach()
-        if t.grad_clip > 0:
-            for optimizer in optimizers:
-                scaler.unscale_(optimizer)
-            self._grad_norm = sharded.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
-        else:
-            self._grad_norm = None
-        for optimizer in optimizers:   # one GradScaler for several optimizers: update once
-            scaler.step(optimizer)
-        scaler.update()
-        optimizers.zero_grad()
-        self._lr = lr
+        returns the summed micro-batch loss, on the device (engine.training.steps)."""
+        setup = self._built()
+        loss_sum, self._lr, self._grad_norm = steps.optimizer_step(
+            setup, self.state.step, self.state.max_steps, self.dist, self.fsdp)
         # remember the first step whose loss was not finite, on the device: reading
         # it every step would stall a GPU; it is read at log/eval/checkpoint steps
         if self._first_bad_step is None:
@@ -1167,45 +754,25 @@ class Trainer:
             return None
         return math.floor(now)
 
-    def _train_step_that_fits(self) -> torch.Tensor:
+    def _train_step_that_fits(self, setup: TrainingSetup) -> torch.Tensor:
         """One step; when the device runs out of memory, the step is done again with half
         the micro-batch and twice the accumulation (the same global batch, so the run's
-        trajectory keeps its meaning), up to OOM_HALVINGS times."""
+        trajectory keeps its meaning), up to steps.OOM_HALVINGS times."""
         while True:
             try:
                 return self.train_step()
             except torch.OutOfMemoryError as exc:
-                self._halve_micro_batch(exc)
+                self._halve_micro_batch(setup, exc)
 
-    def _halve_micro_batch(self, exc: torch.OutOfMemoryError) -> None:
-        setup = self.setup()
-        t = setup.config.training
-        setup.optimizers.zero_grad()          # the half-accumulated gradients go
+    def _halve_micro_batch(self, setup: TrainingSetup, exc: torch.OutOfMemoryError) -> None:
         self._grad_norm = None
-        gc.collect()
-        if setup.device.type == "cuda":
-            torch.cuda.empty_cache()
-        elif setup.device.type == "mps":
-            torch.mps.empty_cache()
-        if self._oom_halvings >= OOM_HALVINGS or t.batch_size == 1:
-            raise OutOfMemory(
-                f"out of memory at step {self.state.step:,} even with a micro-batch of {t.batch_size} "
-                f"x {t.grad_accum_steps} accumulation steps ({str(exc).splitlines()[0][:120]}); lower "
-                "model.block_size, model.n_embd or model.n_layer, set model.gradient_checkpointing = "
-                "true or training.precision = \"bf16\" (\"fp16\" on GPUs without bf16), or close "
-                "other programs that use the device") from None
-        batch, accum = t.batch_size // 2, t.grad_accum_steps * 2
-        setup.config = resolve(setup.config, batch, accum)
-        setup.sampler.batch_size = batch
-        setup.tokens_per_step = batch * accum * setup.config.model.block_size * self.dist.world_size
+        message = steps.halve_micro_batch(setup, exc, step=self.state.step, halvings=self._oom_halvings,
+                                          world=self.dist.world_size)
         self._oom_halvings += 1
-        same = "the same" if batch * accum == t.batch_size * t.grad_accum_steps else "about the same"
-        self.warn(f"out of memory at step {self.state.step:,}: micro-batch {t.batch_size} -> {batch}, "
-                  f"grad_accum_steps {t.grad_accum_steps} -> {accum} ({same} global batch); the step "
-                  f"is done again ({self._oom_halvings} of {OOM_HALVINGS} halvings)")
+        self.warn(message)
 
-    def _check_finite(self) -> None:
-        device = self.setup().device
+    def _check_finite(self, setup: TrainingSetup) -> None:
+        device = setup.device
         first_bad = -1 if self._first_bad_step is None else int(self._first_bad_step)
         bad = distributed.agree_max(self.dist, [first_bad], device)[0]
         if bad >= 0:
@@ -1225,7 +792,9 @@ class Trainer:
                 self._continue_after_restart()
                 self.plan()
                 self._commit_start()
-            result = self._run()
+            # the start's commit point: the setup is built here, once (unless setup() built it
+            # before run(), to look at it first); nothing before needs it
+            result = self._run(self.setup_done if self.setup_done is not None else self.setup())
             clean = True
             return result
         except UserError as exc:
@@ -1289,7 +858,7 @@ class Trainer:
         if note:
             self.warn(note)
 
-    def _emit_start(self, setup: TrainingSetup) -> None:
+    def _emit_start(self, setup: TrainingSetup, meter: IntervalMeter) -> None:
         c, data = setup.config, setup.data
         self.emit(StartEvent, run_dir=str(self.run_dir), device=str(setup.device),
                   precision=setup.placement.precision, threads=setup.threads,
@@ -1303,12 +872,13 @@ class Trainer:
                   resumed_from=str(self.restored_from) if self.restored_from else None,
                   start_step=self.state.step,
                   optimizer_flops_per_step=setup.optimizers.extra_flops_per_step,
-                  cpu_cores=self._load_meter.cores if self._load_meter is not None else None,
+                  cpu_cores=meter.load.cores if meter.load is not None else None,
                   restart=self.elastic.restart)
 
-    def _run(self) -> TrainResult:
-        setup = self.setup()
-        c, state = setup.config, self.state
+    def _run(self, setup: TrainingSetup) -> TrainResult:
+        """A segment of the run, set up: its record opened and its start told, the loop,
+        the finish."""
+        state = self.state
         if self.restored_from is not None and state.step >= state.max_steps:
             raise RunFinished(f"{self.run_dir}: finished at step {state.step:,} of "
                               f"{state.max_steps:,}; nothing to resume (raise training.max_steps, "
@@ -1318,84 +888,82 @@ class Trainer:
             self.warn(f"{self._restart_note} at step {state.step:,}")
         for message in setup.placement.warnings:
             self.warn(message)
-        self._load_meter = _load_meter()
-        self._busy_warned = False
+        meter = IntervalMeter(setup.device, load=load_meter())
         # the thread count follows the load only where llmtui chose it (run.threads = 0),
         # and under torchrun the processes of a machine share its cores already
-        self._auto_threads = setup.threads if (setup.threads and self.cfg.run.threads == 0
-                                               and not self.dist.enabled) else None
-        self._free_readings = 0
-        self._emit_start(setup)
+        cpu = CpuShare(setup, warn=self.warn, auto_threads=setup.threads if (
+            setup.threads and self.cfg.run.threads == 0 and not self.dist.enabled) else None)
+        self._emit_start(setup, meter)
         self._start_step = state.step
+        self._segment_clock = (time.perf_counter(), state.training_time)
+        self._pause_time = 0.0
+        return self._finish(setup, self._loop(setup, meter, cpu))
 
+    def _loop(self, setup: TrainingSetup, meter: IntervalMeter, cpu: CpuShare) -> StopReason:
+        """Train until max_steps, or until a command or a check stops it; why it stopped."""
+        c, state = setup.config, self.state
         log_every, eval_every = c.logging.every_n_steps, setup.eval_every
         ckpt_every = c.checkpoint.every_n_steps
-        started = time.perf_counter()
-        self._segment_clock = (started, state.training_time)
-        self._pause_time = 0.0
-        self._interval_start = time.perf_counter()
+        meter.restart()
         self._first_bad_step = torch.tensor(-1, device=setup.device)
-        interval_steps, interval_loss = 0, torch.zeros((), device=setup.device)
-        excluded = 0.0  # eval/checkpoint time inside the current log interval
         epochs_mode = c.training.epochs > 0
-        epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
-        stop_reason = StopReason.MAX_STEPS
+        epoch_loss = LossSum(setup.device)
         setup.model.train()
         try:
             while state.step < state.max_steps:
-                self._handle_commands()
-                loss_sum = self._train_step_that_fits()
+                self._handle_commands(setup, meter)
+                loss_sum = self._train_step_that_fits(setup)
+                # the step's own accumulation: an out-of-memory halving may have doubled it
+                micro_batches = setup.config.training.grad_accum_steps
                 state.step += 1
                 state.tokens_seen += setup.tokens_per_step
-                interval_loss += loss_sum
-                interval_steps += 1
+                meter.add(loss_sum, micro_batches, setup.tokens_per_step)
                 last_step = state.step >= state.max_steps
                 if epochs_mode:
-                    epoch_loss += loss_sum
-                    epoch_micro_steps += c.training.grad_accum_steps
+                    epoch_loss.add(loss_sum, micro_batches)
                 ended_epoch = self._epoch_ended(setup, state.step)
                 log_now = state.step % log_every == 0 or last_step
                 eval_now = state.step % eval_every == 0 or last_step or ended_epoch is not None
                 save_now = ckpt_every and state.step % ckpt_every == 0
                 if log_now or eval_now or save_now:
-                    self._check_finite()
+                    self._check_finite(setup)
                 if log_now:
-                    loss = distributed.mean(self.dist, interval_loss).item() / (
-                        interval_steps * c.training.grad_accum_steps)
-                    elapsed = time.perf_counter() - self._interval_start - excluded
-                    state.train_loss = loss
-                    tps = interval_steps * setup.tokens_per_step / max(elapsed, 1e-9)
-                    load = self._load_meter.read() if self._load_meter is not None else None
-                    self._warn_if_busy(setup, load, elapsed / interval_steps)
-                    self._fit_threads_to_load(setup, load)
-                    self.emit(TrainEvent, loss=loss, lr=self._lr,
+                    interval = meter.read(self._across_ranks)
+                    state.train_loss = interval.loss
+                    load = interval.load
+                    cpu.reading(load, interval.step_seconds)
+                    self.emit(TrainEvent, loss=interval.loss, lr=self._lr,
                               grad_norm=None if self._grad_norm is None else float(self._grad_norm),
-                              tokens_per_sec=tps, ms_per_step=1000 * elapsed / interval_steps,
-                              mfu=self._mfu(setup, tps),
+                              tokens_per_sec=interval.tokens_per_sec, ms_per_step=interval.ms_per_step,
+                              mfu=self._mfu(setup, interval.tokens_per_sec),
                               tokens_seen=state.tokens_seen, max_steps=state.max_steps,
                               epoch=self._epochs_at(setup, state.step),
                               cpu_busy=None if load is None else round(load.busy, 2),
-                              cpu_others=None if load is None else round(load.others, 2), **self._memory())
-                    interval_steps, excluded = 0, 0.0
-                    interval_loss = torch.zeros((), device=setup.device)
-                    self._interval_start = time.perf_counter()
+                              cpu_others=None if load is None else round(load.others, 2), **memory_figures(setup.device))
+                    meter.restart()
                 busy = time.perf_counter()
                 if eval_now:
-                    self._on_eval()
+                    self._on_eval(setup)
                 if ended_epoch is not None:
-                    train_loss = (distributed.mean(self.dist, epoch_loss).item() / epoch_micro_steps
-                                  if epoch_micro_steps else None)
                     self.emit(EpochEvent, epoch=ended_epoch, epochs=c.training.epochs,
-                              train_loss=train_loss, val_loss=state.val_loss)
-                    epoch_loss, epoch_micro_steps = torch.zeros((), device=setup.device), 0
+                              train_loss=epoch_loss.mean(self._across_ranks), val_loss=state.val_loss)
+                    epoch_loss = LossSum(setup.device)
                     every = c.checkpoint.every_n_epochs
                     if every and ended_epoch % every == 0:
                         self.save(SaveReason.EPOCH, epoch=ended_epoch)
                 if save_now and not last_step:
                     self.save(SaveReason.STEP)
-                excluded += time.perf_counter() - busy
+                meter.exclude(time.perf_counter() - busy)
         except StopTraining as stop:
-            stop_reason = StopReason(str(stop))
+            return StopReason(str(stop))
+        return StopReason.MAX_STEPS
+
+    def _finish(self, setup: TrainingSetup, stop_reason: StopReason) -> TrainResult:
+        """The end of a segment, however it stopped: its last checkpoint, the run's
+        training time, the TrainResult, the run's record of it (train_log.json) and the
+        done event; a record that could not be written (a full disk) raised as
+        RecordError once what could be saved is."""
+        state, ckpt_every = self.state, setup.config.checkpoint.every_n_steps
         # a non-finite loss keeps the last good checkpoint as it is; a run that made no
         # step (or a resume that made none) has nothing new to save
         record_error = self._writer.error if self._writer is not None else None
@@ -1414,7 +982,8 @@ class Trainer:
             # the record cannot be written (a full disk): stop, having saved what could be
             raise RecordError(f"{record_error}; training stopped at step {state.step:,}; "
                               + (f"checkpoint saved in {saved}" if saved else "no new checkpoint"))
-        segment_time = time.perf_counter() - started - self._pause_time
+        assert self._segment_clock is not None, "a segment is timed from its start"
+        segment_time = time.perf_counter() - self._segment_clock[0] - self._pause_time
         self._count_training_time()
         steps = state.step
         if stop_reason == StopReason.NONFINITE_LOSS and self._diverged_at is not None:
@@ -1443,15 +1012,3 @@ class Trainer:
         an earlier one)."""
         path = self.run_dir / name
         return path if (path / ckpt.MANIFEST).is_file() else None
-
-
-def _load_meter():
-    """The CPU load meter, or None where psutil cannot read CPU times."""
-    try:
-        return LoadMeter()
-    except Exception:
-        return None
-
-
-def _seconds(seconds: float) -> str:
-    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.1f} s"
