@@ -10,13 +10,15 @@ gradient checkpointing. The defaults are nanoGPT's model.
 
 A forward pass can carry a KV cache (engine.model.generation.KVCache): the
 keys and values of the positions before are read from it instead of being
-computed again, so generation computes each new token once.
+computed again, so generation computes each new token once; GPT.decode_step
+is forward for that one token in eval mode with fewer ops (the same logits).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -126,10 +128,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, rope=None, cache=None):
         B, T, _ = x.size()
-        q, k, v = self.c_attn(x).split(self.widths, dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        # the heads of q, k and v side by side, (B, heads, T, head_dim) each: three ops where
+        # a split, three views and three transposes were seven (the same tensors, strides
+        # included); each small op counts when generating one token at a time
+        q, k, v = (self.c_attn(x).view(B, T, -1, self.head_dim).transpose(1, 2)
+                   .split((self.n_head, self.n_kv_head, self.n_kv_head), dim=1))
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         start = 0 if cache is None else cache.pos    # the position of x's first token
@@ -151,8 +154,24 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
             is_causal=causal, **groups)
-        y = y.transpose(1, 2).contiguous().view(B, T, self.widths[0])
-        return self.resid_dropout(self.c_proj(y))
+        y = self.c_proj(y.transpose(1, 2).reshape(B, T, self.widths[0]))
+        return self.resid_dropout(y) if self.training else y
+
+    def step(self, x, rope, cache):
+        """forward in eval mode for one token per row, x (B, n_embd), at the position after
+        the cache's (GPT.decode_step): the same arithmetic, fewer ops."""
+        B = x.size(0)
+        q, k, v = (F.linear(x, self.c_attn.weight, self.c_attn.bias).view(B, -1, 1, self.head_dim)
+                   .split((self.n_head, self.n_kv_head, self.n_kv_head), dim=1))
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        k, v = cache.update(self.layer, k, v)
+        # one query after the cached positions: it sees them all, no mask
+        groups = {"enable_gqa": True} if self.n_kv_head != self.n_head else {}
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **groups)
+        return F.linear(y.reshape(B, -1), self.c_proj.weight, self.c_proj.bias)
 
 
 class MLP(nn.Module):
@@ -167,18 +186,24 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(config.ff_width, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
-        h = self.c_fc(x)
+    def activation(self, h):
         if self.kind == "swiglu":
             gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
-        elif self.kind == "relu2":
-            h = F.relu(h).square()
-        elif self.kind == "gelu_tanh":
-            h = F.gelu(h, approximate="tanh")
-        else:
-            h = F.gelu(h)
-        return self.dropout(self.c_proj(h))
+            return F.silu(gate) * up
+        if self.kind == "relu2":
+            return F.relu(h).square()
+        if self.kind == "gelu_tanh":
+            return F.gelu(h, approximate="tanh")
+        return F.gelu(h)
+
+    def forward(self, x):
+        h = self.c_proj(self.activation(self.c_fc(x)))
+        return self.dropout(h) if self.training else h   # no call at all in eval: one op less
+
+    def step(self, x):
+        """forward in eval mode, as functional calls (GPT.decode_step)."""
+        h = self.activation(F.linear(x, self.c_fc.weight, self.c_fc.bias))
+        return F.linear(h, self.c_proj.weight, self.c_proj.bias)
 
 
 class Block(nn.Module):
@@ -192,6 +217,10 @@ class Block(nn.Module):
     def forward(self, x, rope=None, cache=None):
         x = x + self.attn(self.ln_1(x), rope, cache)
         return x + self.mlp(self.ln_2(x))
+
+    def step(self, x, rope, cache):
+        x = x + self.attn.step(self.ln_1(x), rope, cache)
+        return x + self.mlp.step(self.ln_2(x))
 
 
 class _Layers(nn.ModuleDict):
@@ -282,7 +311,8 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
         else:
             rope = self.rope
-        x = self.transformer.drop(x)
+        if self.training:
+            x = self.transformer.drop(x)
         for block in self.transformer.h:
             if self.config.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope, use_reentrant=False)
@@ -292,11 +322,32 @@ class GPT(nn.Module):
             cache.advance(T)
         x = self.transformer.ln_f(x)
         if targets is None:
-            # generation needs only the last position's logits
-            return self.lm_head(x[:, [-1], :]), None
+            # generation needs only the last position's logits (one token: x itself)
+            return self.lm_head(x if T == 1 else x[:, [-1], :]), None
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
+
+    def decode_step(self, idx, cache):
+        """Logits (B, vocab) of the token after idx (B, 1), which continues the positions of
+        the KV cache (adding idx's keys and values to it): forward's arithmetic in eval mode
+        for one token, the same logits bit for bit (tests/test_generation.py), in about half
+        of forward's ops and Python calls. Generating one token reads every weight once
+        (about 0.5 GB for GPT-2 124M in fp32), and each small op between those matmuls
+        costs several times what it costs alone, so its ops were a quarter of a token's time."""
+        pos = cache.pos
+        if pos + 1 > self.config.block_size:
+            raise ValueError(f"sequence of length {pos + 1} exceeds block_size {self.config.block_size}")
+        x = F.embedding(idx[:, 0], self.transformer.wte.weight)
+        rope = None
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe.weight[pos]
+        else:
+            rope = self.rope[pos:pos + 1]
+        for block in cast("list[Block]", self.transformer.h):
+            x = block.step(x, rope, cache)
+        cache.advance(1)
+        return F.linear(self.transformer.ln_f(x), self.lm_head.weight)
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None):
