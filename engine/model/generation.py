@@ -8,7 +8,7 @@ goes through the model alone, at the next position (learned position
 embeddings and rotary angles offset by the cache's length), and attends to
 the cached keys and values: one token's work per token, where recomputing the
 whole context for every token costs a whole forward pass of up to block_size
-tokens each. That one token goes through GPT.decode_step: forward's arithmetic
+tokens each. That one token goes through a Decoder (GPT.decoder): forward's arithmetic
 (the same logits, bit for bit) in half its ops, which matters at batch 1, where
 a token's matmuls are few and the small ops between them were a quarter of its
 time.
@@ -89,6 +89,9 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
     context = idx[:, -block:]
     cache = KVCache(model.config.n_layer, min(block, context.size(1) + max_new_tokens))
     last = model(context, cache=cache)[0][:, -1, :]
+    # one token after the cached ones: forward's arithmetic in fewer ops (in training mode,
+    # forward itself: dropout)
+    decode = (lambda ids, cache: model(ids, cache=cache)[0][:, -1, :]) if model.training else model.decoder()
     ids = [context]    # the tokens so far, joined only when the context is full
     for i in range(max_new_tokens):
         next_id = pick(last, temperature, top_k, generator)
@@ -97,9 +100,7 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
             return
         ids.append(next_id)
         if cache.pos < block:
-            # one token after the cached ones: forward's arithmetic in fewer ops (in training
-            # mode, forward itself: dropout)
-            last = model(next_id, cache=cache)[0][:, -1, :] if model.training else model.decode_step(next_id, cache)
+            last = decode(next_id, cache)
         else:
             # past the context: the last block_size tokens alone, from position 0 (nanoGPT's crop)
             context = torch.cat(ids, dim=1)[:, -block:]

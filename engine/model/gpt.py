@@ -10,15 +10,16 @@ gradient checkpointing. The defaults are nanoGPT's model.
 
 A forward pass can carry a KV cache (engine.model.generation.KVCache): the
 keys and values of the positions before are read from it instead of being
-computed again, so generation computes each new token once; GPT.decode_step
-is forward for that one token in eval mode with fewer ops (the same logits).
+computed again, so generation computes each new token once; a Decoder
+(GPT.decoder) is forward for that one token in eval mode with fewer ops and
+lookups (the same logits).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import cast
+from typing import Callable, cast
 
 import torch
 import torch.nn as nn
@@ -27,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from llmtui.engine.config.schema import ModelConfig
 from llmtui.engine.errors import ConfigError
-from llmtui.engine.model.generation import generate_tokens
+from llmtui.engine.model.generation import KVCache, generate_tokens
 from llmtui.engine.model.shapes import attention_width, ff_width, head_size, kv_heads
 
 
@@ -157,22 +158,6 @@ class CausalSelfAttention(nn.Module):
         y = self.c_proj(y.transpose(1, 2).reshape(B, T, self.widths[0]))
         return self.resid_dropout(y) if self.training else y
 
-    def step(self, x, rope, cache):
-        """forward in eval mode for one token per row, x (B, n_embd), at the position after
-        the cache's (GPT.decode_step): the same arithmetic, fewer ops."""
-        B = x.size(0)
-        q, k, v = (F.linear(x, self.c_attn.weight, self.c_attn.bias).view(B, -1, 1, self.head_dim)
-                   .split((self.n_head, self.n_kv_head, self.n_kv_head), dim=1))
-        if hasattr(self, "q_norm"):
-            q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
-        k, v = cache.update(self.layer, k, v)
-        # one query after the cached positions: it sees them all, no mask
-        groups = {"enable_gqa": True} if self.n_kv_head != self.n_head else {}
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **groups)
-        return F.linear(y.reshape(B, -1), self.c_proj.weight, self.c_proj.bias)
-
 
 class MLP(nn.Module):
     """GELU (exact erf, or GPT-2's tanh approximation), squared ReLU (relu(x)^2, Primer: cheaper than GELU and better) or
@@ -200,11 +185,6 @@ class MLP(nn.Module):
         h = self.c_proj(self.activation(self.c_fc(x)))
         return self.dropout(h) if self.training else h   # no call at all in eval: one op less
 
-    def step(self, x):
-        """forward in eval mode, as functional calls (GPT.decode_step)."""
-        h = self.activation(F.linear(x, self.c_fc.weight, self.c_fc.bias))
-        return F.linear(h, self.c_proj.weight, self.c_proj.bias)
-
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, layer: int = 0):
@@ -217,10 +197,6 @@ class Block(nn.Module):
     def forward(self, x, rope=None, cache=None):
         x = x + self.attn(self.ln_1(x), rope, cache)
         return x + self.mlp(self.ln_2(x))
-
-    def step(self, x, rope, cache):
-        x = x + self.attn.step(self.ln_1(x), rope, cache)
-        return x + self.mlp.step(self.ln_2(x))
 
 
 class _Layers(nn.ModuleDict):
@@ -328,26 +304,10 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
 
-    def decode_step(self, idx, cache):
-        """Logits (B, vocab) of the token after idx (B, 1), which continues the positions of
-        the KV cache (adding idx's keys and values to it): forward's arithmetic in eval mode
-        for one token, the same logits bit for bit (tests/test_generation.py), in about half
-        of forward's ops and Python calls. Generating one token reads every weight once
-        (about 0.5 GB for GPT-2 124M in fp32), and each small op between those matmuls
-        costs several times what it costs alone, so its ops were a quarter of a token's time."""
-        pos = cache.pos
-        if pos + 1 > self.config.block_size:
-            raise ValueError(f"sequence of length {pos + 1} exceeds block_size {self.config.block_size}")
-        x = F.embedding(idx[:, 0], self.transformer.wte.weight)
-        rope = None
-        if "wpe" in self.transformer:
-            x = x + self.transformer.wpe.weight[pos]
-        else:
-            rope = self.rope[pos:pos + 1]
-        for block in cast("list[Block]", self.transformer.h):
-            x = block.step(x, rope, cache)
-        cache.advance(1)
-        return F.linear(self.transformer.ln_f(x), self.lm_head.weight)
+    def decoder(self) -> Decoder:
+        """One token at a time after a KV cache's positions, as forward computes it in eval
+        mode (see Decoder)."""
+        return Decoder(self)
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None):
@@ -360,6 +320,82 @@ class GPT(nn.Module):
         """Yield each new token (B, 1) as it is chosen, so a front end can stream them
         (engine.model.generation: a KV cache, nanoGPT's tokens)."""
         return generate_tokens(self, idx, max_new_tokens, temperature, top_k, generator)
+
+
+class Decoder:
+    """GPT.forward in eval mode for one token per row after a KV cache's positions, as few
+    ops and Python lookups as that takes: the same arithmetic, the same logits bit for bit
+    (tests/test_generation.py checks every architecture), in about half of forward's ops
+    and a fraction of its Python. At batch 1 a token's matmuls read every weight once (0.5
+    GB for GPT-2 124M in fp32) and each small op or lookup between them runs with cold
+    caches, several times slower than alone: forward's small ops and Python were about a
+    quarter of a generated token's time. Built per generation (it holds the model's
+    parameters, not copies)."""
+
+    def __init__(self, model: GPT):
+        tr = model.transformer
+        blocks = cast("list[Block]", list(tr.h))
+        attn = blocks[0].attn
+        self.block_size = model.config.block_size
+        self.wte = tr.wte.weight
+        self.wpe = tr.wpe.weight if "wpe" in tr else None
+        self.rope = model.rope if self.wpe is None else None
+        self.heads = (attn.n_head, attn.n_kv_head, attn.n_kv_head)
+        self.head_dim = attn.head_dim
+        self.groups = {"enable_gqa": True} if attn.n_kv_head != attn.n_head else {}
+        self.layers = [
+            (_norm_fn(b.ln_1), b.attn.c_attn.weight, b.attn.c_attn.bias,
+             (b.attn.q_norm, b.attn.k_norm) if hasattr(b.attn, "q_norm") else None,
+             b.attn.c_proj.weight, b.attn.c_proj.bias, _norm_fn(b.ln_2),
+             b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.activation, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
+            for b in blocks]
+        self.ln_f, self.head = _norm_fn(tr.ln_f), model.lm_head.weight
+
+    def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits (B, vocab) of the token after idx (B, 1), which continues the cache's
+        positions; idx's keys and values are added to the cache."""
+        pos, B, D = cache.pos, idx.size(0), self.head_dim
+        end = pos + 1
+        if end > self.block_size or end > cache.length or not pos:
+            raise ValueError(f"cannot decode position {pos} (block_size {self.block_size}, a cache of "
+                             f"{cache.length} filled by a forward pass first)")
+        # filled by the forward pass of the prompt (checked above: pos > 0)
+        all_keys, all_values = cast("list[torch.Tensor]", cache.keys), cast("list[torch.Tensor]", cache.values)
+        x = torch.embedding(self.wte, idx[:, 0])
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe[pos]
+        else:
+            rope = cast(torch.Tensor, self.rope)[pos:pos + 1]
+        for i, (ln_1, w_qkv, b_qkv, qk_norm, w_o, b_o, ln_2, w_fc, b_fc, act, w_p, b_p) in enumerate(self.layers):
+            # the heads of q, k and v side by side, (B, heads, 1, head_dim) each
+            q, k, v = F.linear(ln_1(x), w_qkv, b_qkv).view(B, -1, 1, D).split(self.heads, dim=1)
+            if qk_norm:
+                q, k = qk_norm[0](q), qk_norm[1](k)
+            if rope is not None:
+                q, k = apply_rope(q, rope), apply_rope(k, rope)
+            keys, values = all_keys[i], all_values[i]    # KVCache.update, inline
+            keys[:, :, pos:end] = k
+            values[:, :, pos:end] = v
+            # one query after the cached positions: it sees them all, no mask
+            y = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=None,
+                                               dropout_p=0.0, is_causal=False, **self.groups)
+            x = x + F.linear(y.reshape(B, -1), w_o, b_o)
+            x = x + F.linear(act(F.linear(ln_2(x), w_fc, b_fc)), w_p, b_p)
+        cache.advance(1)
+        return F.linear(self.ln_f(x), self.head)
+
+
+def _norm_fn(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The norm module's forward as a function of x alone: what F.layer_norm / F.rms_norm
+    call, without the module call, the lookups and those functions' own Python."""
+    if isinstance(norm, nn.RMSNorm):
+        shape, weight, eps = norm.normalized_shape, norm.weight, norm.eps
+        return lambda x: torch.rms_norm(x, shape, weight, eps)
+    assert isinstance(norm, nn.LayerNorm)
+    shape, weight, bias, eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    cudnn = torch.backends.cudnn.enabled
+    return lambda x: torch.layer_norm(x, shape, weight, bias, eps, cudnn)
 
 
 def gpt_config(cfg, vocab_size: int) -> GPTConfig:
