@@ -17,6 +17,7 @@ from llmtui.engine.config.loading import load_config
 from llmtui.engine.data import bpe_workers, records
 from llmtui.engine.data import prepare as data
 from llmtui.engine.data.prepare import check_sources, prepare_data
+from llmtui.engine.data.tokenizers import BpeTokenizer, load_encoding
 from llmtui.engine.errors import DataError
 
 pytestmark = pytest.mark.train
@@ -79,18 +80,94 @@ def test_jsonl_records_are_documents_with_eot_between(tmp_path):
     assert not other.reused and all_ids(other) == bpe_expected(d.tokenizer, DOCS[::-1])
 
 
-def test_worker_processes_group_records_and_cut_long_ones(tmp_path, monkeypatch):
-    # many short records grouped per job, a long record cut into pieces, batches of
-    # records split across CHUNK_BYTES: the ids equal encoding each document alone
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_worker_processes_group_records_and_cut_long_ones(tmp_path, monkeypatch, suffix):
+    # many short records grouped per job, a long record cut into pieces (CSV: records read
+    # here; JSON Lines: ranges of lines decoded in the workers), batches of records split
+    # across CHUNK_BYTES: the ids equal encoding each document alone
     base = (SHAKESPEARE.read_text(encoding="utf-8")[:20_000])
     docs = [base[i:i + 300] for i in range(0, 6000, 300)] + [base] + ["tail", base[:999]]
-    src = write_jsonl(tmp_path / "many.jsonl", [{"text": t} for t in docs])
+    if suffix == "csv":
+        import csv
+        with open(tmp_path / "many.csv", "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([["text"]] + [[t] for t in docs])
+        src = tmp_path / "many.csv"
+    else:
+        src = write_jsonl(tmp_path / "many.jsonl", [{"text": t} for t in docs])
     monkeypatch.setattr(data, "BPE_PROCESS_MIN_BYTES", 0)
     monkeypatch.setattr(data, "CHUNK_BYTES", 4000)
     monkeypatch.setattr(bpe_workers, "BPE_PIECE_CHARS", 1500)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     d = prepare_data(cfg(tmp_path, src, tokenizer__kind="bpe"))
     assert all_ids(d) == bpe_expected(d.tokenizer, docs)
+
+
+AWKWARD = ["", " ", "\n\n", "  leading", "trailing  ", "a\r\nb", "Ünïcödé ✓ 日本語 🙂", "\ud800 lone",
+           "<|endoftext", "|>", "x" * 3000, "'s 's", " 123 456", "\t"]
+
+
+@pytest.mark.parametrize("docs", [AWKWARD, AWKWARD + ["a <|endoftext|> b"], ["<|endoftext|>"], ["solo"], []],
+                         ids=["awkward", "with-eot-text", "only-eot-text", "one", "none"])
+def test_one_tiktoken_call_equals_encoding_each_record_alone(docs):
+    # the workers encode a batch of records joined by "<|endoftext|>" in one call: the ids
+    # must be those of each record alone (its text ordinary, even "<|endoftext|>") with eot between
+    got = bpe_workers.encode_documents(load_encoding("gpt2"), docs, np.dtype(np.uint16))
+    assert got.dtype == np.uint16 and got.tolist() == bpe_expected(BpeTokenizer("gpt2"), docs)
+
+
+def test_json_lines_decoded_in_worker_processes_in_ranges(tmp_path, monkeypatch):
+    # the worker processes decode ranges of whole lines: blank lines, a byte order mark,
+    # CRLF ends, empty records (whole ranges of them), chats, a last line without newline,
+    # and the end-of-text text inside a record give the ids of each document alone
+    docs = DOCS + AWKWARD[3:] + ["a <|endoftext|> b"]
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    lines = [json.dumps({"text": t}) for t in docs[:4]] + ["", "  \t"]
+    lines += [json.dumps({"text": ""})] * 40 + [json.dumps({"messages": chat})]
+    lines += [json.dumps({"id": i, "text": t}, ensure_ascii=i % 2 == 0 or "\ud800" in t) for i, t in enumerate(docs[4:])]
+    src = tmp_path / "docs.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8"))
+    monkeypatch.setattr(data, "BPE_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(data, "CHUNK_BYTES", 100)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    d = prepare_data(cfg(tmp_path, src, tokenizer__kind="bpe"))
+    expected = docs[:4] + ["user: Hi\nassistant: Hello!"] + docs[4:]
+    assert all_ids(d) == bpe_expected(d.tokenizer, expected)
+
+
+def test_bad_record_in_a_worker_process_names_file_and_line(tmp_path, monkeypatch):
+    # the worker's error comes back as the parent's one line (the messages themselves:
+    # test_bad_jsonl_record_names_file_and_line, the same records.range_texts)
+    bad, words = '{"text": "b"', "not valid JSON (Expecting ',' delimiter)"
+    src = tmp_path / "bad.jsonl"
+    src.write_text("".join(json.dumps({"text": f"record {i}"}) + "\n" for i in range(300)) + bad + "\n"
+                   + json.dumps({"text": "after"}) + "\n", encoding="utf-8")
+    monkeypatch.setattr(data, "BPE_PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(data, "CHUNK_BYTES", 1000)      # line 301 is in the 7th range or so
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with pytest.raises(DataError) as err:
+        prepare_data(cfg(tmp_path, src, tokenizer__kind="bpe"))
+    assert str(err.value) == f"{src}: line 301: {words}"
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_json_lines_ranges_keep_line_numbers_across_long_lines(tmp_path, monkeypatch):
+    long = json.dumps({"text": "y" * 5000})
+    src = tmp_path / "r.jsonl"
+    src.write_bytes(("\n".join(['{"text": "a"}', long, "", '{"text": "b"}', long, '{"text": "c"}'])).encode())
+    read: list[int] = []
+    ranges = list(records.jsonl_ranges(src, read.append, 64))
+    assert len(ranges) > 2 and sum(read) == src.stat().st_size
+    assert b"".join(d for _, d in ranges) == src.read_bytes()
+    assert [first for first, _ in ranges] == [1 + b"".join(d for _, d in ranges[:i]).count(b"\n")
+                                              for i in range(len(ranges))]
+    texts = [t for first, d in ranges for t in records.range_texts(d, first, src, "text")]
+    assert texts == ["a", "y" * 5000, "b", "y" * 5000, "c"]
+    with pytest.raises(DataError, match="r.jsonl: line 5: not UTF-8 text"):
+        records.range_texts(b'{"text": "b"}\n\xff\n', 4, src, "text")
+    monkeypatch.setattr(records, "READ_BYTES", 64)
+    src.write_bytes(src.read_bytes() + b'\n{"text": 1}\n')
+    with pytest.raises(DataError, match='r.jsonl: line 7: "text" is a number'):
+        list(records.file_texts(src, "jsonl", "text", lambda n: None))
 
 
 def test_trained_tokenizer_puts_its_first_special_token_between_records(tmp_path):

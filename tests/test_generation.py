@@ -122,10 +122,41 @@ def test_each_token_is_computed_once_within_the_context():
         lengths.append(idx.size(1))
         return forward(idx, *args, **kwargs)
 
-    model.forward = counting
+    decoder = model.decoder
+
+    def counting_decoder():
+        decode = decoder()
+
+        def step(idx, cache):
+            lengths.append(idx.size(1))
+            return decode(idx, cache)
+        return step
+
+    model.forward, model.decoder = counting, counting_decoder
     list(model.generate_tokens(torch.tensor([[1, 2, 3, 4]]), 25, temperature=0))
     # 4 prompt tokens, 20 more fill the context of 24, the 21st..25th new tokens crop
     assert lengths == [4] + [1] * 20 + [24] * 4
+
+
+@pytest.mark.parametrize("name", [*MODELS, "gelu-tanh-qkv-bias", "relu2-untied"])
+def test_decoder_gives_the_logits_of_forward_bit_for_bit(name):
+    """The generator's one-token step (GPT.decoder: fewer ops) computes what forward
+    computes for that token after the cached positions, exactly, for every architecture."""
+    shape = MODELS.get(name) or {"gelu-tanh-qkv-bias": dict(mlp="gelu_tanh", qkv_bias=True),
+                                 "relu2-untied": dict(mlp="relu2", tie_embeddings=False, bias=True)}[name]
+    model = tiny_model(**shape)
+    ids = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        caches = KVCache(model.config.n_layer, 12), KVCache(model.config.n_layer, 12)
+        for cache in caches:
+            model(ids[:, :4], cache=cache)
+        decode = model.decoder()
+        for t in range(4, 12):
+            expected = model(ids[:, t:t + 1], cache=caches[0])[0][:, -1, :]
+            assert torch.equal(decode(ids[:, t:t + 1], caches[1]), expected)
+        assert caches[1].pos == 12
+        for a, b in zip(caches[0].keys + caches[0].values, caches[1].keys + caches[1].values):
+            assert torch.equal(a, b)
 
 
 def test_the_memory_estimate_counts_the_cache_as_allocated():

@@ -7,6 +7,7 @@ lists; worker processes scale with cores where threads do not (measured on
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -22,9 +23,12 @@ from typing import IO, Iterator
 import numpy as np
 
 from llmtui.engine.data.tokenizers import BpeTokenizer
+from llmtui.engine.errors import DataError
 
 BPE_PIECE_CHARS = 256 << 10  # text per tiktoken call when encoding in parallel
 _DOCUMENTS = 1 << 63         # length flag of a worker job: a list of documents, not one text
+_RANGE = 1 << 62             # length flag of a worker job: a RecordRange
+_FAILED = 1 << 63            # length flag of a worker's answer: one line of error, not ids
 
 # Places where text can be cut without changing how tiktoken's GPT-2/cl100k/
 # o200k patterns split it: after a newline that ends a word and is followed
@@ -110,6 +114,71 @@ def unpack_documents(data: bytes) -> list[str]:
     return docs
 
 
+@dataclass
+class RecordRange:
+    """A worker job: whole lines of a JSON Lines file (records.jsonl_ranges), decoded,
+    their text fields taken and encoded in the worker, end-of-text between records. The
+    parent only finds line ends: JSON decoding was most of its time, and on 2 cores the
+    parent's share is what the workers lack (issue 19: 9.5 MB/s with records decoded in
+    the parent, plain text 28)."""
+
+    name: str          # the file, as errors name it
+    field: str         # data.text_field
+    first_line: int    # the number of the range's first line
+    data: bytes
+    first: bool        # the file's first range (end-of-text only between its records)
+
+    def pack(self) -> bytes:
+        head = json.dumps([self.name, self.field, self.first_line]).encode("utf-8")
+        return len(head).to_bytes(8, "little") + head + self.data
+
+    @staticmethod
+    def unpack(data: bytes) -> tuple[str, str, int, bytes]:
+        size = int.from_bytes(data[:8], "little")
+        name, field, first_line = json.loads(data[8:8 + size])
+        return name, field, first_line, data[8 + size:]
+
+
+# what the encoders take: text, end-of-text (None), whole documents, JSON Lines (processes only)
+Job = str | None | list[str] | RecordRange
+
+
+def eot_text(encoding) -> str:
+    """The text of an encoding's end-of-text special token ("<|endoftext|>")."""
+    return encoding.decode_single_token_bytes(encoding.eot_token).decode("utf-8")
+
+
+def encode_documents(encoding, docs: list[str], dtype: np.dtype) -> np.ndarray:
+    """Ids of documents with end-of-text between them, as encoding each alone would give
+    (encode_ordinary) with the end-of-text id between. One tiktoken call for the lot: the
+    documents joined by the end-of-text text, which tiktoken, told it is allowed, encodes
+    as its special id, encoding the text between special tokens piece by piece. A document
+    holding that text itself (where it must stay ordinary text) makes the joined text hold
+    more of them than the joins: then one call per document. (Two adjacent documents cannot
+    make one across a join: "<|endoftext|>" has no prefix that is also its suffix.)"""
+    if not docs:
+        return np.zeros(0, dtype=dtype)
+    sep = eot_text(encoding)
+    joined = sep.join(docs)
+    if joined.count(sep) == len(docs) - 1:
+        return _encode_array(encoding, joined, {sep}, dtype)
+    return _joined([encoding.encode_ordinary(doc) for doc in docs], encoding.eot_token, dtype)
+
+
+def _encode_array(encoding, text: str, allowed: set[str], dtype: np.dtype) -> np.ndarray:
+    """tiktoken's encode straight into numpy (no list of ints), where it has encode_to_numpy."""
+    to_numpy = getattr(encoding, "encode_to_numpy", None)
+    if to_numpy is None:
+        return np.array(encoding.encode(text, allowed_special=allowed, disallowed_special=()), dtype=dtype)
+    try:
+        ids = to_numpy(text, allowed_special=allowed, disallowed_special=())
+    except UnicodeEncodeError:
+        # lone surrogates (JSON "\ud800"): replaced, as tiktoken's encode and encode_ordinary do
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        ids = to_numpy(text, allowed_special=allowed, disallowed_special=())
+    return ids.astype(dtype)
+
+
 def _joined(ids: list[list[int]], eot: int, dtype: np.dtype) -> np.ndarray:
     """Documents' ids with end-of-text between them."""
     out: list[int] = []
@@ -120,7 +189,7 @@ def _joined(ids: list[list[int]], eot: int, dtype: np.dtype) -> np.ndarray:
     return np.array(out, dtype=dtype)
 
 
-def _jobs(texts: Iterator[str | None | list[str]]) -> Iterator[str | None | list[str]]:
+def _jobs(texts: Iterator[Job]) -> Iterator[Job]:
     """The stream as jobs: text as it is, a batch of whole documents (a list) as record_jobs."""
     for text in texts:
         if isinstance(text, list):
@@ -141,6 +210,7 @@ def encode_threads(tokenizer, texts: Iterator[str | None | list[str]], dtype: np
             elif isinstance(text, list):
                 yield _joined(_encode_documents(tokenizer, text, pool, threads), tokenizer.eot_token, dtype)
             else:
+                assert isinstance(text, str), "JSON Lines ranges are for worker processes"
                 ids = tokenizer.encode_batch(list(_pieces(text)), num_threads=threads)
                 yield np.concatenate([np.array(p, dtype=dtype) for p in ids])
     finally:
@@ -160,30 +230,50 @@ def _encode_documents(tokenizer, docs: list[str], pool, threads: int) -> list[li
     return [ids for part in parts for ids in part]
 
 
-def encode_processes(tokenizer: BpeTokenizer, texts: Iterator[str | None], dtype: np.dtype):
+def encode_processes(tokenizer: BpeTokenizer, texts: Iterator[Job], dtype: np.dtype):
     # With threads, tiktoken's Python-side work (building int lists) and ours
     # (decoding, cutting, converting to numpy) share one GIL: on 2 cores
     # threads reached 22 MB/s, worker processes 30 MB/s, and the gap grows with
-    # cores. At most 2 pieces per worker are in flight: bounded memory, ordered output.
+    # cores. At most 2 jobs per worker are in flight: bounded memory, ordered output.
     workers = BpeWorkers(tokenizer.encoding, min(os.cpu_count() or 1, 32), dtype)
+    eot = np.array([tokenizer.eot_token], dtype=dtype)
+    records_before = False   # whether the record file being written gave a record yet
+
+    def ready(item) -> Iterator[np.ndarray]:
+        nonlocal records_before
+        if isinstance(item, np.ndarray):
+            yield item
+        elif isinstance(item, tuple):     # a RecordRange's (first, future)
+            first, future = item
+            answer = future.result()
+            count = int.from_bytes(answer[:8], "little")
+            records_before = records_before and not first
+            if count:
+                if records_before:        # end-of-text between records, not around empty ranges
+                    yield eot
+                yield np.frombuffer(answer, dtype=dtype, offset=8)
+                records_before = True
+        else:
+            yield np.frombuffer(item.result(), dtype=dtype)
+
     try:
         pending: deque = deque()
-        for text in _jobs(texts):
-            if text is None:
-                pending.append(np.array([tokenizer.eot_token], dtype=dtype))
-                continue
-            for piece in [text] if isinstance(text, list) else _pieces(text):
-                pending.append(workers.submit(piece))
-                while len(pending) > 2 * workers.count:
-                    yield _ready(pending.popleft(), dtype)
+        for job in _jobs(texts):
+            if job is None:
+                pending.append(eot)
+            elif isinstance(job, RecordRange):
+                pending.append((job.first, workers.submit(job)))
+            else:
+                for piece in [job] if isinstance(job, list) else _pieces(job):
+                    pending.append(workers.submit(piece))
+                    while len(pending) > 2 * workers.count:
+                        yield from ready(pending.popleft())
+            while len(pending) > 2 * workers.count:
+                yield from ready(pending.popleft())
         while pending:
-            yield _ready(pending.popleft(), dtype)
+            yield from ready(pending.popleft())
     finally:
         workers.close()
-
-
-def _ready(item, dtype: np.dtype) -> np.ndarray:
-    return item if isinstance(item, np.ndarray) else np.frombuffer(item.result(), dtype=dtype)
 
 
 class BpeWorkers:
@@ -215,8 +305,11 @@ class BpeWorkers:
             self.idle.put(worker)
         self.threads = ThreadPoolExecutor(count, thread_name_prefix="bpe-io")
 
-    def submit(self, text: str | list[str]) -> Future[bytes]:
-        """Ids of a text, or of a list of whole documents with end-of-text between them."""
+    def submit(self, text: str | list[str] | RecordRange) -> Future[bytes]:
+        """Ids of a text, or of a list of whole documents with end-of-text between them, or
+        of a RecordRange's records (after 8 bytes: how many); a bad record raises DataError."""
+        if isinstance(text, RecordRange):
+            return self.threads.submit(self._encode, text.pack(), _RANGE)
         if isinstance(text, list):
             return self.threads.submit(self._encode, pack_documents(text), _DOCUMENTS)
         return self.threads.submit(self._encode, text.encode("utf-8"))
@@ -227,7 +320,10 @@ class BpeWorkers:
             worker.stdin.write((len(data) | flags).to_bytes(8, "little") + data)
             worker.stdin.flush()
             size = int.from_bytes(_read_exact(worker, 8), "little")
-            return _read_exact(worker, size)
+            answer = _read_exact(worker, size & ~_FAILED)
+            if size & _FAILED:
+                raise DataError(answer.decode("utf-8", "replace"))
+            return answer
         except BrokenPipeError:
             raise _worker_error(worker) from None
         finally:
@@ -277,14 +373,25 @@ def worker_main() -> None:
     try:
         import tiktoken
 
-        encoding, dtype = tiktoken.get_encoding(sys.argv[1]), sys.argv[2]
+        from llmtui.engine.data import records
+
+        encoding, dtype = tiktoken.get_encoding(sys.argv[1]), np.dtype(sys.argv[2])
         inp, out = sys.stdin.buffer, sys.stdout.buffer
         while header := inp.read(8):
             size = int.from_bytes(header, "little")
-            data = inp.read(size & ~_DOCUMENTS)
-            if size & _DOCUMENTS:   # documents, end-of-text between them
-                docs = [encoding.encode_ordinary(doc) for doc in unpack_documents(data)]
-                ids = _joined(docs, encoding.eot_token, np.dtype(dtype)).tobytes()
+            data = inp.read(size & ~(_DOCUMENTS | _RANGE))
+            if size & _RANGE:        # JSON Lines: decoded here, end-of-text between records
+                name, field, first_line, lines = RecordRange.unpack(data)
+                try:
+                    docs = records.range_texts(lines, first_line, name, field)
+                except DataError as exc:   # a bad record: the parent raises it
+                    message = str(exc).encode("utf-8")
+                    out.write((len(message) | _FAILED).to_bytes(8, "little") + message)
+                    out.flush()
+                    continue
+                ids = len(docs).to_bytes(8, "little") + encode_documents(encoding, docs, dtype).tobytes()
+            elif size & _DOCUMENTS:  # documents, end-of-text between them
+                ids = encode_documents(encoding, unpack_documents(data), dtype).tobytes()
             else:
                 ids = np.array(encoding.encode_ordinary(data.decode("utf-8")), dtype=dtype).tobytes()
             out.write(len(ids).to_bytes(8, "little") + ids)

@@ -37,7 +37,7 @@ import numpy as np
 from llmtui.engine import fsutil
 from llmtui.engine.data import corpus, records
 from llmtui.engine.data.bpe_training import load_tokenizer_file, train_bpe
-from llmtui.engine.data.bpe_workers import cut_point, encode_processes, encode_threads
+from llmtui.engine.data.bpe_workers import RecordRange, cut_point, encode_processes, encode_threads
 from llmtui.engine.data.tokenizers import (
     BpeTokenizer,
     CharTokenizer,
@@ -96,6 +96,7 @@ class _Doc(NamedTuple):
     # record formats: on_read -> the texts of its records, one document each (None: plain text)
     records: Callable[[Callable[[int], None]], Iterator[str]] | None = None
     files: tuple[Path, ...] = ()  # a dataset's Arrow files, hashed to know when it changed
+    lines: tuple[str, str] | None = None   # a .jsonl/.json record file: (its format, the text field)
 
 
 @dataclass
@@ -186,7 +187,8 @@ def _file_doc(path: Path, fmt: str | None = None, field_name: str = "text") -> _
     if fmt:
         def read(on_read):
             return records.file_texts(path, fmt, field_name, on_read)
-    return _Doc(str(path), st.st_size, lambda: open(path, "rb"), st.st_mtime_ns, read)
+    return _Doc(str(path), st.st_size, lambda: open(path, "rb"), st.st_mtime_ns, read,
+                lines=(fmt, field_name) if fmt in ("jsonl", "json") else None)
 
 
 def _dataset_source(spec: str, key: str, identity: str, path: Path | None, split: str,
@@ -748,6 +750,14 @@ def _doc_texts(doc: _Doc, report: _Reporter, separator: str | None) -> Iterator[
         yield from _record_batch(batch, separator, first)
 
 
+def _record_ranges(doc: _Doc, field_name: str, report: _Reporter) -> Iterator[RecordRange]:
+    """A JSON Lines file as jobs for the BPE worker processes: ranges of whole lines of about
+    CHUNK_BYTES, decoded there (records.range_texts)."""
+    ranges = records.jsonl_ranges(Path(doc.name), report.advance, CHUNK_BYTES)
+    for i, (first_line, data) in enumerate(ranges):
+        yield RecordRange(doc.name, field_name, first_line, data, first=i == 0)
+
+
 def _record_batch(batch: list[str], separator: str | None, first: bool):
     if separator is not None:
         yield ("" if first else separator) + separator.join(batch)
@@ -789,14 +799,17 @@ def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path:
 
     reading = [""]    # the document being read, for errors
 
-    def texts():
+    def texts(ranges: bool = False):
         for i, doc in enumerate(docs):
             reading[0] = doc.name
             # BPE marks document boundaries with end-of-text (None here), as
             # GPT-2 training did; a single file gets none, like nanoGPT's scripts.
             if i and tokenizer.eot_token is not None:
                 yield None
-            yield from _doc_texts(doc, report, separator)
+            if ranges and doc.lines and records.is_json_lines(Path(doc.name), doc.lines[0]):
+                yield from _record_ranges(doc, doc.lines[1], report)
+            else:
+                yield from _doc_texts(doc, report, separator)
 
     if isinstance(tokenizer, CharTokenizer):
         def char_arrays():
@@ -810,7 +823,7 @@ def _write_tokens(docs: list[_Doc], tokenizer: Tokenizer, dtype: np.dtype, path:
         arrays = char_arrays()
     elif (isinstance(tokenizer, BpeTokenizer) and total >= BPE_PROCESS_MIN_BYTES
           and (os.cpu_count() or 1) > 1 and sys.executable):
-        arrays = encode_processes(tokenizer, texts(), dtype)
+        arrays = encode_processes(tokenizer, texts(ranges=True), dtype)
     else:
         arrays = encode_threads(tokenizer, texts(), dtype)
     count = 0

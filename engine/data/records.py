@@ -8,9 +8,11 @@ record whose text is empty is skipped. Anything else (a line that is not JSON,
 a record without the field, a text that is not a string) stops the preparation
 with one line naming the file and the line (or row).
 
-Every reader streams: it holds one record (JSON, CSV) or one batch of rows
-(Parquet, datasets) at a time, so a corpus far larger than RAM prepares in
-bounded memory. `on_read(n)` is called as input bytes are consumed, for
+Every reader streams: it holds one range of whole lines (JSON Lines), one
+record (JSON, CSV) or one batch of rows (Parquet, datasets) at a time, so a
+corpus far larger than RAM prepares in bounded memory. JSON Lines is cut into
+ranges of lines (jsonl_ranges) before any JSON is decoded (range_texts), so
+the BPE worker processes can decode them (engine.data.bpe_workers). `on_read(n)` is called as input bytes are consumed, for
 progress. pyarrow and datasets are optional: a missing one is one line naming
 the extra that installs it.
 """
@@ -113,7 +115,6 @@ def file_texts(path: Path, fmt: str, field: str, on_read: OnRead) -> Iterator[st
             yield text
 
 
-_SPACE = (b" ", b"\t", b"\r", b"\n")
 _RAW_DECODE = json.JSONDecoder().raw_decode
 
 
@@ -132,36 +133,89 @@ def _record(text: str) -> Any:
 
 
 def _jsonl(path: Path, field: str, on_read: OnRead) -> Iterator[str]:
-    pending = 0
+    for first_line, data in jsonl_ranges(path, on_read, READ_BYTES):
+        yield from range_texts(data, first_line, path, field)
+
+
+def is_json_lines(path: Path, fmt: str) -> bool:
+    """Whether a record file is read line by line: JSON Lines, or a .json file that does not
+    start with "[" (how many datasets ship their .json files)."""
+    if fmt != "json":
+        return fmt == "jsonl"
     with _open(path) as f:
-        for number, line in enumerate(f, 1):
-            pending += len(line)
-            if pending >= READ_BYTES:
-                on_read(pending)
-                pending = 0
-            if line[:1] in _SPACE and not line.strip():
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    return not head.startswith(b"[")
+
+
+def jsonl_ranges(path: Path, on_read: OnRead, size: int) -> Iterator[tuple[int, bytes]]:
+    """A JSON Lines file as ranges of whole lines of about `size` bytes (a longer line whole):
+    (the number of the range's first line, its bytes). Only newlines are looked at here,
+    so the JSON of each range can be decoded anywhere (range_texts), e.g. in the BPE worker
+    processes while this process reads on."""
+    carry, line = b"", 1
+    with _open(path) as f:
+        while True:
+            block = f.read(size)
+            on_read(len(block))
+            if not block:
+                if carry:
+                    yield line, carry
+                return
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n") + 1
+            if not cut:            # no line end yet: one long line, read on
+                carry = data
                 continue
-            try:
-                # lines decoded here, not by json.loads (which first guesses the encoding of
-                # bytes): a quarter faster on text-heavy records
-                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-                record = _record(text)
-            except UnicodeDecodeError:
-                raise DataError(f"{path}: line {number}: not UTF-8 text") from None
-            except ValueError as exc:
-                raise DataError(f"{path}: line {number}: not valid JSON ({_json_message(exc)})") from None
-            except RecursionError:
-                raise DataError(f"{path}: line {number}: JSON nested too deeply") from None
-            yield record_text(record, field, f"{path}: line {number}")
-    on_read(pending)
+            yield line, data[:cut] if cut < len(data) else data
+            line += data.count(b"\n", 0, cut)
+            carry = data[cut:]
+
+
+# a blank line (starting with one of the first, holding only the second) is skipped
+_BLANK = {str: (" \t\r", " \t\r\n\x0b\x0c"), bytes: (b" \t\r", None)}   # None: bytes.strip()'s
+
+
+def range_texts(data: bytes, first_line: int, path: Path | str, field: str) -> list[str]:
+    """The non-empty document texts of whole JSON Lines (see jsonl_ranges) whose first is
+    line `first_line` of `path`; a bad line stops with one line naming the file and line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None            # decoded line by line below, to name the bad one
+    lines: list[Any] = text.split("\n") if text is not None else data.split(b"\n")
+    blank_start, blank = _BLANK[str if text is not None else bytes]
+    if lines and not lines[-1]:
+        lines.pop()            # after the last newline
+    texts: list[str] = []
+    for i, line in enumerate(lines):
+        number = first_line + i
+        if not line or (line[:1] in blank_start and not line.strip(blank)):
+            continue
+        try:
+            if isinstance(line, bytes):
+                line = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            elif number == 1:
+                line = line.removeprefix("\ufeff")
+            record = _record(line)
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: line {number}: not UTF-8 text") from None
+        except ValueError as exc:
+            raise DataError(f"{path}: line {number}: not valid JSON ({_json_message(exc)})") from None
+        except RecursionError:
+            raise DataError(f"{path}: line {number}: JSON nested too deeply") from None
+        # the usual record ({"text": "..."}) without record_text's checks and message
+        value = record.get(field) if type(record) is dict else None
+        if type(value) is not str:
+            value = record_text(record, field, f"{path}: line {number}")
+        if value:
+            texts.append(value)
+    return texts
 
 
 def _json(path: Path, field: str, on_read: OnRead) -> Iterator[str]:
     """A JSON array of records, parsed one element at a time; a .json file that does not
     start with "[" is read as JSON Lines (how many datasets ship their .json files)."""
-    with _open(path) as f:
-        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
-    if not head.startswith(b"["):
+    if is_json_lines(path, "json"):
         yield from _jsonl(path, field, on_read)
         return
     decoder = json.JSONDecoder()

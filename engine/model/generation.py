@@ -8,7 +8,10 @@ goes through the model alone, at the next position (learned position
 embeddings and rotary angles offset by the cache's length), and attends to
 the cached keys and values: one token's work per token, where recomputing the
 whole context for every token costs a whole forward pass of up to block_size
-tokens each.
+tokens each. That one token goes through a Decoder (GPT.decoder): forward's arithmetic
+(the same logits, bit for bit) in half its ops, which matters at batch 1, where
+a token's matmuls are few and the small ops between them were a quarter of its
+time.
 
 Within the context (prompt + new tokens <= block_size) the tokens are those of
 recomputing the context for each token (nanoGPT's generate), greedy or sampled
@@ -85,15 +88,21 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
     block = model.config.block_size
     context = idx[:, -block:]
     cache = KVCache(model.config.n_layer, min(block, context.size(1) + max_new_tokens))
-    logits, _ = model(context, cache=cache)
+    last = model(context, cache=cache)[0][:, -1, :]
+    # one token after the cached ones: forward's arithmetic in fewer ops (in training mode,
+    # forward itself: dropout)
+    decode = (lambda ids, cache: model(ids, cache=cache)[0][:, -1, :]) if model.training else model.decoder()
+    ids = [context]    # the tokens so far, joined only when the context is full
     for i in range(max_new_tokens):
-        next_id = pick(logits[:, -1, :], temperature, top_k, generator)
+        next_id = pick(last, temperature, top_k, generator)
         yield next_id
         if i == max_new_tokens - 1:
             return
-        context = torch.cat((context, next_id), dim=1)[:, -block:]
+        ids.append(next_id)
         if cache.pos < block:
-            logits, _ = model(next_id, cache=cache)
+            last = decode(next_id, cache)
         else:
             # past the context: the last block_size tokens alone, from position 0 (nanoGPT's crop)
-            logits, _ = model(context)
+            context = torch.cat(ids, dim=1)[:, -block:]
+            ids = [context]
+            last = model(context)[0][:, -1, :]

@@ -10,13 +10,16 @@ gradient checkpointing. The defaults are nanoGPT's model.
 
 A forward pass can carry a KV cache (engine.model.generation.KVCache): the
 keys and values of the positions before are read from it instead of being
-computed again, so generation computes each new token once.
+computed again, so generation computes each new token once; a Decoder
+(GPT.decoder) is forward for that one token in eval mode with fewer ops and
+lookups (the same logits).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, cast
 
 import torch
 import torch.nn as nn
@@ -25,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from llmtui.engine.config.schema import ModelConfig
 from llmtui.engine.errors import ConfigError
-from llmtui.engine.model.generation import generate_tokens
+from llmtui.engine.model.generation import KVCache, generate_tokens
 from llmtui.engine.model.shapes import attention_width, ff_width, head_size, kv_heads
 
 
@@ -126,10 +129,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, rope=None, cache=None):
         B, T, _ = x.size()
-        q, k, v = self.c_attn(x).split(self.widths, dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        # the heads of q, k and v side by side, (B, heads, T, head_dim) each: three ops where
+        # a split, three views and three transposes were seven (the same tensors, strides
+        # included); each small op counts when generating one token at a time
+        q, k, v = (self.c_attn(x).view(B, T, -1, self.head_dim).transpose(1, 2)
+                   .split((self.n_head, self.n_kv_head, self.n_kv_head), dim=1))
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         start = 0 if cache is None else cache.pos    # the position of x's first token
@@ -151,8 +155,8 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
             is_causal=causal, **groups)
-        y = y.transpose(1, 2).contiguous().view(B, T, self.widths[0])
-        return self.resid_dropout(self.c_proj(y))
+        y = self.c_proj(y.transpose(1, 2).reshape(B, T, self.widths[0]))
+        return self.resid_dropout(y) if self.training else y
 
 
 class MLP(nn.Module):
@@ -167,18 +171,19 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(config.ff_width, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
-        h = self.c_fc(x)
+    def activation(self, h):
         if self.kind == "swiglu":
             gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
-        elif self.kind == "relu2":
-            h = F.relu(h).square()
-        elif self.kind == "gelu_tanh":
-            h = F.gelu(h, approximate="tanh")
-        else:
-            h = F.gelu(h)
-        return self.dropout(self.c_proj(h))
+            return F.silu(gate) * up
+        if self.kind == "relu2":
+            return F.relu(h).square()
+        if self.kind == "gelu_tanh":
+            return F.gelu(h, approximate="tanh")
+        return F.gelu(h)
+
+    def forward(self, x):
+        h = self.c_proj(self.activation(self.c_fc(x)))
+        return self.dropout(h) if self.training else h   # no call at all in eval: one op less
 
 
 class Block(nn.Module):
@@ -282,7 +287,8 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(torch.arange(start, start + T, device=idx.device))
         else:
             rope = self.rope
-        x = self.transformer.drop(x)
+        if self.training:
+            x = self.transformer.drop(x)
         for block in self.transformer.h:
             if self.config.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope, use_reentrant=False)
@@ -292,11 +298,16 @@ class GPT(nn.Module):
             cache.advance(T)
         x = self.transformer.ln_f(x)
         if targets is None:
-            # generation needs only the last position's logits
-            return self.lm_head(x[:, [-1], :]), None
+            # generation needs only the last position's logits (one token: x itself)
+            return self.lm_head(x if T == 1 else x[:, [-1], :]), None
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
+
+    def decoder(self) -> Decoder:
+        """One token at a time after a KV cache's positions, as forward computes it in eval
+        mode (see Decoder)."""
+        return Decoder(self)
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None):
@@ -309,6 +320,82 @@ class GPT(nn.Module):
         """Yield each new token (B, 1) as it is chosen, so a front end can stream them
         (engine.model.generation: a KV cache, nanoGPT's tokens)."""
         return generate_tokens(self, idx, max_new_tokens, temperature, top_k, generator)
+
+
+class Decoder:
+    """GPT.forward in eval mode for one token per row after a KV cache's positions, as few
+    ops and Python lookups as that takes: the same arithmetic, the same logits bit for bit
+    (tests/test_generation.py checks every architecture), in about half of forward's ops
+    and a fraction of its Python. At batch 1 a token's matmuls read every weight once (0.5
+    GB for GPT-2 124M in fp32) and each small op or lookup between them runs with cold
+    caches, several times slower than alone: forward's small ops and Python were about a
+    quarter of a generated token's time. Built per generation (it holds the model's
+    parameters, not copies)."""
+
+    def __init__(self, model: GPT):
+        tr = model.transformer
+        blocks = cast("list[Block]", list(tr.h))
+        attn = blocks[0].attn
+        self.block_size = model.config.block_size
+        self.wte = tr.wte.weight
+        self.wpe = tr.wpe.weight if "wpe" in tr else None
+        self.rope = model.rope if self.wpe is None else None
+        self.heads = (attn.n_head, attn.n_kv_head, attn.n_kv_head)
+        self.head_dim = attn.head_dim
+        self.groups = {"enable_gqa": True} if attn.n_kv_head != attn.n_head else {}
+        self.layers = [
+            (_norm_fn(b.ln_1), b.attn.c_attn.weight, b.attn.c_attn.bias,
+             (b.attn.q_norm, b.attn.k_norm) if hasattr(b.attn, "q_norm") else None,
+             b.attn.c_proj.weight, b.attn.c_proj.bias, _norm_fn(b.ln_2),
+             b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.activation, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
+            for b in blocks]
+        self.ln_f, self.head = _norm_fn(tr.ln_f), model.lm_head.weight
+
+    def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits (B, vocab) of the token after idx (B, 1), which continues the cache's
+        positions; idx's keys and values are added to the cache."""
+        pos, B, D = cache.pos, idx.size(0), self.head_dim
+        end = pos + 1
+        if end > self.block_size or end > cache.length or not pos:
+            raise ValueError(f"cannot decode position {pos} (block_size {self.block_size}, a cache of "
+                             f"{cache.length} filled by a forward pass first)")
+        # filled by the forward pass of the prompt (checked above: pos > 0)
+        all_keys, all_values = cast("list[torch.Tensor]", cache.keys), cast("list[torch.Tensor]", cache.values)
+        x = torch.embedding(self.wte, idx[:, 0])
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe[pos]
+        else:
+            rope = cast(torch.Tensor, self.rope)[pos:pos + 1]
+        for i, (ln_1, w_qkv, b_qkv, qk_norm, w_o, b_o, ln_2, w_fc, b_fc, act, w_p, b_p) in enumerate(self.layers):
+            # the heads of q, k and v side by side, (B, heads, 1, head_dim) each
+            q, k, v = F.linear(ln_1(x), w_qkv, b_qkv).view(B, -1, 1, D).split(self.heads, dim=1)
+            if qk_norm:
+                q, k = qk_norm[0](q), qk_norm[1](k)
+            if rope is not None:
+                q, k = apply_rope(q, rope), apply_rope(k, rope)
+            keys, values = all_keys[i], all_values[i]    # KVCache.update, inline
+            keys[:, :, pos:end] = k
+            values[:, :, pos:end] = v
+            # one query after the cached positions: it sees them all, no mask
+            y = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=None,
+                                               dropout_p=0.0, is_causal=False, **self.groups)
+            x = x + F.linear(y.reshape(B, -1), w_o, b_o)
+            x = x + F.linear(act(F.linear(ln_2(x), w_fc, b_fc)), w_p, b_p)
+        cache.advance(1)
+        return F.linear(self.ln_f(x), self.head)
+
+
+def _norm_fn(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The norm module's forward as a function of x alone: what F.layer_norm / F.rms_norm
+    call, without the module call, the lookups and those functions' own Python."""
+    if isinstance(norm, nn.RMSNorm):
+        shape, weight, eps = norm.normalized_shape, norm.weight, norm.eps
+        return lambda x: torch.rms_norm(x, shape, weight, eps)
+    assert isinstance(norm, nn.LayerNorm)
+    shape, weight, bias, eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    cudnn = torch.backends.cudnn.enabled
+    return lambda x: torch.layer_norm(x, shape, weight, bias, eps, cudnn)
 
 
 def gpt_config(cfg, vocab_size: int) -> GPTConfig:
