@@ -19,8 +19,8 @@ import itertools
 import json
 import threading
 import time
-from enum import StrEnum
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
