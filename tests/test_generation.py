@@ -138,6 +138,19 @@ def test_each_token_is_computed_once_within_the_context():
     assert lengths == [4] + [1] * 20 + [24] * 4
 
 
+def test_modules_with_forward_hooks_generate_through_forward():
+    """The decoder reads the weights directly and skips module calls: where a module runs a
+    hook around its forward (FSDP2's fully_shard gathers a block's sharded weights in one, a
+    user may add their own), every token goes through forward and the hook runs for it."""
+    model = tiny_model(**MODELS["learned-layernorm"])
+    plain = list(model.generate_tokens(torch.tensor([[1, 2, 3]]), 6, temperature=0))
+    calls = []
+    model.transformer.h[0].register_forward_hook(lambda module, args, out: calls.append(args[0].size(1)))
+    hooked = list(model.generate_tokens(torch.tensor([[1, 2, 3]]), 6, temperature=0))
+    assert calls == [3, 1, 1, 1, 1, 1]
+    assert torch.equal(torch.cat(hooked, 1), torch.cat(plain, 1))
+
+
 @pytest.mark.parametrize("name", [*MODELS, "gelu-tanh-qkv-bias", "relu2-untied"])
 def test_decoder_gives_the_logits_of_forward_bit_for_bit(name):
     """The generator's one-token step (GPT.decoder: fewer ops) computes what forward

@@ -77,6 +77,11 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None,
     return torch.multinomial(probs, 1, generator=generator)
 
 
+def _hooked(model: torch.nn.Module) -> bool:
+    """Whether any module runs hooks around its forward (fully_shard's unshard, a user's)."""
+    return any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+
+
 @torch.inference_mode()    # no autograd bookkeeping at all: less overhead per op than no_grad
 def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                     top_k: int | None = None, generator: torch.Generator | None = None
@@ -89,9 +94,11 @@ def generate_tokens(model, idx: torch.Tensor, max_new_tokens: int, temperature: 
     context = idx[:, -block:]
     cache = KVCache(model.config.n_layer, min(block, context.size(1) + max_new_tokens))
     last = model(context, cache=cache)[0][:, -1, :]
-    # one token after the cached ones: forward's arithmetic in fewer ops (in training mode,
-    # forward itself: dropout)
-    decode = (lambda ids, cache: model(ids, cache=cache)[0][:, -1, :]) if model.training else model.decoder()
+    # one token after the cached ones: forward's arithmetic in fewer ops; forward itself in
+    # training mode (dropout) and when the modules have hooks, which the decoder's direct use
+    # of the weights would skip (FSDP2 gathers each block's sharded weights in one)
+    by_forward = model.training or _hooked(model)
+    decode = (lambda ids, cache: model(ids, cache=cache)[0][:, -1, :]) if by_forward else model.decoder()
     ids = [context]    # the tokens so far, joined only when the context is full
     for i in range(max_new_tokens):
         next_id = pick(last, temperature, top_k, generator)
