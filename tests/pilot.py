@@ -62,6 +62,15 @@ async def open_config(pilot, config) -> None:
     await wait_screen(pilot, "WizardScreen")
 
 
+async def open_data_step(pilot, config):
+    """From the hardware screen, open `config` in the wizard and go on to its data step;
+    returns the data screen."""
+    await open_config(pilot, config)
+    await pilot.press("ctrl+n")
+    await wait_screen(pilot, "DataScreen")
+    return pilot.app.screen
+
+
 async def open_monitor(pilot, tmp_path):
     """From the hardware screen, start the cpu preset (runs under tmp_path/runs) and wait
     for the monitor; with a scripted trainer factory no real training runs."""

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pilot import make_app, open_config, open_monitor, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
+from pilot import make_app, open_config, open_data_step, open_monitor, quick_idle, run, set_field, wait_for, wait_screen  # noqa: F401
 from textual.widgets import DataTable, ProgressBar
 
 from conftest import TINY, read_jsonl
@@ -405,11 +405,8 @@ def test_too_small_data_is_refused_in_the_data_step(tmp_path):
 
     async def drive():
         async with app.run_test(size=(100, 32)) as pilot:
-            await open_config(pilot, config)
-            await pilot.press("ctrl+n")
-            await wait_screen(pilot, "DataScreen")
+            data = await open_data_step(pilot, config)
             await pilot.press("ctrl+r")
-            data = app.screen
             await wait_for(pilot, lambda: "Not enough data" in static_text(data.query_one("#prepare-status")),
                            what="refusal")
             assert "block_size" in static_text(data.query_one("#prepare-status"))

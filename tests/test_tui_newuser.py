@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pilot import click_button, make_app, open_config, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
+from pilot import click_button, make_app, open_config, open_data_step, quick_idle, run, screen_text, wait_for, wait_screen  # noqa: F401
 
 from fakes import fake_hardware_cpu_only, fixed_recommendation, static_text
 
@@ -43,10 +43,7 @@ def test_the_data_step_forgets_a_summary_once_the_corpus_changes_and_shows_where
 
     async def drive():
         async with app.run_test(size=(120, 40)) as pilot:
-            await open_config(pilot, config)
-            await pilot.press("ctrl+n")
-            await wait_screen(pilot, "DataScreen")
-            data = app.screen
+            data = await open_data_step(pilot, config)
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: "Data ready" in static_text(data.query_one("#prepare-status")),
                            what="prepared")
@@ -449,10 +446,7 @@ def test_the_data_step_tells_when_damaged_token_files_were_prepared_again(tmp_pa
 
     async def drive():
         async with app.run_test(size=(120, 40)) as pilot:
-            await open_config(pilot, config)
-            await pilot.press("ctrl+n")
-            await wait_screen(pilot, "DataScreen")
-            data = app.screen
+            data = await open_data_step(pilot, config)
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: "Data ready" in static_text(data.query_one("#prepare-status")),
                            what="prepared")
