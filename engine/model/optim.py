@@ -156,6 +156,14 @@ class Optimizer:
     def step(self, closure=None):
         raise NotImplementedError
 
+    @staticmethod
+    def _closure_loss(closure):
+        """torch.optim's step(closure): the loss it returns, computed with grad enabled."""
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
 
 class Adam(Optimizer):
     """Adam (weight decay as an L2 term of the gradient) or, with decoupled_weight_decay,
@@ -217,10 +225,7 @@ class Adam(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._closure_loss(closure)
         for group in self.param_groups:
             params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
             for p in group["params"]:
@@ -348,10 +353,7 @@ class Muon(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._closure_loss(closure)
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
             params, updates = [], []
