@@ -26,8 +26,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="profiled steps")
     p.add_argument("--warmup", type=int, default=15, help="steps before profiling")
     p.add_argument("--top", type=int, default=22, help="ops to list")
+    p.add_argument("--config", default=str(throughput.RECIPE),
+                   help="preset name or TOML file to profile (default: nanoGPT's recipe)")
     args = p.parse_args()
-    trainer = throughput.make_trainer(throughput.RECIPE, throughput.OUT / "profile-run")
+    trainer = throughput.make_trainer(args.config, throughput.OUT / "profile-run",
+                                      data__source=str(throughput.DATA))
     for _ in range(args.warmup):
         throughput.split_step(trainer)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
