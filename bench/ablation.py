@@ -40,6 +40,13 @@ VARIANTS = {
     "no-qk-norm": ["model.qk_norm=false"],
     "tied-head": ["model.tie_embeddings=true", "optimizer.head_learning_rate=0"],
     "wsd": ['scheduler.kind="wsd"', "scheduler.decay_fraction=0.3"],   # measured: cosine wins, so the preset uses it
+    # issue 21's candidates (bench/RESULTS.md): the momentum before, longer context and smaller
+    # batches at the same steps, and wider, shallower models at about the same FLOPs
+    "momentum-0.95": ["optimizer.muon_momentum=0.95"],
+    "context-256": ["model.block_size=256", "training.batch_size=3"],
+    "batch-6": ["training.batch_size=6"],
+    "wide-2x192": ["model.n_layer=2", "model.n_embd=192", "model.n_head=6"],
+    "wide-3x160": ["model.n_layer=3", "model.n_embd=160", "model.n_head=5"],
 }
 
 
