@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_step.py               # 15 warm-up steps, 30 profiled
     .venv/bin/python bench/profile_step.py --steps 60
+    .venv/bin/python bench/profile_step.py --config cpu   # a preset (or TOML file) instead
 
 The recipe (bench/nanogpt_recipe.toml) is set up by a real engine Trainer, as in
 bench/throughput.py, and its split steps (data, forward+backward, optimizer) run under

@@ -120,7 +120,7 @@ def run_nanogpt(nanogpt: Path, out_dir: Path, iters: int, eval_interval: int | N
     code, wall, lines = run_stamped([sys.executable, __file__, "--nanogpt-child", str(nanogpt), str(out_dir), *args], log)
     if code:
         sys.exit(f"nanoGPT failed (exit {code}); see {log}")
-    text = log.read_text()
+    text = "\n".join(line for _, line in lines)   # the log, as read while it ran
     saved_at, evaluated = {}, None       # launch seconds at which the checkpoint of step k was saved
     for t, line in lines:
         if m := re.match(r"step (\d+): train loss", line):
