@@ -410,6 +410,10 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
         fail("optimizer.name = \"muon\" cannot be used with training.parallel = \"fsdp\": Muon "
              "orthogonalizes whole matrices and FSDP shards them; use \"adamw\" (or \"ddp\")",
              "optimizer.name", "training.parallel")
+    if cfg.training.parallel == "fsdp" and cfg.training.ema_decay:
+        fail(f"training.ema_decay = {cfg.training.ema_decay:g} cannot be used with training.parallel = "
+             "\"fsdp\": the average would need every weight on every process; set it to 0 (or use "
+             "\"ddp\")", "training.ema_decay", "training.parallel")
     if cfg.training.parallel == "fsdp" and cfg.training.precision == "fp16":
         fail("training.precision = \"fp16\" cannot be used with training.parallel = \"fsdp\" (loss "
              "scaling of sharded gradients is not supported here); use \"bf16\" or \"fp32\"",

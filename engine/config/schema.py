@@ -168,6 +168,10 @@ class TrainingConfig:
                           "runs it fast (else fp32 with a warning).", choices=("fp32", "bf16", "fp16"),
                           flags=("--use-amp=fp16", "--no-amp=fp32"))
     grad_clip: float = spec(1.0, "Clip the global gradient norm to this (0 = off).", min=0.0, max=1e6, flags=("--grad-clip",))
+    ema_decay: float = spec(0.0, "Evaluate, sample and save an exponential moving average of the weights "
+                            "with this decay per step (0 = off: the weights as trained); 0.98 averages "
+                            "about the last 50 steps: a lower val loss while the learning rate is high, "
+                            "the same once it has decayed.", min=0.0, max=0.9999)
     parallel: str = spec("ddp", "Under torchrun: ddp (every process holds the whole model, gradients "
                          "averaged) or fsdp (FSDP2: weights, gradients and optimizer state sharded over "
                          "the processes, for models that do not fit one GPU; AdamW, bf16 or fp32).",

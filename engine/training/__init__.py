@@ -20,6 +20,7 @@
     steps        one optimizer step (accumulation, scaling, clipping), the micro-batch halved on out-of-memory
     resume       a resumed run: the checkpoint it continues from, its batch, its state restored
     evaluation   evaluation (val loss, perplexity, accuracy) and samples of the model being trained
+    weight_average  training.ema_decay: the average of the weights a run evaluates and saves
     meter        the loop's bookkeeping between log lines: loss, tokens, time, tok/s, MFU, CPU load
     cpushare     training on a CPU that other processes use: the busy warning, threads on the free cores
     loader       a saved checkpoint loaded for use: model, tokenizer, config (inference's start)

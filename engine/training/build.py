@@ -26,6 +26,7 @@ from llmtui.engine.model.optim import Optimizers
 from llmtui.engine.planning.device import Placement
 from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.engine.training.distributed import DistContext
+from llmtui.engine.training.weight_average import WeightAverage
 
 # warn before starting when a step is estimated to take this long (at this share of the
 # measured matmul peak, what training steps reach on CPUs here)
@@ -55,6 +56,7 @@ class TrainingSetup:
     peak_flops: float                   # MFU denominator
     tokens_per_step: int
     eval_every: int
+    weight_average: WeightAverage | None = None   # training.ema_decay > 0 (engine.training.weight_average)
 
     @property
     def device(self) -> torch.device:

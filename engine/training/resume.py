@@ -30,6 +30,7 @@ from llmtui.engine.training.snapshot import (
     rng_from_files,
 )
 from llmtui.engine.training.state import RunState
+from llmtui.engine.training.weight_average import restore_train_weights, trained_weights
 
 Warn = Callable[[str], None]
 
@@ -139,11 +140,14 @@ def restore_from(setup: TrainingSetup, path: Path, *, max_steps: int, dist: Dist
             raise ResumeMismatch(f"{path}: {label} of the checkpoint does not match the config; "
                                  f"resume with the config it was trained with "
                                  f"({path / 'config.toml'})")
-    if fsdp:
-        check_model_state(setup.raw_model, loaded.model_state, str(path))
-        sharded.load_model_state(setup.raw_model, loaded.model_state)
+    if fsdp:   # (no weight average when sharded): the trained weights, when saved apart
+        weights = trained_weights(loaded.tensors) or loaded.model_state
+        check_model_state(setup.raw_model, weights, str(path))
+        sharded.load_model_state(setup.raw_model, weights)
     else:
         load_model_state(setup.raw_model, loaded.model_state, str(path))
+        # a run with a weight average saved it as the model and the trained weights apart
+        restore_train_weights(setup.raw_model, loaded.tensors, setup.weight_average, str(path / "state.safetensors"))
     load = None
     if fsdp:
         def load(optimizer, state):

@@ -188,11 +188,13 @@ def checkpoint_files(*, model, optimizers: Optimizers, scaler, run: RunState, sa
                      world_size: int, compat: dict, time: float, config_toml: str,
                      tokenizer_json: dict, model_state: dict | None = None,
                      optimizer_files: tuple[dict[str, torch.Tensor], dict] | None = None,
-                     extra_files: dict[str, Any] | None = None) -> dict[str, Any]:
+                     extra_files: dict[str, Any] | None = None,
+                     state_tensors: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """All files of one checkpoint as bytes, ready for an atomic write. A sharded run
     gives its gathered `model_state`, the optimizer's whole tensors and JSON as
     `optimizer_files`, and its sharded optimizer state as `extra_files`
-    (engine.training.sharded)."""
+    (engine.training.sharded); a run with a weight average gives the average as
+    `model_state` and the trained weights as `state_tensors` (engine.training.weight_average)."""
     if optimizer_files is not None:
         opt_tensors, opt_meta = optimizer_files
     else:
@@ -202,7 +204,7 @@ def checkpoint_files(*, model, optimizers: Optimizers, scaler, run: RunState, sa
                        optimizer=opt_meta, rng=rng_meta, scaler=_scaler_state(scaler))
     return {
         "model.safetensors": save_tensors(model_state if model_state is not None else clean_model_state(model)),
-        "state.safetensors": save_tensors({**opt_tensors, **rng_tensors}),
+        "state.safetensors": save_tensors({**opt_tensors, **rng_tensors, **(state_tensors or {})}),
         "state.json": json.dumps(saved.to_json(), indent=1).encode(),
         "config.toml": config_toml.encode(),
         "tokenizer.json": json.dumps(tokenizer_json).encode(),

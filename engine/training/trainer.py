@@ -25,6 +25,7 @@ steps, never every micro-step, so a GPU is never stalled by the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -118,6 +119,7 @@ from llmtui.engine.training.snapshot import checkpoint_files
 from llmtui.engine.training.start import StartTransaction
 from llmtui.engine.training.state import RunState
 from llmtui.engine.training.trackers import check_trackers, trackers
+from llmtui.engine.training.weight_average import WeightAverage
 
 
 @dataclass
@@ -431,7 +433,8 @@ class Trainer:
             n_params_non_embedding=raw_model.num_params(non_embedding=True),
             flops_per_token=raw_model.flops_per_token(), peak_flops=0.0,
             tokens_per_step=t.batch_size * t.grad_accum_steps * config.model.block_size * world,
-            eval_every=eval_every)
+            eval_every=eval_every,
+            weight_average=WeightAverage(raw_model, t.ema_decay) if t.ema_decay else None)
         if self.resume_from:
             self._restore(setup)
         if device.type == "cuda":
@@ -532,9 +535,12 @@ class Trainer:
 
     def _files(self, setup: TrainingSetup, model_state: dict | None = None,
                optimizer_files: tuple | None = None, extra_files: dict | None = None) -> dict[str, Any]:
+        average, state_tensors = setup.weight_average, None
+        if average is not None:     # the average is the checkpoint's model; the trained weights resume
+            model_state, state_tensors = average.model_state(), average.train_weights()
         return checkpoint_files(model=setup.raw_model, optimizers=setup.optimizers, scaler=setup.scaler,
                                 model_state=model_state, optimizer_files=optimizer_files,
-                                extra_files=extra_files,
+                                extra_files=extra_files, state_tensors=state_tensors,
                                 run=self.state, samplers=self._sampler_states,
                                 world_size=self.dist.world_size,
                                 compat=setup.compat_fingerprint(), time=time.time(),
@@ -620,13 +626,21 @@ class Trainer:
         """val_loss, val_perplexity and val_accuracy now (engine.training.evaluation)."""
         def progress(done: int, total: int) -> None:
             self.emit(EvalProgressEvent, done=done, total=total)
-        return evaluation.evaluate(self._built(), progress)
+        with self._averaged():
+            return evaluation.evaluate(self._built(), progress)
 
     def sample(self, prompt: str, max_tokens: int) -> str:
         """Text the model writes after `prompt` now, seeded by the step (engine.training.evaluation)."""
         setup = self._built()
-        return evaluation.sample(setup, prompt, max_tokens, seed=setup.config.run.seed + self.state.step,
-                                 cut_short=self._cut_sample_short)
+        with self._averaged():
+            return evaluation.sample(setup, prompt, max_tokens, seed=setup.config.run.seed + self.state.step,
+                                     cut_short=self._cut_sample_short)
+
+    def _averaged(self) -> contextlib.AbstractContextManager:
+        """The weight average in the model while evaluating or sampling (training.ema_decay),
+        else the weights as trained."""
+        average = self._built().weight_average
+        return average.in_model() if average is not None else contextlib.nullcontext()
 
     def _cut_sample_short(self) -> bool:
         """Stop or Ctrl+C must not wait for a long sample: cut it short; but sharded, every
@@ -729,6 +743,8 @@ class Trainer:
         setup = self._built()
         loss_sum, self._lr, self._grad_norm = steps.optimizer_step(
             setup, self.state.step, self.state.max_steps, self.dist, self.fsdp)
+        if setup.weight_average is not None:
+            setup.weight_average.update(self.state.step)
         # remember the first step whose loss was not finite, on the device: reading
         # it every step would stall a GPU; it is read at log/eval/checkpoint steps
         if self._first_bad_step is None:
