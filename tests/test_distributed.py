@@ -216,7 +216,8 @@ def test_fsdp_saves_one_consolidated_model_and_each_process_s_optimizer_shard_an
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    fsdp = ["-o", 'optimizer.name="adamw"', "-o", 'training.parallel="fsdp"', "-o", "checkpoint.every_n_steps=5",
+    fsdp = ["-o", 'optimizer.name="adamw"', "-o", 'training.parallel="fsdp"', "-o", "training.ema_decay=0",
+            "-o", "checkpoint.every_n_steps=5",
             "-o", "eval.every_n_steps=10", "-o", "logging.every_n_steps=1", "--max-iters", "10"]
     proc = torchrun(tiny, tmp_path, *fsdp)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -261,7 +262,8 @@ def test_fsdp_saves_one_consolidated_model_and_each_process_s_optimizer_shard_an
     from llmtui.engine.training.trainer import Trainer
     shutil.copytree(run, tmp_path / "runs" / "alone")
     alone_cfg = load_config("cpu", tiny + ['run.name="alone"', 'optimizer.name="adamw"',
-                                           'training.parallel="fsdp"', "training.max_steps=10"])
+                                           'training.parallel="fsdp"', "training.ema_decay=0",
+                                           "training.max_steps=10"])
     alone = Trainer(alone_cfg, resume_from=tmp_path / "runs" / "alone" / "step_5")
     adam = alone.setup().optimizers.adam
     first = adam.state[adam.param_groups[0]["params"][0]]

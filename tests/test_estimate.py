@@ -225,7 +225,8 @@ def test_fsdp_refuses_what_it_cannot_shard_in_one_line():
     from llmtui.engine.errors import ConfigError
 
     for extra, key in ((['optimizer.name="muon"'], "optimizer.name"),
-                       (['optimizer.name="adamw"', 'training.precision="fp16"'], "training.precision"),
+                       (['optimizer.name="adamw"', 'training.precision="fp16"', "training.ema_decay=0"],
+                        "training.precision"),
                        (['optimizer.name="adamw"', "training.ema_decay=0.98"], "training.ema_decay")):
         with pytest.raises(ConfigError) as refused:
             load_config("cpu", ['training.parallel="fsdp"', *extra])

@@ -27,7 +27,9 @@ def test_the_cpu_preset_ships_a_whole_run_as_its_reference():
     assert steps == sorted(steps) and steps[-1] == cfg.training.max_steps
     assert all(step in steps for step in CHECKED_STEPS)
     losses = [loss for _, loss in curve.points]
-    assert losses[-1] < losses[0] - 1.0          # it learned: char loss falls by well over a nat
+    # it learned: from its first point (step 50, already well below the start's ~4.3) the char
+    # loss falls by most of a nat more
+    assert losses[-1] < losses[0] - 0.8
     assert "cores" in curve.machine and "torch" in curve.versions
 
 

@@ -994,6 +994,9 @@ class Trainer:
                 if record_error is None:
                     raise
                 record_error += f"; {exc}"
+        if setup.weight_average is not None and stop_reason != StopReason.NONFINITE_LOSS:
+            # the caller's model ends as the checkpoint's: the average the run evaluated
+            setup.weight_average.copy_to_model()
         if record_error is not None:
             # the record cannot be written (a full disk): stop, having saved what could be
             raise RecordError(f"{record_error}; training stopped at step {state.step:,}; "

@@ -50,6 +50,13 @@ class WeightAverage:
         for avg, p in zip(self.average, self.params):
             avg.lerp_(p, weight)
 
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        """The average into the model's weights for good (a run's end: the model in memory is
+        then the checkpoint's model)."""
+        for p, avg in zip(self.params, self.average):
+            p.copy_(avg)
+
     @contextlib.contextmanager
     def in_model(self) -> Iterator[None]:
         """The average in the model's weights while the block runs (evaluating, sampling);
