@@ -12,7 +12,7 @@ from llmtui import load_config
 from llmtui.engine.training import evaluation
 from llmtui.engine.training.snapshot import load_model_state
 from llmtui.engine.training.trainer import Trainer
-from llmtui.engine.training.weight_average import TRAIN_WEIGHTS, WeightAverage
+from llmtui.engine.training.weight_average import TRAIN_WEIGHTS, WeightAverage, trained_weights
 
 RUN = ["training.max_steps=40", "logging.every_n_steps=1", "eval.every_n_steps=10",
        "checkpoint.every_n_steps=0", "training.ema_decay=0.9"]
@@ -62,7 +62,7 @@ def test_the_checkpoint_model_is_the_average_the_run_evaluated(tiny):
     trainer.run()
     last = trainer.run_dir / "last"
     average, state = load_file(last / "model.safetensors"), load_file(last / "state.safetensors")
-    trained = {k[len(TRAIN_WEIGHTS):]: v for k, v in state.items() if k.startswith(TRAIN_WEIGHTS)}
+    trained = trained_weights(state)
     assert trained.keys() == average.keys()
     assert any(not torch.equal(average[k], trained[k]) for k in average)
 

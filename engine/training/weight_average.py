@@ -61,10 +61,8 @@ class WeightAverage:
     def in_model(self) -> Iterator[None]:
         """The average in the model's weights while the block runs (evaluating, sampling);
         the trained weights back afterwards, whatever happens inside."""
-        with torch.no_grad():
-            trained = [p.detach().clone() for p in self.params]
-            for p, avg in zip(self.params, self.average):
-                p.copy_(avg)
+        trained = [p.detach().clone() for p in self.params]
+        self.copy_to_model()
         try:
             yield
         finally:
