@@ -173,7 +173,8 @@ def runs_dir_with_demo(root: Path) -> Path:
 
     run = root / "checkpoints" / "shakespeare-char"
     run.mkdir(parents=True, exist_ok=True)
-    config = b"[run]\nname = \"shakespeare-char\"\n"
+    # nanoGPT's shakespeare-char context: room for the cpu preset's
+    config = b"[run]\nname = \"shakespeare-char\"\n\n[model]\nblock_size = 256\n"
     (run / "config.toml").write_bytes(config)
     files = dict.fromkeys(REQUIRED, b"") | {"config.toml": config,
                                            "state.json": json.dumps({"step": 1500}).encode()}

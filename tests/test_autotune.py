@@ -57,13 +57,14 @@ def test_auto_is_accepted_for_batch_settings_only(tmp_path):
 def test_numbers_are_kept():
     cfg = load_config("cpu")
     target = target_for("cpu", "fp32", cpu_machine())
-    assert choose_batch(cfg, 65, target) == (12, 1, [])
+    assert choose_batch(cfg, 65, target) == (cfg.training.batch_size, 1, [])
+    assert cfg.training.batch_size == 16              # the preset's own number, not an "auto" one
 
 
 @pytest.mark.unit
 def test_auto_keeps_the_target_tokens_per_step():
     cfg = load_config("cpu", ['training.batch_size="auto"', 'training.grad_accum_steps="auto"',
-                              "training.target_tokens_per_step=4096"])
+                              "training.target_tokens_per_step=4096", "model.block_size=64"])
     roomy = target_for("cpu", "fp32", cpu_machine(ram_gib=64))
     batch, accum, notes = choose_batch(cfg, 65, roomy)
     assert (batch, accum) == (64, 1) and "64 x 1" in notes[0]     # 4096 / 64 tokens per row
@@ -77,7 +78,7 @@ def test_auto_keeps_the_target_tokens_per_step():
 @pytest.mark.unit
 def test_auto_accumulation_for_a_fixed_batch():
     cfg = load_config("cpu", ["training.batch_size=8", 'training.grad_accum_steps="auto"',
-                              "training.target_tokens_per_step=2048"])
+                              "training.target_tokens_per_step=2048", "model.block_size=64"])
     batch, accum, _ = choose_batch(cfg, 65, target_for("cpu", "fp32", cpu_machine()))
     assert (batch, accum) == (8, 4)
 

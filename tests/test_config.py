@@ -202,7 +202,7 @@ def test_override_errors_say_they_came_from_an_override():
 def test_cross_key_rules_name_every_key_involved():
     error = errors_of("cpu", ["model.n_head=5"])
     assert error.keys == ("model.n_head", "model.n_embd")
-    assert error.detail == "model.n_head = 5 must divide model.n_embd = 128"
+    assert error.detail == "model.n_head = 5 must divide model.n_embd = 96"
 
 
 def test_grouped_query_attention_heads_must_divide_the_query_heads():
@@ -229,10 +229,10 @@ def test_head_dim_sets_the_heads_apart_and_is_even_with_rotary_positions():
     assert "\n" not in str(error)
     assert "model.head_dim" in error_of(None, ["model.head_dim=-2"]) and ">= 0" in error_of(None, ["model.head_dim=-2"])
     assert load_config(None, ["model.head_dim=7"]).model.head_dim == 7   # learned positions: any width
-    wide = load_config("cpu", ["model.n_head=5", "model.head_dim=48"])   # 5 heads of 48 in 128
+    wide = load_config("cpu", ["model.n_head=5", "model.head_dim=48"])   # 5 heads of 48 in 96
     assert gpt_config(wide, 65).head_dim == 48 and gpt_config(wide, 65).attention_width == 240
     # head_dim = n_embd / n_head is the default model, as 0 is: the fingerprint of older checkpoints
-    assert gpt_config(load_config("cpu", ["model.head_dim=32"]), 65).head_dim == NEW_FIELDS["head_dim"] == 0
+    assert gpt_config(load_config("cpu", ["model.head_dim=24"]), 65).head_dim == NEW_FIELDS["head_dim"] == 0   # 96 / 4
 
 
 def test_a_cross_key_error_names_where_its_keys_were_set(tmp_path):

@@ -119,7 +119,7 @@ def test_no_driver_means_cpu_preset(monkeypatch, error, words):
     assert rec.finetune_preset == "finetune-cpu" and "fine-tuned on your text" in rec.finetune_reason
     assert rec.settings["training.precision"] == "fp32"
     assert rec.settings["run.threads"] == info.cpu.physical_cores
-    assert rec.settings["training.batch_size"] * rec.settings["training.grad_accum_steps"] == 12
+    assert rec.settings["training.batch_size"] * rec.settings["training.grad_accum_steps"] == 16   # the preset's
     assert rec.estimate.fits is True
     assert hw.gpu_memory_used(0) is None
 

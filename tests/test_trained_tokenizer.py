@@ -272,4 +272,5 @@ def test_estimates_use_the_trained_vocabulary(tmp_path, corpus, capsys):
     assert main(["detect", "--json"]) == 0
     plain = json.loads(capsys.readouterr().out)
     tables = 1 if load_config("cpu").model.tie_embeddings else 2      # embedding, and an untied head
-    assert out["estimate"]["n_params"] - plain["estimate"]["n_params"] == (16384 - 100) * 128 * tables
+    width = load_config("cpu").model.n_embd
+    assert out["estimate"]["n_params"] - plain["estimate"]["n_params"] == (16384 - 100) * width * tables

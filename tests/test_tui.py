@@ -169,7 +169,7 @@ def test_walk_every_screen_and_train_for_real(tmp_path, shared_data_dir, monkeyp
             assert app.session.doc.get("model.n_layer") == 1
 
             # a cross-key rule: n_head must divide n_embd
-            await set_field(pilot, wizard, "model.n_head", "3")
+            await set_field(pilot, wizard, "model.n_head", "5")
             assert wizard.query_one("#save", Button).disabled
             assert "must divide" in wizard.query_one("#wizard-error").text
             for path, value in TINY_FIELDS.items():

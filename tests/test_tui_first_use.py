@@ -69,7 +69,7 @@ def test_saving_a_config_made_from_a_preset_describes_what_it_holds_now(tmp_path
             # the form applies a typed value once it validates: on a busy machine, a moment later
             await wait_for(pilot, lambda: app.screen.doc.get("model.n_layer") == 2, what="the edit")
             app.screen._saved_as(config)
-            assert "Data: builtin; 1,300 steps." in ConfigDocument.load(config).header()
+            assert "Data: builtin; 900 steps." in ConfigDocument.load(config).header()
             await pilot.press("escape")
             await wait_screen(pilot, "HardwareScreen")
             app.screen.open_file(str(config))            # opened again: no longer "the preset"

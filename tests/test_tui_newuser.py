@@ -148,7 +148,7 @@ def test_the_derived_panel_gives_the_head_size_model_head_dim_sets():
     def head_size(*overrides):
         return dict((label, value) for label, value, *_ in derived_rows(load_config("cpu", list(overrides)), None))[
             "head size"]
-    assert head_size() == "32"                                           # n_embd / n_head = 128 / 4
+    assert head_size() == "24"                                           # n_embd / n_head = 96 / 4
     assert head_size("model.n_head=5", "model.head_dim=48") == "48 (head_dim)"
 
 
