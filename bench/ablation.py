@@ -4,11 +4,16 @@ reverted to nanoGPT's, trained for the same steps on several texts.
     python bench/ablation.py                                  # tinyshakespeare, builtin, every variant
     python bench/ablation.py --corpus builtin my.txt --jobs 2 # other texts, two at a time (1 thread each)
     python bench/ablation.py --only preset adamw --steps 500  # some variants, shorter
+    python bench/ablation.py --equal-time 8 --only preset nanogpt-shape --corpus shakespeare
+                                                              # each variant for the preset's time
 
 Val loss is deterministic (the same at every run on a machine), so a difference between two
 variants is the choice's effect at equal steps, whatever the machine's load. The time per step
 is not: `--speed` measures each variant's ms/step round-robin in one process (the same load
-for all), as a ratio to the preset. Val loss is on (nearly) the whole validation split: the
+for all), as a ratio to the preset. `--equal-time ROUNDS` measures those ratios first and
+trains each variant for the steps that fit the preset's training time (the preset's steps times
+its ms/step over the variant's): the comparison for choices that change the cost of a step
+(shape, batch, context). Val loss is on (nearly) the whole validation split: the
 trainer's evaluation with enough evenly spread windows to cover it. Writes
 bench/out/ablation.json.
 """
@@ -43,10 +48,18 @@ VARIANTS = {
     # issue 21's candidates (bench/RESULTS.md): the momentum before, longer context and smaller
     # batches at the same steps, and wider, shallower models at about the same FLOPs
     "momentum-0.95": ["optimizer.muon_momentum=0.95"],
-    "context-256": ["model.block_size=256", "training.batch_size=3"],
+    "context-256": ["model.block_size=256", "training.batch_size=8"],   # the same tokens per step
     "batch-6": ["training.batch_size=6"],
     "wide-2x192": ["model.n_layer=2", "model.n_embd=192", "model.n_head=6"],
     "wide-3x160": ["model.n_layer=3", "model.n_embd=160", "model.n_head=5"],
+    # the preset's shape against nanoGPT's README CPU shape (4 x 128, context 64, 12 sequences,
+    # Muon at the 5e-3 tuned for it): compare with --equal-time, a step of it costs less
+    "nanogpt-shape": ["model.n_embd=128", "model.block_size=64", "training.batch_size=12",
+                      "optimizer.learning_rate=5e-3"],
+    "batch-32": ["training.batch_size=32"],
+    "width-64": ["model.n_embd=64"],
+    "heads-2": ["model.n_head=2"],
+    "lr-5e-3": ["optimizer.learning_rate=5e-3"],
 }
 
 
@@ -84,6 +97,12 @@ def child(name: str, source: str, steps: int | None, threads: int, out: Path) ->
         "tokens_per_step": s.tokens_per_step, "model_gflop_per_step": s.flops_per_token * s.tokens_per_step / 1e9,
         "optimizer_gflop_per_step": s.optimizers.extra_flops_per_step / 1e9,
         "ms_per_step_median": statistics.median(ms) if ms else None}))
+
+
+def load_preset_steps() -> int:
+    from llmtui import load_config
+
+    return load_config("cpu").training.max_steps
 
 
 def speed(names: list[str], rounds: int) -> dict[str, float]:
@@ -125,11 +144,23 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (each on 2 // jobs threads)")
     p.add_argument("--speed", type=int, default=0, metavar="ROUNDS",
                    help="also time every variant round-robin for this many rounds of 10 steps")
+    p.add_argument("--equal-time", type=int, default=0, metavar="ROUNDS",
+                   help="time the variants first (ROUNDS rounds of 10 steps, the preset among them) and "
+                        "train each for the preset's training time instead of the same steps")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     names = args.only or list(VARIANTS)
+    if args.equal_time and "preset" not in names:
+        names = ["preset", *names]
     threads = max(1, 2 // args.jobs)
     todo = [(n, c) for c in args.corpus for n in names]
+    measured = speed(names, args.equal_time) if args.equal_time else {}
+    preset_steps = args.steps or load_preset_steps()
+
+    def steps_of(name: str) -> int:
+        if not measured:
+            return args.steps
+        return max(1, round(preset_steps * measured["preset"] / measured[name]))
     results, running = [], []
     tmp = Path(tempfile.mkdtemp(prefix="ablation-results-"))
     while todo or running:
@@ -137,7 +168,7 @@ def main() -> None:
             name, corpus = todo.pop(0)
             out = tmp / f"{name}-{len(todo)}.json"
             source = CORPORA.get(corpus, str(Path(corpus).resolve()))
-            proc = subprocess.Popen([sys.executable, __file__, "--child", name, source, str(args.steps),
+            proc = subprocess.Popen([sys.executable, __file__, "--child", name, source, str(steps_of(name)),
                                      str(threads), str(out)], stdout=subprocess.DEVNULL)
             running.append((proc, name, corpus, out))
         time.sleep(1)
@@ -151,13 +182,14 @@ def main() -> None:
             r = json.loads(out.read_text()) | {"corpus": corpus}
             results.append(r)
             print(f"{corpus:12s} {name:12s} {r['steps']:>6d} steps  val {r['final_val_loss']:.4f}", flush=True)
-    report = {"results": results}
-    if args.speed:
-        report["ms_per_step"] = speed(names, args.speed)
+    report = {"results": results, "equal_time": bool(measured)}
+    if args.speed or measured:
+        report["ms_per_step"] = measured or speed(names, args.speed)
     (OUT / "ablation.json").write_text(json.dumps(report, indent=1))
 
     print(f"\n{'variant':14s}" + "".join(f"{c[:12]:>14s}" for c in args.corpus)
-          + ("   ms/step  x preset" if args.speed else ""))
+          + ("   ms/step  x preset" if "ms_per_step" in report else "")
+          + ("   steps" if measured else ""))
     for name in names:
         row = f"{name:14s}"
         for corpus in args.corpus:
@@ -165,9 +197,11 @@ def main() -> None:
             base = next((x for x in results if x["variant"] == "preset" and x["corpus"] == corpus), None)
             delta = f" ({r['final_val_loss'] - base['final_val_loss']:+.3f})" if base and name != "preset" else ""
             row += f"{r['final_val_loss']:>7.4f}{delta:>7s}" if delta else f"{r['final_val_loss']:>14.4f}"
-        if args.speed:
+        if "ms_per_step" in report:
             ms = report["ms_per_step"]
             row += f"{ms[name]:>10.1f}{ms[name] / ms.get('preset', ms[name]):>9.2f}x"
+        if measured:
+            row += f"{steps_of(name):>8d}"
         print(row)
     print(f"wrote {OUT / 'ablation.json'}")
 
