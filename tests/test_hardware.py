@@ -12,6 +12,7 @@ import pynvml
 import pytest
 import torch
 
+from llmtui import load_config
 from llmtui.cli import main
 from llmtui.engine.planning import cpu as planning_cpu
 from llmtui.engine.planning import hardware as hw
@@ -148,13 +149,44 @@ def test_cpu_with_avx512_bf16_keeps_fp32_and_says_why(monkeypatch):
 
 
 @pytest.mark.unit
-def test_cpu_with_amx_picks_bf16(monkeypatch):
+def test_cpu_with_amx_picks_bf16_for_wide_models_only(monkeypatch):
+    """AMX runs bf16 matmuls fast, but below AMX_BF16_MIN_WIDTH the casts cost more than
+    they save (measured): the cpu preset stays fp32, a wide model gets bf16."""
+    from llmtui.engine.planning.autotune import AMX_BF16_MIN_WIDTH
+
     flags = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
     monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: flags)
     info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
     rec = recommend(info)
-    assert rec.settings["training.precision"] == "bf16"
-    assert any("AMX" in r for r in rec.reasons)
+    width = load_config("cpu").model.n_embd
+    assert width < AMX_BF16_MIN_WIDTH
+    assert rec.settings["training.precision"] == "fp32"
+    assert any("AMX" in r and f"{width} wide" in r and "slower" in r for r in rec.reasons)
+    assert rec.estimate.precision == "fp32"
+    wide = recommend(info, overrides=[f"model.n_embd={AMX_BF16_MIN_WIDTH}"])
+    assert wide.settings["training.precision"] == "bf16"
+    assert any("AMX" in r and "mixed precision bf16" in r for r in wide.reasons)
+    assert wide.estimate.precision == "bf16"
+
+
+@pytest.mark.unit
+def test_the_users_precision_and_threads_are_kept(monkeypatch):
+    """`llmtui detect --override training.precision=...` plans with the user's format
+    and says so, instead of tuning it away (it listed the override, then bf16)."""
+    flags = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: flags)
+    info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    rec = recommend(info, overrides=['training.precision="bf16"', "run.threads=1"])
+    assert rec.settings["training.precision"] == "bf16" and rec.estimate.precision == "bf16"
+    assert rec.settings["run.threads"] == 1
+    assert any('training.precision = "bf16": your setting' in r for r in rec.reasons)
+    assert not any("physical CPU cores" in r for r in rec.reasons)
+    # a format this CPU lacks: kept as the user's setting, and the plan says what will run
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: AVX2_ONLY)
+    plain = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    rec = recommend(plain, overrides=["training.precision=fp16"])
+    assert rec.settings["training.precision"] == "fp16" and rec.estimate.precision == "fp32"
+    assert any("your setting (this device runs it as fp32)" in r for r in rec.reasons)
 
 
 @pytest.mark.unit

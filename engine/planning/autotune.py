@@ -111,8 +111,16 @@ def choose_batch(cfg, vocab: int, target: Target) -> tuple[int, int, list[str]]:
 # ---------------------------------------------------------------------------
 # precision and threads
 
-def best_precision(target_kind: str, hardware, gpu=None) -> tuple[str, str]:
-    """(precision, reason): the fastest format the device runs natively."""
+# on a CPU with AMX, bf16 autocast pays from this model width up. Measured on a 2-core
+# Sapphire Rapids (AMX bf16), cpu preset's recipe, ms per step fp32 / bf16: 96 wide 65 / 96,
+# 128 wide 95 / 109, 160 wide 133-139 / 129-131, 192 wide 171 / 145, 256 wide 289 / 201,
+# 512 wide 1184 / 537. Below it the casts and bf16 elementwise ops cost more than AMX saves.
+AMX_BF16_MIN_WIDTH = 192
+
+
+def best_precision(target_kind: str, hardware, gpu=None, width: int | None = None) -> tuple[str, str]:
+    """(precision, reason): the fastest format the device runs natively for a model
+    `width` (n_embd) wide (None: a wide one)."""
     if target_kind == "cuda":
         cc = gpu.compute_capability
         if cc is None:
@@ -127,6 +135,10 @@ def best_precision(target_kind: str, hardware, gpu=None) -> tuple[str, str]:
         return "fp32", f"{where} runs fp16 at a fraction of its fp32 speed: fp32"
     cpu = hardware.cpu
     if "amx_bf16" in cpu.flags:
+        if width is not None and width < AMX_BF16_MIN_WIDTH:
+            return "fp32", (f"the CPU has AMX bf16 matrix units, but for a model {width} wide bf16 "
+                            "autocast measured slower than fp32 (its casts cost more than the faster "
+                            f"matmuls save below {AMX_BF16_MIN_WIDTH} wide): fp32")
         return "bf16", "the CPU has AMX bf16 matrix units: mixed precision bf16"
     if cpu.bf16_native:
         # measured on a Zen 5 (AVX512_BF16): the recipe ran at 27.1k tokens/s in bf16
@@ -137,25 +149,35 @@ def best_precision(target_kind: str, hardware, gpu=None) -> tuple[str, str]:
                     "fp32 (emulated 16-bit math runs over 100x slower)")
 
 
-def autotune(cfg, hardware, target: Target, vocab: int | None = None
+def autotune(cfg, hardware, target: Target, vocab: int | None = None, keep: frozenset[str] = frozenset()
              ) -> tuple[dict[str, object], list[str], list[str]]:
     """Settings ('section.key' -> value) fitting cfg to target, the reasons for
-    them, and warnings (a config that will not fit)."""
+    them, and warnings (a config that will not fit). The keys in `keep` (the user's
+    own settings) keep cfg's values: they are planned with, not replaced."""
     vocab = vocab or vocab_for(cfg)
     settings: dict[str, object] = {}
     reasons: list[str] = []
     warnings: list[str] = []
 
-    precision, why = best_precision(target.kind, hardware, target.gpu)
+    if "training.precision" in keep:
+        precision = cfg.training.precision
+        reasons.append(f"training.precision = \"{precision}\": your setting")
+    else:
+        precision, why = best_precision(target.kind, hardware, target.gpu, cfg.model.n_embd)
+        reasons.append(why)
     settings["training.precision"] = precision
-    reasons.append(why)
     target = target_for(target.device, precision, hardware)
+    if target.precision != precision:
+        reasons[-1] += f" (this device runs it as {target.precision})"
 
     if target.kind == "cpu":
         cores = hardware.cpu.physical_cores
-        settings["run.threads"] = cores
-        reasons.append(f"{cores} physical CPU cores: run.threads = {cores} (one per core; "
-                       "hyperthreads and oversubscription slow small matrix products)")
+        if "run.threads" in keep:
+            settings["run.threads"] = cfg.run.threads
+        else:
+            settings["run.threads"] = cores
+            reasons.append(f"{cores} physical CPU cores: run.threads = {cores} (one per core; "
+                           "hyperthreads and oversubscription slow small matrix products)")
 
     t = cfg.training
     tuned = copy.deepcopy(cfg)

@@ -147,7 +147,9 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
         cfg.run.device = device
     target = target_for(cfg.run.device if device != "cpu" else "cpu", cfg.training.precision,
                         hardware)
-    settings, more, warnings = autotune(cfg, hardware, target)
+    # the keys the user set are planned with, not tuned over
+    keep = frozenset(o.split("=", 1)[0].strip() for o in overrides)
+    settings, more, warnings = autotune(cfg, hardware, target, keep=keep)
     if device not in ("cpu", "cuda:0", "mps"):
         settings = {"run.device": device, **settings}
     reasons += more
