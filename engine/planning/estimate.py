@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 
 from llmtui.engine.planning.autotune import choose_batch
 from llmtui.engine.planning.sizing import (
-    CPU_EFFICIENCY,
     GPU_EFFICIENCY,
     count_params,
     flops_per_token,
@@ -70,17 +69,20 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
 
     if calibrated_step_seconds is not None:
         step = calibrated_step_seconds
+        model_share = fpt * tokens_per_step / (fpt * tokens_per_step + opt_flops)   # no optimizer in evals
     elif target.peak_flops:
-        efficiency = CPU_EFFICIENCY if target.kind == "cpu" else GPU_EFFICIENCY
-        step = (fpt * tokens_per_step + opt_flops) / (target.peak_flops * efficiency)
+        # a CPU's rate is what training reaches (sizing.CPU_MATMUL_FLOPS), a GPU's its peak
+        rate = target.peak_flops * (1.0 if target.kind == "cpu" else GPU_EFFICIENCY)
+        model = fpt * tokens_per_step / rate + target.elementwise_seconds * m.n_layer * m.n_embd * tokens_per_step
+        step = model + opt_flops / rate
+        model_share = model / step
     else:
         step = None
     total_seconds = None
     if step is not None and t.epochs == 0:
         evals = t.max_steps // cfg.eval.every_n_steps + 1
-        # an evaluation batch is a forward pass: about a third of a training step's FLOPs
+        # an evaluation batch is a forward pass: about a third of a training step's work
         eval_tokens = evals * cfg.eval.max_batches * batch * m.block_size
-        model_share = fpt * tokens_per_step / (fpt * tokens_per_step + opt_flops)   # no optimizer in evals
         total_seconds = t.max_steps * step + step * model_share * eval_tokens / (3 * tokens_per_step)
     return Estimate(
         n_params=n, n_params_non_embedding=n_non_embedding, flops_per_token=float(fpt),

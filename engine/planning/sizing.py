@@ -48,9 +48,23 @@ CPU_ALLOCATOR_SHARE = 0.20           # glibc heap kept beyond live tensors, shar
 CUDA_RUNTIME_BYTES = 500 * 2**20
 CUDA_ALLOCATOR_SHARE = 0.10
 # share of peak FLOP/s a small GPT reaches in practice (nanoGPT reports ~40% MFU on A100 for
-# GPT-2 124M; small models do worse); CPU: 60-85% of the matmul peak measured here
+# GPT-2 124M; small models do worse)
 GPU_EFFICIENCY = 0.30
-CPU_EFFICIENCY = 0.60
+# A CPU training step in two terms, fitted (least squares) to steps of the cpu preset's recipe
+# 96, 128, 160, 192, 256 and 512 wide on a 2-core Sapphire Rapids (AVX-512, AMX), measured
+# fp32 65/95/136/171/289/1184 ms and bf16 autocast 96/109/130/145/201/537 ms, fitted
+# 61/93/131/176/292/1183 and 72/99/126/154/215/534: the matmuls (the model's and Newton-Schulz
+# FLOPs) at a rate per core, and the elementwise work (norms, rotary, activations, softmax,
+# casts: about a hundred passes over each layer's activations) at a time per layer x width x
+# token per core. FLOPs over a peak alone missed the second term: for the 96-wide preset they
+# were 2x optimistic on an older CPU, and 15x for bf16 on AMX.
+CPU_MATMUL_FLOPS = 158e9          # per core: fp32 on AVX-512
+CPU_ELEMENTWISE_SECONDS = 94e-9   # per core and layer x width x token: fp32 on AVX-512
+AMX_MATMUL_FLOPS = 916e9          # per core: bf16 or fp16 autocast on AMX
+HALF_ELEMENTWISE_FACTOR = 1.85    # 16-bit autocast's elementwise work (casts included) over fp32's
+# 16-bit matmuls over fp32's where the vector units have bf16/fp16 dot products but no AMX
+# (Zen 4, measured: training steps ~170 vs ~80 GFLOP/s per core)
+VECTOR_HALF_MATMUL_FACTOR = 2.0
 
 CHAR_VOCAB_GUESS = 100               # distinct characters of a typical English corpus
 BPE_VOCAB = {"gpt2": 50257, "r50k_base": 50257, "p50k_base": 50281, "p50k_edit": 50284,
@@ -67,10 +81,12 @@ class Target:
     kind: str                        # cpu | cuda | mps
     precision: str                   # what will really run
     memory: int | None               # bytes the run may use (free RAM / free VRAM)
-    peak_flops: float | None         # FLOP/s of the format, published (GPU) or typical (CPU)
+    peak_flops: float | None         # FLOP/s of the format: published (GPU), as training reaches (CPU)
     label: str                       # "cpu", "cuda:0 (RTX 4060)"
     gpu: object | None = None
     notes: list[str] = field(default_factory=list)
+    # CPU: seconds of elementwise work per layer x width x token (see CPU_MATMUL_FLOPS)
+    elementwise_seconds: float = 0.0
 
     @property
     def device(self) -> str:
@@ -273,22 +289,25 @@ def memory_parts(cfg, batch: int, vocab: int, target: Target, world: int = 1) ->
 # ---------------------------------------------------------------------------
 # the device a config will run on, from detected (or planned) hardware
 
-def cpu_peak_flops(cpu, precision: str) -> float:
-    """Typical FLOP/s of a CPU for the format (vector width x FMA units x clock).
-    Measured here (Zen 4, 2 cores): matmul peaks of ~110 GFLOP/s fp32 and ~480 bf16 per
-    core; training steps reach ~80 fp32 and ~170 bf16 (autocast casts and fp32 softmax)."""
+def cpu_speed(cpu, precision: str) -> tuple[float, float]:
+    """(matmul FLOP/s, elementwise seconds per layer x width x token) of training on all
+    of a CPU's physical cores in the format (see CPU_MATMUL_FLOPS). Measured with AVX-512;
+    narrower vector units scale both by their FMA width (AVX2 0.6, none 0.15)."""
     flags = set(cpu.flags)
-    if precision == "bf16" and cpu.bf16_native:
-        per_core = 1000e9 if "amx_bf16" in flags else 300e9
-    elif precision == "fp16" and cpu.fp16_native:
-        per_core = 1000e9 if "amx_fp16" in flags else 200e9
-    elif "avx512f" in flags:
-        per_core = 100e9
+    if "avx512f" in flags:
+        scale = 1.0
     elif "fma" in flags or "asimd" in flags:
-        per_core = 60e9
+        scale = 0.6
     else:
-        per_core = 15e9
-    return per_core * max(1, cpu.physical_cores)
+        scale = 0.15
+    matmul, elementwise = CPU_MATMUL_FLOPS * scale, CPU_ELEMENTWISE_SECONDS / scale
+    amx = {"bf16": "amx_bf16", "fp16": "amx_fp16"}
+    native = {"bf16": cpu.bf16_native, "fp16": cpu.fp16_native}
+    if precision in amx and native[precision]:
+        matmul = AMX_MATMUL_FLOPS if amx[precision] in flags else matmul * VECTOR_HALF_MATMUL_FACTOR
+        elementwise *= HALF_ELEMENTWISE_FACTOR
+    cores = max(1, cpu.physical_cores)
+    return matmul * cores, elementwise / cores
 
 
 def gpu_precision(precision: str, gpu) -> str:
@@ -332,8 +351,9 @@ def target_for(device: str, precision: str, hardware) -> Target:
     if gpu is None:
         cpu = hardware.cpu
         real = cpu_precision(precision, cpu)
-        return Target("cpu", real, cpu.available_ram_bytes, cpu_peak_flops(cpu, real), "cpu",
-                      notes=notes)
+        matmul, elementwise = cpu_speed(cpu, real)
+        return Target("cpu", real, cpu.available_ram_bytes, matmul, "cpu", notes=notes,
+                      elementwise_seconds=elementwise)
     real = gpu_precision(precision, gpu)
     known = find_gpu(gpu.name)
     flops = peak_flops(known, real) if known else None
