@@ -60,6 +60,9 @@ VARIANTS = {
     "width-64": ["model.n_embd=64"],
     "heads-2": ["model.n_head=2"],
     "lr-5e-3": ["optimizer.learning_rate=5e-3"],
+    # the learning rate's decay: linear to zero (Bergsma et al. 2025, "straight to zero")
+    # instead of the preset's cosine
+    "linear-decay": ['scheduler.kind="linear"'],
 }
 
 
