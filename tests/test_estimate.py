@@ -274,3 +274,17 @@ def test_cpu_step_estimate_follows_what_was_measured(width):
         assert picked == "bf16" and ms["bf16"] < ms["fp32"]
     elif width < 160:        # the crossing: measured even at 160 wide
         assert picked == "fp32" and ms["fp32"] < ms["bf16"]
+
+
+@pytest.mark.unit
+def test_cpu_estimate_follows_run_threads():
+    """run.threads = 1 on a 2-core CPU: the estimate is for one core (measured 1.75x
+    slower than two for the cpu preset), not for the whole CPU; more threads than
+    physical cores are no faster than one per core."""
+    cfg = load_config("cpu")
+    all_cores = estimate(cfg, vocab_size=65, hardware=sapphire_rapids()).step_seconds
+    cfg.run.threads = 1
+    one = estimate(cfg, vocab_size=65, hardware=sapphire_rapids()).step_seconds
+    assert one == pytest.approx(2 * all_cores)
+    cfg.run.threads = 8
+    assert estimate(cfg, vocab_size=65, hardware=sapphire_rapids()).step_seconds == pytest.approx(all_cores)

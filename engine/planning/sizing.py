@@ -289,10 +289,13 @@ def memory_parts(cfg, batch: int, vocab: int, target: Target, world: int = 1) ->
 # ---------------------------------------------------------------------------
 # the device a config will run on, from detected (or planned) hardware
 
-def cpu_speed(cpu, precision: str) -> tuple[float, float]:
-    """(matmul FLOP/s, elementwise seconds per layer x width x token) of training on all
-    of a CPU's physical cores in the format (see CPU_MATMUL_FLOPS). Measured with AVX-512;
-    narrower vector units scale both by their FMA width (AVX2 0.6, none 0.15)."""
+def cpu_speed(cpu, precision: str, threads: int = 0) -> tuple[float, float]:
+    """(matmul FLOP/s, elementwise seconds per layer x width x token) of training with
+    `threads` threads (0: one per physical core, as run.threads = 0 does; more than the
+    cores count as the cores) in the format (see CPU_MATMUL_FLOPS). Measured with AVX-512;
+    narrower vector units scale both by their FMA width (AVX2 0.6, none 0.15). Per core:
+    1 thread of 2 measured 1.75-1.79x slower than 2 (cpu preset 124 / 71 ms, 256 wide 557 /
+    312 ms), so scaling by cores is within 15%."""
     flags = set(cpu.flags)
     if "avx512f" in flags:
         scale = 1.0
@@ -307,6 +310,8 @@ def cpu_speed(cpu, precision: str) -> tuple[float, float]:
         matmul = AMX_MATMUL_FLOPS if amx[precision] in flags else matmul * VECTOR_HALF_MATMUL_FACTOR
         elementwise *= HALF_ELEMENTWISE_FACTOR
     cores = max(1, cpu.physical_cores)
+    if threads > 0:
+        cores = min(cores, threads)
     return matmul * cores, elementwise / cores
 
 
@@ -328,9 +333,10 @@ def cpu_precision(precision: str, cpu) -> str:
     return precision
 
 
-def target_for(device: str, precision: str, hardware) -> Target:
+def target_for(device: str, precision: str, hardware, threads: int = 0) -> Target:
     """The device `run.device` resolves to on `hardware`, as the trainer would
-    pick it ("auto" is cuda:0 when torch can use a GPU)."""
+    pick it ("auto" is cuda:0 when torch can use a GPU); on a CPU, trained with
+    `threads` threads (run.threads)."""
     usable = {g.torch_index: g for g in hardware.gpus if g.usable_by_torch}
     notes = []
     gpu = None
@@ -351,7 +357,7 @@ def target_for(device: str, precision: str, hardware) -> Target:
     if gpu is None:
         cpu = hardware.cpu
         real = cpu_precision(precision, cpu)
-        matmul, elementwise = cpu_speed(cpu, real)
+        matmul, elementwise = cpu_speed(cpu, real, threads)
         return Target("cpu", real, cpu.available_ram_bytes, matmul, "cpu", notes=notes,
                       elementwise_seconds=elementwise)
     real = gpu_precision(precision, gpu)
