@@ -378,3 +378,34 @@ def test_a_trainer_is_set_up_once_and_run_trains_that_setup(tiny):
         trainer.setup()
     result = trainer.run()
     assert trainer.setup_done is setup and result.steps == 2
+
+
+@pytest.mark.train
+def test_fp32_on_an_amx_cpu_says_bf16_is_faster_for_a_wide_model(tiny, tmp_path, monkeypatch):
+    """On a CPU with AMX bf16 units, an fp32 run of a model at least AMX_BF16_MIN_WIDTH wide
+    is told, before its first step, that bf16 measured faster; a narrower model (where fp32
+    is the faster) and a CPU without AMX are told nothing."""
+    from llmtui.engine.planning import cpu as planning_cpu
+    from llmtui.engine.planning.autotune import AMX_BF16_MIN_WIDTH
+    from llmtui.engine.training.events import WarningEvent
+    from llmtui.engine.training.trainer import Trainer
+
+    runs = iter(range(3))    # a run directory each
+
+    def hints(flags, width):
+        monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: frozenset(flags))
+        monkeypatch.setattr("llmtui.engine.training.build.cpu_flags", lambda: frozenset(flags))
+        trainer = Trainer(load_config("cpu", tiny + [f"model.n_embd={width}", "model.n_layer=1",
+                                                     'training.precision="fp32"', "training.max_steps=1",
+                                                     f'run.name="amx{next(runs)}"']))
+        said = []
+        trainer.subscribe(lambda e: isinstance(e, WarningEvent) and "AMX" in e.message
+                          and said.append(e.message))
+        trainer.run()
+        return said
+
+    amx = {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    said = hints(amx, AMX_BF16_MIN_WIDTH)
+    assert len(said) == 1 and f"{AMX_BF16_MIN_WIDTH} wide" in said[0] and 'precision = "bf16"' in said[0]
+    assert hints(amx, 64) == []
+    assert hints({"avx2", "fma", "avx512f", "avx512_bf16"}, AMX_BF16_MIN_WIDTH) == []

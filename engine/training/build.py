@@ -23,6 +23,8 @@ from llmtui.engine.data.prepare import PreparedData
 from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig
 from llmtui.engine.model.optim import Optimizers
+from llmtui.engine.planning.autotune import AMX_BF16_MIN_WIDTH
+from llmtui.engine.planning.cpu import cpu_flags
 from llmtui.engine.planning.device import Placement
 from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.engine.training.distributed import DistContext
@@ -155,6 +157,20 @@ def slow_warning(setup: TrainingSetup, steps_to_go: int) -> str | None:
             f"{steps_to_go:,} steps to go (an estimate from "
             "the FLOPs and this device's matmul speed); lower model.block_size, "
             "model.n_layer or model.n_embd, or the batch size, to go faster")
+
+
+def amx_precision_hint(setup: TrainingSetup) -> str | None:
+    """Said before starting an fp32 run on a CPU with AMX bf16 units when the model is wide
+    enough for bf16 autocast to be the faster (engine.planning.autotune.AMX_BF16_MIN_WIDTH,
+    measured): a preset opened as it is, a fine-tune of a pretrained model, fp32 set by hand."""
+    if setup.device.type != "cpu" or setup.placement.precision != "fp32":
+        return None
+    width = setup.gpt_config.n_embd
+    if width < AMX_BF16_MIN_WIDTH or "amx_bf16" not in cpu_flags():
+        return None
+    return (f"this CPU has AMX bf16 matrix units: for a model {width} wide, training.precision = "
+            "\"bf16\" (mixed precision) measured 1.2x (192 wide) to 2.2x (512 wide) faster than "
+            "the fp32 this run uses")
 
 
 def many_epochs_warning(setup: TrainingSetup, max_steps: int) -> str | None:

@@ -442,7 +442,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         setup.peak_flops = remembered_peak(device.type, placement.precision, device.index or 0)
         for warning in (build.slow_warning(setup, self.state.max_steps - self.state.step),
-                        build.many_epochs_warning(setup, self.state.max_steps)):
+                        build.many_epochs_warning(setup, self.state.max_steps),
+                        build.amx_precision_hint(setup)):
             if warning:
                 self.warn(warning)
         return setup
