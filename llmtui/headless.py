@@ -190,16 +190,20 @@ class PlainReporter:
         self.stream = SafeStream(stream or sys.stdout, lost("standard output"))
         self.errors = SafeStream(errors or sys.stderr, lost("standard error"))
         self._last_prepare = 0.0
+        self._last_prepare_line = ""
         self.clock = RunClock(lost)
 
     def __call__(self, e: Event) -> None:
         if isinstance(e, PrepareEvent):
             now = time.monotonic()
             if now - self._last_prepare > 2 or e.done >= e.total:
-                self._last_prepare = now
                 pct = 100 * e.done / max(1, e.total)
-                print(f"preparing data: {prepare_stage(e.stage)} {pct:.0f}% "
-                      f"({fmt_bytes_done(e.done, e.total)})", file=self.stream, flush=True)
+                line = f"preparing data: {prepare_stage(e.stage)} {pct:.0f}% ({fmt_bytes_done(e.done, e.total)})"
+                # a stage read in one chunk reports its end twice (its progress, then its
+                # end): one line says it
+                if line != self._last_prepare_line:
+                    self._last_prepare, self._last_prepare_line = now, line
+                    print(line, file=self.stream, flush=True)
             return
         self.clock.add(e)
         line = describe(e)

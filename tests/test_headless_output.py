@@ -49,6 +49,18 @@ def test_plain_data_preparation_names_the_stage_and_counts_bytes():
     assert line == "preparing data: setting the val tokens apart 100% (90.8 of 90.8 KiB)"
 
 
+def test_plain_data_preparation_says_a_stages_end_once():
+    """A small corpus is hashed in one chunk: its progress and its end both say 100%,
+    and the log said "reading the corpus 100%" twice."""
+    out = io.StringIO()
+    reporter = PlainReporter(stream=out, errors=io.StringIO())
+    for stage in ("hash", "hash", "verify", "verify"):
+        reporter(PrepareEvent(step=0, time=T0, stage=stage, done=4096, total=4096))
+    assert out.getvalue().splitlines() == ["preparing data: reading the corpus 100% (4.0 of 4.0 KiB)",
+                                           "preparing data: checking the prepared token files 100% "
+                                           "(4.0 of 4.0 KiB)"]
+
+
 def test_plain_train_lines_carry_the_runs_eta():
     out = io.StringIO()
     reporter = with_trainer(PlainReporter(stream=out, errors=io.StringIO()), load_config("cpu"))
