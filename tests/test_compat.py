@@ -81,10 +81,12 @@ def test_new_runs_write_the_same_keys_in_the_same_order(tiny):
 
 @pytest.mark.train
 def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):
-    """Resuming the fixture's step_10 continues exactly the run 0.1.0 trained to step 20:
-    the same train losses, bit for bit, and the same val loss to float32's precision (the
-    fixture was written on another machine: its CPU kernels sum the eval's logits in their
-    own order, seen here as a difference in the 8th digit)."""
+    """Resuming the fixture's step_10 continues the run 0.1.0 trained to step 20: the same
+    train and val losses to float32's precision. Not bit for bit: the fixture was written on
+    another machine, and another CPU's kernels (AVX-512 here, where it was AVX2) sum in
+    their own order, seen as a relative difference of 1e-6 to 1e-5. A resume that lost the
+    optimizer state or the data position moves the losses in the 2nd-3rd digit; the same
+    machine resumes bit for bit (tests/test_checkpoints.py)."""
     runs = tmp_path / "runs"
     shutil.copytree(FIXTURE / "run", runs / "run")
     shutil.copy(FIXTURE / "corpus.txt", tmp_path / "corpus.txt")
@@ -102,4 +104,4 @@ def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):
     new = figures(read_jsonl(result.metrics_path))
     assert old and new.keys() == old.keys()
     for key, value in old.items():
-        assert new[key] == (value if key[0] == "train" else pytest.approx(value, rel=1e-6)), key
+        assert new[key] == pytest.approx(value, rel=1e-4), key
