@@ -83,8 +83,8 @@ def test_new_runs_write_the_same_keys_in_the_same_order(tiny):
 def test_a_0_1_0_checkpoint_resumes_on_the_same_trajectory(tmp_path):
     """Resuming the fixture's step_10 continues the run 0.1.0 trained to step 20: the same
     train and val losses to float32's precision. Not bit for bit: the fixture was written on
-    another machine, and another CPU's kernels (AVX-512 here, where it was AVX2) sum in
-    their own order, seen as a relative difference of 1e-6 to 1e-5. A resume that lost the
+    another machine, and another CPU's kernels (AVX-512 and AMX on a Sapphire Rapids) sum
+    in their own order, seen as a relative difference of 1e-6 to 1e-5. A resume that lost the
     optimizer state or the data position moves the losses in the 2nd-3rd digit; the same
     machine resumes bit for bit (tests/test_checkpoints.py)."""
     runs = tmp_path / "runs"
