@@ -198,12 +198,12 @@ class PlainReporter:
             now = time.monotonic()
             if now - self._last_prepare > 2 or e.done >= e.total:
                 pct = 100 * e.done / max(1, e.total)
-                line = f"preparing data: {prepare_stage(e.stage)} {pct:.0f}% ({fmt_bytes_done(e.done, e.total)})"
+                progress = f"preparing data: {prepare_stage(e.stage)} {pct:.0f}% ({fmt_bytes_done(e.done, e.total)})"
                 # a stage read in one chunk reports its end twice (its progress, then its
                 # end): one line says it
-                if line != self._last_prepare_line:
-                    self._last_prepare, self._last_prepare_line = now, line
-                    print(line, file=self.stream, flush=True)
+                if progress != self._last_prepare_line:
+                    self._last_prepare, self._last_prepare_line = now, progress
+                    print(progress, file=self.stream, flush=True)
             return
         self.clock.add(e)
         line = describe(e)
