@@ -15,11 +15,19 @@ from llmtui.engine.planning.autotune import resolve_auto
 from llmtui.engine.planning.device import configure_threads, place, synchronize
 from llmtui.engine.planning.sizing import vocab_for
 
+# the first step allocates and the second still runs on cold caches and allocator: the cpu
+# preset's 3 steps after one warm-up measured 78 ms a step where training runs at 64
+WARMUP_STEPS = 2
+# small models are timed for this long (up to MAX_STEPS steps): a few steps of 60 ms are noise
+MIN_SECONDS = 1.0
+MAX_STEPS = 30
+
 
 def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
     """Seconds per optimizer step, measured: the real model, optimizers and
-    precision on the config's device, `steps` steps of random tokens after one
-    warm-up step. Takes as long as a few steps of training."""
+    precision on the config's device, at least `steps` steps of random tokens after
+    WARMUP_STEPS warm-up steps, more (up to MAX_STEPS) until MIN_SECONDS have passed.
+    Takes as long as a few steps of training, and about a second for small models."""
     placement = place(cfg.run.device, cfg.training.precision)
     device = placement.device
     if device.type == "cpu":
@@ -46,10 +54,13 @@ def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
     def sync():
         synchronize(device)
 
-    step()
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(WARMUP_STEPS):
         step()
     sync()
-    return (time.perf_counter() - start) / max(1, steps)
+    start = time.perf_counter()
+    done = 0
+    while done < steps or (time.perf_counter() - start < MIN_SECONDS and done < MAX_STEPS):
+        step()
+        done += 1
+    sync()
+    return (time.perf_counter() - start) / done
