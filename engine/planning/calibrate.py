@@ -15,10 +15,10 @@ from llmtui.engine.planning.autotune import resolve_auto
 from llmtui.engine.planning.device import configure_threads, place, synchronize
 from llmtui.engine.planning.sizing import vocab_for
 
-# the first step allocates and the second still runs on cold caches and allocator: the cpu
-# preset's 3 steps after one warm-up measured 78 ms a step where training runs at 64
+# the first step allocates and the second still runs on cold caches and allocator
 WARMUP_STEPS = 2
-# small models are timed for this long (up to MAX_STEPS steps): a few steps of 60 ms are noise
+# small models are timed for this long (up to MAX_STEPS steps): a few steps of 70 ms are
+# noise (the cpu preset: 3 steps read 71-78 ms, 30 and 100 steps 69.5 and 69.6 ms)
 MIN_SECONDS = 1.0
 MAX_STEPS = 30
 
