@@ -317,16 +317,27 @@ def parse_override_value(text: str) -> Any:
         raise ConfigError("the value is nested too deeply", origin="--override") from None
 
 
+def _parse_override(text: str) -> tuple[re.Match, str]:
+    """(the key's match: section, key, index; the value's text) of `section.key=value`."""
+    key_part, sep, value_text = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--override {text}: expected section.key=value")
+    match = _OVERRIDE_RE.match(key_part.strip())
+    if not match:
+        raise ConfigError(f"--override {text}: expected section.key=value or section.key[N]=value")
+    return match, value_text
+
+
+def override_path(text: str) -> str:
+    """The key path ("section.key") that the override `text` sets."""
+    match, _ = _parse_override(text)
+    return f"{match['section']}.{match['key']}"
+
+
 def apply_override(cfg: Config, text: str) -> str:
     """Set one `section.key=value` (or `section.key[N]=value`); returns the key's path."""
     origin = Origin("--override")
-    key_part, sep, value_text = text.partition("=")
-    key_part = key_part.strip()
-    if not sep:
-        raise ConfigError(f"--override {text}: expected section.key=value")
-    match = _OVERRIDE_RE.match(key_part)
-    if not match:
-        raise ConfigError(f"--override {text}: expected section.key=value or section.key[N]=value")
+    match, value_text = _parse_override(text)
     section, key, index = match["section"], match["key"], match["index"]
     if section not in FIELDS:
         raise ConfigError(f"unknown section [{section}]{_did_you_mean(section, SECTIONS)}",

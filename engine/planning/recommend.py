@@ -93,7 +93,7 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
     """The preset for this machine (or for the GPU named by `gpu`, planned
     from engine.gpu_table), with the user's `overrides` (section.key=value, e.g. a
     tokenizer and its vocab size) applied, autotuned, with the reasons and the estimate."""
-    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.config.loading import load_config, override_path
     from llmtui.engine.planning.hardware import detect
 
     hardware = hardware or detect()
@@ -148,7 +148,7 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
     target = target_for(cfg.run.device if device != "cpu" else "cpu", cfg.training.precision,
                         hardware)
     # the keys the user set are planned with, not tuned over
-    keep = frozenset(o.split("=", 1)[0].strip() for o in overrides)
+    keep = frozenset(override_path(o) for o in overrides)
     settings, more, warnings = autotune(cfg, hardware, target, keep=keep)
     if device not in ("cpu", "cuda:0", "mps"):
         settings = {"run.device": device, **settings}
