@@ -394,7 +394,6 @@ def test_fp32_on_an_amx_cpu_says_bf16_is_faster_for_a_wide_model(tiny, tmp_path,
 
     def hints(flags, width):
         monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: frozenset(flags))
-        monkeypatch.setattr("llmtui.engine.training.build.cpu_flags", lambda: frozenset(flags))
         trainer = Trainer(load_config("cpu", tiny + [f"model.n_embd={width}", "model.n_layer=1",
                                                      'training.precision="fp32"', "training.max_steps=1",
                                                      f'run.name="amx{next(runs)}"']))

@@ -118,6 +118,12 @@ def choose_batch(cfg, vocab: int, target: Target) -> tuple[int, int, list[str]]:
 AMX_BF16_MIN_WIDTH = 192
 
 
+def amx_bf16_pays(flags, width: int | None) -> bool:
+    """Whether bf16 autocast trains a model `width` wide (None: a wide one) faster than
+    fp32 on a CPU with these flags: AMX, and the model at least AMX_BF16_MIN_WIDTH wide."""
+    return "amx_bf16" in flags and (width is None or width >= AMX_BF16_MIN_WIDTH)
+
+
 def best_precision(target_kind: str, hardware, gpu=None, width: int | None = None) -> tuple[str, str]:
     """(precision, reason): the fastest format the device runs natively for a model
     `width` (n_embd) wide (None: a wide one)."""
@@ -134,12 +140,12 @@ def best_precision(target_kind: str, hardware, gpu=None, width: int | None = Non
                             "GradScaler (loss scaling keeps small gradients from underflowing)")
         return "fp32", f"{where} runs fp16 at a fraction of its fp32 speed: fp32"
     cpu = hardware.cpu
-    if "amx_bf16" in cpu.flags:
-        if width is not None and width < AMX_BF16_MIN_WIDTH:
-            return "fp32", (f"the CPU has AMX bf16 matrix units, but for a model {width} wide bf16 "
-                            "autocast measured slower than fp32 (its casts cost more than the faster "
-                            f"matmuls save below {AMX_BF16_MIN_WIDTH} wide): fp32")
+    if amx_bf16_pays(cpu.flags, width):
         return "bf16", "the CPU has AMX bf16 matrix units: mixed precision bf16"
+    if "amx_bf16" in cpu.flags:
+        return "fp32", (f"the CPU has AMX bf16 matrix units, but for a model {width} wide bf16 "
+                        "autocast measured slower than fp32 (its casts cost more than the faster "
+                        f"matmuls save below {AMX_BF16_MIN_WIDTH} wide): fp32")
     if cpu.bf16_native:
         # measured on a Zen 5 (AVX512_BF16): the recipe ran at 27.1k tokens/s in bf16
         # autocast vs 29.3k in fp32, the casts cost more than the faster matmuls save

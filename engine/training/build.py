@@ -23,8 +23,8 @@ from llmtui.engine.data.prepare import PreparedData
 from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig
 from llmtui.engine.model.optim import Optimizers
-from llmtui.engine.planning.autotune import AMX_BF16_MIN_WIDTH
-from llmtui.engine.planning.cpu import cpu_flags
+from llmtui.engine.planning import cpu as planning_cpu
+from llmtui.engine.planning.autotune import amx_bf16_pays
 from llmtui.engine.planning.device import Placement
 from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.engine.training.distributed import DistContext
@@ -166,7 +166,7 @@ def amx_precision_hint(setup: TrainingSetup) -> str | None:
     if setup.device.type != "cpu" or setup.placement.precision != "fp32":
         return None
     width = setup.gpt_config.n_embd
-    if width < AMX_BF16_MIN_WIDTH or "amx_bf16" not in cpu_flags():
+    if not amx_bf16_pays(planning_cpu.cpu_flags(), width):
         return None
     return (f"this CPU has AMX bf16 matrix units: for a model {width} wide, training.precision = "
             "\"bf16\" (mixed precision) measured 1.2x (192 wide) to 2.2x (512 wide) faster than "
