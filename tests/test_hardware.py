@@ -170,6 +170,28 @@ def test_cpu_with_amx_picks_bf16_for_wide_models_only(monkeypatch):
 
 
 @pytest.mark.unit
+def test_auto_precision_stays_auto_and_is_planned_as_it_will_run(monkeypatch):
+    """A config with training.precision = "auto" keeps it (the trainer picks at the start,
+    on whatever device it meets); the plan says why and estimates the format it picks."""
+    from llmtui.engine.planning.cpu import AMX_BF16_MIN_WIDTH
+
+    flags = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: flags)
+    info = machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    narrow = recommend(info, overrides=['training.precision="auto"'])
+    assert narrow.settings["training.precision"] == "auto" and narrow.estimate.precision == "fp32"
+    assert any(r.startswith('training.precision = "auto": the CPU has AMX') for r in narrow.reasons)
+    wide = recommend(info, overrides=['training.precision="auto"', f"model.n_embd={AMX_BF16_MIN_WIDTH}"])
+    assert wide.settings["training.precision"] == "auto" and wide.estimate.precision == "bf16"
+    monkeypatch.setattr(planning_cpu, "cpu_flags", lambda: AVX2_ONLY)
+    hw._cache.clear()
+    plain = recommend(machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound()),
+                      overrides=['training.precision="auto"', f"model.n_embd={AMX_BF16_MIN_WIDTH}"])
+    assert plain.estimate.precision == "fp32"
+    assert not any("runs it as" in r for r in plain.reasons + plain.warnings)
+
+
+@pytest.mark.unit
 def test_the_users_precision_and_threads_are_kept(monkeypatch):
     """`llmtui detect --override training.precision=...` plans with the user's format
     and says so, instead of tuning it away (it listed the override, then bf16)."""

@@ -532,3 +532,24 @@ def test_finetune_presets_validate_and_say_how_to_download(preset, repo, monkeyp
     line = str(refused.value)
     assert "\n" not in line and repo in line and f"hf download {repo}" in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_finetune_cpu_presets_auto_precision_follows_the_pretrained_width(folders, tmp_path, monkeypatch):
+    """finetune-cpu says training.precision = "auto": on a CPU with AMX a pretrained model
+    as wide as SmolLM2 (576; here AMX_BF16_MIN_WIDTH) fine-tunes in bf16, where fp32 measured
+    half the speed, and a narrow one stays fp32; the width is the source's, read at the start."""
+    from llmtui import load_config
+    from llmtui.engine.planning import cpu
+    from llmtui.engine.training.trainer import Trainer
+    from conftest import read_jsonl
+
+    assert load_config("finetune-cpu").training.precision == "auto"
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))
+    wide = make_folder(tmp_path / "wide", "smollm2", hidden_size=cpu.AMX_BF16_MIN_WIDTH, intermediate_size=256,
+                       num_hidden_layers=1)
+    for name, source, expected in (("wide", wide, "bf16"), ("narrow", folders["smollm2"], "fp32")):
+        cfg = load_config("finetune-cpu", finetune_overrides(tmp_path / name, source, "training.max_steps=2",
+                                                             "training.grad_accum_steps=1", "training.batch_size=2"))
+        result = Trainer(cfg).run()
+        start = next(e for e in read_jsonl(result.metrics_path) if e["kind"] == "start")
+        assert start["precision"] == expected, name

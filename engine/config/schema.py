@@ -164,8 +164,11 @@ class TrainingConfig:
     max_steps: int = spec(2000, "Optimizer steps to train (--max-iters sets this).", min=1, max=10**9)
     epochs: float = spec(0.0, "If > 0, train this many passes over the training tokens instead of "
                          "max_steps.", min=0.0, max=1e6, flags=("--epochs",))
-    precision: str = spec("fp32", "Number format: fp32, or mixed precision bf16/fp16 where the device "
-                          "runs it fast (else fp32 with a warning).", choices=("fp32", "bf16", "fp16"),
+    precision: str = spec("fp32", "Number format: fp32, mixed precision bf16/fp16 where the device "
+                          "runs it fast (else fp32 with a warning), or auto: the fastest for this device "
+                          "and model, picked at the start (bf16 on GPUs that have it, else fp16 where "
+                          "fast; bf16 on CPUs with AMX for models 192 or more wide; else fp32).",
+                          choices=("fp32", "bf16", "fp16", "auto"),
                           flags=("--use-amp=fp16", "--no-amp=fp32"))
     grad_clip: float = spec(1.0, "Clip the global gradient norm to this (0 = off).", min=0.0, max=1e6, flags=("--grad-clip",))
     ema_decay: float = spec(0.0, "Evaluate, sample and save an exponential moving average of the weights "

@@ -20,9 +20,11 @@ import math
 from dataclasses import dataclass, replace
 
 from llmtui.engine.config.resolved import ResolvedConfig, is_auto, resolve
+from llmtui.engine.planning.cpu import AMX_BF16_MIN_WIDTH
 from llmtui.engine.planning.sizing import (
     DEFAULT_AUTO_BATCH,
     Target,
+    fastest_precision,
     memory_parts,
     target_for,
     vocab_for,
@@ -111,48 +113,38 @@ def choose_batch(cfg, vocab: int, target: Target) -> tuple[int, int, list[str]]:
 # ---------------------------------------------------------------------------
 # precision and threads
 
-# on a CPU with AMX, bf16 autocast pays from this model width up. Measured on a 2-core
-# Sapphire Rapids (AMX bf16), cpu preset's recipe, ms per step fp32 / bf16: 96 wide 65 / 96,
-# 128 wide 95 / 109, 160 wide 133-139 / 129-131, 192 wide 171 / 145, 256 wide 289 / 201,
-# 512 wide 1184 / 537. Below it the casts and bf16 elementwise ops cost more than AMX saves.
-AMX_BF16_MIN_WIDTH = 192
-
-
-def amx_bf16_pays(flags, width: int | None) -> bool:
-    """Whether bf16 autocast trains a model `width` wide (None: a wide one) faster than
-    fp32 on a CPU with these flags: AMX, and the model at least AMX_BF16_MIN_WIDTH wide."""
-    return "amx_bf16" in flags and (width is None or width >= AMX_BF16_MIN_WIDTH)
-
-
 def best_precision(target_kind: str, hardware, gpu=None, width: int | None = None) -> tuple[str, str]:
     """(precision, reason): the fastest format the device runs natively for a model
-    `width` (n_embd) wide (None: a wide one)."""
+    `width` (n_embd) wide (None: a wide one): sizing.fastest_precision's choice, which
+    training.precision = "auto" makes at run time, with the reason for it."""
     if target_kind == "cuda":
         cc = gpu.compute_capability
+        precision = fastest_precision("cuda", width, gpu_bf16=gpu.bf16, compute_capability=cc)
         if cc is None:
-            return "fp32", (f"{gpu.name}: compute capability unknown, so fp32 (give "
-                            "--gpu NAME:VRAM_GB:CC, e.g. \"My GPU:12:8.6\", to plan mixed precision)")
+            return precision, (f"{gpu.name}: compute capability unknown, so fp32 (give "
+                               "--gpu NAME:VRAM_GB:CC, e.g. \"My GPU:12:8.6\", to plan mixed precision)")
         where = f"{gpu.name} (compute capability {cc[0]}.{cc[1]})"
-        if gpu.bf16:
-            return "bf16", f"{where} runs bf16 natively: mixed precision bf16, no loss scaling"
-        if cc >= (7, 0) or cc == (6, 0):
-            return "fp16", (f"{where} has no bf16 but fast fp16: mixed precision fp16 with a "
-                            "GradScaler (loss scaling keeps small gradients from underflowing)")
-        return "fp32", f"{where} runs fp16 at a fraction of its fp32 speed: fp32"
-    cpu = hardware.cpu
-    if amx_bf16_pays(cpu.flags, width):
-        return "bf16", "the CPU has AMX bf16 matrix units: mixed precision bf16"
-    if "amx_bf16" in cpu.flags:
-        return "fp32", (f"the CPU has AMX bf16 matrix units, but for a model {width} wide bf16 "
-                        "autocast measured slower than fp32 (its casts cost more than the faster "
-                        f"matmuls save below {AMX_BF16_MIN_WIDTH} wide): fp32")
-    if cpu.bf16_native:
+        if precision == "bf16":
+            return precision, f"{where} runs bf16 natively: mixed precision bf16, no loss scaling"
+        if precision == "fp16":
+            return precision, (f"{where} has no bf16 but fast fp16: mixed precision fp16 with a "
+                               "GradScaler (loss scaling keeps small gradients from underflowing)")
+        return precision, f"{where} runs fp16 at a fraction of its fp32 speed: fp32"
+    flags = frozenset(hardware.cpu.flags)
+    precision = fastest_precision("cpu", width, cpu_flags=flags)
+    if precision == "bf16":
+        return precision, "the CPU has AMX bf16 matrix units: mixed precision bf16"
+    if "amx_bf16" in flags:
+        return precision, (f"the CPU has AMX bf16 matrix units, but for a model {width} wide bf16 "
+                           "autocast measured slower than fp32 (its casts cost more than the faster "
+                           f"matmuls save below {AMX_BF16_MIN_WIDTH} wide): fp32")
+    if hardware.cpu.bf16_native:
         # measured on a Zen 5 (AVX512_BF16): the recipe ran at 27.1k tokens/s in bf16
         # autocast vs 29.3k in fp32, the casts cost more than the faster matmuls save
-        return "fp32", ("the CPU has AVX512_BF16, but bf16 autocast measured no faster than "
-                        "fp32 for small models on it: fp32 (set training.precision = \"bf16\" to try)")
-    return "fp32", ("the CPU has no native bf16/fp16 matrix instructions (AVX512_BF16/AMX): "
-                    "fp32 (emulated 16-bit math runs over 100x slower)")
+        return precision, ("the CPU has AVX512_BF16, but bf16 autocast measured no faster than "
+                           "fp32 for small models on it: fp32 (set training.precision = \"bf16\" to try)")
+    return precision, ("the CPU has no native bf16/fp16 matrix instructions (AVX512_BF16/AMX): "
+                       "fp32 (emulated 16-bit math runs over 100x slower)")
 
 
 def autotune(cfg, hardware, target: Target, vocab: int | None = None, keep: frozenset[str] = frozenset()
@@ -165,15 +157,21 @@ def autotune(cfg, hardware, target: Target, vocab: int | None = None, keep: froz
     reasons: list[str] = []
     warnings: list[str] = []
 
-    if "training.precision" in keep:
+    width = cfg.model.n_embd
+    if cfg.training.precision == "auto":
+        # the trainer makes best_precision's choice itself: "auto" stays, so the config
+        # picks again on another device
+        precision = "auto"
+        reasons.append(f"training.precision = \"auto\": {best_precision(target.kind, hardware, target.gpu, width)[1]}")
+    elif "training.precision" in keep:
         precision = cfg.training.precision
         reasons.append(f"training.precision = \"{precision}\": your setting")
     else:
-        precision, why = best_precision(target.kind, hardware, target.gpu, cfg.model.n_embd)
+        precision, why = best_precision(target.kind, hardware, target.gpu, width)
         reasons.append(why)
     settings["training.precision"] = precision
-    target = target_for(target.device, precision, hardware)
-    if target.precision != precision:
+    target = target_for(target.device, precision, hardware, width=width)
+    if target.precision != precision and precision != "auto":
         reasons[-1] += f" (this device runs it as {target.precision})"
 
     if target.kind == "cpu":

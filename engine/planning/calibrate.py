@@ -28,7 +28,7 @@ def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
     precision on the config's device, at least `steps` steps of random tokens after
     WARMUP_STEPS warm-up steps, more (up to MAX_STEPS) until MIN_SECONDS have passed.
     Takes as long as a few steps of training, and about a second for small models."""
-    placement = place(cfg.run.device, cfg.training.precision)
+    placement = place(cfg.run.device, cfg.training.precision, width=cfg.model.n_embd)
     device = placement.device
     if device.type == "cpu":
         configure_threads(cfg.run.threads)

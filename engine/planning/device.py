@@ -23,6 +23,7 @@ import torch
 from llmtui.engine import fsutil
 from llmtui.engine.errors import ConfigError
 from llmtui.engine.planning import cpu
+from llmtui.engine.planning.sizing import fastest_precision
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -114,11 +115,28 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, list[s
                     f"{precision} math (it would run many times slower); training in fp32"]
 
 
-def place(requested_device: str, precision: str, local_rank: int | None = None) -> Placement:
-    """`local_rank` (under torchrun) pins each process to its own GPU."""
+def auto_precision(device: torch.device, width: int | None, fsdp: bool = False) -> str:
+    """training.precision = "auto" on `device` for a model `width` wide: the facts from
+    torch's queries and the CPU's flags, the choice sizing.fastest_precision's (the rule the
+    estimates and autotune use). Sharded training (fsdp) takes no fp16 (config check)."""
+    if device.type == "cuda":
+        choice = fastest_precision("cuda", width,
+                                   gpu_bf16=torch.cuda.is_bf16_supported(including_emulation=False),
+                                   compute_capability=torch.cuda.get_device_capability(device))
+    else:
+        choice = fastest_precision(device.type, width, cpu_flags=cpu.cpu_flags())
+    return "fp32" if fsdp and choice == "fp16" else choice
+
+
+def place(requested_device: str, precision: str, local_rank: int | None = None,
+          width: int | None = None, fsdp: bool = False) -> Placement:
+    """`local_rank` (under torchrun) pins each process to its own GPU; precision "auto"
+    picks for a model `width` wide (auto_precision)."""
     device, warnings = resolve_device(requested_device)
     if local_rank is not None and device.type == "cuda":
         device = torch.device("cuda", local_rank)
+    if precision == "auto":
+        precision = auto_precision(device, width, fsdp)
     precision, more = resolve_precision(precision, device)
     if device.type == "mps" and os.environ.get(MPS_FALLBACK) != "1":
         more.append(f"{MPS_FALLBACK} is not 1 (torch was imported before llmtui, or it was set to 0): "

@@ -59,7 +59,7 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
     vocab = vocab_for(cfg, vocab_size)
     n, n_non_embedding = count_params(m, vocab)
     fpt = flops_per_token(m, n_non_embedding)
-    target = target_for(cfg.run.device, t.precision, hardware, cfg.run.threads)
+    target = target_for(cfg.run.device, t.precision, hardware, cfg.run.threads, width=m.n_embd)
     batch, accum, notes = choose_batch(cfg, vocab, target)
     tokens_per_step = batch * accum * m.block_size
     opt_flops = optimizer_flops_per_step(cfg)

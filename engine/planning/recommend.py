@@ -146,7 +146,7 @@ def recommend(hardware=None, gpu: str | None = None, overrides: list[str] | tupl
     if device not in ("cpu", "cuda:0", "mps"):
         cfg.run.device = device
     target = target_for(cfg.run.device if device != "cpu" else "cpu", cfg.training.precision,
-                        hardware)
+                        hardware, width=cfg.model.n_embd)
     # the keys the user set are planned with, not tuned over
     keep = frozenset(override_path(o) for o in overrides)
     settings, more, warnings = autotune(cfg, hardware, target, keep=keep)

@@ -39,6 +39,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from llmtui.engine.model.shapes import MUON_NS_STEPS, attention_width, ff_width, head_size, kv_heads, newton_schulz_flops
+from llmtui.engine.planning.cpu import amx_bf16_pays
 from llmtui.engine.planning.gpu_table import find_gpu, peak_flops
 
 # measured with bench/estimate_memory.py on this repo's CPU machine (see README "Estimates")
@@ -315,6 +316,25 @@ def cpu_speed(cpu, precision: str, threads: int = 0) -> tuple[float, float]:
     return matmul * cores, elementwise / cores
 
 
+def fastest_precision(kind: str, width: int | None, *, gpu_bf16: bool = False,
+                      compute_capability: tuple[int, int] | None = None,
+                      cpu_flags: frozenset[str] = frozenset()) -> str:
+    """training.precision = "auto": the fastest format a device of `kind` runs for a model
+    `width` (n_embd) wide (None: a wide one), from its facts. On a GPU bf16 where it is
+    native, else fp16 where it is fast (compute capability 7.0 and later, and 6.0), else
+    fp32; on a CPU bf16 where AMX pays for the width (cpu.amx_bf16_pays), else fp32; on an
+    Apple GPU fp32 (mixed precision there is unmeasured). One rule for the trainer
+    (engine.planning.device.place, from torch's queries), the estimates and autotune."""
+    if kind == "cuda":
+        if gpu_bf16:
+            return "bf16"
+        cc = compute_capability
+        return "fp16" if cc is not None and (cc >= (7, 0) or cc == (6, 0)) else "fp32"
+    if kind == "cpu" and amx_bf16_pays(cpu_flags, width):
+        return "bf16"
+    return "fp32"
+
+
 def gpu_precision(precision: str, gpu) -> str:
     """engine.planning.device.resolve_precision's rule, from detected facts."""
     cc = gpu.compute_capability or (0, 0)
@@ -333,10 +353,11 @@ def cpu_precision(precision: str, cpu) -> str:
     return precision
 
 
-def target_for(device: str, precision: str, hardware, threads: int = 0) -> Target:
+def target_for(device: str, precision: str, hardware, threads: int = 0, width: int | None = None) -> Target:
     """The device `run.device` resolves to on `hardware`, as the trainer would
     pick it ("auto" is cuda:0 when torch can use a GPU); on a CPU, trained with
-    `threads` threads (run.threads)."""
+    `threads` threads (run.threads); precision "auto" as the trainer resolves it
+    for a model `width` wide (fastest_precision)."""
     usable = {g.torch_index: g for g in hardware.gpus if g.usable_by_torch}
     notes = []
     gpu = None
@@ -349,6 +370,7 @@ def target_for(device: str, precision: str, hardware, threads: int = 0) -> Targe
         notes.append(f"run.device = \"{device}\" but torch cannot use a GPU here; estimated for the CPU")
     mps = getattr(hardware, "mps", None)
     if gpu is None and mps is not None and (device == "mps" or (device == "auto" and not usable)):
+        precision = fastest_precision("mps", width) if precision == "auto" else precision
         real = "fp16" if precision == "bf16" and not mps.bf16 else precision
         return Target("mps", real, mps.memory_bytes, None, f"mps ({mps.name})", notes=notes + [
             "Apple GPU: no time estimate (unmeasured; `llmtui detect --calibrate` measures a step)"])
@@ -356,10 +378,15 @@ def target_for(device: str, precision: str, hardware, threads: int = 0) -> Targe
         notes.append("run.device = \"mps\" but torch cannot use an Apple GPU here; estimated for the CPU")
     if gpu is None:
         cpu = hardware.cpu
+        if precision == "auto":
+            precision = fastest_precision("cpu", width, cpu_flags=frozenset(cpu.flags))
         real = cpu_precision(precision, cpu)
         matmul, elementwise = cpu_speed(cpu, real, threads)
         return Target("cpu", real, cpu.available_ram_bytes, matmul, "cpu", notes=notes,
                       elementwise_seconds=elementwise)
+    if precision == "auto":
+        precision = fastest_precision("cuda", width, gpu_bf16=gpu.bf16,
+                                      compute_capability=gpu.compute_capability)
     real = gpu_precision(precision, gpu)
     known = find_gpu(gpu.name)
     flops = peak_flops(known, real) if known else None

@@ -24,7 +24,6 @@ from llmtui.engine.data.tokenizers import Tokenizer
 from llmtui.engine.model.gpt import GPT, NEW_FIELDS, GPTConfig
 from llmtui.engine.model.optim import Optimizers
 from llmtui.engine.planning import cpu as planning_cpu
-from llmtui.engine.planning.autotune import amx_bf16_pays
 from llmtui.engine.planning.device import Placement
 from llmtui.engine.planning.sizing import MANY_EPOCHS
 from llmtui.engine.training.distributed import DistContext
@@ -161,15 +160,15 @@ def slow_warning(setup: TrainingSetup, steps_to_go: int) -> str | None:
 
 def amx_precision_hint(setup: TrainingSetup) -> str | None:
     """Said before starting an fp32 run on a CPU with AMX bf16 units when the model is wide
-    enough for bf16 autocast to be the faster (engine.planning.autotune.AMX_BF16_MIN_WIDTH,
+    enough for bf16 autocast to be the faster (engine.planning.cpu.AMX_BF16_MIN_WIDTH,
     measured): a preset opened as it is, a fine-tune of a pretrained model, fp32 set by hand."""
     if setup.device.type != "cpu" or setup.placement.precision != "fp32":
         return None
     width = setup.gpt_config.n_embd
-    if not amx_bf16_pays(planning_cpu.cpu_flags(), width):
+    if not planning_cpu.amx_bf16_pays(planning_cpu.cpu_flags(), width):
         return None
     return (f"this CPU has AMX bf16 matrix units: for a model {width} wide, training.precision = "
-            "\"bf16\" (mixed precision) measured 1.2x (192 wide) to 2.2x (512 wide) faster than "
+            "\"bf16\" or \"auto\" (mixed precision) measured 1.2x (192 wide) to 2.2x (512 wide) faster than "
             "the fp32 this run uses")
 
 

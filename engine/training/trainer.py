@@ -376,7 +376,8 @@ class Trainer:
         self._apply_init_from()     # here too: under torchrun only rank 0 plans
         cfg = self.cfg
         placement = place(cfg.run.device, cfg.training.precision,
-                          local_rank=self.dist.local_rank if self.dist.enabled else None)
+                          local_rank=self.dist.local_rank if self.dist.enabled else None,
+                          width=cfg.model.n_embd, fsdp=self.fsdp)
         device = placement.device
         distributed.init(self.dist, device)
         if self.elastic.enabled:   # rank 0 decided whether (and from where) the group continues
