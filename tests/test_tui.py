@@ -475,3 +475,39 @@ def test_real_detection_runs_in_a_worker(tmp_path):
             assert not app.screen.query_one("#use-recommended").disabled
 
     run(drive())
+
+
+@pytest.mark.tui
+def test_the_wizard_shows_the_format_auto_precision_picks(tmp_path):
+    """training.precision offers "auto"; the Derived panel's time says the format the run
+    will use: on a CPU with AMX, fp32 for the 96-wide cpu preset and bf16 from 192 wide."""
+    import dataclasses
+
+    from textual.widgets import Select
+
+    from fakes import fake_hardware_cpu_only
+    from llmtui.engine.planning.cpu import AMX_BF16_MIN_WIDTH
+
+    hardware = fake_hardware_cpu_only()
+    hardware.cpu = dataclasses.replace(hardware.cpu, bf16_native=True, flags=hardware.cpu.flags + ["amx_bf16"])
+    app = make_app(tmp_path, hardware=hardware)
+
+    async def journey():
+        async with app.run_test(size=(100, 40)) as pilot:
+            await wait_for(pilot, lambda: app.recommendation is not None, what="recommendation")
+            await pilot.pause()
+            await pilot.click("#use-recommended")
+            await wait_screen(pilot, "WizardScreen")
+            wizard = app.screen
+            # a Select refuses a value it does not offer
+            field = await set_field(pilot, wizard, "training.precision", "auto")
+            assert isinstance(field.control_widget, Select) and app.session.doc.get("training.precision") == "auto"
+
+            def per_step() -> str:
+                text = static_text(wizard.query_one("#wizard-derived"))
+                return next(line for line in text.splitlines() if "per step" in line)
+            await wait_for(pilot, lambda: per_step().endswith("fp32"), what="fp32 at 96 wide")
+            await set_field(pilot, wizard, "model.n_embd", str(AMX_BF16_MIN_WIDTH))
+            await wait_for(pilot, lambda: per_step().endswith("bf16"), what="bf16 at 192 wide")
+
+    run(journey())

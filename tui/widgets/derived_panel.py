@@ -105,8 +105,9 @@ def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = N
     rows.append(("Time (" + ("measured" if est.calibrated else "estimate") + ")",
                  "", "heading"))
     if est.step_seconds:
-        rows.append(("per step", f"~{est.step_seconds * 1000:,.0f} ms"
-                     if est.step_seconds < 1 else f"~{est.step_seconds:,.1f} s"))
+        # with the format it runs in: what training.precision = "auto" picks here
+        rows.append(("per step", (f"~{est.step_seconds * 1000:,.0f} ms" if est.step_seconds < 1
+                                  else f"~{est.step_seconds:,.1f} s") + f", {est.precision}"))
     if est.total_seconds:
         rows.append(("whole run", "~" + fmt_duration(est.total_seconds)))
     if not est.step_seconds and not est.total_seconds:
