@@ -63,6 +63,8 @@ VARIANTS = {
     # the learning rate's decay: linear to zero (Bergsma et al. 2025, "straight to zero")
     # instead of the preset's cosine
     "linear-decay": ['scheduler.kind="linear"'],
+    # NorMuon (Li et al. 2025): Muon's update evened out over the neurons
+    "normuon": ["optimizer.muon_beta2=0.95"],
 }
 
 

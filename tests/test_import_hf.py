@@ -538,10 +538,10 @@ def test_the_finetune_cpu_presets_auto_precision_follows_the_pretrained_width(fo
     """finetune-cpu says training.precision = "auto": on a CPU with AMX a pretrained model
     as wide as SmolLM2 (576; here AMX_BF16_MIN_WIDTH) fine-tunes in bf16, where fp32 measured
     half the speed, and a narrow one stays fp32; the width is the source's, read at the start."""
+    from conftest import read_jsonl
     from llmtui import load_config
     from llmtui.engine.planning import cpu
     from llmtui.engine.training.trainer import Trainer
-    from conftest import read_jsonl
 
     assert load_config("finetune-cpu").training.precision == "auto"
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))

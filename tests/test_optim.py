@@ -204,3 +204,50 @@ def test_a_training_run_imports_neither_torch_dynamo_nor_fsdp(tmp_path, shared_d
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "saved last checkpoint" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "imported: []"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("shape", [(48, 16), (16, 48), (24, 24)])
+def test_normuon_evens_the_neurons_updates_and_keeps_muons_step_size(shape):
+    """NorMuon (optimizer.muon_beta2): each neuron's (row's; a wide matrix's column's) update
+    is divided by its running RMS, and the update keeps its Frobenius norm. Fed the same
+    update, every neuron's RMS comes out equal; the norm is the orthogonalized update's."""
+    from llmtui.engine.model.optim import normalize_neurons
+
+    generator = torch.Generator().manual_seed(0)
+    update = torch.randn(shape, generator=generator) * torch.rand(shape[0], 1, generator=generator) \
+        * torch.rand(1, shape[1], generator=generator) * 3
+    neurons = -1 if shape[0] >= shape[1] else -2
+    moment = torch.zeros((shape[0], 1) if neurons == -1 else (1, shape[1]))
+    for _ in range(3):
+        out = normalize_neurons(update, moment, 0.95)
+        assert out.norm().item() == pytest.approx(update.norm().item(), rel=1e-5)
+    rms = out.square().mean(dim=neurons)
+    assert torch.allclose(rms, rms.mean().expand_as(rms), rtol=1e-4)
+    before = update.square().mean(dim=neurons)
+    assert before.max() / before.min() > 10        # it was uneven
+
+
+@pytest.mark.unit
+def test_normuon_resumes_bit_for_bit_through_a_checkpoint():
+    """The per-neuron second moment is optimizer state: a checkpoint keeps it, and a run
+    resumed from one takes the same steps as the run that went on."""
+    model, twin = twin_models(norm="rmsnorm", tie_embeddings=False)
+    cfg = load_config(None, ['optimizer.name="muon"', "optimizer.muon_beta2=0.95"]).optimizer
+    going_on = build_optimizers(model, cfg)
+    assert going_on.muon.param_groups[0]["beta2"] == 0.95
+    train([(model, list(going_on))], 2)
+    assert all("second_momentum_buffer" in s for s in going_on.muon.state.values())
+    twin.load_state_dict(model.state_dict())
+    resumed = build_optimizers(twin, cfg)
+    for mine, saved in zip(resumed, going_on):
+        mine.load_state_dict(through_checkpoint_files(saved, mine))
+    train([(model, list(going_on)), (twin, list(resumed))], 3, seed=2)
+    for mine, saved in zip(resumed, going_on):
+        assert_same(twin, model, mine, saved)
+    # and it is another optimizer than Muon: the same start without it ends elsewhere
+    plain, plain_twin = twin_models(norm="rmsnorm", tie_embeddings=False)
+    normuon = build_optimizers(plain_twin, cfg)
+    train([(plain, list(build_optimizers(plain, load_config(None, ['optimizer.name="muon"']).optimizer))),
+           (plain_twin, list(normuon))], 2)
+    assert not torch.equal(plain.transformer.h[0].attn.c_attn.weight, plain_twin.transformer.h[0].attn.c_attn.weight)

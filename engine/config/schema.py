@@ -204,6 +204,11 @@ class OptimizerConfig:
     gain_learning_rate: float = spec(0.0, "muon only: peak learning rate of norm gains and biases, "
                                      "AdamW (0 = learning_rate).", min=0.0, max=10.0)
     muon_momentum: float = spec(0.95, "muon only: Muon's (Nesterov) momentum.", min=0.0, max=0.999)
+    muon_beta2: float = spec(0.0, "muon only: NorMuon's decay of each neuron's mean squared update "
+                             "(0 = off, Muon as PyTorch's). Each row of an orthogonalized update (column "
+                             "of a wide matrix) is divided by its running RMS, then the update is scaled "
+                             "back to Muon's size: the same step, spread evenly over the neurons. 0.95 is "
+                             "NorMuon's.", min=0.0, max=0.9999)
     betas: list[float] = spec([0.9, 0.99], "Adam beta1 and beta2.", min=0.0, max=1.0)
     eps: float = spec(1e-8, "Adam epsilon.", min=0.0, max=1.0, min_exclusive=True)
     weight_decay: float = spec(0.1, "Weight decay on weight matrices and embeddings (never on biases or norm gains).",

@@ -330,7 +330,7 @@ class Muon(Optimizer):
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, ns_coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
                  eps: float = 1e-7, ns_steps: int = MUON_NS_STEPS, adjust_lr_fn: str | None = None, *,
-                 ns_dtype: torch.dtype = torch.bfloat16):
+                 ns_dtype: torch.dtype = torch.bfloat16, beta2: float = 0.0):
         if not 0.0 <= lr:
             raise ValueError(f"Learning rate should be >= 0 but is: {lr}")
         if not 0.0 <= momentum:
@@ -343,6 +343,8 @@ class Muon(Optimizer):
         defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
                     "ns_coefficients": ns_coefficients, "eps": eps, "ns_steps": ns_steps,
                     "adjust_lr_fn": adjust_lr_fn}
+        if beta2:   # NorMuon's one key more (normalize_neurons); without it the groups are torch's
+            defaults["beta2"] = beta2
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
@@ -368,10 +370,22 @@ class Muon(Optimizer):
                 params.append(p)
                 updates.append(p.grad.lerp(buf, momentum) if group["nesterov"] else buf)
             orthogonal = self._orthogonalize_all(updates, group)
+            if group.get("beta2"):
+                orthogonal = [normalize_neurons(update, self._second_moment(p, update), group["beta2"])
+                              for p, update in zip(params, orthogonal)]
             for p, update in zip(params, orthogonal):
                 p.mul_(1 - lr * group["weight_decay"])
                 p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
         return loss
+
+    def _second_moment(self, p: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+        """NorMuon's running mean square of p's update per neuron (state
+        "second_momentum_buffer", zeros at first; its shape: state_shape)."""
+        state = self.state[p]
+        if "second_momentum_buffer" not in state:
+            shape = state_shape("second_momentum_buffer", p)
+            state["second_momentum_buffer"] = torch.zeros(shape, dtype=p.dtype, device=p.device)
+        return state["second_momentum_buffer"]
 
     def _orthogonalize_all(self, updates: list[torch.Tensor], group: dict) -> list[torch.Tensor]:
         """Each update orthogonalized. In bf16, one matrix at a time, as torch.optim.Muon does
@@ -415,6 +429,34 @@ def orthogonalize(grad: torch.Tensor, coefficients, steps: int, eps: float,
             poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
             x = torch.baddbmm(x, poly, x, beta=a)
     return x.mT if tall else x
+
+
+def state_shape(key: str, p: torch.Tensor) -> tuple[int, ...]:
+    """The shape of an optimizer state tensor of parameter p: p's own (the moments, the
+    momentum buffer), except NorMuon's per-neuron second moment: (rows, 1), or (1, cols)
+    for a wide matrix. A checkpoint's state is checked against it before loading."""
+    if key == "second_momentum_buffer" and p.dim() == 2:
+        rows, cols = p.shape
+        return (rows, 1) if rows >= cols else (1, cols)
+    return tuple(p.shape)
+
+
+def normalize_neurons(update: torch.Tensor, second_moment: torch.Tensor, beta2: float) -> torch.Tensor:
+    """NorMuon's step (Li et al. 2025, "NorMuon: Making Muon more efficient and scalable";
+    nanochat's optimizer): the orthogonalized update's mean square per neuron (row, or
+    column of a wide matrix) is averaged over steps in `second_moment` (updated in place),
+    each neuron's update is divided by the root of that average, and the whole is scaled
+    back to the Frobenius norm it had. Orthogonalization leaves some neurons far larger
+    updates than others; this evens them out and keeps Muon's step size. Measured on the
+    cpu preset (bench/RESULTS.md): -0.006 val loss at equal steps on tinyshakespeare."""
+    axis = -1 if second_moment.size(-1) == 1 else -2
+    mean_square = update.float().square().mean(dim=axis, keepdim=True)
+    second_moment.lerp_(mean_square.to(second_moment.dtype), 1 - beta2)
+    scale = second_moment.float().clamp_min(1e-10).rsqrt()
+    # the norms before and after, squared, over the neurons' count (which cancels)
+    before, after = mean_square.sum(), (mean_square * scale.square()).sum()
+    scale = scale * (before / after.clamp_min(1e-20)).sqrt()
+    return update * scale.to(update.dtype)
 
 
 def adjusted_lr(lr: float, rule: str | None, shape: torch.Size) -> float:
@@ -514,6 +556,7 @@ def build_optimizers(model: nn.Module, o, *, autocast_dtype: torch.dtype | None 
     groups = [g for g in groups if g["params"]]
     adam = adam_class(groups, lr=o.learning_rate, **adam_args)
     muon = Muon(matrices, lr=o.learning_rate, weight_decay=o.weight_decay, momentum=o.muon_momentum,
-                nesterov=True, ns_steps=MUON_NS_STEPS, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype)
+                nesterov=True, ns_steps=MUON_NS_STEPS, adjust_lr_fn="match_rms_adamw", ns_dtype=ns_dtype,
+                beta2=o.muon_beta2)
     return Optimizers(adam=adam, muon=muon, base_lrs=[g["lr"] for g in groups] + [o.learning_rate],
                       extra_flops_per_step=sum(newton_schulz_flops(p.shape) for p in matrices))

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save as save_tensors
 
 from llmtui.engine.errors import CheckpointError, ResumeMismatch
-from llmtui.engine.model.optim import Optimizer, Optimizers
+from llmtui.engine.model.optim import Optimizer, Optimizers, state_shape
 from llmtui.engine.training.state import RunState, SavedState
 
 if TYPE_CHECKING:
@@ -142,9 +142,10 @@ def optimizer_from_files(optimizer: Optimizer, tensors: dict[str, torch.Tensor],
         if not index.isdigit() or int(index) >= len(params):
             raise CheckpointError(f"{source}: optimizer state {name} names no parameter of this model")
         param = params[int(index)]
-        if key != "step" and (value.shape != param.shape or value.dtype != param.dtype):
+        if key != "step" and (tuple(value.shape) != state_shape(key, param) or value.dtype != param.dtype):
             raise CheckpointError(f"{source}: optimizer state {name} is {tuple(value.shape)} "
-                                  f"{value.dtype}, its parameter is {tuple(param.shape)} {param.dtype}")
+                                  f"{value.dtype}, its parameter is {tuple(param.shape)} {param.dtype}"
+                                  f" (the state should be {state_shape(key, param)})")
         if key == "step" and value.numel() != 1:
             raise CheckpointError(f"{source}: optimizer state {name} must hold one number")
         state.setdefault(int(index), {})[key] = value
