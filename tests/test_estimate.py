@@ -288,3 +288,24 @@ def test_cpu_estimate_follows_run_threads():
     assert one == pytest.approx(2 * all_cores)
     cfg.run.threads = 8
     assert estimate(cfg, vocab_size=65, hardware=sapphire_rapids()).step_seconds == pytest.approx(all_cores)
+
+
+@pytest.mark.unit
+def test_auto_precision_and_autotunes_choice_are_one_rule():
+    """best_precision (the plan's choice and reason) and fastest_precision (what "auto"
+    runs) agree for every kind of device, an unknown compute capability included."""
+    from types import SimpleNamespace
+
+    from llmtui.engine.planning.autotune import best_precision
+    from llmtui.engine.planning.sizing import fastest_precision
+
+    for bf16 in (True, False):
+        for cc in (None, (6, 0), (6, 1), (7, 5), (8, 0), (9, 0)):
+            gpu = SimpleNamespace(name="GPU", bf16=bf16, compute_capability=cc)
+            choice, _ = best_precision("cuda", None, gpu, 768)
+            assert choice == fastest_precision("cuda", 768, gpu_bf16=bf16, compute_capability=cc), (bf16, cc)
+    for flags in (["avx2"], ["avx512f", "avx512_bf16"], ["avx512f", "avx512_bf16", "amx_bf16"]):
+        for width in (96, 192, 576):
+            hardware = SimpleNamespace(cpu=SimpleNamespace(flags=flags, bf16_native="avx512_bf16" in flags))
+            choice, _ = best_precision("cpu", hardware, None, width)
+            assert choice == fastest_precision("cpu", width, cpu_flags=frozenset(flags)), (flags, width)

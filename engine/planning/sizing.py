@@ -322,14 +322,16 @@ def fastest_precision(kind: str, width: int | None, *, gpu_bf16: bool = False,
     """training.precision = "auto": the fastest format a device of `kind` runs for a model
     `width` (n_embd) wide (None: a wide one), from its facts. On a GPU bf16 where it is
     native, else fp16 where it is fast (compute capability 7.0 and later, and 6.0), else
-    fp32; on a CPU bf16 where AMX pays for the width (cpu.amx_bf16_pays), else fp32; on an
+    (or when its compute capability is unknown) fp32; on a CPU bf16 where AMX pays for the width (cpu.amx_bf16_pays), else fp32; on an
     Apple GPU fp32 (mixed precision there is unmeasured). One rule for the trainer
     (engine.planning.device.place, from torch's queries), the estimates and autotune."""
     if kind == "cuda":
+        cc = compute_capability
+        if cc is None:
+            return "fp32"
         if gpu_bf16:
             return "bf16"
-        cc = compute_capability
-        return "fp16" if cc is not None and (cc >= (7, 0) or cc == (6, 0)) else "fp32"
+        return "fp16" if cc >= (7, 0) or cc == (6, 0) else "fp32"
     if kind == "cpu" and amx_bf16_pays(cpu_flags, width):
         return "bf16"
     return "fp32"
