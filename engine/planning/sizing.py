@@ -322,8 +322,9 @@ def fastest_precision(kind: str, width: int | None, *, gpu_bf16: bool = False,
     """training.precision = "auto": the fastest format a device of `kind` runs for a model
     `width` (n_embd) wide (None: a wide one), from its facts. On a GPU bf16 where it is
     native, else fp16 where it is fast (compute capability 7.0 and later, and 6.0), else
-    (or when its compute capability is unknown) fp32; on a CPU bf16 where AMX pays for the width (cpu.amx_bf16_pays), else fp32; on an
-    Apple GPU fp32 (mixed precision there is unmeasured). One rule for the trainer
+    (or when its compute capability is unknown) fp32; on a CPU bf16 where AMX pays for
+    the width (cpu.amx_bf16_pays), else fp32; on an Apple GPU fp32 (mixed precision there
+    is unmeasured). One rule for the trainer
     (engine.planning.device.place, from torch's queries), the estimates and autotune."""
     if kind == "cuda":
         cc = compute_capability
