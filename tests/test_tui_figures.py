@@ -370,3 +370,18 @@ def test_escape_from_a_training_monitor_browses_while_it_trains_and_ctrl_t_comes
             await wait_screen(pilot, "SummaryScreen")
 
     run(drive())
+
+
+@pytest.mark.train
+def test_the_busy_warning_compares_with_the_estimate_the_wizard_shows(tiny, monkeypatch):
+    """On a CPU the step a free machine would take is the planner's estimate (matmuls and
+    elementwise work): the figure `llmtui detect` and the wizard show, not the FLOPs alone,
+    which said 33 ms for the cpu preset where the wizard said 62."""
+    from llmtui import load_config
+    from llmtui.engine.planning.estimate import estimate
+    from llmtui.engine.training.build import free_machine_step_seconds
+    from llmtui.engine.training.trainer import Trainer
+
+    setup = Trainer(load_config("cpu", [o for o in tiny if not o.startswith("model.")] + ["run.threads=2"])).setup()
+    planned = estimate(setup.config, setup.data.vocab_size).step_seconds
+    assert planned and free_machine_step_seconds(setup) == pytest.approx(planned)

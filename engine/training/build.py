@@ -146,6 +146,19 @@ def estimated_step_seconds(setup: TrainingSetup) -> float | None:
             / (setup.peak_flops * SLOW_STEP_EFFICIENCY))
 
 
+def free_machine_step_seconds(setup: TrainingSetup) -> float | None:
+    """What a step should take when nothing else runs on the device. On a CPU the
+    planner's estimate (engine.planning.estimate: the matmuls plus the elementwise work,
+    the figure the wizard and `llmtui detect` show; the FLOPs alone say half of it for the
+    cpu preset); elsewhere estimated_step_seconds. Detects the hardware (cached per
+    process, a few hundred ms the first time), so it is for rare paths, not the start."""
+    if setup.device.type != "cpu":
+        return estimated_step_seconds(setup)
+    from llmtui.engine.planning.estimate import estimate
+
+    return estimate(setup.config, setup.data.vocab_size).step_seconds
+
+
 def slow_warning(setup: TrainingSetup, steps_to_go: int) -> str | None:
     """Said before starting when a step is estimated to take long."""
     seconds = estimated_step_seconds(setup)

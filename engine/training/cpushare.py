@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from llmtui.engine.planning.load import CpuLoad, contended
-from llmtui.engine.training.build import TrainingSetup, estimated_step_seconds
+from llmtui.engine.training.build import TrainingSetup, free_machine_step_seconds
 
 # warn that the machine is busy when other processes hold cores the training threads need
 # and a step takes this many times the estimate (and at least BUSY_MIN_STEP_SECONDS: tiny
@@ -50,10 +50,10 @@ class CpuShare:
         if not contended(load.others, load.cores, setup.threads):
             self._busy_warned = False       # it cleared: a later spell is told again
             return
-        expected = estimated_step_seconds(setup)
-        if self._busy_warned or expected is None:
+        if self._busy_warned or step_seconds < BUSY_MIN_STEP_SECONDS:
             return
-        if step_seconds < BUSY_MIN_STEP_SECONDS or step_seconds < BUSY_SLOWDOWN * expected:
+        expected = free_machine_step_seconds(setup)    # only now: it detects the hardware
+        if expected is None or step_seconds < BUSY_SLOWDOWN * expected:
             return
         self._busy_warned = True
         self._warn(f"the machine is busy: other processes use {load.others:.1f} of its {load.cores} CPU "
