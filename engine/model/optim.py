@@ -369,41 +369,45 @@ class Muon(Optimizer):
                 buf.lerp_(p.grad, 1 - momentum)
                 params.append(p)
                 updates.append(p.grad.lerp(buf, momentum) if group["nesterov"] else buf)
-            orthogonal = self._orthogonalize_all(updates, group)
-            if group.get("beta2"):
-                orthogonal = [normalize_neurons(update, self._second_moment(p, update), group["beta2"])
-                              for p, update in zip(params, orthogonal)]
-            for p, update in zip(params, orthogonal):
-                p.mul_(1 - lr * group["weight_decay"])
-                p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
+            for indices, orthogonal in self._orthogonalize_all(updates, group):
+                members = [params[i] for i in indices]
+                if group.get("beta2"):
+                    orthogonal = self._normalize_neurons(members, orthogonal, group["beta2"])
+                for p, update in zip(members, orthogonal.unbind(0)):
+                    p.mul_(1 - lr * group["weight_decay"])
+                    p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
         return loss
 
-    def _second_moment(self, p: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
-        """NorMuon's running mean square of p's update per neuron (state
-        "second_momentum_buffer", zeros at first; its shape: state_shape)."""
-        state = self.state[p]
-        if "second_momentum_buffer" not in state:
-            shape = state_shape("second_momentum_buffer", p)
-            state["second_momentum_buffer"] = torch.zeros(shape, dtype=p.dtype, device=p.device)
-        return state["second_momentum_buffer"]
+    def _normalize_neurons(self, params: list[torch.Tensor], stacked: torch.Tensor, beta2: float) -> torch.Tensor:
+        """normalize_neurons for the stacked updates of `params` (one shape), with their
+        per-neuron second moments (state "second_momentum_buffer", zeros at first; shape
+        state_shape) stacked for it and written back: a few ops per shape, not per matrix."""
+        moments = []
+        for p in params:
+            state = self.state[p]
+            if "second_momentum_buffer" not in state:
+                shape = state_shape("second_momentum_buffer", p)
+                state["second_momentum_buffer"] = torch.zeros(shape, dtype=p.dtype, device=p.device)
+            moments.append(state["second_momentum_buffer"])
+        together = torch.stack(moments)
+        normalized = normalize_neurons(stacked, together, beta2)
+        torch._foreach_copy_(moments, list(together.unbind(0)))
+        return normalized
 
-    def _orthogonalize_all(self, updates: list[torch.Tensor], group: dict) -> list[torch.Tensor]:
-        """Each update orthogonalized. In bf16, one matrix at a time, as torch.optim.Muon does
-        (bit for bit). In fp32, matrices of one shape go through the iteration together as one
-        batched matmul: the same arithmetic per matrix, in fewer, larger kernels (measured on
-        the 2-core CPU for the cpu preset's 16 matrices: 21 ms instead of 36 ms per step)."""
+    def _orthogonalize_all(self, updates: list[torch.Tensor], group: dict) -> list[tuple[list[int], torch.Tensor]]:
+        """Each update orthogonalized, as (indices into `updates`, their results stacked).
+        In bf16, one matrix at a time, as torch.optim.Muon does (bit for bit). In fp32,
+        matrices of one shape go through the iteration together as one batched matmul: the
+        same arithmetic per matrix, in fewer, larger kernels (measured on the 2-core CPU
+        for the cpu preset's 16 matrices: 21 ms instead of 36 ms per step)."""
         args = (group["ns_coefficients"], group["ns_steps"], group["eps"], self.ns_dtype)
         if self.ns_dtype == torch.bfloat16:
-            return [orthogonalize(u, *args) for u in updates]
-        out: dict[int, torch.Tensor] = {}
+            return [([i], orthogonalize(u, *args).unsqueeze(0)) for i, u in enumerate(updates)]
         by_shape: dict[tuple, list[int]] = {}
         for i, u in enumerate(updates):
             by_shape.setdefault(tuple(u.shape), []).append(i)
-        for indices in by_shape.values():
-            stacked = orthogonalize(torch.stack([updates[i] for i in indices]), *args)
-            for i, result in zip(indices, stacked.unbind(0)):
-                out[i] = result
-        return [out[i] for i in range(len(updates))]
+        return [(indices, orthogonalize(torch.stack([updates[i] for i in indices]), *args))
+                for indices in by_shape.values()]
 
 
 def orthogonalize(grad: torch.Tensor, coefficients, steps: int, eps: float,
@@ -446,7 +450,8 @@ def normalize_neurons(update: torch.Tensor, second_moment: torch.Tensor, beta2: 
     nanochat's optimizer): the orthogonalized update's mean square per neuron (row, or
     column of a wide matrix) is averaged over steps in `second_moment` (updated in place),
     each neuron's update is divided by the root of that average, and the whole is scaled
-    back to the Frobenius norm it had. Orthogonalization leaves some neurons far larger
+    back to the Frobenius norm it had. A stack of matrices (n, rows, cols) with a stack of
+    moments is normalized matrix by matrix. Orthogonalization leaves some neurons far larger
     updates than others; this evens them out and keeps Muon's step size. Measured on the
     cpu preset (bench/RESULTS.md): -0.006 val loss at equal steps on tinyshakespeare."""
     axis = -1 if second_moment.size(-1) == 1 else -2
@@ -454,7 +459,8 @@ def normalize_neurons(update: torch.Tensor, second_moment: torch.Tensor, beta2: 
     second_moment.lerp_(mean_square.to(second_moment.dtype), 1 - beta2)
     scale = second_moment.float().clamp_min(1e-10).rsqrt()
     # the norms before and after, squared, over the neurons' count (which cancels)
-    before, after = mean_square.sum(), (mean_square * scale.square()).sum()
+    before = mean_square.sum(dim=(-2, -1), keepdim=True)
+    after = (mean_square * scale.square()).sum(dim=(-2, -1), keepdim=True)
     scale = scale * (before / after.clamp_min(1e-20)).sqrt()
     return update * scale.to(update.dtype)
 
