@@ -251,3 +251,21 @@ def test_normuon_resumes_bit_for_bit_through_a_checkpoint():
     train([(plain, list(build_optimizers(plain, load_config(None, ['optimizer.name="muon"']).optimizer))),
            (plain_twin, list(normuon))], 2)
     assert not torch.equal(plain.transformer.h[0].attn.c_attn.weight, plain_twin.transformer.h[0].attn.c_attn.weight)
+
+
+@pytest.mark.unit
+def test_normuon_on_a_stack_normalizes_each_matrix_as_alone():
+    """Muon normalizes the matrices of one shape together (one stack, a few ops): each
+    comes out as it would alone, its own norm kept, its own moment updated."""
+    from llmtui.engine.model.optim import normalize_neurons
+
+    generator = torch.Generator().manual_seed(1)
+    updates = torch.randn(3, 40, 12, generator=generator) * torch.tensor([0.1, 1.0, 10.0]).view(3, 1, 1)
+    moments = torch.rand(3, 40, 1, generator=generator)
+    alone = [normalize_neurons(u, m.clone(), 0.9) for u, m in zip(updates, moments)]
+    stacked_moments = moments.clone()
+    together = normalize_neurons(updates, stacked_moments, 0.9)
+    for i in range(3):
+        assert torch.allclose(together[i], alone[i], rtol=1e-5, atol=1e-7)
+        assert together[i].norm().item() == pytest.approx(updates[i].norm().item(), rel=1e-5)
+        assert torch.allclose(stacked_moments[i], moments[i].lerp(updates[i].square().mean(-1, keepdim=True), 0.1))
