@@ -511,3 +511,24 @@ def test_the_wizard_shows_the_format_auto_precision_picks(tmp_path):
             await wait_for(pilot, lambda: per_step().endswith("bf16"), what="bf16 at 192 wide")
 
     run(journey())
+
+
+@pytest.mark.tui
+def test_at_80x24_the_wizard_shows_time_and_memory_without_scrolling(tmp_path):
+    """How long and will it fit come first in the Derived panel: on an 80x24 terminal both
+    show as the wizard opens (they were below the fold, after the model and batch)."""
+    from pilot import screen_text
+
+    app = make_app(tmp_path)
+
+    async def journey():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.recommendation is not None, what="recommendation")
+            await pilot.pause()
+            await pilot.click("#use-recommended")
+            await wait_screen(pilot, "WizardScreen")
+            await wait_for(pilot, lambda: "per step" in screen_text(app), what="the time per step")
+            text = screen_text(app)
+            assert "whole run" in text and "needs" in text, text
+
+    run(journey())

@@ -92,6 +92,21 @@ def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = N
         rows.append(("Estimates", "", "heading"))
         rows.append(("", error or "waiting for hardware detection", "dim wrap"))
         return rows
+    return estimate_rows(est) + rows
+
+
+def estimate_rows(est: Estimate) -> list[Row]:
+    """Time and memory, first in the panel: at 80x24 what a user asks first (how long,
+    will it fit) shows without scrolling; the model and batch figures follow."""
+    rows: list[Row] = [("Time (" + ("measured" if est.calibrated else "estimate") + ")", "", "heading")]
+    if est.step_seconds:
+        # with the format it runs in: what training.precision = "auto" picks here
+        rows.append(("per step", (f"~{est.step_seconds * 1000:,.0f} ms" if est.step_seconds < 1
+                                  else f"~{est.step_seconds:,.1f} s") + f", {est.precision}"))
+    if est.total_seconds:
+        rows.append(("whole run", "~" + fmt_duration(est.total_seconds)))
+    if not est.step_seconds and not est.total_seconds:
+        rows.append(("", "no estimate for this device", "dim"))
     rows.append(("Memory (estimate)", "", "heading"))
     cls = "good" if est.fits else ("bad" if est.fits is False else "")
     rows.append(("needs", "~" + fmt_bytes(est.memory_total), cls))
@@ -102,16 +117,6 @@ def derived_rows(cfg: Config | None, est: Estimate | None, error: str | None = N
                      "bad wrap"))
     for name, size in sorted(est.memory.items(), key=lambda kv: -kv[1])[:4]:
         rows.append((f" {name}", fmt_bytes(size), "dim"))
-    rows.append(("Time (" + ("measured" if est.calibrated else "estimate") + ")",
-                 "", "heading"))
-    if est.step_seconds:
-        # with the format it runs in: what training.precision = "auto" picks here
-        rows.append(("per step", (f"~{est.step_seconds * 1000:,.0f} ms" if est.step_seconds < 1
-                                  else f"~{est.step_seconds:,.1f} s") + f", {est.precision}"))
-    if est.total_seconds:
-        rows.append(("whole run", "~" + fmt_duration(est.total_seconds)))
-    if not est.step_seconds and not est.total_seconds:
-        rows.append(("", "no estimate for this device", "dim"))
     for note in est.notes:
         rows.append(("note", note, "warn wrap"))
     return rows
