@@ -348,3 +348,30 @@ def test_a_global_batch_another_world_size_cannot_make_is_refused_in_one_line():
         global_batch_accum(3, 1, 2, 4, "ckpt")       # 6 sequences; 4 processes of 3 make 12
     message = str(refused.value)
     assert "\n" not in message and "global batch of 6" in message and "resume on 2 processes" in message
+
+
+@pytest.mark.train
+def test_optimizer_settings_changed_before_a_resume_take_effect(tiny):
+    """Loading an optimizer's state restores the checkpoint's hyperparameters (torch's way);
+    a weight decay or NorMuon setting changed in the config before --resume was then
+    ignored while the run's config.toml said otherwise. Now the config's are used, and
+    said; an unchanged config resumes without a word (and bit for bit, test above)."""
+    first = load_config("cpu", tiny + ['optimizer.name="muon"', "optimizer.weight_decay=0.1",
+                                       "optimizer.muon_beta2=0", "training.max_steps=20"])
+    Trainer(first).run()
+    changed = load_config("cpu", tiny + ['optimizer.name="muon"', "optimizer.weight_decay=0.05",
+                                         "optimizer.muon_beta2=0.95", "training.max_steps=30"])
+    events = []
+    trainer = Trainer(changed, resume_from=True, listeners=[events.append])
+    trainer.run()
+    said = [e.message for e in events if e.kind == "warning" and "optimizer settings changed" in e.message]
+    assert len(said) == 1 and "weight_decay 0.1 -> 0.05" in said[0] and "beta2 off -> 0.95" in said[0], said
+    optimizers = trainer.setup_done.optimizers
+    assert all(g["weight_decay"] == 0.05 and g["beta2"] == 0.95 for g in optimizers.muon.param_groups)
+    assert {g["weight_decay"] for g in optimizers.adam.param_groups} == {0.05, 0.0}   # gains: never decayed
+    assert all("second_momentum_buffer" in s for s in optimizers.muon.state.values())
+    again = load_config("cpu", tiny + ['optimizer.name="muon"', "optimizer.weight_decay=0.05",
+                                       "optimizer.muon_beta2=0.95", "training.max_steps=40"])
+    events.clear()
+    Trainer(again, resume_from=True, listeners=[events.append]).run()
+    assert not [e for e in events if e.kind == "warning" and "optimizer settings" in e.message]

@@ -152,11 +152,16 @@ def restore_from(setup: TrainingSetup, path: Path, *, max_steps: int, dist: Dist
     if fsdp:
         def load(optimizer, state):
             sharded.load_optimizer_state(setup.raw_model, optimizer, state)
+    configured = [[dict(group) for group in optimizer.param_groups] for optimizer in setup.optimizers]
     try:
         if loaded.optimizer_shards is None:
             optimizers_from_files(setup.optimizers, loaded.tensors, saved.optimizer, source, load=load)
         else:   # a sharded run's optimizer state: this rank's rows, or all of it when not sharded
             _restore_optimizer_shards(setup, loaded, source, fsdp)
+        changed = keep_configured_hyperparameters(setup.optimizers, configured)
+        if changed:
+            warn(f"optimizer settings changed since the checkpoint ({', '.join(changed)}): "
+                 "the run goes on with the config's")
         if saved.scaler and setup.scaler.is_enabled():
             setup.scaler.load_state_dict(saved.scaler)
         if len(saved.samplers) == dist.world_size:
@@ -177,6 +182,29 @@ def restore_from(setup: TrainingSetup, path: Path, *, max_steps: int, dist: Dist
     state, saved_max_steps = saved.run, saved.run.max_steps
     state.max_steps = max_steps  # the config's length wins: a resume may extend the run
     return Restored(state, path, lr_jump_warning(setup, state.step, saved_max_steps, max_steps))
+
+
+def keep_configured_hyperparameters(optimizers, configured: list[list[dict]]) -> list[str]:
+    """After the optimizers' state is loaded, their groups' hyperparameters back to the
+    config's (`configured`: each group as built from it), the learning rate aside (the
+    schedule sets it every step). Loading restores the checkpoint's, as torch does, so a
+    weight decay or momentum changed in the config before a resume was ignored while the
+    run's config.toml said otherwise. Unchanged settings resume exactly as before.
+    Returns what changed, "weight_decay 0.1 -> 0.05" and so on, once per setting."""
+    def same(a, b) -> bool:     # a checkpoint's JSON gives lists where the config gives tuples
+        return (tuple(a) if isinstance(a, list) else a) == (tuple(b) if isinstance(b, list) else b)
+
+    changed: dict[str, str] = {}
+    for optimizer, groups in zip(optimizers, configured):
+        for group, wanted in zip(optimizer.param_groups, groups):
+            for key in sorted(set(group) | set(wanted)):
+                if key in ("params", "lr") or same(group.get(key), wanted.get(key)):
+                    continue
+                changed.setdefault(key, f"{key} {group.get(key, 'off')} -> {wanted.get(key, 'off')}")
+            lr, params = group["lr"], group["params"]
+            group.clear()
+            group.update(wanted, lr=lr, params=params)
+    return list(changed.values())
 
 
 def _restore_optimizer_shards(setup: TrainingSetup, loaded: ckpt.LoadedCheckpoint, source: str,
