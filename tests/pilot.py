@@ -55,6 +55,17 @@ async def wait_screen(pilot, name: str, timeout: float = 60.0):
     await pilot.pause()
 
 
+async def open_recommended(pilot):
+    """From the hardware screen, once detection has answered, Use recommended: the wizard
+    on the recommended preset; returns the wizard screen."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.recommendation is not None, what="recommendation")
+    await pilot.pause()
+    await pilot.click("#use-recommended")
+    await wait_screen(pilot, "WizardScreen")
+    return app.screen
+
+
 async def open_config(pilot, config) -> None:
     """From the hardware screen, open the config file `config` in the wizard."""
     await wait_screen(pilot, "HardwareScreen")

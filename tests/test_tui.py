@@ -483,6 +483,7 @@ def test_the_wizard_shows_the_format_auto_precision_picks(tmp_path):
     will use: on a CPU with AMX, fp32 for the 96-wide cpu preset and bf16 from 192 wide."""
     import dataclasses
 
+    from pilot import open_recommended
     from textual.widgets import Select
 
     from fakes import fake_hardware_cpu_only
@@ -494,11 +495,7 @@ def test_the_wizard_shows_the_format_auto_precision_picks(tmp_path):
 
     async def journey():
         async with app.run_test(size=(100, 40)) as pilot:
-            await wait_for(pilot, lambda: app.recommendation is not None, what="recommendation")
-            await pilot.pause()
-            await pilot.click("#use-recommended")
-            await wait_screen(pilot, "WizardScreen")
-            wizard = app.screen
+            wizard = await open_recommended(pilot)
             # a Select refuses a value it does not offer
             field = await set_field(pilot, wizard, "training.precision", "auto")
             assert isinstance(field.control_widget, Select) and app.session.doc.get("training.precision") == "auto"
@@ -517,16 +514,13 @@ def test_the_wizard_shows_the_format_auto_precision_picks(tmp_path):
 def test_at_80x24_the_wizard_shows_time_and_memory_without_scrolling(tmp_path):
     """How long and will it fit come first in the Derived panel: on an 80x24 terminal both
     show as the wizard opens (they were below the fold, after the model and batch)."""
-    from pilot import screen_text
+    from pilot import open_recommended, screen_text
 
     app = make_app(tmp_path)
 
     async def journey():
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app.recommendation is not None, what="recommendation")
-            await pilot.pause()
-            await pilot.click("#use-recommended")
-            await wait_screen(pilot, "WizardScreen")
+            await open_recommended(pilot)
             await wait_for(pilot, lambda: "per step" in screen_text(app), what="the time per step")
             text = screen_text(app)
             assert "whole run" in text and "needs" in text, text
