@@ -61,6 +61,11 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def fmt_step_time(seconds: float) -> str:
+    """A step's time: "70 ms" under a second, else "1.2 s"."""
+    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.1f} s"
+
+
 def fmt_loss(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 

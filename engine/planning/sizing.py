@@ -324,8 +324,8 @@ def fastest_precision(kind: str, width: int | None, *, gpu_bf16: bool = False,
     native, else fp16 where it is fast (compute capability 7.0 and later, and 6.0), else
     (or when its compute capability is unknown) fp32; on a CPU bf16 where AMX pays for
     the width (cpu.amx_bf16_pays), else fp32; on an Apple GPU fp32 (mixed precision there
-    is unmeasured). One rule for the trainer
-    (engine.planning.device.place, from torch's queries), the estimates and autotune."""
+    is unmeasured). One rule for the trainer (engine.planning.device.place, from torch's
+    queries), the estimates and autotune."""
     if kind == "cuda":
         cc = compute_capability
         if cc is None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from llmtui.engine.config.resolved import is_auto
 from llmtui.engine.planning.sizing import MANY_EPOCHS
-from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration, fmt_flops
+from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration, fmt_flops, fmt_step_time
 from llmtui.tui.widgets.stat_panel import Row, StatPanel
 
 if TYPE_CHECKING:
@@ -101,8 +101,7 @@ def estimate_rows(est: Estimate) -> list[Row]:
     rows: list[Row] = [("Time (" + ("measured" if est.calibrated else "estimate") + ")", "", "heading")]
     if est.step_seconds:
         # with the format it runs in: what training.precision = "auto" picks here
-        rows.append(("per step", (f"~{est.step_seconds * 1000:,.0f} ms" if est.step_seconds < 1
-                                  else f"~{est.step_seconds:,.1f} s") + f", {est.precision}"))
+        rows.append(("per step", f"~{fmt_step_time(est.step_seconds)}, {est.precision}"))
     if est.total_seconds:
         rows.append(("whole run", "~" + fmt_duration(est.total_seconds)))
     if not est.step_seconds and not est.total_seconds:

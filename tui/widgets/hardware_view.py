@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration
+from llmtui.tui.format import fmt_bytes, fmt_count, fmt_duration, fmt_step_time
 
 if TYPE_CHECKING:
     from llmtui.engine.planning.hardware import HardwareInfo
@@ -131,8 +131,7 @@ def recommendation_renderable(rec: Recommendation) -> Group:
             mem += f" of {fmt_bytes(est.device_memory)} free"
         grid.add_row("memory", Text(mem, "red" if est.fits is False else ""))
         if est.step_seconds:
-            time_text = (f"~{est.step_seconds * 1000:,.0f} ms/step" if est.step_seconds < 1
-                         else f"~{est.step_seconds:,.1f} s/step")
+            time_text = f"~{fmt_step_time(est.step_seconds)}/step"
             if est.total_seconds:
                 time_text += f", ~{fmt_duration(est.total_seconds)} in all"
             grid.add_row("time", time_text)
