@@ -180,10 +180,16 @@ def run_config(name: str, config, run_dir: Path, steps: int, warmup: int, **sett
 def skip_reason(preset: str, max_step_seconds: float, peak_flops: float) -> str | None:
     """Why this device should not run the preset in a benchmark, or None."""
     cfg = load_config(preset)
+    if cfg.model.init_from != "scratch":
+        # a fine-tune preset: its architecture (and a download) come from the pretrained model
+        return f"starts from {cfg.model.init_from} (time it with llmtui --run {preset})"
     placement = place(cfg.run.device, cfg.training.precision)
-    if placement.precision != cfg.training.precision or placement.warnings:
+    asked = cfg.training.precision
+    if placement.warnings or (asked != "auto" and placement.precision != asked):
         return "made for other hardware: " + "; ".join(placement.warnings)
     m, t = cfg.model, cfg.training
+    if not isinstance(t.batch_size, int) or not isinstance(t.grad_accum_steps, int):
+        return "batch size \"auto\" (sized from the device's free memory at the start)"
     vocab = 50257 if cfg.tokenizer.kind == "bpe" else 256
     params = 12 * m.n_layer * m.n_embd ** 2 + vocab * m.n_embd  # rough, for this decision only
     tokens = t.batch_size * t.grad_accum_steps * m.block_size
