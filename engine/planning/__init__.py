@@ -4,6 +4,7 @@
     gpu_table   published figures of known GPUs
     cpu         the CPU's matrix-instruction flags (/proc/cpuinfo; no torch)
     device      the torch device and the precision it really runs; CPU threads; matmul peak
+    host_memory training on a CPU: the C library keeps the memory a step frees for the next (no torch)
     sizing      parameters, FLOPs per token and peak memory by component, by arithmetic (no torch)
     estimate    the labelled estimate of a run from the config alone: memory against the device, time
     autotune    micro-batch, accumulation and precision fitted to a device

@@ -11,6 +11,7 @@ import torch
 
 from llmtui.engine.model.gpt import GPT, gpt_config
 from llmtui.engine.model.optim import build_optimizers
+from llmtui.engine.planning import host_memory
 from llmtui.engine.planning.autotune import resolve_auto
 from llmtui.engine.planning.device import configure_threads, place, synchronize
 from llmtui.engine.planning.sizing import vocab_for
@@ -32,6 +33,7 @@ def calibrate(cfg, vocab_size: int | None = None, steps: int = 3) -> float:
     device = placement.device
     if device.type == "cpu":
         configure_threads(cfg.run.threads)
+        host_memory.keep_freed_memory()   # as training does: the step measured is the step trained
     vocab = vocab_for(cfg, vocab_size)
     cfg, _ = resolve_auto(cfg, placement, vocab_size=vocab)
     batch, accum = cfg.training.batch_size, cfg.training.grad_accum_steps

@@ -57,6 +57,7 @@ from llmtui.engine.errors import (
 )
 from llmtui.engine.model.gpt import GPT, GPTConfig, gpt_config
 from llmtui.engine.model.optim import build_optimizers
+from llmtui.engine.planning import host_memory
 from llmtui.engine.planning.autotune import (
     REFUSE_MEMORY_FACTOR,
     BatchFit,
@@ -388,6 +389,7 @@ class Trainer:
         threads = None
         if device.type == "cpu":  # processes on one machine share its cores
             threads = configure_threads(cfg.run.threads, share=self.dist.local_world_size)
+            host_memory.keep_freed_memory()
         # rank 0 prepares the data; then the first process of every other machine, which
         # finds it ready when the machines share a filesystem (else prepares its own copy);
         # then the rest, which find it ready and reuse it
