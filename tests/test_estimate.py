@@ -20,6 +20,7 @@ from llmtui.engine.planning.hardware import CpuInfo, HardwareInfo
 from llmtui.engine.planning.recommend import planned_hardware
 from llmtui.engine.planning.sizing import (
     CHAR_VOCAB_GUESS,
+    GPU_EFFICIENCY,
     activation_bytes,
     count_params,
     flops_per_token,
@@ -187,6 +188,23 @@ def test_time_estimate_and_calibration_override():
     assert fixed.calibrated and fixed.step_seconds == 0.05
     cfg.training.epochs = 2.0
     assert estimate(cfg, hardware=cpu_machine()).total_seconds is None  # needs the data size
+
+
+def test_a_small_model_on_a_big_gpu_takes_the_hosts_time_to_issue_its_kernels():
+    """The cpu preset on an H200 took 20.3-20.5 ms a step (bench/RESULTS.md), where its FLOPs
+    take 0.05 ms: the estimate says the host's time, more with more layers and micro-batches;
+    a preset made for a GPU stays what its FLOPs take."""
+    hw = planned_hardware(cpu_machine(), "H200")
+    cfg = load_config("cpu", ['run.device="cuda"'])
+    step = estimate(cfg, vocab_size=65, hardware=hw).step_seconds
+    assert 0.015 < step < 0.025
+    deeper = load_config("cpu", ['run.device="cuda"', "model.n_layer=8", "training.grad_accum_steps=2"])
+    assert estimate(deeper, vocab_size=65, hardware=hw).step_seconds > 3 * step
+    big = load_config("a100")
+    flops_only = estimate(big, hardware=planned_hardware(cpu_machine(), "A100 80GB"))
+    assert flops_only.step_seconds == pytest.approx(
+        (flops_only.flops_per_token * flops_only.tokens_per_step + flops_only.optimizer_flops_per_step)
+        / (312e12 * GPU_EFFICIENCY))
 
 
 def test_cuda_device_without_gpu_is_estimated_for_cpu():

@@ -13,6 +13,7 @@ from llmtui.engine.planning.sizing import (
     GPU_EFFICIENCY,
     count_params,
     flops_per_token,
+    gpu_host_seconds,
     memory_parts,
     optimizer_flops_per_step,
     target_for,
@@ -76,6 +77,9 @@ def estimate(cfg, vocab_size: int | None = None, hardware=None, *,
         model = fpt * tokens_per_step / rate + target.elementwise_seconds * m.n_layer * m.n_embd * tokens_per_step
         step = model + opt_flops / rate
         model_share = model / step
+        if target.kind == "cuda":
+            # the GPU computes while the host issues the next kernels: the slower of the two
+            step = max(step, gpu_host_seconds(cfg, accum))
     else:
         step = None
     total_seconds = None

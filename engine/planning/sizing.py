@@ -51,6 +51,14 @@ CUDA_ALLOCATOR_SHARE = 0.10
 # share of peak FLOP/s a small GPT reaches in practice (nanoGPT reports ~40% MFU on A100 for
 # GPT-2 124M; small models do worse)
 GPU_EFFICIENCY = 0.30
+# An eager GPU step cannot be shorter than the host's time to issue its kernels: for a small
+# model on a large GPU that is the step (the cpu preset on an H200 took 20.3-20.5 ms a step,
+# where its FLOPs take 0.03 ms). Counted with torch.profiler on this CPU, a step issues ~850
+# ops per layer and micro-batch and ~250 more per step, and Muon's Newton-Schulz on a GPU
+# (bf16, matrix by matrix) ~50 per matrix; at the H200 host's 4.6 us an op that is:
+GPU_HOST_SECONDS_PER_LAYER = 3.9e-3      # per layer and micro-batch
+GPU_HOST_SECONDS_PER_STEP = 1.2e-3
+GPU_HOST_SECONDS_PER_MUON_MATRIX = 0.23e-3
 # A CPU training step in two terms, fitted (least squares) to steps of the cpu preset's recipe
 # 96, 128, 160, 192, 256 and 512 wide on a 2-core Sapphire Rapids (AVX-512, AMX), measured
 # fp32 65/95/136/171/289/1184 ms and bf16 autocast 96/109/130/145/201/537 ms, fitted
@@ -174,6 +182,14 @@ def optimizer_flops_per_step(cfg) -> int:
     if cfg.optimizer.name != "muon":
         return 0
     return sum(newton_schulz_flops(shape, MUON_NS_STEPS) for shape in muon_matrices(cfg.model))
+
+
+def gpu_host_seconds(cfg, grad_accum_steps: int) -> float:
+    """The least time an eager GPU step takes: the host issuing its kernels (the constants
+    above), whatever the GPU's speed. torch.compile issues fewer; not counted here."""
+    matrices = len(muon_matrices(cfg.model)) if cfg.optimizer.name == "muon" else 0
+    return (GPU_HOST_SECONDS_PER_LAYER * cfg.model.n_layer * grad_accum_steps
+            + GPU_HOST_SECONDS_PER_STEP + GPU_HOST_SECONDS_PER_MUON_MATRIX * matrices)
 
 
 def optimizer_bytes(cfg, n_params: int) -> int:
