@@ -382,6 +382,20 @@ def test_detect_bad_gpu_is_one_line_exit_2(monkeypatch, capsys, spec):
     assert err.count("\n") == 1 and "NAME:VRAM_GB" in err and "Traceback" not in err
 
 
+@pytest.mark.unit
+def test_detect_planned_gpu_by_short_name(monkeypatch, capsys):
+    """A card's model number alone names it ('3060' is the RTX 3060, not the 3060 Ti); a
+    name two cards share ('A100': 40GB and 80GB) is one line naming both, exit 2."""
+    machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())
+    assert main(["detect", "--json", "--gpu", "3060"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "rtx3060" and out["estimate"]["device_memory"] == 12 * 2**30
+    assert main(["detect", "--gpu", "A100"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and '"A100 40GB" or "A100 80GB"' in err and "Traceback" not in err
+    assert main(["detect", "--json", "--gpu", "A100 80GB"]) == 0
+
+
 @pytest.mark.train
 def test_detect_calibrate_times_real_steps(monkeypatch, capsys):
     machine(monkeypatch, [], init_error=pynvml.NVMLError_LibraryNotFound())

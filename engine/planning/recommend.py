@@ -191,7 +191,7 @@ GPU_SPEC_HELP = ('give a known card ("RTX 4060"), or its memory as "NAME:VRAM_GB
 
 def parse_gpu_spec(text: str):
     """A GpuInfo for `--gpu NAME[:VRAM_GB[:CC]]`, from the table of known cards."""
-    from llmtui.engine.planning.gpu_table import find_gpu
+    from llmtui.engine.planning.gpu_table import cards_named, find_gpu, tokens
     from llmtui.engine.planning.hardware import GpuInfo
 
     parts = [p.strip() for p in text.split(":")]
@@ -199,6 +199,17 @@ def parse_gpu_spec(text: str):
     if not name or len(parts) > 3:
         raise UserError(f"--gpu {text!r}: {GPU_SPEC_HELP}")
     known = find_gpu(name)
+    if known is None and len(parts) == 1:
+        # a short name: the card it names with least added ('3060' -> RTX 3060, not RTX 3060
+        # Ti); where two are as close ('A100': 40GB and 80GB) the user says which
+        family = cards_named(name)
+        closest = [gpu for gpu in family if len(tokens(gpu.name)) == min(len(tokens(g.name)) for g in family)]
+        if len(closest) == 1:
+            known = closest[0]
+        elif family:
+            listed = " or ".join(f'"{gpu.name}"' for gpu in family[:4])
+            raise UserError(f"--gpu {text!r}: more than one known card: {listed}; give its full name, "
+                            f'or its memory as "NAME:VRAM_GB"')
     try:
         memory_gb = float(parts[1]) if len(parts) > 1 and parts[1] else None
         cc_text = parts[2] if len(parts) > 2 else ""
