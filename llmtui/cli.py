@@ -293,28 +293,43 @@ def cmd_config(argv: list[str]) -> int:
 def cmd_sample(argv: list[str]) -> int:
     p = _Parser(prog="llmtui sample", description="Generate text from a checkpoint.")
     p.add_argument("checkpoint", help="a checkpoint directory, or a run directory (uses its newest)")
-    p.add_argument("--prompt", default="\n")
-    p.add_argument("--tokens", type=bounded(int, 1, 100_000), default=300)
+    # nanoGPT's sample.py names (--start, --max_new_tokens, --num_samples, --top_k) work too
+    p.add_argument("--prompt", "--start", default="\n",
+                   help='text to continue; "FILE:path" reads it from a file (nanoGPT\'s --start)')
+    p.add_argument("--tokens", "--max-new-tokens", "--max_new_tokens", type=bounded(int, 1, 100_000),
+                   default=300, help="tokens to generate per sample")
+    p.add_argument("--num-samples", "--num_samples", type=bounded(int, 1, 1000), default=1,
+                   help="samples to draw, one after another, separated by a line of dashes")
     p.add_argument("--temperature", type=temperature, default=0.8,
                    help="0 = greedy (always the most likely token), else 0.01 to 10")
-    p.add_argument("--top-k", type=bounded(int, 0, 10**9), default=200, help="0 = all tokens")
+    p.add_argument("--top-k", "--top_k", type=bounded(int, 0, 10**9), default=200, help="0 = all tokens")
     p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=1337)
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--force", action="store_true",
                    help="load the model even when the estimated memory is far beyond what the device has")
     args = p.parse_args(argv)
+    prompt = args.prompt
+    if prompt.startswith("FILE:"):
+        try:
+            prompt = Path(prompt[len("FILE:"):]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return fail(f"--prompt {args.prompt!r}: cannot read the prompt file "
+                        f"({getattr(exc, 'strerror', None) or exc})")
     from llmtui.engine.errors import UserError
-    from llmtui.engine.training.loader import sample_from_checkpoint
+    from llmtui.engine.training.loader import samples_from_checkpoint
     try:
-        text = sample_from_checkpoint(Path(args.checkpoint), args.prompt, args.tokens,
-                                      temperature=args.temperature, top_k=args.top_k,
-                                      seed=args.seed, device=args.device, force=args.force, warn=warn,
-                                      loaded_from=lambda m: print(f"sampling from {m.describe()}",
-                                                                  file=sys.stderr, flush=True))
+        texts = samples_from_checkpoint(Path(args.checkpoint), prompt, args.tokens, count=args.num_samples,
+                                        temperature=args.temperature, top_k=args.top_k,
+                                        seed=args.seed, device=args.device, force=args.force, warn=warn,
+                                        loaded_from=lambda m: print(f"sampling from {m.describe()}",
+                                                                    file=sys.stderr, flush=True))
     except UserError as exc:
         return fail(str(exc))
-    sys.stdout.write(args.prompt + text + "\n")
+    sys.stdout.write(SAMPLE_SEPARATOR.join(prompt + text + "\n" for text in texts))
     return EXIT_OK
+
+
+SAMPLE_SEPARATOR = "---------------\n"   # between samples, as nanoGPT's sample.py prints them
 
 
 def cmd_detect(argv: list[str]) -> int:

@@ -57,6 +57,22 @@ def test_sample_says_which_checkpoint_it_sampled_from(run_dir, capsys):
     assert code == 0 and err == f"sampling from {run_dir / 'best'} (step 10)\n"
 
 
+def test_sample_takes_nanogpts_sample_flags(run_dir, tmp_path, capsys):
+    """--start (FILE:path too), --max_new_tokens, --num_samples and --top_k, as nanoGPT's
+    sample.py names them: the samples follow one another from one seed, between dashes."""
+    (tmp_path / "prompt.txt").write_text("ROMEO:", encoding="utf-8")
+    code, out, _ = cli(capsys, "sample", run_dir, "--start", f"FILE:{tmp_path / 'prompt.txt'}",
+                       "--max_new_tokens", "8", "--num_samples", "3", "--top_k", "5", "--seed", "7")
+    samples = out.split("---------------\n")
+    assert code == 0 and len(samples) == 3 and all(s.startswith("ROMEO:") for s in samples)
+    # the first is the one sample a single draw with the same seed gives
+    code, one, _ = cli(capsys, "sample", run_dir, "--prompt", "ROMEO:", "--tokens", "8", "--top-k", "5",
+                       "--seed", "7")
+    assert code == 0 and one == samples[0]
+    code, _, err = cli(capsys, "sample", run_dir, "--start", f"FILE:{tmp_path / 'missing.txt'}")
+    assert code == 2 and "missing.txt" in one_line(err) and "Traceback" not in err
+
+
 def test_a_temperature_too_small_to_sample_with_is_refused(run_dir, capsys):
     code, _, err = cli(capsys, "sample", run_dir, "--tokens", "5", "--temperature", "1e-45")
     line = one_line(err)

@@ -206,12 +206,18 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> tuple[list[int], str | N
                  f"{tokenizer.vocab_size} does not hold: {shown}")
 
 
-def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, temperature: float = 0.8,
-                           top_k: int | None = 200, seed: int = 1337, device: str = "auto",
-                           force: bool = False, warn: Warn | None = None,
-                           loaded_from: Callable[[LoadedModel], None] | None = None) -> str:
-    """The continuation of `prompt`; `warn` is told what loading and encoding the prompt
-    had to say (damaged checkpoints skipped, the device, dropped characters), and
+def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, **options) -> str:
+    """The continuation of `prompt` (samples_from_checkpoint's first)."""
+    return samples_from_checkpoint(path, prompt, max_tokens, **options)[0]
+
+
+def samples_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, count: int = 1,
+                            temperature: float = 0.8, top_k: int | None = 200, seed: int = 1337,
+                            device: str = "auto", force: bool = False, warn: Warn | None = None,
+                            loaded_from: Callable[[LoadedModel], None] | None = None) -> list[str]:
+    """`count` continuations of `prompt`, one after another from one seeded generator (as
+    nanoGPT's sample.py draws its num_samples); `warn` is told what loading and encoding the
+    prompt had to say (damaged checkpoints skipped, the device, dropped characters), and
     `loaded_from` which checkpoint was loaded (a run directory names none)."""
     check_temperature(temperature)
     loaded = load_checkpoint_model(path, device, force=force)
@@ -226,5 +232,8 @@ def sample_from_checkpoint(path: Path, prompt: str, max_tokens: int, *, temperat
     dev = next(model.parameters()).device
     idx = torch.tensor([ids[-model.config.block_size:]], dtype=torch.long, device=dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    out = model.generate(idx, max_tokens, temperature=temperature, top_k=top_k or None, generator=gen)
-    return tokenizer.decode(out[0, idx.size(1):].tolist())
+    texts = []
+    for _ in range(count):
+        out = model.generate(idx, max_tokens, temperature=temperature, top_k=top_k or None, generator=gen)
+        texts.append(tokenizer.decode(out[0, idx.size(1):].tolist()))
+    return texts
