@@ -63,7 +63,12 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", "--max-steps", "--max_steps", type=int, metavar="N",
                    help="same as --override training.max_steps=N")
     p.add_argument("--device", choices=["cpu", "cuda", "mps", "auto"], help="same as --override run.device=...")
-    p.add_argument("--tokenizer", choices=field_spec("tokenizer.kind").choices, help="same as --override tokenizer.kind=...")
+    kinds = field_spec("tokenizer.kind").choices
+    p.add_argument("--tokenizer", type=tokenizer_flag, metavar="{" + ",".join(kinds or ()) + "} or PATH",
+                   help="same as --override tokenizer.kind=...; a tokenizer.json, or a folder holding "
+                        "one, is tokenizer.kind=trained with tokenizer.path set to it")
+    p.add_argument("--output", type=output_flag, metavar="DIR",
+                   help="the run directory: its parent becomes run.out_dir and its name run.name")
     p.add_argument("--plain", action="store_true", help="plain log lines instead of a progress bar")
     p.add_argument("--version", action="version", version=_version())
     add_schema_flags(p)
@@ -107,6 +112,7 @@ def _schema_value(spec, flag: str):
     def parse(text: str):
         from llmtui.engine.config.loading import coerce, parse_override_value
         from llmtui.engine.errors import ConfigError
+        text = spec.flag_values.get(text, text)     # --dtype float16: the schema's "fp16"
         try:
             return coerce(spec, parse_override_value(text) if spec.type is not str else text, flag)
         except ConfigError as exc:
@@ -189,14 +195,49 @@ def warn(message: str) -> None:
     print(f"llmtui: warning: {message}", file=sys.stderr)
 
 
+def tokenizer_flag(text: str) -> tuple[str, str | None]:
+    """--tokenizer: a kind (char, bpe, trained), or a trained tokenizer's tokenizer.json or a
+    folder holding one (LLMBuilder's `--tokenizer ./tokenizer`): (kind, path or None)."""
+    from llmtui.engine.config.schema import field_spec
+
+    kinds = field_spec("tokenizer.kind").choices or ()
+    if text in kinds:
+        return text, None
+    path = Path(text)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if path.is_file():
+        return "trained", str(path)
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a tokenizer kind ({', '.join(kinds)}) nor a "
+                                     "tokenizer.json or a folder holding one")
+
+
+def output_flag(text: str) -> tuple[str, str]:
+    """--output DIR (LLMBuilder's): (run.out_dir, run.name) of a run living in DIR, the name
+    checked as run.name is."""
+    from llmtui.engine.config.schema import field_spec
+
+    run_dir = Path(text).resolve() if text.strip(" /") in ("", ".", "..") else Path(text)
+    return str(run_dir.parent), _schema_value(field_spec("run.name"), "--output")(run_dir.name)
+
+
 def quick_flag_overrides(args) -> list[str]:
+    import json
+
     out = []
     if args.max_iters is not None:
         out.append(f"training.max_steps={args.max_iters}")
     if args.device is not None:
         out.append(f'run.device="{args.device}"')
     if args.tokenizer is not None:
-        out.append(f'tokenizer.kind="{args.tokenizer}"')
+        kind, path = args.tokenizer
+        out.append(f'tokenizer.kind="{kind}"')
+        if path is not None:
+            out.append(f"tokenizer.path={json.dumps(path)}")
+    if args.output is not None:
+        # LLMBuilder's --output ./model: the run lives in ./model
+        out_dir, name = args.output
+        out += [f"run.out_dir={json.dumps(out_dir)}", f"run.name={json.dumps(name)}"]
     return out
 
 

@@ -51,6 +51,11 @@ FLAGS = [
     ("--rope_theta", "500000", "model.rope_theta", 500000.0),
     ("--train_data", "corpus.txt", "data.source", "corpus.txt"),
     ("--val_data", "val.txt", "data.val_source", "val.txt"),
+    ("--data", "corpus.txt", "data.source", "corpus.txt"),                # 003 (LLMBuilder)
+    ("--dtype", "float16", "training.precision", "fp16"),                  # 004, torch's names
+    ("--dtype", "bfloat16", "training.precision", "bf16"),
+    ("--dtype", "float32", "training.precision", "fp32"),
+    ("--dtype", "bf16", "training.precision", "bf16"),
 ]
 SWITCHES = [
     ("--compile", "training.compile", True),
@@ -134,6 +139,30 @@ def test_config_flag_trains_with_the_documents_flags(tiny, tmp_path, capsys):
                  "max_steps = 6"):
         assert line in config
     assert json.loads((run / "last" / "state.json").read_text())["step"] == 6
+
+
+@pytest.mark.train
+def test_llmbuilders_train_command_trains_into_its_output_folder(tiny, tmp_path, capsys):
+    """003's `--data FILE --tokenizer ./tokenizer --output ./model`: the corpus, a trained
+    tokenizer's folder (kind trained, its tokenizer.json), and the run's own folder."""
+    from llmtui.engine.data.prepare import prepare_data
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300, encoding="utf-8")
+    made = prepare_data(load_config(None, [f'data.source="{corpus}"', f'data.prepared_dir="{tmp_path / "tok"}"',
+                                           'tokenizer.kind="trained"', "tokenizer.vocab_size=300"]))
+    folder = made.directory
+    model = tmp_path / "model"
+    args = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), []), "--data", str(corpus),
+            "--tokenizer", str(folder), "--output", str(model), "--batch-size", "4", "--max-iters", "3"]
+    assert main(args) == 0, capsys.readouterr().err
+    config = (model / "config.toml").read_text()
+    assert 'kind = "trained"' in config and str(folder / "tokenizer.json") in config
+    assert str(corpus) in config and (model / "last").is_dir()
+    for bad, named in ((["--tokenizer", str(tmp_path / "none")], "--tokenizer"), (["--output", "a b"], "--output")):
+        assert main(["--run", "cpu", *bad]) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.train

@@ -24,7 +24,7 @@ Auto = Literal["auto"]   # a setting with auto=True may say "auto": chosen at ru
 def spec(default: Any, help: str, *, min: float | None = None, max: float | None = None,
          choices: tuple | None = None, pattern: str | None = None,
          allowed: str | None = None, min_exclusive: bool = False, auto: bool = False,
-         flags: tuple[str, ...] = ()):
+         flags: tuple[str, ...] = (), flag_values: dict[str, str] | None = None):
     """A schema field: default, help text and the allowed values.
 
     `allowed` is a human description used in error messages when the rule is
@@ -33,10 +33,12 @@ def spec(default: Any, help: str, *, min: float | None = None, max: float | None
     `flags` are the command-line flags of `llmtui --run` that set it: "--name"
     takes a value, "--name=VALUE" is a switch that sets VALUE (the flags the
     source documents' trainers use; each also answers to its snake_case spelling).
+    `flag_values` are other words those flags take for a value ("float16" for "fp16").
     """
     meta = {"help": help, "min": min, "max": max, "choices": choices,
             "pattern": pattern, "allowed": allowed,
-            "min_exclusive": min_exclusive, "auto": auto, "flags": tuple(flags)}
+            "min_exclusive": min_exclusive, "auto": auto, "flags": tuple(flags),
+            "flag_values": dict(flag_values or {})}
     if isinstance(default, (list, tuple)):
         items = list(default)
         return field(default_factory=lambda: list(items), metadata=meta)
@@ -64,7 +66,7 @@ class DataConfig:
                        ".parquet file of records, a Hugging Face dataset (\"hf:ORG/NAME\" or a folder "
                        "written by save_to_disk), a pre-tokenized .bin/.npy file, or \"builtin\" "
                        "(Python's bundled documentation, offline).",
-                       flags=("--train-data",))
+                       flags=("--train-data", "--data"))
     sources: list[str] = spec([], "More corpora, concatenated after `source` (same kinds as source).")
     val_source: str = spec("", "Optional separate validation corpus (a list is taken as val_source "
                            "and val_sources); when empty the last `val_fraction` of the tokens is "
@@ -169,7 +171,9 @@ class TrainingConfig:
                           "and model, picked at the start (bf16 on GPUs that have it, else fp16 where "
                           "fast; bf16 on CPUs with AMX for models 192 or more wide; else fp32).",
                           choices=("fp32", "bf16", "fp16", "auto"),
-                          flags=("--use-amp=fp16", "--no-amp=fp32"))
+                          flags=("--use-amp=fp16", "--no-amp=fp32", "--dtype"),
+                          flag_values={"float16": "fp16", "half": "fp16", "bfloat16": "bf16",
+                                       "float32": "fp32", "float": "fp32"})
     grad_clip: float = spec(1.0, "Clip the global gradient norm to this (0 = off).", min=0.0, max=1e6, flags=("--grad-clip",))
     ema_decay: float = spec(0.0, "Evaluate, sample and save an exponential moving average of the weights "
                             "with this decay per step (0 = off: the weights as trained); 0.98 averages "
@@ -312,6 +316,7 @@ class FieldSpec:
     min_exclusive: bool
     auto: bool
     flags: tuple[str, ...] = ()
+    flag_values: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -375,7 +380,7 @@ def _field_specs() -> dict[str, dict[str, FieldSpec]]:
                 section=section, name=f.name, type=typ, item_type=item, default=default,
                 help=m["help"], min=m["min"], max=m["max"], choices=m["choices"],
                 pattern=m["pattern"], allowed=m["allowed"], min_exclusive=m["min_exclusive"],
-                auto=m["auto"], flags=m.get("flags", ()))
+                auto=m["auto"], flags=m.get("flags", ()), flag_values=m.get("flag_values", {}))
     return out
 
 
