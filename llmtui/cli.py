@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from llmtui.exits import EXIT_INTERRUPTED, EXIT_OK, fail, say, silence
+from llmtui.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, fail, say, silence
 
 DESCRIPTION = """\
 Train small GPT-style language models on this machine.
@@ -21,6 +21,7 @@ Train small GPT-style language models on this machine.
   llmtui PRESET                       ... on a shipped preset (cpu, rtx4060, ...)
   llmtui --run CONFIG.toml            train headless from a config file or preset name
   llmtui --run cpu --max-iters 200    ... with quick overrides
+  llmtui --epochs 10                  ... on the preset `llmtui detect` recommends (flags without --run)
   llmtui detect [--json]              show the hardware and the preset that fits it
   llmtui sample CHECKPOINT            generate text from a checkpoint (--temperature 0: greedy)
   llmtui eval CHECKPOINT --data FILE  loss, perplexity, accuracy, bits per byte on a file
@@ -272,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
             args.resume = args.resume_from
         settings = quick_flag_overrides(args) + schema_flag_overrides(args)
         if args.run is None:
-            if args.override or args.resume or args.force or args.overwrite or settings:
-                raise UsageError("--override, --resume, --overwrite, --force and the settings flags "
-                                 "(--max-iters, --batch-size, ...) need --run CONFIG (or --config CONFIG)")
-            return open_app()
+            if not (args.override or args.resume or args.force or args.overwrite or settings):
+                return open_app()
+            # 001's `python train.py --epochs 10`: the flags on the preset this machine gets
+            args.run = recommended_preset()
+            if args.run is None:
+                return EXIT_BAD_INPUT
         from llmtui.headless import run_headless
         return run_headless(args.run, args.override + settings,
                             resume=args.resume, overwrite=args.overwrite, force=args.force,
@@ -287,6 +290,22 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:   # where SIGPIPE cannot end the process (not the main thread)
         silence(sys.stdout)
         return EXIT_BROKEN_PIPE
+
+
+def recommended_preset() -> str | None:
+    """The preset `llmtui detect` recommends for this machine, said on stderr with its first
+    reason (training flags given without --run train it); None after a one-line error."""
+    from llmtui.engine.errors import UserError
+    from llmtui.engine.planning.recommend import recommend
+    try:
+        rec = recommend()
+    except UserError as exc:
+        fail(str(exc))
+        return None
+    why = f" ({rec.reasons[0]})" if rec.reasons else ""
+    print(f"llmtui: no --run CONFIG given: training the preset for this machine, {rec.preset}{why}",
+          file=sys.stderr, flush=True)
+    return rec.preset
 
 
 def _is_main_thread() -> bool:

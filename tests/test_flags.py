@@ -120,10 +120,20 @@ def test_a_bad_flag_value_is_one_line_naming_the_flag(argv, named, capsys):
     assert named in err
 
 
-@pytest.mark.unit
-def test_flags_without_a_config_are_refused(capsys):
-    assert main(["--batch-size", "4"]) == 2
-    assert "--run CONFIG" in capsys.readouterr().err
+@pytest.mark.train
+def test_flags_without_a_config_train_the_preset_recommended_for_this_machine(tiny, tmp_path, capsys):
+    """001's quick start is `python train.py --epochs 10`: flags alone train the preset
+    `llmtui detect` recommends here, which the first line names; a bad flag is still one line."""
+    from llmtui.engine.planning.recommend import recommend
+
+    preset = recommend().preset
+    assert main(["--plain", *sum((["-o", o] for o in tiny), []), "--max-iters", "3"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"llmtui: no --run CONFIG given: training the preset for this machine, {preset} (")
+    assert (tmp_path / "runs" / "tiny" / "last").is_dir()
+    assert main(["--batch-size", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.train
