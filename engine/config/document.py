@@ -20,6 +20,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from llmtui.engine import fsutil
+from llmtui.engine.config import foreign
 from llmtui.engine.config.loading import Origin, coerce, config_from_dict, config_source, read_text, validate
 from llmtui.engine.config.schema import FIELDS, Config, field_spec
 from llmtui.engine.errors import ConfigError
@@ -64,11 +65,18 @@ class ConfigDocument:
     # -- values ------------------------------------------------------------
 
     def get(self, key: str) -> Any:
-        """The value of `section.key` in the document, else the schema default."""
+        """The value of `section.key` in the document (under another trainer's name too: 002's
+        `num_layers` for model.n_layer), else the schema default."""
         spec = field_spec(key)
         table = self.doc.get(spec.section)
         if table is not None and spec.name in table:
             return _plain(table[spec.name])
+        if self._foreign_keys():
+            try:
+                cfg = config_from_dict(self.values(), self.origin)
+                return _plain(getattr(getattr(cfg, spec.section), spec.name))
+            except ConfigError:
+                pass   # a bad value under that name: the form shows the default, to_config says why
         return _plain(spec.default)
 
     def set(self, key: str, value: Any) -> Any:
@@ -81,26 +89,69 @@ class ConfigDocument:
             raise ConfigError(f"unknown key {key}", origin=self.origin, key=key, reason="unknown key")
         spec = FIELDS[section][name]
         value = coerce(spec, value, self.origin)
-        if section not in self.doc:
-            self.doc.add(section, tomlkit.table())
-        table = self.doc[section]
-        if name in table:
-            if _plain(table[name]) == value:
-                return value
-            table[name] = value  # tomlkit keeps the line's comment and position
+        self._take_over_foreign_keys(key)
+        self._put(key, value)
+        return value
+
+    def _put(self, key: str, value: Any) -> None:
+        spec = field_spec(key)
+        if spec.section not in self.doc:
+            self.doc.add(spec.section, tomlkit.table())
+        table = self.doc[spec.section]
+        if spec.name in table:
+            if _plain(table[spec.name]) == value:
+                return
+            table[spec.name] = value  # tomlkit keeps the line's comment and position
         else:
             item = tomlkit.item(value)
             item.comment(spec.help)
-            table.add(name, item)
+            table.add(spec.name, item)
         self.dirty = True
-        return value
 
     def unset(self, key: str) -> None:
         """Take `section.key` out of the document: it reads as the schema default again."""
         spec = field_spec(key)
+        self._take_over_foreign_keys(key)
         table = self.doc.get(spec.section)
         if table is not None and spec.name in table:
             del table[spec.name]
+            self.dirty = True
+
+    # -- another trainer's key names (engine.config.foreign) ----------------------
+
+    def _foreign_keys(self) -> list[tuple[str, Any]]:
+        """(path, value) of each key the document holds under 002's names."""
+        out: list[tuple[str, Any]] = []
+        for section, table in self.values().items():
+            if not isinstance(table, dict):
+                continue
+            if section in foreign.FOREIGN_SECTIONS:
+                out += [(p, v) for p, v in foreign.leaves(section, table) if foreign.is_foreign(p)]
+            else:
+                out += [(f"{section}.{k}", v) for k, v in table.items()
+                        if k not in FIELDS.get(section, {}) and foreign.is_foreign(f"{section}.{k}")]
+        return out
+
+    def _take_over_foreign_keys(self, key: str) -> None:
+        """Before `key` is set or unset under llmtui's name, 002's keys that set it leave the
+        document (else the file would say it twice), and what else they set is written under
+        llmtui's names, so that nothing else changes (train_shards' other shards, say)."""
+        held = [(path, value) for path, value in self._foreign_keys()
+                if key in {target.partition("[")[0] for target, _ in foreign.translate(path, value)}]
+        if not held:
+            return
+        cfg = config_from_dict(self.values(), self.origin)
+        for path, value in held:
+            for target, _ in foreign.translate(path, value):
+                other = field_spec(target.partition("[")[0])
+                table = self.doc.get(other.section)
+                if other.path != key and (table is None or other.name not in table):
+                    self._put(other.path, _plain(getattr(getattr(cfg, other.section), other.name)))
+            *tables, name = path.split(".")
+            container: Any = self.doc
+            for part in tables:
+                container = container[part]
+            del container[name]
             self.dirty = True
 
     # -- the comment block at the top -------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from llmtui.engine.config import foreign
 from llmtui.engine.config.presets import is_preset, preset_names, preset_text
 from llmtui.engine.config.resolved import is_auto
 from llmtui.engine.config.schema import FIELDS, SECTIONS, Config, FieldSpec
@@ -165,6 +166,14 @@ def config_from_dict(data: dict[str, Any], origin: Origin | str = "config") -> C
     origin = _as_origin(origin)
     cfg = Config()
     for section, table in data.items():
+        if section in foreign.FOREIGN_SECTIONS and isinstance(table, dict):
+            for path, value in foreign.leaves(section, table):   # 002's [runtime...] tables
+                if not foreign.is_foreign(path):
+                    table_name, _, key = path.rpartition(".")
+                    raise ConfigError(f"unknown key {path}", origin=origin.name, key=path,
+                                      line=origin.line_of(table_name, key), reason="unknown key")
+                _set_foreign(cfg, path, value, origin)
+            continue
         if section not in SECTIONS:
             raise ConfigError(f"unknown section [{section}]{_did_you_mean(section, SECTIONS)}",
                               origin=origin.name, line=origin.line_of(section), reason="unknown section")
@@ -178,8 +187,51 @@ def config_from_dict(data: dict[str, Any], origin: Origin | str = "config") -> C
                               line=origin.line_of(section, "val_sources"), key="data.val_sources",
                               related=("data.val_source",))
         for key, value in table.items():
-            set_value(cfg, section, key, value, origin)
+            if key not in FIELDS[section] and foreign.is_foreign(f"{section}.{key}"):
+                _set_foreign(cfg, f"{section}.{key}", value, origin)
+            else:
+                set_value(cfg, section, key, value, origin)
     return cfg
+
+
+def _set_foreign(cfg: Config, path: str, value: Any, origin: Origin) -> list[str]:
+    """Set what 002's `path` = `value` means in llmtui's keys (engine.config.foreign); an
+    error names both keys and the line of 002's. Returns the llmtui paths set."""
+    table, _, key = path.rpartition(".")
+    done = []
+    for target, item in foreign.translate(path, value):
+        try:
+            done.append(_set_path(cfg, target, item, origin))
+        except ConfigError as exc:
+            raise ConfigError(f"{path} (llmtui's {target.partition('[')[0]}): {exc.detail}",
+                              origin=origin.name, line=origin.line_of(table, key) if origin.text else exc.line,
+                              key=exc.key, value=exc.value, reason=exc.reason, allowed=exc.allowed) from None
+    return done
+
+
+def _set_path(cfg: Config, path: str, value: Any, origin: Origin) -> str:
+    """Set `section.key` or one item `section.key[N]` (N equal to the length appends)."""
+    match = _OVERRIDE_RE.match(path)
+    assert match, path
+    section, key, index = match["section"], match["key"], match["index"]
+    if index is None:
+        set_value(cfg, section, key, value, origin)
+        return f"{section}.{key}"
+    spec = FIELDS[section][key]
+    if spec.type is not list:
+        raise ConfigError(f"{spec.path} is not a list; drop the [{index}]", origin=origin.name,
+                          key=spec.path)
+    items = list(getattr(getattr(cfg, section), key))
+    i = int(index)
+    if i > len(items):
+        raise ConfigError(f"{spec.path}[{i}] is past the end of the list (it has {len(items)} "
+                          f"items; use index {len(items)} to append)", origin=origin.name, key=spec.path)
+    if i == len(items):
+        items.append(value)
+    else:
+        items[i] = value
+    set_value(cfg, section, key, items, origin)
+    return f"{section}.{key}"
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:
@@ -329,14 +381,24 @@ def _parse_override(text: str) -> tuple[re.Match, str]:
 
 
 def override_path(text: str) -> str:
-    """The key path ("section.key") that the override `text` sets."""
+    """The key path ("section.key") that the override `text` sets (llmtui's name for one of
+    002's)."""
+    key_part, _, value_text = text.partition("=")
+    if foreign.is_foreign(key_part.strip()):
+        targets = foreign.translate(key_part.strip(), parse_override_value(value_text.strip()))
+        return targets[-1][0].partition("[")[0] if targets else key_part.strip()
     match, _ = _parse_override(text)
     return f"{match['section']}.{match['key']}"
 
 
 def apply_override(cfg: Config, text: str) -> str:
-    """Set one `section.key=value` (or `section.key[N]=value`); returns the key's path."""
+    """Set one `section.key=value` (or `section.key[N]=value`; 002's key names too, as
+    `runtime.log_every_n_steps=5`); returns the key's path."""
     origin = Origin("--override")
+    key_part, sep, value_text = text.partition("=")
+    if sep and foreign.is_foreign(key_part.strip()):
+        done = _set_foreign(cfg, key_part.strip(), parse_override_value(value_text.strip()), origin)
+        return done[-1] if done else key_part.strip()
     match, value_text = _parse_override(text)
     section, key, index = match["section"], match["key"], match["index"]
     if section not in FIELDS:
@@ -345,24 +407,8 @@ def apply_override(cfg: Config, text: str) -> str:
     if key not in FIELDS[section]:
         raise _unknown_key(origin, section, key)
     value = parse_override_value(value_text.strip())
-    if index is None:
-        set_value(cfg, section, key, value, origin)
-        return f"{section}.{key}"
-    spec = FIELDS[section][key]
-    if spec.type is not list:
-        raise ConfigError(f"{spec.path} is not a list; drop the [{index}]", origin=origin.name,
-                          key=spec.path)
-    items = list(getattr(getattr(cfg, section), key))
-    i = int(index)
-    if i > len(items):
-        raise ConfigError(f"{spec.path}[{i}] is past the end of the list (it has {len(items)} "
-                          f"items; use index {len(items)} to append)", origin=origin.name, key=spec.path)
-    if i == len(items):
-        items.append(value)
-    else:
-        items[i] = value
-    set_value(cfg, section, key, items, origin)
-    return f"{section}.{key}"
+    path = f"{section}.{key}" if index is None else f"{section}.{key}[{index}]"
+    return _set_path(cfg, path, value, origin)
 
 
 # ---------------------------------------------------------------------------
