@@ -22,6 +22,7 @@ Train small GPT-style language models on this machine.
   llmtui --run CONFIG.toml            train headless from a config file or preset name
   llmtui --run cpu --max-iters 200    ... with quick overrides
   llmtui --epochs 10                  ... on the preset `llmtui detect` recommends (flags without --run)
+  llmtui train [CONFIG] [flags]       the same as --run (LLMBuilder's `train model --data ... --output ...`)
   llmtui detect [--json]              show the hardware and the preset that fits it
   llmtui sample CHECKPOINT            generate text from a checkpoint (--temperature 0: greedy)
   llmtui eval CHECKPOINT --data FILE  loss, perplexity, accuracy, bits per byte on a file
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             if argv[0] in PRINTING_COMMANDS and from_command_line and _is_main_thread():
                 _die_quietly_on_closed_pipe()
             return COMMANDS[argv[0]](argv[1:])
+        train = bool(argv) and argv[0] == "train" and not Path("train").is_file()
+        if train:
+            argv = train_command(argv[1:])
         if len(argv) == 1 and not argv[0].startswith("-"):
             from llmtui.engine.config.presets import is_preset, preset_names
 
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             args.resume = args.resume_from
         settings = quick_flag_overrides(args) + schema_flag_overrides(args)
         if args.run is None:
-            if not (args.override or args.resume or args.force or args.overwrite or settings):
+            if not (train or args.override or args.resume or args.force or args.overwrite or settings):
                 return open_app()
             # 001's `python train.py --epochs 10`: the flags on the preset this machine gets
             args.run = recommended_preset()
@@ -290,6 +294,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:   # where SIGPIPE cannot end the process (not the main thread)
         silence(sys.stdout)
         return EXIT_BROKEN_PIPE
+
+
+def train_command(argv: list[str]) -> list[str]:
+    """`llmtui train [model] [CONFIG] [flags]` as `llmtui --run CONFIG [flags]`: LLMBuilder's
+    `llmbuilder train model --data ... --output ...` (source document 003) with its own
+    program name swapped; without CONFIG, the preset this machine gets."""
+    if argv and argv[0] == "model" and not Path("model").is_file():
+        argv = argv[1:]              # its subcommand's noun
+    if argv and not argv[0].startswith("-"):
+        argv = ["--run", argv[0], *argv[1:]]
+    return argv
 
 
 def recommended_preset() -> str | None:

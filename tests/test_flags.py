@@ -176,6 +176,24 @@ def test_llmbuilders_train_command_trains_into_its_output_folder(tiny, tmp_path,
 
 
 @pytest.mark.train
+def test_train_command_takes_llmbuilders_words_and_a_config(tiny, tmp_path, capsys):
+    """003's `llmbuilder train model --data ... --output ...` runs as `llmtui train model ...`;
+    `llmtui train CONFIG` is `--run CONFIG`; an unknown flag is one line, exit 2."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300, encoding="utf-8")
+    over = sum((["-o", o] for o in tiny), [])
+    assert main(["train", "model", "--data", str(corpus), "--output", str(tmp_path / "model"),
+                 "--batch-size", "4", "--max-iters", "3", "--plain", *over]) == 0, capsys.readouterr().err
+    assert "llmtui: no --run CONFIG given" in capsys.readouterr().err
+    assert json.loads((tmp_path / "model" / "last" / "state.json").read_text())["step"] == 3
+    assert main(["train", "cpu", "--max-iters", "2", "--plain", *over]) == 0
+    assert json.loads((tmp_path / "runs" / "tiny" / "last" / "state.json").read_text())["step"] == 2
+    capsys.readouterr()
+    assert main(["train", "model", "--bogus"]) == 2
+    assert "--bogus" in capsys.readouterr().err
+
+
+@pytest.mark.train
 def test_resume_from_continues_from_that_checkpoint(tiny, tmp_path, capsys):
     base = ["--run", "cpu", "--plain", *sum((["-o", o] for o in tiny), [])]
     assert main(base + ["-o", "checkpoint.every_n_steps=10"]) == 0
