@@ -21,7 +21,10 @@ Memory is the peak of one training step, by component (bytes):
   memory-efficient kernels (CUDA, CPU without dropout) keep only a log-sum-exp.
 - logits: cross-entropy saves an fp32 log-softmax (the trainer keeps no
   reference to the logits themselves), and backward adds two fp32 gradients
-  of the same size: 12 * B * T * V bytes at the start of backward.
+  of the same size: 12 * B * T * V bytes at the start of backward. Under 16-bit
+  autocast on CUDA 8 * B * T * V: fitted to the peaks measured on an H200
+  (bench/gpu_check.py, the BPE presets rtx4060, rtx3060 and rtx4090, whose estimates
+  at 12 bytes came out 15.1-15.5% above the measured peak; at 8, -3.4%, +1.3%, +2.5%).
 - runtime: on CPU the resident size of the trainer process before training
   (Python, torch, NumPy, the data pipeline; measured here with bench/estimate_memory.py);
   on CUDA the context and cuBLAS workspaces. The token memmap is not counted:
@@ -266,8 +269,9 @@ def activation_bytes(m, batch: int, kind: str, precision: str) -> int:
     return layers + outside
 
 
-def logits_bytes(m, batch: int, vocab: int, precision: str) -> int:
-    return 12 * batch * m.block_size * vocab
+def logits_bytes(m, batch: int, vocab: int, precision: str, kind: str = "cpu") -> int:
+    per_logit = 8 if kind == "cuda" and precision in ("bf16", "fp16") else 12   # module doc
+    return per_logit * batch * m.block_size * vocab
 
 
 def memory_parts(cfg, batch: int, vocab: int, target: Target, world: int = 1) -> dict[str, int]:
@@ -279,7 +283,7 @@ def memory_parts(cfg, batch: int, vocab: int, target: Target, world: int = 1) ->
     n, _ = count_params(m, vocab)
     shards = world if world > 1 and getattr(cfg.training, "parallel", "ddp") == "fsdp" else 1
     acts = activation_bytes(m, batch, target.kind, target.precision)
-    logits = logits_bytes(m, batch, vocab, target.precision)
+    logits = logits_bytes(m, batch, vocab, target.precision, target.kind)
     cpu = target.kind == "cpu"
     parts = {
         # an Apple GPU's memory is the process's too (unified): the CPU's runtime figure
