@@ -581,7 +581,8 @@ def cmd_eval(argv: list[str]) -> int:
     print(f"  loss           {result.loss:.4f} nats per token")
     print(f"  perplexity     {result.perplexity:,.2f}")
     print(f"  accuracy       {100 * result.accuracy:.1f}% (most likely token was right)")
-    print(f"  bits per byte  {result.bits_per_byte:.4f}")
+    bpb = "n/a (token ids with no text behind them)" if result.bits_per_byte is None else f"{result.bits_per_byte:.4f}"
+    print(f"  bits per byte  {bpb}")
     return EXIT_OK
 
 

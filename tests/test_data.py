@@ -303,13 +303,24 @@ def test_our_prepared_dir_is_a_valid_bin_source(tmp_path):
     assert d.tokenizer.chars == first.tokenizer.chars
 
 
-def test_bin_without_meta_needs_vocab_for_char(tmp_path):
-    np.zeros(100, dtype=np.uint16).tofile(tmp_path / "x.bin")
-    with pytest.raises(DataError, match="meta.json") as err:
-        prepare_data(make_cfg(tmp_path, tmp_path / "x.bin"))
-    assert str(tmp_path / "x.bin") in str(err.value) and "vocab_size" in str(err.value)
+def test_bin_without_a_vocabulary_is_read_as_bare_ids(tmp_path):
+    """004 trains on token files alone: with nothing beside them to say what the ids spell,
+    they are trained on as ids (the vocabulary their largest id + 1, or meta.json's
+    vocab_size), and the front end is told so."""
+    from llmtui.engine.data.tokenizers import IdTokenizer
+
+    np.array([0, 3, 7, 2] * 50, dtype=np.uint16).tofile(tmp_path / "x.bin")
+    d = prepare_data(make_cfg(tmp_path, tmp_path / "x.bin"))
+    assert isinstance(d.tokenizer, IdTokenizer) and d.vocab_size == 8
+    assert d.tokenizer.decode([7, 3]) == " 7 3" and d.tokenizer.encode("7 3") == [7, 3]
+    assert any(str(tmp_path / "x.bin") in note and "no vocabulary" in note for note in d.notes)
     (tmp_path / "meta.json").write_text(json.dumps({"vocab_size": 10}))
-    with pytest.raises(DataError, match="char vocabulary"):
+    assert prepare_data(make_cfg(tmp_path, tmp_path / "x.bin")).vocab_size == 10
+    (tmp_path / "meta.json").write_text(json.dumps({"vocab_size": 5}))
+    with pytest.raises(DataError, match="token id 7"):
+        prepare_data(make_cfg(tmp_path, tmp_path / "x.bin"))
+    (tmp_path / "meta.json").write_text(json.dumps({"vocab_size": "many"}))
+    with pytest.raises(DataError, match="vocab_size"):
         prepare_data(make_cfg(tmp_path, tmp_path / "x.bin"))
 
 

@@ -41,6 +41,7 @@ from llmtui.engine.data.bpe_workers import RecordRange, cut_point, encode_proces
 from llmtui.engine.data.tokenizers import (
     BpeTokenizer,
     CharTokenizer,
+    IdTokenizer,
     Tokenizer,
     TrainedTokenizer,
     tokenizer_from_json,
@@ -887,7 +888,19 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
         keep = int(len(tokens) * (1 - cfg.data.val_fraction))
         train, val_tokens, val_name = tokens[:keep], tokens[keep:], None
 
-    tokenizer, vocab_size = _pretokenized_vocab(src, side, cfg)
+    notes = []
+    tokenizer: Tokenizer
+    if _bare_ids(side, cfg):
+        vocab = side.get("vocab_size")
+        if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
+            raise DataError(f'{_meta_path(src.file, cfg)}: "vocab_size" = {vocab!r} must be a positive integer')
+        tokenizer = IdTokenizer(vocab or _largest_id((train, val_tokens)) + 1)
+        vocab_size = tokenizer.vocab_size
+        notes.append(f"{src.key}: {src.path} has no vocabulary beside it: training on its token ids as "
+                     f"they are (vocabulary {vocab_size:,}; samples and prompts are ids written out); "
+                     "a meta.json or tokenizer.path gives them text")
+    else:
+        tokenizer, vocab_size = _pretokenized_vocab(src, side, cfg)
     for arr, name in ((train, src.identity), (val_tokens, val_name or src.identity)):
         _check_ids(arr, vocab_size, name)
     meta: dict[str, Any] = {
@@ -904,7 +917,27 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
                                 "vocab_size": vocab_size})
     meta["fingerprint"] = fingerprint
     return PreparedData(train=train, val=val_tokens, vocab_size=vocab_size, tokenizer=tokenizer,
-                        meta=meta, directory=src.file.parent, reused=True, fingerprint=fingerprint)
+                        meta=meta, directory=src.file.parent, reused=True, fingerprint=fingerprint,
+                        notes=notes)
+
+
+def _bare_ids(side: dict, cfg) -> bool:
+    """A token file with nothing to say what its ids spell (no vocabulary or tokenizer in its
+    meta.json, tokenizer.kind char, no tokenizer.path): source document 004's .npy files,
+    trained on as bare ids (IdTokenizer) rather than refused."""
+    described = isinstance(side.get("tokenizer"), dict) or "chars" in side
+    return not described and cfg.tokenizer.kind == "char" and not cfg.tokenizer.path
+
+
+def _largest_id(arrays) -> int:
+    """The largest id in the token arrays, read in blocks (a memmap is never loaded whole)."""
+    largest, block = 0, 16 << 20
+    for arr in arrays:
+        for start in range(0, len(arr), block):
+            part = arr[start:start + block]
+            if len(part):
+                largest = max(largest, int(part.max()))
+    return largest
 
 
 def _side_meta(path: Path, cfg) -> dict:

@@ -1,4 +1,4 @@
-"""Tokenizers: characters, a tiktoken BPE encoding, or a trained byte-level BPE.
+"""Tokenizers: characters, a tiktoken BPE encoding, a trained byte-level BPE, or bare token ids.
 
 All kinds share one small interface (encode, decode, vocab_size, kind,
 eot_token, fingerprint, to_json, token_bytes) so the data pipeline, the
@@ -320,7 +320,63 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-Tokenizer = CharTokenizer | BpeTokenizer | TrainedTokenizer
+class IdTokenizer:
+    """Token ids with no text behind them: a .bin/.npy token file another tokenizer made
+    (source document 004 trains on such files, given only a vocabulary size), read when nothing
+    beside it says what its ids spell. Text in and out is the ids written out, "17 905 3": a
+    prompt is given that way and samples print that way. Export needs a real tokenizer."""
+
+    kind = "ids"
+    eot_token = None
+
+    def __init__(self, vocab_size: int):
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+            raise DataError(f"ids tokenizer: vocab_size {vocab_size!r} must be a positive integer")
+        self._vocab_size = vocab_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    def encode(self, text: str, strict: bool = True) -> list[int]:
+        """The ids written in `text` (whitespace between them). strict=False drops what is not
+        an id of this vocabulary (a prompt); strict=True refuses it."""
+        ids = []
+        for word in text.split():
+            ok = word.isdecimal() and int(word) < self._vocab_size
+            if ok:
+                ids.append(int(word))
+            elif strict:
+                raise DataError(f"{word[:40]!r} is not a token id below {self._vocab_size}: this model "
+                                "was trained on token ids with no tokenizer, so text for it is ids "
+                                "written out (\"17 905 3\")")
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(f" {int(i)}" for i in ids)   # a leading space: continuations join prompts
+
+    def to_json(self) -> dict:
+        return {"kind": "ids", "vocab_size": self._vocab_size}
+
+    def token_bytes(self) -> np.ndarray:
+        """No text behind the ids: no bytes to count bits per byte with (zeros: n/a)."""
+        return np.zeros(self._vocab_size, dtype=np.int64)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "IdTokenizer":
+        vocab = d.get("vocab_size")
+        if not isinstance(vocab, int):
+            raise DataError(f"ids tokenizer JSON: vocab_size {vocab!r} must be a positive integer")
+        return cls(vocab)
+
+    def fingerprint(self) -> str:
+        return _sha256_json(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"IdTokenizer(vocab_size={self.vocab_size})"
+
+
+Tokenizer = CharTokenizer | BpeTokenizer | TrainedTokenizer | IdTokenizer
 
 
 def load_encoding(name: str):
@@ -352,5 +408,7 @@ def tokenizer_from_json(d: dict) -> Tokenizer:
         return BpeTokenizer.from_json(d)
     if kind == "trained":
         return TrainedTokenizer.from_json(d)
-    raise DataError(f'tokenizer JSON: "kind" = {kind!r} is not allowed; expected "char", "bpe" or '
-                    '"trained"')
+    if kind == "ids":
+        return IdTokenizer.from_json(d)
+    raise DataError(f'tokenizer JSON: "kind" = {kind!r} is not allowed; expected "char", "bpe", '
+                    '"trained" or "ids"')

@@ -57,7 +57,7 @@ class EvalResult:
     loss: float
     perplexity: float
     accuracy: float
-    bits_per_byte: float
+    bits_per_byte: float | None      # None: no text behind the ids (a model of bare token ids)
     skipped_characters: int = 0           # characters the char vocabulary does not hold
     warnings: list[str] = field(default_factory=list)
 
@@ -100,7 +100,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, max_tokens: int | None
     return EvalResult(
         checkpoint=str(loaded.path), data=str(path), tokens=scores.count, bytes=scores.bytes,
         loss=loss, perplexity=math.exp(min(loss, 700.0)), accuracy=scores.correct / scores.count,
-        bits_per_byte=scores.nats / math.log(2) / max(scores.bytes, 1),
+        bits_per_byte=scores.nats / math.log(2) / scores.bytes if scores.bytes else None,
         skipped_characters=source.skipped, warnings=warnings)
 
 

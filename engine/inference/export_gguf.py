@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer
-from llmtui.engine.inference.hf_tokenizer import BpeVocabulary
+from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer, IdTokenizer
+from llmtui.engine.inference.hf_tokenizer import BARE_IDS_EXPORT, BpeVocabulary
 from llmtui.engine.inference.mapping import ExportError, architecture, hf_state_dict
 from llmtui.engine.training.loader import LoadedModel
 
@@ -99,6 +99,8 @@ def write_gguf(loaded: LoadedModel, folder: Path, dtype: str = "fp32") -> list[s
 def gguf_tokenizer_pattern(loaded: LoadedModel) -> str:
     """The name of the tokenizer's split pattern in GGUF; ExportError when it has no GGUF form."""
     tok = loaded.tokenizer
+    if isinstance(tok, IdTokenizer):
+        raise ExportError(BARE_IDS_EXPORT)
     if isinstance(tok, CharTokenizer):
         raise ExportError('tokenizer.kind = "char" cannot be exported to gguf: llama.cpp\'s tokenizers '
                           "need a byte-level vocabulary with an end-of-text token; export --format hf, "

@@ -20,7 +20,7 @@ import functools
 import json
 from dataclasses import dataclass
 
-from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer, Tokenizer, TrainedTokenizer
+from llmtui.engine.data.tokenizers import BpeTokenizer, CharTokenizer, IdTokenizer, Tokenizer, TrainedTokenizer
 from llmtui.engine.errors import UserError
 
 # tiktoken encodings whose split pattern is GPT-2's (tokenizers' ByteLevel regex)
@@ -56,7 +56,14 @@ def hf_tokenizer_json(tokenizer: Tokenizer) -> dict:
         return _char_json(tokenizer)
     if isinstance(tokenizer, BpeTokenizer):
         return _tiktoken_json(tokenizer)
+    if isinstance(tokenizer, IdTokenizer):
+        raise UserError(BARE_IDS_EXPORT)
     raise UserError(f"tokenizer kind {tokenizer.kind!r} cannot be exported")
+
+
+BARE_IDS_EXPORT = ("the model was trained on bare token ids (a .bin/.npy source with no vocabulary "
+                   "beside it): there is no tokenizer to export with it; train with tokenizer.path "
+                   "set to the tokenizer.json that made the ids, or a meta.json beside them")
 
 
 def _char_json(tokenizer: CharTokenizer) -> dict:

@@ -23,7 +23,7 @@ import torch
 
 from llmtui.engine.config.loading import config_from_dict
 from llmtui.engine.config.schema import Config, field_spec
-from llmtui.engine.data.tokenizers import CharTokenizer, Tokenizer, tokenizer_from_json
+from llmtui.engine.data.tokenizers import CharTokenizer, IdTokenizer, Tokenizer, tokenizer_from_json
 from llmtui.engine.errors import CheckpointError, UserError
 from llmtui.engine.model import import_hf
 from llmtui.engine.model.gpt import GPT, gpt_config
@@ -197,6 +197,13 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> tuple[list[int], str | N
     """The prompt's token ids, and a warning naming the characters a char vocabulary does
     not hold (they are dropped) or None."""
     ids = tokenizer.encode(prompt, strict=False)
+    if isinstance(tokenizer, IdTokenizer):
+        dropped = [w for w in prompt.split() if not (w.isdecimal() and int(w) < tokenizer.vocab_size)]
+        if not dropped:
+            return ids, None
+        return ids, (f"prompt: dropped {len(dropped):,} word(s) that are not token ids below "
+                     f"{tokenizer.vocab_size} (first {dropped[0][:40]!r}): this model was trained on "
+                     'bare token ids, so a prompt is ids written out ("17 905 3")')
     if not isinstance(tokenizer, CharTokenizer) or len(ids) == len(prompt):
         return ids, None
     missing = [c for c in prompt if c not in tokenizer]

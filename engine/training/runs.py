@@ -174,6 +174,8 @@ def run_info(run_dir: Path) -> RunInfo | None:
         status = "interrupted"
     model, tokenizer = config.get("model", {}), config.get("tokenizer", {})
     kind = tokenizer.get("kind", "char")
+    if found and _json(found[0] / "tokenizer.json").get("kind") == "ids":
+        kind = "ids"     # a token file with no vocabulary: the config says char, the run has bare ids
     steps = _number(newest.get("step")) or _number(summary.get("steps")) or 0
     tokens_seen = _whole(newest.get("tokens_seen", summary.get("tokens_seen")))
     if status == "running":   # its checkpoints lag its progress (the first comes after a while)

@@ -39,7 +39,7 @@ def result_table(result: Any) -> Table:
     grid.add_row("loss", f"{result.loss:.4f} nats per token")
     grid.add_row("perplexity", f"{result.perplexity:,.2f}")
     grid.add_row("accuracy", f"{100 * result.accuracy:.1f}%")
-    grid.add_row("bits per byte", f"{result.bits_per_byte:.4f}")
+    grid.add_row("bits per byte", "n/a" if result.bits_per_byte is None else f"{result.bits_per_byte:.4f}")
     for warning in result.warnings:   # Text: a table reads a str cell as markup, and these name files
         grid.add_row("warning", Text(warning), style="yellow")
     return grid
