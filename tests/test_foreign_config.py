@@ -185,3 +185,21 @@ def test_the_readme_lists_every_rust_name():
         assert f"| `{theirs}` | `{ours}` |" in readme
     for theirs in foreign.NO_EFFECT:
         assert f"`{theirs}`" in readme
+
+
+@pytest.mark.unit
+def test_000s_two_names(tmp_path):
+    """000's data.processed_dir is prepared_dir; its training.data_format must agree with
+    data.source (llmtui reads the format from the source's name)."""
+    path = tmp_path / "base.toml"
+    path.write_text('[data]\nsource = "data/train.bin"\nprocessed_dir = "data/processed"\n\n'
+                    '[training]\ndata_format = "bin"\nbatch_size = 8\n', encoding="utf-8")
+    cfg = load_config(path)
+    assert cfg.data.prepared_dir == "data/processed" and cfg.data.source == "data/train.bin"
+    path.write_text('[training]\ndata_format = "bin"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f'{path}:2: training.data_format = "bin"') and "data.source" in str(err.value)
+    assert load_config("cpu", ['training.data_format="txt"']).data.source == "builtin"
+    with pytest.raises(ConfigError, match="expected \"txt\" or \"bin\""):
+        load_config("cpu", ['training.data_format="csv"'])

@@ -1,5 +1,6 @@
-"""Another trainer's key names, read as llmtui's: the Rust training crate's (source document
-002) config and `--override` paths, so its users' files and commands work as they are.
+"""Other trainers' key names, read as llmtui's: the Rust training crate's (source document
+002) config and `--override` paths, and the two names of 000's train.py that differ from
+llmtui's, so their users' files and commands work as they are.
 
     [data] train_shards = [...]          ->  data.source (the first), data.sources (the rest)
     [runtime.checkpoint] max_keep = 3    ->  checkpoint.keep_last = 3
@@ -42,6 +43,15 @@ RUST_KEYS = {
     "model.num_attention_heads": "model.n_head",
     "model.max_position_embeddings": "model.block_size",
 }
+# 000's (its [data] and [training] keys are llmtui's but these two)
+FRENCH_KEYS = {
+    "data.processed_dir": "data.prepared_dir",     # its data/processed layout (engine.data.prepare)
+    "training.data_format": "data.source",         # "txt" or "bin": checked against data.source
+}
+RUST_KEYS.update(FRENCH_KEYS)
+# training.data_format's values, and the data.source suffixes each stands for
+DATA_FORMATS = {"txt": (".txt",), "bin": (".bin", ".npy")}
+
 # 002's keys llmtui has nothing to set for; read and left alone (the README says why):
 # batches are drawn at random offsets (no shuffle buffer), the best checkpoints live in the
 # run's own `best` folder, and the console always has the log lines
@@ -88,6 +98,24 @@ def translate(path: str, value: Any) -> list[tuple[str, Any]]:
             return [("data.source", value[0] if value else ""), ("data.sources", value[1:])]
     if base == "tokenizer.tokenizer_json":
         return [("tokenizer.kind", "trained"), (target, value)]
+    if base == "training.data_format":
+        return []      # llmtui reads the format from data.source; loading checks they agree
     if index is not None:
         return [(f"{target}[{index}]", value)]
     return [(target, value)]
+
+
+def check_data_format(fmt: Any, source: str) -> str | None:
+    """000's training.data_format against data.source: None when they agree (llmtui reads the
+    format from the source's name), else what is wrong, in words."""
+    if fmt not in DATA_FORMATS:
+        return f"training.data_format = {fmt!r} is not allowed; expected \"txt\" or \"bin\""
+    is_tokens = source.lower().endswith(DATA_FORMATS["bin"])
+    if fmt == "bin" and not is_tokens:
+        return (f'training.data_format = "bin" (000\'s) but data.source = "{source}" is not a .bin/.npy '
+                'token file; llmtui reads the format from data.source: set it to your train.bin '
+                '(its val.bin and meta.json beside it)')
+    if fmt == "txt" and is_tokens:
+        return (f'training.data_format = "txt" (000\'s) but data.source = "{source}" is a token file; '
+                "llmtui reads the format from data.source: drop data_format or give a text source")
+    return None

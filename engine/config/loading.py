@@ -191,7 +191,18 @@ def config_from_dict(data: dict[str, Any], origin: Origin | str = "config") -> C
                 _set_foreign(cfg, f"{section}.{key}", value, origin)
             else:
                 set_value(cfg, section, key, value, origin)
+    fmt = data.get("training", {}).get("data_format") if isinstance(data.get("training"), dict) else None
+    if fmt is not None:
+        _check_data_format(cfg, fmt, origin)
     return cfg
+
+
+def _check_data_format(cfg: Config, fmt: Any, origin: Origin) -> None:
+    """000's training.data_format ("txt" or "bin") against data.source, as loaded so far."""
+    problem = foreign.check_data_format(fmt, cfg.data.source)
+    if problem:
+        raise ConfigError(problem, origin=origin.name, line=origin.line_of("training", "data_format"),
+                          key="training.data_format", related=("data.source",))
 
 
 def _set_foreign(cfg: Config, path: str, value: Any, origin: Origin) -> list[str]:
@@ -396,6 +407,9 @@ def apply_override(cfg: Config, text: str) -> str:
     `runtime.log_every_n_steps=5`); returns the key's path."""
     origin = Origin("--override")
     key_part, sep, value_text = text.partition("=")
+    if sep and key_part.strip() == "training.data_format":
+        _check_data_format(cfg, parse_override_value(value_text.strip()), origin)
+        return "data.source"
     if sep and foreign.is_foreign(key_part.strip()):
         done = _set_foreign(cfg, key_part.strip(), parse_override_value(value_text.strip()), origin)
         return done[-1] if done else key_part.strip()
