@@ -310,10 +310,14 @@ def test_bin_without_a_vocabulary_is_read_as_bare_ids(tmp_path):
     from llmtui.engine.data.tokenizers import IdTokenizer
 
     np.array([0, 3, 7, 2] * 50, dtype=np.uint16).tofile(tmp_path / "x.bin")
-    d = prepare_data(make_cfg(tmp_path, tmp_path / "x.bin"))
+    with pytest.raises(DataError, match="meta.json") as err:   # a raw .bin alone: its dtype is a guess
+        prepare_data(make_cfg(tmp_path, tmp_path / "x.bin"))
+    assert str(tmp_path / "x.bin") in str(err.value)
+    np.save(tmp_path / "x.npy", np.array([0, 3, 7, 2] * 50, dtype=np.uint16))
+    d = prepare_data(make_cfg(tmp_path, tmp_path / "x.npy"))
     assert isinstance(d.tokenizer, IdTokenizer) and d.vocab_size == 8
     assert d.tokenizer.decode([7, 3]) == " 7 3" and d.tokenizer.encode("7 3") == [7, 3]
-    assert any(str(tmp_path / "x.bin") in note and "no vocabulary" in note for note in d.notes)
+    assert any(str(tmp_path / "x.npy") in note and "no vocabulary" in note for note in d.notes)
     (tmp_path / "meta.json").write_text(json.dumps({"vocab_size": 10}))
     assert prepare_data(make_cfg(tmp_path, tmp_path / "x.bin")).vocab_size == 10
     (tmp_path / "meta.json").write_text(json.dumps({"vocab_size": 5}))

@@ -890,7 +890,7 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
 
     notes = []
     tokenizer: Tokenizer
-    if _bare_ids(side, cfg):
+    if _bare_ids(src.file, side, cfg):
         vocab = side.get("vocab_size")
         if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
             raise DataError(f'{_meta_path(src.file, cfg)}: "vocab_size" = {vocab!r} must be a positive integer')
@@ -921,12 +921,15 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
                         notes=notes)
 
 
-def _bare_ids(side: dict, cfg) -> bool:
+def _bare_ids(path: Path, side: dict, cfg) -> bool:
     """A token file with nothing to say what its ids spell (no vocabulary or tokenizer in its
     meta.json, tokenizer.kind char, no tokenizer.path): source document 004's .npy files,
-    trained on as bare ids (IdTokenizer) rather than refused."""
+    trained on as bare ids (IdTokenizer) rather than refused. A raw .bin counts only with a
+    meta.json giving its vocab_size: alone, its dtype is a guess (float64 bytes read as
+    uint16 would train on noise), so it stays refused."""
     described = isinstance(side.get("tokenizer"), dict) or "chars" in side
-    return not described and cfg.tokenizer.kind == "char" and not cfg.tokenizer.path
+    knowable = path.suffix.lower() == ".npy" or "vocab_size" in side
+    return knowable and not described and cfg.tokenizer.kind == "char" and not cfg.tokenizer.path
 
 
 def _largest_id(arrays) -> int:
@@ -1003,7 +1006,8 @@ def _pretokenized_vocab(src: _Source, side: dict, cfg) -> tuple[Tokenizer, int]:
         pkl = " (meta.pkl is not read: unpickling can run code)" if meta_path.with_suffix(".pkl").exists() else ""
         where = "has no" if not side else "has a meta.json without a"
         raise DataError(f"{src.key}: {src.path} {where} char vocabulary beside it{pkl}; write meta.json "
-                        'with {"vocab_size": N, "chars": [...]} (the characters in id order), or set '
+                        'with {"vocab_size": N, "chars": [...]} (the characters in id order), or '
+                        '{"vocab_size": N} alone to train on the ids as they are, or set '
                         'tokenizer.kind = "bpe" if these are BPE tokens')
     # meta's vocab_size may be padded past the tokenizer's (nanoGPT uses 50304).
     return tokenizer, max(vocab or 0, tokenizer.vocab_size)
