@@ -287,6 +287,8 @@ def test_monitor_keys_pause_save_stop_then_quit_and_resume(tmp_path, shared_data
             await pilot.press("x")
             await pilot.pause()
             await wait_screen(pilot, "ConfirmScreen")
+            # the dialog says its keys: the monitor's footer stays in view beneath it
+            assert static_text(app.screen.query_one("#dialog-keys")).startswith("y  Stop    n or Esc  ")
             await pilot.press("n")  # cancel: still training
             await pilot.pause()
             assert app.training.running

@@ -25,14 +25,16 @@ class _ButtonsScreen(ModalScreen[R]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, question: str, choices: list[tuple[str, str, ButtonVariant]], title: str = "",
-                 focus: str | None = None):
+                 focus: str | None = None, hint: str = ""):
         """`choices`: (key, label, variant) per button; the button `focus` (else the
-        first one) has the focus, so Enter presses it."""
+        first one) has the focus, so Enter presses it. `hint`: the keys, under the buttons
+        (the screen below keeps its own footer in view)."""
         super().__init__(classes="dialog-screen")
         self.question = question
         self.choices = choices
         self.title_text = title
         self.focus_key = focus or choices[0][0]
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -42,6 +44,8 @@ class _ButtonsScreen(ModalScreen[R]):
             with Horizontal(classes="dialog-buttons"):
                 for key, label, variant in self.choices:
                     yield Button(label, variant=variant, id=f"choice-{key}")
+            if self.hint:
+                yield Static(self.hint, classes="dialog-hint", id="dialog-keys", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(f"#choice-{self.focus_key}", Button).focus()
@@ -77,7 +81,8 @@ class ConfirmScreen(_ButtonsScreen[bool]):
                 Binding("n", "cancel", "No")]
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = ""):
-        super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title, focus="no")
+        super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title, focus="no",
+                         hint=f"y  {yes}    n or Esc  {no}    Enter  the highlighted button")
 
     def result_of(self, key: str) -> bool:
         return key == "yes"
