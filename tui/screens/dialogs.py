@@ -82,7 +82,7 @@ class ConfirmScreen(_ButtonsScreen[bool]):
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel", title: str = ""):
         super().__init__(question, [("yes", yes, "error"), ("no", no, "default")], title, focus="no",
-                         hint=f"y  {yes}    n or Esc  {no}    Enter  the highlighted button")
+                         hint=f"y  {yes}    n or Esc  {no}")
 
     def result_of(self, key: str) -> bool:
         return key == "yes"
