@@ -181,7 +181,7 @@ def test_the_readme_lists_every_rust_name():
     from llmtui.engine.config import foreign
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    for theirs, ours in foreign.RUST_KEYS.items():
+    for theirs, ours in foreign.KEYS.items():
         assert f"| `{theirs}` | `{ours}` |" in readme
     for theirs in foreign.NO_EFFECT:
         assert f"`{theirs}`" in readme

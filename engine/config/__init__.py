@@ -6,7 +6,7 @@
     presets   the shipped presets, read as package data (llmtui.presets)
     reference the measured val-loss curve a preset ships, and which runs it fits
     resolved  the config with run-time choices ("auto" batch settings) made
-    foreign   another trainer's key names (source document 002's), read as llmtui's
+    foreign   other trainers' key names (source documents 002's and 000's), read as llmtui's
 
 May import: llmtui.engine.errors and llmtui.engine.fsutil only. No torch.
 """

@@ -48,7 +48,8 @@ FRENCH_KEYS = {
     "data.processed_dir": "data.prepared_dir",     # its data/processed layout (engine.data.prepare)
     "training.data_format": "data.source",         # "txt" or "bin": checked against data.source
 }
-RUST_KEYS.update(FRENCH_KEYS)
+# every other trainer's name -> llmtui's
+KEYS = {**RUST_KEYS, **FRENCH_KEYS}
 # training.data_format's values, and the data.source suffixes each stands for
 DATA_FORMATS = {"txt": (".txt",), "bin": (".bin", ".npy")}
 
@@ -77,10 +78,10 @@ def leaves(section: str, table: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def is_foreign(path: str) -> bool:
-    """Whether `path` (section.key, maybe nested, maybe with [i]) is one of 002's names."""
+    """Whether `path` (section.key, maybe nested, maybe with [i]) is one of 002's or 000's names."""
     match = _ITEM.match(path)
     base = match["path"] if match else path
-    return base in RUST_KEYS or base in NO_EFFECT
+    return base in KEYS or base in NO_EFFECT
 
 
 def translate(path: str, value: Any) -> list[tuple[str, Any]]:
@@ -90,7 +91,7 @@ def translate(path: str, value: Any) -> list[tuple[str, Any]]:
     base, index = (match["path"], int(match["index"])) if match else (path, None)
     if base in NO_EFFECT:
         return []
-    target = RUST_KEYS[base]
+    target = KEYS[base]
     if base == "data.train_shards":
         if index is not None:   # train_shards[0] is data.source, [i] is data.sources[i-1]
             return [("data.source", value) if index == 0 else (f"data.sources[{index - 1}]", value)]

@@ -891,10 +891,7 @@ def _open_pretokenized(cfg, sources: list[_Source], val: _Source | None) -> Prep
     notes = []
     tokenizer: Tokenizer
     if _bare_ids(src.file, side, cfg):
-        vocab = side.get("vocab_size")
-        if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
-            raise DataError(f'{_meta_path(src.file, cfg)}: "vocab_size" = {vocab!r} must be a positive integer')
-        tokenizer = IdTokenizer(vocab or _largest_id((train, val_tokens)) + 1)
+        tokenizer = IdTokenizer(_side_vocab_size(src, side, cfg) or _largest_id((train, val_tokens)) + 1)
         vocab_size = tokenizer.vocab_size
         notes.append(f"{src.key}: {src.path} has no vocabulary beside it: training on its token ids as "
                      f"they are (vocabulary {vocab_size:,}; samples and prompts are ids written out); "
@@ -991,9 +988,7 @@ def _pretokenized_vocab(src: _Source, side: dict, cfg) -> tuple[Tokenizer, int]:
     or a "chars" list), else the configured BPE encoding. A char tokenizer
     cannot be guessed, and training without one could not show samples."""
     meta_path = _meta_path(src.file, cfg)
-    vocab = side.get("vocab_size")
-    if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
-        raise DataError(f'{meta_path}: "vocab_size" = {vocab!r} must be a positive integer')
+    vocab = _side_vocab_size(src, side, cfg)
     if isinstance(side.get("tokenizer"), dict):
         tokenizer = tokenizer_from_json(side["tokenizer"])
     elif "chars" in side:
@@ -1011,6 +1006,14 @@ def _pretokenized_vocab(src: _Source, side: dict, cfg) -> tuple[Tokenizer, int]:
                         'tokenizer.kind = "bpe" if these are BPE tokens')
     # meta's vocab_size may be padded past the tokenizer's (nanoGPT uses 50304).
     return tokenizer, max(vocab or 0, tokenizer.vocab_size)
+
+
+def _side_vocab_size(src: _Source, side: dict, cfg) -> int | None:
+    """The "vocab_size" a token file's meta.json gives, checked, or None."""
+    vocab = side.get("vocab_size")
+    if vocab is not None and (not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1):
+        raise DataError(f'{_meta_path(src.file, cfg)}: "vocab_size" = {vocab!r} must be a positive integer')
+    return vocab
 
 
 def _check_ids(arr: np.ndarray, vocab_size: int, name: str) -> None:

@@ -343,14 +343,17 @@ class IdTokenizer:
         an id of this vocabulary (a prompt); strict=True refuses it."""
         ids = []
         for word in text.split():
-            ok = word.isdecimal() and int(word) < self._vocab_size
-            if ok:
+            if self.is_id(word):
                 ids.append(int(word))
             elif strict:
                 raise DataError(f"{word[:40]!r} is not a token id below {self._vocab_size}: this model "
                                 "was trained on token ids with no tokenizer, so text for it is ids "
                                 "written out (\"17 905 3\")")
         return ids
+
+    def is_id(self, word: str) -> bool:
+        """Whether `word` is written as a token id of this vocabulary."""
+        return word.isdecimal() and int(word) < self._vocab_size
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(f" {int(i)}" for i in ids)   # a leading space: continuations join prompts

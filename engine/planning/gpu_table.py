@@ -120,7 +120,7 @@ def cards_named(name: str) -> list[KnownGpu]:
     """The known cards whose name `name` contains all of, in order: 'A100' -> A100 40GB and
     A100 80GB, where find_gpu (which wants every token of an entry) finds neither."""
     have = tokens(name)
-    return [gpu for gpu in KNOWN_GPUS if have and _contains(tokens(gpu.name), have)] if have else []
+    return [gpu for gpu in KNOWN_GPUS if _contains(tokens(gpu.name), have)] if have else []
 
 
 def peak_flops(gpu: KnownGpu, precision: str) -> float:

@@ -203,7 +203,8 @@ def parse_gpu_spec(text: str):
         # a short name: the card it names with least added ('3060' -> RTX 3060, not RTX 3060
         # Ti); where two are as close ('A100': 40GB and 80GB) the user says which
         family = cards_named(name)
-        closest = [gpu for gpu in family if len(tokens(gpu.name)) == min(len(tokens(g.name)) for g in family)]
+        shortest = min((len(tokens(gpu.name)) for gpu in family), default=0)
+        closest = [gpu for gpu in family if len(tokens(gpu.name)) == shortest]
         if len(closest) == 1:
             known = closest[0]
         elif family:

@@ -198,7 +198,7 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> tuple[list[int], str | N
     not hold (they are dropped) or None."""
     ids = tokenizer.encode(prompt, strict=False)
     if isinstance(tokenizer, IdTokenizer):
-        dropped = [w for w in prompt.split() if not (w.isdecimal() and int(w) < tokenizer.vocab_size)]
+        dropped = [w for w in prompt.split() if not tokenizer.is_id(w)]
         if not dropped:
             return ids, None
         return ids, (f"prompt: dropped {len(dropped):,} word(s) that are not token ids below "
