@@ -53,10 +53,12 @@ def interrupted_then_resumed(cfg, at_step: int) -> Trainer:
 
 
 @pytest.mark.train
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny):
-    straight = load_config("cpu", tiny + RESUMABLE + ['run.name="straight"'])
+@pytest.mark.parametrize("sampling", ["shuffle", "random"])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny, sampling):
+    chosen = RESUMABLE + [f'training.sampling="{sampling}"']
+    straight = load_config("cpu", tiny + chosen + ['run.name="straight"'])
     Trainer(straight).run()
-    broken = load_config("cpu", tiny + RESUMABLE + ['run.name="broken"'])
+    broken = load_config("cpu", tiny + chosen + ['run.name="broken"'])
     resumed = interrupted_then_resumed(broken, at_step=17)
     assert resumed.restored_from.name == "last"
 

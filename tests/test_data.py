@@ -478,9 +478,10 @@ def test_eval_offsets_fixed_and_spread():
 
 def test_epoch_steps():
     cfg = load_config(None, training__batch_size=4, model__block_size=10, training__grad_accum_steps=2)
-    # an epoch is every window of block_size (+1 target token) once: (n - 1) // 10 windows
-    assert epoch_steps(81, cfg) == 1          # 8 windows, 8 a step
-    assert epoch_steps(91, cfg) == 2          # 9 windows
-    assert epoch_steps(800, cfg) == 10
-    assert epoch_steps(800, cfg, world_size=2) == 5
+    # an epoch is every window of block_size (+1 target token) once, with room for an offset of
+    # up to 9 tokens: (n - 10) // 10 windows
+    assert epoch_steps(90, cfg) == 1          # 8 windows, 8 a step
+    assert epoch_steps(100, cfg) == 2         # 9 windows
+    assert epoch_steps(810, cfg) == 10
+    assert epoch_steps(810, cfg, world_size=2) == 5
     assert epoch_steps(0, cfg) == 1

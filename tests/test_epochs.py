@@ -18,18 +18,49 @@ from llmtui.engine.training.trainer import Trainer
 
 
 @pytest.mark.unit
-def test_each_epoch_visits_every_window_once_in_a_new_order():
+def test_each_epoch_visits_every_window_once_in_a_new_order_and_at_a_new_offset():
     tokens = np.arange(1001, dtype=np.uint16)
     sampler = EpochSampler(tokens, block_size=10, batch_size=7, seed=3)
-    assert sampler.n_windows == 100
+    assert sampler.n_windows == 99          # one fewer than fit from token 0: room for the offset
     starts = []
-    while len(starts) < 300:
-        x, _ = sampler.next_batch()
+    while len(starts) < 99 * 8:
+        x, y = sampler.next_batch()
+        assert np.array_equal(y[:, :-1], x[:, 1:])
         starts.extend(int(v) for v in x[:, 0])
-    epochs = [starts[i * 100:(i + 1) * 100] for i in range(3)]
+    epochs = [starts[i * 99:(i + 1) * 99] for i in range(8)]
+    offsets = set()
     for epoch in epochs:
-        assert sorted(epoch) == list(range(0, 1000, 10))      # every window once
-    assert epochs[0] != epochs[1] != epochs[2]                  # shuffled anew each epoch
+        offset = epoch[0] % 10
+        assert sorted(epoch) == list(range(offset, offset + 990, 10))   # every window once
+        offsets.add(offset)
+    assert len({tuple(e) for e in epochs}) == 8                           # shuffled anew each epoch
+    assert len(offsets) > 3                  # the cuts move: no token always starts a window
+
+
+@pytest.mark.unit
+def test_a_split_barely_longer_than_the_context_still_makes_windows():
+    tokens = np.arange(12, dtype=np.uint16)       # one window of 10 + 1 fits, with 1 token to spare
+    sampler = EpochSampler(tokens, block_size=10, batch_size=4, seed=0)
+    for _ in range(5):
+        x, y = sampler.next_batch()
+        assert x.shape == (4, 10) and int(y.max()) <= 11
+
+
+@pytest.mark.unit
+def test_a_state_saved_before_the_offsets_resumes_with_its_fixed_cuts():
+    """Checkpoints of epoch runs written before the offsets existed hold no "offsets": their
+    order goes on as it was (windows at multiples of the context, the same permutation)."""
+    tokens = np.arange(1001, dtype=np.uint16)
+    old = EpochSampler(tokens, block_size=10, batch_size=7, seed=3, offsets=False)
+    assert old.n_windows == 100
+    state = old.state_dict()
+    del state["offsets"]
+    first = [int(v) for v in old.next_batch()[0][:, 0]]
+    resumed = EpochSampler(tokens, block_size=10, batch_size=7, seed=3)
+    resumed.load_state_dict(state)
+    assert [int(v) for v in resumed.next_batch()[0][:, 0]] == first
+    expected = np.random.Generator(np.random.PCG64([3, 0])).permutation(100)[:7] * 10
+    assert first == expected.tolist()
 
 
 @pytest.mark.unit
@@ -39,7 +70,7 @@ def test_every_batch_holds_batch_size_windows_across_epoch_ends():
     for _ in range(30):                     # 210 windows: two epoch ends crossed mid-batch
         x, y = sampler.next_batch()
         assert x.shape == y.shape == (7, 10)
-    assert sampler.epoch == 2 and sampler.index == 10
+    assert sampler.epoch == 2 and sampler.index == 210 - 2 * 99
 
 
 @pytest.mark.unit
@@ -49,7 +80,8 @@ def test_the_ranks_share_each_epoch_without_overlap():
     for rank in range(3):
         sampler = EpochSampler(tokens, block_size=10, batch_size=1, seed=3, rank=rank, world_size=3)
         seen += [int(sampler.next_batch()[0][0, 0]) for _ in range(sampler.windows_per_epoch)]
-    assert sorted(seen) == list(range(0, 1000, 10))
+    offset = seen[0] % 10                    # the ranks cut the epoch at the same offset
+    assert sorted(seen) == list(range(offset, offset + 990, 10))
 
 
 @pytest.mark.unit
@@ -62,6 +94,58 @@ def test_the_epoch_order_resumes_exactly():
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     for _ in range(30):
         assert np.array_equal(a.next_batch()[0], b.next_batch()[0])
+
+
+@pytest.mark.train
+def test_a_max_steps_run_shuffles_passes_and_random_windows_stay_on_request(tiny):
+    """training.sampling = "shuffle" (the default): a run of max_steps draws every window
+    once before any window twice; "random" draws nanoGPT's random windows, with repeats."""
+    def windows_of_one_pass(sampling):
+        trainer = Trainer(load_config("cpu", tiny + [f'training.sampling="{sampling}"']))
+        trainer.setup()
+        sampler = trainer.setup_done.sampler
+        # the split's positions in place of its tokens: each window's first token is where it starts
+        sampler.tokens = np.arange(len(trainer.setup_done.data.train), dtype=np.int64)
+        n = (len(sampler.tokens) - 16) // 16       # windows in a pass (context 16)
+        starts = []
+        while len(starts) < n:
+            starts += [int(v) for v in np.asarray(sampler.next_batch()[0][:, 0])]
+        return starts[:n], n
+
+    shuffled, n = windows_of_one_pass("shuffle")
+    assert len(set(shuffled)) == n and len({s % 16 for s in shuffled}) == 1
+    drawn, _ = windows_of_one_pass("random")
+    assert len(set(drawn)) < n          # with repeats (and at any offset)
+    assert len({s % 16 for s in drawn}) > 1
+
+
+@pytest.mark.train
+def test_a_resume_goes_on_drawing_batches_as_its_checkpoint_did(tiny, tmp_path, capsys):
+    """A run trained with random windows (as every run before training.sampling) and resumed
+    with the default "shuffle" goes on with random windows, says so, and lands where the
+    uninterrupted run does."""
+    base = tiny + ["logging.every_n_steps=1"]
+    random = ['training.sampling="random"']
+    whole = Trainer(load_config("cpu", base + random + ['run.name="whole"'])).run()
+    first = Trainer(load_config("cpu", base + random + ['run.name="split"']))
+    first.subscribe(lambda e: isinstance(e, TrainEvent) and e.step == 12 and first.stop())
+    assert first.run().stop_reason == "stopped"
+    args = ["--run", "cpu", "--plain", "--resume", *sum((["-o", o] for o in base + ['run.name="split"']), [])]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert 'training.sampling = "random"; the resume goes on so' in out.out + out.err
+
+    def losses(path):
+        return [(r["step"], r["loss"]) for r in read_jsonl(path) if r["kind"] == "train"]
+    assert losses(whole.metrics_path)[-5:] == losses(tmp_path / "runs" / "split" / "metrics.jsonl")[-5:]
+
+
+@pytest.mark.unit
+def test_random_windows_cannot_count_epochs(capsys):
+    code = main(["--run", "cpu", "--epochs", "2", "-o", 'training.sampling="random"'])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "training.sampling" in err and "training.epochs" in err and '"shuffle"' in err
 
 
 @pytest.mark.train

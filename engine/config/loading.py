@@ -489,6 +489,10 @@ def validate(cfg: Config, origin: str = "config", set_by: Mapping[str, str] | No
         fail("training.precision = \"fp16\" cannot be used with training.parallel = \"fsdp\" (loss "
              "scaling of sharded gradients is not supported here); use \"bf16\" or \"fp32\"",
              "training.precision", "training.parallel")
+    if cfg.training.sampling == "random" and cfg.training.epochs > 0:
+        fail(f"training.sampling = \"random\" cannot be used with training.epochs = "
+             f"{cfg.training.epochs:g}: random windows repeat, so they make no passes to count; use "
+             "\"shuffle\" (or training.max_steps)", "training.sampling", "training.epochs")
     if cfg.eval.sample_tokens and not cfg.eval.sample_prompt:
         fail("eval.sample_prompt must not be empty when eval.sample_tokens > 0",
              "eval.sample_prompt", "eval.sample_tokens")

@@ -23,7 +23,7 @@ from llmtui.engine.config.schema import FIELDS, Config
 # the settings that decide the loss curve of a run
 _RECIPE_SECTIONS = ("data", "tokenizer", "model", "optimizer", "scheduler")
 _RECIPE_TRAINING = ("batch_size", "grad_accum_steps", "target_tokens_per_step", "max_steps",
-                    "epochs", "grad_clip")
+                    "epochs", "sampling", "grad_clip")
 # where the tokens go, and whether the tokenizer is trained again: not what is trained
 _NOT_RECIPE = {("data", "prepared_dir"), ("tokenizer", "retrain")}
 

@@ -166,6 +166,11 @@ class TrainingConfig:
     max_steps: int = spec(2000, "Optimizer steps to train (--max-iters sets this).", min=1, max=10**9)
     epochs: float = spec(0.0, "If > 0, train this many passes over the training tokens instead of "
                          "max_steps.", min=0.0, max=1e6, flags=("--epochs",))
+    sampling: str = spec("shuffle", "Which windows of the training tokens make the batches: shuffle "
+                         "(each pass over the data visits every window once, in a new order and at a "
+                         "new random offset each pass) or random (windows drawn at random with "
+                         "repeats, as nanoGPT's get_batch; not with training.epochs).",
+                         choices=("shuffle", "random"))
     precision: str = spec("fp32", "Number format: fp32, mixed precision bf16/fp16 where the device "
                           "runs it fast (else fp32 with a warning), or auto: the fastest for this device "
                           "and model, picked at the start (bf16 on GPUs that have it, else fp16 where "

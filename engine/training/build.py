@@ -94,9 +94,9 @@ def samplers(config: ResolvedConfig, data: PreparedData, rank: int, world: int
     """The training batches' sampler of process `rank` and the evaluation windows."""
     t, block = config.training, config.model.block_size
     sampler: BatchSampler | EpochSampler
-    if t.epochs > 0:   # real epochs: every window once per epoch, shuffled, shared out by rank
+    if t.epochs > 0 or t.sampling == "shuffle":   # every window once per pass, shared out by rank
         sampler = EpochSampler(data.train, block, t.batch_size, config.run.seed, rank, world)
-    else:              # each rank draws its own batches: a different stream per rank
+    else:              # random windows: each rank draws its own, a different stream per rank
         sampler = BatchSampler(data.train, block, t.batch_size, config.run.seed + rank)
     return sampler, eval_offsets(len(data.val), block, t.batch_size, config.eval.max_batches)
 

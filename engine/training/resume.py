@@ -164,6 +164,7 @@ def restore_from(setup: TrainingSetup, path: Path, *, max_steps: int, dist: Dist
                  "the run goes on with the config's")
         if saved.scaler and setup.scaler.is_enabled():
             setup.scaler.load_state_dict(saved.scaler)
+        continue_sampling(setup, saved.samplers[0], dist, warn)
         if len(saved.samplers) == dist.world_size:
             setup.sampler.load_state_dict(saved.samplers[dist.rank])
         else:
@@ -182,6 +183,26 @@ def restore_from(setup: TrainingSetup, path: Path, *, max_steps: int, dist: Dist
     state, saved_max_steps = saved.run, saved.run.max_steps
     state.max_steps = max_steps  # the config's length wins: a resume may extend the run
     return Restored(state, path, lr_jump_warning(setup, state.step, saved_max_steps, max_steps))
+
+
+def continue_sampling(setup: TrainingSetup, saved: dict, dist: DistContext, warn: Warn) -> None:
+    """A run without training.epochs draws its batches on as its checkpoint did (random
+    windows, or shuffled passes), whatever training.sampling says now: the resume stays
+    exact, and a run saved before training.sampling existed resumes as it trained."""
+    c = setup.config
+    if c.training.epochs > 0:     # passes are needed; a random state is refused when loaded
+        return
+    drew_random = saved.get("kind") != "epochs"
+    if drew_random == (not isinstance(setup.sampler, EpochSampler)):
+        return
+    block, batch = c.model.block_size, c.training.batch_size
+    if drew_random:
+        setup.sampler = BatchSampler(setup.data.train, block, batch, c.run.seed + dist.rank)
+    else:
+        setup.sampler = EpochSampler(setup.data.train, block, batch, c.run.seed, dist.rank, dist.world_size)
+    kind = "random" if drew_random else "shuffle"
+    warn(f"the checkpoint drew its batches with training.sampling = \"{kind}\"; the resume goes on "
+         f"so (\"{c.training.sampling}\" applies to new runs)")
 
 
 def keep_configured_hyperparameters(optimizers, configured: list[list[dict]]) -> list[str]:

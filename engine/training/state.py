@@ -270,7 +270,10 @@ def _sampler(value: Any, key: str, source: str) -> None:
                                   "expected \"epochs\"")
         for name in sorted(_EPOCH_SAMPLER_KEYS):
             _required(d, name, source, f"{key}.")
-        _no_unknown(d, _EPOCH_SAMPLER_KEYS, f"{key}.", source)
+        _no_unknown(d, _EPOCH_SAMPLER_KEYS | {"offsets"}, f"{key}.", source)   # offsets: absent before them
+        if not isinstance(d.get("offsets", False), bool):
+            raise CheckpointError(f"{source}: \"{key}.offsets\" = {_show(d['offsets'])} must be "
+                                  "true or false")
         for name in ("epoch", "index", "batches_drawn", "seed", "rank", "n_tokens"):
             _count(d[name], f"{key}.{name}", source)
         for name in ("world_size", "block_size", "batch_size"):

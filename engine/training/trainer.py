@@ -761,10 +761,9 @@ class Trainer:
     def _epochs_at(self, setup: TrainingSetup, step: int) -> float | None:
         """Epochs done after `step` (with training.epochs; None otherwise): the windows the
         steps drew over the windows of the training split. The same on every rank."""
-        sampler = setup.sampler
-        if not isinstance(sampler, EpochSampler):
+        sampler, t = setup.sampler, setup.config.training
+        if not isinstance(sampler, EpochSampler) or not t.epochs > 0:
             return None
-        t = setup.config.training
         return step * t.batch_size * t.grad_accum_steps * self.dist.world_size / sampler.n_windows
 
     def _epoch_ended(self, setup: TrainingSetup, step: int) -> int | None:
