@@ -67,7 +67,7 @@ VARIANTS = {
     # this session: -0.006 val loss at step 800 over 4 seeds; bench/RESULTS.md)
     "no-normuon": ["optimizer.muon_beta2=0"],
     # batches of random windows drawn with repeats (nanoGPT's get_batch) instead of the
-    # default shuffled passes (-0.019 val loss at the end over 4 seeds; bench/RESULTS.md)
+    # default shuffled passes (-0.014 val loss at the end over 5 seeds; bench/RESULTS.md)
     "random-windows": ['training.sampling="random"'],
 }
 

@@ -88,9 +88,9 @@ class EpochSampler:
     end of a pass continues into the next.
 
     Against random windows drawn with repeats (BatchSampler), a run of a few passes sees
-    every token as often as any other: -0.019 val loss at the end of the cpu preset on
-    tinyshakespeare (1.8 passes), over 4 seeds, and a third of the spread between seeds
-    (bench/RESULTS.md)."""
+    every token as often as any other: -0.014 val loss at the end of the cpu preset on
+    tinyshakespeare (1.8 passes, 5 seeds), -0.03 to -0.05 on the embedded corpus (4.4
+    passes; bench/RESULTS.md)."""
 
     def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1, offsets: bool = True):
