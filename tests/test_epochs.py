@@ -133,7 +133,7 @@ def test_a_resume_goes_on_drawing_batches_as_its_checkpoint_did(tiny, tmp_path, 
     args = ["--run", "cpu", "--plain", "--resume", *sum((["-o", o] for o in base + ['run.name="split"']), [])]
     assert main(args) == 0
     out = capsys.readouterr()
-    assert 'training.sampling = "random"; the resume goes on so' in out.out + out.err
+    assert 'training.sampling = "random", and the resume goes on drawing them that way' in out.out + out.err
 
     def losses(path):
         return [(r["step"], r["loss"]) for r in read_jsonl(path) if r["kind"] == "train"]

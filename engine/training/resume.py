@@ -201,8 +201,8 @@ def continue_sampling(setup: TrainingSetup, saved: dict, dist: DistContext, warn
     else:
         setup.sampler = EpochSampler(setup.data.train, block, batch, c.run.seed, dist.rank, dist.world_size)
     kind = "random" if drew_random else "shuffle"
-    warn(f"the checkpoint drew its batches with training.sampling = \"{kind}\"; the resume goes on "
-         f"so (\"{c.training.sampling}\" applies to new runs)")
+    warn(f"the checkpoint drew its batches with training.sampling = \"{kind}\", and the resume "
+         f"goes on drawing them that way (\"{c.training.sampling}\" applies to new runs)")
 
 
 def keep_configured_hyperparameters(optimizers, configured: list[list[dict]]) -> list[str]:
