@@ -243,6 +243,28 @@ def quick_flag_overrides(args) -> list[str]:
     return out
 
 
+TOKEN_FILES = (".bin", ".npy")
+
+
+def model_vocab_on_token_files(config: str, overrides: list[str], settings: list[str]) -> list[str]:
+    """004's `--vocab_size` is the model's vocabulary. On token files (.bin/.npy: ids, no BPE
+    to train) it sets model.vocab_size, so `--train_data train.npy --vocab_size 32000` builds
+    the 32,000-row embedding it asks for; on text it stays the trained BPE's size."""
+    flag = next((i for i, s in enumerate(settings) if s.startswith("tokenizer.vocab_size=")), None)
+    if flag is None:
+        return settings
+    from llmtui.engine.config.loading import load_config
+    from llmtui.engine.errors import UserError
+    try:
+        cfg = load_config(config, overrides + settings)
+    except UserError:
+        return settings        # the run refuses it, in one line, as it refuses any bad input
+    if Path(cfg.data.source).suffix.lower() not in TOKEN_FILES or cfg.tokenizer.kind == "trained":
+        return settings
+    value = settings[flag].partition("=")[2]
+    return settings[:flag] + [f"model.vocab_size={value}"] + settings[flag + 1:]
+
+
 # commands that only print: a closed pipe (`llmtui runs | head -1`) ends them quietly,
 # as it ends `cat` or `ls` (SIGPIPE); training and export never die of it
 PRINTING_COMMANDS = frozenset({"config", "sample", "detect", "runs", "eval"})
@@ -283,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             args.run = recommended_preset()
             if args.run is None:
                 return EXIT_BAD_INPUT
+        settings = model_vocab_on_token_files(args.run, args.override, settings)
         from llmtui.headless import run_headless
         return run_headless(args.run, args.override + settings,
                             resume=args.resume, overwrite=args.overwrite, force=args.force,

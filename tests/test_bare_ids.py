@@ -45,3 +45,28 @@ def test_004s_command_trains_on_npy_token_files_alone(tiny, tmp_path, capsys):
         assert not (tmp_path / f"out-{fmt}").exists()
     assert main(["runs", str(tmp_path / "runs")]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[-1] == "ids"
+
+
+@pytest.mark.train
+def test_004s_vocab_size_on_token_files_is_the_models_vocabulary(tiny, tmp_path, capsys):
+    """`--vocab_size 512` with .npy token files: a 512-row embedding (ids up to 299 in it);
+    below the largest id it is refused in one line; on text it stays the trained BPE's size."""
+    from llmtui.engine.training.checkpoint import load
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "train.npy", rng.integers(0, 300, 20_000).astype(np.uint16))
+    over = sum((["-o", o] for o in tiny), [])
+    args = ["--train_data", str(tmp_path / "train.npy"), "--max_steps", "2", "--plain", *over]
+    assert main(args + ["--vocab_size", "512"]) == 0, capsys.readouterr().err
+    weights = load(tmp_path / "runs" / "tiny" / "last").model_state
+    assert weights["transformer.wte.weight"].shape[0] == 512
+    capsys.readouterr()
+    assert main(args + ["--vocab_size", "256", "--overwrite"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]    # after the preset's one-line note
+    assert error.startswith("llmtui: error: model.vocab_size = 256") and "300" in error
+
+    from llmtui.cli import model_vocab_on_token_files
+    text = tmp_path / "corpus.txt"
+    text.write_text("some text " * 100)
+    flags = [f'data.source="{text}"', "tokenizer.vocab_size=512"]
+    assert model_vocab_on_token_files("cpu", [], flags) == flags      # the trained BPE's size
