@@ -110,7 +110,10 @@ class EpochSampler:
     def _epoch_order(self, epoch: int) -> tuple[int, np.ndarray]:
         """(the pass's first token, this rank's window order) for pass `epoch`."""
         rng = np.random.Generator(np.random.PCG64([self.seed, epoch]))
-        order = rng.permutation(self.n_windows)
+        # rng.permutation's order, in 4 bytes a window instead of 8 (a 9B-token corpus in
+        # windows of 1,024: 35 MB, not 70)
+        order = np.arange(self.n_windows, dtype=np.int32 if self.n_windows < 2**31 else np.int64)
+        rng.shuffle(order)
         start = 0
         if self.offsets:
             slack = len(self.tokens) - 1 - self.n_windows * self.block_size
