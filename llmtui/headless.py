@@ -16,6 +16,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from llmtui.engine.training.commands import StopReason
 from llmtui.engine.training.events import (
     CheckpointEvent,
     DoneEvent,
@@ -129,7 +130,10 @@ def describe(e: Event) -> str | None:
             # errors that end run() by an exception are reported once, by the caller
             return f"error: {e.message}"
         case DoneEvent():
-            return (f"done: {e.steps} steps in {fmt_duration(e.training_time)} ({e.stop_reason}); "
+            # a run of training.epochs that trained them all says so, not "max_steps"
+            reason = (f"{e.epoch:.3g} epochs" if e.stop_reason == StopReason.MAX_STEPS and e.epoch is not None
+                      else e.stop_reason)
+            return (f"done: {e.steps} steps in {fmt_duration(e.training_time)} ({reason}); "
                     f"final train loss {_fmt_loss(e.final_train_loss)}, best val loss "
                     f"{_fmt_loss(e.best_val_loss)}; last checkpoint {e.last_checkpoint}")
     return None
@@ -324,7 +328,6 @@ def _train(config: str, overrides: list[str], *, resume: str | None, overwrite: 
     except UserError as exc:
         return fail(str(exc))
 
-    from llmtui.engine.training.commands import StopReason
     from llmtui.engine.training.trainer import Trainer
 
     mode = "plain" if plain else cfg.logging.progress
