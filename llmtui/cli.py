@@ -243,9 +243,6 @@ def quick_flag_overrides(args) -> list[str]:
     return out
 
 
-TOKEN_FILES = (".bin", ".npy")
-
-
 def model_vocab_on_token_files(config: str, overrides: list[str], settings: list[str]) -> list[str]:
     """004's `--vocab_size` is the model's vocabulary. On token files (.bin/.npy: ids, no BPE
     to train) it sets model.vocab_size, so `--train_data train.npy --vocab_size 32000` builds
@@ -254,12 +251,13 @@ def model_vocab_on_token_files(config: str, overrides: list[str], settings: list
     if flag is None:
         return settings
     from llmtui.engine.config.loading import load_config
+    from llmtui.engine.data.prepare import TOKEN_SUFFIXES
     from llmtui.engine.errors import UserError
     try:
         cfg = load_config(config, overrides + settings)
     except UserError:
         return settings        # the run refuses it, in one line, as it refuses any bad input
-    if Path(cfg.data.source).suffix.lower() not in TOKEN_FILES or cfg.tokenizer.kind == "trained":
+    if Path(cfg.data.source).suffix.lower() not in TOKEN_SUFFIXES or cfg.tokenizer.kind == "trained":
         return settings
     value = settings[flag].partition("=")[2]
     return settings[:flag] + [f"model.vocab_size={value}"] + settings[flag + 1:]

@@ -92,13 +92,19 @@ def schedule(config: ResolvedConfig, train_tokens: int, world: int) -> tuple[int
 def samplers(config: ResolvedConfig, data: PreparedData, rank: int, world: int
              ) -> tuple[BatchSampler | EpochSampler, list[np.ndarray]]:
     """The training batches' sampler of process `rank` and the evaluation windows."""
-    t, block = config.training, config.model.block_size
-    sampler: BatchSampler | EpochSampler
-    if t.epochs > 0 or t.sampling == "shuffle":   # every window once per pass, shared out by rank
-        sampler = EpochSampler(data.train, block, t.batch_size, config.run.seed, rank, world)
-    else:              # random windows: each rank draws its own, a different stream per rank
-        sampler = BatchSampler(data.train, block, t.batch_size, config.run.seed + rank)
-    return sampler, eval_offsets(len(data.val), block, t.batch_size, config.eval.max_batches)
+    t = config.training
+    sampler = train_sampler(config, data.train, rank, world, shuffle=t.epochs > 0 or t.sampling == "shuffle")
+    return sampler, eval_offsets(len(data.val), config.model.block_size, t.batch_size, config.eval.max_batches)
+
+
+def train_sampler(config: ResolvedConfig, train: np.ndarray, rank: int, world: int, *, shuffle: bool
+                  ) -> BatchSampler | EpochSampler:
+    """Process `rank`'s training batches: shuffled passes (every window once per pass, each
+    pass shared out by rank) or random windows (each rank its own stream)."""
+    block, batch, seed = config.model.block_size, config.training.batch_size, config.run.seed
+    if shuffle:
+        return EpochSampler(train, block, batch, seed, rank, world)
+    return BatchSampler(train, block, batch, seed + rank)
 
 
 def wrap(raw_model: GPT, config: ResolvedConfig, device: torch.device, dist: DistContext, fsdp: bool

@@ -20,7 +20,7 @@ from llmtui.engine.errors import CheckpointError, ResumeMismatch
 from llmtui.engine.planning.autotune import BatchFit
 from llmtui.engine.training import checkpoint as ckpt
 from llmtui.engine.training import optim_shards, sharded
-from llmtui.engine.training.build import TrainingSetup
+from llmtui.engine.training.build import TrainingSetup, train_sampler
 from llmtui.engine.training.distributed import DistContext
 from llmtui.engine.training.schedule import lr_jump, lr_jump_hint
 from llmtui.engine.training.snapshot import (
@@ -195,11 +195,7 @@ def continue_sampling(setup: TrainingSetup, saved: dict, dist: DistContext, warn
     drew_random = saved.get("kind") != "epochs"
     if drew_random == (not isinstance(setup.sampler, EpochSampler)):
         return
-    block, batch = c.model.block_size, c.training.batch_size
-    if drew_random:
-        setup.sampler = BatchSampler(setup.data.train, block, batch, c.run.seed + dist.rank)
-    else:
-        setup.sampler = EpochSampler(setup.data.train, block, batch, c.run.seed, dist.rank, dist.world_size)
+    setup.sampler = train_sampler(c, setup.data.train, dist.rank, dist.world_size, shuffle=not drew_random)
     kind = "random" if drew_random else "shuffle"
     warn(f"the checkpoint drew its batches with training.sampling = \"{kind}\", and the resume "
          f"goes on drawing them that way (\"{c.training.sampling}\" applies to new runs)")
